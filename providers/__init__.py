@@ -1,0 +1,35 @@
+"""Providers: where endpoints really run. ``get_provider`` imports each lazily."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from providers.base import Provider, ProviderContext
+
+# kind -> "module:Class"; imported only when used, so that a missing SDK (docker, kubernetes)
+# is an error only for projects that ask for that provider.
+PROVIDERS: dict[str, str] = {
+    "local": "providers.local:LocalProvider",
+    "docker": "providers.docker:DockerProvider",
+    "fake": "providers.fake:FakeProvider",
+}
+
+
+def get_provider(kind: str, settings: dict[str, Any], context: ProviderContext) -> Provider:
+    from reconciler.errors import ConfigError, Diagnostic
+
+    target = PROVIDERS.get(kind)
+    if target is None:
+        raise ConfigError(
+            Diagnostic(
+                f"unknown provider kind {kind!r}",
+                file="recon.yaml",
+                path="provider.kind",
+                hint="use one of: " + ", ".join(sorted(k for k in PROVIDERS if k != "fake")),
+            )
+        )
+    module_name, _, class_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    cls: type[Provider] = getattr(module, class_name)
+    return cls(settings, context)

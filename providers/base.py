@@ -1,0 +1,160 @@
+"""The one small interface every provider implements (local, docker, later kubernetes).
+
+Contract (after pulumi's dynamic ResourceProvider and Terraform's provider protocol):
+
+- ``observe(resource)`` reads what really exists for a recorded resource, never changing it.
+  It returns an ``Observation``: ``exists=False`` when the object is gone; ``attributes`` holds only
+  the canonical attributes the provider can see, with the values it sees (e.g. a deployment with a
+  dead instance reports ``instance_count`` 1 where 2 were recorded; a changed environment variable
+  reports the whole ``environment_variables`` it found). The engine overlays these on the recorded
+  attributes: what differs is drift, and the next plan repairs it.
+- ``create`` returns outputs once the object exists and is ready; if it raises, the object must not
+  have been created (or the provider must have cleaned it up).
+- ``delete``: if it raises, the object is assumed to still exist. Deleting what is already gone is
+  not an error.
+- ``scale`` and ``roll_batch`` leave the deployment serving throughout. ``roll_batch`` replaces
+  ``batch.size`` instances that do not run the desired configuration with ones that do: start the
+  new ones, wait until ready, add them to the pool, drain and stop as many old ones. If the new
+  instances do not become ready it stops them, keeps the old ones serving, and raises
+  ``PermanentError`` with the failing instance's last log lines in ``detail``. It is idempotent:
+  instances already at the desired configuration are not replaced again (resuming after a crash).
+- ``set_routing`` makes an endpoint route by ``traffic``/``mirror_traffic`` without dropping a
+  request. The engine only calls it when every named deployment exists and is ready.
+- No SDK type or exception leaves a provider: errors are ``ProviderError`` subclasses
+  (``RetryableError`` / ``PermanentError``); results are plain dicts of JSON data.
+- Secrets (endpoint keys) never appear in outputs: ``credentials()`` reads them on demand.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from reconciler.plan import Batch
+from reconciler.state import StateResource
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """Where a provider may keep things.
+
+    ``project_root``: the project directory (paths in attributes are relative to it).
+    ``state_dir``: the project's ``.recon`` folder (keys, snapshots, logs, pid files).
+    ``cache_dir``: a cache shared by projects (``~/.cache/recon``: virtual environments, images).
+    """
+
+    project_root: Path
+    state_dir: Path
+    cache_dir: Path
+    workspace: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a provider saw for one recorded resource."""
+
+    exists: bool
+    attributes: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # human words: "instance 2 (pid 4242) is not running"
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What the provider can place at most (None: unbounded / unknown)."""
+
+    cpus: float | None = None
+    memory_gb: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Endpoint credentials, the names `az ml online-endpoint get-credentials` uses. Never stored."""
+
+    primary_key: str
+    secondary_key: str
+    scoring_uri: str
+
+
+EventSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ApplyRequest:
+    """Everything a provider needs to act on one resource, taken from the plan (never the config).
+
+    ``attributes``: the desired canonical attributes (the plan's ``after``).
+    ``prior``: the recorded resource (None on create).
+    ``refs``: canonical attributes of the resources this one references, by address (a
+    deployment gets its endpoint, model and environment).
+    ``on_event``: progress lines for people (build output, "instance 3 ready"); may be ignored.
+    """
+
+    address: str
+    type: str
+    name: str
+    attributes: dict[str, Any]
+    prior: StateResource | None = None
+    refs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    on_event: EventSink | None = None
+
+    def emit(self, line: str) -> None:
+        if self.on_event is not None:
+            self.on_event(line)
+
+
+class Provider(ABC):
+    """Base class of every provider. Constructed with its ``provider:`` settings from recon.yaml."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
+        self.settings = settings
+        self.context = context
+
+    # -- reading -------------------------------------------------------------------------------
+    @abstractmethod
+    def observe(self, resource: StateResource) -> Observation: ...
+
+    def find_unmanaged(self, known: list[StateResource]) -> list[str]:
+        """Objects carrying recon's marks that no recorded resource owns (reported, never deleted)."""
+        return []
+
+    def capacity(self) -> Capacity | None:
+        return None
+
+    # -- changing ------------------------------------------------------------------------------
+    @abstractmethod
+    def create(self, request: ApplyRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def update(self, request: ApplyRequest) -> dict[str, Any]:
+        """In-place, non-rolling change (endpoint auth_mode/tags/description, asset metadata)."""
+
+    @abstractmethod
+    def delete(self, resource: StateResource) -> None: ...
+
+    @abstractmethod
+    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def set_routing(
+        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
+    ) -> dict[str, Any]: ...
+
+    # -- operating -----------------------------------------------------------------------------
+    def credentials(self, endpoint: StateResource) -> Keys:
+        raise NotImplementedError(f"provider {self.name} has no endpoint keys")
+
+    def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        """Release SDK clients and connections."""
