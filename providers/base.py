@@ -156,5 +156,5 @@ class Provider(ABC):
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release SDK clients and connections."""

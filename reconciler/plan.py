@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 PLAN_FORMAT_VERSION = "1.0"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What happens to one resource. Closed set, as Terraform's plans.Action."""
 
     NOOP = "no-op"
@@ -102,7 +102,7 @@ class ResourceChange(BaseModel):
         }
 
 
-class StepKind(str, Enum):
+class StepKind(StrEnum):
     """The operations apply carries out."""
 
     CREATE = "create"  # environment, model, endpoint (without traffic), deployment

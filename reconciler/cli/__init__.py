@@ -1,0 +1,23 @@
+"""recon's command line. ``main`` is the console script."""
+
+from __future__ import annotations
+
+import importlib
+
+from reconciler.cli.app import cli
+
+# Each module registers its commands on ``cli`` when imported. A module not written yet is skipped
+# so that the CLI keeps working while commands are added.
+for _name in ("plan_cmds", "state_cmds", "apply_cmds"):
+    try:
+        importlib.import_module(f"reconciler.cli.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"reconciler.cli.{_name}":
+            raise
+
+
+def main() -> None:
+    cli(prog_name="recon")
+
+
+__all__ = ["cli", "main"]

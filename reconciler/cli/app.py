@@ -1,0 +1,85 @@
+"""The click group every command hangs on, and the one place errors become exit codes.
+
+Commands live in sibling modules (``plan_cmds``, ``state_cmds``, ``apply_cmds``) and register on
+``cli``. Each command is thin: parse, call the engine, render, return an exit code.
+Exit codes: 0 success, 1 error, 2 "changes present" / "drift" where a command documents it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.errors import ConfigError, PlanError, ReconcilerError
+
+
+@dataclass
+class CliContext:
+    """What every command gets: the project root (``-C DIR``)."""
+
+    root: Path
+
+
+def use_color() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def format_error(exc: ReconcilerError) -> str:
+    if isinstance(exc, ConfigError):
+        lines = [f"Error: {d.format()}" for d in exc.diagnostics]
+        n = len(exc.diagnostics)
+        lines.append(f"{n} error{'s' if n != 1 else ''} in the desired state; nothing was changed.")
+        return "\n".join(lines)
+    if isinstance(exc, PlanError) and exc.diagnostics:
+        return "\n".join([f"Error: {exc}"] + [f"  {d.format()}" for d in exc.diagnostics])
+    return f"Error: {exc}"
+
+
+class ReconGroup(click.Group):
+    """Turns recon's own errors into a clean message and exit 1 (never a traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReconcilerError as exc:
+            click.echo(format_error(exc), err=True)
+            ctx.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            ctx.exit(1)
+        except Exception as exc:  # a bug: say so plainly, keep the traceback behind RECON_DEBUG
+            if os.environ.get("RECON_DEBUG"):
+                raise
+            click.echo(
+                f"Error: internal error: {type(exc).__name__}: {exc} "
+                "(this is a bug in recon; set RECON_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=ReconGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-C",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Run as if recon was started in DIR (the project root).",
+)
+@click.version_option(package_name="recon", prog_name="recon")
+@click.pass_context
+def cli(ctx: click.Context, directory: Path) -> None:
+    """recon: a Terraform-style reconciler for ML online endpoints (Azure ML CLI v2 YAML)."""
+    root = directory.resolve()
+    if not root.is_dir():
+        raise click.ClickException(f"-C {directory}: no such directory")
+    ctx.obj = CliContext(root=root)
