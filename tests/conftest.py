@@ -1,0 +1,97 @@
+"""Fixtures shared by every test folder.
+
+- ``corpus``: Azure's own sample files (read-only, unchanged).
+- ``sample_project``: a copy of the Azure ML managed sample with the scoring scripts the corpus
+  lacks, written with Azure's own contract (init() loads the scikit-learn model from
+  AZUREML_MODEL_DIR, run() returns predictions).
+- ``runner``: click's CliRunner, as click's own tests do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "azureml-examples"
+if not CORPUS.is_dir():  # CI clones main with shared/ beside it
+    CORPUS = Path(os.environ.get("RECON_CORPUS", "/work/shared/corpus/azureml-examples"))
+
+ONLINE = CORPUS / "cli" / "endpoints" / "online"
+
+# Azure's sample scoring script for model-1/model-2 (azureml-examples onlinescoring/score.py),
+# rewritten here because the corpus carries data only.
+SKLEARN_SCORE_PY = '''\
+import json
+import logging
+import os
+
+import joblib
+import numpy
+
+
+def init():
+    global model
+    model_path = os.path.join(os.getenv("AZUREML_MODEL_DIR"), "model/sklearn_regression_model.pkl")
+    model = joblib.load(model_path)
+    logging.info("Init complete")
+
+
+def run(raw_data):
+    logging.info("model: request received")
+    data = json.loads(raw_data)["data"]
+    data = numpy.array(data)
+    result = model.predict(data)
+    logging.info("Request processed")
+    return result.tolist()
+'''
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the Azure ML sample corpus is missing at {CORPUS}")
+    return CORPUS
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def copy_online_samples(dest: Path, *, with_scripts: bool = True) -> Path:
+    """Copy model-1, model-2 and managed/sample into ``dest`` keeping Azure's relative layout.
+
+    Returns the folder of the managed sample (``dest/managed/sample``)."""
+    for part in ("model-1", "model-2"):
+        shutil.copytree(ONLINE / part, dest / part)
+        if with_scripts:
+            code = dest / part / "onlinescoring"
+            code.mkdir()
+            (code / "score.py").write_text(SKLEARN_SCORE_PY)
+    sample = dest / "managed" / "sample"
+    shutil.copytree(ONLINE / "managed" / "sample", sample)
+    return sample
+
+
+@pytest.fixture
+def sample_project(tmp_path: Path) -> Callable[..., Path]:
+    """Build a project from the managed sample: ``sample_project("blue-deployment.yml", ...)``.
+
+    The project root is ``tmp_path/online/managed/sample`` with only endpoint.yml and the named
+    deployment files kept (the others are moved out of the project)."""
+
+    def make(*deployments: str, endpoint: str = "endpoint.yml") -> Path:
+        sample = copy_online_samples(tmp_path / "online")
+        unused = tmp_path / "unused"
+        unused.mkdir(exist_ok=True)
+        for f in sample.iterdir():
+            if f.name.endswith(".yml") and f.name not in (endpoint, *deployments):
+                f.rename(unused / f.name)
+        return sample
+
+    return make
