@@ -1,0 +1,117 @@
+"""Dependency graphs: the only module that imports ``networkx``.
+
+Two graphs:
+
+- the *resource graph* (:func:`resource_graph`): nodes are addresses, edges run from what is used to
+  what uses it, as a reader draws it: environments and models -> deployments -> endpoints (an
+  endpoint's traffic needs its deployments). A deployment also needs its endpoint to exist; that
+  edge is implied by the deployment's ``endpoint_name`` and handled by the planner's step rules, not
+  drawn here (it would make every endpoint a cycle). This is what ``recon graph`` renders.
+- the *step graph* (:func:`step_order`): nodes are plan step ids, edges run from a step to the steps
+  that wait for it; apply walks it in topological order.
+
+A cycle is a ``ConfigError`` naming the cycle found by ``nx.find_cycle``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+
+from reconciler.errors import ConfigError, Diagnostic
+from reconciler.resources import endpoint_address
+
+
+def uses(rtype: str, attributes: Mapping[str, Any], depends_on: Iterable[str] = ()) -> list[str]:
+    """Addresses a resource needs before it can exist (for a deployment: its model and environment).
+
+    For an endpoint: the deployments its traffic and mirror traffic name. Extra ``depends_on``
+    entries (from the loader or the state) are added, except a deployment's own endpoint.
+    """
+    found: list[str] = []
+    if rtype == "deployment":
+        for key in ("model", "environment"):
+            ref = attributes.get(key)
+            if isinstance(ref, str) and ref:
+                found.append(ref)
+        own = endpoint_address(str(attributes.get("endpoint_name", "")))
+        found.extend(d for d in depends_on if d != own and d not in found)
+    elif rtype == "endpoint":
+        ep = str(attributes.get("name", "")).lower()
+        for key in ("traffic", "mirror_traffic"):
+            for name, pct in (attributes.get(key) or {}).items():
+                addr = f"deployment.{ep}.{str(name).lower()}"
+                if pct and addr not in found:
+                    found.append(addr)
+    else:
+        found.extend(depends_on)
+    return found
+
+
+def resource_graph(resources: Mapping[str, tuple[str, Mapping[str, Any], Iterable[str]]]) -> nx.DiGraph:
+    """Graph of addresses: ``resources`` maps address -> (type, attributes, depends_on).
+
+    Edges u -> v mean "v uses u". Raises ``ConfigError`` on a cycle.
+    """
+    g = nx.DiGraph()
+    for address, (rtype, attrs, deps) in resources.items():
+        g.add_node(address, type=rtype)
+        for dep in uses(rtype, attrs, deps):
+            g.add_edge(dep, address)
+    check_acyclic(g, "resource")
+    return g
+
+
+def desired_graph(desired: Any) -> nx.DiGraph:
+    """The resource graph of a ``DesiredState`` (the input of ``render_graph``)."""
+    return resource_graph(
+        {a: (r.type, r.attributes, r.depends_on) for a, r in desired.resources.items()}
+    )
+
+
+def check_acyclic(g: nx.DiGraph, what: str) -> None:
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        return
+    chain = " -> ".join([str(u) for u, _ in cycle] + [str(cycle[0][0])])
+    raise ConfigError(
+        Diagnostic(
+            f"dependency cycle between {what}s: {chain}",
+            hint="a resource cannot depend on itself, directly or through others",
+        )
+    )
+
+
+def dependency_closure(g: nx.DiGraph, roots: Iterable[str]) -> set[str]:
+    """``roots`` and everything they (transitively) use."""
+    out: set[str] = set()
+    for root in roots:
+        if root in g and root not in out:
+            out.add(root)
+            out |= nx.ancestors(g, root)
+    return out
+
+
+def step_order(
+    step_ids: list[str], depends_on: Callable[[str], Iterable[str]]
+) -> list[str]:
+    """Topological order of steps; among ready steps, the order they were listed in is kept.
+
+    Dependencies on step ids that are not in ``step_ids`` are ignored (the planner only links
+    steps it made). Raises ``ConfigError`` on a cycle (a planner bug or an impossible request).
+    """
+    g = nx.DiGraph()
+    rank = {sid: i for i, sid in enumerate(step_ids)}
+    g.add_nodes_from(step_ids)
+    for sid in step_ids:
+        for dep in depends_on(sid):
+            if dep in rank:
+                g.add_edge(dep, sid)
+    try:
+        return list(nx.lexicographical_topological_sort(g, key=rank.__getitem__))
+    except nx.NetworkXUnfeasible:
+        check_acyclic(g, "step")
+        raise
