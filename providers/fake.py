@@ -1,0 +1,448 @@
+"""A fake provider for testing the planner and the engine (httpx's MockTransport, Terraform's
+``provider_mock.go``). It is never the only test of a real provider: the contract suite in
+``tests/contract/`` runs the same checks on it and on every real provider.
+
+The "world" lives in ``<state_dir>/fake-world.json`` so that separate ``recon`` processes see the
+same objects. Every changing call is appended to the world's call log, in order, so tests can
+assert the order of operations. The domain rules of DOMAIN.md are enforced as invariants: breaking
+one raises ``FakeInvariantError`` and is kept in the world's ``violations`` list, so an engine test
+that ends with no violation proves the engine respected them:
+
+- a deployment is created only when its endpoint (and its model and environment) exist;
+- traffic cannot be set in the request that creates an endpoint;
+- traffic or mirror traffic points only at deployments of that endpoint that exist and are ready,
+  live traffic sums to 100 or 0, and no deployment gets both live and mirrored traffic;
+- a deployment with live or mirrored traffic is never deleted.
+
+Settings (``provider: {kind: fake, ...}`` in recon.yaml), for fault injection:
+
+- ``fail_on: ["create:deployment.ep.green", ...]``: that call always fails (``PermanentError``);
+- ``fail_times: {"create:deployment.ep.blue": 2}``: the first 2 such calls fail with
+  ``RetryableError`` (counted in the world, so across processes);
+- ``fail_batch: {"deployment.ep.blue": 3}``: rollout batch 3 does not become ready; it is rolled
+  back and fails with the failing instance's last log lines;
+- ``delay_ms``: every changing call (and every batch) takes this long;
+- ``capacity: {"cpus": 8, "memory_gb": 32}``.
+
+``FakeWorld`` has helpers to change objects behind recon's back (drift) and to read the log.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
+from reconciler.errors import PermanentError, RetryableError
+from reconciler.plan import Batch
+from reconciler.resources import digest_of
+from reconciler.state import StateResource
+
+WORLD_FILE = "fake-world.json"
+
+# Deployment attributes that do not change what an instance runs: changing them needs no rollout.
+NON_TEMPLATE = frozenset({"instance_count", "scale_settings", "tags", "description"})
+
+
+class FakeInvariantError(PermanentError):
+    """The caller broke a domain rule (the fake's assertion). Recorded in ``violations``."""
+
+
+def template_digest(attributes: dict[str, Any]) -> str:
+    """What an instance runs: every deployment attribute except count, scaling and labels."""
+    return digest_of({k: v for k, v in attributes.items() if k not in NON_TEMPLATE})
+
+
+def empty_world() -> dict[str, Any]:
+    return {"objects": {}, "calls": [], "violations": [], "counters": {}, "keys": {}, "next_instance": 1}
+
+
+class FakeWorld:
+    """The fake's objects, call log and violations, in one JSON file shared by processes.
+
+    Every read-modify-write happens in ``transaction()`` under an exclusive ``flock`` and is saved
+    atomically (temporary file + rename), so a process killed at any moment leaves a whole world.
+    """
+
+    _thread_lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
+
+    @contextmanager
+    def transaction(self) -> Iterator[dict[str, Any]]:
+        """Yield the world for changing; it is saved when the block ends without an error."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock, open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            world = self._load()
+            yield world
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(world, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return empty_world()
+        world: dict[str, Any] = json.loads(self.path.read_text())
+        return world
+
+    def read(self) -> dict[str, Any]:
+        with self.transaction() as world:
+            return copy.deepcopy(world)
+
+    # -- reading, for tests ----------------------------------------------------------------------
+    def calls(self, *, ok_only: bool = False) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = self.read()["calls"]
+        return [c for c in calls if c["ok"]] if ok_only else calls
+
+    def violations(self) -> list[str]:
+        return list(self.read()["violations"])
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        objects: dict[str, dict[str, Any]] = self.read()["objects"]
+        return objects
+
+    # -- changing things behind recon's back (drift) ---------------------------------------------
+    def set_attribute(self, address: str, path: str, value: Any) -> None:
+        """Set a dotted attribute path of an object (``environment_variables.MODE``)."""
+        with self.transaction() as world:
+            target = world["objects"][address]["attributes"]
+            *parents, last = path.split(".")
+            for part in parents:
+                target = target.setdefault(part, {})
+            target[last] = value
+
+    def set_traffic(self, address: str, traffic: dict[str, int]) -> None:
+        with self.transaction() as world:
+            world["objects"][address]["traffic"] = dict(traffic)
+
+    def kill_instance(self, address: str, index: int = 0) -> str:
+        """Mark one instance of a deployment dead; returns its id."""
+        with self.transaction() as world:
+            instance = world["objects"][address]["instances"][index]
+            instance["alive"] = False
+            return str(instance["id"])
+
+    def remove(self, address: str) -> None:
+        with self.transaction() as world:
+            world["objects"].pop(address, None)
+
+    def add_object(self, address: str, type_: str, attributes: dict[str, Any]) -> None:
+        """An object carrying recon's mark that no state knows (an "unmanaged" object)."""
+        with self.transaction() as world:
+            name = address.rsplit(".", 1)[-1]
+            world["objects"][address] = {"type": type_, "name": name, "attributes": attributes}
+
+
+class FakeProvider(Provider):
+    """In-memory-like provider persisted to a JSON file; see the module docstring."""
+
+    name: ClassVar[str] = "fake"
+
+    def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
+        super().__init__(settings, context)
+        self.world = FakeWorld(Path(context.state_dir) / WORLD_FILE)
+        self._active = 0
+        self.max_active = 0  # the most calls that ran at once in this process
+        self._count_lock = threading.Lock()
+
+    # -- plumbing --------------------------------------------------------------------------------
+    @contextmanager
+    def _call(self, op: str, address: str, **extra: Any) -> Iterator[None]:
+        """Count concurrency, inject faults and delay, and log the call (ok or not)."""
+        with self._count_lock:
+            self._active += 1
+            self.max_active = max(self.max_active, self._active)
+        start = time.time()
+        ok = False
+        try:
+            self._inject(op, address)
+            self._delay()
+            yield
+            ok = True
+        finally:
+            with self._count_lock:
+                self._active -= 1
+            self._log(op, address, start, ok, extra)
+
+    def _log(self, op: str, address: str, start: float, ok: bool, extra: dict[str, Any]) -> None:
+        with self.world.transaction() as world:
+            entry = {"seq": len(world["calls"]) + 1, "op": op, "address": address, "ok": ok}
+            entry.update(pid=os.getpid(), start=start, end=time.time(), **extra)
+            world["calls"].append(entry)
+
+    def _delay(self) -> None:
+        delay_ms = float(self.settings.get("delay_ms", 0) or 0)
+        if delay_ms > 0:
+            time.sleep(delay_ms / 1000)
+
+    def _inject(self, op: str, address: str) -> None:
+        key = f"{op}:{address}"
+        if key in (self.settings.get("fail_on") or []):
+            raise PermanentError(f"{address}: injected failure of {op}", detail=[f"fake: {key} fails"])
+        times = int((self.settings.get("fail_times") or {}).get(key, 0))
+        if times:
+            with self.world.transaction() as world:
+                seen = world["counters"].get(key, 0)
+                world["counters"][key] = seen + 1
+            if seen < times:
+                raise RetryableError(f"{address}: injected temporary failure of {op}", delay=0.01)
+
+    @staticmethod
+    def _violate(world: dict[str, Any], message: str) -> FakeInvariantError:
+        world["violations"].append(message)
+        return FakeInvariantError(f"domain rule broken: {message}")
+
+    def _new_instances(self, world: dict[str, Any], config: str, n: int) -> list[dict[str, Any]]:
+        out = []
+        for _ in range(n):
+            iid = f"i-{world['next_instance']}"
+            world["next_instance"] += 1
+            out.append({"id": iid, "config": config, "alive": True, "logs": [f"{iid}: init() done"]})
+        return out
+
+    @staticmethod
+    def _outputs(address: str, obj: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": f"fake://{address}", "provisioning_state": obj["state"]}
+        if obj["type"] == "endpoint":
+            out["scoring_uri"] = f"http://fake.invalid/{obj['name']}/score"
+        if obj["type"] == "deployment":
+            out["instances"] = [i["id"] for i in obj["instances"]]
+        return out
+
+    # -- reading ---------------------------------------------------------------------------------
+    def observe(self, resource: StateResource) -> Observation:
+        obj = self.world.read()["objects"].get(resource.address)
+        if obj is None or "state" not in obj:
+            return Observation(exists=False)
+        attributes = dict(obj["attributes"])
+        problems: list[str] = []
+        if obj["type"] == "endpoint":
+            attributes["traffic"] = dict(obj["traffic"])
+            attributes["mirror_traffic"] = dict(obj["mirror_traffic"])
+        if obj["type"] == "deployment":
+            dead = [i["id"] for i in obj["instances"] if not i["alive"]]
+            problems += [f"instance {iid} is not running" for iid in dead]
+            attributes["instance_count"] = len(obj["instances"]) - len(dead)
+        return Observation(True, attributes, self._outputs(resource.address, obj), problems)
+
+    def find_unmanaged(self, known: list[StateResource]) -> list[str]:
+        names = {r.address for r in known}
+        return sorted(a for a in self.world.read()["objects"] if a not in names)
+
+    def capacity(self) -> Capacity | None:
+        cap = self.settings.get("capacity")
+        if not cap:
+            return None
+        return Capacity(cap.get("cpus"), cap.get("memory_gb"), "fake capacity")
+
+    # -- changing --------------------------------------------------------------------------------
+    def create(self, request: ApplyRequest) -> dict[str, Any]:
+        with self._call("create", request.address):
+            with self.world.transaction() as world:
+                error = self._check_create(world, request)
+                if error is None:
+                    obj = self._build(world, request)
+                    world["objects"][request.address] = obj
+            if error is not None:
+                raise error
+            request.emit(f"{request.address} created")
+            return self._outputs(request.address, obj)
+
+    def _check_create(self, world: dict[str, Any], request: ApplyRequest) -> FakeInvariantError | None:
+        attrs, objects = request.attributes, world["objects"]
+        if request.type == "endpoint" and (attrs.get("traffic") or attrs.get("mirror_traffic")):
+            return self._violate(world, f"{request.address}: traffic set in the request that creates it")
+        if request.type != "deployment":
+            return None
+        for ref in (
+            f"endpoint.{str(attrs['endpoint_name']).lower()}",
+            attrs.get("model"),
+            attrs.get("environment"),
+        ):
+            if ref and ref not in objects:
+                return self._violate(world, f"{request.address} created before {ref} exists")
+        return None
+
+    def _build(self, world: dict[str, Any], request: ApplyRequest) -> dict[str, Any]:
+        """A new object; an object of that name already there is taken over (PUT semantics)."""
+        obj: dict[str, Any] = {
+            "type": request.type,
+            "name": request.name,
+            "attributes": copy.deepcopy(request.attributes),
+            "state": "Succeeded",
+        }
+        if request.type == "endpoint":
+            old = world["objects"].get(request.address) or {}
+            obj["traffic"] = old.get("traffic", {})
+            obj["mirror_traffic"] = old.get("mirror_traffic", {})
+            world["keys"].setdefault(
+                request.address, {"primary": secrets.token_hex(16), "secondary": secrets.token_hex(16)}
+            )
+        if request.type == "deployment":
+            count = int(request.attributes.get("instance_count") or 1)
+            obj["instances"] = self._new_instances(world, template_digest(request.attributes), count)
+        return obj
+
+    def _existing(self, world: dict[str, Any], address: str, op: str) -> dict[str, Any]:
+        obj = world["objects"].get(address)
+        if obj is None or "state" not in obj:
+            raise PermanentError(f"{address}: cannot {op}: it does not exist")
+        result: dict[str, Any] = obj
+        return result
+
+    def update(self, request: ApplyRequest) -> dict[str, Any]:
+        with self._call("update", request.address), self.world.transaction() as world:
+            obj = self._existing(world, request.address, "update")
+            # traffic is set only by set_routing: an update never zeroes it
+            obj["attributes"] = copy.deepcopy(request.attributes)
+            return self._outputs(request.address, obj)
+
+    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+        with self._call("scale", request.address, count=count), self.world.transaction() as world:
+            obj = self._existing(world, request.address, "scale")
+            alive = [i for i in obj["instances"] if i["alive"]]
+            if len(alive) < count:
+                config = template_digest(request.attributes)
+                alive += self._new_instances(world, config, count - len(alive))
+            obj["instances"] = alive[:count]
+            obj["attributes"]["instance_count"] = count
+            request.emit(f"{request.address}: {count} instances")
+            return self._outputs(request.address, obj)
+
+    def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
+        with self._call("roll_batch", request.address, batch=batch.index):
+            failing = (self.settings.get("fail_batch") or {}).get(request.address)
+            with self.world.transaction() as world:
+                obj = self._existing(world, request.address, "roll out")
+                desired = template_digest(request.attributes)
+                stale = [i for i in obj["instances"] if i["config"] != desired or not i["alive"]]
+                if failing == batch.index and stale:
+                    new = self._new_instances(world, desired, 1)[0]
+                    lines = [
+                        f"{new['id']}: Traceback (most recent call last):",
+                        f"{new['id']}: init() raised",
+                    ]
+                    error = PermanentError(
+                        f"{request.address}: batch {batch.index} did not become ready; rolled back",
+                        detail=lines,
+                    )
+                else:
+                    error = None
+                    self._replace(world, obj, stale[: batch.size], desired)
+                    if len(stale) <= batch.size:  # every instance runs the desired configuration
+                        count = len(obj["instances"])
+                        obj["attributes"] = {**copy.deepcopy(request.attributes), "instance_count": count}
+                outputs = self._outputs(request.address, obj)
+            if error is not None:
+                raise error
+            request.emit(f"{request.address}: batch {batch.index} ready")
+            return outputs
+
+    def _replace(
+        self, world: dict[str, Any], obj: dict[str, Any], old: list[dict[str, Any]], config: str
+    ) -> None:
+        gone = {i["id"] for i in old}
+        kept = [i for i in obj["instances"] if i["id"] not in gone]
+        obj["instances"] = kept + self._new_instances(world, config, len(old))
+
+    def set_routing(
+        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
+    ) -> dict[str, Any]:
+        extra = {"traffic": dict(traffic), "mirror_traffic": dict(mirror_traffic)}
+        with self._call("set_routing", request.address, **extra):
+            with self.world.transaction() as world:
+                error = self._check_routing(world, request, traffic, mirror_traffic)
+                if error is None:
+                    obj = world["objects"][request.address]
+                    obj["traffic"] = {k: v for k, v in traffic.items() if v}
+                    obj["mirror_traffic"] = {k: v for k, v in mirror_traffic.items() if v}
+                    outputs = self._outputs(request.address, obj)
+            if error is not None:
+                raise error
+            return outputs
+
+    def _check_routing(
+        self, world: dict[str, Any], request: ApplyRequest, traffic: dict[str, int], mirror: dict[str, int]
+    ) -> FakeInvariantError | None:
+        address = request.address
+        if address not in world["objects"]:
+            return self._violate(world, f"set_routing on {address}, which does not exist")
+        live = {k.lower() for k, v in traffic.items() if v}
+        mirrored = {k.lower() for k, v in mirror.items() if v}
+        if sum(traffic.values()) not in (0, 100):
+            return self._violate(world, f"{address}: traffic sums to {sum(traffic.values())}")
+        if live & mirrored:
+            return self._violate(world, f"{address}: {sorted(live & mirrored)} get live and mirrored traffic")
+        endpoint = address.split(".", 1)[1]
+        for name in sorted(live | mirrored):
+            dep = world["objects"].get(f"deployment.{endpoint}.{name}")
+            if (
+                dep is None
+                or dep.get("state") != "Succeeded"
+                or not any(i["alive"] for i in dep["instances"])
+            ):
+                return self._violate(
+                    world, f"{address}: traffic to deployment {name}, which is missing or not ready"
+                )
+        return None
+
+    def delete(self, resource: StateResource) -> None:
+        address = resource.address
+        with self._call("delete", address):
+            with self.world.transaction() as world:
+                error = self._check_delete(world, resource)
+                if error is None:
+                    self._remove(world, resource)
+            if error is not None:
+                raise error
+
+    def _check_delete(self, world: dict[str, Any], resource: StateResource) -> FakeInvariantError | None:
+        if resource.type != "deployment" or resource.address not in world["objects"]:
+            return None
+        _, endpoint, name = resource.address.split(".", 2)
+        ep = world["objects"].get(f"endpoint.{endpoint}") or {}
+        if ep.get("traffic", {}).get(name) or ep.get("mirror_traffic", {}).get(name):
+            return self._violate(world, f"{resource.address} deleted while it still has traffic")
+        return None
+
+    @staticmethod
+    def _remove(world: dict[str, Any], resource: StateResource) -> None:
+        objects = world["objects"]
+        if resource.type == "endpoint":  # Azure deletes an endpoint's deployments with it
+            prefix = f"deployment.{resource.address.split('.', 1)[1]}."
+            for other in [a for a in objects if a.startswith(prefix)]:
+                del objects[other]
+            world["keys"].pop(resource.address, None)
+        objects.pop(resource.address, None)  # deleting what is already gone is not an error
+
+    # -- operating -------------------------------------------------------------------------------
+    def credentials(self, endpoint: StateResource) -> Keys:
+        world = self.world.read()
+        keys = world["keys"].get(endpoint.address)
+        obj = world["objects"].get(endpoint.address)
+        if keys is None or obj is None:
+            raise PermanentError(f"{endpoint.address} does not exist")
+        return Keys(keys["primary"], keys["secondary"], self._outputs(endpoint.address, obj)["scoring_uri"])
+
+    def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
+        obj = self.world.read()["objects"].get(deployment.address)
+        if obj is None:
+            raise PermanentError(f"{deployment.address} does not exist")
+        instances = obj["instances"] if instance is None else obj["instances"][instance : instance + 1]
+        lines = [line for i in instances for line in i["logs"]]
+        return lines[-tail:] if tail else lines
+
+
+__all__ = ["FakeInvariantError", "FakeProvider", "FakeWorld", "template_digest"]
