@@ -1,0 +1,271 @@
+"""The file backend: one JSON document on local disk, written atomically, with a kernel lock.
+
+Layout for ``path = .recon/state.json``::
+
+    .recon/state.json              the current version (the state document itself)
+    .recon/state.json.backup       the version before it
+    .recon/history/<serial>.json   the last ``HISTORY_KEEP`` versions (``recon state history``)
+    .recon/state.json.lock         the lock file: ``fcntl.flock`` held for a whole operation
+    .recon/state.json.lock.info    LockInfo JSON of the current holder (so a blocked user sees who)
+
+Why ``flock``: the kernel drops it when its holder dies, so an apply killed with SIGKILL never
+leaves a stale lock; the info file may then linger, but it is ignored while the flock is free.
+A second writer fails at once (``LOCK_NB``), it never waits. ``force_unlock`` breaks a lock held
+by a stuck live process by replacing the lock file: lockers check, after taking the flock, that
+their descriptor still names the file at the path, so the stuck holder keeps only an orphan.
+
+Compare-and-swap: a write takes a short exclusive ``flock`` on the state's folder (separate from
+the operation lock, so that a writer that holds the operation lock can still write), reads the
+current serial and replaces the file only if it is still the expected one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reconciler.errors import LockInfo, StateConflictError, StateError, StateLockedError
+from states.base import HistoryEntry, StoredState
+
+HISTORY_KEEP = 20
+
+# ``State.to_bytes`` indents by two spaces, so top-level keys are the only ones at that depth:
+# reading serial and lineage this way avoids parsing a multi-megabyte document twice.
+_TOP_SERIAL = re.compile(rb'^  "serial": (\d+)', re.MULTILINE)
+_TOP_LINEAGE = re.compile(rb'^  "lineage": "([^"]*)"', re.MULTILINE)
+
+
+def _header(data: bytes, source: str) -> tuple[int, str]:
+    """(serial, lineage) of a state document."""
+    serial, lineage = _TOP_SERIAL.search(data), _TOP_LINEAGE.search(data)
+    if serial and lineage:
+        return int(serial.group(1)), lineage.group(1).decode()
+    try:
+        raw = json.loads(data)
+        return int(raw["serial"]), str(raw["lineage"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StateError(f"{source} is not a recon state document (no serial/lineage): {exc}") from exc
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, fsync, rename over ``path``, fsync the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+class FileBackend:
+    """State in a local JSON file. Implements StateBackend, SupportsLocking and SupportsHistory."""
+
+    def __init__(self, path: Path, history_keep: int = HISTORY_KEEP) -> None:
+        self.path = Path(path)
+        self.history_keep = history_keep
+        self.backup_path = self.path.with_name(self.path.name + ".backup")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.info_path = self.path.with_name(self.path.name + ".lock.info")
+        # .recon/state.json keeps .recon/history/; any other name gets its own <stem>.history/
+        hist = "history" if self.path.name == "state.json" else f"{self.path.stem}.history"
+        self.history_dir = self.path.parent / hist
+        self._lock_fd: int | None = None
+        self._lock_info: LockInfo | None = None
+
+    def describe(self) -> str:
+        return f"file {self.path}"
+
+    # -- reading and writing ------------------------------------------------------------------
+
+    def read(self) -> StoredState | None:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(f"cannot read state {self.path}: {exc.strerror}") from exc
+        serial, lineage = _header(data, str(self.path))
+        return StoredState(data=data, serial=serial, lineage=lineage)
+
+    def write(self, data: bytes, serial: int, lineage: str, expected_serial: int | None) -> None:
+        try:
+            with self._cas_mutex():
+                current = self.read()
+                found = current.serial if current else None
+                if found != expected_serial:
+                    raise StateConflictError(
+                        f"another apply changed the state (serial {found}, expected {expected_serial}); "
+                        "re-run plan"
+                    )
+                if current is not None:
+                    atomic_write(self.backup_path, current.data)
+                atomic_write(self.path, data)
+                self._record_history(data, serial)
+        except OSError as exc:
+            raise StateError(f"cannot write state {self.path}: {exc.strerror or exc}") from exc
+
+    @contextlib.contextmanager
+    def _cas_mutex(self) -> Iterator[None]:
+        """A short, blocking exclusive lock on the state's folder for one read-compare-replace."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    # -- history ------------------------------------------------------------------------------
+
+    def _record_history(self, data: bytes, serial: int) -> None:
+        self.history_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.history_dir / f"{serial}.json", data)
+        for old in self._history_files()[self.history_keep :]:
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()
+
+    def _history_files(self) -> list[Path]:
+        """Newest first."""
+        if not self.history_dir.is_dir():
+            return []
+        files = [p for p in self.history_dir.glob("*.json") if p.stem.isdigit()]
+        return sorted(files, key=lambda p: int(p.stem), reverse=True)
+
+    def history(self, limit: int = 20) -> list[HistoryEntry]:
+        entries = []
+        for p in self._history_files()[:limit]:
+            try:
+                data = p.read_bytes()
+                stat = p.stat()
+            except FileNotFoundError:  # pruned by a concurrent writer
+                continue
+            serial, lineage = _header(data, str(p))
+            written = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
+            entries.append(HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data)))
+        return entries
+
+    def read_serial(self, serial: int) -> StoredState | None:
+        p = self.history_dir / f"{serial}.json"
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            return None
+        found, lineage = _header(data, str(p))
+        return StoredState(data=data, serial=found, lineage=lineage)
+
+    # -- locking ------------------------------------------------------------------------------
+
+    def lock(self, info: LockInfo) -> str:
+        if self._lock_fd is not None:
+            raise StateLockedError(self._lock_info, self._held_here_message())
+        fd = self._try_flock()
+        if fd is None:
+            raise StateLockedError(self._read_info())
+        self._lock_fd, self._lock_info = fd, info
+        try:
+            atomic_write(self.info_path, json.dumps(info.to_dict() | {"pid": os.getpid()}).encode())
+        except OSError as exc:
+            self._release()
+            raise StateError(f"cannot write lock info {self.info_path}: {exc.strerror}") from exc
+        return info.id
+
+    def _held_here_message(self) -> str:
+        held = self._lock_info.describe() if self._lock_info else "?"
+        return f"the state is already locked by this process ({held})"
+
+    def _try_flock(self) -> int | None:
+        """An fd holding the flock on the current lock file, or None when someone else holds it."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    return None
+                raise StateError(f"cannot lock {self.lock_path}: {exc.strerror}") from exc
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)  # force_unlock replaced the file under us: take the new one
+        raise StateError(f"cannot lock {self.lock_path}: the lock file keeps being replaced")
+
+    def _read_info(self) -> LockInfo | None:
+        try:
+            raw = json.loads(self.info_path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        return LockInfo.from_dict(raw) if isinstance(raw, dict) else None
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+        self._lock_fd, self._lock_info = None, None
+
+    def unlock(self, lock_id: str) -> None:
+        if self._lock_fd is None or self._lock_info is None:
+            raise StateError(f"cannot unlock {self.path}: this process holds no lock")
+        if self._lock_info.id != lock_id:
+            raise StateError(f"cannot unlock: lock ID {lock_id} does not match the held lock {self._lock_info.id}")
+        current = self._read_info()
+        if current is not None and current.id == lock_id:
+            with contextlib.suppress(FileNotFoundError):
+                self.info_path.unlink()
+        self._release()
+
+    def lock_info(self) -> LockInfo | None:
+        """The holder's LockInfo, or None when nobody holds the lock (a stale info file is ignored)."""
+        if self._lock_fd is not None:
+            return self._lock_info
+        fd = self._try_flock()
+        if fd is None:
+            return self._read_info()
+        os.close(fd)
+        return None
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Release a lock held by someone else, when ``lock_id`` names it."""
+        if self._lock_fd is not None and self._lock_info is not None and self._lock_info.id == lock_id:
+            self.unlock(lock_id)
+            return
+        holder = self._read_info()
+        fd = self._try_flock()
+        if fd is not None:  # nobody holds it: at most a stale info file is left
+            os.close(fd)
+            if holder is not None and holder.id == lock_id:
+                self.info_path.unlink(missing_ok=True)
+                return
+            raise StateError(f"cannot force-unlock {lock_id}: the state {self.path} is not locked")
+        if holder is None or holder.id != lock_id:
+            held = holder.id if holder else "unknown"
+            raise StateError(f"cannot force-unlock: lock ID {lock_id} does not match the holder's ({held})")
+        # The holder is alive but stuck: replace the lock file so new lockers take a fresh inode.
+        atomic_write(self.lock_path, b"")
+        self.info_path.unlink(missing_ok=True)

@@ -1,0 +1,372 @@
+"""The PostgreSQL backend: one database shared by many CI runners (like Terraform's ``pg`` backend).
+
+Tables (created on first use; ``recon_schema_version`` records which ``MIGRATIONS`` ran)::
+
+    recon_state_heads (name PK, serial, lineage, version_id)   the current version of each state
+    recon_states (id, name, serial, lineage, data, written_at, who)   every kept version (history)
+    recon_locks (name PK, id, operation, who, created, pid, info)     who holds each state's lock
+
+A write is a compare-and-swap in one statement: a data-modifying CTE updates the head row only
+``WHERE serial = expected`` (or inserts it only when absent) and inserts the version only when the
+head moved. PostgreSQL re-checks the ``WHERE`` after waiting for a concurrent updater, so exactly
+one of two racing writers wins.
+
+The lock is a session advisory lock, taken with ``pg_try_advisory_lock`` on a connection of its
+own that stays open for the whole operation; the lock row only says who holds it. A holder killed
+with SIGKILL drops its connection and PostgreSQL frees its advisory lock; its row is then stale
+(its advisory lock is free) and is ignored, then overwritten by the next locker.
+
+psycopg is imported lazily and its errors never leave this module; messages never show the DSN's
+password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import socket
+import time
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+from reconciler.errors import LockInfo, StateConflictError, StateError, StateLockedError
+from states.base import HistoryEntry, StoredState
+
+HISTORY_KEEP = 50
+CONNECT_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_MS = 30_000
+# Advisory locks use the two-int4 form: (recon's namespace, crc32 of the state name).
+LOCK_NAMESPACE = 0x7265636F & 0x7FFFFFFF  # "reco"
+
+# Each entry migrates the schema from version i to i+1; append, never edit.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE recon_state_heads (
+        name text PRIMARY KEY,
+        serial bigint NOT NULL,
+        lineage text NOT NULL,
+        version_id bigint NOT NULL
+    );
+    CREATE TABLE recon_states (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL,
+        serial bigint NOT NULL,
+        lineage text NOT NULL,
+        data bytea NOT NULL,
+        written_at timestamptz NOT NULL DEFAULT now(),
+        who text NOT NULL DEFAULT ''
+    );
+    CREATE INDEX recon_states_name_serial ON recon_states (name, serial DESC);
+    CREATE TABLE recon_locks (
+        name text PRIMARY KEY,
+        id text NOT NULL,
+        operation text NOT NULL,
+        who text NOT NULL,
+        created text NOT NULL,
+        pid integer NOT NULL,
+        info jsonb NOT NULL
+    );
+    """,
+]
+
+_WRITE_UPDATE = """
+WITH head AS (
+    UPDATE recon_state_heads
+       SET serial = %(serial)s, lineage = %(lineage)s, version_id = nextval('recon_states_id_seq')
+     WHERE name = %(name)s AND serial = %(expected)s
+    RETURNING version_id
+)
+INSERT INTO recon_states (id, name, serial, lineage, data, who)
+SELECT version_id, %(name)s, %(serial)s, %(lineage)s, %(data)s, %(who)s FROM head
+"""
+
+_WRITE_CREATE = """
+WITH head AS (
+    INSERT INTO recon_state_heads (name, serial, lineage, version_id)
+    VALUES (%(name)s, %(serial)s, %(lineage)s, nextval('recon_states_id_seq'))
+    ON CONFLICT (name) DO NOTHING
+    RETURNING version_id
+)
+INSERT INTO recon_states (id, name, serial, lineage, data, who)
+SELECT version_id, %(name)s, %(serial)s, %(lineage)s, %(data)s, %(who)s FROM head
+"""
+
+_PRUNE = """
+DELETE FROM recon_states
+ WHERE name = %(name)s
+   AND id < (SELECT min(id) FROM (SELECT id FROM recon_states WHERE name = %(name)s
+                                   ORDER BY id DESC LIMIT %(keep)s) AS kept)
+"""
+
+_HOLDER_ALIVE = """
+SELECT EXISTS (SELECT 1 FROM pg_locks
+                WHERE locktype = 'advisory' AND granted AND pid = %(pid)s
+                  AND classid = %(ns)s::oid AND objid = %(key)s::oid AND objsubid = 2)
+"""
+
+
+def who_am_i() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def redact_dsn(dsn: str) -> tuple[str, str]:
+    """(a description of ``dsn`` without its password, the password or "")."""
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        params = conninfo_to_dict(dsn)
+    except Exception:  # a malformed DSN: say nothing about its content
+        return "postgres (unparsable DSN)", ""
+    password = str(params.get("password") or "")
+    user = params.get("user") or ""
+    host = params.get("host") or "localhost"
+    port = params.get("port") or 5432
+    db = params.get("dbname") or user
+    return f"postgres {user + '@' if user else ''}{host}:{port}/{db}", password
+
+
+class PostgresBackend:
+    """State rows in PostgreSQL. Implements StateBackend, SupportsLocking and SupportsHistory."""
+
+    def __init__(
+        self,
+        dsn: str,
+        name: str = "default",
+        history_keep: int = HISTORY_KEEP,
+        connect_timeout: int = CONNECT_TIMEOUT_S,
+        statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+    ) -> None:
+        self.dsn = dsn
+        self.name = name
+        self.history_keep = history_keep
+        self.connect_timeout = connect_timeout
+        self.statement_timeout_ms = statement_timeout_ms
+        self._where, self._password = redact_dsn(dsn)
+        self._conn: Any = None  # psycopg.Connection for reads and writes
+        self._lock_conn: Any = None  # the advisory lock's own connection
+        self._lock_info: LockInfo | None = None
+        self._schema_ready = False
+        self.lock_key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+    def describe(self) -> str:
+        return f"{self._where} (state {self.name!r})"
+
+    # -- connections and errors ---------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text.replace(self.dsn, self._where) if self.dsn else text
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn psycopg's errors into StateError; no psycopg type leaves the module."""
+        import psycopg
+
+        try:
+            yield
+        except psycopg.Error as exc:
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            raise StateError(f"{doing} ({self.describe()}): {self._redact(msg)}") from None
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise StateError(
+                "the postgres state backend needs psycopg 3: pip install 'recon[postgres]'"
+            ) from exc
+        with self._errors("cannot connect to the state database"):
+            return psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=self.connect_timeout,
+                options=f"-c statement_timeout={self.statement_timeout_ms} -c lock_timeout={self.statement_timeout_ms}",
+                application_name="recon",
+            )
+
+    def _db(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        if not self._schema_ready:
+            self._migrate(self._conn)
+            self._schema_ready = True
+        return self._conn
+
+    def _migrate(self, conn: Any) -> None:
+        """Create or upgrade the schema; a transaction-scoped advisory lock serialises migrators."""
+        with self._errors("cannot create the state schema"), conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_NAMESPACE,))
+            conn.execute("CREATE TABLE IF NOT EXISTS recon_schema_version (version integer NOT NULL)")
+            row = conn.execute("SELECT max(version) FROM recon_schema_version").fetchone()
+            current = row[0] or 0
+            for version, sql in enumerate(MIGRATIONS[current:], start=current + 1):
+                conn.execute(sql)
+                conn.execute("INSERT INTO recon_schema_version (version) VALUES (%s)", (version,))
+        if current > len(MIGRATIONS):
+            raise StateError(
+                f"the state database {self._where} has schema version {current}; "
+                f"this recon knows up to {len(MIGRATIONS)}: upgrade recon"
+            )
+
+    def close(self) -> None:
+        for conn in (self._conn, self._lock_conn):
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+        self._conn = self._lock_conn = None
+        self._lock_info = None
+
+    # -- reading and writing ------------------------------------------------------------------
+
+    def read(self) -> StoredState | None:
+        conn = self._db()
+        with self._errors("cannot read the state"):
+            row = conn.execute(
+                "SELECT s.data, s.serial, s.lineage FROM recon_state_heads h "
+                "JOIN recon_states s ON s.id = h.version_id WHERE h.name = %s",
+                (self.name,),
+            ).fetchone()
+        return None if row is None else StoredState(data=bytes(row[0]), serial=row[1], lineage=row[2])
+
+    def write(self, data: bytes, serial: int, lineage: str, expected_serial: int | None) -> None:
+        conn = self._db()
+        params = {
+            "name": self.name,
+            "serial": serial,
+            "lineage": lineage,
+            "expected": expected_serial,
+            "data": data,
+            "who": who_am_i(),
+            "keep": self.history_keep,
+        }
+        with self._errors("cannot write the state"):
+            cur = conn.execute(_WRITE_CREATE if expected_serial is None else _WRITE_UPDATE, params)
+            if cur.rowcount != 1:
+                row = conn.execute(
+                    "SELECT serial FROM recon_state_heads WHERE name = %s", (self.name,)
+                ).fetchone()
+                found = row[0] if row else None
+                raise StateConflictError(
+                    f"another apply changed the state (serial {found}, expected {expected_serial}); "
+                    "re-run plan"
+                )
+            conn.execute(_PRUNE, params)
+
+    # -- history ------------------------------------------------------------------------------
+
+    def history(self, limit: int = 20) -> list[HistoryEntry]:
+        conn = self._db()
+        with self._errors("cannot read the state history"):
+            rows = conn.execute(
+                "SELECT serial, lineage, written_at, length(data), who FROM recon_states "
+                "WHERE name = %s ORDER BY id DESC LIMIT %s",
+                (self.name, limit),
+            ).fetchall()
+        return [
+            HistoryEntry(serial=r[0], lineage=r[1], written_at=r[2].isoformat(timespec="seconds"), size=r[3], who=r[4])
+            for r in rows
+        ]
+
+    def read_serial(self, serial: int) -> StoredState | None:
+        conn = self._db()
+        with self._errors("cannot read the state history"):
+            row = conn.execute(
+                "SELECT data, serial, lineage FROM recon_states WHERE name = %s AND serial = %s "
+                "ORDER BY id DESC LIMIT 1",
+                (self.name, serial),
+            ).fetchone()
+        return None if row is None else StoredState(data=bytes(row[0]), serial=row[1], lineage=row[2])
+
+    # -- locking ------------------------------------------------------------------------------
+
+    def lock(self, info: LockInfo) -> str:
+        if self._lock_conn is not None:
+            raise StateLockedError(self._lock_info, "the state is already locked by this process")
+        self._db()  # the schema must exist before the lock row is written
+        conn = self._connect()
+        try:
+            with self._errors("cannot lock the state"):
+                got = conn.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.lock_key)
+                ).fetchone()[0]
+                if not got:
+                    holder = self._row(conn)
+                    raise StateLockedError(holder[0] if holder else None)
+                # Any row left here is stale (its holder's advisory lock was free): overwrite it.
+                conn.execute(
+                    "INSERT INTO recon_locks (name, id, operation, who, created, pid, info) "
+                    "VALUES (%s, %s, %s, %s, %s, pg_backend_pid(), %s) ON CONFLICT (name) DO UPDATE SET "
+                    "id = EXCLUDED.id, operation = EXCLUDED.operation, who = EXCLUDED.who, "
+                    "created = EXCLUDED.created, pid = EXCLUDED.pid, info = EXCLUDED.info",
+                    (self.name, info.id, info.operation, info.who, info.created, json.dumps(info.to_dict())),
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        self._lock_conn, self._lock_info = conn, info
+        return info.id
+
+    def _row(self, conn: Any) -> tuple[LockInfo, int] | None:
+        row = conn.execute("SELECT info, pid FROM recon_locks WHERE name = %s", (self.name,)).fetchone()
+        if row is None:
+            return None
+        return LockInfo.from_dict(row[0]), int(row[1])
+
+    def _holder_alive(self, conn: Any, pid: int) -> bool:
+        params = {"pid": pid, "ns": LOCK_NAMESPACE, "key": self.lock_key}
+        return bool(conn.execute(_HOLDER_ALIVE, params).fetchone()[0])
+
+    def unlock(self, lock_id: str) -> None:
+        if self._lock_conn is None or self._lock_info is None:
+            raise StateError(f"cannot unlock {self.describe()}: this process holds no lock")
+        if self._lock_info.id != lock_id:
+            raise StateError(f"cannot unlock: lock ID {lock_id} does not match the held lock {self._lock_info.id}")
+        conn, self._lock_conn, self._lock_info = self._lock_conn, None, None
+        try:
+            with self._errors("cannot unlock the state"):
+                conn.execute("DELETE FROM recon_locks WHERE name = %s AND id = %s", (self.name, lock_id))
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_NAMESPACE, self.lock_key))
+        finally:
+            with contextlib.suppress(Exception):
+                conn.close()  # closing the session frees the advisory lock in any case
+
+    def lock_info(self) -> LockInfo | None:
+        """The holder's LockInfo, or None when the lock is free (a stale row is ignored)."""
+        if self._lock_info is not None:
+            return self._lock_info
+        conn = self._db()
+        with self._errors("cannot read the state lock"):
+            row = self._row(conn)
+            if row is None or not self._holder_alive(conn, row[1]):
+                return None
+        return row[0]
+
+    def force_unlock(self, lock_id: str, wait_s: float = 5.0) -> None:
+        """Free a lock held by a dead or stuck holder: terminate its session, clear its row."""
+        if self._lock_info is not None and self._lock_info.id == lock_id:
+            self.unlock(lock_id)
+            return
+        conn = self._db()
+        with self._errors("cannot force-unlock the state"):
+            row = self._row(conn)
+            if row is None:
+                raise StateError(f"cannot force-unlock {lock_id}: the state {self.describe()} is not locked")
+            holder, pid = row
+            if holder.id != lock_id:
+                raise StateError(f"cannot force-unlock: lock ID {lock_id} does not match the holder's ({holder.id})")
+            if self._holder_alive(conn, pid):
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                deadline = time.monotonic() + wait_s
+                while self._holder_alive(conn, pid):
+                    if time.monotonic() > deadline:
+                        raise StateError(f"cannot force-unlock {lock_id}: the holder's session did not end")
+                    time.sleep(0.05)
+            conn.execute("DELETE FROM recon_locks WHERE name = %s AND id = %s", (self.name, lock_id))
