@@ -101,3 +101,41 @@ def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
     assert "deployment.my-endpoint.blue" not in recon.state()["resources"]
     drift = recon("drift", check=False)
     assert drift.returncode == 0, drift.stdout + drift.stderr
+
+
+def test_ten_instances_roll_in_five_batches_and_a_failing_version_rolls_back(sample_project, make_recon) -> None:
+    root = sample_project("blue-deployment.yml")
+    (root / "recon.yaml").write_text(RECON_YAML)
+    endpoint = root / "endpoint.yml"
+    endpoint.write_text(endpoint.read_text() + "traffic:\n  blue: 100\n")
+    blue = root / "blue-deployment.yml"
+    _edit(blue, "instance_count: 1", "instance_count: 10\nenvironment_variables:\n  RELEASE: \"1\"")
+    recon = make_recon(root)
+    recon("apply", "--auto-approve")
+    keys = recon.keys("my-endpoint")
+    request = (root.parent.parent / "model-1" / "sample-request.json").read_bytes()
+
+    with LoadGenerator(keys["scoring_uri"], keys["primaryKey"], request, workers=4) as load:
+        load.wait_for(50)
+        _edit(blue, 'RELEASE: "1"', 'RELEASE: "2"')
+        plan = json.loads(recon("plan", "--format", "json").stdout)
+        rollout = [s for s in plan["steps"] if s["kind"] == "rollout"]
+        assert len(rollout) == 1 and [b["size"] for b in rollout[0]["batches"]] == [2, 2, 2, 2, 2]
+        recon("apply", "--auto-approve")
+        state = recon.state()["resources"]["deployment.my-endpoint.blue"]
+        assert state["attributes"]["environment_variables"] == {"RELEASE": "2"}
+        assert len(state["outputs"]["instances"]) == 10
+
+        # a new version whose init() raises: rolled back, the old one keeps serving
+        score = root.parent.parent / "model-1" / "onlinescoring" / "score.py"
+        score.write_text(score.read_text().replace(
+            "def init():\n", "def init():\n    raise RuntimeError('model file is corrupt')\n"))
+        failed = recon("apply", "--auto-approve", check=False)
+        assert failed.returncode == 1
+        assert "model file is corrupt" in failed.stdout + failed.stderr
+        stats = load.wait_for(200)
+        assert stats.failed == 0 and stats.served_by["blue"] >= 200
+        assert load.total.failed == 0, load.total.failures[:5]
+
+    pending = recon("plan", "--detailed-exitcode", check=False)
+    assert pending.returncode == 2, "the failed rollout is still pending work"
