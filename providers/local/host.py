@@ -1,0 +1,407 @@
+"""Instance host: serves one scoring script over HTTP, keeping azmlinfsrv's contract, on 127.0.0.1 only.
+
+A single file, standard library only: it runs inside the deployment's own virtualenv, where recon is not
+installed, as ``<venv python> host.py --entry_script score.py --port N``. See docs/runtime.md.
+
+Why not azureml-inference-server-http itself: it always binds 0.0.0.0 (a constant handed to gunicorn's
+``-b``), and a scoring server open to the network without the key check is not acceptable.
+
+Contract kept from azmlinfsrv 1.5.1 (routes.py, user_script.py, input_parsers.py):
+- the script is imported, ``init()`` runs once; any failure logs the traceback and exits with code 3;
+- only then does the server listen, so a refused connection means "not ready";
+- ``GET /`` answers ``Healthy``; ``POST /score`` calls ``run(body_as_text)`` and sends
+  ``json.dumps(result)``; ``GET /score`` passes the query parameters as a JSON string;
+- errors are ``{"message": ...}`` JSON with azmlinfsrv's status codes and texts; every answer carries
+  ``x-ms-run-function-failed`` and the request-id headers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+HEADER_LIMIT = 100  # azmlinfsrv refuses longer request ids with 431
+EXIT_SCRIPT_FAILED = 3  # azmlinfsrv's exit code when the script cannot be loaded or init() fails
+EXIT_USAGE = 2
+RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the logs for more info."
+INTERNAL_ERROR_MESSAGE = "An unexpected internal error occurred. Check the logs for more info."
+NOT_FOUND_MESSAGE = (
+    "The requested URL was not found on the server. If you entered the URL manually please check your "
+    "spelling and try again."
+)
+IDLE_TIMEOUT_S = 75.0  # keep-alive connections idle longer than this are closed (router pools reconnect)
+
+log = logging.getLogger("host")
+
+
+class ScoringScript:
+    """The user's module: ``init()`` and ``run(data[, request_headers])``, as azmlinfsrv loads it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        spec = importlib.util.spec_from_file_location("entry_module", path)
+        if spec is None or spec.loader is None:
+            raise FileNotFoundError(f"cannot load scoring script {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name in ("init", "run"):
+            if not hasattr(module, name):
+                raise AttributeError(f"User script at {path} does not have a {name}() function defined.")
+        # Some Azure SDKs wrap the real script in a "driver module"; azmlinfsrv calls its run() directly.
+        driver = getattr(module, "driver_module", None)
+        self._run: Callable[..., Any] = (
+            driver.run if isinstance(driver, ModuleType) and hasattr(driver, "run") else module.run
+        )
+        self._init: Callable[[], Any] = module.init
+        params = list(inspect.signature(self._run).parameters.values())
+        if any(p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
+            raise TypeError("run() cannot accept positional-only arguments, *args, or **kwargs.")
+        self.wants_headers = any(p.name == "request_headers" for p in params)
+        others = [p for p in params if p.name != "request_headers"]
+        if not others:
+            raise TypeError("run() needs to accept an argument for input data.")
+        self.input_name = others[0].name
+
+    def init(self) -> None:
+        self._init()
+
+    def run(self, data: str, headers: dict[str, str]) -> Any:
+        kwargs: dict[str, Any] = {self.input_name: data}
+        if self.wants_headers:
+            kwargs["request_headers"] = headers
+        return self._run(**kwargs)
+
+
+class Answer:
+    """One HTTP answer: status, body bytes, content type and extra headers."""
+
+    def __init__(self, status: int, body: bytes, ctype: str = "application/json", failed: bool = False) -> None:
+        self.status = status
+        self.body = body
+        self.ctype = ctype
+        self.failed = failed
+        self.headers: dict[str, str] = {}
+
+
+def error_answer(status: int, message: str, failed: bool = False) -> Answer:
+    return Answer(status, json.dumps({"message": message}).encode(), failed=failed)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Host:
+    """Shared state of the server: the script, the run() concurrency limit, connection bookkeeping."""
+
+    def __init__(self, script: ScoringScript, workers: int) -> None:
+        self.script = script
+        self.run_slots = threading.BoundedSemaphore(workers)
+        self.stopping = False
+        self.lock = threading.Lock()
+        self.idle: set[socket.socket] = set()  # keep-alive connections waiting for a request
+
+    def score(self, method: str, query: str, body: bytes, headers: dict[str, str]) -> Answer:
+        if method == "OPTIONS":
+            return Answer(200, b"", ctype="text/html; charset=utf-8")
+        if method == "GET":
+            params = {k: (_parse_value(v[0]) if len(v) == 1 else [_parse_value(x) for x in v])
+                      for k, v in parse_qs(query, keep_blank_values=True).items()}
+            data = json.dumps(params)
+        elif method == "POST":
+            try:
+                data = str(body, "utf-8")
+            except UnicodeDecodeError as ex:
+                return error_answer(400, f"Input cannot be decoded as UTF-8: {ex}")
+        else:
+            return error_answer(405, "Method not allowed")
+        started = time.perf_counter()
+        with self.run_slots:
+            try:
+                result = self.script.run(data, headers)
+            except Exception:
+                log.error("Encountered Exception: %s", traceback.format_exc())
+                return error_answer(500, RUN_FAILED_MESSAGE, failed=True)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        try:
+            answer = Answer(200, json.dumps(result).encode())
+        except Exception:
+            log.error("Encountered Exception: %s", traceback.format_exc())
+            return error_answer(500, INTERNAL_ERROR_MESSAGE)
+        answer.headers["x-ms-run-fn-exec-ms"] = f"{elapsed_ms:.3f}"
+        return answer
+
+
+class Handler(BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive handler; one thread per connection (ThreadingHTTPServer)."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "recon-host/1"
+    host: Host  # set on the class by main()
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(IDLE_TIMEOUT_S)
+
+    def handle_one_request(self) -> None:
+        # Between requests the connection is idle: SIGTERM may close it (no request is lost, the router
+        # retries a request that got no byte back on a fresh connection).
+        with self.host.lock:
+            if self.host.stopping:
+                self.close_connection = True
+                return
+            self.host.idle.add(self.connection)
+        try:
+            super().handle_one_request()
+        except (ConnectionError, OSError):
+            self.close_connection = True
+
+    def parse_request(self) -> bool:
+        with self.host.lock:
+            self.host.idle.discard(self.connection)
+        return super().parse_request()
+
+    def finish(self) -> None:
+        with self.host.lock:
+            self.host.idle.discard(self.connection)
+        super().finish()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _request_ids(self) -> tuple[dict[str, str], Answer | None]:
+        """azmlinfsrv's request-id rules (routes.py _init_headers / populate_response_headers)."""
+        out: dict[str, str] = {}
+        request_id = self.headers.get("x-request-id") or str(uuid.uuid4())
+        if len(request_id) > HEADER_LIMIT:
+            return out, error_answer(431, f"x-request-id must not exceed {HEADER_LIMIT} characters")
+        out["x-request-id"] = request_id
+        legacy = self.headers.get("x-ms-request-id", "")
+        client = self.headers.get("x-ms-client-request-id", "")
+        if legacy:
+            client = client or legacy
+        else:
+            legacy = client or request_id
+        if len(legacy) > HEADER_LIMIT or len(client) > HEADER_LIMIT:
+            return out, error_answer(
+                431, f"x-ms-request-id and x-ms-client-request-id must not exceed {HEADER_LIMIT} characters"
+            )
+        out["x-ms-request-id"] = legacy
+        if client:
+            out["x-ms-client-request-id"] = client
+        return out, None
+
+    def _dispatch(self) -> None:
+        started = time.perf_counter()
+        body = self._read_body()
+        url = urlsplit(self.path)
+        ids, answer = self._request_ids()
+        logged = False
+        if answer is None:
+            if url.path == "/score":
+                logged = True
+                headers = {k: v for k, v in self.headers.items()}
+                answer = self.host.score(self.command, url.query, body, headers)
+            elif url.path == "/":
+                answer = (Answer(200, b"Healthy", ctype="text/html; charset=utf-8") if self.command == "GET"
+                          else error_answer(405, "The method is not allowed for the requested URL."))
+            else:
+                answer = error_answer(404, NOT_FOUND_MESSAGE)
+        if self.host.stopping:
+            self.close_connection = True
+        self._send(answer, ids)
+        if logged:
+            ms = (time.perf_counter() - started) * 1000
+            path = self.path
+            log.info("%s %s %d %.3fms %d", self.command, path, answer.status, ms, len(answer.body))
+
+    def _send(self, answer: Answer, ids: dict[str, str]) -> None:
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.ctype)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.send_header("x-ms-run-function-failed", str(answer.failed))
+        for name, value in {**answer.headers, **ids}.items():
+            self.send_header(name, value)
+        if "TraceId" in self.headers:
+            self.send_header("TraceId", self.headers["TraceId"])
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
+        self.wfile.flush()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+        log.debug(format, *args)
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.warning(format, *args)
+
+
+class Server(ThreadingHTTPServer):
+    """Threaded server that joins its request threads on close (graceful drain)."""
+
+    daemon_threads = False
+    block_on_close = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="recon instance host (azmlinfsrv contract, loopback only)")
+    p.add_argument("--entry_script", default=os.environ.get("AZUREML_ENTRY_SCRIPT"))
+    p.add_argument("--model_dir", default=None)
+    p.add_argument("--port", type=int, default=int(os.environ.get("SERVER_PORT", "5001")))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--worker_count", type=int, default=int(os.environ.get("WORKER_COUNT", "1")))
+    p.add_argument("--port-file", dest="port_file", default=None)
+    args = p.parse_args(argv)
+    if not args.entry_script:
+        p.error("--entry_script is required (or set AZUREML_ENTRY_SCRIPT)")
+    if args.worker_count < 1:
+        p.error("--worker_count must be at least 1")
+    return args
+
+
+def setup_logging() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    handler = logging.StreamHandler(sys.stdout)
+    fmt = "%(asctime)s %(levelname).1s [%(process)d] host - %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(os.environ.get("AZUREML_LOG_LEVEL", "INFO").upper())
+
+
+def load(args: argparse.Namespace) -> ScoringScript:
+    """Import the script and call init(); exit 3 with the traceback logged when either fails."""
+    if args.model_dir:
+        os.environ["AZUREML_MODEL_DIR"] = os.path.abspath(args.model_dir)
+    app_root = os.environ.get("AML_APP_ROOT", os.getcwd())
+    path = args.entry_script if os.path.isabs(args.entry_script) else os.path.join(app_root, args.entry_script)
+    for folder in (app_root, os.path.dirname(os.path.abspath(path))):
+        if folder not in sys.path:
+            sys.path.append(folder)
+    try:
+        script = ScoringScript(path)
+    except BaseException:
+        log.error("Failed to import user script %s:\n%s", path, traceback.format_exc())
+        sys.exit(EXIT_SCRIPT_FAILED)
+    log.info("Invoking user's init function")
+    try:
+        script.init()
+    except BaseException:
+        log.error("User's init function failed")
+        log.error("Encountered Exception %s", traceback.format_exc())
+        sys.exit(EXIT_SCRIPT_FAILED)
+    log.info("Users's init has completed successfully")
+    return script
+
+
+def write_port_file(path: str, port: int) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(f"{port}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def stop(server: Server, host: Host) -> None:
+    """Stop accepting, close idle keep-alive connections; busy ones close after their answer."""
+    with host.lock:
+        if host.stopping:
+            return
+        host.stopping = True
+        idle = list(host.idle)
+    log.info("stopping: finishing requests in flight")
+    server.shutdown()
+    for conn in idle:
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    setup_logging()
+    script = load(args)
+    host = Host(script, args.worker_count)
+    Handler.host = host
+    try:
+        server = Server((args.host, args.port), Handler)
+    except OSError as ex:
+        log.error("cannot listen on %s:%s: %s", args.host, args.port, ex)
+        return EXIT_USAGE
+    port = server.server_address[1]
+
+    def on_signal(signum: int, frame: Any) -> None:
+        threading.Thread(target=stop, args=(server, host), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if args.port_file:
+        write_port_file(args.port_file, port)
+    log.info("ready: listening on %s:%d pid %d workers %d", args.host, port, os.getpid(), args.worker_count)
+    server.serve_forever(poll_interval=0.2)
+    server.server_close()  # joins request threads: in-flight requests finish
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
