@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's second command and CI run it:
+#   1. install recon with its test extras (editable), once per pyproject.toml change;
+#   2. make the services the tests use available (each step idempotent, each a script of its own):
+#      a Docker engine (setup-docker.sh), the local/py-base:bookworm image (build-base-image.sh),
+#      PostgreSQL 15's server binaries (setup-postgres.sh);
+#   3. run pytest over tests/ (extra arguments go to pytest). "No tests ran" (exit 5) is a failure.
+# Environment: SKIP_INSTALL=1, SKIP_DOCKER=1, SKIP_POSTGRES=1 skip steps (outside CI only: with
+# CI=true every step runs); PYTHON picks the interpreter (default python3).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+. "$here/lib.sh"
+cd "$root"
+
+PYTHON="${PYTHON:-python3}"
+in_ci() { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
+skip() { ! in_ci && [ "${!1:-0}" = 1 ]; }
+timings=()
+step() {  # step NAME COMMAND...: run and time one step
+    local name="$1" t0
+    shift
+    t0="$(now)"
+    "$@"
+    timings+=("$(printf '%-22s %6ss' "$name" "$(elapsed "$t0")")")
+}
+
+install_package() {
+    # Re-install only when pyproject.toml changed since the last install into this interpreter.
+    local stamp
+    stamp="/tmp/.recon-ci-pip-$( { "$PYTHON" -c 'import sys; print(sys.prefix)'; echo "$root"; cat pyproject.toml; } | sha256sum | cut -c1-16)"
+    if ! in_ci && [ -e "$stamp" ] && "$PYTHON" -c 'import reconciler, pytest' 2>/dev/null; then
+        log "recon already installed with test extras ($PYTHON)"
+        return 0
+    fi
+    log "pip install -e '.[test]' ($("$PYTHON" --version 2>&1), $(command -v "$PYTHON"))"
+    "$PYTHON" -m pip install -q -e '.[test]' </dev/null
+    touch "$stamp"
+}
+
+if skip SKIP_INSTALL; then log "SKIP_INSTALL=1: not installing"; else step install install_package; fi
+if skip SKIP_DOCKER; then
+    log "SKIP_DOCKER=1: no Docker setup (Docker tests will skip)"
+else
+    step docker-engine bash "$here/setup-docker.sh"
+    step base-image bash "$here/build-base-image.sh"
+fi
+if skip SKIP_POSTGRES; then log "SKIP_POSTGRES=1: no PostgreSQL setup"; else step postgres bash "$here/setup-postgres.sh"; fi
+
+# What the tests find: the base image the Docker tests run instead of Azure's images, and the
+# PostgreSQL server binaries.
+export RECON_TEST_BASE_IMAGE="${RECON_TEST_BASE_IMAGE:-local/py-base:bookworm}"
+export RECON_PG_BIN="${RECON_PG_BIN:-/usr/lib/postgresql/15/bin}"
+
+rc=0
+t0="$(now)"
+# A hard cap well inside CI's limit: SIGINT lets pytest print its summary of what ran.
+timeout --signal=INT --kill-after=60 "${PYTEST_WALL_LIMIT:-2400}" \
+    "$PYTHON" -m pytest -q -ra "$@" tests/ </dev/null || rc=$?
+timings+=("$(printf '%-22s %6ss' pytest "$(elapsed "$t0")")")
+
+log "step times:"
+for line in "${timings[@]}"; do printf '    %s\n' "$line" >&2; done
+case "$rc" in
+    0) log "tests passed" ;;
+    5) log "FAILED: pytest collected no tests (exit 5); a suite that runs nothing is not a pass"; exit 1 ;;
+    124) log "FAILED: the test suite ran past ${PYTEST_WALL_LIMIT:-2400}s and was stopped"; exit 1 ;;
+    *) log "FAILED: pytest exit code $rc"; exit "$rc" ;;
+esac
