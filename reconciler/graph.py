@@ -66,9 +66,7 @@ def resource_graph(resources: Mapping[str, tuple[str, Mapping[str, Any], Iterabl
 
 def desired_graph(desired: Any) -> nx.DiGraph:
     """The resource graph of a ``DesiredState`` (the input of ``render_graph``)."""
-    return resource_graph(
-        {a: (r.type, r.attributes, r.depends_on) for a, r in desired.resources.items()}
-    )
+    return resource_graph({a: (r.type, r.attributes, r.depends_on) for a, r in desired.resources.items()})
 
 
 def check_acyclic(g: nx.DiGraph, what: str) -> None:
@@ -95,9 +93,7 @@ def dependency_closure(g: nx.DiGraph, roots: Iterable[str]) -> set[str]:
     return out
 
 
-def step_order(
-    step_ids: list[str], depends_on: Callable[[str], Iterable[str]]
-) -> list[str]:
+def step_order(step_ids: list[str], depends_on: Callable[[str], Iterable[str]]) -> list[str]:
     """Topological order of steps; among ready steps, the order they were listed in is kept.
 
     Dependencies on step ids that are not in ``step_ids`` are ignored (the planner only links

@@ -85,7 +85,12 @@ def _explain(n: _Need) -> str:
 
 
 def _family_errors(
-    family: str, limit: int, before: dict[str, _Need], after: dict[str, _Need], peak: float, total_after: float
+    family: str,
+    limit: int,
+    before: dict[str, _Need],
+    after: dict[str, _Need],
+    peak: float,
+    total_after: float,
 ) -> list[str]:
     at_peak = total_after <= limit
     total = peak if at_peak else total_after
@@ -144,7 +149,12 @@ def check_quota(
         usages = [n.usage for _, n in sorted(a.items())]
         families.append(
             QuotaFamily(
-                family=family, limit=limit, before=total_before, after=total_after, peak=peak, ok=ok,
+                family=family,
+                limit=limit,
+                before=total_before,
+                after=total_after,
+                peak=peak,
+                ok=ok,
                 usages=usages,
             )
         )
@@ -160,8 +170,15 @@ def check_quota(
 _CPU = re.compile(r"^\s*([0-9.]+)\s*(m?)\s*$")
 _MEM = re.compile(r"^\s*([0-9.]+)\s*([KMGT]i?)?\s*$", re.IGNORECASE)
 _MEM_UNITS = {
-    "": 1 / 2**30, "k": 1e3 / 2**30, "ki": 1 / 2**20, "m": 1e6 / 2**30, "mi": 1 / 2**10,
-    "g": 1e9 / 2**30, "gi": 1.0, "t": 1e12 / 2**30, "ti": 2**10,
+    "": 1 / 2**30,
+    "k": 1e3 / 2**30,
+    "ki": 1 / 2**20,
+    "m": 1e6 / 2**30,
+    "mi": 1 / 2**10,
+    "g": 1e9 / 2**30,
+    "gi": 1.0,
+    "t": 1e12 / 2**30,
+    "ti": 2**10,
 }
 
 
@@ -203,8 +220,11 @@ def check_capacity(
         cpus += c * n
         mem += m * n
     report = {
-        "cpus": capacity.cpus, "memory_gb": capacity.memory_gb, "description": capacity.description,
-        "needed_cpus": cpus, "needed_memory_gb": round(mem, 3),
+        "cpus": capacity.cpus,
+        "memory_gb": capacity.memory_gb,
+        "description": capacity.description,
+        "needed_cpus": cpus,
+        "needed_memory_gb": round(mem, 3),
     }
     where = f" ({capacity.description})" if capacity.description else ""
     errors = []
