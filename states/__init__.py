@@ -23,7 +23,7 @@ from states.base import HistoryEntry, StateBackend, StoredState, SupportsHistory
 DEFAULT_PATH = ".recon/state.json"
 DSN_ENV = "RECON_STATE_DSN"
 BACKENDS = ("file", "postgres")
-_KEYS = {"file": {"backend", "path"}, "postgres": {"backend", "dsn", "name", "history", "connect_timeout"}}
+_KEYS = {"file": {"backend", "path", "history"}, "postgres": {"backend", "dsn", "name", "history", "connect_timeout"}}
 
 
 def _bad(message: str, path: str, hint: str | None = None) -> ConfigError:
@@ -55,9 +55,11 @@ def open_backend(root: Path, settings: dict[str, Any] | None) -> StateBackend:
         )
     if kind == "file":
         path = Path(str(section.get("path") or DEFAULT_PATH))
+        from states.file import HISTORY_KEEP as FILE_KEEP
         from states.file import FileBackend
 
-        return FileBackend(path if path.is_absolute() else Path(root) / path)
+        keep = int(section.get("history") or FILE_KEEP)
+        return FileBackend(path if path.is_absolute() else Path(root) / path, history_keep=keep)
     dsn = section.get("dsn") or os.environ.get(DSN_ENV)
     if not dsn:
         raise _bad(

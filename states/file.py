@@ -14,6 +14,9 @@ A second writer fails at once (``LOCK_NB``), it never waits. ``force_unlock`` br
 by a stuck live process by replacing the lock file: lockers check, after taking the flock, that
 their descriptor still names the file at the path, so the stuck holder keeps only an orphan.
 
+The document is the state itself, so the serial and lineage a read reports are the document's
+own (``write`` refuses bytes whose header disagrees with the serial and lineage it is given).
+
 Compare-and-swap: a write takes a short exclusive ``flock`` on the state's folder (separate from
 the operation lock, so that a writer that holds the operation lock can still write), reads the
 current serial and replaces the file only if it is still the expected one.
@@ -111,6 +114,9 @@ class FileBackend:
         return StoredState(data=data, serial=serial, lineage=lineage)
 
     def write(self, data: bytes, serial: int, lineage: str, expected_serial: int | None) -> None:
+        if _header(data, "the new state") != (serial, lineage):
+            # The document is the file: its own serial/lineage are what later reads report.
+            raise StateError(f"refusing to write a state document whose serial/lineage differ from {serial}/{lineage}")
         try:
             with self._cas_mutex():
                 current = self.read()

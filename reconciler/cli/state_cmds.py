@@ -1,0 +1,222 @@
+"""``recon state ...`` and ``recon force-unlock``: inspect and repair the recorded state.
+
+Every command that writes holds the state lock for its whole run. Commands stay thin: read
+settings, call the StateManager, render, return.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from reconciler.cli.app import CliContext, cli
+from reconciler.errors import ConfigError, Diagnostic, StateError
+from reconciler.state import State
+from reconciler.statemgr import StateManager, open_state_manager
+from states import DSN_ENV, open_backend, state_section
+
+
+def state_settings(root: Path) -> dict[str, Any]:
+    """recon.yaml's ``state:`` section (empty: the file backend's defaults)."""
+    try:
+        from reconciler.loader import load_settings
+    except ImportError:
+        return _read_state_key(root)
+    settings: Any = load_settings(root)
+    for attr in ("state_settings", "state"):
+        value = getattr(settings, attr, None)
+        if value is not None and not callable(value):
+            return _as_dict(value)
+    return state_section(_as_dict(settings))
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if hasattr(value, "model_dump"):
+        value = value.model_dump(exclude_none=True)
+    return dict(value or {})
+
+
+def _read_state_key(root: Path) -> dict[str, Any]:
+    path = root / "recon.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(Diagnostic(f"not valid YAML: {exc}", file="recon.yaml")) from exc
+    section = raw.get("state", {}) if isinstance(raw, dict) else {}
+    if not isinstance(section, dict):
+        raise ConfigError(Diagnostic("must be a mapping", file="recon.yaml", path="state"))
+    return section
+
+
+def _manager(ctx: click.Context) -> StateManager:
+    obj: CliContext = ctx.find_object(CliContext)
+    mgr = open_state_manager(obj.root, state_settings(obj.root))
+    ctx.call_on_close(mgr.close)
+    return mgr
+
+
+@cli.group("state")
+def state_group() -> None:
+    """Inspect and change the recorded state."""
+
+
+@state_group.command("list")
+@click.pass_context
+def state_list(ctx: click.Context) -> None:
+    """List the addresses of every resource in the state."""
+    from reconciler.render import render_state_list
+
+    text = render_state_list(_manager(ctx).read())
+    if text:
+        click.echo(text)
+
+
+@state_group.command("show")
+@click.argument("address")
+@click.pass_context
+def state_show(ctx: click.Context, address: str) -> None:
+    """Show one recorded resource."""
+    from reconciler.render import render_state_show
+
+    state = _manager(ctx).read()
+    res = state.get(address)
+    if res is None:
+        raise StateError(f"no resource {address!r} in the state{_suggest(state)}")
+    click.echo(render_state_show(res))
+
+
+def _suggest(state: State) -> str:
+    if not state.resources:
+        return " (the state is empty)"
+    return " (see: recon state list)"
+
+
+@state_group.command("rm")
+@click.argument("addresses", nargs=-1, required=True)
+@click.pass_context
+def state_rm(ctx: click.Context, addresses: tuple[str, ...]) -> None:
+    """Forget resources (they keep running; recon stops managing them)."""
+    mgr = _manager(ctx)
+    with mgr.lock("state rm"):
+        state = mgr.read()
+        missing = [a for a in addresses if a not in state.resources]
+        if missing:
+            raise StateError(f"no resource {', '.join(map(repr, missing))} in the state; nothing was removed")
+        resources = {a: r for a, r in state.resources.items() if a not in addresses}
+        new = mgr.write(state.model_copy(update={"resources": resources}))
+    for a in addresses:
+        click.echo(f"Removed {a}")
+    click.echo(f"Successfully removed {len(addresses)} resource(s); state serial {new.serial}.")
+
+
+@state_group.command("pull")
+@click.option("--serial", type=int, default=None, help="A kept earlier version (see: recon state history).")
+@click.pass_context
+def state_pull(ctx: click.Context, serial: int | None) -> None:
+    """Print the state document (JSON)."""
+    mgr = _manager(ctx)
+    state = mgr.read() if serial is None else mgr.read_serial(serial)
+    if serial is None and mgr.serial == 0:
+        click.echo(f"No state stored in {mgr.describe()}.", err=True)
+        return
+    click.echo(state.to_bytes().decode(), nl=False)
+
+
+@state_group.command("push")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Write even if the lineage differs or the serial is lower.")
+@click.pass_context
+def state_push(ctx: click.Context, file: Path, force: bool) -> None:
+    """Replace the stored state with FILE ('-' reads stdin)."""
+    data = click.get_binary_stream("stdin").read() if str(file) == "-" else _read_file(file)
+    state = State.from_bytes(data, source=str(file))
+    mgr = _manager(ctx)
+    with mgr.lock("state push"):
+        new = mgr.push(state, force=force)
+    click.echo(f"Pushed {file} to {mgr.describe()}: serial {new.serial}, lineage {new.lineage}.")
+
+
+def _read_file(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise StateError(f"cannot read {file}: {exc.strerror}") from exc
+
+
+@state_group.command("history")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_context
+def state_history(ctx: click.Context, limit: int) -> None:
+    """List the kept versions of the state, newest first."""
+    mgr = _manager(ctx)
+    entries = mgr.history(limit)
+    if not entries:
+        click.echo(f"No state history in {mgr.describe()}.")
+        return
+    click.echo(f"{'SERIAL':>7}  {'WRITTEN (UTC)':<25}  {'SIZE':>9}  {'WHO':<24}  LINEAGE")
+    for e in entries:
+        click.echo(f"{e.serial:>7}  {e.written_at:<25}  {e.size:>9}  {e.who or '-':<24}  {e.lineage}")
+
+
+@state_group.command("migrate")
+@click.option("--to", "to", type=click.Choice(["postgres", "file"]), required=True)
+@click.option("--dsn", default=None, help=f"Target PostgreSQL DSN (default: ${DSN_ENV}).")
+@click.option("--name", default="default", show_default=True, help="Target state name (postgres).")
+@click.option("--path", "path", default=None, help="Target file, relative to the project (default .recon/state.json).")
+@click.pass_context
+def state_migrate(ctx: click.Context, to: str, dsn: str | None, name: str, path: str | None) -> None:
+    """Copy the state to another backend, keeping its lineage and serial.
+
+    Changes nothing else: recon.yaml still names the old backend until you edit it.
+    """
+    root: Path = ctx.find_object(CliContext).root
+    source = _manager(ctx)
+    target_settings: dict[str, Any] = {"backend": to}
+    if to == "postgres":
+        target_settings.update({"name": name} | ({"dsn": dsn} if dsn else {}))
+    elif path:
+        target_settings["path"] = path
+    target = StateManager(open_backend(root, target_settings))
+    ctx.call_on_close(target.close)
+    if target.describe() == source.describe():
+        raise StateError(f"the state is already in {source.describe()}")
+    with source.lock("state migrate"), target.lock("state migrate"):
+        stored = source.backend.read()
+        if stored is None:
+            raise StateError(f"{source.describe()} holds no state; nothing to migrate")
+        if target.backend.read() is not None:
+            raise StateError(f"{target.describe()} already holds a state; refusing to overwrite it")
+        target.backend.write(stored.data, stored.serial, stored.lineage, None)
+    click.echo(
+        f"Copied the state (serial {stored.serial}, lineage {stored.lineage}) "
+        f"from {source.describe()} to {target.describe()}."
+    )
+    shown = {k: v for k, v in target_settings.items() if k != "dsn"}
+    click.echo("Now put this in recon.yaml (the old state is left as it was):\n")
+    click.echo(yaml.safe_dump({"state": shown}, sort_keys=False).rstrip())
+    if to == "postgres":
+        click.echo(f"\nand give the DSN in the environment: export {DSN_ENV}=...  (keeps the password out of git)")
+
+
+@cli.command("force-unlock")
+@click.argument("lock_id")
+@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def force_unlock(ctx: click.Context, lock_id: str, force: bool) -> None:
+    """Release a lock left by a dead or stuck operation (the ID is in the lock error)."""
+    mgr = _manager(ctx)
+    if not force:
+        holder = mgr.lock_info()
+        held = holder.describe() if holder else "no live holder"
+        click.confirm(
+            f"Release lock {lock_id} on {mgr.describe()} ({held})?\n"
+            "Only do this if that operation is dead: two writers can corrupt the state.",
+            abort=True,
+        )
+    mgr.force_unlock(lock_id)
+    click.echo(f"Released lock {lock_id} on {mgr.describe()}.")

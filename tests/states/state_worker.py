@@ -1,0 +1,56 @@
+"""A second process for the state tests: ``state_worker.py MODE ROOT SETTINGS_JSON [ARGS]``.
+
+Modes:
+- ``hold``: take the lock, print ``LOCKED <id>``, sleep until killed.
+- ``race-lock N TAG``: N times: take the lock, read, add ``TAG-i``, write; print ``OK <serial>``
+  or ``LOCKED`` / ``CONFLICT`` per attempt.
+- ``race-cas N TAG``: the same without the lock (compare-and-swap alone guards the writes).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from reconciler.errors import StateConflictError, StateLockedError
+from reconciler.state import State, StateResource
+from reconciler.statemgr import StateManager, open_state_manager
+
+
+def _add(mgr: StateManager, tag: str) -> int:
+    state = mgr.read()
+    resources = dict(state.resources)
+    resources[f"model.{tag}:1"] = StateResource(
+        address=f"model.{tag}:1", type="model", name=tag, provider="fake", attributes={"tag": tag}
+    )
+    return mgr.write(State.model_validate(state.model_dump() | {"resources": resources})).serial
+
+
+def main() -> None:
+    mode, root, settings = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+    mgr = open_state_manager(root, settings)
+    if mode == "hold":
+        with mgr.lock("apply") as info:
+            print(f"LOCKED {info.id}", flush=True)
+            time.sleep(600)
+        return
+    n, tag = int(sys.argv[4]), sys.argv[5]
+    for i in range(n):
+        try:
+            if mode == "race-lock":
+                with mgr.lock("apply"):
+                    serial = _add(mgr, f"{tag}-{i}")
+            else:
+                serial = _add(mgr, f"{tag}-{i}")
+            print(f"OK {tag}-{i} {serial}", flush=True)
+        except StateLockedError:
+            print("LOCKED", flush=True)
+        except StateConflictError:
+            print("CONFLICT", flush=True)
+    mgr.close()
+
+
+if __name__ == "__main__":
+    main()
