@@ -1,0 +1,305 @@
+"""The instances of one deployment: server processes started, probed, pooled, drained and stopped.
+
+Layout under ``state_dir``::
+
+    run/<endpoint>/<deployment>/instances/<n>.json   pid file: id, pid, start_time, port, config_digest
+    run/<endpoint>/<deployment>/instances/<n>.port   written by the host once it listens
+    run/<endpoint>/<deployment>/configs/<digest>.json how instances of one configuration are launched
+    run/<endpoint>/<deployment>/seq                  the last instance number given out
+    logs/<endpoint>/<deployment>/<n>.log             the instance's stdout and stderr
+
+An instance's configuration is identified by its ``config_digest``: instances at the desired digest
+are never replaced again, which is what makes a rolling update resumable after a crash. A launch
+config is kept per digest so that scaling clones the configuration that runs (scale first, template
+changes after, as the service does).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from providers.local import procs
+from providers.local.routing import EndpointFiles
+
+HOST_SCRIPT = Path(__file__).resolve().parent / "host.py"
+POLL = 0.05  # readiness is polled this often while starting, whatever the probe's period
+DEFAULT_PROBE = {"initial_delay": 10, "period": 10, "timeout": 2, "success_threshold": 1, "failure_threshold": 30}
+
+
+@dataclass
+class Instance:
+    """One running (or recorded) server process."""
+
+    id: int
+    pid: int
+    start_time: int | None
+    config_digest: str
+    port: int | None = None
+    alive: bool = True
+    env_drift: dict[str, str] | None = None  # declared variables as observed, when they differ
+
+    def upstream(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def to_output(self) -> dict[str, Any]:
+        return {"id": self.id, "pid": self.pid, "start_time": self.start_time, "port": self.port,
+                "config_digest": self.config_digest}
+
+
+@dataclass
+class LaunchConfig:
+    """How the instances of one configuration start."""
+
+    python: str
+    entry_script: str
+    cwd: str
+    model_dir: str
+    environment_variables: dict[str, str]
+    worker_count: int = 1
+    readiness_probe: dict[str, Any] = field(default_factory=dict)
+    liveness_probe: dict[str, Any] = field(default_factory=dict)
+    isolated: bool = True  # a virtualenv: do not leak the CLI's PYTHONPATH into it
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LaunchConfig:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class StartFailure:
+    instance: Instance
+    reason: str
+    log_tail: list[str]
+
+
+def probe_settings(probe: dict[str, Any] | None) -> dict[str, float]:
+    merged = {**DEFAULT_PROBE, **{k: v for k, v in (probe or {}).items() if v is not None}}
+    return {k: float(merged[k]) for k in DEFAULT_PROBE}
+
+
+class DeploymentRunner:
+    """Starts, finds and stops the instances of ``endpoint/deployment``."""
+
+    def __init__(self, state_dir: Path, endpoint: str, name: str, workspace: str = "") -> None:
+        self.state_dir = state_dir
+        self.endpoint = endpoint.lower()
+        self.name = name.lower()
+        self.workspace = workspace
+        self.run = state_dir / "run" / self.endpoint / self.name
+        self.inst_dir = self.run / "instances"
+        self.cfg_dir = self.run / "configs"
+        self.log_dir = state_dir / "logs" / self.endpoint / self.name
+        self.lock_path = state_dir / "run" / self.endpoint / f".{self.name}.lock"
+
+    def mark(self, instance_id: int) -> str:
+        return f"{self.endpoint}/{self.name}/{instance_id}"
+
+    def log_path(self, instance_id: int) -> Path:
+        return self.log_dir / f"{instance_id}.log"
+
+    # -- configs ---------------------------------------------------------------------------------
+    def save_config(self, digest: str, config: LaunchConfig) -> None:
+        procs.write_json(self.cfg_dir / f"{_fname(digest)}.json", config.to_json())
+
+    def load_config(self, digest: str) -> LaunchConfig | None:
+        data = procs.read_json(self.cfg_dir / f"{_fname(digest)}.json")
+        return LaunchConfig.from_json(data) if isinstance(data, dict) else None
+
+    # -- finding ---------------------------------------------------------------------------------
+    def recorded(self) -> list[Instance]:
+        """Every instance with a pid file, alive or not (``alive`` and ``port`` filled in)."""
+        out: list[Instance] = []
+        if not self.inst_dir.is_dir():
+            return out
+        adopted = self._marked()
+        for path in sorted(self.inst_dir.glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
+            data = procs.read_json(path)
+            if not isinstance(data, dict) or "pid" not in data:
+                continue
+            inst = Instance(int(data["id"]), int(data["pid"]), data.get("start_time"),
+                            str(data.get("config_digest", "")), data.get("port"))
+            inst.alive = procs.is_alive(inst.pid, inst.start_time)
+            if not inst.alive and inst.id in adopted:
+                # Restarted by hand with recon's marks: the process is the instance now.
+                inst.pid = adopted[inst.id]
+                inst.start_time = procs.start_time(inst.pid)
+                inst.alive = True
+            if inst.port is None:
+                inst.port = procs.read_port(self.inst_dir / f"{inst.id}.port")
+            out.append(inst)
+        return out
+
+    def _marked(self) -> dict[int, int]:
+        """Instance number -> pid of live processes carrying this deployment's marks."""
+        prefix = f"{self.endpoint}/{self.name}/"
+        found: dict[int, int] = {}
+        for pid, env in procs.marked_processes():
+            mark = env.get(procs.MARK_ID, "")
+            if env.get(procs.MARK_STATE_DIR) == str(self.state_dir) and mark.startswith(prefix):
+                tail = mark[len(prefix):]
+                if tail.isdigit():
+                    found[int(tail)] = pid
+        return found
+
+    def live(self) -> list[Instance]:
+        """Alive instances; pid files of dead ones are removed (their logs stay)."""
+        alive = []
+        for inst in self.recorded():
+            if inst.alive:
+                alive.append(inst)
+            else:
+                self._forget(inst)
+        return alive
+
+    def check_environment(self, inst: Instance, declared: dict[str, str]) -> dict[str, str] | None:
+        """The declared variables as the process has them, when they differ from ``declared``."""
+        env = procs.read_environ(inst.pid)
+        if env is None:
+            return None
+        keys = set(declared)
+        config = self.load_config(inst.config_digest)
+        if config is not None:
+            keys |= set(config.environment_variables)
+        seen = {k: env[k] for k in sorted(keys) if k in env}
+        return None if seen == declared else seen
+
+    # -- starting --------------------------------------------------------------------------------
+    def _next_ids(self, n: int) -> list[int]:
+        with procs.file_lock(self.run / "seq.lock"):
+            seq_file = self.run / "seq"
+            try:
+                last = int(seq_file.read_text().strip())
+            except (OSError, ValueError):
+                last = 0
+            ids = list(range(last + 1, last + 1 + n))
+            seq_file.write_text(f"{last + n}\n")
+        return ids
+
+    def start(self, digest: str, config: LaunchConfig, n: int) -> list[Instance]:
+        """Spawn ``n`` instances of ``config`` (not yet ready, not yet in the pool)."""
+        self.inst_dir.mkdir(parents=True, exist_ok=True)
+        started: list[Instance] = []
+        for instance_id in self._next_ids(n):
+            port_file = self.inst_dir / f"{instance_id}.port"
+            port_file.unlink(missing_ok=True)
+            argv = [config.python, str(HOST_SCRIPT), "--entry_script", config.entry_script,
+                    "--port", "0", "--port-file", str(port_file), "--model_dir", config.model_dir,
+                    "--worker_count", str(config.worker_count)]
+            proc = procs.spawn(argv, self._environment(config, instance_id, digest),
+                               self.log_path(instance_id), cwd=Path(config.cwd))
+            inst = Instance(instance_id, proc.pid, proc.start_time, digest)
+            self._write(inst)
+            started.append(inst)
+        return started
+
+    def _environment(self, config: LaunchConfig, instance_id: int, digest: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
+        env.pop("PYTHONHOME", None)
+        if config.isolated:
+            env.pop("PYTHONPATH", None)
+            env.pop("VIRTUAL_ENV", None)
+        env.update(config.environment_variables)
+        env.update({
+            "AZUREML_MODEL_DIR": config.model_dir,
+            "AML_APP_ROOT": config.cwd,
+            "AZUREML_ENTRY_SCRIPT": config.entry_script,
+            "PYTHONUNBUFFERED": "1",
+            procs.MARK_ID: self.mark(instance_id),
+            procs.MARK_STATE_DIR: str(self.state_dir),
+            procs.MARK_WORKSPACE: self.workspace,
+            procs.MARK_ROLE: "instance",
+            "RECON_CONFIG_DIGEST": digest,
+        })
+        return env
+
+    def wait_ready(self, pending: list[Instance], probe: dict[str, Any] | None) -> StartFailure | None:
+        """Poll until every instance answers its readiness probe; the first failure otherwise."""
+        settings = probe_settings(probe)
+        budget = settings["initial_delay"] + settings["period"] * settings["failure_threshold"]
+        deadline = time.monotonic() + budget
+        waiting = list(pending)
+        while waiting:
+            for inst in list(waiting):
+                if not procs.is_alive(inst.pid, inst.start_time):
+                    return StartFailure(inst, f"instance {inst.id} exited while starting", self.tail(inst.id))
+                port = procs.read_port(self.inst_dir / f"{inst.id}.port")
+                if port is None:
+                    continue
+                got = procs.http_get(port, "/", settings["timeout"])
+                if got is not None and got[0] == 200:
+                    inst.port = port
+                    self._write(inst)
+                    waiting.remove(inst)
+            if waiting and time.monotonic() >= deadline:
+                inst = waiting[0]
+                return StartFailure(inst, f"instance {inst.id} was not ready after {budget:g}s "
+                                    "(readiness_probe: initial_delay + period * failure_threshold)",
+                                    self.tail(inst.id))
+            if waiting:
+                time.sleep(POLL)
+        return None
+
+    def is_live(self, inst: Instance, probe: dict[str, Any] | None) -> bool:
+        """The liveness probe, once: GET / answers 200 within the probe's timeout."""
+        if not inst.alive or inst.port is None:
+            return False
+        got = procs.http_get(inst.port, "/", probe_settings(probe)["timeout"])
+        return got is not None and got[0] == 200
+
+    # -- stopping --------------------------------------------------------------------------------
+    def stop(self, instances: list[Instance], grace: float = 10.0) -> None:
+        """SIGTERM all (the host finishes what it has), SIGKILL after ``grace``; forget them."""
+        for inst in instances:
+            procs.signal_process(inst.pid, inst.start_time, procs.signal.SIGTERM)
+        for inst in instances:
+            procs.stop(inst.pid, inst.start_time, grace=grace)
+            self._forget(inst)
+
+    def stop_all(self) -> None:
+        """Every instance of this deployment, recorded or only marked; then its run folder."""
+        self.stop(self.recorded(), grace=10.0)
+        for _id, pid in self._marked().items():
+            procs.stop(pid, procs.start_time(pid), grace=5.0)
+        shutil.rmtree(self.run, ignore_errors=True)
+
+    def tail(self, instance_id: int, lines: int = 30) -> list[str]:
+        return procs.tail(self.log_path(instance_id), lines)
+
+    # -- pool ------------------------------------------------------------------------------------
+    def set_pool(self, ep: EndpointFiles, upstreams: list[str], settings: dict[str, Any]) -> None:
+        """Make the router's pool for this deployment exactly ``upstreams``."""
+
+        def mutate(table: dict[str, Any]) -> None:
+            entry = table.setdefault("deployments", {}).setdefault(self.name, {})
+            entry.update(settings)
+            entry["upstreams"] = list(upstreams)
+
+        ep.update_table(mutate)
+
+    def remove_from_router(self, ep: EndpointFiles) -> None:
+        def mutate(table: dict[str, Any]) -> None:
+            table.setdefault("deployments", {}).pop(self.name, None)
+            for key in ("traffic", "mirror_traffic"):
+                table.setdefault(key, {}).pop(self.name, None)
+
+        ep.update_table(mutate)
+
+    # -- files -----------------------------------------------------------------------------------
+    def _write(self, inst: Instance) -> None:
+        procs.write_json(self.inst_dir / f"{inst.id}.json", inst.to_output())
+
+    def _forget(self, inst: Instance) -> None:
+        (self.inst_dir / f"{inst.id}.json").unlink(missing_ok=True)
+        (self.inst_dir / f"{inst.id}.port").unlink(missing_ok=True)
+
+
+def _fname(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:40]

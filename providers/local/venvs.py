@@ -1,0 +1,282 @@
+"""Python environments for the local provider: one virtualenv per environment content digest.
+
+An environment's conda file becomes a pip requirement list: its ``pip:`` list plus those conda
+dependencies pip can install (``numpy=2.3.1`` → ``numpy==2.3.1``). Conda-only entries (``python``,
+``pip``, ...) cannot be installed by pip: when they differ from what runs they are named in a
+warning. The serving runtime (azureml-inference-server-http) is added when the list lacks it.
+
+Virtualenvs live in a cache shared by projects (``cache_dir/venvs/<key>``) and are built under a
+file lock (two projects may build the same one at once), in a temporary folder renamed into place
+when complete, and reused when present. ``reuse_host_packages: true`` runs the host's Python with its
+installed packages (offline and fast): nothing is built, missing packages are named in a warning.
+Docker build contexts cannot run here: ``PermanentError`` points to the Docker provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from providers.local import procs
+from reconciler.errors import PermanentError
+
+RUNTIME_PACKAGE = "azureml-inference-server-http"
+
+# Conda packages that are not Python packages on PyPI (the interpreter, conda's own tooling,
+# native libraries). They are skipped, with a warning naming them.
+CONDA_ONLY = {
+    "python", "pip", "conda", "python_abi", "cudatoolkit", "cudnn", "cuda", "mkl", "mkl-service",
+    "openmpi", "mpi", "nccl", "libgcc-ng", "libstdcxx-ng", "_libgcc_mutex", "_openmp_mutex", "openssl",
+    "ca-certificates", "certifi-conda", "libffi", "zlib", "sqlite", "tk", "xz", "readline", "ncurses",
+}
+# Conda package names whose PyPI name differs.
+CONDA_TO_PIP = {"pytorch": "torch", "py-xgboost": "xgboost", "pytorch-cpu": "torch", "tensorflow-cpu": "tensorflow"}
+
+_SPEC = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)\s*(?P<op>==|>=|<=|!=|>|<|=)?\s*(?P<ver>[^=\s]*)?(?:=\S*)?$")
+
+EventSink = Callable[[str], None]
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name normalisation."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(req: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)", req)
+    return normalize(match.group(1)) if match else ""
+
+
+@dataclass
+class PipPlan:
+    """What pip installs for an environment and what it cannot install."""
+
+    requirements: list[str] = field(default_factory=list)
+    conda_only: dict[str, str] = field(default_factory=dict)  # name -> version spec ("" if none)
+
+
+def pip_plan(conda: dict[str, Any] | None, add_runtime: bool = True) -> PipPlan:
+    """Turn a parsed conda file into pip requirements (plus the serving runtime)."""
+    plan = PipPlan()
+    for dep in (conda or {}).get("dependencies") or []:
+        if isinstance(dep, dict):
+            plan.requirements.extend(str(r) for r in dep.get("pip") or [])
+            continue
+        spec = str(dep).split("::")[-1].strip()
+        match = _SPEC.match(spec)
+        if not match:
+            plan.conda_only[spec] = ""
+            continue
+        name, op, ver = match["name"], match["op"], match["ver"] or ""
+        if name.lower() in CONDA_ONLY:
+            plan.conda_only[name.lower()] = ver
+            continue
+        pip_name = CONDA_TO_PIP.get(name.lower(), name)
+        if not op or not ver:
+            plan.requirements.append(pip_name)
+        elif op == "=":
+            # conda's "=1.2" means 1.2.*; "=1.2.3" pins (pip's ==1.2.3 also matches 1.2.3.0).
+            plan.requirements.append(f"{pip_name}=={ver}" if ver.count(".") >= 2 else f"{pip_name}=={ver}.*")
+        else:
+            plan.requirements.append(f"{pip_name}{op}{ver}")
+    names = {requirement_name(r) for r in plan.requirements}
+    if add_runtime and normalize(RUNTIME_PACKAGE) not in names:
+        plan.requirements.append(RUNTIME_PACKAGE)
+    return plan
+
+
+@dataclass(frozen=True)
+class PythonEnv:
+    """Where an environment's code runs: a python executable, and how it came to be."""
+
+    python: str
+    venv: str | None  # None: the host's python itself
+    key: str
+    warnings: tuple[str, ...] = ()
+
+
+def _python_version(python: str) -> str:
+    if python == sys.executable:
+        return platform.python_version()
+    out = subprocess.run([python, "-c", "import platform;print(platform.python_version())"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def _pick_python(wanted: str) -> str:
+    """A host interpreter matching conda's ``python=X.Y`` when one is on PATH, else ours."""
+    match = re.match(r"^(\d+)\.(\d+)", wanted)
+    if match and f"{match[1]}.{match[2]}" != f"{sys.version_info[0]}.{sys.version_info[1]}":
+        found = shutil.which(f"python{match[1]}.{match[2]}")
+        if found:
+            probe = subprocess.run([found, "-c", "import venv"], capture_output=True, check=False)
+            if probe.returncode == 0:
+                return found
+    return sys.executable
+
+
+def _version_matches(wanted: str, have: str) -> bool:
+    wanted = wanted.rstrip("*").rstrip(".")
+    return not wanted or have == wanted or have.startswith(wanted + ".")
+
+
+def conda_warnings(plan: PipPlan, python_version: str, pip_version: str | None) -> list[str]:
+    """Warnings for conda-only entries that differ from what runs."""
+    out: list[str] = []
+    for name, ver in sorted(plan.conda_only.items()):
+        if name == "python":
+            if not _version_matches(ver, python_version):
+                out.append(f"conda file asks for python={ver}; the local provider runs Python {python_version}")
+        elif name == "pip":
+            if pip_version is not None and not _version_matches(ver, pip_version):
+                out.append(f"conda file asks for pip={ver}; the environment has pip {pip_version}")
+        else:
+            out.append(f"conda package {name}{'=' + ver if ver else ''} is not installable by pip; skipped")
+    return out
+
+
+class EnvironmentBuilder:
+    """Builds (or finds) the python an environment's instances run."""
+
+    def __init__(self, cache_dir: Path, reuse_host_packages: bool = False) -> None:
+        self.root = cache_dir / "venvs"
+        self.reuse_host_packages = reuse_host_packages
+
+    def key(self, attrs: dict[str, Any]) -> str:
+        """The cache folder name: the environment's content digest (plus how it was built)."""
+        digest = str(attrs.get("content_digest") or "").removeprefix("sha256:")
+        extra = "host" if self.reuse_host_packages else f"py{sys.version_info[0]}{sys.version_info[1]}"
+        return hashlib.sha256(f"{digest}:{extra}".encode()).hexdigest()[:32]
+
+    def check(self, attrs: dict[str, Any], address: str = "") -> None:
+        if attrs.get("build"):
+            raise PermanentError(
+                f"{address or 'environment'}: a Docker build context (build: {attrs['build'].get('path')}) "
+                "cannot run on the local provider; use `provider: {kind: docker}` for it, or give the "
+                "environment a conda_file instead"
+            )
+
+    def locate(self, attrs: dict[str, Any]) -> PythonEnv | None:
+        """The environment's python if it exists already (never builds)."""
+        key = self.key(attrs)
+        if self._host_mode(attrs):
+            return PythonEnv(sys.executable, None, key)
+        venv = self.root / key
+        python = venv / "bin" / "python"
+        if (venv / ".recon-complete").exists() and python.exists():
+            return PythonEnv(str(python), str(venv), key)
+        return None
+
+    def _host_mode(self, attrs: dict[str, Any]) -> bool:
+        return self.reuse_host_packages
+
+    def ensure(self, attrs: dict[str, Any], address: str = "", emit: EventSink | None = None) -> PythonEnv:
+        """Build the environment's virtualenv unless it exists; return where its python is."""
+        self.check(attrs, address)
+        sink: EventSink = emit or (lambda _line: None)
+        plan = pip_plan(attrs.get("conda"), add_runtime=not self.reuse_host_packages)
+        warnings: list[str] = []
+        if attrs.get("image"):
+            warnings.append(
+                f"image {attrs['image']} cannot run on the local provider: the environment runs on the "
+                "host's Python" + (" with its conda file's packages" if attrs.get("conda") else "")
+            )
+        if self._host_mode(attrs):
+            warnings += conda_warnings(plan, platform.python_version(), _installed_version("pip"))
+            warnings += _missing_on_host(plan.requirements)
+            return PythonEnv(sys.executable, None, self.key(attrs), tuple(warnings))
+        key = self.key(attrs)
+        final = self.root / key
+        with procs.file_lock(self.root / f"{key}.lock"):
+            if not (final / ".recon-complete").exists():
+                self._build(final, plan, attrs, sink)
+        python = str(final / "bin" / "python")
+        pip_version = _venv_pip_version(python)
+        warnings += conda_warnings(plan, _python_version(python), pip_version)
+        return PythonEnv(python, str(final), key, tuple(warnings))
+
+    def _build(self, final: Path, plan: PipPlan, attrs: dict[str, Any], emit: EventSink) -> None:
+        tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(final, ignore_errors=True)  # a half-built leftover without the marker
+        base = _pick_python(plan.conda_only.get("python", ""))
+        # Image-only environments (no conda file) run on the host's packages plus the runtime.
+        system_site = not attrs.get("conda")
+        args = [base, "-m", "venv", *(["--system-site-packages"] if system_site else []), str(tmp)]
+        emit(f"creating virtualenv {final} ({' '.join(args[1:-1])})")
+        _run_streamed(args, emit, "python -m venv")
+        if plan.requirements:
+            emit("pip install " + " ".join(plan.requirements))
+            _run_streamed(
+                [str(tmp / "bin" / "python"), "-m", "pip", "install", "--no-input", *plan.requirements],
+                emit,
+                "pip install",
+            )
+        _relocate_scripts(tmp, final)
+        (tmp / ".recon-complete").write_text(" ".join(plan.requirements) + "\n")
+        os.replace(tmp, final)
+        emit(f"virtualenv ready: {final}")
+
+    def remove(self, attrs: dict[str, Any]) -> None:
+        """Environments are cached across projects: deleting one from a project keeps the cache."""
+
+
+def _run_streamed(argv: list[str], emit: EventSink, what: str) -> None:
+    last: deque[str] = deque(maxlen=25)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL, errors="replace")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        last.append(line)
+        emit(line)
+    if proc.wait() != 0:
+        raise PermanentError(f"{what} failed (exit code {proc.returncode})", detail=list(last))
+
+
+def _relocate_scripts(tmp: Path, final: Path) -> None:
+    """Console scripts carry the build folder in their shebang: point them at the final folder."""
+    old, new = str(tmp).encode(), str(final).encode()
+    for script in (tmp / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        if old in data and b"\0" not in data[:1024]:
+            script.write_bytes(data.replace(old, new))
+    cfg = tmp / "pyvenv.cfg"
+    if cfg.exists():
+        cfg.write_bytes(cfg.read_bytes().replace(old, new))
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _venv_pip_version(python: str) -> str | None:
+    out = subprocess.run([python, "-c", "import importlib.metadata as m;print(m.version('pip'))"],
+                         capture_output=True, text=True, check=False)
+    return out.stdout.strip() or None
+
+
+def _missing_on_host(requirements: list[str]) -> list[str]:
+    missing = [r for r in requirements if _installed_version(requirement_name(r)) is None]
+    if not missing:
+        return []
+    return [
+        "reuse_host_packages: not installed on the host: " + ", ".join(missing)
+        + " (pip install them, or drop reuse_host_packages to build a virtualenv)"
+    ]
