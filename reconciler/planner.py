@@ -326,6 +326,7 @@ def make_plan(
     _propagate_endpoint_replace(changes)
     steps = build_steps(changes, p)
     quota = _quota(p, changes, desired, capacity)
+    _capacity_warning(p, quota.capacity)
     rcs = [_to_resource_change(c) for c in changes.values()]
     return Plan(
         recon_version=recon_version,
@@ -354,6 +355,21 @@ def _quota(
         if c.type == "deployment" and c.after is not None:
             after[a] = c.after
     return check_quota(before, after, desired.instance_types, desired.quota, capacity)
+
+
+def _capacity_warning(p: _Planner, report: Mapping[str, Any] | None) -> None:
+    if not report or report.get("cpus") is None:
+        return
+    total = float(report.get("needed_cpus") or 0) + float(report.get("catalog_cpus") or 0)
+    if total > float(report["cpus"]):
+        p.warnings.append(
+            _warning(
+                f"the deployments' instance types add up to {total:g} vCPUs, more than the provider's "
+                f"{float(report['cpus']):g} ({report.get('description') or 'its capacity'}); "
+                "instances share what there is",
+                hint="set resources.requests on deployments to have the plan enforce a size",
+            )
+        )
 
 
 def _to_resource_change(c: _Change) -> ResourceChange:

@@ -198,44 +198,55 @@ def parse_memory_gb(value: Any) -> float | None:
     return float(m.group(1)) * _MEM_UNITS[(m.group(2) or "").lower()]
 
 
-def _per_instance(attrs: Attrs, catalog: dict[str, tuple[str, InstanceType]]) -> tuple[float, float]:
+def _per_instance(attrs: Attrs, catalog: dict[str, tuple[str, InstanceType]]) -> tuple[float, float, bool]:
+    """CPUs and GiB per instance, and whether they were asked for explicitly (``resources.requests``)
+    rather than taken from the VM size in the catalog."""
     requests = ((attrs.get("resources") or {}).get("requests")) or {}
     cpu = parse_cpu(requests["cpu"]) if "cpu" in requests else None
     mem = parse_memory_gb(requests["memory"]) if "memory" in requests else None
+    explicit = cpu is not None or mem is not None
     found = catalog.get(str(attrs.get("instance_type") or "").lower())
-    if found is not None:
-        cpu = found[1].cores if cpu is None else cpu
-        mem = found[1].memory_gb if mem is None else mem
-    return cpu or 0.0, mem or 0.0
+    if found is not None and not explicit:
+        cpu, mem = found[1].cores, found[1].memory_gb
+    return cpu or 0.0, mem or 0.0, explicit
 
 
 def check_capacity(
     after: Mapping[str, Attrs], catalog: dict[str, tuple[str, InstanceType]], capacity: Capacity
 ) -> tuple[dict[str, Any], list[str]]:
-    """What the deployments after the apply need against what the provider can place."""
-    cpus = mem = 0.0
+    """What the deployments after the apply need against what the provider can place.
+
+    Only explicit per-instance requests (``resources.requests``) must fit: an Azure VM size says
+    what Azure would reserve, not what an instance takes on the provider's machine, so those
+    sizes are reported (``catalog_cpus``, ``catalog_memory_gb``) but not enforced.
+    """
+    cpus = mem = cat_cpus = cat_mem = 0.0
     for attrs in after.values():
-        c, m = _per_instance(attrs, catalog)
+        c, m, explicit = _per_instance(attrs, catalog)
         n = int(attrs.get("instance_count") or 0)
-        cpus += c * n
-        mem += m * n
+        if explicit:
+            cpus, mem = cpus + c * n, mem + m * n
+        else:
+            cat_cpus, cat_mem = cat_cpus + c * n, cat_mem + m * n
     report = {
         "cpus": capacity.cpus,
         "memory_gb": capacity.memory_gb,
         "description": capacity.description,
         "needed_cpus": cpus,
         "needed_memory_gb": round(mem, 3),
+        "catalog_cpus": cat_cpus,
+        "catalog_memory_gb": round(cat_mem, 3),
     }
     where = f" ({capacity.description})" if capacity.description else ""
     errors = []
     if capacity.cpus is not None and cpus > capacity.cpus:
         errors.append(
-            f"the deployments need {_num(cpus)} CPUs after this apply; the provider can place "
+            f"the deployments request {_num(cpus)} CPUs after this apply; the provider can place "
             f"{_num(capacity.cpus)}{where}"
         )
     if capacity.memory_gb is not None and mem > capacity.memory_gb:
         errors.append(
-            f"the deployments need {mem:.1f} GiB of memory after this apply; the provider can place "
+            f"the deployments request {mem:.1f} GiB of memory after this apply; the provider can place "
             f"{capacity.memory_gb:.1f} GiB{where}"
         )
     return report, errors

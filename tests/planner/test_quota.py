@@ -116,17 +116,21 @@ def test_in_place_growth_counts_the_larger_size() -> None:
     assert report.families[0].peak == 24 and report.families[0].before == 8
 
 
-def test_provider_capacity() -> None:
-    blue = changed(base()[3], instance_count=3)  # 3 x 4 cpus, 3 x 14 GiB
-    plan = make_plan(
-        desired(*base()[:3], blue),
-        State(),
-        capacity=Capacity(cpus=8, memory_gb=64, description="this machine"),
-    )
+def test_provider_capacity_enforces_explicit_requests() -> None:
+    blue = changed(base()[3], instance_count=3, resources={"requests": {"cpu": "4", "memory": "2Gi"}})
+    cap = Capacity(cpus=8, memory_gb=64, description="this machine")
+    plan = make_plan(desired(*base()[:3], blue), State(), capacity=cap)
     assert plan.quota.capacity["needed_cpus"] == 12
     assert any("12 CPUs" in e and "8" in e and "this machine" in e for e in plan.errors)
     fits = make_plan(desired(*base()[:3], blue), State(), capacity=Capacity(cpus=16, memory_gb=64))
     assert fits.applicable
+
+
+def test_provider_capacity_only_warns_for_vm_sizes() -> None:
+    blue = changed(base()[3], instance_count=3)  # 3 x DS3_v2 = 12 vCPUs on Azure
+    plan = make_plan(desired(*base()[:3], blue), State(), capacity=Capacity(cpus=2))
+    assert plan.applicable and plan.quota.capacity["catalog_cpus"] == 12
+    assert any("12 vCPUs" in w["message"] for w in plan.warnings)
 
 
 def test_kubernetes_resources_count_for_capacity() -> None:
