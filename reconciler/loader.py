@@ -465,9 +465,17 @@ def _guess_kind(run: _Run, f: _File, data: dict[str, Any]) -> str | None:
 
 
 def _validate(run: _Run, f: _File) -> bool:
-    """Schema and per-document rules; the parsed document goes to ``f.doc``. True when clean."""
+    """Schema and per-document rules; the parsed document goes to ``f.doc``.
+
+    True when the document is usable for the cross-document rules (it may still have errors:
+    they are reported, and the run fails at the end, but the other rules run too)."""
     assert f.kind is not None
-    doc, problems = schema.parse_model(schema.KIND_MODELS[f.kind], f.data)
+    model = schema.KIND_MODELS[f.kind]
+    doc, problems = schema.parse_model(model, f.data)
+    if doc is None and problems and isinstance(f.data, dict):
+        # drop the offending top-level fields and try again, so the other rules still run
+        bad = {p.path[0] for p in problems if p.path}
+        doc, _ = schema.parse_model(model, {k: v for k, v in f.data.items() if k not in bad})
     placeholders = _placeholders(f.data, ()) if f.placeholder else []
     problems += placeholders
     if doc is not None and not placeholders:
@@ -475,7 +483,7 @@ def _validate(run: _Run, f: _File) -> bool:
     for p in problems:
         run.report(f, p)
     f.doc = doc
-    return doc is not None and not any(p.severity == "error" for p in problems)
+    return doc is not None and not placeholders
 
 
 def _check(f: _File, doc: Any) -> list[Problem]:
@@ -722,6 +730,8 @@ class _Builder:
             self.declared[kind].setdefault(name, set()).add(version)
         attrs.update(name=name, version=version, anonymous=anonymous)
         address = asset_address(kind, name, version)
+        if anonymous and address in self.origin:  # its deployment is declared twice: reported there
+            return address
         self._add(f, address, kind, name, attrs, path=(*prefix, "name") if prefix else ("name",))
         return address
 

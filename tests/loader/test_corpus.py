@@ -91,7 +91,10 @@ def test_assets_folder_loads(tmp_path: Path) -> None:
         "local-mlflow-example",
     }
     ctx = desired.resources["environment.docker-context-example:1"].attributes
-    assert ctx["build"] == {"path": "environment/docker-contexts/python-and-pip", "dockerfile_path": "Dockerfile"}
+    assert ctx["build"] == {
+        "path": "environment/docker-contexts/python-and-pip",
+        "dockerfile_path": "Dockerfile",
+    }
     assert desired.resources["model.local-mlflow-example:1"].attributes["type"] == "mlflow_model"
 
 
@@ -120,5 +123,9 @@ def test_missing_scoring_script_in_existing_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_project(root)
     [diag] = info.value.diagnostics
-    assert (diag.file, diag.line, diag.path) == ("blue-deployment.yml", 8, "code_configuration.scoring_script")
+    assert (diag.file, diag.line, diag.path) == (
+        "blue-deployment.yml",
+        8,
+        "code_configuration.scoring_script",
+    )
     assert "../../model-1/onlinescoring/score.py" in diag.message
