@@ -2,14 +2,15 @@
 
 Modes:
 - ``hold``: take the lock, print ``LOCKED <id>``, sleep until killed.
-- ``race-lock N TAG``: N times: take the lock, read, add ``TAG-i``, write; print ``OK <serial>``
-  or ``LOCKED`` / ``CONFLICT`` per attempt.
+- ``race-lock N TAG START_AT``: N times: take the lock, read, add ``TAG-i``, write; print ``OK <serial>``
+  or ``LOCKED`` / ``CONFLICT`` per attempt, starting at the epoch time START_AT.
 - ``race-cas N TAG``: the same without the lock (compare-and-swap alone guards the writes).
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ def main() -> None:
             print(f"LOCKED {info.id}", flush=True)
             time.sleep(600)
         return
-    n, tag = int(sys.argv[4]), sys.argv[5]
+    n, tag, start_at = int(sys.argv[4]), sys.argv[5], float(sys.argv[6])
+    mgr.read()  # connect (and create the schema) before the start line
+    time.sleep(max(0.0, start_at - time.time()))  # both racers start together
     for i in range(n):
         try:
             if mode == "race-lock":
@@ -49,6 +52,7 @@ def main() -> None:
             print("LOCKED", flush=True)
         except StateConflictError:
             print("CONFLICT", flush=True)
+        time.sleep(random.uniform(0, 0.004))  # let the other racer in between attempts
     mgr.close()
 
 

@@ -240,7 +240,8 @@ def test_force_unlock_of_a_dead_holders_record(target: Target) -> None:
 
 
 def _run_race(target: Target, mode: str, n: int = 20) -> list[str]:
-    procs = [target.spawn(mode, str(n), tag) for tag in ("p", "q")]
+    start_at = str(time.time() + 1.5)
+    procs = [target.spawn(mode, str(n), tag, start_at) for tag in ("p", "q")]
     lines: list[str] = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -256,6 +257,7 @@ def test_two_processes_racing_lose_no_write(target: Target, mode: str) -> None:
     lines = _run_race(target, mode)
     assert len(lines) == 40
     ok = [line.split()[1] for line in lines if line.startswith("OK")]
+    print(mode, target.kind, "succeeded:", len(ok), "of 40")
     assert ok, lines
     final = target.manager().read()
     # every successful write is there, and the serial moved by exactly that many
