@@ -1,0 +1,156 @@
+"""Endpoints and deployments on the local provider: real routers, real instances, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+
+from providers.local import procs
+from reconciler.errors import PermanentError
+from reconciler.plan import Batch
+from tests.local.helpers import Project, alive_marked
+
+
+def serve(project: Project, count: int = 2, **kw: object) -> None:
+    project.create(project.endpoint())
+    project.create(project.deployment(count=count, **kw))  # type: ignore[arg-type]
+    ep = project.endpoint(traffic={"blue": 100})
+    project.record(ep, project.provider.set_routing(ep, {"blue": 100}, {}))
+
+
+def test_endpoint_keys_are_private_and_not_in_outputs(project: Project) -> None:
+    res = project.create(project.endpoint())
+    port = res.outputs["port"]
+    assert res.outputs["scoring_uri"] == f"http://127.0.0.1:{port}/score"
+    keys_file = project.provider.state_dir / "keys" / "ep.json"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    keys = project.provider.credentials(res)
+    dumped = json.dumps(res.outputs)
+    assert keys.primary_key not in dumped and keys.secondary_key not in dumped
+    assert keys.primary_key != keys.secondary_key
+    assert project.provider.observe(res).exists
+
+
+def test_deployment_serves_through_router_with_key(project: Project) -> None:
+    serve(project, count=2)
+    dep = project.resources["deployment.ep.blue"]
+    assert len(dep.outputs["instances"]) == 2
+    assert all(i["port"] and i["pid"] and i["start_time"] for i in dep.outputs["instances"])
+    pids = set()
+    for _ in range(6):
+        status, headers, body = project.score(body={"n": 1})
+        assert status == 200, body
+        assert headers["azureml-model-deployment"] == "blue"
+        assert body["echo"] == {"n": 1}
+        pids.add(body["pid"])
+    assert pids == {i["pid"] for i in dep.outputs["instances"]}  # both instances serve
+    secondary = project.provider.credentials(project.resources["endpoint.ep"]).secondary_key
+    assert project.score(key=secondary)[0] == 200
+    assert project.score(key="wrong")[0] == 401
+    assert project.score(key=None)[0] == 401
+    assert project.score(deployment="blue")[1]["azureml-model-deployment"] == "blue"
+
+
+def test_instances_bind_loopback_only_and_carry_marks(project: Project) -> None:
+    serve(project, count=1)
+    inst = project.resources["deployment.ep.blue"].outputs["instances"][0]
+    env = procs.read_environ(inst["pid"])
+    assert env is not None
+    assert env["RECON_INSTANCE_ID"] == f"ep/blue/{inst['id']}"
+    assert env["RECON_WORKSPACE"] == "test-ws"
+    assert env["AZUREML_MODEL_DIR"]
+    listening = Path("/proc/net/tcp").read_text().lower()
+    assert f"0100007f:{inst['port']:04x}" in listening  # 127.0.0.1:port
+    assert f"00000000:{inst['port']:04x}" not in listening  # not 0.0.0.0:port
+
+
+def test_scale_up_and_down(project: Project) -> None:
+    serve(project, count=2)
+    req = project.deployment(count=3)
+    out = project.provider.scale(req, 3)
+    project.record(req, out)
+    assert len(out["instances"]) == 3
+    assert len(alive_marked(project.provider.state_dir)) == 4  # 3 instances + router
+    assert {project.score()[2]["pid"] for _ in range(9)} == {i["pid"] for i in out["instances"]}
+    req = project.deployment(count=1)
+    out = project.provider.scale(req, 1)
+    assert len(out["instances"]) == 1
+    assert len(alive_marked(project.provider.state_dir)) == 2
+    for _ in range(3):
+        assert project.score()[2]["pid"] == out["instances"][0]["pid"]
+    table = json.loads((project.provider.state_dir / "run" / "ep" / "table.json").read_text())
+    assert table["deployments"]["blue"]["upstreams"] == [f"127.0.0.1:{out['instances'][0]['port']}"]
+
+
+def test_code_snapshot_is_unaffected_by_project_edits(project: Project) -> None:
+    serve(project, count=1)
+    (project.root / "code" / "score.py").write_text("raise SystemExit('edited')\n")
+    assert project.score()[2]["file"] == "v1"
+    # a scale-up after the edit still runs the snapshot taken at create time
+    out = project.provider.scale(project.deployment(count=2), 2)
+    assert len(out["instances"]) == 2
+    assert {project.score()[2]["file"] for _ in range(4)} == {"v1"}
+
+
+def test_failing_create_leaves_nothing(project: Project) -> None:
+    project.create(project.endpoint())
+    with pytest.raises(PermanentError) as err:
+        project.provider.create(project.deployment(env_vars={"FAIL_INIT": "boom"}))
+    assert any("init failed on purpose: boom" in line for line in err.value.detail)
+    assert "init failed on purpose" in str(err.value)
+    assert len(alive_marked(project.provider.state_dir)) == 1  # the router only
+
+
+def test_failed_rollout_is_rolled_back_and_old_instances_keep_serving(project: Project) -> None:
+    serve(project, count=2)
+    old = {i["pid"] for i in project.resources["deployment.ep.blue"].outputs["instances"]}
+    bad = project.deployment(count=2, env_vars={"FAIL_INIT": "v2 is broken"})
+    with pytest.raises(PermanentError) as err:
+        project.provider.roll_batch(bad, Batch(index=1, size=1))
+    assert any("v2 is broken" in line for line in err.value.detail)
+    assert any("Traceback" in line or "RuntimeError" in line for line in err.value.detail)
+    assert len(alive_marked(project.provider.state_dir)) == 3  # router + the 2 old instances
+    for _ in range(4):
+        status, _, body = project.score()
+        assert status == 200 and body["pid"] in old
+
+
+def test_logs_per_instance(project: Project) -> None:
+    serve(project, count=2)
+    dep = project.resources["deployment.ep.blue"]
+    first = dep.outputs["instances"][0]["id"]
+    assert any("init done v1" in line for line in project.provider.logs(dep, instance=first))
+    lines = project.provider.logs(dep)
+    assert sum("init done" in line for line in lines) == 2
+
+
+def test_delete_leaves_no_process(project: Project) -> None:
+    serve(project, count=2)
+    state_dir = project.provider.state_dir
+    project.provider.delete(project.resources["deployment.ep.blue"])
+    assert len(alive_marked(state_dir)) == 1
+    assert not project.provider.observe(project.resources["deployment.ep.blue"]).exists
+    project.provider.delete(project.resources["deployment.ep.blue"])  # already gone: no error
+    project.provider.delete(project.resources["endpoint.ep"])
+    assert alive_marked(state_dir) == []
+    assert not (state_dir / "keys" / "ep.json").exists()
+    assert not project.provider.observe(project.resources["endpoint.ep"]).exists
+
+
+def test_router_restart_keeps_port_keys_and_pools(project: Project) -> None:
+    serve(project, count=1)
+    ep = project.resources["endpoint.ep"]
+    keys = project.provider.credentials(ep)
+    os.kill(ep.outputs["router_pid"], signal.SIGKILL)
+    procs.wait_dead(ep.outputs["router_pid"], ep.outputs["router_start_time"], 5)
+    seen = project.provider.observe(ep)
+    assert not seen.exists and "not running" in seen.problems[0]
+    again = project.provider.create(project.endpoint(traffic={"blue": 100}))
+    assert again["port"] == ep.outputs["port"] and again["router_pid"] != ep.outputs["router_pid"]
+    assert project.provider.credentials(ep) == keys
+    assert project.score()[0] == 200  # table (pools, traffic) survived the restart
