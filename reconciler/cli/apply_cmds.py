@@ -1,0 +1,491 @@
+"""``recon apply``, ``destroy``, ``refresh``, ``drift``, ``invoke``, ``logs`` and ``keys``.
+
+Thin commands (Terraform's ``command/apply.go``): parse, run the engine, render, return an exit
+code. The engine never prints: ``CliHooks`` turns its hooks into progress for people, a rich bar
+for rollout batches on a terminal and plain lines elsewhere (CI, pipes). The state lock is held
+for the whole of a changing command; a second one stops at once naming the holder.
+
+Exit codes: 0 done; 1 error, failed or cancelled apply; 2 drift (``recon drift``); 130 a second
+Ctrl-C stopped an apply at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.apply import ApplyResult, CancelToken, StepOutcome, apply_plan
+from reconciler.cli.app import CliContext, cli, use_color
+from reconciler.errors import PlanError, ProviderError, StateError
+from reconciler.hooks import ApplyHooks
+from reconciler.plan import Batch, Plan, Step, StepKind
+from reconciler.resources import endpoint_address
+from reconciler.state import State, StateResource
+
+ERRORED_STATE = "errored.state.json"
+APPROVE_PROMPT = (
+    "Do you want to perform these actions?\n"
+    "  recon will perform the actions described above.\n"
+    "  Only 'yes' will be accepted to approve.\n\n"
+    "  Enter a value"
+)
+VERBS = {
+    StepKind.CREATE: "Creating",
+    StepKind.UPDATE: "Updating",
+    StepKind.SCALE: "Scaling",
+    StepKind.ROLLOUT: "Rolling out",
+    StepKind.SET_TRAFFIC: "Setting traffic",
+    StepKind.DELETE: "Deleting",
+}
+
+
+# -- progress ----------------------------------------------------------------------------------
+class CliHooks(ApplyHooks):
+    """Prints apply progress: one line per step event; rollout batches as a bar on a terminal."""
+
+    def __init__(self, tty: bool | None = None) -> None:
+        self.tty = sys.stdout.isatty() if tty is None else tty
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._batch_start: dict[str, float] = {}
+
+    def _line(self, text: str, err: bool = False) -> None:
+        if self._progress is not None and not err:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=err)
+
+    def pre_step(self, step: Step) -> None:
+        extra = ""
+        if step.kind is StepKind.SCALE:
+            extra = f" ({step.params.get('from')} -> {step.params.get('to')} instances)"
+        if step.kind is StepKind.SET_TRAFFIC:
+            extra = f" ({_traffic_text(step.params)})"
+        self._line(f"{step.address}: {VERBS[step.kind]}...{extra}")
+
+    def post_step(self, step: Step, result: StepOutcome, elapsed: float) -> None:
+        self._done_bar(step)
+        if result.outcome == "cancelled":
+            self._line(f"{step.address}: stopped ({result.reason}) after {elapsed:.1f}s")
+        else:
+            self._line(f"{step.address}: {result.outcome} after {elapsed:.1f}s")
+
+    def step_failed(self, step: Step, error: Exception) -> None:
+        self._done_bar(step)
+        self._line(f"{step.address}: {step.kind} failed: {error}", err=True)
+        for line in getattr(error, "detail", []) or []:
+            self._line(f"    {line}", err=True)
+
+    def step_skipped(self, step: Step, reason: str) -> None:
+        self._line(f"{step.address}: {step.kind} not started: {reason}")
+
+    def step_retrying(self, step: Step, attempt: int, delay: float, error: Exception) -> None:
+        self._line(f"{step.address}: temporary error (attempt {attempt}), retrying in {delay:.1f}s: {error}")
+
+    def batch_started(self, step: Step, batch: Batch, total: int) -> None:
+        self._batch_start[step.id] = time.monotonic()
+        if self.tty:
+            self._bar(step, total)
+
+    def batch_finished(self, step: Step, batch: Batch, total: int, elapsed: float = 0.0) -> None:
+        if self.tty and step.id in self._tasks:
+            self._progress.update(self._tasks[step.id], completed=batch.index)
+        else:
+            self._line(f"{step.address}: rollout batch {batch.index}/{total} done ({elapsed:.1f}s)")
+
+    def event(self, step: Step, line: str) -> None:
+        self._line(f"{step.address}: {line}")
+
+    def _bar(self, step: Step, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+            )
+            self._progress.start()
+        if step.id not in self._tasks:
+            self._tasks[step.id] = self._progress.add_task(f"{step.address} batches", total=total)
+
+    def _done_bar(self, step: Step) -> None:
+        if self._progress is None or self._tasks.pop(step.id, None) is None:
+            return
+        if not self._tasks:
+            self._progress.stop()
+            self._progress = None
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _traffic_text(params: dict[str, Any]) -> str:
+    traffic = params.get("traffic") or {}
+    mirror = params.get("mirror_traffic") or {}
+    text = ", ".join(f"{k}={v}%" for k, v in sorted(traffic.items())) or "no traffic"
+    if mirror:
+        text += "; mirror " + ", ".join(f"{k}={v}%" for k, v in sorted(mirror.items()))
+    return text
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------
+@contextmanager
+def interrupts(token: CancelToken) -> Iterator[None]:
+    """First Ctrl-C: finish what is in flight and stop; second: stop at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if token.cancel() == 1:
+            click.echo(
+                "\nInterrupt received: finishing the steps in flight, then stopping "
+                "(press Ctrl-C again to stop at once).",
+                err=True,
+            )
+        else:
+            click.echo("\nSecond interrupt: stopping now.", err=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# -- shared ------------------------------------------------------------------------------------
+def _project(ctx: click.Context) -> Any:
+    from reconciler.project import Project
+
+    obj: CliContext = ctx.find_object(CliContext)
+    project = Project(obj.root)
+    ctx.call_on_close(project.close)
+    return project
+
+
+def _confirm(auto_approve: bool, what: str) -> None:
+    if auto_approve:
+        return
+    answer = click.prompt(APPROVE_PROMPT, default="", show_default=False, prompt_suffix=": ")
+    if answer.strip() != "yes":
+        raise click.ClickException(f"{what} cancelled: only 'yes' approves.")
+
+
+def _require_terminal(auto_approve: bool, command: str) -> None:
+    if auto_approve or sys.stdin.isatty():
+        return
+    hint = "or apply a saved plan: recon plan -out FILE; recon apply FILE" if command == "apply" else ""
+    raise click.ClickException(
+        f"recon {command} needs approval, but there is no terminal to ask on; "
+        f"run recon {command} --auto-approve {hint}".rstrip()
+    )
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        return Plan.model_validate_json(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PlanError(
+            f"{path}: not a recon plan file ({first}); save one with recon plan -out {path.name}"
+        ) from exc
+
+
+def run_apply(project: Any, plan: Plan, desired_digest: str | None, parallelism: int) -> ApplyResult:
+    token = CancelToken()
+    hooks = CliHooks()
+    try:
+        with interrupts(token):
+            return apply_plan(
+                plan,
+                provider=project.provider,
+                state_manager=project.state_manager,
+                desired_digest=desired_digest,
+                hooks=hooks,
+                parallelism=parallelism,
+                cancel=token,
+            )
+    finally:
+        hooks.close()
+
+
+def _save_errored(project: Any, result: ApplyResult) -> Path | None:
+    if result.unsaved_state is None:
+        return None
+    path = Path(project.state_dir) / ERRORED_STATE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(result.unsaved_state.to_bytes())
+    return path
+
+
+def summarise(result: ApplyResult, verb: str, errored: Path | None = None) -> tuple[str, int]:
+    """The closing text and the exit code of an apply or destroy."""
+    counts = result.counts()
+    resources = (
+        f"Resources: {counts['add']} added, {counts['change']} changed, {counts['destroy']} destroyed."
+    )
+    if result.ok:
+        return f"\n{verb} complete! {resources}", 0
+    lines = [""]
+    if result.state_error is not None:
+        lines.append(f"Error: the state could not be written: {result.state_error}")
+        if errored is not None:
+            lines.append(f"What was done is saved in {errored}; push it with: recon state push {errored}")
+    failed = result.errors
+    if failed:
+        lines.append(f"Error: {verb} failed: {len(failed)} step{'s' if len(failed) != 1 else ''} failed.")
+    elif result.cancelled:
+        lines.append(f"{verb} cancelled{' at once' if result.aborted else ''}.")
+    done = [o for o in result.outcomes if o.succeeded]
+    not_done = [o for o in result.outcomes if not o.succeeded]
+    lines.append(f"Done ({len(done)}):")
+    lines += [f"  {o.address}: {o.outcome}" for o in done] or ["  nothing"]
+    lines.append(f"Not done ({len(not_done)}):")
+    for o in not_done:
+        why = o.error or o.reason or ""
+        lines.append(f"  {o.address}: {o.kind} {o.outcome}" + (f": {why}" if why else ""))
+        lines += [f"      {d}" for d in o.detail]
+    lines.append(resources)
+    lines.append("The state records what was done; run recon plan to see what is left.")
+    return "\n".join(lines), 130 if result.aborted else 1
+
+
+def _finish(project: Any, result: ApplyResult, verb: str) -> int:
+    text, code = summarise(result, verb, _save_errored(project, result))
+    click.echo(text, err=code != 0)
+    return code
+
+
+def _exit(ctx: click.Context, code: int) -> None:
+    if code == 130:  # the abandoned steps still run on worker threads: do not wait for them
+        ctx.close()  # releases the provider and the state backend
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    if code:
+        ctx.exit(code)
+
+
+def _plan_and_confirm(project: Any, *, destroy: bool, targets: tuple[str, ...], auto: bool) -> Plan | None:
+    from reconciler.render import render_text
+
+    command = "destroy" if destroy else "apply"
+    plan: Plan = project.plan(targets=targets, destroy=destroy, lock=False, operation=command)
+    click.echo(render_text(plan, color=use_color()))
+    if not plan.applicable:
+        raise PlanError(f"the plan has errors; nothing was changed ({len(plan.errors)} error(s) above)")
+    if not plan.steps:
+        click.echo("No changes. Nothing to do." if not destroy else "Nothing to destroy.")
+        return None
+    _confirm(auto, "Apply" if not destroy else "Destroy")
+    return plan
+
+
+# -- apply and destroy -------------------------------------------------------------------------
+@cli.command("apply")
+@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for approval.")
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many independent steps run at the same time.",
+)
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Apply only this resource and what it depends on (repeatable).",
+)
+@click.pass_context
+def apply_cmd(
+    ctx: click.Context, planfile: Path | None, auto_approve: bool, parallelism: int, targets: tuple[str, ...]
+) -> None:
+    """Make the endpoints what the YAML files say: plan, ask, apply (or apply a saved PLANFILE)."""
+    project = _project(ctx)
+    if planfile is not None and targets:
+        raise click.UsageError("--target cannot be used with a saved plan (the plan already has its targets)")
+    if planfile is None:
+        _require_terminal(auto_approve, "apply")
+    with project.locked("apply"):
+        if planfile is not None:
+            plan = load_plan(planfile if planfile.is_absolute() else Path.cwd() / planfile)
+            digest = project.load_desired(project.read_state()).digest
+        else:
+            plan_or_none = _plan_and_confirm(project, destroy=False, targets=targets, auto=auto_approve)
+            if plan_or_none is None:
+                return
+            plan, digest = plan_or_none, None
+        result = run_apply(project, plan, digest, parallelism)
+        code = _finish(project, result, "Destroy" if plan.destroy else "Apply")
+    _exit(ctx, code)
+
+
+@cli.command("destroy")
+@click.option("--auto-approve", is_flag=True, help="Destroy without asking for approval.")
+@click.option("--parallelism", type=click.IntRange(min=1), default=10, show_default=True)
+@click.pass_context
+def destroy_cmd(ctx: click.Context, auto_approve: bool, parallelism: int) -> None:
+    """Delete everything recon manages here: traffic first, then deletions in reverse order."""
+    project = _project(ctx)
+    _require_terminal(auto_approve, "destroy")
+    with project.locked("destroy"):
+        plan = _plan_and_confirm(project, destroy=True, targets=(), auto=auto_approve)
+        if plan is None:
+            return
+        result = run_apply(project, plan, None, parallelism)
+        code = _finish(project, result, "Destroy")
+    _exit(ctx, code)
+
+
+# -- observing ---------------------------------------------------------------------------------
+@cli.command("refresh")
+@click.pass_context
+def refresh_cmd(ctx: click.Context) -> None:
+    """Observe what really runs, record it in the state and report the drift found."""
+    from reconciler.render import render_drift
+
+    project = _project(ctx)
+    with project.locked("refresh"):
+        recorded: State = project.read_state()
+        refreshed, drift = project.refresh(recorded)
+        if refreshed.resources != recorded.resources:
+            written = project.state_manager.write(refreshed)
+            note = f"State refreshed: serial {written.serial}."
+        else:
+            note = "State unchanged."
+    click.echo(render_drift(drift, "text", color=use_color()))
+    click.echo(note)
+
+
+@cli.command("drift")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Accepted for symmetry with plan: drift always exits 0 none, 2 drift, 1 error.",
+)
+@click.pass_context
+def drift_cmd(ctx: click.Context, fmt: str, detailed_exitcode: bool) -> None:
+    """Report what changed behind recon's back (exit 0 none, 2 drift, 1 error); changes nothing."""
+    from reconciler.render import render_drift
+
+    project = _project(ctx)
+    plan: Plan = project.plan(operation="drift")
+    click.echo(render_drift(plan.drift, fmt, plan=plan, color=use_color() and fmt == "text"))
+    if plan.drift:
+        ctx.exit(2)
+
+
+# -- operating ---------------------------------------------------------------------------------
+def _recorded(project: Any, address: str, kind: str) -> StateResource:
+    state: State = project.read_state()
+    resource = state.get(address)
+    if resource is None:
+        known = sorted(a for a, r in state.resources.items() if r.type == kind)
+        raise StateError(
+            f"{address} is not in the state"
+            + (f" (recorded {kind}s: {', '.join(known)})" if known else f" (no {kind} is recorded)")
+            + "; run recon apply first"
+        )
+    return resource
+
+
+def _endpoint_address(name: str) -> str:
+    return name.lower() if name.lower().startswith("endpoint.") else endpoint_address(name)
+
+
+@cli.command("invoke")
+@click.argument("endpoint")
+@click.option("--request-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--deployment", default=None, help="Send to this deployment, ignoring the traffic split.")
+@click.option(
+    "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer."
+)
+@click.pass_context
+def invoke_cmd(
+    ctx: click.Context, endpoint: str, request_file: Path, deployment: str | None, timeout: float
+) -> None:
+    """POST a request file to ENDPOINT's scoring URI with its key and print the answer."""
+    project = _project(ctx)
+    resource = _recorded(project, _endpoint_address(endpoint), "endpoint")
+    keys = project.provider.credentials(resource)
+    uri = resource.outputs.get("scoring_uri") or keys.scoring_uri
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {keys.primary_key}"}
+    if deployment:
+        headers["azureml-model-deployment"] = deployment
+    request = urllib.request.Request(uri, data=request_file.read_bytes(), headers=headers, method="POST")
+    status, body, served = _post(request, timeout)
+    if not 200 <= status < 300:
+        detail = body.decode(errors="replace").strip()
+        raise ProviderError(f"{uri} answered HTTP {status}" + (f": {detail}" if detail else ""))
+    click.echo(body.decode(errors="replace"))
+    if served:
+        click.echo(f"(answered by deployment {served})", err=True)
+
+
+def _post(request: urllib.request.Request, timeout: float) -> tuple[int, bytes, str | None]:
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the recorded URI
+            return resp.status, resp.read(), resp.headers.get("azureml-model-deployment")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("azureml-model-deployment")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ProviderError(f"cannot reach {request.full_url}: {reason}") from exc
+
+
+@cli.command("logs")
+@click.argument("deployment")
+@click.option("--instance", type=click.IntRange(min=0), default=None, help="Only this instance (0-based).")
+@click.option(
+    "--tail", type=click.IntRange(min=0), default=100, show_default=True, help="Last N lines (0: all)."
+)
+@click.pass_context
+def logs_cmd(ctx: click.Context, deployment: str, instance: int | None, tail: int) -> None:
+    """Print the logs of a deployment's instances (DEPLOYMENT: deployment.ENDPOINT.NAME)."""
+    project = _project(ctx)
+    address = deployment.lower()
+    if not address.startswith("deployment."):
+        address = "deployment." + address.replace("/", ".")
+    resource = _recorded(project, address, "deployment")
+    for line in project.provider.logs(resource, instance=instance, tail=tail):
+        click.echo(line)
+
+
+@cli.command("keys")
+@click.argument("endpoint")
+@click.pass_context
+def keys_cmd(ctx: click.Context, endpoint: str) -> None:
+    """Print ENDPOINT's keys and scoring URI as JSON (as `az ml online-endpoint get-credentials`).
+
+    This is the one command that prints a secret, on purpose."""
+    project = _project(ctx)
+    resource = _recorded(project, _endpoint_address(endpoint), "endpoint")
+    keys = project.provider.credentials(resource)
+    doc = {
+        "primaryKey": keys.primary_key,
+        "secondaryKey": keys.secondary_key,
+        "scoring_uri": resource.outputs.get("scoring_uri") or keys.scoring_uri,
+    }
+    click.echo(json.dumps(doc, indent=2))
+
+
+__all__ = ["CliHooks", "load_plan", "summarise"]
