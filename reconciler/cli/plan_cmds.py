@@ -1,0 +1,217 @@
+"""``recon validate``, ``recon plan``, ``recon show`` and ``recon graph``.
+
+Thin commands, as Terraform's ``PlanCommand.Run``: parse, call ``Project``/``make_plan``, render,
+return an exit code. Exit codes: 0 success; 1 error (an invalid plan is printed, then its errors);
+with ``plan --detailed-exitcode``, 2 when the plan has changes. A saved plan (``--out``) is
+``plan.model_dump_json()``; ``recon show PLANFILE`` and ``recon apply PLANFILE`` read it back.
+Colour only on a terminal, and never with NO_COLOR (``app.use_color``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from reconciler.cli.app import CliContext, cli, use_color
+from reconciler.errors import PlanError, StateError
+from reconciler.plan import Plan
+from reconciler.project import Project
+from reconciler.state import State
+
+PLAN_FORMATS = ["text", "json", "markdown"]
+
+
+def _root(ctx: click.Context) -> Path:
+    return ctx.find_object(CliContext).root
+
+
+def render_plan(plan: Plan, fmt: str, plan_location: str | None = None) -> str:
+    """The plan in ``fmt`` (the renderer is imported lazily: only commands that print need it)."""
+    from reconciler import render
+
+    if fmt == "json":
+        return render.render_json(plan)
+    if fmt == "markdown":
+        from reconciler.render_markdown import render_markdown
+
+        return render_markdown(plan, plan_location=plan_location)
+    return render.render_text(plan, color=use_color())
+
+
+def write_plan_file(path: Path, plan: Plan) -> None:
+    """Write ``plan.model_dump_json()`` atomically (temp file in the same folder, then rename)."""
+    path = path.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(plan.model_dump_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_plan_file(path: Path) -> Plan:
+    """A saved plan; ``PlanError`` when the file is missing or is not a recon plan."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc.strerror or exc}") from exc
+    try:
+        return Plan.model_validate_json(data)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise PlanError(
+            f"{path} is not a recon plan file (saved with `recon plan --out FILE`): {first}"
+        ) from exc
+
+
+def _recorded_or_none(project: Project) -> State | None:
+    """The recorded state for checks that need it; None when there is none or it cannot be read."""
+    try:
+        state = project.read_state()
+    except StateError:
+        return None
+    return state if state.serial > 0 else None
+
+
+@cli.command("validate")
+@click.pass_context
+def validate_cmd(ctx: click.Context) -> None:
+    """Check the configuration: every file, reference, limit, quota, and rules that need the state."""
+    from reconciler.graph import desired_graph
+    from reconciler.planner import make_plan
+
+    with Project(_root(ctx)) as project:
+        recorded = _recorded_or_none(project)
+        desired = project.load_desired(recorded)
+        desired_graph(desired)  # raises ConfigError naming a cycle
+        plan = make_plan(desired, recorded or State())
+    for w in plan.warnings:
+        click.echo(f"Warning: {_warning_line(w)}", err=True)
+    if plan.errors:
+        for e in plan.errors:
+            click.echo(f"Error: {e}", err=True)
+        n = len(plan.errors)
+        click.echo(f"{n} error{'s' if n != 1 else ''}; the configuration is not valid.", err=True)
+        ctx.exit(1)
+    kinds = _count_types(desired.resources.values())
+    click.echo(f"Success! The configuration is valid ({kinds}).")
+
+
+def _count_types(resources: Any) -> str:
+    counts: dict[str, int] = {}
+    for r in resources:
+        counts[r.type] = counts.get(r.type, 0) + 1
+    order = ("endpoint", "deployment", "model", "environment")
+    return (
+        ", ".join(f"{counts[t]} {t}{'s' if counts[t] != 1 else ''}" for t in order if t in counts)
+        or "no resources"
+    )
+
+
+def _warning_line(w: dict[str, Any]) -> str:
+    where = w.get("file") or ""
+    if where and w.get("line") is not None:
+        where += f":{w['line']}"
+    text = f"{where}: " if where else ""
+    if w.get("path"):
+        text += f"{w['path']}: "
+    text += str(w.get("message", ""))
+    if w.get("hint"):
+        text += f" ({w['hint']})"
+    return text
+
+
+@cli.command("plan")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save the plan for `recon apply FILE`.",
+)
+@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@click.option(
+    "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes (0: none, 1: error)."
+)
+@click.option(
+    "--target", "targets", multiple=True, metavar="ADDRESS", help="Plan only ADDRESS and what it needs."
+)
+@click.option(
+    "--refresh/--no-refresh", default=True, show_default=True, help="Observe the real objects first."
+)
+@click.option("--destroy", is_flag=True, help="Plan to delete everything recorded in the state.")
+@click.pass_context
+def plan_cmd(
+    ctx: click.Context,
+    out: Path | None,
+    fmt: str,
+    detailed_exitcode: bool,
+    targets: tuple[str, ...],
+    refresh: bool,
+    destroy: bool,
+) -> None:
+    """Show what apply would change, in order, with quota and drift. Holds the state lock while planning."""
+    with Project(_root(ctx)) as project:
+        plan = project.plan(targets=targets, refresh=refresh, destroy=destroy)
+    click.echo(render_plan(plan, fmt, plan_location=str(out) if out else None))
+    if plan.errors:
+        if fmt != "text":  # the text rendering already lists them
+            for e in plan.errors:
+                click.echo(f"Error: {e}", err=True)
+        click.echo("The plan has errors; nothing was saved or changed.", err=True)
+        ctx.exit(1)
+    if out is not None:
+        write_plan_file(out, plan)
+        click.echo(
+            f"Saved the plan to {out}. To carry out exactly this plan, run: recon apply {out}", err=True
+        )
+    if detailed_exitcode and plan.has_changes:
+        ctx.exit(2)
+
+
+@cli.command("show")
+@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@click.pass_context
+def show_cmd(ctx: click.Context, planfile: Path | None, fmt: str) -> None:
+    """Show a saved plan, or without PLANFILE the recorded state."""
+    if planfile is not None:
+        click.echo(render_plan(read_plan_file(planfile), fmt, plan_location=str(planfile)))
+        return
+    with Project(_root(ctx)) as project:
+        state = project.read_state()
+    click.echo(_render_state(state, fmt))
+
+
+def _render_state(state: State, fmt: str) -> str:
+    if fmt == "json":
+        return state.to_bytes().decode().rstrip("\n")
+    if not state.resources:
+        return "The state is empty: nothing is managed yet."
+    from reconciler import render
+
+    body = "\n\n".join(render.render_state_show(state.resources[a]) for a in sorted(state.resources))
+    if fmt == "markdown":
+        return f"### recon state (serial {state.serial})\n\n```hcl\n{body}\n```"
+    return body
+
+
+@cli.command("graph")
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot", show_default=True)
+@click.pass_context
+def graph_cmd(ctx: click.Context, fmt: str) -> None:
+    """Print the dependency graph (environments and models -> deployments -> endpoints)."""
+    from reconciler import render
+    from reconciler.graph import desired_graph
+
+    with Project(_root(ctx)) as project:
+        desired = project.load_desired(_recorded_or_none(project))
+    click.echo(render.render_graph(desired_graph(desired), fmt))
