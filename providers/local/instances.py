@@ -132,6 +132,7 @@ class DeploymentRunner:
                 inst.pid = adopted[inst.id]
                 inst.start_time = procs.start_time(inst.pid)
                 inst.alive = True
+                inst.port = None  # it listens where its port file says
             if inst.port is None:
                 inst.port = procs.read_port(self.inst_dir / f"{inst.id}.port")
             out.append(inst)

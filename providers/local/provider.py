@@ -96,8 +96,8 @@ class LocalProvider(Provider):
                 healthy.append(inst)
         observed: dict[str, Any] = {"instance_count": len(healthy)}
         declared = dict(attrs.get("environment_variables") or {})
-        for inst in healthy:
-            seen = runner.check_environment(inst, declared)
+        for inst in recorded:
+            seen = runner.check_environment(inst, declared) if inst.alive else None
             if seen is not None:
                 observed["environment_variables"] = seen
                 problems.append(f"instance {inst.id} (pid {inst.pid}) runs with other environment variables")
