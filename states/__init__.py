@@ -34,10 +34,10 @@ def state_section(settings: dict[str, Any] | None) -> dict[str, Any]:
     """The ``state:`` section, given either that section or the whole recon.yaml mapping."""
     settings = dict(settings or {})
     if "backend" not in settings and isinstance(settings.get("state"), dict):
-        return dict(settings["state"])
-    if "backend" not in settings and "state" in settings:
+        settings = dict(settings["state"])
+    elif "backend" not in settings and "state" in settings:
         return {}
-    return settings
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 def open_backend(root: Path, settings: dict[str, Any] | None) -> StateBackend:

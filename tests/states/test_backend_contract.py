@@ -7,21 +7,11 @@ import threading
 import time
 
 import pytest
-from conftest import Target
+from state_support import Target, res, wait_line, with_resources
 
 from reconciler.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from reconciler.state import State, StateResource
+from reconciler.state import State
 from states import SupportsHistory, SupportsLocking
-
-
-def _res(address: str, **attrs: object) -> StateResource:
-    kind, _, name = address.partition(".")
-    return StateResource(address=address, type=kind, name=name, provider="fake", attributes=dict(attrs))  # type: ignore[arg-type]
-
-
-def _with(state: State, *addresses: str) -> State:
-    resources = dict(state.resources) | {a: _res(a, n=1) for a in addresses}
-    return state.model_copy(update={"resources": resources})
 
 
 def _doc(serial: int, lineage: str = "lin-a", **extra: object) -> bytes:
@@ -33,17 +23,6 @@ def _info(op: str = "apply") -> LockInfo:
     import uuid
 
     return LockInfo(id=str(uuid.uuid4()), operation=op, who="alice@ci-7", created="2024-01-01T00:00:00+00:00")
-
-
-def _wait_line(proc, prefix: str, timeout: float = 15.0) -> str:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith(prefix):
-            return line.strip()
-        if not line and proc.poll() is not None:
-            break
-    raise AssertionError(f"worker never printed {prefix!r}: {proc.stderr.read()}")
 
 
 def test_empty_backend_reads_none_and_manager_gives_fresh_state(target: Target) -> None:
@@ -62,15 +41,15 @@ def test_write_read_round_trip(target: Target) -> None:
 
     mgr = target.manager()
     mgr2 = target.manager()
-    written = mgr2.write(_with(mgr2.read(), "endpoint.a"), force=True)
+    written = mgr2.write(with_resources(mgr2.read(), "endpoint.a"), force=True)
     again = mgr.read()
     assert again == written and again.serial == 2 and again.get("endpoint.a") is not None
 
 
 def test_manager_serials_grow_by_one_and_lineage_is_kept(target: Target) -> None:
     mgr = target.manager()
-    first = mgr.write(_with(mgr.read(), "model.m:1"))
-    second = mgr.write(_with(first, "model.n:1"))
+    first = mgr.write(with_resources(mgr.read(), "model.m:1"))
+    second = mgr.write(with_resources(first, "model.n:1"))
     assert (first.serial, second.serial) == (1, 2)
     assert second.lineage == first.lineage == target.manager().read().lineage
 
@@ -78,7 +57,7 @@ def test_manager_serials_grow_by_one_and_lineage_is_kept(target: Target) -> None
 def test_write_refuses_another_lineage_unless_forced(target: Target) -> None:
     mgr = target.manager()
     mgr.write(mgr.read())
-    other = State(resources={"endpoint.x": _res("endpoint.x")})
+    other = State(resources={"endpoint.x": res("endpoint.x")})
     with pytest.raises(StateError, match="lineage"):
         mgr.write(other)
     assert mgr.write(other, force=True).lineage == other.lineage
@@ -87,14 +66,14 @@ def test_write_refuses_another_lineage_unless_forced(target: Target) -> None:
 def test_compare_and_swap_refuses_a_stale_writer(target: Target) -> None:
     a, b = target.manager(), target.manager()
     sa, sb = a.read(), b.read()
-    a.write(_with(sa, "endpoint.a"))
+    a.write(with_resources(sa, "endpoint.a"))
     with pytest.raises(StateConflictError, match=r"another apply changed the state \(serial 1, expected None\)"):
-        b.write(_with(sb, "endpoint.b"))
-    a.write(_with(a.read(), "endpoint.c"))
+        b.write(with_resources(sb, "endpoint.b"))
+    a.write(with_resources(a.read(), "endpoint.c"))
     b.read()
     b2 = target.manager()
     stale = b2.read()
-    b.write(_with(b.read(), "endpoint.d"))
+    b.write(with_resources(b.read(), "endpoint.d"))
     with pytest.raises(StateConflictError, match=r"serial 3, expected 2"):
         b2.write(stale)
     final = target.manager().read()
@@ -116,7 +95,7 @@ def test_history_and_read_serial(target: Target) -> None:
     mgr = target.manager()
     state = mgr.read()
     for i in range(3):
-        state = mgr.write(_with(state, f"model.m{i}:1"))
+        state = mgr.write(with_resources(state, f"model.m{i}:1"))
     assert isinstance(mgr.backend, SupportsHistory)
     assert [e.serial for e in mgr.history()] == [3, 2, 1]
     assert all(e.lineage == state.lineage and e.size > 0 for e in mgr.history())
@@ -131,7 +110,7 @@ def test_history_is_bounded(target: Target) -> None:
     mgr = target.manager()
     state = mgr.read()
     for i in range(6):
-        state = mgr.write(_with(state, f"model.m{i}:1"))
+        state = mgr.write(with_resources(state, f"model.m{i}:1"))
     assert [e.serial for e in mgr.history()] == [6, 5, 4]
     with pytest.raises(StateError):
         mgr.read_serial(2)
@@ -174,7 +153,7 @@ def test_unlock_checks_the_id(target: Target) -> None:
 def test_lock_in_another_process_names_its_holder(target: Target) -> None:
     proc = target.spawn("hold")
     try:
-        lock_id = _wait_line(proc, "LOCKED").split()[1]
+        lock_id = wait_line(proc, "LOCKED").split()[1]
         with pytest.raises(StateLockedError) as err, target.manager().lock("apply"):
             pass
         assert err.value.holder is not None and err.value.holder.id == lock_id
@@ -186,7 +165,7 @@ def test_lock_in_another_process_names_its_holder(target: Target) -> None:
 
 def test_lock_is_released_when_the_holder_is_killed(target: Target) -> None:
     proc = target.spawn("hold")
-    _wait_line(proc, "LOCKED")
+    wait_line(proc, "LOCKED")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed = time.monotonic()
@@ -204,7 +183,7 @@ def test_lock_is_released_when_the_holder_is_killed(target: Target) -> None:
 
 def test_stale_lock_record_is_ignored_after_holder_died(target: Target) -> None:
     proc = target.spawn("hold")
-    _wait_line(proc, "LOCKED")
+    wait_line(proc, "LOCKED")
     proc.kill()
     proc.wait()
     time.sleep(0.3)  # PostgreSQL notices the dropped connection
@@ -214,7 +193,7 @@ def test_stale_lock_record_is_ignored_after_holder_died(target: Target) -> None:
 def test_force_unlock_frees_a_stuck_holder(target: Target) -> None:
     proc = target.spawn("hold")
     try:
-        lock_id = _wait_line(proc, "LOCKED").split()[1]
+        lock_id = wait_line(proc, "LOCKED").split()[1]
         mgr = target.manager()
         with pytest.raises(StateError, match="does not match"):
             mgr.force_unlock("wrong-id")
@@ -230,7 +209,7 @@ def test_force_unlock_frees_a_stuck_holder(target: Target) -> None:
 
 def test_force_unlock_of_a_dead_holders_record(target: Target) -> None:
     proc = target.spawn("hold")
-    lock_id = _wait_line(proc, "LOCKED").split()[1]
+    lock_id = wait_line(proc, "LOCKED").split()[1]
     proc.kill()
     proc.wait()
     mgr = target.manager()
@@ -253,7 +232,7 @@ def _run_race(target: Target, mode: str, n: int = 20) -> list[str]:
 @pytest.mark.parametrize("mode", ["race-lock", "race-cas"])
 def test_two_processes_racing_lose_no_write(target: Target, mode: str) -> None:
     mgr = target.manager()
-    base = mgr.write(_with(mgr.read(), "endpoint.base"))
+    base = mgr.write(with_resources(mgr.read(), "endpoint.base"))
     lines = _run_race(target, mode)
     assert len(lines) == 40
     ok = [line.split()[1] for line in lines if line.startswith("OK")]
@@ -276,7 +255,7 @@ def test_manager_writes_from_threads_are_serialised(target: Target) -> None:
     def worker(k: int) -> None:
         try:
             for i in range(5):
-                mgr.write(_with(state, f"model.t{k}-{i}:1"))
+                mgr.write(with_resources(state, f"model.t{k}-{i}:1"))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -291,17 +270,17 @@ def test_manager_writes_from_threads_are_serialised(target: Target) -> None:
 
 def test_push_follows_terraform_rules(target: Target) -> None:
     mgr = target.manager()
-    s1 = mgr.write(_with(mgr.read(), "endpoint.a"))
-    s2 = mgr.write(_with(s1, "endpoint.b"))
+    s1 = mgr.write(with_resources(mgr.read(), "endpoint.a"))
+    s2 = mgr.write(with_resources(s1, "endpoint.b"))
     with pytest.raises(StateError, match="lower than the stored serial 2"):
         mgr.push(s1)
     with pytest.raises(StateError, match="lineage"):
         mgr.push(State(serial=9))
     with pytest.raises(StateError, match="different content"):
-        mgr.push(_with(s2, "endpoint.c"))
+        mgr.push(with_resources(s2, "endpoint.c"))
     pushed = mgr.push(s1, force=True)
     assert pushed.serial == 3 and sorted(target.manager().read().resources) == ["endpoint.a"]
-    newer = _with(s2, "endpoint.z").model_copy(update={"serial": 7})
+    newer = with_resources(s2, "endpoint.z").model_copy(update={"serial": 7})
     assert mgr.push(newer).serial == 4
 
 
