@@ -126,7 +126,7 @@ def field_changes(rc: ResourceChange) -> list[FieldChange]:
     """
     changes = list(rc.changes)
     if not changes and rc.action is Action.CREATE and rc.after:
-        changes = [FieldChange(path=k, after=v) for k, v in sorted(rc.after.items()) if _is_set(v)]
+        changes = [FieldChange(path=k, after=v) for k, v in _leaves(rc.after, "") if _is_set(v)]
     elif not changes and rc.action in (Action.UPDATE, Action.REPLACE):
         changes = _leaf_diff(rc.before or {}, rc.after or {}, "")
     return [
@@ -164,16 +164,30 @@ def step_summary(step: Step) -> str:
     return head
 
 
+_FILLER = {"of", "from", "to", "in", "place", "the", "a", "and", "at"}
+
+
+def step_detail(step: Step) -> str | None:
+    """The planner's description of a step when it says more than ``step_summary`` does.
+
+    Descriptions are display-only sentences; most repeat the summary ("create model m:1"), some
+    add to it ("(code, model)", "without traffic"). Only those are worth a line.
+    """
+    if not step.description:
+        return None
+    words = set(re.split(r"[^a-z0-9]+", step_summary(step).lower()))
+    extra = set(re.split(r"[^a-z0-9]+", step.description.lower())) - words - _FILLER - {""}
+    return step.description if extra else None
+
+
 def drift_line(item: DriftItem) -> str:
-    """What drifted on one resource, in words: recorded -> actual."""
+    """What drifted on one resource, in words: recorded -> actual (the provider's detail kept)."""
     if item.kind == "changed":
-        path = item.path or "(attributes)"
-        text = f"{path}: {format_value(item.recorded)} -> {format_value(item.actual)}"
-    elif item.kind == "missing":
-        text = "missing: recorded in state, gone from the real world"
-    else:
-        text = "unmanaged: carries recon's labels but no state knows it (recon never deletes it)"
-    return f"{text} ({item.detail})" if item.detail else text
+        text = f"{item.path or '(attributes)'}: {format_value(item.recorded)} -> {format_value(item.actual)}"
+        return f"{text} ({item.detail})" if item.detail else text
+    if item.kind == "missing":
+        return f"missing: {item.detail or 'recorded in state, gone from the real world'}"
+    return f"unmanaged: {item.detail or 'carries recon labels but no state knows it'}; recon never deletes it"
 
 
 def drift_symbol(item: DriftItem) -> str:
@@ -237,6 +251,16 @@ def usage_text(u: Any) -> str:
 
 def _is_set(v: Any) -> bool:
     return v is not None and v != {} and v != []
+
+
+def _leaves(value: Any, prefix: str) -> list[tuple[str, Any]]:
+    """Dotted paths to the non-mapping values of a nested mapping, sorted."""
+    if not isinstance(value, dict) or (not value and prefix):
+        return [(prefix, value)]
+    out: list[tuple[str, Any]] = []
+    for key in sorted(value, key=str):
+        out += _leaves(value[key], f"{prefix}.{key}" if prefix else str(key))
+    return out
 
 
 def _forces(path: str, replace_paths: list[str]) -> bool:
@@ -366,8 +390,9 @@ def _steps_lines(steps: list[Step]) -> list[str]:
         if after:
             text += f"  (after {', '.join(after)})"
         lines.append(text)
-        if step.description:
-            lines.append(f"  {'':>{width}}  {step.description}")
+        detail = step_detail(step)
+        if detail:
+            lines.append(f"  {'':>{width}}  {detail}")
     return lines + [""]
 
 

@@ -31,6 +31,7 @@ from reconciler.render import (
     format_value,
     quota_status,
     replace_reason,
+    step_detail,
     step_summary,
     summary_line,
     usage_text,
@@ -322,8 +323,9 @@ def _rollout_section(steps: list[Step]) -> _Section:
         after = sorted(number[d] for d in step.depends_on if d in number)
         if after:
             line += f" (after {', '.join(map(str, after))})"
-        if step.description:
-            line += f" — {esc(step.description)}"
+        detail = step_detail(step)
+        if detail:
+            line += f" — {esc(detail)}"
         blocks.append(_Block(line, _KEEP_STEP))
     return _Section("### Rollout", "Steps in the order apply runs them:\n", blocks, noun="steps")
 

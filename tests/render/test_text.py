@@ -162,3 +162,27 @@ def test_render_plan_dispatches_and_rejects_unknown_formats() -> None:
     assert render_plan(plan, "markdown").startswith("<!-- recon:plan")
     with pytest.raises(ValueError, match="unknown plan format"):
         render_plan(plan, "yaml")
+
+
+def test_step_descriptions_only_when_they_add_something() -> None:
+    same = Step(id="c", kind=StepKind.CREATE, address=MODEL, description="create model my-model:1")
+    more = Step(
+        id="d", kind=StepKind.CREATE, address=EP, description="create endpoint my-endpoint (without traffic)"
+    )
+    text = render_text(Plan(steps=[same, more], resource_changes=full_plan().resource_changes))
+    assert "create model my-model:1" not in text
+    assert "     create endpoint my-endpoint (without traffic)" in text
+
+
+def test_create_shows_nested_attributes_as_leaf_paths() -> None:
+    rc = ResourceChange(
+        address=BLUE,
+        type="deployment",
+        name="blue",
+        provider="local",
+        action=Action.CREATE,
+        after={"request_settings": {"request_timeout_ms": 5000}, "tags": {}, "description": None},
+    )
+    text = render_text(Plan(resource_changes=[rc]))
+    assert "+ request_settings.request_timeout_ms: 5000" in text
+    assert "tags" not in text and "description" not in text  # unset values are not listed
