@@ -165,6 +165,8 @@ class _Run:
     file_digests: dict[tuple[str, int, int], str] = field(default_factory=dict)
     tree_digests: dict[str, str] = field(default_factory=dict)
     conda_cache: dict[str, Any] = field(default_factory=dict)
+    rel_cache: dict[str, str] = field(default_factory=dict)
+    resolved: dict[tuple[str, str], Path] = field(default_factory=dict)
 
     def report(self, f: _File | None, problem: Problem) -> None:
         if f is not None and problem.severity == "error":
@@ -187,13 +189,20 @@ class _Run:
         self.report(f, Problem(path, message, hint, severity="warning"))
 
     def rel(self, path: Path | str) -> str:
-        return Path(os.path.relpath(path, self.root)).as_posix()
+        """POSIX path relative to the root (with ``../`` when outside it); cached."""
+        key = str(path)
+        found = self.rel_cache.get(key)
+        if found is None:
+            prefix = str(self.root) + os.sep
+            tail = key[len(prefix) :] if key.startswith(prefix) else os.path.relpath(key, self.root)
+            found = self.rel_cache[key] = tail.replace(os.sep, "/")
+        return found
 
-    def stat(self, path: Path) -> os.stat_result | None:
+    def stat(self, path: Path | str) -> os.stat_result | None:
         key = str(path)
         if key not in self.stat_cache:
             try:
-                self.stat_cache[key] = path.stat()
+                self.stat_cache[key] = os.stat(key)
             except OSError:
                 self.stat_cache[key] = None
         return self.stat_cache[key]
@@ -627,7 +636,7 @@ class _Builder:
             name=name,
             attributes=attrs,
             depends_on=depends_on,
-            source=SourceRef(file=f.rel, line=line),
+            source=SourceRef.model_construct(file=f.rel, line=line),
         )
 
     # -- paths and digests
@@ -642,7 +651,10 @@ class _Builder:
         base: Path | None = None,
     ) -> Path | None:
         """Resolve ``value`` against the YAML file's folder; an error when it is missing."""
-        target = Path(os.path.normpath((base or f.folder) / value))
+        key = (str(base or f.folder), value)
+        target = self.run.resolved.get(key)
+        if target is None:
+            target = self.run.resolved[key] = Path(os.path.normpath(os.path.join(*key)))
         st = self.run.stat(target)
         is_dir = st is not None and stat.S_ISDIR(st.st_mode)
         if st is None or (want_dir is True and not is_dir) or (want_dir is False and is_dir):
