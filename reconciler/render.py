@@ -33,6 +33,7 @@ from reconciler.plan import (
     FieldChange,
     Plan,
     QuotaFamily,
+    QuotaUsage,
     ResourceChange,
     Step,
     StepKind,
@@ -239,7 +240,7 @@ def quota_status(fam: QuotaFamily) -> str:
     return "ok" if fam.ok else "EXCEEDED"
 
 
-def usage_text(u: Any) -> str:
+def usage_text(u: QuotaUsage) -> str:
     """One deployment's share: ``Standard_DS3_v2: ceil(1.2 x 10) = 12 instances x 4 cores = 48``."""
     if u.exempt:
         reserve = f"{u.reserved_instances} instances (exempt from the 20% reserve)"
