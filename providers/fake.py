@@ -22,6 +22,7 @@ Settings (``provider: {kind: fake, ...}`` in recon.yaml), for fault injection:
 - ``fail_batch: {"deployment.ep.blue": 3}``: rollout batch 3 does not become ready; it is rolled
   back and fails with the failing instance's last log lines;
 - ``delay_ms``: every changing call (and every batch) takes this long;
+- ``scoring_uri: "http://127.0.0.1:8080/{name}/score"``: what endpoints report (tests serve it);
 - ``capacity: {"cpus": 8, "memory_gb": 32}``.
 
 ``FakeWorld`` has helpers to change objects behind recon's back (drift) and to read the log.
@@ -212,11 +213,11 @@ class FakeProvider(Provider):
             out.append({"id": iid, "config": config, "alive": True, "logs": [f"{iid}: init() done"]})
         return out
 
-    @staticmethod
-    def _outputs(address: str, obj: dict[str, Any]) -> dict[str, Any]:
+    def _outputs(self, address: str, obj: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"id": f"fake://{address}", "provisioning_state": obj["state"]}
         if obj["type"] == "endpoint":
-            out["scoring_uri"] = f"http://fake.invalid/{obj['name']}/score"
+            template = str(self.settings.get("scoring_uri") or "http://fake.invalid/{name}/score")
+            out["scoring_uri"] = template.format(name=obj["name"])
         if obj["type"] == "deployment":
             out["instances"] = [i["id"] for i in obj["instances"]]
         return out
@@ -257,7 +258,8 @@ class FakeProvider(Provider):
                     world["objects"][request.address] = obj
             if error is not None:
                 raise error
-            request.emit(f"{request.address} created")
+            if obj["type"] == "deployment":
+                request.emit(f"instances {', '.join(i['id'] for i in obj['instances'])} ready")
             return self._outputs(request.address, obj)
 
     def _check_create(self, world: dict[str, Any], request: ApplyRequest) -> FakeInvariantError | None:
@@ -318,7 +320,7 @@ class FakeProvider(Provider):
                 alive += self._new_instances(world, config, count - len(alive))
             obj["instances"] = alive[:count]
             obj["attributes"]["instance_count"] = count
-            request.emit(f"{request.address}: {count} instances")
+            request.emit(f"{count} instances running")
             return self._outputs(request.address, obj)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
@@ -347,7 +349,7 @@ class FakeProvider(Provider):
                 outputs = self._outputs(request.address, obj)
             if error is not None:
                 raise error
-            request.emit(f"{request.address}: batch {batch.index} ready")
+            request.emit(f"batch {batch.index}: new instances ready, old ones stopped")
             return outputs
 
     def _replace(

@@ -184,10 +184,14 @@ def _confirm(auto_approve: bool, what: str) -> None:
         raise click.ClickException(f"{what} cancelled: only 'yes' approves.")
 
 
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _require_terminal(auto_approve: bool, command: str) -> None:
-    if auto_approve or sys.stdin.isatty():
+    if auto_approve or stdin_is_terminal():
         return
-    hint = "or apply a saved plan: recon plan -out FILE; recon apply FILE" if command == "apply" else ""
+    hint = "or apply a saved plan: recon plan --out FILE; recon apply FILE" if command == "apply" else ""
     raise click.ClickException(
         f"recon {command} needs approval, but there is no terminal to ask on; "
         f"run recon {command} --auto-approve {hint}".rstrip()
@@ -195,13 +199,9 @@ def _require_terminal(auto_approve: bool, command: str) -> None:
 
 
 def load_plan(path: Path) -> Plan:
-    try:
-        return Plan.model_validate_json(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PlanError(
-            f"{path}: not a recon plan file ({first}); save one with recon plan -out {path.name}"
-        ) from exc
+    from reconciler.cli.plan_cmds import read_plan_file
+
+    return read_plan_file(path)
 
 
 def run_apply(project: Any, plan: Plan, desired_digest: str | None, parallelism: int) -> ApplyResult:
@@ -287,8 +287,7 @@ def _plan_and_confirm(project: Any, *, destroy: bool, targets: tuple[str, ...], 
     click.echo(render_text(plan, color=use_color()))
     if not plan.applicable:
         raise PlanError(f"the plan has errors; nothing was changed ({len(plan.errors)} error(s) above)")
-    if not plan.steps:
-        click.echo("No changes. Nothing to do." if not destroy else "Nothing to destroy.")
+    if not plan.steps:  # the rendered plan already says "No changes."
         return None
     _confirm(auto, "Apply" if not destroy else "Destroy")
     return plan
