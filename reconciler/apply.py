@@ -192,6 +192,11 @@ def apply_plan(
     not checked, e.g. a destroy plan)."""
     if parallelism < 1:
         raise PlanError(f"parallelism must be at least 1, not {parallelism}")
+    if plan.provider and plan.provider != provider.name:
+        raise PlanError(
+            f"the plan was made for provider {plan.provider!r}, but this project uses {provider.name!r}; "
+            "run recon plan again"
+        )
     state = state_manager.read()
     check_fresh(plan, state, desired_digest)
     engine = _Engine(
