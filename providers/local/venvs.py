@@ -215,14 +215,18 @@ class EnvironmentBuilder:
         system_site = not attrs.get("conda")
         args = [base, "-m", "venv", *(["--system-site-packages"] if system_site else []), str(tmp)]
         emit(f"creating virtualenv {final} ({' '.join(args[1:-1])})")
-        _run_streamed(args, emit, "python -m venv")
-        if plan.requirements:
-            emit("pip install " + " ".join(plan.requirements))
-            _run_streamed(
-                [str(tmp / "bin" / "python"), "-m", "pip", "install", "--no-input", *plan.requirements],
-                emit,
-                "pip install",
-            )
+        try:
+            _run_streamed(args, emit, "python -m venv")
+            if plan.requirements:
+                emit("pip install " + " ".join(plan.requirements))
+                _run_streamed(
+                    [str(tmp / "bin" / "python"), "-m", "pip", "install", "--no-input", *plan.requirements],
+                    emit,
+                    "pip install",
+                )
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing half-built is left in the shared cache
+            raise
         _relocate_scripts(tmp, final)
         (tmp / ".recon-complete").write_text(" ".join(plan.requirements) + "\n")
         os.replace(tmp, final)
