@@ -29,7 +29,6 @@ import errno
 import fcntl
 import json
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -41,16 +40,19 @@ from states.base import HistoryEntry, StoredState
 HISTORY_KEEP = 20
 
 # ``State.to_bytes`` indents by two spaces, so top-level keys are the only ones at that depth:
-# reading serial and lineage this way avoids parsing a multi-megabyte document twice.
-_TOP_SERIAL = re.compile(rb'^  "serial": (\d+)', re.MULTILINE)
-_TOP_LINEAGE = re.compile(rb'^  "lineage": "([^"]*)"', re.MULTILINE)
+# finding them with bytes.find avoids parsing a multi-megabyte document twice. Sorted keys put
+# "lineage" near the start and "serial" near the end.
+_SERIAL, _LINEAGE = b'\n  "serial": ', b'\n  "lineage": "'
 
 
 def _header(data: bytes, source: str) -> tuple[int, str]:
     """(serial, lineage) of a state document."""
-    serial, lineage = _TOP_SERIAL.search(data), _TOP_LINEAGE.search(data)
-    if serial and lineage:
-        return int(serial.group(1)), lineage.group(1).decode()
+    s, lin = data.rfind(_SERIAL), data.find(_LINEAGE)
+    if s >= 0 and lin >= 0:
+        digits = data[s + len(_SERIAL) : s + len(_SERIAL) + 20].split(b",")[0].split(b"\n")[0].strip()
+        start = lin + len(_LINEAGE)
+        if digits.isdigit():
+            return int(digits), data[start : data.index(b'"', start)].decode()
     try:
         raw = json.loads(data)
         return int(raw["serial"]), str(raw["lineage"])
@@ -127,9 +129,9 @@ class FileBackend:
                         "re-run plan"
                     )
                 if current is not None:
-                    atomic_write(self.backup_path, current.data)
+                    self._link_over(self.path, self.backup_path)
                 atomic_write(self.path, data)
-                self._record_history(data, serial)
+                self._record_history(serial)
         except OSError as exc:
             raise StateError(f"cannot write state {self.path}: {exc.strerror or exc}") from exc
 
@@ -146,9 +148,19 @@ class FileBackend:
 
     # -- history ------------------------------------------------------------------------------
 
-    def _record_history(self, data: bytes, serial: int) -> None:
+    @staticmethod
+    def _link_over(src: Path, dest: Path) -> None:
+        """Make ``dest`` a hard link to ``src``'s file, atomically. Files here are never changed
+        in place (every write renames a new file over the old), so links are copies for free."""
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+        os.replace(tmp, dest)
+
+    def _record_history(self, serial: int) -> None:
         self.history_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.history_dir / f"{serial}.json", data)
+        self._link_over(self.path, self.history_dir / f"{serial}.json")
+        _fsync_dir(self.history_dir)
         for old in self._history_files()[self.history_keep :]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
