@@ -119,7 +119,7 @@ class DeploymentRunner:
         out: list[Instance] = []
         if not self.inst_dir.is_dir():
             return out
-        adopted = self._marked()
+        adopted: dict[int, int] | None = None
         for path in sorted(self.inst_dir.glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
             data = procs.read_json(path)
             if not isinstance(data, dict) or "pid" not in data:
@@ -127,7 +127,9 @@ class DeploymentRunner:
             inst = Instance(int(data["id"]), int(data["pid"]), data.get("start_time"),
                             str(data.get("config_digest", "")), data.get("port"))
             inst.alive = procs.is_alive(inst.pid, inst.start_time)
-            if not inst.alive and inst.id in adopted:
+            if not inst.alive and adopted is None:
+                adopted = self._marked()  # only scan /proc when a recorded process is gone
+            if not inst.alive and adopted and inst.id in adopted:
                 # Restarted by hand with recon's marks: the process is the instance now.
                 inst.pid = adopted[inst.id]
                 inst.start_time = procs.start_time(inst.pid)
@@ -142,22 +144,25 @@ class DeploymentRunner:
         """Instance number -> pid of live processes carrying this deployment's marks."""
         prefix = f"{self.endpoint}/{self.name}/"
         found: dict[int, int] = {}
-        for pid, env in procs.marked_processes():
-            mark = env.get(procs.MARK_ID, "")
-            if env.get(procs.MARK_STATE_DIR) == str(self.state_dir) and mark.startswith(prefix):
-                tail = mark[len(prefix):]
-                if tail.isdigit():
-                    found[int(tail)] = pid
+        for mark, pid in procs.find_marked(self.state_dir, prefix).items():
+            tail = mark[len(prefix):]
+            if tail.isdigit():
+                found[int(tail)] = pid
         return found
 
     def live(self) -> list[Instance]:
-        """Alive instances; pid files of dead ones are removed (their logs stay)."""
+        """Alive instances; pid files of dead ones are removed (their logs stay), and processes
+        with this deployment's marks but no pid file (a crash between spawn and record) stopped."""
         alive = []
         for inst in self.recorded():
             if inst.alive:
                 alive.append(inst)
             else:
                 self._forget(inst)
+        known = {i.pid for i in alive}
+        for _id, pid in self._marked().items():
+            if pid not in known:
+                procs.stop(pid, procs.start_time(pid), grace=5.0)
         return alive
 
     def check_environment(self, inst: Instance, declared: dict[str, str]) -> dict[str, str] | None:

@@ -64,7 +64,7 @@ def reap(pid: int) -> None:
     """Collect the exit status of a child of ours that has ended (so it is no zombie)."""
     child = _CHILDREN.get(pid)
     if child is not None and child.poll() is not None:
-        del _CHILDREN[pid]
+        _CHILDREN.pop(pid, None)
 
 
 def is_alive(pid: int, started: int | None) -> bool:
@@ -107,6 +107,15 @@ def marked_processes() -> Iterator[tuple[int, dict[str, str]]]:
         env = read_environ(pid)
         if env is not None and MARK_ID in env and is_alive(pid, None):
             yield pid, env
+
+
+def find_marked(state_dir: Path, prefix: str) -> dict[str, int]:
+    """Mark -> pid of live processes of ``state_dir`` whose mark starts with ``prefix``."""
+    return {
+        env[MARK_ID]: pid
+        for pid, env in marked_processes()
+        if env.get(MARK_STATE_DIR) == str(state_dir) and env[MARK_ID].startswith(prefix)
+    }
 
 
 # -- starting and stopping ----------------------------------------------------------------------

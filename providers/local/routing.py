@@ -140,6 +140,10 @@ class EndpointFiles:
             return running
         if running is not None:  # alive but not answering: replace it
             procs.stop(running["pid"], running.get("start_time"), grace=2.0)
+        # A router started by a crashed apply before its pid file was written holds the port.
+        for mark, pid in procs.find_marked(self.state_dir, f"{self.name}/router").items():
+            if mark == f"{self.name}/router":
+                procs.stop(pid, procs.start_time(pid), grace=2.0)
         port = self.chosen_port() or 0
         answer_file = self.run / "router.port"
         answer_file.unlink(missing_ok=True)

@@ -99,3 +99,17 @@ def test_roll_batch_resumes_after_a_crash_between_start_and_stop(project: Projec
     out = provider.roll_batch(new_req, Batch(index=2, size=1))
     assert [i["config_digest"] for i in out["instances"]] == [digest, digest]
     assert len(alive_marked(provider.state_dir)) == 3
+
+
+def test_process_started_but_never_recorded_is_stopped_by_the_next_operation(project: Project) -> None:
+    project.create(project.endpoint())
+    req = project.deployment(count=1)
+    provider = project.provider
+    runner = provider._runner(req.attributes)
+    digest, config = provider._desired(req, runner)
+    # A crash right after spawn, before the pid file was written: a marked process nobody records.
+    orphan = runner.start(digest, config, 1)[0]
+    (runner.inst_dir / f"{orphan.id}.json").unlink()
+    out = provider.create(req)
+    assert [i["pid"] for i in out["instances"]] != [orphan.pid]
+    assert len(alive_marked(provider.state_dir)) == 2  # the router and exactly one instance
