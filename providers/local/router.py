@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MAX_BODY = 100 * 1024 * 1024
@@ -46,10 +46,6 @@ REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeo
 
 class TableError(ValueError):
     """The routing table cannot be used (the old one stays in force)."""
-
-
-class Retryable(Exception):
-    """The upstream gave no byte back: the request may go to another upstream."""
 
 
 def log(level: str, message: str) -> None:
@@ -154,12 +150,12 @@ class Upstream:
         host, _, port = addr.rpartition(":")
         self.host, self.port = host, int(port)
         self.in_flight = 0
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[UpstreamConn] = []
         self.pool: Pool | None = None  # the deployment it serves now; None once removed (draining)
 
     def close_idle(self) -> None:
-        for _, w in self.idle:
-            w.close()
+        for conn in self.idle:
+            conn.transport.close()
         self.idle.clear()
 
 
@@ -169,7 +165,7 @@ class Pool:
     def __init__(self, spec: DeploymentSpec) -> None:
         self.spec = spec
         self.upstreams: list[Upstream] = []
-        self.waiters: collections.deque[asyncio.Future[Upstream | None]] = collections.deque()
+        self.waiters: collections.deque[Exchange] = collections.deque()
         self.active = 0
         self.rr = 0
 
@@ -190,47 +186,30 @@ class Pool:
             self.active += 1
         return best
 
-    async def acquire(self, exclude: set[str] | None = None) -> Upstream | None:
-        """A slot on an upstream, waiting up to max_queue_wait_ms; None: too many pending (429)."""
-        up = self.try_acquire(exclude)
-        if up is not None:
-            return up
+    def may_queue(self) -> bool:
+        """Azure admits at most 2 * max_concurrent * instances requests at once (in flight + waiting)."""
         capacity = self.spec.max_concurrent * len(self.upstreams)
-        if self.active + len(self.waiters) >= 2 * capacity or self.spec.max_queue_wait_ms == 0:
-            return None
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Upstream | None] = loop.create_future()
-        self.waiters.append(fut)
-        timer = loop.call_later(self.spec.max_queue_wait_ms / 1000,
-                                lambda: fut.done() or fut.set_result(None))
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            if fut.done() and not fut.cancelled() and fut.result() is not None:
-                release(fut.result())
-            raise
-        finally:
-            timer.cancel()
+        return self.spec.max_queue_wait_ms > 0 and self.active + len(self.waiters) < 2 * capacity
 
     def dispatch(self) -> None:
         """Hand free slots to waiting requests, oldest first."""
         while self.waiters:
-            if self.waiters[0].done():
+            ex = self.waiters[0]
+            if not ex.waiting:
                 self.waiters.popleft()
                 continue
-            up = self.try_acquire()
+            up = self.try_acquire(ex.tried)
             if up is None:
                 return
-            self.waiters.popleft().set_result(up)
+            self.waiters.popleft()
+            ex.on_slot(up)
 
 
-def release(up: Upstream) -> None:
+def release(up: Upstream, pool: Pool) -> None:
     up.in_flight -= 1
-    pool = up.pool
-    if pool is not None:
-        pool.active -= 1
-        pool.dispatch()
-    elif up.in_flight == 0:
+    pool.active -= 1
+    pool.dispatch()
+    if up.pool is None and up.in_flight == 0:
         up.close_idle()
 
 
@@ -247,7 +226,6 @@ class Request:
     auth: bytes = b""
     deployment_header: str = ""
     request_id: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -264,83 +242,76 @@ class BadRequest(Exception):
         self.status = status
 
 
-async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+def parse_chunked(buf: bytearray, start: int) -> tuple[bytes, int] | None:
+    """(body, end offset) when the whole chunked body is in buf, else None."""
     parts: list[bytes] = []
+    pos = start
     total = 0
     while True:
-        line = await reader.readuntil(b"\r\n")
-        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            return None
+        size = int(bytes(buf[pos:eol]).split(b";", 1)[0].strip() or b"0", 16)
+        pos = eol + 2
         if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":
-                pass
-            return b"".join(parts)
+            end = buf.find(b"\r\n\r\n", pos - 2)  # trailers end with an empty line
+            return (b"".join(parts), end + 4) if end >= 0 else None
         total += size
         if total > MAX_BODY:
             raise BadRequest(413, "Request body too large")
-        parts.append(await reader.readexactly(size))
-        await reader.readexactly(2)
+        if len(buf) < pos + size + 2:
+            return None
+        parts.append(bytes(buf[pos:pos + size]))
+        pos += size + 2
 
 
-async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Request | None:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError:
-        return None
-    except asyncio.LimitOverrunError as ex:
-        raise BadRequest(431, "Request header fields too large") from ex
-    lines = head[:-4].split(b"\r\n")
+def parse_head(head: bytes) -> tuple[Request, int, bool, bool]:
+    """(request without body, content length, chunked, expects 100-continue)."""
+    lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
         raise BadRequest(400, "Malformed request line")
     method, target, version = parts
     keep_alive = version == b"HTTP/1.1"
     headers: list[tuple[bytes, bytes]] = []
+    req = Request(method, target, headers, b"", keep_alive)
     length = 0
     chunked = expect = False
-    req = Request(method, target, headers, b"", keep_alive)
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         value = value.strip()
-        if name == b"content-length":
-            if not value.isdigit():
-                raise BadRequest(400, "Bad Content-Length")
-            length = int(value)
-        elif name == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif name == b"connection":
-            v = value.lower()
-            req.keep_alive = b"close" not in v and (keep_alive or b"keep-alive" in v)
-        elif name == b"authorization":
-            req.auth = value
-        elif name == b"expect":
-            expect = value.lower() == b"100-continue"
-        elif name == b"azureml-model-deployment":
+        if name in HOP:
+            if name == b"content-length":
+                if not value.isdigit():
+                    raise BadRequest(400, "Bad Content-Length")
+                length = int(value)
+            elif name == b"authorization":
+                req.auth = value
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                v = value.lower()
+                req.keep_alive = b"close" not in v and (keep_alive or b"keep-alive" in v)
+            elif name == b"expect":
+                expect = value.lower() == b"100-continue"
+            continue
+        if name == b"azureml-model-deployment":
             req.deployment_header = value.decode("latin-1").strip().lower()
         elif name == b"x-request-id":
             req.request_id = value.decode("latin-1")
-        if name not in HOP:
-            headers.append((name, value))
+        headers.append((name, value))
     if length > MAX_BODY:
         raise BadRequest(413, "Request body too large")
-    if expect and (length or chunked):
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    if chunked:
-        req.body = await read_chunked(reader)
-    elif length:
-        req.body = await reader.readexactly(length)
-    return req
+    return req, length, chunked, expect
 
 
-async def read_response(reader: asyncio.StreamReader, method: bytes) -> tuple[Response, bool]:
-    """(response, reusable) from an upstream; Retryable when not a byte came back."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as ex:
-        if not ex.partial:
-            raise Retryable("connection closed before any answer") from ex
-        raise
-    lines = head[:-4].split(b"\r\n")
+def parse_response(buf: bytearray, method: bytes, eof: bool) -> tuple[Response, bool, int] | None:
+    """(response, reusable, bytes used) when a whole answer is in buf, else None."""
+    idx = buf.find(b"\r\n\r\n")
+    if idx < 0:
+        return None
+    lines = bytes(buf[:idx]).split(b"\r\n")
     first = lines[0].split(b" ", 2)
     status = int(first[1])
     reason = first[2] if len(first) > 2 else b""
@@ -352,24 +323,30 @@ async def read_response(reader: asyncio.StreamReader, method: bytes) -> tuple[Re
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         value = value.strip()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding":
-            chunked = b"chunked" in value.lower()
-        elif name == b"connection":
-            reusable = reusable and b"close" not in value.lower()
-        elif name not in HOP:
-            headers.append((name, value))
+        if name in HOP:
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                reusable = reusable and b"close" not in value.lower()
+            continue
+        headers.append((name, value))
+    start = idx + 4
     if method == b"HEAD" or status in (204, 304) or status < 200:
-        body = b""
-    elif chunked:
-        body = await read_chunked(reader)
-    elif length is not None:
-        body = await reader.readexactly(length)
-    else:
-        body = await reader.read()
-        reusable = False
-    return Response(status, reason, headers, body), reusable
+        return Response(status, reason, headers, b""), reusable, start
+    if chunked:
+        got = parse_chunked(buf, start)
+        if got is None:
+            return None
+        return Response(status, reason, headers, got[0]), reusable, got[1]
+    if length is not None:
+        if len(buf) < start + length:
+            return None
+        return Response(status, reason, headers, bytes(buf[start:start + length])), reusable, start + length
+    if not eof:  # body runs until the connection closes
+        return None
+    return Response(status, reason, headers, bytes(buf[start:])), False, len(buf)
 
 
 def simple(status: int, message: str) -> Response:
@@ -380,9 +357,9 @@ def simple(status: int, message: str) -> Response:
 def serialize(resp: Response, keep_alive: bool, extra: list[tuple[bytes, bytes]]) -> bytes:
     out = [b"HTTP/1.1 %d %s\r\n" % (resp.status, resp.reason)]
     for name, value in resp.headers:
-        out.append(name + b": " + value + b"\r\n")
+        out.append(b"%s: %s\r\n" % (name, value))
     for name, value in extra:
-        out.append(name + b": " + value + b"\r\n")
+        out.append(b"%s: %s\r\n" % (name, value))
     out.append(b"content-length: %d\r\n" % len(resp.body))
     if not keep_alive:
         out.append(b"connection: close\r\n")
@@ -391,37 +368,276 @@ def serialize(resp: Response, keep_alive: bool, extra: list[tuple[bytes, bytes]]
     return b"".join(out)
 
 
-async def exchange(up: Upstream, req: Request) -> Response:
-    """Send one request to an upstream over a pooled connection; Retryable when nothing came back."""
-    reused = bool(up.idle)
-    if reused:
-        reader, writer = up.idle.pop()
-    else:
-        try:
-            reader, writer = await asyncio.open_connection(up.host, up.port, limit=HEAD_LIMIT)
-        except OSError as ex:
-            raise Retryable(f"connect to {up.addr} failed: {ex}") from ex
-    head = [b"%s %s HTTP/1.1\r\n" % (req.method, req.target)]
+def encode_request(req: Request, request_id: bytes) -> bytes:
+    out = [b"%s %s HTTP/1.1\r\n" % (req.method, req.target)]
     for name, value in req.headers:
-        head.append(name + b": " + value + b"\r\n")
-    for k, v in req.extra.items():
-        head.append(k.encode() + b": " + v.encode("latin-1") + b"\r\n")
-    head.append(b"content-length: %d\r\n\r\n" % len(req.body))
-    ok = False
-    try:
-        writer.write(b"".join(head) + req.body)
-        if len(req.body) > 65536:
-            await writer.drain()
-        resp, reusable = await read_response(reader, req.method)
-        ok = reusable
-        return resp
-    except (ConnectionError, OSError) as ex:
-        raise Retryable(f"{up.addr}: {ex}") from ex
-    finally:
-        if ok and up.pool is not None:
-            up.idle.append((reader, writer))
+        out.append(b"%s: %s\r\n" % (name, value))
+    if request_id:
+        out.append(b"x-request-id: %s\r\n" % request_id)
+    out.append(b"content-length: %d\r\n\r\n" % len(req.body))
+    out.append(req.body)
+    return b"".join(out)
+
+
+# ------------------------------------------------------------------------------------- connections
+
+
+class UpstreamConn(asyncio.Protocol):
+    """A keep-alive connection to an instance; serves one Exchange at a time."""
+
+    def __init__(self, up: Upstream) -> None:
+        self.up = up
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.buf = bytearray()
+        self.exchange: Exchange | None = None
+        self.method = b"POST"
+        self.got_bytes = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, ex: Exchange, data: bytes, method: bytes) -> None:
+        self.exchange, self.method, self.got_bytes = ex, method, False
+        self.buf.clear()
+        self.transport.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.exchange
+        if ex is None:  # nothing asked: a misbehaving instance
+            self.transport.close()
+            return
+        self.got_bytes = True
+        self.buf += data
+        got = parse_response(self.buf, self.method, False)
+        if got is not None:
+            self._complete(ex, got[0], got[1] and got[2] == len(self.buf))
+
+    def _complete(self, ex: Exchange, resp: Response, reusable: bool) -> None:
+        self.exchange = None
+        self.buf.clear()
+        if reusable and not self.closed and self.up.pool is not None:
+            self.up.idle.append(self)
         else:
-            writer.close()
+            self.transport.close()
+        ex.on_response(resp)
+
+    def abort(self) -> None:
+        self.exchange = None
+        self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        with contextlib.suppress(ValueError):
+            self.up.idle.remove(self)
+        ex, self.exchange = self.exchange, None
+        if ex is None:
+            return
+        try:
+            got = parse_response(self.buf, self.method, True) if self.got_bytes else None
+        except (ValueError, IndexError):
+            got = None
+        if got is not None:
+            ex.on_response(got[0])
+        else:
+            ex.on_failure(f"{self.up.addr} closed the connection", retryable=not self.got_bytes)
+
+
+class Exchange:
+    """One request proxied to a deployment: slot, connection, retries, timeout, answer."""
+
+    __slots__ = ("router", "client", "req", "pool", "mirror_to", "tried", "up", "conn", "timer", "queue_timer",
+                 "waiting", "done", "started", "data", "last_error", "served_by", "request_id")
+
+    def __init__(self, router: Router, client: ClientConn | None, req: Request, pool: Pool,
+                 mirror_to: str | None, request_id: bytes) -> None:
+        self.router, self.client, self.req, self.pool, self.mirror_to = router, client, req, pool, mirror_to
+        self.tried: set[str] = set()
+        self.up: Upstream | None = None
+        self.conn: UpstreamConn | None = None
+        self.queue_timer: asyncio.TimerHandle | None = None
+        self.waiting = self.done = False
+        self.started = time.perf_counter()
+        self.data = encode_request(req, request_id)
+        self.request_id = request_id
+        self.last_error = ""
+        self.served_by = ""
+        self.timer = router.loop.call_later(pool.spec.request_timeout_ms / 1000, self.on_timeout)
+
+    @property
+    def is_mirror(self) -> bool:
+        return self.client is None
+
+    def start(self) -> None:
+        up = self.pool.try_acquire(self.tried)
+        if up is not None:
+            self.send(up)
+        elif self.is_mirror:  # a copy never queues: it would take a slot a live request may need
+            self.finish(None)
+        elif self.tried and all(u.addr in self.tried for u in self.pool.upstreams):
+            self.finish(simple(502, f"Bad gateway: {self.last_error}"))
+        elif self.pool.may_queue():
+            self.waiting = True
+            self.pool.waiters.append(self)
+            self.queue_timer = self.router.loop.call_later(self.pool.spec.max_queue_wait_ms / 1000, self.on_queue_timeout)
+        else:
+            self.finish(simple(429, "Too many pending requests"))
+
+    def on_slot(self, up: Upstream) -> None:
+        self.waiting = False
+        if self.queue_timer is not None:
+            self.queue_timer.cancel()
+        self.send(up)
+
+    def on_queue_timeout(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.finish(simple(429, "Too many pending requests") if not self.tried
+                        else simple(502, f"Bad gateway: {self.last_error}"))
+
+    def send(self, up: Upstream) -> None:
+        self.up = up
+        if up.idle:
+            conn = up.idle.pop()
+            self.conn = conn
+            conn.send(self, self.data, self.req.method)
+            return
+        task = self.router.loop.create_task(
+            self.router.loop.create_connection(lambda: UpstreamConn(up), up.host, up.port))
+        task.add_done_callback(self.on_connected)
+
+    def on_connected(self, task: asyncio.Task[tuple[asyncio.BaseTransport, UpstreamConn]]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            exc = None if task.cancelled() else task.exception()
+            self.on_failure(f"connect to {self.up.addr if self.up else '?'} failed: {exc}", retryable=True)
+            return
+        conn = task.result()[1]
+        if self.done:  # timed out meanwhile
+            conn.transport.close()
+            return
+        self.conn = conn
+        conn.send(self, self.data, self.req.method)
+
+    def _release(self) -> None:
+        up, self.up, self.conn = self.up, None, None
+        if up is not None:
+            release(up, self.pool)
+
+    def on_response(self, resp: Response) -> None:
+        if self.done:
+            return
+        self.served_by = self.up.addr if self.up else ""
+        self._release()
+        if resp.status >= 400:  # the instance answered with an error: Azure's "Model Error"
+            resp.headers.append((b"ms-azureml-model-error-statuscode", b"%d" % resp.status))
+            resp.headers.append((b"ms-azureml-model-error-reason", resp.reason))
+            resp.status, resp.reason = 424, b"Failed Dependency"
+        self.finish(resp)
+
+    def on_failure(self, message: str, retryable: bool) -> None:
+        if self.done:
+            return
+        failed = self.up.addr if self.up else ""
+        self._release()
+        self.last_error = message
+        if retryable and len(self.tried) < 3:
+            self.tried.add(failed)
+            self.start()
+        else:
+            self.finish(simple(502, f"Bad gateway: {message}"))
+
+    def on_timeout(self) -> None:
+        if self.done:
+            return
+        if self.conn is not None:
+            self.conn.abort()  # the answer can no longer be used: never reuse this connection
+        self._release()
+        if self.waiting:
+            self.waiting = False
+            if self.queue_timer is not None:
+                self.queue_timer.cancel()
+        self.finish(simple(408, f"Request timed out after {self.pool.spec.request_timeout_ms} ms"))
+
+    def finish(self, resp: Response | None) -> None:
+        self.done = True
+        self.timer.cancel()
+        self.router.finished(self, resp)
+
+
+class ClientConn(asyncio.Protocol):
+    """A client connection: parses requests one at a time (no pipelining in parallel) and answers them."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.buf = bytearray()
+        self.busy = False
+        self.closed = False
+        self.continued = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.router.clients.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.router.clients.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.busy:
+            self.next_request()
+
+    def next_request(self) -> None:
+        buf = self.buf
+        idx = buf.find(b"\r\n\r\n")
+        if idx < 0:
+            if len(buf) > HEAD_LIMIT:
+                self.fail(431, "Request header fields too large")
+            return
+        try:
+            req, length, chunked, expect = parse_head(bytes(buf[:idx]))
+            start = idx + 4
+            if chunked:
+                got = parse_chunked(buf, start)
+                if got is None:
+                    self._continue(expect)
+                    return
+                req.body, end = got
+            else:
+                end = start + length
+                if len(buf) < end:
+                    self._continue(expect)
+                    return
+                req.body = bytes(buf[start:end])
+        except BadRequest as ex:
+            self.fail(ex.status, str(ex))
+            return
+        except ValueError:
+            self.fail(400, "Malformed request")
+            return
+        del buf[:end]
+        self.busy, self.continued = True, False
+        self.router.handle(self, req)
+
+    def _continue(self, expect: bool) -> None:
+        if expect and not self.continued:
+            self.continued = True
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def fail(self, status: int, message: str) -> None:
+        self.transport.write(serialize(simple(status, message), False, []))
+        self.transport.close()
+
+    def respond(self, data: bytes, keep: bool) -> None:
+        self.busy = False
+        if self.closed:
+            return
+        self.transport.write(data)
+        if not keep:
+            self.transport.close()
+        elif self.buf:
+            self.next_request()
 
 
 # ------------------------------------------------------------------------------------------- router
@@ -430,9 +646,10 @@ async def exchange(up: Upstream, req: Request) -> Response:
 class Router:
     """Holds the table in force and serves requests with it."""
 
-    def __init__(self, table_path: str, access_log: bool) -> None:
+    def __init__(self, table_path: str, access_log: bool, loop: asyncio.AbstractEventLoop) -> None:
         self.table_path = table_path
         self.access_log = access_log
+        self.loop = loop
         self.table: Table | None = None
         self.keys: tuple[bytes, ...] = ()
         self.pools: dict[str, Pool] = {}
@@ -442,10 +659,12 @@ class Router:
         self.split_current: dict[str, int] = {}
         self.mirror_acc = 0
         self.stamps: tuple[Any, ...] = ()
-        self.tasks: set[asyncio.Task[Any]] = set()
         self.active = 0
+        self.mirrors = 0
         self.stopping = False
-        self.connections: dict[asyncio.StreamWriter, bool] = {}  # writer -> busy
+        self.clients: set[ClientConn] = set()
+        self.id_prefix = uuid.uuid4().hex[:12]
+        self.id_counter = 0
 
     # -- table
 
@@ -498,10 +717,10 @@ class Router:
                 else:
                     up.close_idle()
         for name, pool in self.pools.items():
-            if name not in pools:
-                for fut in pool.waiters:
-                    if not fut.done():
-                        fut.set_result(None)
+            if name not in pools:  # a deleted deployment: its queued requests get 429 now
+                for ex in list(pool.waiters):
+                    ex.on_queue_timeout()
+                pool.waiters.clear()
         split = [(n, w) for n, w in table.traffic.items() if w > 0]
         if split != self.split:
             self.split = split
@@ -538,6 +757,17 @@ class Router:
         cur[best] -= total
         return best
 
+    def mirror_choice(self) -> str | None:
+        table = self.table
+        if table is None or not table.mirror:
+            return None
+        name, pct = next(iter(table.mirror.items()))
+        self.mirror_acc += pct
+        if self.mirror_acc >= 100:
+            self.mirror_acc -= 100
+            return name
+        return None
+
     def authorized(self, req: Request) -> bool:
         table = self.table
         if table is None or table.auth_mode == "none":
@@ -551,81 +781,67 @@ class Router:
             ok |= hmac.compare_digest(token, key)
         return ok
 
-    async def forward(self, pool: Pool, req: Request) -> tuple[Response, str]:
-        spec = pool.spec
-        tried: set[str] = set()
-        last = ""
-        try:
-            async with asyncio.timeout(spec.request_timeout_ms / 1000):
-                for _attempt in range(3):
-                    up = await pool.acquire(tried)
-                    if up is None:
-                        if tried:
-                            break
-                        return simple(429, "Too many pending requests"), ""
-                    try:
-                        return await exchange(up, req), up.addr
-                    except Retryable as ex:
-                        tried.add(up.addr)
-                        last = str(ex)
-                    finally:
-                        release(up)
-                return simple(502, f"Bad gateway: {last or 'no instance'}"), ""
-        except TimeoutError:
-            return simple(408, f"Request timed out after {spec.request_timeout_ms} ms"), ""
-        except (asyncio.IncompleteReadError, ValueError, IndexError) as ex:
-            return simple(502, f"Bad gateway: malformed answer from the instance ({ex})"), ""
-
-    async def route(self, req: Request) -> tuple[Response, str, str, str | None]:
-        """(response, deployment, upstream, deployment to mirror to)."""
+    def handle(self, client: ClientConn, req: Request) -> None:
+        """Route one request; the answer comes back through finished() (or at once for local answers)."""
+        self.active += 1
+        rid = b""
+        if not req.request_id:  # one id for the live request, its copy and the log
+            self.id_counter += 1
+            req.request_id = f"{self.id_prefix}-{self.id_counter}"
+            rid = req.request_id.encode()
+        if req.target == b"/-/router":
+            self._answer(client, req, self.health(), "", time.perf_counter())
+            return
         if not self.authorized(req):
-            return simple(401, "Unauthorized: missing or invalid key (Authorization: Bearer <key>)"), "", "", None
+            resp = simple(401, "Unauthorized: missing or invalid key (Authorization: Bearer <key>)")
+            self._answer(client, req, resp, "", time.perf_counter())
+            return
         mirror_to = None
         if req.deployment_header:
-            name = req.deployment_header
+            name: str | None = req.deployment_header
             if name not in self.pools:
-                return simple(404, f"Deployment {name} not found for this endpoint"), "", "", None
+                resp = simple(404, f"Deployment {name} not found for this endpoint")
+                self._answer(client, req, resp, "", time.perf_counter())
+                return
         else:
-            picked = self.pick()
-            if picked is None:
-                return simple(404, NO_TRAFFIC_MESSAGE), "", "", None
-            name = picked
+            name = self.pick()
+            if name is None:
+                self._answer(client, req, simple(404, NO_TRAFFIC_MESSAGE), "", time.perf_counter())
+                return
             mirror_to = self.mirror_choice()
         pool = self.pools[name]
         if not pool.upstreams:
-            return simple(503, f"Deployment {pool.spec.name} has no ready instance"), pool.spec.name, "", None
-        resp, addr = await self.forward(pool, req)
-        if resp.status >= 400 and addr:  # the instance answered with an error: Azure's "Model Error"
-            resp.headers.append((b"ms-azureml-model-error-statuscode", b"%d" % resp.status))
-            resp.headers.append((b"ms-azureml-model-error-reason", resp.reason))
-            resp.status, resp.reason = 424, b"Failed Dependency"
-        return resp, pool.spec.name, addr, mirror_to
-
-    def mirror_choice(self) -> str | None:
-        table = self.table
-        if table is None or not table.mirror:
-            return None
-        name, pct = next(iter(table.mirror.items()))
-        self.mirror_acc += pct
-        if self.mirror_acc >= 100:
-            self.mirror_acc -= 100
-            return name
-        return None
-
-    async def mirror(self, name: str, req: Request) -> None:
-        pool = self.pools.get(name)
-        if pool is None:
+            resp = simple(503, f"Deployment {pool.spec.name} has no ready instance")
+            self._answer(client, req, resp, pool.spec.name, time.perf_counter())
             return
-        up = pool.try_acquire()
-        if up is None:  # never queue a copy: it would take a slot a live request may need
+        Exchange(self, client, req, pool, mirror_to, rid).start()
+
+    def finished(self, ex: Exchange, resp: Response | None) -> None:
+        if ex.client is None:  # a mirrored copy: its answer is thrown away
+            self.mirrors -= 1
             return
-        try:
-            async with asyncio.timeout(pool.spec.request_timeout_ms / 1000):
-                await exchange(up, req)
-        except Exception:  # noqa: BLE001 - the copy's fate never matters
-            pass
-        finally:
-            release(up)
+        assert resp is not None
+        self._answer(ex.client, ex.req, resp, ex.pool.spec.name, ex.started, ex.served_by)
+        if ex.mirror_to is not None:  # after the live answer is written: it never waits for the copy
+            pool = self.pools.get(ex.mirror_to)
+            if pool is not None and pool.upstreams:
+                self.mirrors += 1
+                Exchange(self, None, ex.req, pool, None, ex.request_id).start()
+
+    def _answer(self, client: ClientConn, req: Request, resp: Response, dep: str, started: float,
+                addr: str = "") -> None:
+        self.active -= 1
+        keep = req.keep_alive and not self.stopping
+        extra: list[tuple[bytes, bytes]] = []
+        if not any(name == b"x-request-id" for name, _ in resp.headers):
+            extra.append((b"x-request-id", req.request_id.encode("latin-1")))
+        if dep:
+            extra.append((b"azureml-model-deployment", dep.encode()))
+        client.respond(serialize(resp, keep, extra), keep)
+        if self.access_log:
+            ms = (time.perf_counter() - started) * 1000
+            log("info", f"{req.request_id} {req.method.decode()} {req.target.decode('latin-1')} "
+                        f"{resp.status} {dep or '-'} {addr or '-'} {ms:.2f}ms")
 
     def health(self) -> Response:
         table = self.table
@@ -634,73 +850,18 @@ class Router:
             "endpoint": table.endpoint if table else None,
             "version": table.version if table else None,
             "pid": os.getpid(),
-            "in_flight": self.active,
+            "in_flight": self.active - 1,
             "deployments": {p.spec.name: {"upstreams": {u.addr: {"in_flight": u.in_flight} for u in p.upstreams},
-                                          "queued": sum(1 for f in p.waiters if not f.done())}
+                                          "queued": sum(1 for ex in p.waiters if ex.waiting)}
                             for p in self.pools.values()},
             "draining": {a: u.in_flight for a, u in self.removed.items() if u.in_flight},
         }
         return Response(200, b"OK", [(b"content-type", b"application/json")], json.dumps(doc).encode())
 
-    # -- connections
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections[writer] = False
-        try:
-            while not self.stopping:
-                try:
-                    req = await read_request(reader, writer)
-                except BadRequest as ex:
-                    writer.write(serialize(simple(ex.status, str(ex)), False, []))
-                    break
-                if req is None:
-                    break
-                self.connections[writer] = True
-                self.active += 1
-                try:
-                    keep = await self.handle(req, writer)
-                finally:
-                    self.active -= 1
-                    self.connections[writer] = False
-                if not keep:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, OSError):
-            pass
-        finally:
-            self.connections.pop(writer, None)
-            writer.close()
-
-    async def handle(self, req: Request, writer: asyncio.StreamWriter) -> bool:
-        started = time.perf_counter()
-        if req.target == b"/-/router":
-            writer.write(serialize(self.health(), req.keep_alive, []))
-            return req.keep_alive
-        if not req.request_id:
-            req.request_id = str(uuid.uuid4())
-            req.extra["x-request-id"] = req.request_id
-        resp, dep, addr, mirror_to = await self.route(req)
-        keep = req.keep_alive and not self.stopping
-        extra = []
-        if not any(name == b"x-request-id" for name, _ in resp.headers):
-            extra.append((b"x-request-id", req.request_id.encode("latin-1")))
-        if dep:
-            extra.append((b"azureml-model-deployment", dep.encode()))
-        writer.write(serialize(resp, keep, extra))
-        if mirror_to is not None:
-            task = asyncio.get_running_loop().create_task(self.mirror(mirror_to, req))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-        if self.access_log:
-            ms = (time.perf_counter() - started) * 1000
-            log("info", f"{req.request_id} {req.method.decode()} {req.target.decode('latin-1')} "
-                        f"{resp.status} {dep or '-'} {addr or '-'} {ms:.2f}ms")
-        await writer.drain()
-        return keep
-
     def close_idle_clients(self) -> None:
-        for w, busy in list(self.connections.items()):
-            if not busy:
-                w.close()
+        for client in list(self.clients):
+            if not client.busy:
+                client.transport.close()
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -714,7 +875,8 @@ async def watch(router: Router) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    router = Router(args.table, not args.no_access_log)
+    loop = asyncio.get_running_loop()
+    router = Router(args.table, not args.no_access_log, loop)
     try:
         router.reload("start")
     except (OSError, ValueError, KeyError) as ex:
@@ -722,14 +884,13 @@ async def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         return 2
     try:
-        server = await asyncio.start_server(router.serve, args.host, args.port, limit=HEAD_LIMIT,
-                                            reuse_address=True, backlog=1024)
+        server = await loop.create_server(lambda: ClientConn(router), args.host, args.port,
+                                          reuse_address=True, backlog=1024)
     except OSError as ex:
         log("error", f"cannot listen on {args.host}:{args.port}: {ex}")
         sys.stdout.flush()
         return 2
     port = server.sockets[0].getsockname()[1]
-    loop = asyncio.get_running_loop()
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, router.reload, "SIGHUP")
     loop.add_signal_handler(signal.SIGTERM, done.set)
@@ -748,7 +909,7 @@ async def run(args: argparse.Namespace) -> int:
     server.close()
     router.close_idle_clients()
     deadline = time.monotonic() + args.drain_seconds
-    while (router.active or router.tasks) and time.monotonic() < deadline:
+    while (router.active or router.mirrors) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
         router.close_idle_clients()
     watcher.cancel()
