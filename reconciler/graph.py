@@ -94,20 +94,19 @@ def dependency_closure(g: nx.DiGraph, roots: Iterable[str]) -> set[str]:
 
 
 def step_order(step_ids: list[str], depends_on: Callable[[str], Iterable[str]]) -> list[str]:
-    """Topological order of steps; among ready steps, the order they were listed in is kept.
+    """Topological order of steps, generation by generation (every step of a generation only waits
+    for earlier ones); within a generation the order the steps were listed in is kept.
 
     Dependencies on step ids that are not in ``step_ids`` are ignored (the planner only links
     steps it made). Raises ``ConfigError`` on a cycle (a planner bug or an impossible request).
     """
-    g = nx.DiGraph()
     rank = {sid: i for i, sid in enumerate(step_ids)}
+    g = nx.DiGraph()
     g.add_nodes_from(step_ids)
-    for sid in step_ids:
-        for dep in depends_on(sid):
-            if dep in rank:
-                g.add_edge(dep, sid)
+    g.add_edges_from((dep, sid) for sid in step_ids for dep in depends_on(sid) if dep in rank)
     try:
-        return list(nx.lexicographical_topological_sort(g, key=rank.__getitem__))
+        generations = list(nx.topological_generations(g))
     except nx.NetworkXUnfeasible:
         check_acyclic(g, "step")
         raise
+    return [sid for gen in generations for sid in sorted(gen, key=rank.__getitem__)]

@@ -24,13 +24,15 @@ never zeroed (the Azure SDK hazard).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+import gc
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from providers.base import Capacity
 from reconciler import graph
-from reconciler.diff import diff_attributes, normalize_traffic
+from reconciler.diff import diff_attributes, fast_model, normalize_traffic
 from reconciler.errors import Diagnostic
 from reconciler.plan import Action, Batch, DriftItem, FieldChange, Plan, ResourceChange, Step, StepKind
 from reconciler.quota import check_quota
@@ -263,7 +265,7 @@ class _Planner:
 
     def _validate(self, ch: _Change, r: Resource | None) -> None:
         b, a = ch.before or {}, ch.after or {}
-        where = (_source(r) + ": ") if _source(r) else ""
+        where = f"{ch.source}: " if ch.source else ""
         immutable = ch.type in ("model", "environment") and not a.get("anonymous", False)
         if immutable and b.get("content_digest") != a.get("content_digest"):
             self.errors.append(
@@ -319,7 +321,32 @@ def make_plan(
     Problems that make the plan unapplicable (quota, immutable assets and properties, traffic kept
     pointing at a deleted deployment) are in ``Plan.errors``; the plan is still returned, for display.
     """
-    targets = list(targets)
+    with _gc_paused():
+        return _make_plan(desired, prior, list(drift), list(targets), destroy, capacity, recon_version)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Planning allocates many small objects and no cycles worth collecting; with a large
+    desired state in memory, cyclic GC passes cost a third of the time. Pause it meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _make_plan(
+    desired: DesiredState,
+    prior: State,
+    drift: list[DriftItem],
+    targets: list[str],
+    destroy: bool,
+    capacity: Capacity | None,
+    recon_version: str,
+) -> Plan:
     p = _Planner(desired, prior, destroy)
     in_scope = p.scope(targets)
     changes = {a: p.classify(a) for a in in_scope}
@@ -340,7 +367,7 @@ def make_plan(
         resource_changes=rcs,
         steps=steps,
         quota=quota,
-        drift=list(drift),
+        drift=drift,
         warnings=list(desired.warnings) + p.warnings,
         errors=p.errors + quota.errors,
     )
@@ -373,7 +400,8 @@ def _capacity_warning(p: _Planner, report: Mapping[str, Any] | None) -> None:
 
 
 def _to_resource_change(c: _Change) -> ResourceChange:
-    return ResourceChange.model_construct(
+    return fast_model(
+        ResourceChange,
         address=c.address,
         type=c.type,
         name=c.name,
@@ -481,7 +509,8 @@ class _Steps:
     def _step(self, sid: str, rank: Mapping[str, int]) -> Step:
         s = self.specs[sid]
         deps = sorted((d for d in s.deps if d in rank), key=rank.__getitem__)
-        return Step.model_construct(
+        return fast_model(
+            Step,
             id=sid,
             kind=s.kind,
             address=s.address,

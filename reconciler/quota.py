@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.base import Capacity
+from reconciler.diff import fast_model
 from reconciler.plan import QuotaFamily, QuotaReport, QuotaUsage
 from reconciler.resources import InstanceType
 
@@ -58,13 +59,14 @@ def _need(address: str, attrs: Attrs, catalog: dict[str, tuple[str, InstanceType
     name, it = found
     n = _instances(attrs)
     reserved = reserved_instances(n, it.quota_exempt)
-    usage = QuotaUsage(
+    usage = fast_model(
+        QuotaUsage,
         address=address,
         instance_type=name,
         instances=n,
         reserved_instances=reserved,
-        cores_per_instance=it.cores,
-        cores=reserved * it.cores,
+        cores_per_instance=float(it.cores),
+        cores=float(reserved * it.cores),
         exempt=it.quota_exempt,
     )
     label = f"{attrs.get('endpoint_name', '')}/{attrs.get('name', '')}"
@@ -128,9 +130,11 @@ def check_quota(
     """Quota report for deployments ``before`` and ``after`` the apply (address -> attributes)."""
     catalog = _lookup(instance_types)
     by_family: dict[str, tuple[dict[str, _Need], dict[str, _Need]]] = {}
+    seen: dict[int, _Need | None] = {}  # by id(attrs): an unchanged deployment is worked out once
     for side, deployments in enumerate((before, after)):
         for address, attrs in deployments.items():
-            need = _need(address, attrs, catalog)
+            key = id(attrs)
+            need = seen[key] if key in seen else seen.setdefault(key, _need(address, attrs, catalog))
             if need is not None:
                 by_family.setdefault(need.family, ({}, {}))[side][address] = need
     families: list[QuotaFamily] = []
