@@ -44,7 +44,7 @@ def place_model(state_dir: Path, project_root: Path, attrs: dict[str, Any], addr
         if _marker(target).exists():
             return target
         tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_leftovers(target)
         shutil.rmtree(target, ignore_errors=True)
         tmp.mkdir(parents=True)
         dest = tmp / source.name
@@ -65,6 +65,12 @@ def remove_model(state_dir: Path, attrs: dict[str, Any]) -> None:
     target = model_dir(state_dir, attrs)
     _marker(target).unlink(missing_ok=True)
     shutil.rmtree(target, ignore_errors=True)
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Temporary copies left by a process killed half-way (the caller holds the lock)."""
+    for leftover in target.parent.glob(f".tmp-{target.name}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _marker(target: Path) -> Path:
@@ -102,7 +108,7 @@ def snapshot_code(state_dir: Path, project_root: Path, code: dict[str, Any] | No
         if _marker(target).exists():
             return target
         tmp = target.with_name(f".tmp-{digest}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_leftovers(target)
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__", ".git"))
         os.replace(tmp, target)

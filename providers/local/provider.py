@@ -231,7 +231,7 @@ class LocalProvider(Provider):
             if not stale:
                 runner.set_pool(ep, _upstreams(current), _router_settings(request.attributes))
                 return self._deployment_outputs(runner, current, digest)
-            count = int(request.attributes.get("instance_count") or len(live))
+            count = _count(request.attributes, len(live))
             size = max(1, batch.size)
             if len(live) > count:  # resuming: new ones already up, old ones not yet stopped
                 retire = stale[: min(size, len(live) - count)]
@@ -326,8 +326,9 @@ class LocalProvider(Provider):
         runner = self._runner(request.attributes)
         ep = self._endpoint(runner.endpoint)
         digest, config = self._desired(request, runner)
-        count = int(request.attributes.get("instance_count") or 1)
+        count = _count(request.attributes, 1)
         declared = dict(request.attributes.get("environment_variables") or {})
+        runner.inst_dir.mkdir(parents=True, exist_ok=True)  # exists even with 0 instances
         with procs.file_lock(runner.lock_path):
             live = runner.live()  # left over by a crashed apply: keep what already runs as desired
             keep = [i for i in live if i.config_digest == digest and runner.check_environment(i, declared) is None]
@@ -445,6 +446,11 @@ def _router_settings(attrs: dict[str, Any]) -> dict[str, Any]:
     settings = attrs.get("request_settings") or {}
     return {k: settings[k] for k in ("request_timeout_ms", "max_concurrent_requests_per_instance",
                                      "max_queue_wait_ms") if settings.get(k) is not None}
+
+
+def _count(attrs: dict[str, Any], default: int) -> int:
+    value = attrs.get("instance_count")
+    return default if value is None else int(value)
 
 
 def _drain_timeout(attrs: dict[str, Any]) -> float:

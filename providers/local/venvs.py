@@ -208,7 +208,8 @@ class EnvironmentBuilder:
 
     def _build(self, final: Path, plan: PipPlan, attrs: dict[str, Any], emit: EventSink) -> None:
         tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in final.parent.glob(f".tmp-{final.name}-*"):  # builds killed half-way (we hold the lock)
+            shutil.rmtree(leftover, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)  # a half-built leftover without the marker
         base = _pick_python(plan.conda_only.get("python", ""))
         # Image-only environments (no conda file) run on the host's packages plus the runtime.

@@ -154,3 +154,40 @@ def test_router_restart_keeps_port_keys_and_pools(project: Project) -> None:
     assert again["port"] == ep.outputs["port"] and again["router_pid"] != ep.outputs["router_pid"]
     assert project.provider.credentials(ep) == keys
     assert project.score()[0] == 200  # table (pools, traffic) survived the restart
+
+
+def test_traffic_split_header_routing_and_routing_drift(project: Project) -> None:
+    project.create(project.endpoint())
+    project.create(project.deployment("blue", count=1, env_vars={"VERSION": "blue"}))
+    project.create(project.deployment("green", count=1, env_vars={"VERSION": "green"}))
+    ep = project.endpoint(traffic={"blue": 50, "green": 50})
+    project.record(ep, project.provider.set_routing(ep, {"blue": 50, "Green": 50, "none": 0}, {}))
+    served = [project.score()[1]["azureml-model-deployment"] for _ in range(20)]
+    assert served.count("blue") == served.count("green") == 10
+    status, headers, body = project.score(deployment="green")
+    assert status == 200 and headers["azureml-model-deployment"] == "green" and body["version"] == "green"
+    seen = project.provider.observe(project.resources["endpoint.ep"])
+    assert seen.attributes == {"auth_mode": "key", "traffic": {"blue": 50, "green": 50}, "mirror_traffic": {}}
+    # someone edits the routing table by hand: the observed traffic shows it
+    table_file = project.provider.state_dir / "run" / "ep" / "table.json"
+    table = json.loads(table_file.read_text())
+    table["traffic"] = {"blue": 100}
+    table_file.write_text(json.dumps(table))
+    assert project.provider.observe(project.resources["endpoint.ep"]).attributes["traffic"] == {"blue": 100}
+
+
+def test_endpoint_update_changes_auth_mode_in_place(project: Project) -> None:
+    res = project.create(project.endpoint())
+    req = project.endpoint()
+    req.attributes["auth_mode"] = "aml_token"
+    out = project.provider.update(req)
+    assert out["router_pid"] == res.outputs["router_pid"] and out["port"] == res.outputs["port"]
+    assert project.provider.observe(res).attributes["auth_mode"] == "aml_token"
+
+
+def test_deployment_with_zero_instances_exists(project: Project) -> None:
+    project.create(project.endpoint())
+    dep = project.create(project.deployment(count=0))
+    assert dep.outputs["instances"] == []
+    seen = project.provider.observe(dep)
+    assert seen.exists and seen.attributes == {"instance_count": 0}
