@@ -241,7 +241,7 @@ class LocalProvider(Provider):
                 new = self._start_ready(runner, request, digest, config, len(retire))
             serving = current + new + [i for i in stale if i not in retire]
             self._retire(runner, ep, serving, retire, request)
-            request.emit(f"{request.address}: batch {batch.index}: {len(new)} new instance(s) serving, "
+            request.emit(f"batch {batch.index}: {len(new)} new instance(s) serving, "
                          f"{len(retire)} old one(s) stopped")
             return self._deployment_outputs(runner, serving, digest)
 
@@ -282,7 +282,7 @@ class LocalProvider(Provider):
     def _create_environment(self, request: ApplyRequest) -> dict[str, Any]:
         env = self.builder.ensure(request.attributes, request.address, request.emit)
         for warning in env.warnings:
-            request.emit(f"warning: {request.address}: {warning}")
+            request.emit(f"warning: {warning}")
         return {"python": env.python, "venv": env.venv, "warnings": list(env.warnings)}
 
     # == endpoints ==================================================================================
@@ -307,7 +307,7 @@ class LocalProvider(Provider):
                 ep.keys.unlink(missing_ok=True)
                 shutil.rmtree(ep.run, ignore_errors=True)
             raise
-        request.emit(f"{request.address}: router listening on {ep.chosen_port()}")
+        request.emit(f"router listening on 127.0.0.1:{ep.chosen_port()}")
         return self._endpoint_outputs(ep)
 
     def _endpoint_outputs(self, ep: EndpointFiles) -> dict[str, Any]:
@@ -372,7 +372,7 @@ class LocalProvider(Provider):
             python, isolated = python_env.python, python_env.venv is not None
         else:
             if attrs.get("environment"):
-                request.emit(f"warning: {request.address}: environment {attrs['environment']} is not "
+                request.emit(f"warning: environment {attrs['environment']} is not "
                              "available locally; instances run on the host's Python")
             python, isolated = sys.executable, False
         if model is not None:
@@ -399,13 +399,13 @@ class LocalProvider(Provider):
         if n <= 0:
             return []
         new = runner.start(digest, config, n)
-        request.emit(f"{request.address}: starting instance(s) " + ", ".join(str(i.id) for i in new))
+        request.emit("starting instance(s) " + ", ".join(str(i.id) for i in new))
         failure = runner.wait_ready(new, config.readiness_probe)
         if failure is not None:
             runner.stop(new, grace=2.0)
             raise _start_error(request.address, failure)
         for inst in new:
-            request.emit(f"{request.address}: instance {inst.id} ready (pid {inst.pid}, port {inst.port})")
+            request.emit(f"instance {inst.id} ready (pid {inst.pid}, port {inst.port})")
         return new
 
     def _retire(self, runner: DeploymentRunner, ep: EndpointFiles, serving: list[Instance],

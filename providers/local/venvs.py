@@ -188,10 +188,10 @@ class EnvironmentBuilder:
         plan = pip_plan(attrs.get("conda"), add_runtime=not self.reuse_host_packages)
         warnings: list[str] = []
         if attrs.get("image"):
-            warnings.append(
-                f"image {attrs['image']} cannot run on the local provider: the environment runs on the "
-                "host's Python" + (" with its conda file's packages" if attrs.get("conda") else "")
-            )
+            how = "the host's Python" if self.reuse_host_packages else (
+                "a virtualenv of its conda file's packages" if attrs.get("conda")
+                else "the host's packages plus the serving runtime")
+            warnings.append(f"image {attrs['image']} cannot run on the local provider: the environment runs on {how}")
         if self._host_mode(attrs):
             warnings += conda_warnings(plan, platform.python_version(), _installed_version("pip"))
             warnings += _missing_on_host(plan.requirements)
