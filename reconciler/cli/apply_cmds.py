@@ -106,7 +106,8 @@ class CliHooks(ApplyHooks):
             self._line(f"{step.address}: rollout batch {batch.index}/{total} done ({elapsed:.1f}s)")
 
     def event(self, step: Step, line: str) -> None:
-        self._line(f"{step.address}: {line}")
+        prefix = f"{step.address}: "
+        self._line(prefix + line.removeprefix(prefix))
 
     def _bar(self, step: Step, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
