@@ -9,6 +9,7 @@ one. Writes are thread-safe: the apply engine records state after every step fro
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import uuid
@@ -29,6 +30,32 @@ def _recon_version() -> str:
         return metadata.version("recon")
     except metadata.PackageNotFoundError:
         return ""
+
+
+_COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_TOP = json.JSONEncoder(sort_keys=True)
+
+
+def serialise(state: State) -> bytes:
+    """The stored form: JSON with top-level keys sorted and indented by two, one resource a line.
+
+    Deterministic (addresses and keys sorted), so equal states have equal bytes, and one line per
+    resource keeps diffs readable. Unlike ``State.to_bytes`` (fully indented) it is encoded by the
+    C JSON encoder: several times faster for a state of thousands of resources, and the engine
+    writes the state after every step.
+    """
+    doc = state.model_dump(mode="json")
+    resources = doc.pop("resources")
+    lines = []
+    for key in sorted({*doc, "resources"}):
+        if key != "resources":
+            lines.append(f"  {_TOP.encode(key)}: {_TOP.encode(doc[key])}")
+        elif not resources:
+            lines.append('  "resources": {}')
+        else:
+            body = ",\n".join(f"    {_TOP.encode(a)}: {_COMPACT.encode(resources[a])}" for a in sorted(resources))
+            lines.append('  "resources": {\n' + body + "\n  }")
+    return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
 
 
 def _who() -> str:
@@ -92,7 +119,7 @@ class StateManager:
                     "recon_version": state.recon_version or _recon_version(),
                 }
             )
-            self.backend.write(new.to_bytes(), new.serial, lineage, self._serial)
+            self.backend.write(serialise(new), new.serial, lineage, self._serial)
             self._serial, self._lineage = new.serial, lineage
             return new
 
