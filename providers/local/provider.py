@@ -227,7 +227,7 @@ class LocalProvider(Provider):
             live = runner.live()
             stale = [i for i in live
                      if i.config_digest != digest or runner.check_environment(i, declared) is not None]
-            current = [i for i in live if i not in stale]
+            current = self._settle(runner, [i for i in live if i not in stale], config)
             if not stale:
                 runner.set_pool(ep, _upstreams(current), _router_settings(request.attributes))
                 return self._deployment_outputs(runner, current, digest)
@@ -334,6 +334,7 @@ class LocalProvider(Provider):
             keep = [i for i in live if i.config_digest == digest and runner.check_environment(i, declared) is None]
             keep = keep[:count]
             runner.stop([i for i in live if i not in keep], grace=STOP_GRACE)
+            keep = self._settle(runner, keep, config)
             try:
                 new = self._start_ready(runner, request, digest, config, count - len(keep))
             except PermanentError:
@@ -407,6 +408,19 @@ class LocalProvider(Provider):
         for inst in new:
             request.emit(f"instance {inst.id} ready (pid {inst.pid}, port {inst.port})")
         return new
+
+    def _settle(self, runner: DeploymentRunner, instances: list[Instance], config: LaunchConfig) -> list[Instance]:
+        """Instances a crashed apply left starting: wait until ready; stop those that never are."""
+        starting = [i for i in instances if i.port is None]
+        if not starting:
+            return instances
+        ready: list[Instance] = []
+        for inst in starting:
+            if runner.wait_ready([inst], config.readiness_probe) is None:
+                ready.append(inst)
+            else:
+                runner.stop([inst], grace=2.0)
+        return [i for i in instances if i.port is not None or i in ready]
 
     def _retire(self, runner: DeploymentRunner, ep: EndpointFiles, serving: list[Instance],
                 retire: list[Instance], request: ApplyRequest) -> None:

@@ -113,3 +113,16 @@ def test_process_started_but_never_recorded_is_stopped_by_the_next_operation(pro
     out = provider.create(req)
     assert [i["pid"] for i in out["instances"]] != [orphan.pid]
     assert len(alive_marked(provider.state_dir)) == 2  # the router and exactly one instance
+
+
+def test_create_after_a_crash_adopts_the_instances_already_started(project: Project) -> None:
+    project.create(project.endpoint())
+    req = project.deployment(count=2)
+    provider = project.provider
+    runner = provider._runner(req.attributes)
+    digest, config = provider._desired(req, runner)
+    started = runner.start(digest, config, 1)  # recorded in its pid file, never waited for
+    out = provider.create(req)
+    assert started[0].pid in {i["pid"] for i in out["instances"]}
+    assert len(out["instances"]) == 2
+    assert len(alive_marked(provider.state_dir)) == 3
