@@ -10,16 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 
 if [ ! -x "$PG_BIN/initdb" ] || [ ! -x "$PG_BIN/postgres" ]; then
-    # Debian's postgresql-common creates and starts a cluster on install; policy-rc.d stops that.
-    policy=/usr/sbin/policy-rc.d
-    created_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-        as_root chmod +x "$policy"
-        created_policy=1
-    fi
-    apt_install postgresql-15
-    [ "$created_policy" = 1 ] && as_root rm -f "$policy"
+    apt_install postgresql-15   # lib.sh keeps Debian from starting a cluster of its own
 fi
 [ -x "$PG_BIN/initdb" ] || die "$PG_BIN/initdb not found after installing postgresql-15"
 log "PostgreSQL server binaries: $PG_BIN ($("$PG_BIN/postgres" --version))"
