@@ -43,6 +43,13 @@ apt_install() {
     fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" </dev/null >/tmp/recon-ci-apt.log 2>&1 || rc=$?
+    if [ "$rc" != 0 ]; then  # package lists older than the stamp says: refresh once and retry
+        log "apt-get install failed; apt-get update and one retry"
+        rc=0
+        as_root apt-get update -qq </dev/null && touch "$APT_UPDATED_STAMP"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" </dev/null >/tmp/recon-ci-apt.log 2>&1 || rc=$?
+    fi
     [ "$created" = 1 ] && as_root rm -f "$policy"
     [ "$rc" = 0 ] || { tail -n 30 /tmp/recon-ci-apt.log >&2; die "apt-get install ${missing[*]} failed"; }
 }
