@@ -521,7 +521,7 @@ class _Engine:
         after = self._after(step)
         batches = step.batches or _batches(step.params)
         for i, batch in enumerate(batches):
-            if i > 0 and self.cancel.cancelled:
+            if i > 0 and self._stopping() is not None:
                 outcome.outcome, outcome.reason = CANCELLED, f"stopped after batch {i}/{len(batches)}"
                 return
             self.hooks("batch_started", step, batch, len(batches))
