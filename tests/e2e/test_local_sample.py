@@ -48,7 +48,9 @@ def test_sample_applies_unchanged_and_answers_invoke(sample_project, make_recon)
 
     recon("apply", "--auto-approve", timeout=1200)
     request = root.parent.parent / "model-1" / "sample-request.json"
-    answer = recon("invoke", "my-endpoint", "--request-file", str(request))
+    # Azure's endpoint.yml declares no traffic (the tutorial routes by deployment first), so the
+    # request names the deployment, as `az ml online-endpoint invoke --deployment-name blue` does
+    answer = recon("invoke", "my-endpoint", "--deployment", "blue", "--request-file", str(request))
     assert json.loads(answer.stdout) == pytest.approx(EXPECTED, rel=1e-6)
 
     # the key is never in the state

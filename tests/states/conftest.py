@@ -7,26 +7,14 @@ server binaries the PostgreSQL tests skip, unless CI is set, where that is a fai
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parents[1]
-# pytest puts tests/ on sys.path, where this folder (tests/states, no __init__.py) would pass for
-# the ``states`` package as a namespace package under a plain ``pytest`` run: put the repository
-# first and drop such an impostor if something imported it already.
-if str(TESTS.parent) not in sys.path:
-    sys.path.insert(0, str(TESTS.parent))
-if getattr(sys.modules.get("states"), "__file__", "") is None:
-    del sys.modules["states"]
-if str(TESTS) not in sys.path:
-    sys.path.append(str(TESTS))
-
-import pgserver  # noqa: E402
-from state_support import Target  # noqa: E402
+from tests import pgserver
+from tests.states.state_support import Target
 
 
 @pytest.fixture(scope="session")

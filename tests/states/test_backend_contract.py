@@ -7,11 +7,11 @@ import threading
 import time
 
 import pytest
-from state_support import Target, res, wait_line, with_resources
 
 from reconciler.errors import LockInfo, StateConflictError, StateError, StateLockedError
 from reconciler.state import State
 from states import SupportsHistory, SupportsLocking
+from tests.states.state_support import Target, res, wait_line, with_resources
 
 
 def _doc(serial: int, lineage: str = "lin-a", **extra: object) -> bytes:

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
-from state_support import with_resources
 
 from reconciler.errors import ConfigError, LockInfo, StateError, StateLockedError
 from reconciler.statemgr import open_state_manager
 from states import DSN_ENV, open_backend
 from states.file import FileBackend
 from states.postgres import PostgresBackend
+from tests.states.state_support import with_resources
 
 
 def _info(i: str) -> LockInfo:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from state_support import Target, wait_line, with_resources
 
 from reconciler.cli import cli
 from reconciler.state import State
 from states import DSN_ENV
+from tests.states.state_support import Target, wait_line, with_resources
 
 
 @pytest.fixture
