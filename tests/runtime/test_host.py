@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -96,21 +97,32 @@ def test_sigterm_finishes_requests_in_flight(start_host: Callable[..., Proc]) ->
     assert host.proc.wait(10) == 0
 
 
-def _non_loopback_address() -> str | None:
+def _non_loopback_addresses() -> list[str]:
+    """This machine's own IPv4 addresses other than loopback (from the kernel, no packet sent)."""
+    addrs: set[str] = set()
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing interface
-            addr = s.getsockname()[0]
-    except OSError:
-        return None
-    return None if addr.startswith("127.") else str(addr)
+        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout
+        addrs.update(a for a in out.split() if "." in a)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return sorted(a for a in addrs if not a.startswith("127."))
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """Local addresses of the TCP sockets listening on ``port`` (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        hex_addr, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(socket.inet_ntoa(bytes.fromhex(hex_addr)[::-1]))
+    return found
 
 
 def test_binds_loopback_only(start_host: Callable[..., Proc]) -> None:
-    addr = _non_loopback_address()
-    if addr is None:
-        pytest.skip("this machine has no non-loopback IPv4 address")
     host = start_host()
     assert call(host.port, method="GET", path="/", key=None)[0] == 200
-    with pytest.raises(OSError), socket.create_connection((addr, host.port), timeout=2):
-        pass
+    assert _listening_addresses(host.port) == {"127.0.0.1"}
+    for addr in _non_loopback_addresses():
+        with pytest.raises(OSError), socket.create_connection((addr, host.port), timeout=2):
+            pass

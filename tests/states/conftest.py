@@ -29,9 +29,8 @@ def pg_server() -> Iterator[pgserver.PgServer]:
         yield server
 
 
-@pytest.fixture(params=["file", "postgres"])
-def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    if request.param == "file":
+def _target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    if kind == "file":
         t = Target("file", tmp_path, {"backend": "file"})
     else:
         server: pgserver.PgServer = request.getfixturevalue("pg_server")
@@ -39,3 +38,14 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         t = Target("postgres", tmp_path, {"backend": "postgres", "dsn": server.dsn, "name": name}, server.password)
     yield t
     t.close()
+
+
+@pytest.fixture(params=["file", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    yield from _target(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def pg_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """PostgreSQL only: for what only a DSN has (a password)."""
+    yield from _target("postgres", request, tmp_path)

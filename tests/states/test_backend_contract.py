@@ -284,9 +284,8 @@ def test_push_follows_terraform_rules(target: Target) -> None:
     assert mgr.push(newer).serial == 4
 
 
-def test_password_never_appears_in_messages(target: Target) -> None:
-    if target.kind != "postgres":
-        pytest.skip("only PostgreSQL DSNs carry a password")
+def test_password_never_appears_in_messages(pg_target: Target) -> None:
+    target = pg_target
     holder, other = target.backend(), target.backend()
     info = _info()
     holder.lock(info)
