@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,8 +114,8 @@ class DesiredState(BaseModel):
     resources: dict[str, Resource] = Field(default_factory=dict)
     warnings: list[dict[str, Any]] = Field(default_factory=list)  # Diagnostic.to_dict() entries
 
-    @property
-    def digest(self) -> str:
+    @cached_property
+    def digest(self) -> str:  # computed once: it is a JSON dump of every resource
         return digest_of(
             {
                 "resources": {a: r.attributes for a, r in sorted(self.resources.items())},
