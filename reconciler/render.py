@@ -554,16 +554,21 @@ def _dumps(doc: Any) -> str:
 
 
 def render_drift(
-    drift: list[DriftItem], fmt: str = "text", plan: Plan | None = None, color: bool = False
+    drift: list[DriftItem],
+    fmt: str = "text",
+    plan: Plan | None = None,
+    color: bool = False,
+    location: str | None = None,
 ) -> str:
     """``recon drift`` output. Drift (recorded -> actual) is named per resource and attribute and
-    kept apart from pending changes, which are only summarised when ``plan`` is given."""
+    kept apart from pending changes, which are only summarised when ``plan`` is given.
+    ``location`` (markdown only) says where the full report is when the markdown is shortened."""
     if fmt == "json":
         return _drift_json(drift, plan)
     if fmt == "markdown":
         from reconciler.render_markdown import render_drift_markdown
 
-        return render_drift_markdown(drift, plan=plan)
+        return render_drift_markdown(drift, plan=plan, report_location=location)
     if fmt != "text":
         raise ValueError(f"unknown drift format {fmt!r} (expected text, json or markdown)")
     paint = _Paint(color)

@@ -7,6 +7,11 @@ for the whole of a changing command; a second one stops at once naming the holde
 
 Exit codes: 0 done; 1 error, failed or cancelled apply; 2 drift (``recon drift``); 130 a second
 Ctrl-C stopped an apply at once.
+
+Reviewed plans in CI: ``recon apply --expect-digest DIGEST`` plans again under the apply lock and
+applies only when the new plan's digest is DIGEST, the one reviewers saw in the pull-request comment
+(its hidden marker) or in the JSON plan (``plan_digest``); anything else is refused before a single
+step runs. ``recon apply PLANFILE --expect-digest DIGEST`` checks the saved plan the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import click
 
 from reconciler.apply import ApplyResult, CancelToken, StepOutcome, apply_plan
 from reconciler.cli.app import CliContext, cli, use_color
-from reconciler.errors import PlanError, ProviderError, StateError
+from reconciler.errors import PlanError, ProviderError, StalePlanError, StateError
 from reconciler.hooks import ApplyHooks
 from reconciler.plan import Batch, Plan, Step, StepKind
 from reconciler.resources import endpoint_address
@@ -280,18 +285,53 @@ def _exit(ctx: click.Context, code: int) -> None:
         ctx.exit(code)
 
 
-def _plan_and_confirm(project: Any, *, destroy: bool, targets: tuple[str, ...], auto: bool) -> Plan | None:
+def _plan_and_confirm(
+    project: Any,
+    *,
+    destroy: bool,
+    targets: tuple[str, ...],
+    auto: bool,
+    expect_digest: str | None = None,
+) -> Plan | None:
+    from reconciler.cli.plan_cmds import digest_footer
     from reconciler.render import render_text
 
     command = "destroy" if destroy else "apply"
     plan: Plan = project.plan(targets=targets, destroy=destroy, lock=False, operation=command)
-    click.echo(render_text(plan, color=use_color()))
+    click.echo(render_text(plan, color=use_color()) + digest_footer(plan))
     if not plan.applicable:
         raise PlanError(f"the plan has errors; nothing was changed ({len(plan.errors)} error(s) above)")
+    if expect_digest is not None:
+        check_digest(plan, expect_digest, "the new plan")
     if not plan.steps:  # the rendered plan already says "No changes."
         return None
-    _confirm(auto, "Apply" if not destroy else "Destroy")
+    _confirm(auto or expect_digest is not None, "Apply" if not destroy else "Destroy")
     return plan
+
+
+def normalize_digest(value: str) -> str:
+    """``sha256:<64 hex>`` from what a user pastes (the prefix may be left out; case ignored)."""
+    text = value.strip().lower()
+    if text.startswith("digest="):  # copied out of the marker
+        text = text[len("digest=") :]
+    hexpart = text.removeprefix("sha256:")
+    if len(hexpart) != 64 or any(c not in "0123456789abcdef" for c in hexpart):
+        raise click.BadParameter(
+            f"{value!r} is not a plan digest (expected sha256: and 64 hex digits, as in "
+            "`recon show PLANFILE --format json` plan_digest or the comment's recon:plan marker)",
+            param_hint="--expect-digest",
+        )
+    return "sha256:" + hexpart
+
+
+def check_digest(plan: Plan, expected: str, what: str) -> None:
+    """Refuse, on one line a log search finds, a plan whose digest is not the reviewed one."""
+    actual = plan.digest
+    if actual != expected:
+        raise StalePlanError(
+            f"plan digest mismatch: expected {expected} (the reviewed plan), but {what} has {actual}: "
+            "the plan changed since it was reviewed; re-run plan and review it again"
+        )
 
 
 # -- apply and destroy -------------------------------------------------------------------------
@@ -312,22 +352,39 @@ def _plan_and_confirm(project: Any, *, destroy: bool, targets: tuple[str, ...], 
     metavar="ADDRESS",
     help="Apply only this resource and what it depends on (repeatable).",
 )
+@click.option(
+    "--expect-digest",
+    metavar="DIGEST",
+    default=None,
+    help="Plan again and apply only if the new plan's digest is DIGEST (the reviewed plan's, from "
+    "its comment marker or JSON plan_digest); approves it. With PLANFILE: check the saved plan.",
+)
 @click.pass_context
 def apply_cmd(
-    ctx: click.Context, planfile: Path | None, auto_approve: bool, parallelism: int, targets: tuple[str, ...]
+    ctx: click.Context,
+    planfile: Path | None,
+    auto_approve: bool,
+    parallelism: int,
+    targets: tuple[str, ...],
+    expect_digest: str | None,
 ) -> None:
     """Make the endpoints what the YAML files say: plan, ask, apply (or apply a saved PLANFILE)."""
     project = _project(ctx)
+    expected = normalize_digest(expect_digest) if expect_digest is not None else None
     if planfile is not None and targets:
         raise click.UsageError("--target cannot be used with a saved plan (the plan already has its targets)")
     if planfile is None:
-        _require_terminal(auto_approve, "apply")
+        _require_terminal(auto_approve or expected is not None, "apply")
     with project.locked("apply"):
         if planfile is not None:
             plan = load_plan(planfile if planfile.is_absolute() else Path.cwd() / planfile)
+            if expected is not None:
+                check_digest(plan, expected, f"the saved plan {planfile}")
             digest = project.load_desired(project.read_state()).digest
         else:
-            plan_or_none = _plan_and_confirm(project, destroy=False, targets=targets, auto=auto_approve)
+            plan_or_none = _plan_and_confirm(
+                project, destroy=False, targets=targets, auto=auto_approve, expect_digest=expected
+            )
             if plan_or_none is None:
                 return
             plan, digest = plan_or_none, None
@@ -382,14 +439,21 @@ def refresh_cmd(ctx: click.Context) -> None:
     is_flag=True,
     help="Accepted for symmetry with plan: drift always exits 0 none, 2 drift, 1 error.",
 )
+@click.option(
+    "--plan-location",
+    metavar="TEXT",
+    default=None,
+    help="Where the full report is (CI job or artifact link); a shortened markdown report names it.",
+)
 @click.pass_context
-def drift_cmd(ctx: click.Context, fmt: str, detailed_exitcode: bool) -> None:
+def drift_cmd(ctx: click.Context, fmt: str, detailed_exitcode: bool, plan_location: str | None) -> None:
     """Report what changed behind recon's back (exit 0 none, 2 drift, 1 error); changes nothing."""
     from reconciler.render import render_drift
 
     project = _project(ctx)
     plan: Plan = project.plan(operation="drift")
-    click.echo(render_drift(plan.drift, fmt, plan=plan, color=use_color() and fmt == "text"))
+    color = use_color() and fmt == "text"
+    click.echo(render_drift(plan.drift, fmt, plan=plan, color=color, location=plan_location))
     if plan.drift:
         ctx.exit(2)
 

@@ -5,6 +5,10 @@ return an exit code. Exit codes: 0 success; 1 error (an invalid plan is printed,
 with ``plan --detailed-exitcode``, 2 when the plan has changes. A saved plan (``--out``) is
 ``plan.model_dump_json()``; ``recon show PLANFILE`` and ``recon apply PLANFILE`` read it back.
 Colour only on a terminal, and never with NO_COLOR (``app.use_color``).
+
+Every applicable plan names its digest: the text plan ends with ``Plan digest: sha256:...``, the
+JSON plan has ``plan_digest`` and the markdown comment carries it in its hidden marker. That is the
+value ``recon apply --expect-digest`` checks, so CI can apply only the plan reviewers saw.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ from reconciler.project import Project
 from reconciler.state import State
 
 PLAN_FORMATS = ["text", "json", "markdown"]
+DIGEST_LABEL = "Plan digest:"
+
+plan_location_option = click.option(
+    "--plan-location",
+    metavar="TEXT",
+    default=None,
+    help="Where the full plan is (CI artifact name or link); a shortened markdown comment names it.",
+)
 
 
 def _root(ctx: click.Context) -> Path:
@@ -39,7 +51,12 @@ def render_plan(plan: Plan, fmt: str, plan_location: str | None = None) -> str:
         from reconciler.render_markdown import render_markdown
 
         return render_markdown(plan, plan_location=plan_location)
-    return render.render_text(plan, color=use_color())
+    return render.render_text(plan, color=use_color()) + digest_footer(plan)
+
+
+def digest_footer(plan: Plan) -> str:
+    """The text plan's last line, ``Plan digest: sha256:...`` (only for a plan that can be applied)."""
+    return f"\n{DIGEST_LABEL} {plan.digest}" if plan.applicable else ""
 
 
 def write_plan_file(path: Path, plan: Plan) -> None:
@@ -148,6 +165,7 @@ def _warning_line(w: dict[str, Any]) -> str:
     "--refresh/--no-refresh", default=True, show_default=True, help="Observe the real objects first."
 )
 @click.option("--destroy", is_flag=True, help="Plan to delete everything recorded in the state.")
+@plan_location_option
 @click.pass_context
 def plan_cmd(
     ctx: click.Context,
@@ -157,11 +175,13 @@ def plan_cmd(
     targets: tuple[str, ...],
     refresh: bool,
     destroy: bool,
+    plan_location: str | None,
 ) -> None:
     """Show what apply would change, in order, with quota and drift. Holds the state lock while planning."""
     with Project(_root(ctx)) as project:
         plan = project.plan(targets=targets, refresh=refresh, destroy=destroy)
-    click.echo(render_plan(plan, fmt, plan_location=str(out) if out else None))
+    location = plan_location or (str(out) if out else None)
+    click.echo(render_plan(plan, fmt, plan_location=location))
     if plan.errors:
         if fmt != "text":  # the text rendering already lists them
             for e in plan.errors:
@@ -180,11 +200,13 @@ def plan_cmd(
 @cli.command("show")
 @click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@plan_location_option
 @click.pass_context
-def show_cmd(ctx: click.Context, planfile: Path | None, fmt: str) -> None:
+def show_cmd(ctx: click.Context, planfile: Path | None, fmt: str, plan_location: str | None) -> None:
     """Show a saved plan, or without PLANFILE the recorded state."""
     if planfile is not None:
-        click.echo(render_plan(read_plan_file(planfile), fmt, plan_location=str(planfile)))
+        plan = read_plan_file(planfile)
+        click.echo(render_plan(plan, fmt, plan_location=plan_location or str(planfile)))
         return
     with Project(_root(ctx)) as project:
         state = project.read_state()
