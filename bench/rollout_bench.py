@@ -1,0 +1,365 @@
+"""Rolling-update benchmark: a 10-instance deployment updated in place, against its floor.
+
+Builds a project in a temp dir from the Azure ML managed sample (model-1, the blue deployment with
+``instance_count: 10`` and all traffic), applies it (not timed), starts a load generator (real HTTP
+through the endpoint's router with the key from ``recon keys``), then per run:
+
+1. measures the floor: the time one instance takes to become ready on the same provider, under the
+   same load. It calls the provider's own ``scale(request, 11)`` on the deployment (through the
+   ``Provider`` interface, under the state lock) and times it; ``scale(request, 10)`` then retires the
+   extra instance (not timed). This is the same path a rollout batch takes to start instances (start,
+   wait for the readiness probe, add to the router's pool) without the CLI's fixed costs (interpreter
+   start, state read, refresh, plan), which a whole ``recon apply`` 10 -> 11 would add and which a
+   subtraction of a no-op apply only removes with the noise of two process timings. It works for any
+   provider that implements ``scale`` (local, docker). A scale 10 -> 12 (a whole batch of 2 starting
+   at once, which on 2 cores is slower than one) and a no-op ``recon apply`` (the CLI's fixed cost)
+   are measured too, for the explanation, not for the floor;
+2. changes an environment variable (``RELEASE``) of the deployment and times the whole
+   ``recon apply --auto-approve`` process (wall), counting failed requests and requests served while
+   it runs. The apply's output lines are time-stamped as they arrive, which splits each batch into
+   starting (spawn until ready), swapping (pool change, drain, stop of the old instances) and
+   recording (state write).
+
+Floor = 5 batches x the single-instance ready time; target: rollout <= 1.2 x floor, 0 failed requests.
+The medians of ``--runs`` runs are reported; the load average is noted next to each run (2 shared cores).
+
+    python bench/rollout_bench.py [--provider local|docker] [--runs 3] [--workers 4]
+        [--floor-samples 3] [--json] [--keep]
+
+``--provider docker`` needs providers/docker (the Docker provider) and a running engine with the base
+image ``local/py-base:bookworm`` (see .ci/); the Azure image is mapped to it with ``image_overrides``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ENDPOINT = "my-endpoint"
+DEPLOYMENT = f"deployment.{ENDPOINT}.blue"
+INSTANCES = 10
+BATCHES = 5  # ceil(0.2 * 10) = 2 instances a batch
+RECON_YAML = {
+    "local": "workspace: rollout-bench\nprovider:\n  kind: local\n  reuse_host_packages: true\n",
+    "docker": (
+        "workspace: rollout-bench\nprovider:\n  kind: docker\n  image_overrides:\n"
+        '    "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest": "local/py-base:bookworm"\n'
+    ),
+}
+BATCH_DONE = re.compile(r"rollout batch (\d+)/(\d+) done \(([\d.]+)s\)")
+
+
+@dataclass
+class Line:
+    at: float  # seconds since the apply started
+    text: str
+
+
+@dataclass
+class BatchTimes:
+    index: int
+    total_s: float  # as the engine reports it
+    starting_s: float | None = None  # "starting instance(s)" -> last "instance N ready"
+    swapping_s: float | None = None  # last ready -> "batch N: ... stopped" (pool, drain, stop)
+
+
+@dataclass
+class Run:
+    run: int
+    load_avg: tuple[float, float, float]
+    rollout_s: float
+    single_ready_s: float
+    floor_s: float
+    ratio: float
+    failed: int
+    served: int
+    batches: int
+    batch_ready_s: float | None = None  # two instances at once (one batch), informational
+    noop_apply_s: float | None = None
+    single_samples: list[float] = field(default_factory=list)
+    batch_times: list[BatchTimes] = field(default_factory=list)
+    before_first_batch_s: float | None = None  # process start, state, refresh, plan
+    after_last_batch_s: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_avg() -> tuple[float, float, float]:
+    one, five, fifteen = os.getloadavg()
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+# -- the project ------------------------------------------------------------------------------------
+class Recon:
+    """``recon -C root ...`` as a user runs it, in its own process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+        self.env.setdefault("RECON_CACHE_DIR", str(Path.home() / ".cache" / "recon"))
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "reconciler", "-C", str(self.root), *args]
+
+    def __call__(self, *args: str, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise SystemExit(f"recon {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def timed(self, *args: str) -> tuple[float, list[Line], int]:
+        """Run, time-stamping each output line as it arrives; (wall seconds, lines, exit code)."""
+        lines: list[Line] = []
+        start = time.perf_counter()
+        proc = subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=self.env, stdin=subprocess.DEVNULL, bufsize=1)
+        assert proc.stdout is not None
+        for text in proc.stdout:
+            lines.append(Line(time.perf_counter() - start, text.rstrip("\n")))
+        code = proc.wait()
+        return time.perf_counter() - start, lines, code
+
+
+def make_project(tmp: Path, provider: str) -> Path:
+    from tests.conftest import copy_online_samples
+
+    sample = copy_online_samples(tmp / "online")
+    unused = tmp / "unused"
+    unused.mkdir()
+    for f in sample.iterdir():
+        if f.name.endswith(".yml") and f.name not in ("endpoint.yml", "blue-deployment.yml"):
+            f.rename(unused / f.name)
+    endpoint = sample / "endpoint.yml"
+    endpoint.write_text(endpoint.read_text() + "traffic:\n  blue: 100\n")
+    set_release(sample, "0")
+    (sample / "recon.yaml").write_text(RECON_YAML[provider])
+    return sample
+
+
+def set_release(root: Path, release: str) -> None:
+    blue = root / "blue-deployment.yml"
+    text = blue.read_text()
+    if "RELEASE:" in text:
+        text = re.sub(r'RELEASE: "[^"]*"', f'RELEASE: "{release}"', text)
+    else:
+        text = text.replace("instance_count: 1\n", f"instance_count: {INSTANCES}\n"
+                            f'environment_variables:\n  RELEASE: "{release}"\n')
+    blue.write_text(text if text.endswith("\n") else text + "\n")
+
+
+def check_provider(kind: str) -> None:
+    if kind != "docker":
+        return
+    if importlib.util.find_spec("providers.docker") is None:
+        raise SystemExit("--provider docker: the Docker provider (providers/docker) is not in this checkout yet; "
+                         "run with --provider local, or again once providers/docker has landed")
+    try:
+        importlib.import_module("providers.docker")
+    except Exception as exc:  # noqa: BLE001 - any import failure is the message
+        raise SystemExit(f"--provider docker: providers.docker does not import: {type(exc).__name__}: {exc}") from exc
+
+
+# -- the floor --------------------------------------------------------------------------------------
+def time_scale(root: Path, extra: int, samples: int) -> list[float]:
+    """Seconds the provider's ``scale`` takes to add ``extra`` ready instances (each sample scales
+    back afterwards, not timed). Through the Provider interface, under the state lock."""
+    from providers.base import ApplyRequest
+    from reconciler.project import Project
+
+    times: list[float] = []
+    with Project(root) as project, project.locked("rollout-bench"):
+        state = project.read_state()
+        res = state.get(DEPLOYMENT)
+        if res is None:
+            raise SystemExit(f"{DEPLOYMENT} is not in the state")
+        attrs = dict(res.attributes)
+        count = int(attrs.get("instance_count") or INSTANCES)
+        refs: dict[str, dict[str, Any]] = {}
+        wanted = [*res.depends_on, attrs.get("model"), attrs.get("environment"),
+                  f"endpoint.{str(attrs.get('endpoint_name', '')).lower()}"]
+        for address in wanted:
+            other = state.get(address) if isinstance(address, str) and address else None
+            if other is not None:
+                refs[str(address)] = other.attributes
+
+        def request(n: int) -> ApplyRequest:
+            return ApplyRequest(res.address, res.type, res.name, {**attrs, "instance_count": n}, res, refs)
+
+        provider = project.provider
+        for _ in range(samples):
+            start = time.perf_counter()
+            provider.scale(request(count + extra), count + extra)
+            times.append(time.perf_counter() - start)
+            provider.scale(request(count), count)
+    return times
+
+
+# -- one run ----------------------------------------------------------------------------------------
+def split_batches(lines: list[Line]) -> tuple[list[BatchTimes], float | None, float | None]:
+    batches: list[BatchTimes] = []
+    started: float | None = None
+    ready: float | None = None
+    first_start: float | None = None
+    last_done: float | None = None
+    swapped: float | None = None
+    for line in lines:
+        text = line.text
+        if "starting instance(s)" in text:
+            started = line.at
+            first_start = line.at if first_start is None else first_start
+        elif re.search(r": instance \d+ ready", text):
+            ready = line.at
+        elif re.search(r": batch \d+: ", text):
+            swapped = line.at
+        m = BATCH_DONE.search(text)
+        if m:
+            bt = BatchTimes(int(m.group(1)), float(m.group(3)))
+            if started is not None and ready is not None:
+                bt.starting_s = round(ready - started, 3)
+                if swapped is not None:
+                    bt.swapping_s = round(swapped - ready, 3)
+            batches.append(bt)
+            last_done = line.at
+            started = ready = swapped = None
+    return batches, first_start, last_done
+
+
+def one_run(recon: Recon, root: Path, load: Any, index: int, floor_samples: int) -> Run:
+    avg = load_avg()
+    log(f"run {index}: load average {avg}; measuring the floor ({floor_samples} x scale 10 -> 11)")
+    singles = time_scale(root, 1, floor_samples)
+    pair = time_scale(root, 2, 1)[0]
+    noop_s, noop_lines, code = recon.timed("apply", "--auto-approve")
+    if code != 0:
+        raise SystemExit("a no-op apply failed:\n" + "\n".join(x.text for x in noop_lines))
+    single = statistics.median(singles)
+    floor = BATCHES * single
+    set_release(root, str(index))
+    log(f"run {index}: single instance ready {single:.2f}s (floor {floor:.2f}s); rolling out RELEASE={index}")
+    load.reset()
+    wall, lines, code = recon.timed("apply", "--auto-approve")
+    stats = load.reset()
+    if code != 0:
+        raise SystemExit("the rollout apply failed:\n" + "\n".join(x.text for x in lines))
+    batches, first, last = split_batches(lines)
+    run = Run(
+        run=index, load_avg=avg, rollout_s=round(wall, 3), single_ready_s=round(single, 3),
+        floor_s=round(floor, 3), ratio=round(wall / floor, 3), failed=stats.failed, served=stats.ok,
+        batches=len(batches), batch_ready_s=round(pair, 3), noop_apply_s=round(noop_s, 3),
+        single_samples=[round(s, 3) for s in singles], batch_times=batches,
+        before_first_batch_s=round(first, 3) if first is not None else None,
+        after_last_batch_s=round(wall - last, 3) if last is not None else None,
+        failures=stats.failures[:10],
+    )
+    log(f"run {index}: rollout {wall:.2f}s, ratio {run.ratio:.2f}, failed {run.failed}, served {run.served}, "
+        f"load average after {load_avg()}")
+    return run
+
+
+# -- report -----------------------------------------------------------------------------------------
+def markdown(provider: str, runs: list[Run]) -> str:
+    out = [f"### Rolling update, {INSTANCES} instances in {BATCHES} batches of 2, provider `{provider}`", "",
+           "| run | load avg (1/5/15 min) | rollout wall (s) | single instance ready (s) | floor = 5 x ready (s) "
+           "| ratio (target <= 1.2) | failed requests (target 0) | requests served during rollout "
+           "| batch of 2 ready (s) | no-op apply (s) |",
+           "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in runs:
+        out.append(f"| {r.run} | {' / '.join(f'{x:.2f}' for x in r.load_avg)} | {r.rollout_s:.2f} "
+                   f"| {r.single_ready_s:.2f} | {r.floor_s:.2f} | {r.ratio:.2f} | {r.failed} | {r.served} "
+                   f"| {r.batch_ready_s or 0:.2f} | {r.noop_apply_s or 0:.2f} |")
+    if runs:
+        def med(values: list[float]) -> float:
+            return statistics.median(values)
+
+        out.append(f"| **median** | | **{med([r.rollout_s for r in runs]):.2f}** "
+                   f"| {med([r.single_ready_s for r in runs]):.2f} | {med([r.floor_s for r in runs]):.2f} "
+                   f"| **{med([r.ratio for r in runs]):.2f}** | {sum(r.failed for r in runs)} (total) "
+                   f"| {med([float(r.served) for r in runs]):.0f} "
+                   f"| {med([r.batch_ready_s or 0 for r in runs]):.2f} "
+                   f"| {med([r.noop_apply_s or 0 for r in runs]):.2f} |")
+        out += ["", "Where the rollout's time goes (median over runs, seconds):", "",
+                "| before batch 1 (CLI, state, refresh, plan) | per batch: starting 2 instances "
+                "| per batch: pool swap, drain, stop | per batch: total | after the last batch |",
+                "| ---: | ---: | ---: | ---: | ---: |"]
+        starting = [b.starting_s for r in runs for b in r.batch_times if b.starting_s is not None]
+        swapping = [b.swapping_s for r in runs for b in r.batch_times if b.swapping_s is not None]
+        totals = [b.total_s for r in runs for b in r.batch_times]
+        before = [r.before_first_batch_s for r in runs if r.before_first_batch_s is not None]
+        after = [r.after_last_batch_s for r in runs if r.after_last_batch_s is not None]
+
+        def cell(values: list[float]) -> str:
+            return f"{med(values):.2f}" if values else "-"
+
+        out.append(f"| {cell(before)} | {cell(starting)} | {cell(swapping)} | {cell(totals)} | {cell(after)} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--provider", choices=["local", "docker"], default="local")
+    ap.add_argument("--runs", type=int, default=3, help="rollouts measured (median reported)")
+    ap.add_argument("--workers", type=int, default=4, help="load generator connections")
+    ap.add_argument("--floor-samples", type=int, default=3, help="single-instance scale-ups timed per run")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    ap.add_argument("--keep", action="store_true", help="keep the project (and its endpoint) running")
+    args = ap.parse_args()
+    check_provider(args.provider)
+    from tests.e2e.load import LoadGenerator
+
+    tmp = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
+    root = make_project(tmp, args.provider)
+    recon = Recon(root)
+    runs: list[Run] = []
+    total_failed = 0
+    try:
+        log(f"project in {root}; first apply ({INSTANCES} instances, not timed)")
+        start = time.perf_counter()
+        recon("apply", "--auto-approve")
+        log(f"first apply took {time.perf_counter() - start:.1f}s")
+        keys = json.loads(recon("keys", ENDPOINT).stdout)
+        body = (root.parent.parent / "model-1" / "sample-request.json").read_bytes()
+        with LoadGenerator(keys["scoring_uri"], keys["primaryKey"], body, workers=args.workers) as load:
+            warm = load.wait_for(50)
+            if warm.failed:
+                raise SystemExit(f"the endpoint fails before any rollout: {warm.failures[:3]}")
+            for i in range(1, args.runs + 1):
+                runs.append(one_run(recon, root, load, i, args.floor_samples))
+            total_failed = load.total.failed
+    finally:
+        if not args.keep:
+            recon("destroy", "--auto-approve", check=False)
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            log(f"kept: {root} (recon -C {root} destroy --auto-approve)")
+    if args.json:
+        print(json.dumps({"provider": args.provider, "instances": INSTANCES, "batches": BATCHES,
+                          "failed_requests_whole_bench": total_failed,
+                          "runs": [asdict(r) for r in runs]}, indent=2))
+    else:
+        print(markdown(args.provider, runs))
+        print(f"\nFailed requests over the whole bench (floor scale-ups included): {total_failed}")
+
+
+if __name__ == "__main__":
+    main()
