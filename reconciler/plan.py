@@ -201,7 +201,7 @@ class Plan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     format_version: str = PLAN_FORMAT_VERSION
-    recon_version: str = ""
+    recon_version: str = ""  # display only; not part of the digest
     created_at: str = ""  # display only; not part of the digest
     workspace: str = ""
     provider: str = "local"
@@ -240,7 +240,10 @@ class Plan(BaseModel):
 
     @property
     def digest(self) -> str:
-        """sha256 of everything but ``created_at``: equal plans have equal digests."""
-        data = self.model_dump(mode="json", exclude={"created_at"})
+        """sha256 of everything but ``created_at`` and ``recon_version``: equal plans have equal
+        digests. Both are display-only and differ between the CI run that planned (and that
+        reviewers saw) and the run that applies on merge, which ``apply --expect-digest`` compares.
+        No field holds an absolute path (sources and asset paths are relative to the project)."""
+        data = self.model_dump(mode="json", exclude={"created_at", "recon_version"})
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
