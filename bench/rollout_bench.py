@@ -24,7 +24,7 @@ Floor = 5 batches x the single-instance ready time; target: rollout <= 1.2 x flo
 The medians of ``--runs`` runs are reported; the load average is noted next to each run (2 shared cores).
 
     python bench/rollout_bench.py [--provider local|docker] [--runs 3] [--workers 4]
-        [--floor-samples 3] [--json] [--keep]
+        [--floor-samples 3] [--json [FILE]] [--keep]
 
 ``--provider docker`` needs providers/docker (the Docker provider) and a running engine with the base
 image ``local/py-base:bookworm`` (see .ci/); the Azure image is mapped to it with ``image_overrides``.
@@ -321,7 +321,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="rollouts measured (median reported)")
     ap.add_argument("--workers", type=int, default=4, help="load generator connections")
     ap.add_argument("--floor-samples", type=int, default=3, help="single-instance scale-ups timed per run")
-    ap.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    ap.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
+                    help="print JSON instead of markdown; with FILE: markdown to stdout and JSON to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the project (and its endpoint) running")
     args = ap.parse_args()
     check_provider(args.provider)
@@ -352,11 +353,14 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             log(f"kept: {root} (recon -C {root} destroy --auto-approve)")
-    if args.json:
-        print(json.dumps({"provider": args.provider, "instances": INSTANCES, "batches": BATCHES,
-                          "failed_requests_whole_bench": total_failed,
-                          "runs": [asdict(r) for r in runs]}, indent=2))
+    document = json.dumps({"provider": args.provider, "instances": INSTANCES, "batches": BATCHES,
+                           "failed_requests_whole_bench": total_failed,
+                           "runs": [asdict(r) for r in runs]}, indent=2)
+    if args.json == "-":
+        print(document)
     else:
+        if args.json:
+            Path(args.json).write_text(document + "\n")
         print(markdown(args.provider, runs))
         print(f"\nFailed requests over the whole bench (floor scale-ups included): {total_failed}")
 
