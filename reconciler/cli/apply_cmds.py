@@ -33,6 +33,7 @@ import click
 
 from reconciler.apply import ApplyResult, CancelToken, StepOutcome, apply_plan
 from reconciler.cli.app import CliContext, cli, use_color
+from reconciler.cli.plan_cmds import lock_timeout_option, state_lock
 from reconciler.errors import PlanError, ProviderError, StalePlanError, StateError
 from reconciler.hooks import ApplyHooks
 from reconciler.plan import Batch, Plan, Step, StepKind
@@ -359,6 +360,7 @@ def check_digest(plan: Plan, expected: str, what: str) -> None:
     help="Plan again and apply only if the new plan's digest is DIGEST (the reviewed plan's, from "
     "its comment marker or JSON plan_digest); approves it. With PLANFILE: check the saved plan.",
 )
+@lock_timeout_option
 @click.pass_context
 def apply_cmd(
     ctx: click.Context,
@@ -367,6 +369,7 @@ def apply_cmd(
     parallelism: int,
     targets: tuple[str, ...],
     expect_digest: str | None,
+    lock_timeout: float,
 ) -> None:
     """Make the endpoints what the YAML files say: plan, ask, apply (or apply a saved PLANFILE)."""
     project = _project(ctx)
@@ -375,7 +378,7 @@ def apply_cmd(
         raise click.UsageError("--target cannot be used with a saved plan (the plan already has its targets)")
     if planfile is None:
         _require_terminal(auto_approve or expected is not None, "apply")
-    with project.locked("apply"):
+    with state_lock(project, "apply", lock_timeout):
         if planfile is not None:
             plan = load_plan(planfile if planfile.is_absolute() else Path.cwd() / planfile)
             if expected is not None:
@@ -445,13 +448,17 @@ def refresh_cmd(ctx: click.Context) -> None:
     default=None,
     help="Where the full report is (CI job or artifact link); a shortened markdown report names it.",
 )
+@lock_timeout_option
 @click.pass_context
-def drift_cmd(ctx: click.Context, fmt: str, detailed_exitcode: bool, plan_location: str | None) -> None:
+def drift_cmd(
+    ctx: click.Context, fmt: str, detailed_exitcode: bool, plan_location: str | None, lock_timeout: float
+) -> None:
     """Report what changed behind recon's back (exit 0 none, 2 drift, 1 error); changes nothing."""
     from reconciler.render import render_drift
 
     project = _project(ctx)
-    plan: Plan = project.plan(operation="drift")
+    with state_lock(project, "drift", lock_timeout):
+        plan: Plan = project.plan(operation="drift", lock=False)
     color = use_color() and fmt == "text"
     click.echo(render_drift(plan.drift, fmt, plan=plan, color=color, location=plan_location))
     if plan.drift:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from reconciler.cli.app import CliContext, cli, use_color
-from reconciler.errors import PlanError, StateError
+from reconciler.errors import PlanError, StateError, StateLockedError
 from reconciler.plan import Plan
 from reconciler.project import Project
 from reconciler.state import State
@@ -39,6 +42,34 @@ plan_location_option = click.option(
 
 def _root(ctx: click.Context) -> Path:
     return ctx.find_object(CliContext).root
+
+
+lock_timeout_option = click.option(
+    "--lock-timeout",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the state lock (CI jobs that overlap) instead of failing at once.",
+)
+
+
+@contextmanager
+def state_lock(project: Any, operation: str, timeout: float) -> Iterator[None]:
+    """Hold the state lock for ``operation``, retrying for up to ``timeout`` seconds while another
+    operation holds it (then the ``StateLockedError`` naming the holder goes up)."""
+    deadline = time.monotonic() + timeout
+    with ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(project.locked(operation))
+                break
+            except StateLockedError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(1.0, left))
+        yield
 
 
 def render_plan(plan: Plan, fmt: str, plan_location: str | None = None) -> str:
@@ -166,6 +197,7 @@ def _warning_line(w: dict[str, Any]) -> str:
 )
 @click.option("--destroy", is_flag=True, help="Plan to delete everything recorded in the state.")
 @plan_location_option
+@lock_timeout_option
 @click.pass_context
 def plan_cmd(
     ctx: click.Context,
@@ -176,10 +208,11 @@ def plan_cmd(
     refresh: bool,
     destroy: bool,
     plan_location: str | None,
+    lock_timeout: float,
 ) -> None:
     """Show what apply would change, in order, with quota and drift. Holds the state lock while planning."""
-    with Project(_root(ctx)) as project:
-        plan = project.plan(targets=targets, refresh=refresh, destroy=destroy)
+    with Project(_root(ctx)) as project, state_lock(project, "plan", lock_timeout):
+        plan = project.plan(targets=targets, refresh=refresh, destroy=destroy, lock=False)
     location = plan_location or (str(out) if out else None)
     click.echo(render_plan(plan, fmt, plan_location=location))
     if plan.errors:
