@@ -27,6 +27,12 @@ from reconciler.state import StateResource
 PROVIDER_KINDS = {
     "fake": ("providers.fake", "FakeProvider", {}),
     "local": ("providers.local", "LocalProvider", {"reuse_host_packages": True}),
+    # the Azure base image is replaced by the small local one (no registry is reachable in CI)
+    "docker": (
+        "providers.docker",
+        "DockerProvider",
+        {"image_overrides": {"mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest": "local/py-base:bookworm"}},
+    ),
 }
 
 SCORE_PY = """\
@@ -208,6 +214,10 @@ class Harness:
             for pid, env in procs.marked_processes():
                 if env.get(procs.MARK_STATE_DIR) == state_dir:
                     procs.stop(pid, procs.start_time(pid), grace=2.0)
+        if self.kind == "docker":  # safety net: no container or network of this test outlives it
+            from tests.docker.engine import remove_labelled
+
+            remove_labelled(Path(self.provider.context.state_dir).resolve())
 
 
 @pytest.fixture(params=list(PROVIDER_KINDS))
@@ -217,6 +227,10 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness
         module = importlib.import_module(module_name)
     except ImportError as exc:
         pytest.skip(f"provider {request.param} is not importable yet: {exc}")
+    if request.param == "docker":
+        from tests.docker.engine import require_engine
+
+        require_engine()
     root = tmp_path / "project"
     root.mkdir()
     context = ProviderContext(
