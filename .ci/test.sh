@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README's second command and CI run it:
-#   1. install recon with its test extras (editable), once per pyproject.toml change;
+#   1. install recon with its test extras (editable), once per pyproject.toml change; ruff (a report);
 #   2. make the services the tests use available (each step idempotent, each a script of its own):
 #      a Docker engine (setup-docker.sh), the local/py-base:bookworm image (build-base-image.sh),
 #      PostgreSQL 15's server binaries (setup-postgres.sh);
-#   3. run pytest over tests/ (extra arguments go to pytest). "No tests ran" (exit 5) is a failure.
+#   3. run pytest over tests/ (arguments go to pytest; a path among them replaces tests/).
+#      "No tests ran" (exit 5) is a failure.
 # Environment: SKIP_INSTALL=1, SKIP_DOCKER=1, SKIP_POSTGRES=1 skip steps (outside CI only: with
 # CI=true every step runs); PYTHON picks the interpreter (default python3).
 set -euo pipefail
@@ -39,6 +40,12 @@ install_package() {
 }
 
 if skip SKIP_INSTALL; then log "SKIP_INSTALL=1: not installing"; else step install install_package; fi
+lint() {  # reported, not blocking: a style nit must not hide a green suite
+    if "$PYTHON" -m ruff --version >/dev/null 2>&1; then
+        "$PYTHON" -m ruff check --quiet . && log "ruff: clean" || log "ruff: findings above (not blocking)"
+    fi
+}
+step lint lint
 if skip SKIP_DOCKER; then
     log "SKIP_DOCKER=1: no Docker setup (Docker tests will skip)"
 else
@@ -52,18 +59,30 @@ if skip SKIP_POSTGRES; then log "SKIP_POSTGRES=1: no PostgreSQL setup"; else ste
 export RECON_TEST_BASE_IMAGE="${RECON_TEST_BASE_IMAGE:-local/py-base:bookworm}"
 export RECON_PG_BIN="${RECON_PG_BIN:-/usr/lib/postgresql/15/bin}"
 
+# Arguments go to pytest; without a path among them, the whole of tests/ runs.
+pytest_args=("$@")
+has_path=0
+for a in "$@"; do case "$a" in -*) ;; *) [ -e "${a%%::*}" ] && has_path=1 ;; esac; done
+[ "$has_path" = 1 ] || pytest_args+=(tests/)
+
 rc=0
 t0="$(now)"
+out="$(mktemp /tmp/recon-pytest.XXXXXX)"
 # A hard cap well inside CI's limit: SIGINT lets pytest print its summary of what ran.
 timeout --signal=INT --kill-after=60 "${PYTEST_WALL_LIMIT:-2400}" \
-    "$PYTHON" -m pytest -q -ra "$@" tests/ </dev/null || rc=$?
+    "$PYTHON" -m pytest -q -ra "${pytest_args[@]}" </dev/null | tee "$out" || rc=$?
 timings+=("$(printf '%-22s %6ss' pytest "$(elapsed "$t0")")")
 
 log "step times:"
 for line in "${timings[@]}"; do printf '    %s\n' "$line" >&2; done
 case "$rc" in
     0) log "tests passed" ;;
-    5) log "FAILED: pytest collected no tests (exit 5); a suite that runs nothing is not a pass"; exit 1 ;;
-    124) log "FAILED: the test suite ran past ${PYTEST_WALL_LIMIT:-2400}s and was stopped"; exit 1 ;;
-    *) log "FAILED: pytest exit code $rc"; exit "$rc" ;;
+    5) log "FAILED: pytest collected no tests (exit 5); a suite that runs nothing is not a pass"; rc=1 ;;
+    124) log "FAILED: the test suite ran past ${PYTEST_WALL_LIMIT:-2400}s and was stopped"; rc=1 ;;
+    *) log "FAILED: pytest exit code $rc" ;;
 esac
+# pytest's own closing line ("N passed, N failed in Ns") is the last line of the output.
+summary="$(grep -E '(passed|failed|error|skipped|deselected|no tests ran)' "$out" | tail -n 1 || true)"
+rm -f "$out"
+[ -n "$summary" ] && printf '%s\n' "$summary"
+exit "$rc"
