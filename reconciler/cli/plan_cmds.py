@@ -79,9 +79,10 @@ def render_plan(plan: Plan, fmt: str, plan_location: str | None = None) -> str:
     if fmt == "json":
         return render.render_json(plan)
     if fmt == "markdown":
-        from reconciler.render_markdown import render_markdown
+        from reconciler.render_markdown import GITHUB_COMMENT_LIMIT, render_markdown
 
-        return render_markdown(plan, plan_location=plan_location)
+        # one character less: click.echo adds the newline that `> comment.md` keeps
+        return render_markdown(plan, max_chars=GITHUB_COMMENT_LIMIT - 1, plan_location=plan_location)
     return render.render_text(plan, color=use_color()) + digest_footer(plan)
 
 
