@@ -54,11 +54,6 @@ else
 fi
 if skip SKIP_POSTGRES; then log "SKIP_POSTGRES=1: no PostgreSQL setup"; else step postgres bash "$here/setup-postgres.sh"; fi
 
-# What the tests find: the base image the Docker tests run instead of Azure's images, and the
-# PostgreSQL server binaries.
-export RECON_TEST_BASE_IMAGE="${RECON_TEST_BASE_IMAGE:-local/py-base:bookworm}"
-export RECON_PG_BIN="${RECON_PG_BIN:-/usr/lib/postgresql/15/bin}"
-
 # Arguments go to pytest; without a path among them, the whole of tests/ runs.
 pytest_args=("$@")
 has_path=0
@@ -82,7 +77,7 @@ case "$rc" in
     *) log "FAILED: pytest exit code $rc" ;;
 esac
 # pytest's own closing line ("N passed, N failed in Ns") is the last line of the output.
-summary="$(grep -E '(passed|failed|error|skipped|deselected|no tests ran)' "$out" | tail -n 1 || true)"
+summary="$(grep -v '^[[:space:]]*$' "$out" | tail -n 1 || true)"
 rm -f "$out"
 [ -n "$summary" ] && printf '%s\n' "$summary"
 exit "$rc"
