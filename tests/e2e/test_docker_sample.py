@@ -8,10 +8,8 @@ Docker tests of the session (and later runs), so it is built once.
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -40,7 +38,7 @@ def _answers_healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=3) as resp:
             return resp.status == 200 and resp.read().strip() == b"Healthy"
-    except (OSError, urllib.error.URLError, socket.timeout):
+    except (TimeoutError, OSError, urllib.error.URLError):
         return False
 
 

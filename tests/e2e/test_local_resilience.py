@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -127,10 +128,17 @@ def test_second_apply_stops_at_once_naming_the_holder(sample_project, make_recon
                          stdin=subprocess.DEVNULL, text=True)
         for _ in range(2)
     ]
-    results = []
-    for p in procs:
-        out, err = p.communicate(timeout=600)
-        results.append((p.returncode, time.monotonic() - started, out, err))
+    results: list[tuple[int, float, str, str]] = [(0, 0.0, "", "")] * 2
+
+    def wait(i: int) -> None:  # each process's own end time, not the order we read them in
+        out, err = procs[i].communicate(timeout=600)
+        results[i] = (procs[i].returncode, time.monotonic() - started, out, err)
+
+    waiters = [threading.Thread(target=wait, args=(i,)) for i in range(2)]
+    for t in waiters:
+        t.start()
+    for t in waiters:
+        t.join()
     codes = sorted(r[0] for r in results)
     assert codes == [0, 1], results
     loser = next(r for r in results if r[0] == 1)
