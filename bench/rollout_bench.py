@@ -5,7 +5,8 @@ Builds a project in a temp dir from the Azure ML managed sample (model-1, the bl
 through the endpoint's router with the key from ``recon keys``), then per run:
 
 1. measures the floor: the time one instance takes to become ready on the same provider, under the
-   same load. It calls the provider's own ``scale(request, 11)`` on the deployment (through the
+   same load, half of the samples before the rollout and half after it (the load of a shared machine
+   drifts). It calls the provider's own ``scale(request, 11)`` on the deployment (through the
    ``Provider`` interface, under the state lock) and times it; ``scale(request, 10)`` then retires the
    extra instance (not timed). This is the same path a rollout batch takes to start instances (start,
    wait for the readiness probe, add to the router's pool) without the CLI's fixed costs (interpreter
@@ -24,7 +25,7 @@ Floor = 5 batches x the single-instance ready time; target: rollout <= 1.2 x flo
 The medians of ``--runs`` runs are reported; the load average is noted next to each run (2 shared cores).
 
     python bench/rollout_bench.py [--provider local|docker] [--runs 3] [--workers 4]
-        [--floor-samples 3] [--json [FILE]] [--keep]
+        [--floor-samples 4] [--json [FILE]] [--keep]
 
 ``--provider docker`` needs providers/docker (the Docker provider) and a running engine with the base
 image ``local/py-base:bookworm`` (see .ci/); the Azure image is mapped to it with ``image_overrides``.
@@ -98,6 +99,7 @@ class Run:
     before_first_batch_s: float | None = None  # process start, state, refresh, plan
     after_last_batch_s: float | None = None
     failures: list[str] = field(default_factory=list)
+    apply_output: list[Line] = field(default_factory=list)  # the rollout apply's lines, time-stamped
 
 
 def log(msg: str) -> None:
@@ -247,21 +249,24 @@ def split_batches(lines: list[Line]) -> tuple[list[BatchTimes], float | None, fl
 
 def one_run(recon: Recon, root: Path, load: Any, index: int, floor_samples: int) -> Run:
     avg = load_avg()
-    log(f"run {index}: load average {avg}; measuring the floor ({floor_samples} x scale 10 -> 11)")
-    singles = time_scale(root, 1, floor_samples)
+    before = (floor_samples + 1) // 2
+    log(f"run {index}: load average {avg}; measuring the floor ({before} x scale 10 -> 11)")
+    singles = time_scale(root, 1, before)
     pair = time_scale(root, 2, 1)[0]
     noop_s, noop_lines, code = recon.timed("apply", "--auto-approve")
     if code != 0:
         raise SystemExit("a no-op apply failed:\n" + "\n".join(x.text for x in noop_lines))
-    single = statistics.median(singles)
-    floor = BATCHES * single
     set_release(root, str(index))
-    log(f"run {index}: single instance ready {single:.2f}s (floor {floor:.2f}s); rolling out RELEASE={index}")
+    log(f"run {index}: rolling out RELEASE={index}")
     load.reset()
     wall, lines, code = recon.timed("apply", "--auto-approve")
     stats = load.reset()
     if code != 0:
         raise SystemExit("the rollout apply failed:\n" + "\n".join(x.text for x in lines))
+    # the other half of the floor's samples after the rollout: the load on a shared machine drifts
+    singles += time_scale(root, 1, floor_samples - before)
+    single = statistics.median(singles)
+    floor = BATCHES * single
     batches, first, last = split_batches(lines)
     run = Run(
         run=index, load_avg=avg, rollout_s=round(wall, 3), single_ready_s=round(single, 3),
@@ -270,9 +275,9 @@ def one_run(recon: Recon, root: Path, load: Any, index: int, floor_samples: int)
         single_samples=[round(s, 3) for s in singles], batch_times=batches,
         before_first_batch_s=round(first, 3) if first is not None else None,
         after_last_batch_s=round(wall - last, 3) if last is not None else None,
-        failures=stats.failures[:10],
+        failures=stats.failures[:10], apply_output=lines,
     )
-    log(f"run {index}: rollout {wall:.2f}s, ratio {run.ratio:.2f}, failed {run.failed}, served {run.served}, "
+    log(f"run {index}: rollout {wall:.2f}s, single instance ready {single:.2f}s, ratio {run.ratio:.2f}, failed {run.failed}, served {run.served}, "
         f"load average after {load_avg()}")
     return run
 
@@ -320,7 +325,8 @@ def main() -> None:
     ap.add_argument("--provider", choices=["local", "docker"], default="local")
     ap.add_argument("--runs", type=int, default=3, help="rollouts measured (median reported)")
     ap.add_argument("--workers", type=int, default=4, help="load generator connections")
-    ap.add_argument("--floor-samples", type=int, default=3, help="single-instance scale-ups timed per run")
+    ap.add_argument("--floor-samples", type=int, default=4,
+                    help="single-instance scale-ups timed per run, half before and half after the rollout")
     ap.add_argument("--json", nargs="?", const="-", default=None, metavar="FILE",
                     help="print JSON instead of markdown; with FILE: markdown to stdout and JSON to FILE")
     ap.add_argument("--keep", action="store_true", help="keep the project (and its endpoint) running")
