@@ -84,8 +84,12 @@ class ImageBuilder:
         return EnvImage(self.base_of(attrs), False, False)
 
     def _digest(self, attrs: dict[str, Any], how: str) -> str:
+        # A conda image is what goes into it (base, pip requirements, host), not the file's bytes:
+        # two conda files that ask for the same packages share one image.
+        content = (" ".join(pip_plan(attrs.get("conda"), add_runtime=False).requirements) if how == "conda"
+                   else str(attrs.get("content_digest") or ""))
         h = hashlib.sha256()
-        for part in (BUILD_REVISION, how, str(attrs.get("content_digest") or ""), self.base_of(attrs)):
+        for part in (BUILD_REVISION, how, content, self.base_of(attrs)):
             h.update(part.encode() + b"\0")
         if how == "conda":
             h.update(HOST_SCRIPT.read_bytes())
