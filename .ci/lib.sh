@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the .ci scripts (sourced, not run).
 # Every helper is idempotent: running a setup script twice does nothing the second time.
 
