@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
-from deepdiff import DeepDiff
 from pydantic import BaseModel
 
 from reconciler.plan import FieldChange
@@ -89,6 +88,8 @@ def _leaf_changes(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
     """Changes of one top-level attribute; only dict-vs-dict values go through DeepDiff."""
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return [(key, _none(old), _none(new))]
+    from deepdiff import DeepDiff  # about 0.3 s to import: only when canonical forms differ
+
     report = DeepDiff(old, new, view="tree", verbose_level=2)
     out: dict[str, tuple[str, Any, Any]] = {}
     for levels in report.values():

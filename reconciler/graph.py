@@ -11,17 +11,23 @@ Two graphs:
   that wait for it; apply walks it in topological order.
 
 A cycle is a ``ConfigError`` naming the cycle found by ``nx.find_cycle``.
+
+``networkx`` costs about 0.2 s to import, so it is imported only where a graph is built (``recon
+graph``) or a cycle is reported; the step order of every plan uses the standard library's
+``graphlib`` on plain dicts.
 """
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.resources import endpoint_address
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def uses(rtype: str, attributes: Mapping[str, Any], depends_on: Iterable[str] = ()) -> list[str]:
@@ -55,6 +61,8 @@ def resource_graph(resources: Mapping[str, tuple[str, Mapping[str, Any], Iterabl
 
     Edges u -> v mean "v uses u". Raises ``ConfigError`` on a cycle.
     """
+    import networkx as nx
+
     g = nx.DiGraph()
     for address, (rtype, attrs, deps) in resources.items():
         g.add_node(address, type=rtype)
@@ -70,6 +78,8 @@ def desired_graph(desired: Any) -> nx.DiGraph:
 
 
 def check_acyclic(g: nx.DiGraph, what: str) -> None:
+    import networkx as nx
+
     try:
         cycle = nx.find_cycle(g)
     except nx.NetworkXNoCycle:
@@ -85,6 +95,8 @@ def check_acyclic(g: nx.DiGraph, what: str) -> None:
 
 def dependency_closure(g: nx.DiGraph, roots: Iterable[str]) -> set[str]:
     """``roots`` and everything they (transitively) use."""
+    import networkx as nx
+
     out: set[str] = set()
     for root in roots:
         if root in g and root not in out:
@@ -101,12 +113,21 @@ def step_order(step_ids: list[str], depends_on: Callable[[str], Iterable[str]]) 
     steps it made). Raises ``ConfigError`` on a cycle (a planner bug or an impossible request).
     """
     rank = {sid: i for i, sid in enumerate(step_ids)}
-    g = nx.DiGraph()
-    g.add_nodes_from(step_ids)
-    g.add_edges_from((dep, sid) for sid in step_ids for dep in depends_on(sid) if dep in rank)
+    preds = {sid: [dep for dep in depends_on(sid) if dep in rank] for sid in step_ids}
+    sorter = graphlib.TopologicalSorter(preds)
     try:
-        generations = list(nx.topological_generations(g))
-    except nx.NetworkXUnfeasible:
+        sorter.prepare()
+    except graphlib.CycleError:
+        import networkx as nx
+
+        g = nx.DiGraph()
+        g.add_nodes_from(step_ids)
+        g.add_edges_from((dep, sid) for sid, deps in preds.items() for dep in deps)
         check_acyclic(g, "step")
         raise
-    return [sid for gen in generations for sid in sorted(gen, key=rank.__getitem__)]
+    order: list[str] = []
+    while sorter.is_active():
+        generation = sorted(sorter.get_ready(), key=rank.__getitem__)
+        order.extend(generation)
+        sorter.done(*generation)
+    return order
