@@ -113,23 +113,23 @@ def test_rolling_update_in_batches_and_a_failing_version_rolls_back(sample_proje
     endpoint = root / "endpoint.yml"
     endpoint.write_text(endpoint.read_text() + "traffic:\n  blue: 100\n")
     blue = root / "blue-deployment.yml"
-    _edit(blue, "instance_count: 1", "instance_count: 5\nenvironment_variables:\n  RELEASE: \"1\"")
+    _edit(blue, "instance_count: 1", "instance_count: 3\nenvironment_variables:\n  RELEASE: \"1\"")
     recon = make_recon(root)
     recon("apply", "--auto-approve", timeout=1200)
     keys = recon.keys("my-endpoint")
     request = (root.parent.parent / "model-1" / "sample-request.json").read_bytes()
     before = {i["name"] for i in recon.state()["resources"]["deployment.my-endpoint.blue"]["outputs"]["instances"]}
 
-    with LoadGenerator(keys["scoring_uri"], keys["primaryKey"], request, workers=3) as load:
+    with LoadGenerator(keys["scoring_uri"], keys["primaryKey"], request, workers=2) as load:
         load.wait_for(50)
         _edit(blue, 'RELEASE: "1"', 'RELEASE: "2"')
         plan = json.loads(recon("plan", "--format", "json").stdout)
         rollout = [s for s in plan["steps"] if s["kind"] == "rollout"]
-        assert len(rollout) == 1 and [b["size"] for b in rollout[0]["batches"]] == [1, 1, 1, 1, 1]
+        assert len(rollout) == 1 and [b["size"] for b in rollout[0]["batches"]] == [1, 1, 1]
         recon("apply", "--auto-approve")
         state = recon.state()["resources"]["deployment.my-endpoint.blue"]
         assert state["attributes"]["environment_variables"] == {"RELEASE": "2"}
-        assert len(state["outputs"]["instances"]) == 5
+        assert len(state["outputs"]["instances"]) == 3
         assert not before & {i["name"] for i in state["outputs"]["instances"]}, "every container was replaced"
         stats = load.wait_for(100)
         assert stats.failed == 0, stats.failures[:5]
@@ -147,6 +147,6 @@ def test_rolling_update_in_batches_and_a_failing_version_rolls_back(sample_proje
 
     state_dir = (root / ".recon").resolve()
     running = [c for c in labelled_containers(state_dir) if c.labels.get("recon.role") == "instance"]
-    assert len(running) == 5 and all(c.status == "running" for c in running), "the failed batch was removed"
+    assert len(running) == 3 and all(c.status == "running" for c in running), "the failed batch was removed"
     pending = recon("plan", "--detailed-exitcode", check=False)
     assert pending.returncode == 2, "the failed rollout is still pending work"
