@@ -97,14 +97,9 @@ class DockerEndpoint(EndpointFiles):
     # -- router container ------------------------------------------------------------------------
     def router(self) -> dict[str, Any] | None:
         """The router container (running, and running what it should) as a small dict."""
-        container = self.engine.container(self.router_name)
-        if container is None or container.status != "running":
+        if self.router_problem() is not None:
             return None
-        port = self.chosen_port()
-        labels = container.labels or {}
-        if port is None or labels.get("recon.router_digest") != self.router_digest(port):
-            return None
-        return {"container": container.id, "name": self.router_name, "port": port}
+        return {"name": self.router_name, "port": self.chosen_port()}
 
     def router_problem(self) -> str | None:
         """Why the router is not what recon runs (None when it is)."""
@@ -116,6 +111,10 @@ class DockerEndpoint(EndpointFiles):
         port = self.chosen_port()
         if port is None or (container.labels or {}).get("recon.router_digest") != self.router_digest(port):
             return f"the router container {self.router_name} of endpoint {self.name} runs other settings"
+        published = ((container.attrs.get("HostConfig") or {}).get("PortBindings") or {}).get(f"{ROUTER_PORT}/tcp")
+        if not published or str(published[0].get("HostPort")) != str(port):
+            return (f"the router container {self.router_name} of endpoint {self.name} does not publish "
+                    f"{self.publish_host}:{port}")
         return None
 
     def status(self, timeout: float = 2.0) -> dict[str, Any] | None:

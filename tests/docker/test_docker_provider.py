@@ -141,3 +141,19 @@ def test_no_engine_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         provider.capacity()
     assert "no Docker engine answers" in str(err.value) and "dockerd" in str(err.value)
     assert "DOCKER_HOST" in str(err.value)
+
+
+def test_router_recreated_with_another_port_is_reported_and_replaced(harness: Harness) -> None:
+    made = harness.stack(count=0)
+    ep = made["endpoint.ep"]
+    state_dir = (harness.root / ".recon").resolve()
+    router = next(c for c in labelled_containers(state_dir) if c.labels.get("recon.role") == "router")
+    cfg, host = router.attrs["Config"], router.attrs["HostConfig"]
+    router.remove(force=True)
+    client().containers.run(cfg["Image"], command=cfg["Cmd"], name=router.name, labels=cfg["Labels"],
+                            volumes=host["Binds"], ports={"8080/tcp": ("127.0.0.1", None)}, detach=True)
+    obs = harness.provider.observe(ep)
+    assert obs.exists is False and "does not publish" in obs.problems[0], obs
+    harness.create(harness.endpoint())  # what the next apply does
+    assert harness.provider.observe(ep).exists
+    assert harness.provider.credentials(ep).scoring_uri == ep.outputs["scoring_uri"], "the port is stable"
