@@ -4,6 +4,7 @@ Layout under ``state_dir``::
 
     run/<endpoint>/<deployment>/instances/<n>.json   pid file: id, pid, start_time, port, config_digest
     run/<endpoint>/<deployment>/instances/<n>.port   written by the host once it listens
+    run/<endpoint>/<deployment>/stopping/<n>.json    pid file of an instance SIGTERM'd, not yet gone
     run/<endpoint>/<deployment>/configs/<digest>.json how instances of one configuration are launched
     run/<endpoint>/<deployment>/seq                  the last instance number given out
     logs/<endpoint>/<deployment>/<n>.log             the instance's stdout and stderr
@@ -12,6 +13,12 @@ An instance's configuration is identified by its ``config_digest``: instances at
 are never replaced again, which is what makes a rolling update resumable after a crash. A launch
 config is kept per digest so that scaling clones the configuration that runs (scale first, template
 changes after, as the service does).
+
+Stopping is asynchronous where a rollout needs it (``begin_stop``): a drained instance gets SIGTERM
+and its pid file moves from ``instances/`` to ``stopping/`` (written before the old one is removed,
+so a crash never leaves it unrecorded); ``reap_stopping`` forgets the ones that have exited and
+SIGKILLs those still there after their grace period, or waits for all of them (end of a rollout,
+destroy). Stopping instances are neither in the pool nor counted, and are never taken for strays.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class Instance:
     port: int | None = None
     alive: bool = True
     env_drift: dict[str, str] | None = None  # declared variables as observed, when they differ
+    kill_after: float | None = None  # stopping: SIGKILL after this time (epoch seconds)
 
     def upstream(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -95,6 +103,7 @@ class DeploymentRunner:
         self.workspace = workspace
         self.run = state_dir / "run" / self.endpoint / self.name
         self.inst_dir = self.run / "instances"
+        self.stopping_dir = self.run / "stopping"
         self.cfg_dir = self.run / "configs"
         self.log_dir = state_dir / "logs" / self.endpoint / self.name
         self.lock_path = state_dir / "run" / self.endpoint / f".{self.name}.lock"
@@ -153,13 +162,14 @@ class DeploymentRunner:
     def live(self) -> list[Instance]:
         """Alive instances; pid files of dead ones are removed (their logs stay), and processes
         with this deployment's marks but no pid file (a crash between spawn and record) stopped."""
+        exiting = self.reap_stopping(wait=False)
         alive = []
         for inst in self.recorded():
             if inst.alive:
                 alive.append(inst)
             else:
                 self._forget(inst)
-        known = {i.pid for i in alive}
+        known = {i.pid for i in alive} | {i.pid for i in exiting}
         for _id, pid in self._marked().items():
             if pid not in known:
                 procs.stop(pid, procs.start_time(pid), grace=5.0)
@@ -269,9 +279,57 @@ class DeploymentRunner:
             procs.stop(inst.pid, inst.start_time, grace=grace)
             self._forget(inst)
 
+    def begin_stop(self, instances: list[Instance], grace: float = 10.0) -> None:
+        """SIGTERM ``instances`` without waiting for them to exit: their pid files move to
+        ``stopping/`` (with the time after which they are SIGKILLed) until ``reap_stopping``."""
+        kill_after = time.time() + grace
+        for inst in instances:
+            procs.write_json(self.stopping_dir / f"{inst.id}.json", {**inst.to_output(), "kill_after": kill_after})
+            self._forget(inst)
+            procs.terminate(inst.pid, inst.start_time)
+
+    def stopping(self) -> list[Instance]:
+        """Instances SIGTERM'd and not yet reaped (alive or not), ``port`` None."""
+        out: list[Instance] = []
+        if not self.stopping_dir.is_dir():
+            return out
+        for path in self.stopping_dir.glob("*.json"):
+            data = procs.read_json(path)
+            if not isinstance(data, dict) or "pid" not in data:
+                path.unlink(missing_ok=True)
+                continue
+            inst = Instance(int(data["id"]), int(data["pid"]), data.get("start_time"),
+                            str(data.get("config_digest", "")))
+            inst.alive = procs.is_alive(inst.pid, inst.start_time)
+            inst.kill_after = float(data.get("kill_after") or 0.0)
+            out.append(inst)
+        return sorted(out, key=lambda i: i.id)
+
+    def reap_stopping(self, wait: bool) -> list[Instance]:
+        """Forget stopping instances that have exited; SIGKILL those past their grace period. With
+        ``wait``, wait until every one is gone (SIGKILL at its deadline, then at most 5 s more).
+        Returns those still exiting (their pid files stay)."""
+        pending = self.stopping()
+        give_up = max((i.kill_after or 0.0 for i in pending), default=0.0) + 5.0
+        while True:
+            still: list[Instance] = []
+            now = time.time()
+            for inst in pending:
+                if not procs.is_alive(inst.pid, inst.start_time):
+                    (self.stopping_dir / f"{inst.id}.json").unlink(missing_ok=True)
+                    continue
+                if now >= (inst.kill_after or 0.0):
+                    procs.kill(inst.pid, inst.start_time)
+                still.append(inst)
+            if not wait or not still or now >= give_up:
+                return still
+            pending = still
+            time.sleep(0.01)
+
     def stop_all(self) -> None:
-        """Every instance of this deployment, recorded or only marked; then its run folder."""
+        """Every instance of this deployment, recorded, stopping or only marked; then its run folder."""
         self.stop(self.recorded(), grace=10.0)
+        self.reap_stopping(wait=True)
         for _id, pid in self._marked().items():
             procs.stop(pid, procs.start_time(pid), grace=5.0)
         shutil.rmtree(self.run, ignore_errors=True)

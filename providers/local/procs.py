@@ -154,6 +154,18 @@ def stop(pid: int, started: int | None, grace: float = 10.0) -> None:
     wait_dead(pid, started, 5.0)
 
 
+def terminate(pid: int, started: int | None) -> None:
+    """SIGTERM the process and its group without waiting (``stop`` waits)."""
+    if is_alive(pid, started):
+        _signal_group(pid, signal.SIGTERM)
+
+
+def kill(pid: int, started: int | None) -> None:
+    """SIGKILL the process and its group without waiting."""
+    if is_alive(pid, started):
+        _signal_group(pid, signal.SIGKILL)
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     # Our processes lead their own session, so the group id is the pid; signal the group so that
     # anything they started goes too, and the process itself in case it changed group.

@@ -113,6 +113,7 @@ class LocalProvider(Provider):
             elif res.type == "deployment":
                 runner = self._runner(res.attributes)
                 owned |= {runner.mark(int(i["id"])) for i in res.outputs.get("instances") or [] if "id" in i}
+                owned |= {runner.mark(i.id) for i in runner.stopping()}  # SIGTERM'd, still exiting
         found = []
         for pid, env in procs.marked_processes():
             if env.get(procs.MARK_STATE_DIR) != str(self.state_dir):
@@ -230,6 +231,7 @@ class LocalProvider(Provider):
             current = self._settle(runner, [i for i in live if i not in stale], config)
             if not stale:
                 runner.set_pool(ep, _upstreams(current), _router_settings(request.attributes))
+                runner.reap_stopping(wait=True)
                 return self._deployment_outputs(runner, current, digest)
             count = _count(request.attributes, len(live))
             size = max(1, batch.size)
@@ -240,7 +242,11 @@ class LocalProvider(Provider):
                 retire = stale[: min(size, len(stale))]
                 new = self._start_ready(runner, request, digest, config, len(retire))
             serving = current + new + [i for i in stale if i not in retire]
-            self._retire(runner, ep, serving, retire, request)
+            # The drained old instances get SIGTERM and the batch moves on: they exit while the next
+            # batch starts (reaped there); after the last batch, wait until every one is gone.
+            self._retire(runner, ep, serving, retire, request, wait=False)
+            if not any(i in stale for i in serving):
+                runner.reap_stopping(wait=True)
             request.emit(f"batch {batch.index}: {len(new)} new instance(s) serving, "
                          f"{len(retire)} old one(s) stopped")
             return self._deployment_outputs(runner, serving, digest)
@@ -423,11 +429,15 @@ class LocalProvider(Provider):
         return [i for i in instances if i.port is not None or i in ready]
 
     def _retire(self, runner: DeploymentRunner, ep: EndpointFiles, serving: list[Instance],
-                retire: list[Instance], request: ApplyRequest) -> None:
-        """Pool becomes ``serving``; the retired instances are drained, then stopped."""
+                retire: list[Instance], request: ApplyRequest, wait: bool = True) -> None:
+        """Pool becomes ``serving``; the retired instances are drained, then stopped (without
+        ``wait``: SIGTERM'd and left to exit, see ``DeploymentRunner.begin_stop``)."""
         runner.set_pool(ep, _upstreams(serving), _router_settings(request.attributes))
         ep.wait_drained(_upstreams(retire), _drain_timeout(request.attributes))
-        runner.stop(retire, grace=STOP_GRACE)
+        if wait:
+            runner.stop(retire, grace=STOP_GRACE)
+        else:
+            runner.begin_stop(retire, grace=STOP_GRACE)
 
     def _deployment_outputs(self, runner: DeploymentRunner, serving: list[Instance],
                             digest: str | None) -> dict[str, Any]:
