@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -238,7 +239,7 @@ class Plan(BaseModel):
                 return rc
         return None
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """sha256 of everything but ``created_at`` and ``recon_version``: equal plans have equal
         digests. Both are display-only and differ between the CI run that planned (and that

@@ -545,7 +545,9 @@ def _put(target: dict[str, Any] | None, path: str, value: Any) -> None:
 
 
 def _dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False, default=str)
+    # Compact, like `terraform show -json`: with an indent Python falls back to its pure-Python
+    # encoder, which took 11 s of a 16,000-resource plan; compact JSON uses the C encoder.
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 # --------------------------------------------------------------------------------------------
