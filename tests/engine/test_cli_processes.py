@@ -145,7 +145,7 @@ def test_ctrl_c_finishes_the_batch_in_flight_and_stops(sample_project: Any) -> N
 def test_second_ctrl_c_stops_at_once_with_exit_130(sample_project: Any) -> None:
     root = fake_project(sample_project)
     assert finish(root, "apply", "--auto-approve").returncode == 0
-    configure(root, delay_ms=3000)
+    configure(root, delay_ms=10000)
     set_blue(root, count=1, release="v2")
     proc = start(root, "apply", "--auto-approve")
     _wait_for(proc, f"{BLUE}: Rolling out")
@@ -155,7 +155,7 @@ def test_second_ctrl_c_stops_at_once_with_exit_130(sample_project: Any) -> None:
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
-    assert time.monotonic() - sent < 2.0
+    assert time.monotonic() - sent < 5.0  # the batch in flight would take 10 s
     assert "Second interrupt: stopping now." in err and "cancelled at once" in err
     state = State.from_bytes((root / ".recon" / "state.json").read_bytes())
     assert state.resources[BLUE].status == "failed"  # unknown outcome: applied again next time

@@ -74,7 +74,7 @@ def test_init_failure_exits_3_with_traceback_in_log(start_host: Callable[..., Pr
 def test_runs_up_to_worker_count_at_once(start_host: Callable[..., Proc]) -> None:
     host = start_host(workers=4)
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(call(host.port, {"sleep": 0.5}, key=None)[0]))
+    threads = [threading.Thread(target=lambda: results.append(call(host.port, {"sleep": 1.0}, key=None)[0]))
                for _ in range(4)]
     t0 = time.monotonic()
     for t in threads:
@@ -82,7 +82,7 @@ def test_runs_up_to_worker_count_at_once(start_host: Callable[..., Proc]) -> Non
     for t in threads:
         t.join()
     assert results == [200] * 4
-    assert time.monotonic() - t0 < 1.4  # concurrently, not 4 x 0.5 s
+    assert time.monotonic() - t0 < 3.0  # concurrently, not 4 x 1 s
 
 
 def test_sigterm_finishes_requests_in_flight(start_host: Callable[..., Proc]) -> None:
