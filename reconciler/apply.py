@@ -18,6 +18,7 @@ current batch; a second cancel stops waiting at once. The engine never prints: i
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -92,7 +93,7 @@ class RetryPolicy:
     max_delay: float = 30.0
 
     def delay(self, attempt: int, error: RetryableError) -> float:
-        return min(self.max_delay, max(error.delay, self.base_delay * 2 ** (attempt - 1)))
+        return float(min(self.max_delay, max(error.delay, self.base_delay * 2 ** (attempt - 1))))
 
 
 @dataclass
@@ -240,7 +241,7 @@ class _Recorder:
         with self._lock:
             return self._state.model_copy(deep=True)
 
-    def change(self, mutate: Callable[[State], None]) -> None:
+    def change(self, mutate: Callable[[State], object]) -> None:
         with self._lock:
             new = self._state.model_copy(deep=True)
             mutate(new)
@@ -527,11 +528,9 @@ class _Engine:
             self.hooks("batch_started", step, batch, len(batches))
             start = time.monotonic()
             request = self._request(step, after)
-            outputs = self._call(step, outcome, lambda b=batch, r=request: self.provider.roll_batch(r, b))
+            outputs = self._call(step, outcome, functools.partial(self.provider.roll_batch, request, batch))
             last = i == len(batches) - 1
-            self.recorder.change(
-                lambda s, o=outputs, done=last: _record_batch(s, step.address, after, o, done)
-            )
+            self.recorder.change(functools.partial(_record_batch_into, step.address, after, outputs, last))
             outcome.batches_done = i + 1
             self.hooks("batch_finished", step, batch, len(batches), time.monotonic() - start)
 
@@ -612,6 +611,12 @@ def _batches(params: dict[str, Any]) -> list[Batch]:
     size = max(1, int(params.get("batch_size", instances)))
     sizes = [min(size, instances - start) for start in range(0, instances, size)] or [1]
     return [Batch(index=i + 1, size=n) for i, n in enumerate(sizes)]
+
+
+def _record_batch_into(
+    address: str, after: dict[str, Any], outputs: dict[str, Any], last: bool, state: State
+) -> None:
+    _record_batch(state, address, after, outputs, last)
 
 
 def _record_batch(

@@ -85,7 +85,7 @@ class ProjectSettings(BaseModel):
     source: str | None = None  # "recon.yaml" when the file exists
 
 
-DEFAULT_LIMITS = {"endpoints": schema.MAX_ENDPOINTS, "deployments": schema.MAX_DEPLOYMENTS}
+DEFAULT_LIMITS: dict[str, int] = {"endpoints": schema.MAX_ENDPOINTS, "deployments": schema.MAX_DEPLOYMENTS}
 
 
 # --- files, parsing and line lookup -----------------------------------------------------------
@@ -121,16 +121,16 @@ class _File:
         node = self.node()
         if not node:
             return None
-        line = node.start_mark.line + 1
+        line: int = int(node.start_mark.line) + 1
         for part in path:
             if isinstance(node, yaml.MappingNode):
                 match = next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
                 if match is None:
                     return line
-                line, node = match[0].start_mark.line + 1, match[1]
+                line, node = int(match[0].start_mark.line) + 1, match[1]
             elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
                 node = node.value[part]
-                line = node.start_mark.line + 1
+                line = int(node.start_mark.line) + 1
             else:
                 return line
         return line
@@ -330,9 +330,8 @@ def _settings_from(run: _Run, f: _File, doc: schema.ReconFileDoc, limits_raw: An
     custom = {name: InstanceType(**t.model_dump()) for name, t in (doc.instance_types or {}).items()}
     state: dict[str, Any] = {"backend": "file", "path": ".recon/state.json"}
     if doc.state is not None:
-        backend = schema.check_enum(
-            doc.state.backend, schema.STATE_BACKENDS, ("state", "backend"), problems := []
-        )
+        problems: list[schema.Problem] = []
+        backend = schema.check_enum(doc.state.backend, schema.STATE_BACKENDS, ("state", "backend"), problems)
         for p in problems:
             run.report(f, p)
         state = {k: v for k, v in doc.state.model_dump().items() if v is not None}
@@ -619,12 +618,12 @@ class _Builder:
         path: tuple[Any, ...] = ("name",),
     ) -> None:
         if address in self.origin:
-            other, line = self.origin[address]
+            other, other_line = self.origin[address]
             if other is not f:
                 self.run.error(
                     f,
                     path,
-                    f"{address} is already declared in {other.rel}:{line}",
+                    f"{address} is already declared in {other.rel}:{other_line}",
                     "each resource is declared once; rename or remove one of the two",
                 )
             return

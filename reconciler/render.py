@@ -614,7 +614,7 @@ _DOT_SHAPE = {
 _MERMAID_SHAPE = {"environment": ("[[", "]]"), "model": ("[(", ")]"), "endpoint": ("([", "])")}
 
 
-def render_graph(g: nx.DiGraph, fmt: str = "dot") -> str:
+def render_graph(g: nx.DiGraph[str], fmt: str = "dot") -> str:
     """The dependency graph (edges dependency -> dependent) as DOT or Mermaid, sorted."""
     nodes = sorted(g.nodes, key=str)
     edges = sorted(g.edges, key=lambda e: (str(e[0]), str(e[1])))
@@ -629,7 +629,7 @@ def _dot_quote(text: Any) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _dot(g: nx.DiGraph, nodes: list[Any], edges: list[tuple[Any, Any]]) -> str:
+def _dot(g: nx.DiGraph[str], nodes: list[Any], edges: list[tuple[Any, Any]]) -> str:
     lines = ["digraph recon {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
     for n in nodes:
         rtype = g.nodes[n].get("type") or str(n).partition(".")[0]
@@ -659,7 +659,7 @@ def _mermaid_label(text: Any) -> str:
     return '"' + str(text).replace('"', "#quot;").replace("\n", " ") + '"'
 
 
-def _mermaid(g: nx.DiGraph, nodes: list[Any], edges: list[tuple[Any, Any]]) -> str:
+def _mermaid(g: nx.DiGraph[str], nodes: list[Any], edges: list[tuple[Any, Any]]) -> str:
     ids = mermaid_ids(nodes)
     lines = ["flowchart LR"]
     for n in nodes:

@@ -118,7 +118,7 @@ class InlineEnvironmentDoc(_Strict):
 
 class EnvironmentDoc(InlineEnvironmentDoc):
     schema_: str | None = Field(None, alias="$schema")
-    name: str  # type: ignore[assignment]  # required at top level
+    name: str  # required at top level
 
 
 class InlineModelDoc(_Strict):
@@ -137,7 +137,7 @@ class InlineModelDoc(_Strict):
 
 class ModelDoc(InlineModelDoc):
     schema_: str | None = Field(None, alias="$schema")
-    name: str  # type: ignore[assignment]
+    name: str
 
 
 # --- deployments -----------------------------------------------------------------------------

@@ -124,7 +124,7 @@ def redact_dsn(dsn: str) -> tuple[str, str]:
     except Exception:  # a malformed DSN: say nothing about its content
         return "postgres (unparsable DSN)", ""
     password = str(params.get("password") or "")
-    user = params.get("user") or ""
+    user = str(params.get("user") or "")
     host = params.get("host") or "localhost"
     port = params.get("port") or 5432
     db = params.get("dbname") or user

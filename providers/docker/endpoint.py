@@ -198,7 +198,7 @@ class DockerEndpoint(EndpointFiles):
         if container is None:
             return []
         with mapped(f"logs of {self.router_name}"):
-            text = container.logs(tail=tail).decode(errors="replace")
+            text = str(container.logs(tail=tail).decode(errors="replace"))
         return text.splitlines()
 
     def internal_ip(self, container: Any) -> str | None:

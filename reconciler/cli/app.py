@@ -25,6 +25,14 @@ class CliContext:
     root: Path
 
 
+def project_root(ctx: click.Context) -> Path:
+    """The project root (``-C DIR``) of the running command."""
+    obj = ctx.find_object(CliContext)
+    if obj is None:  # only when a command is invoked outside the ``cli`` group
+        raise click.UsageError("no project: run recon commands through the `recon` group")
+    return obj.root
+
+
 def use_color() -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"

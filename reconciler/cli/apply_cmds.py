@@ -32,7 +32,7 @@ from typing import Any
 import click
 
 from reconciler.apply import ApplyResult, CancelToken, StepOutcome, apply_plan
-from reconciler.cli.app import CliContext, cli, use_color
+from reconciler.cli.app import cli, project_root, use_color
 from reconciler.cli.plan_cmds import lock_timeout_option, state_lock
 from reconciler.errors import PlanError, ProviderError, StalePlanError, StateError
 from reconciler.hooks import ApplyHooks
@@ -177,8 +177,7 @@ def interrupts(token: CancelToken) -> Iterator[None]:
 def _project(ctx: click.Context) -> Any:
     from reconciler.project import Project
 
-    obj: CliContext = ctx.find_object(CliContext)
-    project = Project(obj.root)
+    project = Project(project_root(ctx))
     ctx.call_on_close(project.close)
     return project
 

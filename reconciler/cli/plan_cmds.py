@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from reconciler.cli.app import CliContext, cli, use_color
+from reconciler.cli.app import cli, project_root, use_color
 from reconciler.errors import PlanError, StateError, StateLockedError
 from reconciler.plan import Plan
 from reconciler.project import Project
@@ -41,7 +41,7 @@ plan_location_option = click.option(
 
 
 def _root(ctx: click.Context) -> Path:
-    return ctx.find_object(CliContext).root
+    return project_root(ctx)
 
 
 lock_timeout_option = click.option(

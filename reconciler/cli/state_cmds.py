@@ -12,7 +12,7 @@ from typing import Any
 import click
 import yaml
 
-from reconciler.cli.app import CliContext, cli
+from reconciler.cli.app import cli, project_root
 from reconciler.errors import ConfigError, Diagnostic, StateError
 from reconciler.state import State
 from reconciler.statemgr import StateManager, open_state_manager
@@ -54,8 +54,8 @@ def _read_state_key(root: Path) -> dict[str, Any]:
 
 
 def _manager(ctx: click.Context) -> StateManager:
-    obj: CliContext = ctx.find_object(CliContext)
-    mgr = open_state_manager(obj.root, state_settings(obj.root))
+    root = project_root(ctx)
+    mgr = open_state_manager(root, state_settings(root))
     ctx.call_on_close(mgr.close)
     return mgr
 
@@ -174,7 +174,7 @@ def state_migrate(ctx: click.Context, to: str, dsn: str | None, name: str, path:
 
     Changes nothing else: recon.yaml still names the old backend until you edit it.
     """
-    root: Path = ctx.find_object(CliContext).root
+    root: Path = project_root(ctx)
     source = _manager(ctx)
     target_settings: dict[str, Any] = {"backend": to}
     if to == "postgres":
