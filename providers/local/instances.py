@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,7 @@ class DeploymentRunner:
         self.cfg_dir = self.run / "configs"
         self.log_dir = state_dir / "logs" / self.endpoint / self.name
         self.lock_path = state_dir / "run" / self.endpoint / f".{self.name}.lock"
+        self._configs: dict[str, LaunchConfig | None] = {}
 
     def mark(self, instance_id: int) -> str:
         return f"{self.endpoint}/{self.name}/{instance_id}"
@@ -121,6 +123,12 @@ class DeploymentRunner:
     def load_config(self, digest: str) -> LaunchConfig | None:
         data = procs.read_json(self.cfg_dir / f"{_fname(digest)}.json")
         return LaunchConfig.from_json(data) if isinstance(data, dict) else None
+
+    def _config_cached(self, digest: str) -> LaunchConfig | None:
+        """``load_config`` read once per digest for this runner (configs never change per digest)."""
+        if digest not in self._configs:
+            self._configs[digest] = self.load_config(digest)
+        return self._configs[digest]
 
     # -- finding ---------------------------------------------------------------------------------
     def recorded(self) -> list[Instance]:
@@ -181,7 +189,7 @@ class DeploymentRunner:
         if env is None:
             return None
         keys = set(declared)
-        config = self.load_config(inst.config_digest)
+        config = self._config_cached(inst.config_digest)
         if config is not None:
             keys |= set(config.environment_variables)
         seen = {k: env[k] for k in sorted(keys) if k in env}
@@ -269,6 +277,27 @@ class DeploymentRunner:
             return False
         got = procs.http_get(inst.port, "/", probe_settings(probe)["timeout"])
         return got is not None and got[0] == 200
+
+    def live_map(self, instances: list[Instance], probe: dict[str, Any] | None) -> dict[int, bool]:
+        """``is_live`` of every instance, probed at the same time (id -> answered)."""
+        result: dict[int, bool] = {}
+        candidates = [i for i in instances if i.alive and i.port is not None]
+        for inst in instances:
+            result[inst.id] = False
+        if len(candidates) <= 1:
+            for inst in candidates:
+                result[inst.id] = self.is_live(inst, probe)
+            return result
+
+        def one(inst: Instance) -> None:
+            result[inst.id] = self.is_live(inst, probe)
+
+        threads = [threading.Thread(target=one, args=(inst,), daemon=True) for inst in candidates]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return result
 
     # -- stopping --------------------------------------------------------------------------------
     def stop(self, instances: list[Instance], grace: float = 10.0) -> None:

@@ -87,10 +87,11 @@ class LocalProvider(Provider):
             return Observation(False, problems=["no instance of it is running"])
         problems: list[str] = []
         healthy: list[Instance] = []
+        answered = runner.live_map(recorded, attrs.get("liveness_probe"))
         for inst in recorded:
             if not inst.alive:
                 problems.append(f"instance {inst.id} (pid {inst.pid}) is not running")
-            elif not runner.is_live(inst, attrs.get("liveness_probe")):
+            elif not answered[inst.id]:
                 problems.append(f"instance {inst.id} (pid {inst.pid}) does not answer its liveness probe")
             else:
                 healthy.append(inst)
@@ -196,7 +197,8 @@ class LocalProvider(Provider):
         desired_digest, desired = self._desired(request, runner)
         with procs.file_lock(runner.lock_path):
             live = runner.live()
-            healthy = [i for i in live if runner.is_live(i, request.attributes.get("liveness_probe"))]
+            answered = runner.live_map(live, request.attributes.get("liveness_probe"))
+            healthy = [i for i in live if answered[i.id]]
             broken = [i for i in live if i not in healthy]
             if broken:
                 self._retire(runner, ep, healthy, broken, request)
