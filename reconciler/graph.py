@@ -56,14 +56,14 @@ def uses(rtype: str, attributes: Mapping[str, Any], depends_on: Iterable[str] = 
     return found
 
 
-def resource_graph(resources: Mapping[str, tuple[str, Mapping[str, Any], Iterable[str]]]) -> nx.DiGraph:
+def resource_graph(resources: Mapping[str, tuple[str, Mapping[str, Any], Iterable[str]]]) -> nx.DiGraph[str]:
     """Graph of addresses: ``resources`` maps address -> (type, attributes, depends_on).
 
     Edges u -> v mean "v uses u". Raises ``ConfigError`` on a cycle.
     """
     import networkx as nx
 
-    g = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     for address, (rtype, attrs, deps) in resources.items():
         g.add_node(address, type=rtype)
         for dep in uses(rtype, attrs, deps):
@@ -72,12 +72,12 @@ def resource_graph(resources: Mapping[str, tuple[str, Mapping[str, Any], Iterabl
     return g
 
 
-def desired_graph(desired: Any) -> nx.DiGraph:
+def desired_graph(desired: Any) -> nx.DiGraph[str]:
     """The resource graph of a ``DesiredState`` (the input of ``render_graph``)."""
     return resource_graph({a: (r.type, r.attributes, r.depends_on) for a, r in desired.resources.items()})
 
 
-def check_acyclic(g: nx.DiGraph, what: str) -> None:
+def check_acyclic(g: nx.DiGraph[str], what: str) -> None:
     import networkx as nx
 
     try:
@@ -93,7 +93,7 @@ def check_acyclic(g: nx.DiGraph, what: str) -> None:
     )
 
 
-def dependency_closure(g: nx.DiGraph, roots: Iterable[str]) -> set[str]:
+def dependency_closure(g: nx.DiGraph[str], roots: Iterable[str]) -> set[str]:
     """``roots`` and everything they (transitively) use."""
     import networkx as nx
 
@@ -120,7 +120,7 @@ def step_order(step_ids: list[str], depends_on: Callable[[str], Iterable[str]]) 
     except graphlib.CycleError:
         import networkx as nx
 
-        g = nx.DiGraph()
+        g: nx.DiGraph[str] = nx.DiGraph()
         g.add_nodes_from(step_ids)
         g.add_edges_from((dep, sid) for sid, deps in preds.items() for dep in deps)
         check_acyclic(g, "step")

@@ -216,7 +216,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -324,7 +324,7 @@ class Server(ThreadingHTTPServer):
             while not self._stop_requested:
                 for key, _ in sel.select():
                     if key.fileobj is self and not self._stop_requested:
-                        self._handle_request_noblock()
+                        self._handle_request_noblock()  # type: ignore[attr-defined]
                 self.service_actions()
 
     def request_stop(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -303,7 +304,7 @@ class DeploymentRunner:
     def stop(self, instances: list[Instance], grace: float = 10.0) -> None:
         """SIGTERM all (the host finishes what it has), SIGKILL after ``grace``; forget them."""
         for inst in instances:
-            procs.signal_process(inst.pid, inst.start_time, procs.signal.SIGTERM)
+            procs.signal_process(inst.pid, inst.start_time, signal.SIGTERM)
         for inst in instances:
             procs.stop(inst.pid, inst.start_time, grace=grace)
             self._forget(inst)

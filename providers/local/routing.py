@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -80,7 +81,7 @@ class EndpointFiles:
             procs.write_json(self.table, table)
         router = self.router()
         if router is not None:
-            procs.signal_process(router["pid"], router.get("start_time"), procs.signal.SIGHUP)
+            procs.signal_process(router["pid"], router.get("start_time"), signal.SIGHUP)
             if wait:
                 self.wait_version(version)
         return version
