@@ -124,18 +124,19 @@ def test_ctrl_c_finishes_the_batch_in_flight_and_stops(sample_project: Any) -> N
     root = fake_project(sample_project)
     set_blue(root, count=10)
     assert finish(root, "apply", "--auto-approve").returncode == 0
-    configure(root, delay_ms=400)
+    configure(root, delay_ms=2000)
     set_blue(root, count=10, release="v2")
     proc = start(root, "apply", "--auto-approve")
     _wait_for(proc, "rollout batch 1/5 done")
+    time.sleep(0.5)  # batch 2 is (almost always) in flight now; either way no further batch may start
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, out + err
     assert "Interrupt received: finishing the steps in flight" in err
     assert "Apply cancelled." in err
-    assert f"{BLUE}: rollout cancelled: stopped after batch 2/5" in err
     batches = [c["batch"] for c in world(root).calls() if c["op"] == "roll_batch"]
-    assert batches == [1, 2]  # the batch in flight finished, no other started
+    assert batches in ([1], [1, 2]), batches  # the batch in flight finished, no other started
+    assert f"{BLUE}: rollout cancelled: stopped after batch {len(batches)}/5" in err
     state = State.from_bytes((root / ".recon" / "state.json").read_bytes())
     assert state.resources[BLUE].attributes["environment_variables"] == {}
     configure(root)
