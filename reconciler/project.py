@@ -123,7 +123,7 @@ class Project:
 
     def locked(self, operation: str, lock: bool = True) -> contextlib.AbstractContextManager[Any]:
         """The state lock for ``operation`` (or nothing when ``lock`` is False)."""
-        return self.state_manager.lock(operation) if lock else contextlib.nullcontext()  # type: ignore[no-any-return]
+        return self.state_manager.lock(operation) if lock else contextlib.nullcontext()
 
     def plan(
         self,

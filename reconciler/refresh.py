@@ -55,7 +55,7 @@ def refresh_resource(
     seen = _normal(resource.type, {k: v for k, v in obs.attributes.items() if k in recorded})
     overlay = {**recorded, **seen}
     changes = diff_attributes(recorded, overlay)
-    detail = "; ".join(obs.problems) or None
+    changed_detail = "; ".join(obs.problems) or None
     items = [
         DriftItem(
             address=resource.address,
@@ -63,7 +63,7 @@ def refresh_resource(
             path=c.path,
             recorded=c.before,
             actual=c.after,
-            detail=detail,
+            detail=changed_detail,
         )
         for c in changes
     ]

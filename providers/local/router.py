@@ -928,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain-seconds", dest="drain_seconds", type=float, default=30.0)
     args = p.parse_args(argv)
     with contextlib.suppress(ImportError):
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
 
         uvloop.install()
     return asyncio.run(run(args))
