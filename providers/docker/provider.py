@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
+from providers.common import drain_timeout, instance_count, normal_traffic, router_settings, start_error
 from providers.docker.endpoint import DockerEndpoint
 from providers.docker.engine import Engine
 from providers.docker.images import DEFAULT_BASE_IMAGE, ImageBuilder
@@ -40,7 +41,6 @@ from providers.docker.instances import (
     code_mount_for,
 )
 from providers.local import files, procs
-from providers.local.instances import StartFailure
 from reconciler.catalog import lookup, merged_catalog
 from reconciler.errors import PermanentError
 from reconciler.plan import Batch
@@ -97,8 +97,8 @@ class DockerProvider(Provider):
         table = ep.read_table()
         observed = {
             "auth_mode": table.get("auth_mode", resource.attributes.get("auth_mode")),
-            "traffic": _normal_traffic(table.get("traffic")),
-            "mirror_traffic": _normal_traffic(table.get("mirror_traffic")),
+            "traffic": normal_traffic(table.get("traffic")),
+            "mirror_traffic": normal_traffic(table.get("mirror_traffic")),
         }
         return Observation(True, attributes=observed, outputs=self._endpoint_outputs(ep))
 
@@ -188,7 +188,7 @@ class DockerProvider(Provider):
         runner = self._runner(request.attributes)
         with procs.file_lock(runner.lock_path):
             live = runner.live()
-            runner.set_pool(_upstreams(live), _router_settings(request.attributes))
+            runner.set_pool(_upstreams(live), router_settings(request.attributes))
             return self._deployment_outputs(runner, live, prior.get("config_digest"))
 
     def delete(self, resource: StateResource) -> None:
@@ -212,7 +212,7 @@ class DockerProvider(Provider):
                 live = runner.live()
                 if runner.ep.table.exists():
                     runner.remove_from_router()
-                    runner.ep.wait_drained(_upstreams(live), _drain_timeout(attrs))
+                    runner.ep.wait_drained(_upstreams(live), drain_timeout(attrs))
                 runner.stop_all()
 
     def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
@@ -232,14 +232,14 @@ class DockerProvider(Provider):
                 if config is None:
                     digest, config = desired_digest, desired
                 healthy += self._start_ready(runner, request, digest, config, count - len(healthy))
-                runner.set_pool(_upstreams(healthy), _router_settings(request.attributes))
+                runner.set_pool(_upstreams(healthy), router_settings(request.attributes))
             elif len(healthy) > count:
                 surplus = sorted(healthy, key=lambda i: (i.config_digest == desired_digest, -i.id))
                 surplus = surplus[: len(healthy) - count]
                 healthy = [i for i in healthy if i not in surplus]
                 self._retire(runner, healthy, surplus, request)
             else:
-                runner.set_pool(_upstreams(healthy), _router_settings(request.attributes))
+                runner.set_pool(_upstreams(healthy), router_settings(request.attributes))
             return self._deployment_outputs(runner, healthy, desired_digest)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
@@ -251,9 +251,9 @@ class DockerProvider(Provider):
             stale = [i for i in live if i.config_digest != digest or runner.check_environment(i, declared) is not None]
             current = [i for i in live if i not in stale]
             if not stale:
-                runner.set_pool(_upstreams(current), _router_settings(request.attributes))
+                runner.set_pool(_upstreams(current), router_settings(request.attributes))
                 return self._deployment_outputs(runner, current, digest)
-            count = _count(request.attributes, len(live))
+            count = instance_count(request.attributes, len(live))
             size = max(1, batch.size)
             if len(live) > count:  # resuming: new ones already up, old ones not yet stopped
                 retire = stale[: min(size, len(live) - count)]
@@ -272,8 +272,8 @@ class DockerProvider(Provider):
         ep = self._endpoint(request.attributes["name"])
 
         def mutate(table: dict[str, Any]) -> None:
-            table["traffic"] = _normal_traffic(traffic)
-            table["mirror_traffic"] = _normal_traffic(mirror_traffic)
+            table["traffic"] = normal_traffic(traffic)
+            table["mirror_traffic"] = normal_traffic(mirror_traffic)
 
         ep.update_table(mutate)
         return self._endpoint_outputs(ep)
@@ -350,7 +350,7 @@ class DockerProvider(Provider):
     def _create_deployment(self, request: ApplyRequest) -> dict[str, Any]:
         runner = self._runner(request.attributes)
         digest, config = self._desired(request, runner)
-        count = _count(request.attributes, 1)
+        count = instance_count(request.attributes, 1)
         declared = dict(request.attributes.get("environment_variables") or {})
         runner.run.mkdir(parents=True, exist_ok=True)  # exists even with 0 instances
         with procs.file_lock(runner.lock_path):
@@ -366,7 +366,7 @@ class DockerProvider(Provider):
                 shutil.rmtree(runner.run, ignore_errors=True)
                 raise
             serving = keep + new
-            runner.set_pool(_upstreams(serving), _router_settings(request.attributes))
+            runner.set_pool(_upstreams(serving), router_settings(request.attributes))
             return self._deployment_outputs(runner, serving, digest)
 
     def _desired(self, request: ApplyRequest, runner: ContainerRunner) -> tuple[str, DockerLaunch]:
@@ -447,7 +447,7 @@ class DockerProvider(Provider):
         failure = runner.wait_ready(new, config.readiness_probe)
         if failure is not None:
             runner.stop(new, grace=2.0)
-            raise _start_error(request.address, failure)
+            raise start_error(request.address, failure, what="container")
         for inst in new:
             request.emit(f"instance {inst.id} ready ({inst.name}, {inst.upstream()})")
         return new
@@ -455,8 +455,8 @@ class DockerProvider(Provider):
     def _retire(self, runner: ContainerRunner, serving: list[ContainerInstance],
                 retire: list[ContainerInstance], request: ApplyRequest) -> None:
         """Pool becomes ``serving``; the retired containers are drained, then stopped."""
-        runner.set_pool(_upstreams(serving), _router_settings(request.attributes))
-        runner.ep.wait_drained(_upstreams(retire), _drain_timeout(request.attributes))
+        runner.set_pool(_upstreams(serving), router_settings(request.attributes))
+        runner.ep.wait_drained(_upstreams(retire), drain_timeout(request.attributes))
         runner.stop(retire, grace=STOP_GRACE)
 
     def _deployment_outputs(self, runner: ContainerRunner, serving: list[ContainerInstance],
@@ -470,34 +470,8 @@ class DockerProvider(Provider):
         }
 
 
-def _start_error(address: str, failure: StartFailure) -> PermanentError:
-    lines = failure.log_tail or ["(the container wrote nothing to its log)"]
-    return PermanentError(f"{address}: {failure.reason}; the old instances keep serving. Last log lines:\n"
-                          + "\n".join("    " + line for line in lines[-15:]), detail=lines)
-
-
 def _upstreams(instances: list[ContainerInstance]) -> list[str]:
     return [i.upstream() for i in sorted(instances, key=lambda i: i.id) if i.ip]
-
-
-def _router_settings(attrs: dict[str, Any]) -> dict[str, Any]:
-    settings = attrs.get("request_settings") or {}
-    return {k: settings[k] for k in ("request_timeout_ms", "max_concurrent_requests_per_instance",
-                                     "max_queue_wait_ms") if settings.get(k) is not None}
-
-
-def _count(attrs: dict[str, Any], default: int) -> int:
-    value = attrs.get("instance_count")
-    return default if value is None else int(value)
-
-
-def _drain_timeout(attrs: dict[str, Any]) -> float:
-    timeout_ms = (attrs.get("request_settings") or {}).get("request_timeout_ms") or 5000
-    return float(timeout_ms) / 1000 + 1.0
-
-
-def _normal_traffic(traffic: Any) -> dict[str, int]:
-    return {str(k).lower(): int(v) for k, v in (traffic or {}).items() if int(v or 0) > 0}
 
 
 _MEM_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,

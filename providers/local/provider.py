@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
+from providers.common import drain_timeout, instance_count, normal_traffic, router_settings, start_error
 from providers.local import files, procs
-from providers.local.instances import DeploymentRunner, Instance, LaunchConfig, StartFailure
+from providers.local.instances import DeploymentRunner, Instance, LaunchConfig
 from providers.local.routing import EndpointFiles
 from providers.local.venvs import EnvironmentBuilder
 from reconciler.errors import PermanentError
@@ -74,8 +75,8 @@ class LocalProvider(Provider):
         table = ep.read_table()
         observed = {
             "auth_mode": table.get("auth_mode", resource.attributes.get("auth_mode")),
-            "traffic": _normal_traffic(table.get("traffic")),
-            "mirror_traffic": _normal_traffic(table.get("mirror_traffic")),
+            "traffic": normal_traffic(table.get("traffic")),
+            "mirror_traffic": normal_traffic(table.get("mirror_traffic")),
         }
         return Observation(True, attributes=observed, outputs=self._endpoint_outputs(ep))
 
@@ -163,7 +164,7 @@ class LocalProvider(Provider):
         runner = self._runner(request.attributes)
         with procs.file_lock(runner.lock_path):
             live = runner.live()
-            runner.set_pool(self._endpoint(runner.endpoint), _upstreams(live), _router_settings(request.attributes))
+            runner.set_pool(self._endpoint(runner.endpoint), _upstreams(live), router_settings(request.attributes))
             return self._deployment_outputs(runner, live, prior.get("config_digest"))
 
     def delete(self, resource: StateResource) -> None:
@@ -187,7 +188,7 @@ class LocalProvider(Provider):
                 live = runner.live()
                 if ep.table.exists():
                     runner.remove_from_router(ep)
-                    ep.wait_drained(_upstreams(live), _drain_timeout(attrs))
+                    ep.wait_drained(_upstreams(live), drain_timeout(attrs))
                 runner.stop_all()
         # Environments are virtualenvs in a cache shared by projects: kept for reuse.
 
@@ -211,14 +212,14 @@ class LocalProvider(Provider):
                     digest, config = desired_digest, desired
                 new = self._start_ready(runner, request, digest, config, count - len(healthy))
                 healthy += new
-                runner.set_pool(ep, _upstreams(healthy), _router_settings(request.attributes))
+                runner.set_pool(ep, _upstreams(healthy), router_settings(request.attributes))
             elif len(healthy) > count:
                 surplus = sorted(healthy, key=lambda i: (i.config_digest == desired_digest, -i.id))
                 surplus = surplus[: len(healthy) - count]
                 healthy = [i for i in healthy if i not in surplus]
                 self._retire(runner, ep, healthy, surplus, request)
             else:
-                runner.set_pool(ep, _upstreams(healthy), _router_settings(request.attributes))
+                runner.set_pool(ep, _upstreams(healthy), router_settings(request.attributes))
             return self._deployment_outputs(runner, healthy, desired_digest)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
@@ -232,10 +233,10 @@ class LocalProvider(Provider):
                      if i.config_digest != digest or runner.check_environment(i, declared) is not None]
             current = self._settle(runner, [i for i in live if i not in stale], config)
             if not stale:
-                runner.set_pool(ep, _upstreams(current), _router_settings(request.attributes))
+                runner.set_pool(ep, _upstreams(current), router_settings(request.attributes))
                 runner.reap_stopping(wait=True)
                 return self._deployment_outputs(runner, current, digest)
-            count = _count(request.attributes, len(live))
+            count = instance_count(request.attributes, len(live))
             size = max(1, batch.size)
             if len(live) > count:  # resuming: new ones already up, old ones not yet stopped
                 retire = stale[: min(size, len(live) - count)]
@@ -259,8 +260,8 @@ class LocalProvider(Provider):
         ep = self._endpoint(request.attributes["name"])
 
         def mutate(table: dict[str, Any]) -> None:
-            table["traffic"] = _normal_traffic(traffic)
-            table["mirror_traffic"] = _normal_traffic(mirror_traffic)
+            table["traffic"] = normal_traffic(traffic)
+            table["mirror_traffic"] = normal_traffic(mirror_traffic)
 
         ep.update_table(mutate)
         return self._endpoint_outputs(ep)
@@ -334,7 +335,7 @@ class LocalProvider(Provider):
         runner = self._runner(request.attributes)
         ep = self._endpoint(runner.endpoint)
         digest, config = self._desired(request, runner)
-        count = _count(request.attributes, 1)
+        count = instance_count(request.attributes, 1)
         declared = dict(request.attributes.get("environment_variables") or {})
         runner.inst_dir.mkdir(parents=True, exist_ok=True)  # exists even with 0 instances
         with procs.file_lock(runner.lock_path):
@@ -351,7 +352,7 @@ class LocalProvider(Provider):
                 shutil.rmtree(runner.run, ignore_errors=True)
                 raise
             serving = keep + new
-            runner.set_pool(ep, _upstreams(serving), _router_settings(request.attributes))
+            runner.set_pool(ep, _upstreams(serving), router_settings(request.attributes))
             return self._deployment_outputs(runner, serving, digest)
 
     def _desired(self, request: ApplyRequest, runner: DeploymentRunner) -> tuple[str, LaunchConfig]:
@@ -412,7 +413,7 @@ class LocalProvider(Provider):
         failure = runner.wait_ready(new, config.readiness_probe)
         if failure is not None:
             runner.stop(new, grace=2.0)
-            raise _start_error(request.address, failure)
+            raise start_error(request.address, failure)
         for inst in new:
             request.emit(f"instance {inst.id} ready (pid {inst.pid}, port {inst.port})")
         return new
@@ -434,8 +435,8 @@ class LocalProvider(Provider):
                 retire: list[Instance], request: ApplyRequest, wait: bool = True) -> None:
         """Pool becomes ``serving``; the retired instances are drained, then stopped (without
         ``wait``: SIGTERM'd and left to exit, see ``DeploymentRunner.begin_stop``)."""
-        runner.set_pool(ep, _upstreams(serving), _router_settings(request.attributes))
-        ep.wait_drained(_upstreams(retire), _drain_timeout(request.attributes))
+        runner.set_pool(ep, _upstreams(serving), router_settings(request.attributes))
+        ep.wait_drained(_upstreams(retire), drain_timeout(request.attributes))
         if wait:
             runner.stop(retire, grace=STOP_GRACE)
         else:
@@ -458,31 +459,5 @@ class LocalProvider(Provider):
                 procs.stop(pid, procs.start_time(pid), grace=5.0)
 
 
-def _start_error(address: str, failure: StartFailure) -> PermanentError:
-    lines = failure.log_tail or ["(the instance wrote nothing to its log)"]
-    return PermanentError(f"{address}: {failure.reason}; the old instances keep serving. Last log lines:\n"
-                          + "\n".join("    " + line for line in lines[-15:]), detail=lines)
-
-
 def _upstreams(instances: list[Instance]) -> list[str]:
     return [i.upstream() for i in sorted(instances, key=lambda i: i.id) if i.port]
-
-
-def _router_settings(attrs: dict[str, Any]) -> dict[str, Any]:
-    settings = attrs.get("request_settings") or {}
-    return {k: settings[k] for k in ("request_timeout_ms", "max_concurrent_requests_per_instance",
-                                     "max_queue_wait_ms") if settings.get(k) is not None}
-
-
-def _count(attrs: dict[str, Any], default: int) -> int:
-    value = attrs.get("instance_count")
-    return default if value is None else int(value)
-
-
-def _drain_timeout(attrs: dict[str, Any]) -> float:
-    timeout_ms = (attrs.get("request_settings") or {}).get("request_timeout_ms") or 5000
-    return float(timeout_ms) / 1000 + 1.0
-
-
-def _normal_traffic(traffic: Any) -> dict[str, int]:
-    return {str(k).lower(): int(v) for k, v in (traffic or {}).items() if int(v or 0) > 0}
