@@ -4,10 +4,12 @@ failed start becomes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from providers.local.instances import StartFailure
 from reconciler.errors import PermanentError
+
+if TYPE_CHECKING:  # providers.local imports this module: no import cycle at run time
+    from providers.local.instances import StartFailure
 
 
 def start_error(address: str, failure: StartFailure, what: str = "instance") -> PermanentError:
