@@ -1,0 +1,24 @@
+"""Every entry point imports on its own, in a fresh interpreter (no import cycles hidden by order)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+MODULES = [
+    "providers.docker",
+    "providers.local",
+    "providers.fake",
+    "providers.common",
+    "states.postgres",
+    "reconciler.cli",
+    "reconciler.apply",
+]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_imports_first(module: str) -> None:
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
