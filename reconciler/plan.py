@@ -244,7 +244,15 @@ class Plan(BaseModel):
         """sha256 of everything but ``created_at`` and ``recon_version``: equal plans have equal
         digests. Both are display-only and differ between the CI run that planned (and that
         reviewers saw) and the run that applies on merge, which ``apply --expect-digest`` compares.
-        No field holds an absolute path (sources and asset paths are relative to the project)."""
-        data = self.model_dump(mode="json", exclude={"created_at", "recon_version"})
+        No field holds an absolute path (sources and asset paths are relative to the project).
+
+        No-op entries enter by address only: their attributes are fixed by ``desired_digest``
+        (after) and by ``lineage``/``serial``/``drift`` (before), and dumping them was most of the
+        cost of a 16,000-resource plan's digest."""
+        data = self.model_dump(mode="json", exclude={"created_at", "recon_version", "resource_changes"})
+        data["resource_changes"] = [
+            rc.address if rc.action is Action.NOOP else rc.model_dump(mode="json")
+            for rc in self.resource_changes
+        ]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
