@@ -6,6 +6,7 @@ settings, call the StateManager, render, return.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ def state_pull(ctx: click.Context, serial: int | None) -> None:
 @click.pass_context
 def state_push(ctx: click.Context, file: Path, force: bool) -> None:
     """Replace the stored state with FILE ('-' reads stdin)."""
-    data = click.get_binary_stream("stdin").read() if str(file) == "-" else _read_file(file)
+    data = sys.stdin.buffer.read() if str(file) == "-" else _read_file(file)
     state = State.from_bytes(data, source=str(file))
     mgr = _manager(ctx)
     with mgr.lock("state push"):

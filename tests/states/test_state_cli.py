@@ -86,6 +86,14 @@ def test_push_refuses_older_serial_unless_forced(runner: CliRunner, project: Tar
     assert lineage.exit_code == 1 and "lineage" in lineage.stderr
 
 
+def test_push_reads_stdin_with_a_dash(runner: CliRunner, project: Target) -> None:
+    _seed(project, "endpoint.a", "endpoint.b")
+    pulled = _recon(runner, project, "state", "pull", "--serial", "1").stdout
+    pushed = _recon(runner, project, "state", "push", "-", "--force", input=pulled)
+    assert pushed.exit_code == 0, pushed.output
+    assert list(project.manager().read().resources) == ["endpoint.a"]
+
+
 def test_history_lists_versions_newest_first(runner: CliRunner, project: Target) -> None:
     _seed(project, "endpoint.a", "endpoint.b", "endpoint.c")
     result = _recon(runner, project, "state", "history")
