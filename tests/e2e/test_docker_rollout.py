@@ -13,7 +13,7 @@ import pytest
 
 from tests.docker.engine import labelled_containers, require_engine
 from tests.e2e.load import LoadGenerator
-from tests.e2e.test_local_rollout import _assert_split, _edit
+from tests.e2e.test_local_rollout import _edit, run_safe_rollout
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -35,76 +35,9 @@ def _engine() -> None:
 def test_safe_rollout_sequence_under_load_on_docker(sample_project, make_recon) -> None:
     root = sample_project("blue-deployment.yml")
     (root / "recon.yaml").write_text(RECON_YAML)
-    endpoint = root / "endpoint.yml"
-    recon = make_recon(root)
-    request = (root.parent.parent / "model-1" / "sample-request.json").read_bytes()
-
-    # 1. blue with all traffic
-    endpoint.write_text(endpoint.read_text() + "traffic:\n  blue: 100\n")
-    recon("apply", "--auto-approve", timeout=1200)
-    keys = recon.keys("my-endpoint")
-
-    with LoadGenerator(keys["scoring_uri"], keys["primaryKey"], request, workers=2) as load:
-        assert load.wait_for(50).failed == 0
-
-        # 2. blue scaled to 2
-        _edit(root / "blue-deployment.yml", "instance_count: 1", "instance_count: 2")
-        recon("apply", "--auto-approve")
-        blue = recon.state()["resources"]["deployment.my-endpoint.blue"]
-        assert blue["attributes"]["instance_count"] == 2 and len(blue["outputs"]["instances"]) == 2
-
-        # 3. green added, no traffic
-        unused = root.parent.parent.parent / "unused"
-        (unused / "green-deployment.yml").rename(root / "green-deployment.yml")
-        recon("apply", "--auto-approve", timeout=1200)
-        stats = load.wait_for(300)
-        assert stats.failed == 0, stats.failures[:5]
-        assert set(stats.served_by) == {"blue"}
-
-        # 4. green called by header, no traffic change
-        answer = recon("invoke", "my-endpoint", "--deployment", "green", "--request-file",
-                       str(root.parent.parent / "model-2" / "sample-request.json"))
-        assert len(json.loads(answer.stdout)) == 2
-
-        # 5. 10% mirrored to green: live answers still all from blue
-        _edit(endpoint, "traffic:\n  blue: 100\n", "traffic:\n  blue: 100\nmirror_traffic:\n  green: 10\n")
-        recon("apply", "--auto-approve")
-        stats = load.wait_for(1000)
-        assert stats.failed == 0, stats.failures[:5]
-        assert set(stats.served_by) == {"blue"}
-
-        # 6. 90/10
-        _edit(endpoint, "traffic:\n  blue: 100\nmirror_traffic:\n  green: 10\n", "traffic:\n  blue: 90\n  green: 10\n")
-        recon("apply", "--auto-approve")
-        load.reset()
-        stats = load.wait_for(1200)
-        assert stats.failed == 0, stats.failures[:5]
-        _assert_split(stats.split(), {"blue": 90, "green": 10})
-
-        # 7. 0/100
-        _edit(endpoint, "  blue: 90\n  green: 10\n", "  blue: 0\n  green: 100\n")
-        recon("apply", "--auto-approve")
-        load.reset()
-        stats = load.wait_for(1000)
-        assert stats.failed == 0, stats.failures[:5]
-        _assert_split(stats.split(), {"green": 100})
-
-        # 8. blue removed
-        (root / "blue-deployment.yml").rename(unused / "blue-deployment.yml")
-        _edit(endpoint, "  blue: 0\n  green: 100\n", "  green: 100\n")
-        recon("apply", "--auto-approve")
-        stats = load.wait_for(300)
-        assert stats.failed == 0, stats.failures[:5]
-        assert set(stats.served_by) == {"green"}
-
-        assert load.total.failed == 0, load.total.failures[:5]
-        assert load.total.ok > 3000
-
-    assert "deployment.my-endpoint.blue" not in recon.state()["resources"]
+    run_safe_rollout(root, make_recon(root))
     state_dir = (root / ".recon").resolve()
     assert not [c for c in labelled_containers(state_dir) if c.labels.get("recon.deployment") == "blue"]
-    drift = recon("drift", check=False)
-    assert drift.returncode == 0, drift.stdout + drift.stderr
 
 
 def test_rolling_update_in_batches_and_a_failing_version_rolls_back(sample_project, make_recon) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,16 +30,14 @@ def _assert_split(served: dict[str, float], declared: dict[str, int]) -> None:
         assert abs(served.get(name, 0.0) - pct) <= 5, f"measured {served}, declared {declared}"
 
 
-def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
-    root = sample_project("blue-deployment.yml")
-    (root / "recon.yaml").write_text(RECON_YAML)
+def run_safe_rollout(root: Path, recon: Any) -> None:
+    """The sequence itself, for any provider: ``root`` is the sample with its recon.yaml written."""
     endpoint = root / "endpoint.yml"
-    recon = make_recon(root)
     request = (root.parent.parent / "model-1" / "sample-request.json").read_bytes()
 
     # 1. blue with all traffic
     endpoint.write_text(endpoint.read_text() + "traffic:\n  blue: 100\n")
-    recon("apply", "--auto-approve")
+    recon("apply", "--auto-approve", timeout=1200)
     keys = recon.keys("my-endpoint")
 
     with LoadGenerator(keys["scoring_uri"], keys["primaryKey"], request, workers=2) as load:
@@ -46,7 +45,7 @@ def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
 
         # 2. blue scaled to 2
         _edit(root / "blue-deployment.yml", "instance_count: 1", "instance_count: 2")
-        recon("apply", "--auto-approve")
+        recon("apply", "--auto-approve", timeout=1200)
         state = recon.state()
         blue = state["resources"]["deployment.my-endpoint.blue"]
         assert blue["attributes"]["instance_count"] == 2
@@ -54,7 +53,7 @@ def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
         # 3. green added, no traffic
         unused = root.parent.parent.parent / "unused"
         (unused / "green-deployment.yml").rename(root / "green-deployment.yml")
-        recon("apply", "--auto-approve")
+        recon("apply", "--auto-approve", timeout=1200)
         stats = load.wait_for(300)
         assert stats.failed == 0, stats.failures[:5]
         assert set(stats.served_by) == {"blue"}
@@ -66,14 +65,14 @@ def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
 
         # 5. 10% mirrored to green: live answers still all from blue
         _edit(endpoint, "traffic:\n  blue: 100\n", "traffic:\n  blue: 100\nmirror_traffic:\n  green: 10\n")
-        recon("apply", "--auto-approve")
+        recon("apply", "--auto-approve", timeout=1200)
         stats = load.wait_for(1000)
         assert stats.failed == 0, stats.failures[:5]
         assert set(stats.served_by) == {"blue"}
 
         # 6. 90/10
         _edit(endpoint, "traffic:\n  blue: 100\nmirror_traffic:\n  green: 10\n", "traffic:\n  blue: 90\n  green: 10\n")
-        recon("apply", "--auto-approve")
+        recon("apply", "--auto-approve", timeout=1200)
         load.reset()
         stats = load.wait_for(1200)
         assert stats.failed == 0, stats.failures[:5]
@@ -81,7 +80,7 @@ def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
 
         # 7. 0/100
         _edit(endpoint, "  blue: 90\n  green: 10\n", "  blue: 0\n  green: 100\n")
-        recon("apply", "--auto-approve")
+        recon("apply", "--auto-approve", timeout=1200)
         load.reset()
         stats = load.wait_for(1000)
         assert stats.failed == 0, stats.failures[:5]
@@ -90,7 +89,7 @@ def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
         # 8. blue removed
         (root / "blue-deployment.yml").rename(unused / "blue-deployment.yml")
         _edit(endpoint, "  blue: 0\n  green: 100\n", "  green: 100\n")
-        recon("apply", "--auto-approve")
+        recon("apply", "--auto-approve", timeout=1200)
         stats = load.wait_for(300)
         assert stats.failed == 0, stats.failures[:5]
         assert set(stats.served_by) == {"green"}
@@ -101,6 +100,12 @@ def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
     assert "deployment.my-endpoint.blue" not in recon.state()["resources"]
     drift = recon("drift", check=False)
     assert drift.returncode == 0, drift.stdout + drift.stderr
+
+
+def test_safe_rollout_sequence_under_load(sample_project, make_recon) -> None:
+    root = sample_project("blue-deployment.yml")
+    (root / "recon.yaml").write_text(RECON_YAML)
+    run_safe_rollout(root, make_recon(root))
 
 
 def test_ten_instances_roll_in_five_batches_and_a_failing_version_rolls_back(sample_project, make_recon) -> None:
