@@ -23,6 +23,7 @@ from providers.base import ApplyRequest, Provider, ProviderContext
 from reconciler.errors import ProviderError
 from reconciler.resources import digest_of
 from reconciler.state import StateResource
+from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 
 PROVIDER_KINDS = {
     "fake": ("providers.fake", "FakeProvider", {}),
@@ -71,51 +72,18 @@ class Harness:
 
     # -- canonical attributes ------------------------------------------------------------------
     def environment(self) -> ApplyRequest:
-        attrs = {
-            "name": "env",
-            "version": "1",
-            "image": None,
-            "conda_file": None,
-            "conda": None,
-            "build": None,
-            "inference_config": None,
-            "os_type": "linux",
-            "description": None,
-            "tags": {},
-            "content_digest": digest_of({"conda": None}),
-        }
+        attrs = environment_attrs("env", "1", image=None, content_digest=digest_of({"conda": None}))
         return self.request("environment", "env", "environment.env:1", attrs)
 
     def model(self) -> ApplyRequest:
         folder = self.root / "model"
         folder.mkdir(exist_ok=True)
         (folder / "weights.txt").write_text("42\n")
-        attrs = {
-            "name": "m",
-            "version": "1",
-            "path": "model",
-            "type": "custom_model",
-            "description": None,
-            "tags": {},
-            "content_digest": tree_digest(folder),
-            "anonymous": False,
-        }
+        attrs = model_attrs("m", "1", content_digest=tree_digest(folder))
         return self.request("model", "m", "model.m:1", attrs)
 
     def endpoint(self, name: str = "ep") -> ApplyRequest:
-        attrs = {
-            "name": name,
-            "kind": "managed",
-            "auth_mode": "key",
-            "compute": None,
-            "identity": None,
-            "public_network_access": None,
-            "description": None,
-            "tags": {},
-            "traffic": {},
-            "mirror_traffic": {},
-            "traffic_declared": True,
-        }
+        attrs = endpoint_attrs(name)
         return self.request("endpoint", name, f"endpoint.{name}", attrs)
 
     def deployment(self, name: str = "blue", count: int = 1, release: str = "v1") -> ApplyRequest:
@@ -123,34 +91,17 @@ class Harness:
         code.mkdir(exist_ok=True)
         (code / "score.py").write_text(SCORE_PY)
         model, env, ep = self.model(), self.environment(), self.endpoint()
-        attrs = {
-            "name": name,
-            "endpoint_name": "ep",
-            "kind": "managed",
-            "model": model.address,
-            "environment": env.address,
-            "code": {"path": "code", "digest": tree_digest(code)},
-            "scoring_script": "score.py",
-            "instance_type": "Standard_DS3_v2",
-            "instance_count": count,
-            "scale_settings": {"type": "default"},
-            "request_settings": {
-                "request_timeout_ms": 5000,
-                "max_concurrent_requests_per_instance": 1,
-                "max_queue_wait_ms": 500,
-            },
-            "liveness_probe": dict(FAST_PROBE),
-            "readiness_probe": dict(FAST_PROBE),
-            "environment_variables": {"RELEASE": release},
-            "resources": None,
-            "properties": {},
-            "tags": {},
-            "description": None,
-            "app_insights_enabled": False,
-            "egress_public_network_access": None,
-            "data_collector": None,
-            "extra": {},
-        }
+        attrs = deployment_attrs(
+            name,
+            "ep",
+            model=model.address,
+            environment=env.address,
+            code={"path": "code", "digest": tree_digest(code)},
+            instance_count=count,
+            liveness_probe=dict(FAST_PROBE),
+            readiness_probe=dict(FAST_PROBE),
+            environment_variables={"RELEASE": release},
+        )
         refs = {model.address: model.attributes, env.address: env.attributes, ep.address: ep.attributes}
         return self.request("deployment", name, f"deployment.ep.{name}", attrs, refs)
 

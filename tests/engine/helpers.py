@@ -17,92 +17,41 @@ from reconciler.plan import Batch, Plan, Step
 from reconciler.resources import DesiredState, ProviderSettings, Resource
 from reconciler.state import State
 from reconciler.statemgr import StateManager, open_state_manager
+from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 
 MODEL = "model.m:1"
 ENV = "environment.e:1"
 
 
 def model(name: str = "m", version: str = "1") -> Resource:
-    attrs = {
-        "name": name,
-        "version": version,
-        "path": "model",
-        "type": "custom_model",
-        "description": None,
-        "tags": {},
-        "content_digest": f"sha256:{name}{version}",
-        "anonymous": False,
-    }
-    return Resource(address=f"model.{name}:{version}", type="model", name=name, attributes=attrs)
+    return Resource(address=f"model.{name}:{version}", type="model", name=name, attributes=model_attrs(name, version))
 
 
 def environment(name: str = "e", version: str = "1") -> Resource:
-    attrs = {
-        "name": name,
-        "version": version,
-        "image": "python:3.11",
-        "conda_file": None,
-        "conda": None,
-        "build": None,
-        "inference_config": None,
-        "os_type": "linux",
-        "description": None,
-        "tags": {},
-        "content_digest": f"sha256:{name}{version}",
-    }
+    attrs = environment_attrs(name, version)
     return Resource(address=f"environment.{name}:{version}", type="environment", name=name, attributes=attrs)
 
 
 def endpoint(
     name: str = "ep", traffic: dict[str, int] | None = None, mirror: dict[str, int] | None = None
 ) -> Resource:
-    attrs = {
-        "name": name,
-        "kind": "managed",
-        "auth_mode": "key",
-        "compute": None,
-        "identity": None,
-        "public_network_access": None,
-        "description": None,
-        "tags": {},
-        "traffic": traffic or {},
-        "mirror_traffic": mirror or {},
-        "traffic_declared": True,
-    }
+    attrs = endpoint_attrs(name, traffic=traffic or {}, mirror_traffic=mirror or {})
     return Resource(address=f"endpoint.{name}", type="endpoint", name=name, attributes=attrs)
 
 
 def deployment(
     name: str, ep: str = "ep", count: int = 1, env_vars: dict[str, str] | None = None, model_ref: str = MODEL
 ) -> Resource:
-    attrs = {
-        "name": name,
-        "endpoint_name": ep,
-        "kind": "managed",
-        "model": model_ref,
-        "environment": ENV,
-        "code": {"path": "code", "digest": "sha256:c"},
-        "scoring_script": "score.py",
-        "instance_type": "Standard_DS3_v2",
-        "instance_count": count,
-        "scale_settings": {"type": "default"},
-        "request_settings": {
-            "request_timeout_ms": 5000,
-            "max_concurrent_requests_per_instance": 1,
-            "max_queue_wait_ms": 500,
-        },
-        "liveness_probe": None,
-        "readiness_probe": None,
-        "environment_variables": env_vars or {},
-        "resources": None,
-        "properties": {},
-        "tags": {},
-        "description": None,
-        "app_insights_enabled": False,
-        "egress_public_network_access": None,
-        "data_collector": None,
-        "extra": {},
-    }
+    attrs = deployment_attrs(
+        name,
+        ep,
+        model=model_ref,
+        environment=ENV,
+        instance_count=count,
+        liveness_probe=None,
+        readiness_probe=None,
+        environment_variables=env_vars or {},
+    )
     address = f"deployment.{ep}.{name}"
     return Resource(
         address=address,

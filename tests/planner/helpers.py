@@ -7,6 +7,7 @@ from typing import Any
 
 from reconciler.resources import DesiredState, InstanceType, Resource, SourceRef
 from reconciler.state import State, StateResource
+from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 
 CATALOG = {
     "Standard_DS2_v2": InstanceType(cores=2, memory_gb=7, family="standardDSv2Family"),
@@ -19,17 +20,7 @@ CATALOG = {
 
 
 def model(name: str = "my-model", version: str = "1", digest: str = "sha256:m1", **kw: Any) -> Resource:
-    attrs = {
-        "name": name,
-        "version": version,
-        "path": "model",
-        "type": "custom_model",
-        "description": None,
-        "tags": {},
-        "content_digest": digest,
-        "anonymous": False,
-    }
-    attrs.update(kw)
+    attrs = model_attrs(name, version, content_digest=digest, **kw)
     return Resource(
         address=f"model.{name}:{version}",
         type="model",
@@ -40,20 +31,7 @@ def model(name: str = "my-model", version: str = "1", digest: str = "sha256:m1",
 
 
 def environment(name: str = "my-env", version: str = "1", digest: str = "sha256:e1", **kw: Any) -> Resource:
-    attrs = {
-        "name": name,
-        "version": version,
-        "image": "python:3.11",
-        "conda_file": None,
-        "conda": None,
-        "build": None,
-        "inference_config": None,
-        "os_type": "linux",
-        "description": None,
-        "tags": {},
-        "content_digest": digest,
-    }
-    attrs.update(kw)
+    attrs = environment_attrs(name, version, content_digest=digest, **kw)
     return Resource(
         address=f"environment.{name}:{version}",
         type="environment",
@@ -64,20 +42,7 @@ def environment(name: str = "my-env", version: str = "1", digest: str = "sha256:
 
 
 def endpoint(name: str = "my-endpoint", traffic: dict[str, int] | None = None, **kw: Any) -> Resource:
-    attrs = {
-        "name": name,
-        "kind": "managed",
-        "auth_mode": "key",
-        "compute": None,
-        "identity": None,
-        "public_network_access": None,
-        "description": None,
-        "tags": {},
-        "traffic": dict(traffic or {}),
-        "mirror_traffic": {},
-        "traffic_declared": traffic is not None,
-    }
-    attrs.update(kw)
+    attrs = endpoint_attrs(name, traffic=dict(traffic or {}), traffic_declared=traffic is not None, **kw)
     return Resource(
         address=f"endpoint.{name}",
         type="endpoint",
@@ -97,47 +62,16 @@ def deployment(
     env_ref: str | None = "environment.my-env:1",
     **kw: Any,
 ) -> Resource:
-    attrs: dict[str, Any] = {
-        "name": name,
-        "endpoint_name": endpoint_name,
-        "kind": "managed",
-        "model": model_ref,
-        "environment": env_ref,
-        "code": {"path": "onlinescoring", "digest": "sha256:c1"},
-        "scoring_script": "score.py",
-        "instance_type": instance_type,
-        "instance_count": count,
-        "scale_settings": {"type": "default"},
-        "request_settings": {
-            "request_timeout_ms": 5000,
-            "max_concurrent_requests_per_instance": 1,
-            "max_queue_wait_ms": 500,
-        },
-        "liveness_probe": {
-            "initial_delay": 10,
-            "period": 10,
-            "timeout": 2,
-            "success_threshold": 1,
-            "failure_threshold": 30,
-        },
-        "readiness_probe": {
-            "initial_delay": 10,
-            "period": 10,
-            "timeout": 2,
-            "success_threshold": 1,
-            "failure_threshold": 30,
-        },
-        "environment_variables": {},
-        "resources": None,
-        "properties": {},
-        "tags": {},
-        "description": None,
-        "app_insights_enabled": False,
-        "egress_public_network_access": None,
-        "data_collector": None,
-        "extra": {},
-    }
-    attrs.update(kw)
+    attrs = deployment_attrs(
+        name,
+        endpoint_name,
+        model=model_ref,
+        environment=env_ref,
+        code={"path": "onlinescoring", "digest": "sha256:c1"},
+        instance_type=instance_type,
+        instance_count=count,
+        **kw,
+    )
     deps = tuple(x for x in (f"endpoint.{endpoint_name}", model_ref, env_ref) if x)
     return Resource(
         address=f"deployment.{endpoint_name}.{name}",
