@@ -4,8 +4,11 @@ failed start becomes."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from providers.base import ApplyRequest, Provider
 from reconciler.errors import PermanentError
 
 if TYPE_CHECKING:  # providers.local imports this module: no import cycle at run time
@@ -40,3 +43,57 @@ def drain_timeout(attrs: dict[str, Any]) -> float:
 def normal_traffic(traffic: Any) -> dict[str, int]:
     """Traffic in normal form: lowercased names, zero entries dropped."""
     return {str(k).lower(): int(v) for k, v in (traffic or {}).items() if int(v or 0) > 0}
+
+
+class InstanceProvider(Provider):
+    """What the providers that run instances behind a router (local, docker) do the same way:
+    dispatching create and in-place update by resource type. Each names only its own pieces:
+    how an environment, endpoint and deployment are made, and how a deployment's pool is set."""
+
+    state_dir: Path
+    project_root: Path
+
+    def create(self, request: ApplyRequest) -> dict[str, Any]:
+        if request.type == "environment":
+            return self._create_environment(request)
+        if request.type == "model":
+            from providers.local import files  # here: providers.local imports this module
+
+            path = files.place_model(self.state_dir, self.project_root, request.attributes, request.address)
+            return {"model_dir": str(path)}
+        if request.type == "endpoint":
+            return self._create_endpoint(request)
+        return self._create_deployment(request)
+
+    def update(self, request: ApplyRequest) -> dict[str, Any]:
+        prior = dict(request.prior.outputs) if request.prior else {}
+        if request.type == "environment":
+            return self._create_environment(request)
+        if request.type == "model":
+            return {**prior, **self.create(request)}
+        if request.type == "endpoint":
+            ep = self._endpoint(request.attributes["name"])
+            ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key"))
+            if ep.router() is None:
+                return self._create_endpoint(request)
+            return self._endpoint_outputs(ep)
+        return self._repool_deployment(request, prior)
+
+    @abstractmethod
+    def _create_environment(self, request: ApplyRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _create_endpoint(self, request: ApplyRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _create_deployment(self, request: ApplyRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _endpoint(self, name: str) -> Any: ...
+
+    @abstractmethod
+    def _endpoint_outputs(self, ep: Any) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _repool_deployment(self, request: ApplyRequest, prior: dict[str, Any]) -> dict[str, Any]:
+        """An in-place, non-rolling deployment update: the live instances, pooled with the new settings."""

@@ -28,8 +28,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
-from providers.common import drain_timeout, instance_count, normal_traffic, router_settings, start_error
+from providers.base import ApplyRequest, Capacity, Keys, Observation, ProviderContext
+from providers.common import (
+    InstanceProvider,
+    drain_timeout,
+    instance_count,
+    normal_traffic,
+    router_settings,
+    start_error,
+)
 from providers.docker.endpoint import DockerEndpoint
 from providers.docker.engine import Engine
 from providers.docker.images import DEFAULT_BASE_IMAGE, ImageBuilder
@@ -51,7 +58,7 @@ STOP_GRACE = 10.0
 DEFAULT_ROUTER_IMAGE = "python:3.12-slim"
 
 
-class DockerProvider(Provider):
+class DockerProvider(InstanceProvider):
     """Serves online endpoints as containers on a Docker engine."""
 
     name: ClassVar[str] = "docker"
@@ -163,34 +170,6 @@ class DockerProvider(Provider):
         return self._capacity
 
     # == changing ===================================================================================
-    def create(self, request: ApplyRequest) -> dict[str, Any]:
-        if request.type == "environment":
-            return self._create_environment(request)
-        if request.type == "model":
-            path = files.place_model(self.state_dir, self.project_root, request.attributes, request.address)
-            return {"model_dir": str(path)}
-        if request.type == "endpoint":
-            return self._create_endpoint(request)
-        return self._create_deployment(request)
-
-    def update(self, request: ApplyRequest) -> dict[str, Any]:
-        prior = dict(request.prior.outputs) if request.prior else {}
-        if request.type == "environment":
-            return self._create_environment(request)
-        if request.type == "model":
-            return {**prior, **self.create(request)}
-        if request.type == "endpoint":
-            ep = self._endpoint(request.attributes["name"])
-            ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key"))
-            if ep.router() is None:
-                return self._create_endpoint(request)
-            return self._endpoint_outputs(ep)
-        runner = self._runner(request.attributes)
-        with procs.file_lock(runner.lock_path):
-            live = runner.live()
-            runner.set_pool(_upstreams(live), router_settings(request.attributes))
-            return self._deployment_outputs(runner, live, prior.get("config_digest"))
-
     def delete(self, resource: StateResource) -> None:
         attrs = resource.attributes
         if resource.type == "model":
@@ -301,6 +280,13 @@ class DockerProvider(Provider):
         self.engine.close()
 
     # == environments ===============================================================================
+    def _repool_deployment(self, request: ApplyRequest, prior: dict[str, Any]) -> dict[str, Any]:
+        runner = self._runner(request.attributes)
+        with procs.file_lock(runner.lock_path):
+            live = runner.live()
+            runner.set_pool(_upstreams(live), router_settings(request.attributes))
+            return self._deployment_outputs(runner, live, prior.get("config_digest"))
+
     def _create_environment(self, request: ApplyRequest) -> dict[str, Any]:
         image = self.images.ensure(request.attributes, request.address, request.emit)
         return {"image": image.tag, "built": image.built, "warnings": []}

@@ -23,8 +23,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
-from providers.common import drain_timeout, instance_count, normal_traffic, router_settings, start_error
+from providers.base import ApplyRequest, Capacity, Keys, Observation, ProviderContext
+from providers.common import (
+    InstanceProvider,
+    drain_timeout,
+    instance_count,
+    normal_traffic,
+    router_settings,
+    start_error,
+)
 from providers.local import files, procs
 from providers.local.instances import DeploymentRunner, Instance, LaunchConfig
 from providers.local.routing import EndpointFiles
@@ -37,7 +44,7 @@ from reconciler.state import StateResource
 STOP_GRACE = 10.0
 
 
-class LocalProvider(Provider):
+class LocalProvider(InstanceProvider):
     """Serves online endpoints as local processes. Settings: ``reuse_host_packages`` (bool)."""
 
     name: ClassVar[str] = "local"
@@ -139,34 +146,6 @@ class LocalProvider(Provider):
                         description=f"this machine: {cpus} CPUs, {memory_gb} GB memory")
 
     # == changing ===================================================================================
-    def create(self, request: ApplyRequest) -> dict[str, Any]:
-        if request.type == "environment":
-            return self._create_environment(request)
-        if request.type == "model":
-            path = files.place_model(self.state_dir, self.project_root, request.attributes, request.address)
-            return {"model_dir": str(path)}
-        if request.type == "endpoint":
-            return self._create_endpoint(request)
-        return self._create_deployment(request)
-
-    def update(self, request: ApplyRequest) -> dict[str, Any]:
-        prior = dict(request.prior.outputs) if request.prior else {}
-        if request.type == "environment":
-            return self._create_environment(request)
-        if request.type == "model":
-            return {**prior, **self.create(request)}
-        if request.type == "endpoint":
-            ep = self._endpoint(request.attributes["name"])
-            ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key"))
-            if ep.router() is None:
-                return self._create_endpoint(request)
-            return self._endpoint_outputs(ep)
-        runner = self._runner(request.attributes)
-        with procs.file_lock(runner.lock_path):
-            live = runner.live()
-            runner.set_pool(self._endpoint(runner.endpoint), _upstreams(live), router_settings(request.attributes))
-            return self._deployment_outputs(runner, live, prior.get("config_digest"))
-
     def delete(self, resource: StateResource) -> None:
         attrs = resource.attributes
         if resource.type == "model":
@@ -288,6 +267,13 @@ class LocalProvider(Provider):
         return lines
 
     # == environments ===============================================================================
+    def _repool_deployment(self, request: ApplyRequest, prior: dict[str, Any]) -> dict[str, Any]:
+        runner = self._runner(request.attributes)
+        with procs.file_lock(runner.lock_path):
+            live = runner.live()
+            runner.set_pool(self._endpoint(runner.endpoint), _upstreams(live), router_settings(request.attributes))
+            return self._deployment_outputs(runner, live, prior.get("config_digest"))
+
     def _create_environment(self, request: ApplyRequest) -> dict[str, Any]:
         env = self.builder.ensure(request.attributes, request.address, request.emit)
         for warning in env.warnings:
