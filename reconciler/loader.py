@@ -13,7 +13,6 @@ by (path, size, mtime_ns) so a folder shared by many deployments is read once.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import re
@@ -22,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from reconciler import catalog, schema
+from reconciler import catalog, schema, sources
 from reconciler.errors import ConfigError, Diagnostic
 from reconciler.resources import (
     DesiredState,
@@ -54,21 +52,6 @@ _SCHEMA_KINDS = {
 _SCHEMA_RE = re.compile(r"([A-Za-z]+)\.schema\.json\s*$")
 _CONDA_KEYS = {"name", "channels", "dependencies", "prefix", "variables"}
 _SKIP_IN_DIGEST = {"__pycache__", ".git", ".ipynb_checkpoints"}
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _FastLoader(_BaseLoader):  # type: ignore[misc]
-    """The C loader, noting duplicate keys while it constructs mappings."""
-
-    duplicate_keys = False
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:
-        keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
-        if len(keys) != len(set(keys)):
-            self.duplicate_keys = True
-        return super().construct_mapping(node, deep=deep)
-
-
 class ProjectSettings(BaseModel):
     """recon.yaml, defaults filled. ``instance_types`` is the merged catalog (built-ins + additions)."""
 
@@ -91,67 +74,20 @@ DEFAULT_LIMITS: dict[str, int] = {"endpoints": schema.MAX_ENDPOINTS, "deployment
 # --- files, parsing and line lookup -----------------------------------------------------------
 
 
-@dataclass
-class _File:
-    path: Path
-    rel: str
-    data: Any = None
-    kind: str | None = None
-    doc: Any = None
-    ok: bool = True
-    placeholder: bool = False
-    name_line: int = 1
-    inline: dict[str, Any] = field(default_factory=dict)
-    _tree: Any = None
+class _File(sources.SourceFile):
+    """A project file as the loader sees it: parsed data, kind, validated document, problems."""
 
-    @property
-    def folder(self) -> Path:
-        return self.path.parent
+    __slots__ = ("data", "kind", "doc", "ok", "placeholder", "name_line", "inline")
 
-    def node(self) -> Any:
-        """The composed node tree (re-parsed on demand; only for files that have a problem)."""
-        if self._tree is None:
-            try:
-                self._tree = yaml.compose(self.path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-            except (yaml.YAMLError, OSError, UnicodeDecodeError):
-                self._tree = False
-        return self._tree
-
-    def line_of(self, path: tuple[Any, ...]) -> int | None:
-        node = self.node()
-        if not node:
-            return None
-        line: int = int(node.start_mark.line) + 1
-        for part in path:
-            if isinstance(node, yaml.MappingNode):
-                match = next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
-                if match is None:
-                    return line
-                line, node = int(match[0].start_mark.line) + 1, match[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-                node = node.value[part]
-                line = int(node.start_mark.line) + 1
-            else:
-                return line
-        return line
-
-    def duplicate_key_paths(self) -> list[tuple[tuple[Any, ...], int]]:
-        found: list[tuple[tuple[Any, ...], int]] = []
-
-        def walk(node: Any, prefix: tuple[Any, ...]) -> None:
-            if isinstance(node, yaml.MappingNode):
-                seen: set[Any] = set()
-                for k, v in node.value:
-                    if k.value in seen:
-                        found.append(((*prefix, k.value), k.start_mark.line + 1))
-                    seen.add(k.value)
-                    walk(v, (*prefix, k.value))
-            elif isinstance(node, yaml.SequenceNode):
-                for i, item in enumerate(node.value):
-                    walk(item, (*prefix, i))
-
-        walk(self.node() or None, ())
-        return found
+    def __init__(self, path: Path, rel: str) -> None:
+        super().__init__(path, rel)
+        self.data: Any = None
+        self.kind: str | None = None
+        self.doc: Any = None
+        self.ok = True
+        self.placeholder = False
+        self.name_line = 1
+        self.inline: dict[str, Any] = {}
 
 
 @dataclass
@@ -208,39 +144,24 @@ class _Run:
         return self.stat_cache[key]
 
 
-def _parse(run: _Run, f: _File) -> None:
-    try:
-        text = f.path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        run.error(f, (), f"cannot read the file: {exc}", "make it a readable UTF-8 YAML file")
-        return
-    f.placeholder = "{{" in text
-    loader = _FastLoader(text)
-    try:
-        node = loader.get_single_node()
-        f.data = loader.construct_document(node) if node is not None else None
-        if isinstance(node, yaml.MappingNode):
-            # the line of `name:` is every resource's source line; the root mapping is at hand here
-            f.name_line = next((k.start_mark.line + 1 for k, _ in node.value if k.value == "name"), 1)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+def _parse(run: _Run, f: _File, parsed: sources.Parsed | None = None) -> None:
+    """Record ``parsed`` (read and parsed here when not given) on ``f``, with its problems."""
+    if parsed is None:
+        parsed = sources.read_and_parse(f.path)
+    f.data, f.name_line, f.placeholder = parsed.data, parsed.name_line, parsed.placeholder
+    if parsed.problem is not None:
         f.ok = False
+        problem = parsed.problem
         run.diagnostics.append(
             Diagnostic(
-                f"invalid YAML: {exc.problem or exc.context}"
-                + (f" (column {mark.column + 1})" if mark else ""),
+                problem.message + (f" (column {problem.column})" if problem.column else ""),
                 file=f.rel,
-                line=mark.line + 1 if mark else None,
-                hint="fix the YAML syntax",
+                line=problem.line,
+                hint=problem.hint,
             )
         )
         return
-    except yaml.YAMLError as exc:
-        run.error(f, (), f"invalid YAML: {exc}", "fix the YAML syntax")
-        return
-    finally:
-        loader.dispose()
-    if loader.duplicate_keys:
+    if parsed.duplicate_keys:
         for path, line in f.duplicate_key_paths():
             f.ok = False
             run.diagnostics.append(
@@ -254,28 +175,8 @@ def _parse(run: _Run, f: _File) -> None:
             )
 
 
-def _excluded(rel: str, patterns: tuple[str, ...]) -> bool:
-    parts = rel.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(
-        fnmatch.fnmatch(p, pat) or fnmatch.fnmatch(p, pat.rstrip("/")) for pat in patterns for p in prefixes
-    )
-
-
 def _discover(run: _Run, exclude: tuple[str, ...]) -> list[_File]:
-    found: list[_File] = []
-    for folder, dirs, names in os.walk(run.root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        base = Path(folder)
-        for name in sorted(names):
-            if not name.endswith((".yml", ".yaml")) or name.startswith("."):
-                continue
-            path = base / name
-            rel = run.rel(path)
-            if rel == SETTINGS_FILE or (exclude and _excluded(rel, exclude)):
-                continue
-            found.append(_File(path, rel))
-    return found
+    return [_File(path, rel) for path, rel in sources.discover(run.root, frozenset({SETTINGS_FILE}), exclude)]
 
 
 # --- recon.yaml ------------------------------------------------------------------------------
@@ -384,8 +285,8 @@ def load_project(root: Path, recorded: State | None = None) -> DesiredState:
     run = _Run(Path(root).absolute())
     settings = _load_settings(run)
     files = _discover(run, settings.exclude)
-    for f in files:
-        _parse(run, f)
+    for f, parsed in zip(files, sources.parse_files([f.path for f in files]), strict=True):
+        _parse(run, f, parsed)
     conda_refs = _conda_references(files)
     documents: list[_File] = []
     for f in files:
@@ -703,8 +604,8 @@ class _Builder:
         key = str(path)
         if key not in self.run.conda_cache:
             try:
-                self.run.conda_cache[key] = yaml.load(path.read_text(encoding="utf-8"), Loader=_BaseLoader)
-            except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+                self.run.conda_cache[key] = sources.load_data(path)
+            except (ValueError, OSError) as exc:
                 self.run.error(
                     f,
                     where,

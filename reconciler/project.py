@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from providers.base import Capacity, Provider, ProviderContext
+from reconciler import gcpause
 from reconciler.errors import ProviderError
 from reconciler.plan import DriftItem, Plan
 from reconciler.resources import DesiredState
@@ -140,7 +141,7 @@ class Project:
         The plan's lineage and serial are those of the state as read (before refresh: refresh
         does not write), so a saved plan is stale once anyone writes the state.
         """
-        with self.locked(operation, lock):
+        with self.locked(operation, lock), gcpause.paused():
             return self._plan(list(targets), destroy, refresh)
 
     def _plan(self, targets: list[str], destroy: bool, refresh: bool) -> Plan:

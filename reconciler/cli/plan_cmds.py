@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from reconciler import gcpause
 from reconciler.cli.app import cli, project_root, use_color
 from reconciler.errors import PlanError, StateError, StateLockedError
 from reconciler.plan import Plan
@@ -74,6 +75,11 @@ def state_lock(project: Any, operation: str, timeout: float) -> Iterator[None]:
 
 def render_plan(plan: Plan, fmt: str, plan_location: str | None = None) -> str:
     """The plan in ``fmt`` (the renderer is imported lazily: only commands that print need it)."""
+    with gcpause.paused():
+        return _render_plan(plan, fmt, plan_location)
+
+
+def _render_plan(plan: Plan, fmt: str, plan_location: str | None) -> str:
     from reconciler import render
 
     if fmt == "json":

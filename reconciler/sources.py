@@ -1,0 +1,336 @@
+"""The project's YAML files: discovery, parsing with PyYAML's own semantics, and line lookup.
+
+This is the only module of the core that imports ``yaml``. Parsing is on the hot path of every
+``plan`` (a 10,000-deployment project is 16,000 files), so it takes two shortcuts that leave every
+result exactly what ``yaml.load(text, Loader=yaml.CSafeLoader)`` returns:
+
+- plain scalars resolve through a cache: with no path resolvers (SafeLoader has none), the tag of a
+  plain scalar depends on its text alone, and the same keys and values recur in every file;
+- a document made only of plain mappings, sequences and the standard scalar tags (str, int, float,
+  bool, null, timestamp, binary) is built by one recursive walk over the node tree instead of
+  PyYAML's generator-based constructor. Anything else (merge keys ``<<``, ``!!set``, ``!!omap``,
+  custom tags, collection keys) goes through PyYAML's own constructor, errors included.
+
+Marks are never kept: a file with a problem is composed again, with the pure-Python loader, only
+when a diagnostic needs the line of a field (``SourceFile.line_of``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import pickle
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_TAG = "tag:yaml.org,2002:"
+_STR, _MAP, _SEQ = _TAG + "str", _TAG + "map", _TAG + "seq"
+# scalar tags whose SafeConstructor functions are plain functions of the node (not generators)
+_SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "null", "bool", "int", "float", "timestamp", "binary"))
+_RESOLVED_MAX = 200_000  # plain-scalar tags cached per process before the cache starts over
+_resolved: dict[str, str] = {}
+
+assert not _BaseLoader.yaml_path_resolvers, "the resolver cache assumes no path resolvers"
+
+
+class _Fallback(Exception):
+    """The fast walk met something only PyYAML's constructor handles."""
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """PyYAML's safe loader with the cached resolver; ``document()`` builds the data."""
+
+    duplicate_keys = False
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None  # only path resolvers use it, and SafeLoader has none
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode and implicit[0]:
+            tag = _resolved.get(value)
+            if tag is None:
+                if len(_resolved) >= _RESOLVED_MAX:
+                    _resolved.clear()
+                tag = _resolved[value] = super().resolve(kind, value, implicit)
+            return tag
+        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> Any:
+        # PyYAML's own path (the fallback): note repeated keys before merge keys are flattened
+        if isinstance(node, MappingNode):
+            keys = [k.value for k, _ in node.value if isinstance(k, ScalarNode)]
+            if len(keys) != len(set(keys)):
+                self.duplicate_keys = True
+        return super().construct_mapping(node, deep=deep)
+
+    def document(self, node: Any) -> Any:
+        try:
+            return self._build(node, {})
+        except _Fallback:
+            self.duplicate_keys = False
+            return self.construct_document(node)
+
+    def _build(self, node: Any, made: dict[int, Any]) -> Any:
+        kind, tag = type(node), node.tag
+        if kind is ScalarNode:
+            if tag == _STR:
+                return node.value
+            if tag not in _SCALAR_TAGS:
+                raise _Fallback
+            return self.yaml_constructors[tag](self, node)
+        known = made.get(id(node))  # an alias of a collection already built: the same object
+        if known is not None:
+            return known
+        if kind is MappingNode and tag == _MAP:
+            mapping: dict[Any, Any] = {}
+            made[id(node)] = mapping
+            for key_node, value_node in node.value:
+                if type(key_node) is not ScalarNode:
+                    raise _Fallback
+                key = key_node.value if key_node.tag == _STR else self._build(key_node, made)
+                mapping[key] = self._build(value_node, made)
+            if len(mapping) != len(node.value):
+                self.duplicate_keys = True
+            return mapping
+        if kind is SequenceNode and tag == _SEQ:
+            items: list[Any] = []
+            made[id(node)] = items
+            for item in node.value:
+                items.append(self._build(item, made))
+            return items
+        raise _Fallback
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    """Why a file could not be read or parsed: a message, the line/column when the parser knows
+    them, and what would fix it."""
+
+    message: str
+    line: int | None = None
+    column: int | None = None
+    hint: str = "fix the YAML syntax"
+
+
+@dataclass
+class Parsed:
+    """One parsed file: its data, the line of its top-level ``name:``, and what was noticed."""
+
+    data: Any = None
+    name_line: int = 1
+    duplicate_keys: bool = False
+    placeholder: bool = False  # ``{{`` appears in the text (a template)
+    problem: YamlProblem | None = None
+
+
+def parse_text(text: str | bytes) -> Parsed:
+    """Parse one YAML document (str, or UTF-8 bytes) exactly as ``yaml.safe_load`` would."""
+    out = Parsed(placeholder=("{{" in text) if isinstance(text, str) else (b"{{" in text))
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            out.data = loader.document(node)
+            if type(node) is MappingNode:
+                # the line of `name:` is every resource's source line; the root mapping is at hand
+                out.name_line = next((k.start_mark.line + 1 for k, _ in node.value if k.value == "name"), 1)
+        out.duplicate_keys = loader.duplicate_keys
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        out.problem = YamlProblem(
+            f"invalid YAML: {exc.problem or exc.context}",
+            mark.line + 1 if mark else None,
+            mark.column + 1 if mark else None,
+        )
+    except yaml.YAMLError as exc:
+        out.problem = YamlProblem(f"invalid YAML: {exc}")
+    except (ValueError, TypeError, OverflowError) as exc:  # an explicit tag PyYAML cannot apply: `!!int abc`
+        out.data = None
+        out.problem = YamlProblem(f"invalid YAML: a value does not fit its tag: {exc}")
+    except RecursionError:
+        out.problem = YamlProblem("invalid YAML: nested too deeply to read")
+    finally:
+        loader.dispose()
+    return out
+
+
+def read_and_parse(path: Path) -> Parsed:
+    """Read ``path`` as UTF-8 and parse it; a file that cannot be read is a ``problem`` too."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Parsed(problem=YamlProblem(f"cannot read the file: {exc}", hint="make it a readable UTF-8 YAML file"))
+    return parse_text(text)
+
+
+PARALLEL_MIN_FILES = 2000  # below this, a worker process costs more than it saves
+
+
+def parse_files(paths: list[Path]) -> list[Parsed]:
+    """``read_and_parse`` of every path, in order.
+
+    Parsing is CPU-bound and the files are independent, so a large project is split in two: a
+    forked worker process parses the second half while this process parses the first, and sends
+    its results back pickled (a tenth of what parsing them costs). Only where forking is safe: a
+    POSIX system with more than one core, and no other thread in this process (a forked child
+    of a threaded process may inherit a lock held by a thread that does not exist in it). When the
+    worker fails for any reason, this process parses its half too: the result never depends on
+    whether the worker ran."""
+    if len(paths) < PARALLEL_MIN_FILES or not _can_fork():
+        return [read_and_parse(p) for p in paths]
+    split = len(paths) // 2
+    theirs_paths = paths[split:]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: parse, send, and leave without running the parent's exit handlers
+        code = 1
+        try:
+            os.close(read_fd)
+            with os.fdopen(write_fd, "wb") as out:
+                pickle.dump([read_and_parse(p) for p in theirs_paths], out, protocol=pickle.HIGHEST_PROTOCOL)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    theirs: Any = None
+    try:
+        mine = [read_and_parse(p) for p in paths[:split]]
+        with os.fdopen(read_fd, "rb") as received:
+            try:
+                theirs = pickle.load(received)
+            except Exception:  # the worker died or sent garbage: its half is parsed here below
+                theirs = None
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or not isinstance(theirs, list) or len(theirs) != len(theirs_paths):
+        theirs = [read_and_parse(p) for p in theirs_paths]
+    result: list[Parsed] = mine + theirs
+    return result
+
+
+def _can_fork() -> bool:
+    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
+
+
+def load_data(path: Path) -> Any:
+    """A data file (a conda environment, recon.yaml's raw form): its content, PyYAML's semantics.
+
+    Raises ``ValueError`` with the parser's message when it is not valid YAML, ``OSError`` when
+    it cannot be read."""
+    parsed = parse_text(path.read_bytes())
+    if parsed.problem is not None:
+        where = f" (line {parsed.problem.line})" if parsed.problem.line else ""
+        raise ValueError(parsed.problem.message + where)
+    return parsed.data
+
+
+class SourceFile:
+    """One YAML file of the project: where it is, and, composed on demand, where its fields are."""
+
+    __slots__ = ("path", "rel", "_tree")
+
+    def __init__(self, path: Path, rel: str) -> None:
+        self.path = path
+        self.rel = rel
+        self._tree: Any = None
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def node(self) -> Any:
+        """The composed node tree with marks (pure-Python loader; only for files with a problem)."""
+        if self._tree is None:
+            try:
+                self._tree = yaml.compose(self.path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+            except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
+                self._tree = False
+        return self._tree
+
+    def line_of(self, path: tuple[Any, ...]) -> int | None:
+        """The 1-based line of the field at ``path`` (or of its deepest existing parent)."""
+        node = self.node()
+        if not node:
+            return None
+        line: int = int(node.start_mark.line) + 1
+        for part in path:
+            if isinstance(node, MappingNode):
+                match = next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
+                if match is None:
+                    return line
+                line, node = int(match[0].start_mark.line) + 1, match[1]
+            elif isinstance(node, SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+                line = int(node.start_mark.line) + 1
+            else:
+                return line
+        return line
+
+    def duplicate_key_paths(self) -> list[tuple[tuple[Any, ...], int]]:
+        """Every key repeated within one mapping: (field path, line of the repeat)."""
+        found: list[tuple[tuple[Any, ...], int]] = []
+
+        def walk(node: Any, prefix: tuple[Any, ...]) -> None:
+            if isinstance(node, MappingNode):
+                seen: set[Any] = set()
+                for k, v in node.value:
+                    if k.value in seen:
+                        found.append(((*prefix, k.value), k.start_mark.line + 1))
+                    seen.add(k.value)
+                    walk(v, (*prefix, k.value))
+            elif isinstance(node, SequenceNode):
+                for i, item in enumerate(node.value):
+                    walk(item, (*prefix, i))
+
+        walk(self.node() or None, ())
+        return found
+
+
+def excluded(rel: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``rel`` (or a folder above it) matches one of recon.yaml's ``exclude`` globs."""
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(
+        fnmatch.fnmatch(p, pat) or fnmatch.fnmatch(p, pat.rstrip("/")) for pat in patterns for p in prefixes
+    )
+
+
+def discover(root: Path, skip: frozenset[str], exclude: tuple[str, ...]) -> list[tuple[Path, str]]:
+    """Every ``*.yml``/``*.yaml`` file under ``root``: (path, POSIX path relative to root), sorted
+    by folder then name. Hidden files and folders are skipped, as are the relative paths in
+    ``skip`` and those ``exclude`` matches."""
+    found: list[tuple[Path, str]] = []
+
+    def walk(folder: str, prefix: str) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError:
+            return
+        subfolders: list[os.DirEntry[str]] = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if entry.is_dir():
+                if not entry.is_symlink():  # as os.walk: a link to a folder is not followed
+                    subfolders.append(entry)
+            elif name.endswith((".yml", ".yaml")):
+                rel = prefix + name
+                if rel not in skip and not (exclude and excluded(rel, exclude)):
+                    found.append((Path(entry.path), rel))
+        for entry in subfolders:
+            walk(entry.path, f"{prefix}{entry.name}/")
+
+    walk(str(root), "")
+    return found
