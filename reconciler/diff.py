@@ -13,28 +13,11 @@ the whole list before and after (a conda dependency list reads better that way t
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from reconciler.plan import FieldChange
 
 _MISSING = object()
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def fast_model(cls: type[_M], **values: Any) -> _M:
-    """A pydantic model from values already known to be valid, *every* field given.
-
-    ``model_construct`` costs about as much as validation here (it walks the fields and their
-    defaults); plans hold tens of thousands of these, so set the instance dict directly.
-    """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
 
 
 def normalize_traffic(traffic: Mapping[str, Any] | None) -> dict[str, int]:

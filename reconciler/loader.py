@@ -13,6 +13,7 @@ by (path, size, mtime_ns) so a folder shared by many deployments is read once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -35,6 +36,7 @@ from reconciler.resources import (
     canonical_json,
     deployment_address,
     endpoint_address,
+    fast_model,
 )
 from reconciler.schema import Problem
 from reconciler.state import State
@@ -530,13 +532,14 @@ class _Builder:
             return
         line = f.name_line if path == ("name",) else f.line_of(path)
         self.origin[address] = (f, line or 1)
-        self.resources[address] = Resource.model_construct(
+        self.resources[address] = fast_model(
+            Resource,
             address=address,
             type=rtype,
             name=name,
             attributes=attrs,
             depends_on=depends_on,
-            source=SourceRef.model_construct(file=f.rel, line=line),
+            source=fast_model(SourceRef, file=f.rel, line=line),
         )
 
     # -- paths and digests
@@ -837,7 +840,7 @@ class _Builder:
             code_dir = self._local(f, cc.code or ".", ("code_configuration", "code"), "code", True)
             if code_dir is not None:
                 code = {"path": self.run.rel(code_dir), "digest": self._tree_digest(code_dir)}
-                script = Path(os.path.normpath(cc.scoring_script)).as_posix()
+                script = _posix_path(cc.scoring_script)
                 self._local(
                     f,
                     cc.scoring_script,
@@ -948,7 +951,7 @@ class _Builder:
             "max_queue_wait_ms": 500,
         }
         if rs is not None:
-            out.update({k: v for k, v in rs.model_dump().items() if v is not None})
+            out.update({k: v for k, v in rs if v is not None})
         return out
 
     # -- rules across documents
@@ -1069,6 +1072,12 @@ def suggest_hint(word: str, choices: Any) -> str | None:
     return schema.suggest(word, choices)
 
 
+@functools.lru_cache(maxsize=1024)
+def _posix_path(value: str) -> str:
+    """A relative path normalised and written with ``/`` (scoring scripts, as Azure records them)."""
+    return Path(os.path.normpath(value)).as_posix()
+
+
 def _is_address(value: str) -> bool:
     return value.startswith(("model.", "environment."))
 
@@ -1085,7 +1094,7 @@ _PROBE_DEFAULTS = {
 def _probe(probe: schema.ProbeDoc | None) -> dict[str, Any]:
     out: dict[str, Any] = dict(_PROBE_DEFAULTS)
     if probe is not None:
-        out.update({k: v for k, v in probe.model_dump().items() if v is not None})
+        out.update({k: v for k, v in probe if v is not None})
     return out
 
 

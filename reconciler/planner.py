@@ -32,11 +32,11 @@ from typing import Any
 
 from providers.base import Capacity
 from reconciler import graph
-from reconciler.diff import diff_attributes, fast_model, normalize_traffic
+from reconciler.diff import diff_attributes, normalize_traffic
 from reconciler.errors import Diagnostic
 from reconciler.plan import Action, Batch, DriftItem, FieldChange, Plan, ResourceChange, Step, StepKind
 from reconciler.quota import check_quota
-from reconciler.resources import DesiredState, Resource, endpoint_address
+from reconciler.resources import DesiredState, Resource, endpoint_address, fast_model
 from reconciler.state import State, StateResource
 
 Attrs = dict[str, Any]

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from providers.base import Capacity
-from reconciler.diff import fast_model
 from reconciler.plan import QuotaFamily, QuotaReport, QuotaUsage
-from reconciler.resources import InstanceType
+from reconciler.resources import InstanceType, fast_model
 
 Attrs = Mapping[str, Any]
 

@@ -237,16 +237,20 @@ def load_data(path: Path) -> Any:
 class SourceFile:
     """One YAML file of the project: where it is, and, composed on demand, where its fields are."""
 
-    __slots__ = ("path", "rel", "_tree")
+    __slots__ = ("path", "rel", "_tree", "_folder")
 
     def __init__(self, path: Path, rel: str) -> None:
         self.path = path
         self.rel = rel
         self._tree: Any = None
+        self._folder: Path | None = None
 
     @property
     def folder(self) -> Path:
-        return self.path.parent
+        """The folder relative paths in the file resolve against."""
+        if self._folder is None:
+            self._folder = self.path.parent
+        return self._folder
 
     def node(self) -> Any:
         """The composed node tree with marks (pure-Python loader; only for files with a problem)."""
