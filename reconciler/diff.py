@@ -68,10 +68,12 @@ def _under(path: str, prefixes: Collection[str]) -> bool:
 
 
 def _leaf_changes(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
-    """Changes of one top-level attribute; only dict-vs-dict values go through DeepDiff."""
+    """Changes of one top-level attribute; only nested dict-vs-dict values go through DeepDiff."""
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return [(key, _none(old), _none(new))]
-    from deepdiff import DeepDiff  # about 0.3 s to import: only when canonical forms differ
+    if _flat(old) and _flat(new):
+        return _flat_changes(key, old, new)
+    from deepdiff import DeepDiff  # about 0.3 s to import (numpy with it): only for nested values
 
     report = DeepDiff(old, new, view="tree", verbose_level=2)
     out: dict[str, tuple[str, Any, Any]] = {}
@@ -82,6 +84,21 @@ def _leaf_changes(key: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
             b, a = _resolve(old, parts), _resolve(new, parts)
             out[path] = (path, _none(b), _none(a))
     return list(out.values())
+
+
+def _flat(value: dict[Any, Any]) -> bool:
+    return not any(isinstance(v, (dict, list, tuple, set)) for v in value.values())
+
+
+def _flat_changes(key: str, old: dict[Any, Any], new: dict[Any, Any]) -> list[tuple[str, Any, Any]]:
+    """What DeepDiff reports for two dicts of scalars (environment variables, tags, traffic):
+    added, removed and changed keys, a change of type (``1`` -> ``1.0``, ``1`` -> ``True``) included."""
+    out = []
+    for k in {**old, **new}:
+        b, a = old.get(k, _MISSING), new.get(k, _MISSING)
+        if type(b) is not type(a) or b != a:
+            out.append((f"{key}.{k}", _none(b), _none(a)))
+    return out
 
 
 def _dotted(parts: list[Any]) -> list[str]:

@@ -145,6 +145,29 @@ def test_diff_lists_compare_whole_and_dicts_by_leaf() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({"A": "1", "B": "2"}, {"A": "1", "B": "3"}),
+        ({"A": "1"}, {"A": "1", "C": "x"}),
+        ({"A": "1", "C": "x"}, {"A": "1"}),
+        ({"n": 1, "m": 2}, {"n": 1.0, "m": 3}),  # 1 -> 1.0 is a change of type, as DeepDiff says
+        ({"flag": 1, "z": None}, {"flag": True, "z": 0}),
+        ({}, {"only": "new"}),
+    ],
+)
+def test_flat_dict_changes_are_what_deepdiff_reports(before: dict[str, Any], after: dict[str, Any]) -> None:
+    from deepdiff import DeepDiff
+
+    expected = set()
+    for levels in DeepDiff(before, after, view="tree").values():
+        for level in levels:
+            (key,) = level.path(output_format="list")
+            expected.add((f"env.{key}", before.get(key), after.get(key)))
+    got = {(c.path, c.before, c.after) for c in diff_attributes({"env": before}, {"env": after})}
+    assert got == expected and got
+
+
 def test_traffic_change_only_is_a_set_traffic_step() -> None:
     res = base()
     from tests.planner.helpers import deployment
