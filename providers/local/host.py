@@ -347,6 +347,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--worker_count", type=int, default=int(os.environ.get("WORKER_COUNT", "1")))
     p.add_argument("--port-file", dest="port_file", default=None)
+    p.add_argument("--modules-file", dest="modules_file", default=None,
+                   help="after init(), write the library modules it imported (for warm starts)")
     args = p.parse_args(argv)
     if not args.entry_script:
         p.error("--entry_script is required (or set AZUREML_ENTRY_SCRIPT)")
@@ -390,6 +392,33 @@ def load(args: argparse.Namespace) -> ScoringScript:
     return script
 
 
+def library_modules(own: list[str]) -> list[str]:
+    """The modules loaded so far that are not the user's (their file is under none of ``own``),
+    in the order they were imported: what a launcher imports before it forks warm instances."""
+    folders = tuple(os.path.join(os.path.abspath(f), "") for f in own if f)
+    names: list[str] = []
+    for name, module in list(sys.modules.items()):
+        if name in ("__main__", "entry_module") or module is None:
+            continue
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.abspath(file).startswith(folders):
+            continue
+        names.append(name)
+    return names
+
+
+def write_modules_file(path: str, script: ScoringScript) -> None:
+    app_root = os.environ.get("AML_APP_ROOT", os.getcwd())
+    own = [app_root, os.path.dirname(os.path.abspath(script.path)), os.environ.get("AZUREML_MODEL_DIR", "")]
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump({"modules": library_modules(own)}, f)
+        os.replace(tmp, path)
+    except OSError as ex:  # warm starts are an optimisation: never a reason to fail
+        log.warning("cannot record the modules init() imported in %s: %s", path, ex)
+
+
 def write_port_file(path: str, port: int) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
@@ -417,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
     script = load(args)
+    if args.modules_file:
+        write_modules_file(args.modules_file, script)
     host = Host(script, args.worker_count)
     Handler.host = host
     try:

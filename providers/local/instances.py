@@ -7,12 +7,21 @@ Layout under ``state_dir``::
     run/<endpoint>/<deployment>/stopping/<n>.json    pid file of an instance SIGTERM'd, not yet gone
     run/<endpoint>/<deployment>/configs/<digest>.json how instances of one configuration are launched
     run/<endpoint>/<deployment>/seq                  the last instance number given out
+    run/<endpoint>/<deployment>/modules.json          library modules the last instance's init() loaded
+    run/<endpoint>/<deployment>/launchers/<digest>.json  pid file of a launcher (warm starts) while it runs
     logs/<endpoint>/<deployment>/<n>.log             the instance's stdout and stderr
+    logs/<endpoint>/<deployment>/launcher.log        the launchers' output
 
 An instance's configuration is identified by its ``config_digest``: instances at the desired digest
 are never replaced again, which is what makes a rolling update resumable after a crash. A launch
 config is kept per digest so that scaling clones the configuration that runs (scale first, template
 changes after, as the service does).
+
+Warm starts (``launchers``): instances of one configuration may be forked by a launcher that has
+imported the deployment's libraries. Such an instance carries the launcher's environment, whose
+mark is the family mark ``<endpoint>/<deployment>/+<digest>`` rather than its own number; its pid
+file (which it writes itself, first thing) is what names it. A process with a family mark that no
+pid file names, and that is no running launcher, is a leftover and is stopped like any other.
 
 Stopping is asynchronous where a rollout needs it (``begin_stop``): a drained instance gets SIGTERM
 and its pid file moves from ``instances/`` to ``stopping/`` (written before the old one is removed,
@@ -33,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.local import procs
+from providers.local.launchers import Launcher, LauncherError
 from providers.local.routing import EndpointFiles
 
 HOST_SCRIPT = Path(__file__).resolve().parent / "host.py"
@@ -95,6 +105,12 @@ def probe_settings(probe: dict[str, Any] | None) -> dict[str, float]:
     return {k: float(merged[k]) for k in DEFAULT_PROBE}
 
 
+def ready_budget(probe: dict[str, Any] | None) -> float:
+    """How long an instance may take to become ready: initial_delay + period * failure_threshold."""
+    settings = probe_settings(probe)
+    return settings["initial_delay"] + settings["period"] * settings["failure_threshold"]
+
+
 class DeploymentRunner:
     """Starts, finds and stops the instances of ``endpoint/deployment``."""
 
@@ -109,10 +125,17 @@ class DeploymentRunner:
         self.cfg_dir = self.run / "configs"
         self.log_dir = state_dir / "logs" / self.endpoint / self.name
         self.lock_path = state_dir / "run" / self.endpoint / f".{self.name}.lock"
+        self.launchers_dir = self.run / "launchers"
+        self.modules_file = self.run / "modules.json"
+        self.warm_failure: str | None = None  # why the last start() could not fork warm instances
         self._configs: dict[str, LaunchConfig | None] = {}
 
     def mark(self, instance_id: int) -> str:
         return f"{self.endpoint}/{self.name}/{instance_id}"
+
+    def family_mark(self, digest: str) -> str:
+        """The mark of a launcher of ``digest`` and of every instance it forks."""
+        return f"{self.endpoint}/{self.name}/+{_fname(digest)[:16]}"
 
     def log_path(self, instance_id: int) -> Path:
         return self.log_dir / f"{instance_id}.log"
@@ -178,11 +201,32 @@ class DeploymentRunner:
                 alive.append(inst)
             else:
                 self._forget(inst)
-        known = {i.pid for i in alive} | {i.pid for i in exiting}
+        known = {i.pid for i in alive} | {i.pid for i in exiting} | self.launcher_pids()
         for _id, pid in self._marked().items():
             if pid not in known:
                 procs.stop(pid, procs.start_time(pid), grace=5.0)
+        for pid in self._family():
+            if pid not in known:
+                procs.stop(pid, procs.start_time(pid), grace=5.0)
         return alive
+
+    def _family(self) -> list[int]:
+        """Pids of live processes with one of this deployment's family marks (launchers and
+        the instances they forked)."""
+        return [pid for _mark, pid in procs.find_all_marked(self.state_dir, f"{self.endpoint}/{self.name}/+")]
+
+    def launcher_pids(self) -> set[int]:
+        """Pids of the launchers of this deployment that run (their pid files; stale ones removed)."""
+        pids: set[int] = set()
+        if not self.launchers_dir.is_dir():
+            return pids
+        for path in self.launchers_dir.glob("*.json"):
+            data = procs.read_json(path)
+            if isinstance(data, dict) and procs.is_alive(int(data.get("pid") or 0), data.get("start_time")):
+                pids.add(int(data["pid"]))
+            else:
+                path.unlink(missing_ok=True)
+        return pids
 
     def check_environment(self, inst: Instance, declared: dict[str, str]) -> dict[str, str] | None:
         """The declared variables as the process has them, when they differ from ``declared``."""
@@ -208,24 +252,44 @@ class DeploymentRunner:
             seq_file.write_text(f"{last + n}\n")
         return ids
 
-    def start(self, digest: str, config: LaunchConfig, n: int) -> list[Instance]:
-        """Spawn ``n`` instances of ``config`` (not yet ready, not yet in the pool)."""
+    def start(self, digest: str, config: LaunchConfig, n: int, launcher: Launcher | None = None) -> list[Instance]:
+        """Start ``n`` instances of ``config`` (not yet ready, not yet in the pool): forked by
+        ``launcher`` when given, else each its own interpreter. When the launcher fails, the
+        rest start cold and ``warm_failure`` says why."""
         self.inst_dir.mkdir(parents=True, exist_ok=True)
+        self.warm_failure = None
         started: list[Instance] = []
         for instance_id in self._next_ids(n):
             port_file = self.inst_dir / f"{instance_id}.port"
             port_file.unlink(missing_ok=True)
-            argv = [config.python, str(HOST_SCRIPT), "--entry_script", config.entry_script,
-                    "--port", "0", "--port-file", str(port_file), "--model_dir", config.model_dir,
-                    "--worker_count", str(config.worker_count)]
-            proc = procs.spawn(argv, self._environment(config, instance_id, digest),
-                               self.log_path(instance_id), cwd=Path(config.cwd))
+            args = ["--entry_script", config.entry_script, "--port", "0", "--port-file", str(port_file),
+                    "--model_dir", config.model_dir, "--worker_count", str(config.worker_count),
+                    "--modules-file", str(self.modules_file)]
+            proc = None
+            if launcher is not None:
+                record = Instance(instance_id, 0, None, digest).to_output()
+                try:
+                    proc = launcher.fork(instance_id, args, self.log_path(instance_id),
+                                         self.inst_dir / f"{instance_id}.json", record)
+                except LauncherError as ex:
+                    self.warm_failure, launcher = str(ex), None
+            if proc is None:
+                proc = procs.spawn([config.python, str(HOST_SCRIPT), *args],
+                                   self._environment(config, self.mark(instance_id), digest),
+                                   self.log_path(instance_id), cwd=Path(config.cwd))
             inst = Instance(instance_id, proc.pid, proc.start_time, digest)
             self._write(inst)
             started.append(inst)
         return started
 
-    def _environment(self, config: LaunchConfig, instance_id: int, digest: str) -> dict[str, str]:
+    def launcher(self, digest: str, config: LaunchConfig, timeout: float) -> Launcher:
+        """A launcher for ``config`` (raises ``LauncherError`` when it cannot start)."""
+        self.launchers_dir.mkdir(parents=True, exist_ok=True)
+        return Launcher(config.python, self._environment(config, self.family_mark(digest), digest),
+                        Path(config.cwd), self.log_dir / "launcher.log", self.modules_file,
+                        self.launchers_dir / f"{_fname(digest)}.json", timeout)
+
+    def _environment(self, config: LaunchConfig, mark: str, digest: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
         env.pop("PYTHONHOME", None)
         if config.isolated:
@@ -237,7 +301,7 @@ class DeploymentRunner:
             "AML_APP_ROOT": config.cwd,
             "AZUREML_ENTRY_SCRIPT": config.entry_script,
             "PYTHONUNBUFFERED": "1",
-            procs.MARK_ID: self.mark(instance_id),
+            procs.MARK_ID: mark,
             procs.MARK_STATE_DIR: str(self.state_dir),
             procs.MARK_WORKSPACE: self.workspace,
             procs.MARK_ROLE: "instance",
@@ -247,8 +311,8 @@ class DeploymentRunner:
 
     def wait_ready(self, pending: list[Instance], probe: dict[str, Any] | None) -> StartFailure | None:
         """Poll until every instance answers its readiness probe; the first failure otherwise."""
+        budget = ready_budget(probe)
         settings = probe_settings(probe)
-        budget = settings["initial_delay"] + settings["period"] * settings["failure_threshold"]
         deadline = time.monotonic() + budget
         waiting = list(pending)
         while waiting:
@@ -360,7 +424,7 @@ class DeploymentRunner:
         """Every instance of this deployment, recorded, stopping or only marked; then its run folder."""
         self.stop(self.recorded(), grace=10.0)
         self.reap_stopping(wait=True)
-        for _id, pid in self._marked().items():
+        for pid in [*self._marked().values(), *self._family()]:
             procs.stop(pid, procs.start_time(pid), grace=5.0)
         shutil.rmtree(self.run, ignore_errors=True)
 

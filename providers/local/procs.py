@@ -111,11 +111,17 @@ def marked_processes() -> Iterator[tuple[int, dict[str, str]]]:
 
 def find_marked(state_dir: Path, prefix: str) -> dict[str, int]:
     """Mark -> pid of live processes of ``state_dir`` whose mark starts with ``prefix``."""
-    return {
-        env[MARK_ID]: pid
+    return {mark: pid for mark, pid in find_all_marked(state_dir, prefix)}
+
+
+def find_all_marked(state_dir: Path, prefix: str) -> list[tuple[str, int]]:
+    """(mark, pid) of every live process of ``state_dir`` whose mark starts with ``prefix``
+    (the instances a launcher forked share its mark: there may be several of one mark)."""
+    return [
+        (env[MARK_ID], pid)
         for pid, env in marked_processes()
         if env.get(MARK_STATE_DIR) == str(state_dir) and env[MARK_ID].startswith(prefix)
-    }
+    ]
 
 
 # -- starting and stopping ----------------------------------------------------------------------
@@ -125,8 +131,10 @@ class Started:
     start_time: int | None
 
 
-def spawn(argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path) -> Started:
-    """Start ``argv`` detached (own session), stdout and stderr appended to ``log_path``."""
+def spawn(argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path,
+          pass_fds: tuple[int, ...] = ()) -> Started:
+    """Start ``argv`` detached (own session), stdout and stderr appended to ``log_path``; of this
+    process's descriptors only ``pass_fds`` are inherited."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         child = subprocess.Popen(
@@ -138,6 +146,7 @@ def spawn(argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path) ->
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
         )
     _CHILDREN[child.pid] = child
     return Started(child.pid, start_time(child.pid))

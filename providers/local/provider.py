@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +34,8 @@ from providers.common import (
     start_error,
 )
 from providers.local import files, procs
-from providers.local.instances import DeploymentRunner, Instance, LaunchConfig
+from providers.local.instances import DeploymentRunner, Instance, LaunchConfig, ready_budget
+from providers.local.launchers import Launcher, LauncherError
 from providers.local.routing import EndpointFiles
 from providers.local.venvs import EnvironmentBuilder
 from reconciler.errors import PermanentError
@@ -45,7 +47,11 @@ STOP_GRACE = 10.0
 
 
 class LocalProvider(InstanceProvider):
-    """Serves online endpoints as local processes. Settings: ``reuse_host_packages`` (bool)."""
+    """Serves online endpoints as local processes.
+
+    Settings: ``reuse_host_packages`` (bool, default false) and ``warm_start`` (bool, default
+    true: the instances one operation starts fork from a launcher that imported the deployment's
+    libraries once; see ``launchers``)."""
 
     name: ClassVar[str] = "local"
 
@@ -55,6 +61,17 @@ class LocalProvider(InstanceProvider):
         self.project_root = Path(context.project_root).resolve()
         self.builder = EnvironmentBuilder(Path(context.cache_dir).resolve(),
                                           bool(settings.get("reuse_host_packages", False)))
+        self.warm_start = bool(settings.get("warm_start", True))
+        # (endpoint, deployment, config digest) -> the launcher kept between the batches of a rollout
+        self._launchers: dict[tuple[str, str, str], Launcher] = {}
+        self._launchers_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._launchers_lock:
+            launchers, self._launchers = list(self._launchers.values()), {}
+        for launcher in launchers:
+            launcher.close()
+        super().close()
 
     # == reading ====================================================================================
     def observe(self, resource: StateResource) -> Observation:
@@ -116,19 +133,24 @@ class LocalProvider(InstanceProvider):
 
     def find_unmanaged(self, known: list[StateResource]) -> list[str]:
         owned: set[str] = set()
+        owned_pids: set[int] = set()  # warm instances and launchers share a family mark: owned by pid
         for res in known:
             if res.type == "endpoint":
                 owned.add(f"{str(res.attributes.get('name', res.name)).lower()}/router")
             elif res.type == "deployment":
                 runner = self._runner(res.attributes)
-                owned |= {runner.mark(int(i["id"])) for i in res.outputs.get("instances") or [] if "id" in i}
-                owned |= {runner.mark(i.id) for i in runner.stopping()}  # SIGTERM'd, still exiting
+                recorded = [i for i in res.outputs.get("instances") or [] if "id" in i]
+                owned |= {runner.mark(int(i["id"])) for i in recorded}
+                owned_pids |= {int(i["pid"]) for i in recorded if i.get("pid")}
+                stopping = runner.stopping()  # SIGTERM'd, still exiting
+                owned |= {runner.mark(i.id) for i in stopping}
+                owned_pids |= {i.pid for i in stopping} | runner.launcher_pids()
         found = []
         for pid, env in procs.marked_processes():
             if env.get(procs.MARK_STATE_DIR) != str(self.state_dir):
                 continue
             mark = env.get(procs.MARK_ID, "")
-            if mark not in owned:
+            if mark not in owned and pid not in owned_pids:
                 role = env.get(procs.MARK_ROLE, "process")
                 found.append(f"{role} {mark} (pid {pid}) runs but no recorded resource owns it")
         return found
@@ -222,7 +244,9 @@ class LocalProvider(InstanceProvider):
                 new: list[Instance] = []
             else:
                 retire = stale[: min(size, len(stale))]
-                new = self._start_ready(runner, request, digest, config, len(retire))
+                # the launcher serves the next batches too; the last batch closes it
+                new = self._start_ready(runner, request, digest, config, len(retire),
+                                        keep_launcher=len(stale) > len(retire))
             serving = current + new + [i for i in stale if i not in retire]
             # The drained old instances get SIGTERM and the batch moves on: they exit while the next
             # batch starts (reaped there); after the last batch, wait until every one is gone.
@@ -390,19 +414,61 @@ class LocalProvider(InstanceProvider):
         return digest, config
 
     def _start_ready(self, runner: DeploymentRunner, request: ApplyRequest, digest: str,
-                     config: LaunchConfig, n: int) -> list[Instance]:
-        """Start ``n`` instances and wait until ready; on failure stop them and raise."""
+                     config: LaunchConfig, n: int, keep_launcher: bool = False) -> list[Instance]:
+        """Start ``n`` instances and wait until ready; on failure stop them and raise.
+
+        Warm (forked by the configuration's launcher) unless ``warm_start`` is off or the
+        launcher cannot start; the launcher is closed afterwards unless ``keep_launcher``."""
         if n <= 0:
             return []
-        new = runner.start(digest, config, n)
-        request.emit("starting instance(s) " + ", ".join(str(i.id) for i in new))
-        failure = runner.wait_ready(new, config.readiness_probe)
+        kept = False
+        try:
+            new = runner.start(digest, config, n, self._launcher(runner, request, digest, config))
+            if runner.warm_failure:
+                request.emit(f"warm start failed ({runner.warm_failure}); the rest start cold")
+            request.emit("starting instance(s) " + ", ".join(str(i.id) for i in new))
+            failure = runner.wait_ready(new, config.readiness_probe)
+            kept = keep_launcher and failure is None and not runner.warm_failure
+        finally:
+            if not kept:
+                self._close_launcher(runner, digest)
         if failure is not None:
             runner.stop(new, grace=2.0)
             raise start_error(request.address, failure)
         for inst in new:
             request.emit(f"instance {inst.id} ready (pid {inst.pid}, port {inst.port})")
         return new
+
+    def _launcher(self, runner: DeploymentRunner, request: ApplyRequest, digest: str,
+                  config: LaunchConfig) -> Launcher | None:
+        """The running launcher of this configuration, or a new one; None for cold starts."""
+        if not self.warm_start:
+            return None
+        key = (runner.endpoint, runner.name, digest)
+        with self._launchers_lock:
+            launcher = self._launchers.pop(key, None)
+        if launcher is not None and launcher.alive():
+            with self._launchers_lock:
+                self._launchers[key] = launcher
+            return launcher
+        if launcher is not None:
+            launcher.close()
+        try:
+            launcher = runner.launcher(digest, config, ready_budget(config.readiness_probe))
+        except LauncherError as ex:
+            request.emit(f"warm start unavailable ({ex}); instances start cold")
+            return None
+        with self._launchers_lock:
+            self._launchers[key] = launcher
+        request.emit(f"launcher pid {launcher.pid}: {launcher.preloaded} library modules imported in "
+                     f"{launcher.import_seconds:.1f}s; instances fork from it")
+        return launcher
+
+    def _close_launcher(self, runner: DeploymentRunner, digest: str) -> None:
+        with self._launchers_lock:
+            launcher = self._launchers.pop((runner.endpoint, runner.name, digest), None)
+        if launcher is not None:
+            launcher.close()
 
     def _settle(self, runner: DeploymentRunner, instances: list[Instance], config: LaunchConfig) -> list[Instance]:
         """Instances a crashed apply left starting: wait until ready; stop those that never are."""

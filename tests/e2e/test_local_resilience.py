@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 RECON_YAML = "workspace: resilience\nprovider:\n  kind: local\n  reuse_host_packages: true\n"
 
 
-def _project(sample_project) -> Path:
+def _project(sample_project, warm_start: bool = True) -> Path:
     root = sample_project("blue-deployment.yml")
-    (root / "recon.yaml").write_text(RECON_YAML)
+    (root / "recon.yaml").write_text(RECON_YAML + ("" if warm_start else "  warm_start: false\n"))
     ep = root / "endpoint.yml"
     ep.write_text(ep.read_text() + "traffic:\n  blue: 100\n")
     return root
@@ -80,7 +80,8 @@ def test_apply_killed_at_random_moments_always_converges(sample_project, make_re
 
 
 def test_killed_instance_and_changed_env_var_are_drift_and_repaired(sample_project, make_recon) -> None:
-    root = _project(sample_project)
+    # cold starts: an instance restarted by hand needs its own command line (a warm one has its launcher's)
+    root = _project(sample_project, warm_start=False)
     _set_blue(root, count=2, version="v1")
     recon = make_recon(root)
     recon("apply", "--auto-approve")

@@ -21,6 +21,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
     provider = LocalProvider({"reuse_host_packages": True}, context)
     proj = Project(root, provider)
     yield proj
+    provider.close()
     # Safety net: whatever a test left running goes (tests that check cleanup do so themselves).
     for pid in alive_marked(provider.state_dir):
         procs.stop(pid, procs.start_time(pid), grace=2.0)

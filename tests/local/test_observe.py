@@ -44,6 +44,9 @@ def test_killed_instance_shows_as_instance_count_drift_and_scale_repairs_it(proj
 
 
 def test_changed_environment_variable_is_drift_and_a_rollout_repairs_it(project: Project) -> None:
+    # A cold-started instance: its own command line is what someone can restart by hand (a warm one
+    # shows its launcher's).
+    project.provider.warm_start = False
     serve(project, 1, env_vars={"VERSION": "v1", "MODE": "fast"})
     dep = project.resources["deployment.ep.blue"]
     inst = dep.outputs["instances"][0]

@@ -56,12 +56,16 @@ def test_deployment_serves_through_router_with_key(project: Project) -> None:
     assert project.score(deployment="blue")[1]["azureml-model-deployment"] == "blue"
 
 
-def test_instances_bind_loopback_only_and_carry_marks(project: Project) -> None:
+@pytest.mark.parametrize("warm", [True, False])
+def test_instances_bind_loopback_only_and_carry_marks(project: Project, warm: bool) -> None:
+    project.provider.warm_start = warm
     serve(project, count=1)
     inst = project.resources["deployment.ep.blue"].outputs["instances"][0]
     env = procs.read_environ(inst["pid"])
     assert env is not None
-    assert env["RECON_INSTANCE_ID"] == f"ep/blue/{inst['id']}"
+    # a cold instance carries its own number; a warm one its launcher's family mark
+    family = f"ep/blue/+{inst['config_digest'].removeprefix('sha256:')[:16]}"
+    assert env["RECON_INSTANCE_ID"] == (family if warm else f"ep/blue/{inst['id']}")
     assert env["RECON_WORKSPACE"] == "test-ws"
     assert env["AZUREML_MODEL_DIR"]
     listening = Path("/proc/net/tcp").read_text().lower()
