@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import LockInfo, StateConflictError, StateError
-from reconciler.state import State
+from reconciler.state import State, StateResource
 from states import StateBackend, SupportsHistory, SupportsLocking, open_backend
 from states.base import HistoryEntry
 
@@ -36,16 +36,24 @@ _COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _TOP = json.JSONEncoder(sort_keys=True)
 
 
-def serialise(state: State) -> bytes:
+# address -> (the resource object, its encoded line): see ``serialise``
+LineCache = dict[str, tuple[StateResource, str]]
+
+
+def serialise(state: State, cache: LineCache | None = None) -> bytes:
     """The stored form: JSON with top-level keys sorted and indented by two, one resource a line.
 
     Deterministic (addresses and keys sorted), so equal states have equal bytes, and one line per
     resource keeps diffs readable. Unlike ``State.to_bytes`` (fully indented) it is encoded by the
-    C JSON encoder: several times faster for a state of thousands of resources, and the engine
-    writes the state after every step.
+    C JSON encoder: several times faster for a state of thousands of resources.
+
+    ``cache`` makes the writes of an apply cost what changed, not the whole state: a resource that
+    is the very object encoded last time keeps its line. That holds because recorded resources are
+    never changed in place (the engine's recorder copies a resource before it changes it; see
+    ``apply._Recorder``); ``RECON_VERIFY_STATE_CACHE=1`` checks it on every write (the tests set it).
     """
-    doc = state.model_dump(mode="json")
-    resources = doc.pop("resources")
+    doc = state.model_dump(mode="json", exclude={"resources"})
+    resources = state.resources
     lines = []
     for key in sorted({*doc, "resources"}):
         if key != "resources":
@@ -53,9 +61,23 @@ def serialise(state: State) -> bytes:
         elif not resources:
             lines.append('  "resources": {}')
         else:
-            body = ",\n".join(f"    {_TOP.encode(a)}: {_COMPACT.encode(resources[a])}" for a in sorted(resources))
+            body = ",\n".join(f"    {_TOP.encode(a)}: {_line(a, resources[a], cache)}" for a in sorted(resources))
             lines.append('  "resources": {\n' + body + "\n  }")
+    if cache is not None:
+        for gone in cache.keys() - resources.keys():
+            del cache[gone]
     return ("{\n" + ",\n".join(lines) + "\n}\n").encode()
+
+
+def _line(address: str, resource: StateResource, cache: LineCache | None) -> str:
+    if cache is not None:
+        known = cache.get(address)
+        if known is not None and known[0] is resource:
+            return known[1]
+    line = _COMPACT.encode(resource.model_dump(mode="json"))
+    if cache is not None:
+        cache[address] = (resource, line)
+    return line
 
 
 def _who() -> str:
@@ -80,6 +102,8 @@ class StateManager:
         self._serial: int | None = None  # what the backend held at the last read/write
         self._lineage: str | None = None
         self._fresh_lineage = str(uuid.uuid4())
+        self._lines: LineCache = {}
+        self._verify = os.environ.get("RECON_VERIFY_STATE_CACHE") == "1"
 
     def describe(self) -> str:
         return self.backend.describe()
@@ -119,7 +143,10 @@ class StateManager:
                     "recon_version": state.recon_version or _recon_version(),
                 }
             )
-            self.backend.write(serialise(new), new.serial, lineage, self._serial)
+            data = serialise(new, self._lines)
+            if self._verify and data != serialise(new):
+                raise StateError("internal error: a recorded resource was changed in place (state line cache)")
+            self.backend.write(data, new.serial, lineage, self._serial)
             self._serial, self._lineage = new.serial, lineage
             return new
 

@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+# Every state write re-serialises the whole state and compares it with the cached lines it wrote
+# (statemgr.serialise): a recorded resource changed in place fails the test that did it.
+os.environ.setdefault("RECON_VERIFY_STATE_CACHE", "1")
+
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "azureml-examples"
 if not CORPUS.is_dir():  # CI clones main with shared/ beside it
     CORPUS = Path(os.environ.get("RECON_CORPUS", "/work/shared/corpus/azureml-examples"))
