@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from reconciler.errors import LockInfo, StateConflictError, StateError, StateLoc
 from states.base import HistoryEntry, StoredState
 
 HISTORY_KEEP = 20
+HOLDER_INFO_WAIT_S = 1.0  # a lock held with no holder info yet: how long to look again
 
 # ``State.to_bytes`` indents by two spaces, so top-level keys are the only ones at that depth:
 # finding them with bytes.find avoids parsing a multi-megabyte document twice. Sorted keys put
@@ -199,9 +201,15 @@ class FileBackend:
     def lock(self, info: LockInfo) -> str:
         if self._lock_fd is not None:
             raise StateLockedError(self._lock_info, self._held_here_message())
-        fd = self._try_flock()
-        if fd is None:
-            raise StateLockedError(self._read_info())
+        # The holder takes the flock and then writes its info (and removes the info before it lets
+        # go): a lock held with no info is a holder in between, so look again for a moment, to
+        # name it or to get the lock it is releasing.
+        deadline = time.monotonic() + HOLDER_INFO_WAIT_S
+        while (fd := self._try_flock()) is None:
+            holder = self._read_info()
+            if holder is not None or time.monotonic() >= deadline:
+                raise StateLockedError(holder)
+            time.sleep(0.02)
         self._lock_fd, self._lock_info = fd, info
         try:
             atomic_write(self.info_path, json.dumps(info.to_dict() | {"pid": os.getpid()}).encode())

@@ -39,6 +39,7 @@ CONNECT_TIMEOUT_S = 10
 STATEMENT_TIMEOUT_MS = 30_000
 # Advisory locks use the two-int4 form: (recon's namespace, crc32 of the state name).
 LOCK_NAMESPACE = 0x7265636F & 0x7FFFFFFF  # "reco"
+HOLDER_ROW_WAIT_S = 1.0  # a lock held with no holder row yet: how long to look again
 
 # Each entry migrates the schema from version i to i+1; append, never edit.
 MIGRATIONS: list[str] = [
@@ -293,12 +294,17 @@ class PostgresBackend:
         conn = self._connect()
         try:
             with self._errors("cannot lock the state"):
-                got = conn.execute(
+                # The holder takes the advisory lock and then writes its row (and deletes the row
+                # before it lets go): a lock held with no row is a holder in between, so look
+                # again for a moment, to name it or to get the lock it is releasing.
+                deadline = time.monotonic() + HOLDER_ROW_WAIT_S
+                while not conn.execute(
                     "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE, self.lock_key)
-                ).fetchone()[0]
-                if not got:
+                ).fetchone()[0]:
                     holder = self._row(conn)
-                    raise StateLockedError(holder[0] if holder else None)
+                    if holder is not None or time.monotonic() >= deadline:
+                        raise StateLockedError(holder[0] if holder else None)
+                    time.sleep(0.02)
                 # Any row left here is stale (its holder's advisory lock was free): overwrite it.
                 conn.execute(
                     "INSERT INTO recon_locks (name, id, operation, who, created, pid, info) "

@@ -141,6 +141,54 @@ def test_second_locker_fails_at_once_naming_the_holder(target: Target) -> None:
     second.lock(_info("plan"))
 
 
+def test_a_holder_between_its_lock_and_its_record_is_still_named(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder takes the lock, then records who it is: a second locker in between waits for
+    the record (briefly) instead of reporting an anonymous holder."""
+    first, second = target.backend(), target.backend()
+    info = _info("apply")
+    locked = threading.Event()
+    if target.kind == "file":
+        import states.file
+
+        real_write = states.file.atomic_write
+
+        def slow_write(path: object, data: bytes) -> None:
+            locked.set()  # the flock is taken, the info not written yet
+            time.sleep(0.3)
+            real_write(path, data)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(states.file, "atomic_write", slow_write)
+    else:
+        real_connect = first._connect  # type: ignore[attr-defined]
+
+        def slow_connect() -> object:
+            conn = real_connect()
+            real_execute = conn.execute
+
+            def execute(sql: str, *args: object) -> object:
+                if sql.lstrip().startswith("INSERT INTO recon_locks"):
+                    locked.set()  # the advisory lock is taken, the row not written yet
+                    time.sleep(0.3)
+                return real_execute(sql, *args)
+
+            conn.execute = execute
+            return conn
+
+        monkeypatch.setattr(first, "_connect", slow_connect)
+    holder = threading.Thread(target=first.lock, args=(info,))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with pytest.raises(StateLockedError) as err:
+            second.lock(_info("plan"))
+        assert err.value.holder is not None and err.value.holder.id == info.id
+    finally:
+        holder.join()
+        first.unlock(info.id)
+
+
 def test_unlock_checks_the_id(target: Target) -> None:
     b = target.backend()
     info = _info()
