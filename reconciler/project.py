@@ -20,13 +20,12 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator
-from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from providers.base import Capacity, Provider, ProviderContext
-from reconciler import gcpause
+from reconciler import __version__, gcpause
 from reconciler.errors import ProviderError
 from reconciler.plan import DriftItem, Plan
 from reconciler.resources import DesiredState
@@ -34,10 +33,7 @@ from reconciler.state import State
 
 
 def recon_version() -> str:
-    try:
-        return metadata.version("recon")
-    except metadata.PackageNotFoundError:
-        return ""
+    return __version__
 
 
 def cache_dir() -> Path:

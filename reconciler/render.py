@@ -23,9 +23,9 @@ import json
 import math
 import re
 from collections.abc import Iterable
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from reconciler import __version__
 from reconciler.plan import (
     PLAN_FORMAT_VERSION,
     Action,
@@ -81,10 +81,7 @@ def recon_version(plan: Plan | None = None) -> str:
     """The plan's recorded recon version, else the installed package's."""
     if plan is not None and plan.recon_version:
         return plan.recon_version
-    try:
-        return metadata.version("recon")
-    except metadata.PackageNotFoundError:  # running from a source tree without installing
-        return "0.0.0"
+    return __version__
 
 
 def format_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:

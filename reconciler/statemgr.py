@@ -15,22 +15,14 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from reconciler import __version__
 from reconciler.errors import LockInfo, StateConflictError, StateError
 from reconciler.state import State, StateResource
 from states import StateBackend, SupportsHistory, SupportsLocking, open_backend
 from states.base import HistoryEntry
-
-
-def _recon_version() -> str:
-    try:
-        return metadata.version("recon")
-    except metadata.PackageNotFoundError:
-        return ""
-
 
 _COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _TOP = json.JSONEncoder(sort_keys=True)
@@ -140,7 +132,7 @@ class StateManager:
                 update={
                     "serial": (self._serial or 0) + 1,
                     "lineage": lineage,
-                    "recon_version": state.recon_version or _recon_version(),
+                    "recon_version": state.recon_version or __version__,
                 }
             )
             data = serialise(new, self._lines)
@@ -207,7 +199,7 @@ class StateManager:
             operation=operation,
             who=_who(),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
-            version=_recon_version(),
+            version=__version__,
             path=self.describe(),
             info=f"pid {os.getpid()}",
         )

@@ -22,14 +22,15 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    import urllib.request
 
 from reconciler.apply import ApplyResult, CancelToken, StepOutcome, apply_plan
 from reconciler.cli.app import cli, project_root, use_color
@@ -501,6 +502,8 @@ def invoke_cmd(
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {keys.primary_key}"}
     if deployment:
         headers["azureml-model-deployment"] = deployment
+    import urllib.request  # only for invoke (it brings http.client and ssl)
+
     request = urllib.request.Request(uri, data=request_file.read_bytes(), headers=headers, method="POST")
     status, body, served = _post(request, timeout)
     if not 200 <= status < 300:
@@ -512,6 +515,9 @@ def invoke_cmd(
 
 
 def _post(request: urllib.request.Request, timeout: float) -> tuple[int, bytes, str | None]:
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the recorded URI
             return resp.status, resp.read(), resp.headers.get("azureml-model-deployment")
