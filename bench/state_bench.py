@@ -121,11 +121,12 @@ def bench_backend(open_manager: Callable[[], StateManager], state: State, runs: 
         state = mgr.write(state.model_copy(update={"resources": {**state.resources, address: changed}}))
 
     recorded_step()
+    step = _median(recorded_step, runs * 4)
     stored = mgr.backend.read()
     assert stored is not None
     result = {
+        "step": step,
         "write": statistics.median(full_write() for _ in range(runs)),
-        "step": _median(recorded_step, runs * 4),
         "read": _median(mgr.read, runs),
         "backend_read": _median(mgr.backend.read, runs),
         "size_mb": len(stored.data) / 1e6,
