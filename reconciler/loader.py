@@ -1,7 +1,7 @@
 """From a project folder of Azure ML CLI v2 YAML files to the canonical ``DesiredState``.
 
-Pipeline: ``load_settings`` (recon.yaml) -> discover files -> parse (C loader, duplicate keys
-detected while constructing) -> classify each document's kind -> validate it (schema.py) ->
+Pipeline: ``load_settings`` (recon.yaml) -> discover and parse the files (``sources``: PyYAML's
+semantics, duplicate keys noticed while constructing) -> classify each document's kind -> validate it (schema.py) ->
 build canonical resources (assets first, then endpoints, then deployments with their references)
 -> cross-document rules (traffic, mirror, duplicates, service limits). Every problem of the run is
 collected; ``ConfigError`` carries them all. Lines are only looked up for files that have a

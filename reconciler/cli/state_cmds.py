@@ -14,44 +14,17 @@ import click
 import yaml
 
 from reconciler.cli.app import cli, project_root
-from reconciler.errors import ConfigError, Diagnostic, StateError
+from reconciler.errors import StateError
 from reconciler.state import State
 from reconciler.statemgr import StateManager, open_state_manager
-from states import DSN_ENV, open_backend, state_section
+from states import DSN_ENV, open_backend
 
 
 def state_settings(root: Path) -> dict[str, Any]:
     """recon.yaml's ``state:`` section (empty: the file backend's defaults)."""
-    try:
-        from reconciler.loader import load_settings
-    except ImportError:
-        return _read_state_key(root)
-    settings: Any = load_settings(root)
-    for attr in ("state_settings", "state"):
-        value = getattr(settings, attr, None)
-        if value is not None and not callable(value):
-            return _as_dict(value)
-    return state_section(_as_dict(settings))
+    from reconciler.loader import load_settings
 
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(exclude_none=True)
-    return dict(value or {})
-
-
-def _read_state_key(root: Path) -> dict[str, Any]:
-    path = root / "recon.yaml"
-    if not path.is_file():
-        return {}
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(Diagnostic(f"not valid YAML: {exc}", file="recon.yaml")) from exc
-    section = raw.get("state", {}) if isinstance(raw, dict) else {}
-    if not isinstance(section, dict):
-        raise ConfigError(Diagnostic("must be a mapping", file="recon.yaml", path="state"))
-    return section
+    return dict(load_settings(root).state)
 
 
 def _manager(ctx: click.Context) -> StateManager:
