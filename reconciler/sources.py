@@ -1,6 +1,6 @@
 """The project's YAML files: discovery, parsing with PyYAML's own semantics, and line lookup.
 
-This is the only module of the core that imports ``yaml``. Parsing is on the hot path of every
+This is the only module that parses YAML (the CLI only dumps it). Parsing is on the hot path of every
 ``plan`` (a 10,000-deployment project is 16,000 files), so it takes two shortcuts that leave every
 result exactly what ``yaml.load(text, Loader=yaml.CSafeLoader)`` returns:
 
