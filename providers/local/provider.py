@@ -417,13 +417,16 @@ class LocalProvider(InstanceProvider):
                      config: LaunchConfig, n: int, keep_launcher: bool = False) -> list[Instance]:
         """Start ``n`` instances and wait until ready; on failure stop them and raise.
 
-        Warm (forked by the configuration's launcher) unless ``warm_start`` is off or the
-        launcher cannot start; the launcher is closed afterwards unless ``keep_launcher``."""
+        Warm (forked by the configuration's launcher) when more than one instance starts or the
+        next batches will want the launcher (``keep_launcher``), unless ``warm_start`` is off or
+        the launcher cannot start; the launcher is closed afterwards unless ``keep_launcher``."""
         if n <= 0:
             return []
         kept = False
+        # one instance and no later batch: a new launcher would only add its own start to the cold one
+        launcher = self._launcher(runner, request, digest, config, create=n > 1 or keep_launcher)
         try:
-            new = runner.start(digest, config, n, self._launcher(runner, request, digest, config))
+            new = runner.start(digest, config, n, launcher)
             if runner.warm_failure:
                 request.emit(f"warm start failed ({runner.warm_failure}); the rest start cold")
             request.emit("starting instance(s) " + ", ".join(str(i.id) for i in new))
@@ -440,8 +443,9 @@ class LocalProvider(InstanceProvider):
         return new
 
     def _launcher(self, runner: DeploymentRunner, request: ApplyRequest, digest: str,
-                  config: LaunchConfig) -> Launcher | None:
-        """The running launcher of this configuration, or a new one; None for cold starts."""
+                  config: LaunchConfig, create: bool = True) -> Launcher | None:
+        """The running launcher of this configuration, or (with ``create``) a new one; None for
+        cold starts."""
         if not self.warm_start:
             return None
         key = (runner.endpoint, runner.name, digest)
@@ -453,6 +457,8 @@ class LocalProvider(InstanceProvider):
             return launcher
         if launcher is not None:
             launcher.close()
+        if not create:
+            return None
         try:
             launcher = runner.launcher(digest, config, ready_budget(config.readiness_probe))
         except LauncherError as ex:

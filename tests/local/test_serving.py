@@ -59,7 +59,7 @@ def test_deployment_serves_through_router_with_key(project: Project) -> None:
 @pytest.mark.parametrize("warm", [True, False])
 def test_instances_bind_loopback_only_and_carry_marks(project: Project, warm: bool) -> None:
     project.provider.warm_start = warm
-    serve(project, count=1)
+    serve(project, count=2)  # warm starts need more than one instance (or a rollout's later batches)
     inst = project.resources["deployment.ep.blue"].outputs["instances"][0]
     env = procs.read_environ(inst["pid"])
     assert env is not None

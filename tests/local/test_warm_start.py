@@ -207,3 +207,13 @@ def test_warm_start_setting(project: Project, warm: bool) -> None:
     _serve(project, 1, env)
     project.provider.scale(project.deployment(count=3, env_vars=env), 3)
     assert len(_importers(log)) == (2 if warm else 3)
+
+
+def test_one_more_instance_starts_cold(project: Project) -> None:
+    """A launcher for a single instance would only add its own start to the instance's."""
+    env, log = _library(project)
+    _serve(project, 1, env)
+    out = project.provider.scale(project.deployment(count=2, env_vars=env), 2)
+    newest = max(out["instances"], key=lambda i: i["id"])
+    assert _importers(log)[-1] == newest["pid"]  # it imported the library itself
+    assert not any(e.startswith("launcher pid") for e in project.events)
