@@ -5,8 +5,10 @@ failed start becomes."""
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from providers.base import ApplyRequest, Provider
 from reconciler.errors import PermanentError
@@ -43,6 +45,44 @@ def drain_timeout(attrs: dict[str, Any]) -> float:
 def normal_traffic(traffic: Any) -> dict[str, int]:
     """Traffic in normal form: lowercased names, zero entries dropped."""
     return {str(k).lower(): int(v) for k, v in (traffic or {}).items() if int(v or 0) > 0}
+
+
+class _Instance(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def config_digest(self) -> str: ...
+
+
+_I = TypeVar("_I", bound=_Instance)
+
+
+# -- the arithmetic of scaling and rolling, the same for processes and containers ----------------
+def running_digest(healthy: Sequence[_Instance]) -> str | None:
+    """The configuration a scale-up clones: the one most healthy instances run (template changes
+    come after, in the rollout, as the service does); None when nothing runs."""
+    running = Counter(i.config_digest for i in healthy).most_common(1)
+    return running[0][0] if running else None
+
+
+def surplus(healthy: Sequence[_I], count: int, desired: str) -> list[_I]:
+    """The instances a scale-down to ``count`` stops: those of an old configuration first, then
+    the newest."""
+    ordered = sorted(healthy, key=lambda i: (i.config_digest == desired, -i.id))
+    return ordered[: max(0, len(healthy) - count)]
+
+
+def batch_moves(live: Sequence[_I], stale: Sequence[_I], count: int, size: int) -> tuple[list[_I], int]:
+    """One rollout batch: (the stale instances it retires, how many new ones it starts).
+
+    ``size`` new instances come up before as many old ones go. With more live instances than
+    ``count`` a batch was interrupted after its new ones started: this one only retires."""
+    size = max(1, size)
+    if len(live) > count:
+        return list(stale[: min(size, len(live) - count)]), 0
+    retire = list(stale[: min(size, len(stale))])
+    return retire, len(retire)
 
 
 class InstanceProvider(Provider):

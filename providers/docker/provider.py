@@ -24,18 +24,20 @@ from __future__ import annotations
 import math
 import re
 import shutil
-from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ApplyRequest, Capacity, Keys, Observation, ProviderContext
 from providers.common import (
     InstanceProvider,
+    batch_moves,
     drain_timeout,
     instance_count,
     normal_traffic,
     router_settings,
+    running_digest,
     start_error,
+    surplus,
 )
 from providers.docker.endpoint import DockerEndpoint
 from providers.docker.engine import Engine
@@ -204,19 +206,16 @@ class DockerProvider(InstanceProvider):
             if broken:
                 self._retire(runner, healthy, broken, request)
             if len(healthy) < count:
-                # Clone the configuration that runs: template changes come after, in the rollout.
-                running = Counter(i.config_digest for i in healthy).most_common(1)
-                digest = running[0][0] if running else desired_digest
-                config = runner.load_config(digest) if running else None
-                if config is None:
-                    digest, config = desired_digest, desired
+                running = running_digest(healthy)
+                config = runner.load_config(running) if running else None
+                digest = running if running and config is not None else desired_digest
+                config = config if config is not None else desired
                 healthy += self._start_ready(runner, request, digest, config, count - len(healthy))
                 runner.set_pool(_upstreams(healthy), router_settings(request.attributes))
             elif len(healthy) > count:
-                surplus = sorted(healthy, key=lambda i: (i.config_digest == desired_digest, -i.id))
-                surplus = surplus[: len(healthy) - count]
-                healthy = [i for i in healthy if i not in surplus]
-                self._retire(runner, healthy, surplus, request)
+                extra = surplus(healthy, count, desired_digest)
+                healthy = [i for i in healthy if i not in extra]
+                self._retire(runner, healthy, extra, request)
             else:
                 runner.set_pool(_upstreams(healthy), router_settings(request.attributes))
             return self._deployment_outputs(runner, healthy, desired_digest)
@@ -232,14 +231,8 @@ class DockerProvider(InstanceProvider):
             if not stale:
                 runner.set_pool(_upstreams(current), router_settings(request.attributes))
                 return self._deployment_outputs(runner, current, digest)
-            count = instance_count(request.attributes, len(live))
-            size = max(1, batch.size)
-            if len(live) > count:  # resuming: new ones already up, old ones not yet stopped
-                retire = stale[: min(size, len(live) - count)]
-                new: list[ContainerInstance] = []
-            else:
-                retire = stale[: min(size, len(stale))]
-                new = self._start_ready(runner, request, digest, config, len(retire))
+            retire, starting = batch_moves(live, stale, instance_count(request.attributes, len(live)), batch.size)
+            new = self._start_ready(runner, request, digest, config, starting)
             serving = current + new + [i for i in stale if i not in retire]
             self._retire(runner, serving, retire, request)
             request.emit(f"batch {batch.index}: {len(new)} new instance(s) serving, {len(retire)} old one(s) stopped")

@@ -20,18 +20,20 @@ import os
 import shutil
 import sys
 import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ApplyRequest, Capacity, Keys, Observation, ProviderContext
 from providers.common import (
     InstanceProvider,
+    batch_moves,
     drain_timeout,
     instance_count,
     normal_traffic,
     router_settings,
+    running_digest,
     start_error,
+    surplus,
 )
 from providers.local import files, procs
 from providers.local.instances import DeploymentRunner, Instance, LaunchConfig, ready_budget
@@ -205,20 +207,17 @@ class LocalProvider(InstanceProvider):
             if broken:
                 self._retire(runner, ep, healthy, broken, request)
             if len(healthy) < count:
-                # Clone the configuration that runs: template changes come after, in the rollout.
-                running = Counter(i.config_digest for i in healthy).most_common(1)
-                digest = running[0][0] if running else desired_digest
-                config = runner.load_config(digest) if running else None
-                if config is None:
-                    digest, config = desired_digest, desired
+                running = running_digest(healthy)
+                config = runner.load_config(running) if running else None
+                digest = running if running and config is not None else desired_digest
+                config = config if config is not None else desired
                 new = self._start_ready(runner, request, digest, config, count - len(healthy))
                 healthy += new
                 runner.set_pool(ep, _upstreams(healthy), router_settings(request.attributes))
             elif len(healthy) > count:
-                surplus = sorted(healthy, key=lambda i: (i.config_digest == desired_digest, -i.id))
-                surplus = surplus[: len(healthy) - count]
-                healthy = [i for i in healthy if i not in surplus]
-                self._retire(runner, ep, healthy, surplus, request)
+                extra = surplus(healthy, count, desired_digest)
+                healthy = [i for i in healthy if i not in extra]
+                self._retire(runner, ep, healthy, extra, request)
             else:
                 runner.set_pool(ep, _upstreams(healthy), router_settings(request.attributes))
             return self._deployment_outputs(runner, healthy, desired_digest)
@@ -237,16 +236,10 @@ class LocalProvider(InstanceProvider):
                 runner.set_pool(ep, _upstreams(current), router_settings(request.attributes))
                 runner.reap_stopping(wait=True)
                 return self._deployment_outputs(runner, current, digest)
-            count = instance_count(request.attributes, len(live))
-            size = max(1, batch.size)
-            if len(live) > count:  # resuming: new ones already up, old ones not yet stopped
-                retire = stale[: min(size, len(live) - count)]
-                new: list[Instance] = []
-            else:
-                retire = stale[: min(size, len(stale))]
-                # the launcher serves the next batches too; the last batch closes it
-                new = self._start_ready(runner, request, digest, config, len(retire),
-                                        keep_launcher=len(stale) > len(retire))
+            retire, starting = batch_moves(live, stale, instance_count(request.attributes, len(live)), batch.size)
+            # the launcher serves the next batches too; the last batch closes it
+            new = self._start_ready(runner, request, digest, config, starting,
+                                    keep_launcher=len(stale) > len(retire))
             serving = current + new + [i for i in stale if i not in retire]
             # The drained old instances get SIGTERM and the batch moves on: they exit while the next
             # batch starts (reaped there); after the last batch, wait until every one is gone.
