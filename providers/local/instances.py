@@ -193,7 +193,8 @@ class DeploymentRunner:
 
     def live(self) -> list[Instance]:
         """Alive instances; pid files of dead ones are removed (their logs stay), and processes
-        with this deployment's marks but no pid file (a crash between spawn and record) stopped."""
+        with this deployment's marks that no pid file names and that are no running launcher (a
+        crash between spawn and record) stopped."""
         exiting = self.reap_stopping(wait=False)
         alive = []
         for inst in self.recorded():
@@ -202,18 +203,15 @@ class DeploymentRunner:
             else:
                 self._forget(inst)
         known = {i.pid for i in alive} | {i.pid for i in exiting} | self.launcher_pids()
-        for _id, pid in self._marked().items():
-            if pid not in known:
-                procs.stop(pid, procs.start_time(pid), grace=5.0)
-        for pid in self._family():
+        for pid in self._marked_pids():
             if pid not in known:
                 procs.stop(pid, procs.start_time(pid), grace=5.0)
         return alive
 
-    def _family(self) -> list[int]:
-        """Pids of live processes with one of this deployment's family marks (launchers and
-        the instances they forked)."""
-        return [pid for _mark, pid in procs.find_all_marked(self.state_dir, f"{self.endpoint}/{self.name}/+")]
+    def _marked_pids(self) -> list[int]:
+        """Pids of every live process with one of this deployment's marks, its own number or a
+        family mark (launchers and the instances they forked): one scan of /proc."""
+        return [pid for _mark, pid in procs.find_all_marked(self.state_dir, f"{self.endpoint}/{self.name}/")]
 
     def launcher_pids(self) -> set[int]:
         """Pids of the launchers of this deployment that run (their pid files; stale ones removed)."""
@@ -424,7 +422,7 @@ class DeploymentRunner:
         """Every instance of this deployment, recorded, stopping or only marked; then its run folder."""
         self.stop(self.recorded(), grace=10.0)
         self.reap_stopping(wait=True)
-        for pid in [*self._marked().values(), *self._family()]:
+        for pid in self._marked_pids():
             procs.stop(pid, procs.start_time(pid), grace=5.0)
         shutil.rmtree(self.run, ignore_errors=True)
 
