@@ -410,22 +410,26 @@ def library_modules(own: list[str]) -> list[str]:
 def write_modules_file(path: str, script: ScoringScript) -> None:
     app_root = os.environ.get("AML_APP_ROOT", os.getcwd())
     own = [app_root, os.path.dirname(os.path.abspath(script.path)), os.environ.get("AZUREML_MODEL_DIR", "")]
-    tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        with open(tmp, "w") as f:
-            json.dump({"modules": library_modules(own)}, f)
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps({"modules": library_modules(own)}), fsync=False)  # a hint, not a record
     except OSError as ex:  # warm starts are an optimisation: never a reason to fail
         log.warning("cannot record the modules init() imported in %s: %s", path, ex)
 
 
-def write_port_file(path: str, port: int) -> None:
+def write_atomic(path: str, text: str, fsync: bool = True) -> None:
+    """Write ``text`` to a temp file beside ``path`` (fsync'd unless told not to), then rename it
+    over ``path``: a reader sees the old content or the new, never part of it."""
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w") as f:
-        f.write(f"{port}\n")
-        f.flush()
-        os.fsync(f.fileno())
+        f.write(text)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_port_file(path: str, port: int) -> None:
+    write_atomic(path, f"{port}\n")
 
 
 def stop(server: Server, host: Host) -> None:

@@ -66,15 +66,6 @@ def start_time() -> int | None:
         return None
 
 
-def write_json(path: str, data: Any) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def become_instance(request: dict[str, Any], control: socket.socket) -> None:
     """In the forked child: detach, record itself, and run the host. Never returns."""
     code = 1
@@ -90,9 +81,10 @@ def become_instance(request: dict[str, Any], control: socket.socket) -> None:
         os.dup2(log, 2)
         os.close(devnull)
         os.close(log)
-        write_json(request["pid_file"], {**request["record"], "pid": os.getpid(), "start_time": start_time()})
-        _reseed()
         host: Any = sys.modules["host"]  # imported by the launcher before it forked
+        record = {**request["record"], "pid": os.getpid(), "start_time": start_time()}
+        host.write_atomic(request["pid_file"], json.dumps(record, indent=2, sort_keys=True))
+        _reseed()
         code = host.main(list(request["argv"]))
         host.exit_now(code)
     except SystemExit as ex:  # host.load exits 3 when the script or init() fails

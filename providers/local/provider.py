@@ -443,13 +443,11 @@ class LocalProvider(InstanceProvider):
             return None
         key = (runner.endpoint, runner.name, digest)
         with self._launchers_lock:
-            launcher = self._launchers.pop(key, None)
+            launcher = self._launchers.get(key)
         if launcher is not None and launcher.alive():
-            with self._launchers_lock:
-                self._launchers[key] = launcher
             return launcher
-        if launcher is not None:
-            launcher.close()
+        if launcher is not None:  # it died: forget it
+            self._close_launcher(runner, digest)
         if not create:
             return None
         try:
@@ -459,8 +457,9 @@ class LocalProvider(InstanceProvider):
             return None
         with self._launchers_lock:
             self._launchers[key] = launcher
+        skipped = f" (not importable: {', '.join(launcher.failed[:5])})" if launcher.failed else ""
         request.emit(f"launcher pid {launcher.pid}: {launcher.preloaded} library modules imported in "
-                     f"{launcher.import_seconds:.1f}s; instances fork from it")
+                     f"{launcher.import_seconds:.1f}s{skipped}; instances fork from it")
         return launcher
 
     def _close_launcher(self, runner: DeploymentRunner, digest: str) -> None:

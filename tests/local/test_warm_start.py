@@ -148,21 +148,35 @@ def test_a_launcher_ends_when_the_process_that_started_it_is_killed(tmp_path: Pa
 def test_a_launcher_that_cannot_start_means_cold_starts(project: Project) -> None:
     env, log = _library(project)
     _serve(project, 1, env)
-    runner = _runner(project)
     (project.root / "site" / "explodes.py").write_text("import os\nos._exit(7)\n")
-    learned = json.loads(runner.modules_file.read_text())["modules"]
-    runner.modules_file.write_text(json.dumps({"modules": ["explodes", *learned]}))
+    _learn_first(project, "explodes")
     out = project.provider.scale(project.deployment(count=3, env_vars=env), 3)
     assert len(out["instances"]) == 3
     assert any(e.startswith("warm start unavailable") for e in project.events), project.events
     assert len(_importers(log)) == 3  # each new instance imported the library itself
 
 
+def test_a_module_that_does_not_import_is_named_and_the_rest_are_preloaded(project: Project) -> None:
+    env, log = _library(project)
+    _serve(project, 1, env)
+    _learn_first(project, "no_such_module_here")
+    project.provider.scale(project.deployment(count=3, env_vars=env), 3)
+    assert any(e.startswith("launcher pid") and "not importable: no_such_module_here" in e
+               for e in project.events), project.events
+    assert len(_importers(log)) == 2  # still warm: the launcher imported the library for both
+
+
+def _learn_first(project: Project, name: str) -> None:
+    """Put ``name`` first in the modules the deployment's instances recorded."""
+    modules_file = _runner(project).modules_file
+    learned = json.loads(modules_file.read_text())["modules"]
+    modules_file.write_text(json.dumps({"modules": [name, *learned]}))
+
+
 def test_launchers_and_their_instances_are_owned_and_leftovers_are_not(project: Project) -> None:
     env, _ = _library(project)
     _serve(project, 2, env)
     out = project.provider.scale(project.deployment(count=3, env_vars=env), 3)
-    known = list(project.resources.values())
     project.resources["deployment.ep.blue"] = project.resources["deployment.ep.blue"].model_copy(
         update={"outputs": out})
     known = list(project.resources.values())
