@@ -23,9 +23,9 @@ through the endpoint's router with the key from ``recon keys``), then per run:
 
 Floor = 5 batches x the single-instance ready time; target: rollout <= 1.2 x floor, 0 failed requests.
 
-With warm starts (the local provider's default) each ``scale`` starts a launcher of its own, so a
-floor sample is one instance's cold start; the rollout starts one launcher for its five batches and
-forks the other instances from it, which is why it can come in under the floor. ``--provider
+With warm starts (the local provider's default) a floor sample is still one instance's cold start:
+a scale that adds one instance starts no launcher. The rollout starts one launcher for its five
+batches and forks the instances from it, which is why it can come in under the floor. ``--provider
 local-cold`` (``warm_start: false``) measures the same rollout with every instance its own
 interpreter, for comparison.
 The medians of ``--runs`` runs are reported; the load average is noted next to each run (2 shared cores).

@@ -13,6 +13,7 @@ Prints a markdown table to stdout.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -110,7 +111,7 @@ def bench_backend(open_manager: Callable[[], StateManager], state: State, runs: 
         return elapsed
 
     deployments = [a for a in state.resources if a.startswith("deployment.")]
-    steps = iter(range(10**9))
+    steps = itertools.count()
 
     def recorded_step() -> None:
         nonlocal state

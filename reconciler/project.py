@@ -32,10 +32,6 @@ from reconciler.resources import DesiredState
 from reconciler.state import State
 
 
-def recon_version() -> str:
-    return __version__
-
-
 def cache_dir() -> Path:
     """Shared by projects: ``$RECON_CACHE_DIR`` or ``~/.cache/recon``."""
     env = os.environ.get("RECON_CACHE_DIR")
@@ -158,7 +154,7 @@ class Project:
             targets=targets,
             destroy=destroy,
             capacity=capacity,
-            recon_version=recon_version(),
+            recon_version=__version__,
         )
 
     # -- lifetime -------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ def _can_fork() -> bool:
 
 
 def load_data(path: Path) -> Any:
-    """A data file (a conda environment, recon.yaml's raw form): its content, PyYAML's semantics.
+    """A data file (a conda environment): its content, with PyYAML's semantics.
 
     Raises ``ValueError`` with the parser's message when it is not valid YAML, ``OSError`` when
     it cannot be read."""
