@@ -15,6 +15,7 @@ for _name in ("plan_cmds", "state_cmds", "apply_cmds"):
     except ModuleNotFoundError as _exc:
         if _exc.name != f"reconciler.cli.{_name}":
             raise
+from reconciler.cli import migrate_cmds as _migrate_cmds  # noqa: E402,F401  (recon import-v1)
 
 
 def main() -> None:

@@ -1,0 +1,60 @@
+"""``recon import-v1``: SDK v1 AksWebservice / AksEndpoint configs -> CLI v2 YAML and MIGRATION.md.
+
+Thin: parse the options, call ``reconciler.migrate.import_v1``, print what was written. Bad input
+is a ``ConfigError`` whose diagnostics name the file and key; the command prints them as
+``Error: ...`` lines and exits 1, having written nothing. Paths are relative to the working folder
+(not to ``-C``), as the v1 CLI took them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from reconciler.cli.app import cli
+from reconciler.errors import ConfigError
+
+_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@cli.command("import-v1")
+@click.option("--deployment-config", "--dc", "deployment_config", type=_file, required=True,
+              help="deploymentconfig.json (v1 CLI, camelCase) or the deploy_configuration kwargs (JSON/YAML).")
+@click.option("--inference-config", "--ic", "inference_config", type=_file,
+              help="inferenceconfig.json: entryScript, sourceDirectory, environment.")
+@click.option("--model", "-m", "model", metavar="azureml:NAME:VERSION", help="The registered model to serve.")
+@click.option("--model-path", "model_path", type=click.Path(exists=True, path_type=Path),
+              help="The model's files (with --model: declared as that name and version).")
+@click.option("--endpoint", "-n", "endpoint", required=True, help="The endpoint name (the v1 service name).")
+@click.option("--versions", "versions", type=_file,
+              help="AksEndpoint versions: a list of create_version kwargs (JSON/YAML).")
+@click.option("--target", type=click.Choice(["kubernetes", "managed"]), default="kubernetes", show_default=True,
+              help="kubernetesOnlineEndpoint (v1 AKS ran on a cluster) or managedOnlineEndpoint.")
+@click.option("--instance-type", "instance_type", metavar="SKU", help="With --target managed: the VM size.")
+@click.option("--compute", metavar="NAME", help="The Kubernetes compute (default: compute_target_name).")
+@click.option("--deployment-name", "deployment_name", default="blue", show_default=True,
+              help="The deployment's name when the config has no version_name.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The folder to write the v2 YAML and MIGRATION.md into.")
+@click.pass_context
+def import_v1_cmd(ctx: click.Context, deployment_config: Path, inference_config: Path | None, model: str | None,
+                  model_path: Path | None, endpoint: str, versions: Path | None, target: str,
+                  instance_type: str | None, compute: str | None, deployment_name: str, out: Path) -> None:
+    """Write CLI v2 YAML (endpoint, one deployment per v1 version) and MIGRATION.md from SDK v1 configs."""
+    from reconciler.migrate import Options, import_v1  # only this command needs the v1 models
+
+    opts = Options(deployment_config=deployment_config, out=out, endpoint=endpoint,
+                   inference_config=inference_config, model=model, model_path=model_path, versions=versions,
+                   target=target, instance_type=instance_type, compute=compute, deployment_name=deployment_name)
+    try:
+        written = import_v1(opts)
+    except ConfigError as exc:
+        for d in exc.diagnostics:
+            click.echo(f"Error: {d.format()}", err=True)
+        n = len(exc.diagnostics)
+        click.echo(f"{n} error{'s' if n != 1 else ''} in the v1 configuration; nothing was written.", err=True)
+        ctx.exit(1)
+    for name in written:
+        click.echo(f"Wrote {out / name}")
+    click.echo(f"Next: recon -C {out} plan (every v1 setting and what it became: {out / 'MIGRATION.md'})")

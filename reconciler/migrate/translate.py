@@ -1,0 +1,194 @@
+"""A loaded v1 ``Service`` -> the CLI v2 files: one endpoint, one deployment per version.
+
+Contract: ``translate(opts, service)`` returns an ``Output``: every file to write into the output
+folder (YAML documents with their ``$schema`` line, conda files, Dockerfiles), the rows of
+MIGRATION.md and the files' names. It never puts a key (``primary_key``, ``secondary_key``) in a
+file. Relative paths in the YAML are relative to the output folder, as v2 resolves them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reconciler.errors import ConfigError, Diagnostic
+from reconciler.migrate.deployment import deployment_fields
+from reconciler.migrate.envs import code_and_environment, rel
+from reconciler.migrate.rows import Row, plain, row
+from reconciler.migrate.service import Options, Service, Version
+
+SCHEMA = "https://azuremlschemas.azureedge.net/latest/{}.schema.json"
+KINDS = {
+    "kubernetes": ("kubernetesOnlineEndpoint", "kubernetesOnlineDeployment"),
+    "managed": ("managedOnlineEndpoint", "managedOnlineDeployment"),
+}
+MODEL_RE = re.compile(r"^(azureml:)?(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*):(?P<version>[1-9][0-9]*)$")
+
+
+@dataclass
+class Output:
+    """The files of one import (path under the output folder -> text) and MIGRATION.md's rows."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+
+
+def dump(doc: dict[str, Any]) -> str:
+    """A v2 document as YAML, keys in the order given (``$schema`` first)."""
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def translate(opts: Options, svc: Service) -> Output:
+    """See the module docstring."""
+    out = Output()
+    endpoint = _endpoint(opts, svc, out.rows)
+    out.files["endpoint.yml"] = dump(endpoint)
+    for v in svc.versions:
+        name = f"{v.name}-deployment.yml"
+        out.files[name] = dump(_deployment(opts, svc, v, name, out))
+    return out
+
+
+def _endpoint(opts: Options, svc: Service, rows: list[Row]) -> dict[str, Any]:
+    s, target = svc.settings, opts.target
+    doc: dict[str, Any] = {"$schema": SCHEMA.format(KINDS[target][0]), "name": svc.endpoint}
+    rows.append(row("endpoint", s["compute_type"], f"`{KINDS[target][0]}` (endpoint.yml)"))
+    compute = opts.compute or s["compute_target_name"].value
+    if target == "kubernetes":
+        if compute is None:
+            raise ConfigError(Diagnostic("a Kubernetes endpoint needs the compute it runs on", file="--compute",
+                                         hint="give --compute NAME (the AKS cluster attached as Kubernetes "
+                                              "compute) or compute_target_name in the deployment config"))
+        doc["compute"] = compute if compute.startswith("azureml:") else f"azureml:{compute}"
+        how = "from --compute" if opts.compute else ""
+        rows.append(row("endpoint", s["compute_target_name"], f"`compute: {doc['compute']}` {how}".strip()))
+    else:
+        rows.append(row("endpoint", s["compute_target_name"],
+                        f"dropped: a managed endpoint has no compute (instance_type {opts.instance_type})"))
+    doc["auth_mode"] = _auth(s, rows)
+    doc["traffic"] = dict(svc.traffic)
+    for name in ("description", "tags", "properties"):
+        meta = svc.meta.get(name)
+        if meta is not None and meta.value:
+            doc[name] = meta.value if name == "description" else {str(k): str(v) for k, v in meta.value.items()}
+    _service_rows(s, target, rows)
+    return doc
+
+
+def _auth(s: dict[str, Any], rows: list[Row]) -> str:
+    key, token = s["auth_enabled"], s["token_auth_enabled"]
+    if token.value:
+        rows.append(row("endpoint", token, "`auth_mode: aml_token` (endpoint.yml)"))
+        rows.append(row("endpoint", key, "off: token auth replaces it"))
+        return "aml_token"
+    rows.append(row("endpoint", token, "off: no token auth"))
+    if key.value:
+        rows.append(row("endpoint", key, "`auth_mode: key` (endpoint.yml)"))
+    else:
+        rows.append(row("endpoint", key, "`auth_mode: key`: v2 endpoints always authenticate "
+                                         "(no anonymous mode); callers now send a key"))
+    return "key"
+
+
+def _service_rows(s: dict[str, Any], target: str, rows: list[Row]) -> None:
+    ns = s["namespace"]
+    rows.append(row("endpoint", ns, "no field in v2 YAML: the namespace is chosen when the cluster is attached "
+                                    "(`az ml compute attach --type Kubernetes --namespace NS`)"
+                    if ns.value else "not set"))
+    rows.append(row("endpoint", s["blobfuse_enabled"],
+                    "no v2 equivalent: v2 always downloads the model into the instance"))
+    for name in ("primary_key", "secondary_key"):
+        rows.append(row("endpoint", s[name], "never written: v2 generates the endpoint's keys; read them with "
+                                             "`az ml online-endpoint get-credentials` (or `recon keys`)"))
+    if target == "managed":
+        rows.append(plain("endpoint", "namespace/cpu/memory", None, "replaced by the managed instance type"))
+
+
+def _deployment(opts: Options, svc: Service, v: Version, file: str, out: Output) -> dict[str, Any]:
+    target = opts.target
+    doc: dict[str, Any] = {"$schema": SCHEMA.format(KINDS[target][1]), "name": v.name, "endpoint_name": svc.endpoint}
+    if target == "kubernetes":
+        doc["type"] = "kubernetes"
+    doc["model"] = _model(opts, v, out)
+    inference = _inference_path(opts, v)
+    ce = code_and_environment(inference, opts.out, v.name)
+    out.files.update(ce.files)
+    out.rows += ce.rows
+    if ce.code_configuration is not None:
+        doc["code_configuration"] = ce.code_configuration
+    if ce.environment is not None:
+        doc["environment"] = ce.environment
+    if ce.environment_variables:
+        doc["environment_variables"] = ce.environment_variables
+    if target == "managed":
+        doc["instance_type"] = opts.instance_type
+    fields, rows = deployment_fields(v, svc, target, file)
+    doc.update(fields)
+    out.rows += rows + _traffic_rows(v, svc)
+    return doc
+
+
+def _traffic_rows(v: Version, svc: Service) -> list[Row]:
+    scope, share = f"deployment {v.name}", svc.traffic.get(v.name, 0)
+    rows = [row(scope, v.settings["traffic_percentile"], f"`traffic.{v.name}: {share}` (endpoint.yml)")]
+    role = "default: takes the rest of the traffic" if v.is_default else "keeps its traffic_percentile"
+    rows.append(plain(scope, "is_default", v.is_default, role))
+    if v.is_control:
+        rows.append(plain(scope, "is_control_version_type", True,
+                          f"keeps its share ({share}%): v2 has no version types, only the traffic map"))
+    return rows
+
+
+def _inference_path(opts: Options, v: Version) -> Path | None:
+    own = v.extra.get("inference_config")
+    if own is not None:
+        return v.file.path.parent / str(own.value)
+    return opts.inference_config
+
+
+def _model(opts: Options, v: Version, out: Output) -> str | dict[str, str]:
+    ref, path = opts.model, opts.model_path
+    models, own_ref, own_path = v.extra.get("models"), v.extra.get("model"), v.extra.get("model_path")
+    if models is not None:
+        if len(models.value) != 1:
+            raise ConfigError(v.file.diagnostic((*v.at, "models"), f"{len(models.value)} models given",
+                                                "a v2 deployment serves one model: put the files in one folder"))
+        ref, path = models.value[0], None
+    if own_ref is not None:
+        ref, path = str(own_ref.value), None
+    if own_path is not None:
+        path = v.file.path.parent / str(own_path.value)
+        ref = own_ref.value if own_ref is not None else None
+    return _model_field(ref, path, v, out, opts.out)
+
+
+def _model_field(ref: str | None, path: Path | None, v: Version, out: Output, folder: Path) -> str | dict[str, str]:
+    scope = f"deployment {v.name}"
+    if path is not None and not path.exists():
+        raise ConfigError(Diagnostic(f"{path} does not exist", file="--model-path" if not v.at else v.file.label,
+                                     hint="give the folder (or file) of the model"))
+    if ref is None and path is None:
+        raise ConfigError(Diagnostic(f"no model for version {v.name!r}", file="--model",
+                                     hint="give --model azureml:NAME:VERSION or --model-path DIR"))
+    if ref is None:
+        inline = {"path": rel(path, folder) if path else ""}
+        out.rows.append(plain(scope, "model", str(path), f"`model.path: {inline['path']}` (inline model)"))
+        return inline
+    m = MODEL_RE.match(ref)
+    if m is None:
+        raise ConfigError(Diagnostic(f"model {ref!r} is not NAME:VERSION", file="--model",
+                                     hint="write azureml:NAME:VERSION, e.g. azureml:my-model:1"))
+    full = f"azureml:{m['name']}:{m['version']}"
+    if path is not None:  # a registered model whose files are here: declare it
+        name = f"{m['name']}-{m['version']}-model.yml"
+        out.files[name] = dump({"$schema": SCHEMA.format("model"), "name": m["name"], "version": int(m["version"]),
+                                "path": rel(path, folder)})
+        out.rows.append(plain(scope, "model", full, f"`model: {full}`, declared in {name}"))
+    else:
+        out.rows.append(plain(scope, "model", full, f"`model: {full}` (registered: az ml resolves it; recon "
+                                                    "needs it declared or recorded)"))
+    return full
