@@ -48,26 +48,29 @@ def parse(model: type[M], f: V1File, data: Any, at: Path = ()) -> M:
         got = type(data).__name__ if data is not None else "nothing"
         raise ConfigError(f.diagnostic(at, f"expected a mapping of settings, got {got}",
                                        "write `key: value` pairs (a JSON object)"))
-    problems = _twice(model, f, data, at)
+    problems, repeated = _twice(model, f, data, at)
     try:
         result = model.model_validate(data)
     except ValidationError as exc:
-        problems += [_problem(model, f, at, err) for err in exc.errors()]
+        errors = [e for e in exc.errors() if not (e["type"] == "extra_forbidden" and e["loc"] in repeated)]
+        problems += [_problem(model, f, at, err) for err in errors]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
     return result
 
 
-def _twice(model: type[BaseModel], f: V1File, data: dict[str, Any], at: Path) -> list[Diagnostic]:
-    """A setting given under both of its spellings in one mapping (pydantic would keep one)."""
-    out = []
+def _twice(model: type[BaseModel], f: V1File, data: dict[str, Any], at: Path) -> tuple[list[Diagnostic], set[Any]]:
+    """A setting given under both of its spellings in one mapping (pydantic would keep one and call
+    the other unknown): the problems, and the ``loc`` of each repeated key."""
+    out, repeated = [], set()
     for name in model.model_fields:
         given = [s for s in spellings(model, name) if s in data]
-        if len(given) > 1:
-            out.append(f.diagnostic((*at, given[1]), f"{given[1]!r} repeats {given[0]!r} (the same setting)",
+        for again in given[1:]:
+            repeated.add((again,))
+            out.append(f.diagnostic((*at, again), f"{again!r} repeats {given[0]!r} (the same setting)",
                                     "keep one of the two spellings"))
-    return out
+    return out, repeated
 
 
 def _problem(model: type[BaseModel], f: V1File, at: Path, err: Any) -> Diagnostic:

@@ -74,7 +74,7 @@ class Setting:
 def flatten(doc: BaseModel, raw: dict[str, Any], f: V1File, at: Path, out: list[Diagnostic]) -> dict[str, Setting]:
     """The settings ``doc`` gives, by SDK name, nested groups merged in."""
     given: dict[str, Setting] = {}
-    for name in doc.model_fields_set:
+    for name in sorted(doc.model_fields_set, key=lambda n: n in GROUPS):  # flat keys first
         value = getattr(doc, name)
         if name in GROUPS and isinstance(value, BaseModel):
             for inner in value.model_fields_set:
@@ -144,9 +144,9 @@ def check_version(s: dict[str, Setting], f: V1File, at: Path) -> list[Diagnostic
 def _check_amounts(v: dict[str, Any], bad: Any) -> None:
     for req, lim in (("cpu_cores", "cpu_cores_limit"), ("memory_gb", "memory_gb_limit")):
         if v[req] <= 0:
-            bad(req, f"{v[req]} is not a positive amount", "use a number above 0, e.g. 0.5")
+            bad(req, f"{v[req]:g} is not a positive amount", "use a number above 0, e.g. 0.5")
         elif v[lim] is not None and v[lim] < v[req]:
-            bad(lim, f"the limit {v[lim]} is below the request {v[req]} ({req})",
+            bad(lim, f"the limit {v[lim]:g} is below the request {v[req]:g} ({req})",
                 f"make {lim} at least {req}")
 
 
