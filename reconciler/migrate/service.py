@@ -95,6 +95,7 @@ def load_service(opts: Options) -> Service:
     name = given.get("version_name")
     if vfile is None or name is not None:
         versions.append(_version(name.value if name else opts.deployment_name, own, cfg, (), problems))
+        versions[0].extra = {"version_name": name} if name else {}
     elif set(own) - set(META):
         first = next(v for k, v in own.items() if k not in META)
         problems.append(cfg.diagnostic(tuple(str(first.key).split(".")),
@@ -141,7 +142,7 @@ def _versions(f: V1File, problems: list[Diagnostic]) -> list[Version]:
                      f, (i,), problems)
         v.is_default = bool(doc.is_default)
         v.is_control = bool(doc.is_control_version_type)
-        v.extra = {k: s for k, s in given.items() if k not in VERSION_DEFAULTS and k != "version_name"}
+        v.extra = {k: s for k, s in given.items() if k not in VERSION_DEFAULTS}
         out.append(v)
     return out
 

@@ -134,7 +134,10 @@ def _deployment(opts: Options, svc: Service, v: Version, file: str, out: Output)
 
 def _traffic_rows(v: Version, svc: Service) -> list[Row]:
     scope, share = f"deployment {v.name}", svc.traffic.get(v.name, 0)
-    rows = [row(scope, v.settings["traffic_percentile"], f"`traffic.{v.name}: {share}` (endpoint.yml)")]
+    named = v.extra.get("version_name")
+    rows = [row(scope, named, f"`name: {v.name}` ({v.name}-deployment.yml)") if named is not None
+            else plain(scope, "version_name", None, f"`name: {v.name}` (from --deployment-name)"),
+            row(scope, v.settings["traffic_percentile"], f"`traffic.{v.name}: {share}` (endpoint.yml)")]
     role = "default: takes the rest of the traffic" if v.is_default else "keeps its traffic_percentile"
     rows.append(plain(scope, "is_default", v.is_default, role))
     if v.is_control:

@@ -132,3 +132,49 @@ def test_registered_model_with_its_files_is_declared(v1: V1) -> None:
     assert v1.doc("fraud-model-4-model.yml")["version"] == 4
     valid = _recon(v1.out, "validate")
     assert valid.exit_code == 0, valid.output
+
+
+FULL_CAMEL = {
+    "computeType": "aks", "computeTargetName": "my-aks", "versionName": "prod",
+    "autoScaler": {"autoscaleEnabled": True, "minReplicas": 2, "maxReplicas": 6, "refreshPeriodInSeconds": 5,
+                   "targetUtilization": 60},
+    "containerResourceRequirements": {"cpu": 0.5, "cpuLimit": 1, "memoryInGB": 1.5, "memoryInGBLimit": 2, "gpu": 1},
+    "authEnabled": False, "tokenAuthEnabled": True, "appInsightsEnabled": True, "scoringTimeoutMs": 90000,
+    "maxConcurrentRequestsPerContainer": 2, "maxQueueWaitMs": 1000,
+    "livenessProbeRequirements": {"periodSeconds": 5, "initialDelaySeconds": 60, "timeoutSeconds": 3,
+                                  "successThreshold": 1, "failureThreshold": 5},
+    "namespace": "fraud", "keys": KEYS, "tags": {"team": "fraud"}, "properties": {"owner": "ml"},
+    "description": "fraud scoring", "dataCollection": {"storageEnabled": True}, "blobfuseEnabled": False,
+}
+FULL_SNAKE = {
+    "compute_target_name": "my-aks", "version_name": "prod", "autoscale_enabled": False, "num_replicas": 3,
+    "cpu_cores": 0.5, "cpu_cores_limit": 1, "memory_gb": 1.5, "memory_gb_limit": 2, "gpu_cores": 1,
+    "auth_enabled": True, "token_auth_enabled": False, "enable_app_insights": True, "scoring_timeout_ms": 90000,
+    "replica_max_concurrent_requests": 2, "max_request_wait_time": 1000, "period_seconds": 5,
+    "initial_delay_seconds": 60, "timeout_seconds": 3, "success_threshold": 1, "failure_threshold": 5,
+    "namespace": "fraud", "primary_key": "pk-snake-secret-3", "secondary_key": "sk-snake-secret-4",
+    "tags": {"team": "fraud"}, "properties": {"owner": "ml"}, "description": "fraud scoring",
+    "collect_model_data": True, "blobfuse_enabled": False, "traffic_percentile": 100,
+}
+
+
+@pytest.mark.parametrize("config,name", [(FULL_CAMEL, "deploymentconfig.json"), (FULL_SNAKE, "kwargs.yaml")])
+def test_every_setting_at_once_validates(v1: V1, config: dict[str, Any], name: str) -> None:
+    ic = v1.inference(environment=V1_ENV)
+    v1.ok(config, "--ic", str(ic), name=name, compute=False)
+    valid = _recon(v1.out, "validate")
+    assert valid.exit_code == 0, valid.output
+    dep, ep = v1.deployment("prod"), v1.endpoint()
+    assert ep["compute"] == "azureml:my-aks" and ep["description"] == "fraud scoring"
+    assert dep["resources"] == {"requests": {"cpu": "0.5", "memory": "1.5Gi", "nvidia.com/gpu": "1"},
+                                "limits": {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}}
+    assert dep["liveness_probe"] == {"initial_delay": 60, "period": 5, "timeout": 3, "success_threshold": 1,
+                                     "failure_threshold": 5}
+    md = v1.migration()
+    rows = [ln for ln in md.split("## Every v1 setting")[1].split("## Not carried")[0].splitlines()
+            if ln.startswith("| endpoint") or ln.startswith("| deployment prod")]
+    written = {ln.split("`")[1] for ln in rows}
+    flat = {k for k, v in config.items() if not isinstance(v, dict) or k in ("tags", "properties")}
+    nested = {f"{k}.{inner}" for k, v in config.items() if isinstance(v, dict) and k not in ("tags", "properties")
+              for inner in v}
+    assert flat | nested <= written, (flat | nested) - written
