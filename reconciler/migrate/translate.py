@@ -172,8 +172,11 @@ def _model(opts: Options, v: Version, out: Output) -> str | dict[str, str]:
 def _model_field(ref: str | None, path: Path | None, v: Version, out: Output, folder: Path) -> str | dict[str, str]:
     scope = f"deployment {v.name}"
     if path is not None and not path.exists():
-        raise ConfigError(Diagnostic(f"{path} does not exist", file="--model-path" if not v.at else v.file.label,
-                                     hint="give the folder (or file) of the model"))
+        hint = "give the folder (or file) of the model"
+        if "model_path" in v.extra:
+            raise ConfigError(v.file.diagnostic((*v.at, str(v.extra["model_path"].key)), f"{path} does not exist",
+                                                hint + ", relative to this file"))
+        raise ConfigError(Diagnostic(f"{path} does not exist", file="--model-path", hint=hint))
     if ref is None and path is None:
         raise ConfigError(Diagnostic(f"no model for version {v.name!r}", file="--model",
                                      hint="give --model azureml:NAME:VERSION or --model-path DIR"))

@@ -84,6 +84,7 @@ def test_versions_may_bring_their_own_model_and_inference_config(v1: V1) -> None
     ([{"version_name": "gamma", "auth_enabled": False}], ENDPOINT_CONFIG, "0.auth_enabled",
      "setting of the whole endpoint"),
     ({"version_name": "gamma"}, ENDPOINT_CONFIG, None, "must be a list"),
+    ([{"version_name": "gamma", "modelPath": "nowhere"}], ENDPOINT_CONFIG, "0.modelPath", "does not exist"),
 ])
 def test_impossible_versions_are_errors_naming_file_and_key(v1: V1, versions: Any, config: dict[str, Any],
                                                             key: str | None, words: str) -> None:
