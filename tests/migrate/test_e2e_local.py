@@ -133,3 +133,33 @@ def test_import_apply_invoke_destroy(tmp_path: Path) -> None:
     after: Any = json.loads(_recon("-C", str(out), "state", "pull", cwd=tmp_path).stdout)
     assert after["resources"] == {}
     assert [p for p in _pids_of(out) if p != os.getpid()] == [], "destroy leaves no process behind"
+
+
+def test_aks_webservice_as_managed_endpoint(tmp_path: Path) -> None:
+    """An AksWebservice from the SDK's snake_case kwargs, fixed at 2 replicas, moved to a managed
+    endpoint (``--target managed --instance-type``), served, scored and destroyed."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "score.py").write_text(SCORE_PY)
+    _model(tmp_path / "model", 4.0)
+    write(tmp_path / "ic.json", {"entryScript": "score.py", "sourceDirectory": "src",
+                                 "environment": {"python": {"condaDependencies": CONDA}}})
+    write(tmp_path / "deploy_configuration.yaml", {"autoscale_enabled": False, "num_replicas": 2,
+                                                   "scoring_timeout_ms": 20000, "primary_key": "v1-kwarg-key-xyz"})
+    _recon("import-v1", "--dc", "deploy_configuration.yaml", "--ic", "ic.json", "--model-path", "model",
+           "-n", "scorer", "--target", "managed", "--instance-type", "Standard_DS3_v2", "--out", "v2", cwd=tmp_path)
+    out = tmp_path / "v2"
+    (out / "recon.yaml").write_text("provider: {kind: local, reuse_host_packages: true}\n")
+    request = write(tmp_path / "request.json", {"data": [[0.0], [3.0]]})
+    try:
+        _recon("-C", str(out), "apply", "--auto-approve", cwd=tmp_path)
+        state: Any = json.loads(_recon("-C", str(out), "state", "pull", cwd=tmp_path).stdout)
+        dep = state["resources"]["deployment.scorer.blue"]
+        assert dep["attributes"]["kind"] == "managed" and dep["attributes"]["instance_count"] == 2
+        assert dep["attributes"]["request_settings"]["request_timeout_ms"] == 20000
+        answer = _recon("-C", str(out), "invoke", "scorer", "--request-file", str(request), cwd=tmp_path)
+        assert json.loads(answer.stdout) == pytest.approx([1.0, 13.0])
+        assert "v1-kwarg-key-xyz" not in (out / ".recon" / "state.json").read_text()
+    finally:
+        destroyed = _recon("-C", str(out), "destroy", "--auto-approve", cwd=tmp_path, check=False)
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert [p for p in _pids_of(out) if p != os.getpid()] == []
