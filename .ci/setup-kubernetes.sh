@@ -1,0 +1,404 @@
+#!/usr/bin/env bash
+# A real Kubernetes v1.37.2 cluster on loopback for recon's Kubernetes tests, from the Go module proxy
+# and Debian's packages only (no image registry, no download site).
+#
+#   setup-kubernetes.sh build     build what is missing into the cache (idempotent; cold ~17 min on 2 cores)
+#   setup-kubernetes.sh up        etcd + kube-apiserver + controller-manager + scheduler + kwok nodes
+#   setup-kubernetes.sh up-real   as "up", plus containerd (Debian) + kubelet: a real node "localhost"
+#   setup-kubernetes.sh down      stop everything "up" started (by pid files), unmount, drop the bridge
+#   setup-kubernetes.sh env       print "export KUBECONFIG=..."
+#   setup-kubernetes.sh status    print ok | failed | running | absent (the build's state)
+#
+# Binaries are built once per machine into RECON_K8S_CACHE (default /var/cache/recon-k8s), with their
+# own Go module and build caches there; later runs reuse them. The running cluster lives under
+# RECON_K8S_RUN (default $RECON_K8S_CACHE/run). Only 127.0.0.1 is used, plus the pod bridge and network
+# namespaces the CNI bridge plugin makes for real pods (10.244.0.0/24).
+# Adapted from a recipe measured on this kind of machine: etcd v3.7.3, kwok v0.8.0.
+set -euo pipefail
+HERE="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
+K8S="$HERE/k8s"                              # pki.sh, mkimage.py, pause.go
+CACHE="${RECON_K8S_CACHE:-/var/cache/recon-k8s}"
+BIN="$CACHE/bin"
+RUN="${RECON_K8S_RUN:-$CACHE/run}"
+PKI="$RUN/pki"
+LOG="$RUN/log"
+KVER=v1.37.2                # k8s.io/kubernetes
+SVER="v0${KVER#v1}"         # its staging modules: v0.37.2
+ETCD_VER=v3.7.3             # go.etcd.io/etcd/server/v3
+KWOK_VER=v0.8.0             # sigs.k8s.io/kwok
+NODE=localhost              # real node name: the kubelet reports Hostname=localhost, the apiserver dials that
+KWOK_NODES="${KWOK_NODES:-kwok-node-0 kwok-node-1}"
+export PATH="/usr/local/go/bin:$BIN:$PATH"
+export GOMODCACHE="$CACHE/gomod" GOCACHE="$CACHE/gocache" GOFLAGS=-mod=mod GOTOOLCHAIN=local
+export KUBECONFIG="$RUN/admin.kubeconfig"
+
+log() { echo "[k8s $(date +%T)] $*" >&2; }
+ts() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(ts)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ---------------------------------------------------------------- build
+build_k8s() { # binaries...
+    local need=() b
+    for b in "$@"; do [ -x "$BIN/$b" ] || need+=("$b"); done
+    [ "${#need[@]}" -eq 0 ] && return 0
+    mkdir -p "$CACHE/build/tools" "$BIN"
+    cd "$CACHE/build"
+    # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...
+    # (not in the module zip): map every such module to its published tag.
+    [ -f "$GOMODCACHE/k8s.io/kubernetes@$KVER/go.mod" ] || go mod download "k8s.io/kubernetes@$KVER"
+    {
+        printf 'module recontestcluster\n\ngo 1.26.0\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$KVER"
+        awk -v v="$SVER" '/^[ \t]+k8s\.io\/[^ ]+ v0\.0\.0$/ {print "\t" $1 " => " $1 " " v}' \
+            "$GOMODCACHE/k8s.io/kubernetes@$KVER/go.mod"
+        printf ')\n'
+    } > go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport (\n' > tools/tools.go
+    for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+        printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b" >> tools/tools.go
+    done
+    printf ')\n' >> tools/tools.go
+    [ -f go.sum ] || go mod tidy
+    local LD="-s -w -X k8s.io/component-base/version.gitVersion=$KVER -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
+    for b in "${need[@]}"; do
+        log "building $b"; local s; s=$(ts)
+        go build -trimpath -ldflags "$LD" -o "$BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b"
+        mv "$BIN/$b.tmp" "$BIN/$b"
+        log "built $b in $(since "$s")s"
+    done
+}
+
+build_etcd() {
+    [ -x "$BIN/etcd" ] && return 0
+    mkdir -p "$CACHE/build-etcd" "$BIN" && cd "$CACHE/build-etcd"
+    # server/v3's go.mod replaces its sibling modules with ../api etc.; pin them explicitly instead.
+    printf 'module recontestetcd\n\ngo 1.26.0\n\nrequire (\n' > go.mod
+    local m
+    for m in server/v3 api/v3 client/pkg/v3 client/v3 pkg/v3; do
+        printf '\tgo.etcd.io/etcd/%s %s\n' "$m" "$ETCD_VER" >> go.mod
+    done
+    printf ')\n' >> go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' > tools.go
+    [ -f go.sum ] || go mod tidy
+    log "building etcd"; local s; s=$(ts)
+    go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
+    mv "$BIN/etcd.tmp" "$BIN/etcd"
+    log "built etcd in $(since "$s")s"
+}
+
+build_kwok() {
+    [ -x "$BIN/kwok" ] && return 0
+    mkdir -p "$CACHE/build-kwok" "$BIN" && cd "$CACHE/build-kwok"
+    printf 'module recontestkwok\n\ngo 1.26.0\n\nrequire sigs.k8s.io/kwok %s\n' "$KWOK_VER" > go.mod
+    printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/kwok/cmd/kwok"\n' > tools.go
+    [ -f go.sum ] || go mod tidy
+    log "building kwok"; local s; s=$(ts)
+    go build -trimpath -ldflags "-s -w" -o "$BIN/kwok.tmp" sigs.k8s.io/kwok/cmd/kwok
+    mv "$BIN/kwok.tmp" "$BIN/kwok"
+    log "built kwok in $(since "$s")s"
+}
+
+build_pause() {
+    [ -x "$BIN/pause" ] && return 0
+    mkdir -p "$BIN" "$CACHE/build-pause"
+    cp "$K8S/pause.go" "$CACHE/build-pause/pause.go"
+    (cd "$CACHE/build-pause" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$BIN/pause" pause.go)
+}
+
+build_all() {
+    command -v go > /dev/null || { log "ERROR: go not found (looked in PATH and /usr/local/go/bin)"; return 1; }
+    command -v openssl > /dev/null || { log "ERROR: openssl not found"; return 1; }
+    build_k8s kube-apiserver kube-controller-manager kube-scheduler kubelet
+    build_etcd
+    build_kwok
+    build_pause
+    build_k8s kubectl   # last: the tests use it to change objects behind recon's back
+}
+
+# build with a lock (one build per machine at a time) and a status file the tests wait on:
+#   $CACHE/build.status: running PID | ok | failed
+cmd_build() {
+    mkdir -p "$CACHE"
+    exec 9> "$CACHE/build.lock"
+    if ! flock -n 9; then
+        log "another build holds $CACHE/build.lock; waiting for it"
+        flock 9
+    fi
+    if all_built; then echo ok > "$CACHE/build.status"; log "binaries present in $BIN"; return 0; fi
+    echo "running $$" > "$CACHE/build.status"
+    local s; s=$(ts)
+    if (build_all); then
+        echo ok > "$CACHE/build.status"; log "build done in $(since "$s")s"
+    else
+        echo failed > "$CACHE/build.status"; log "ERROR: build failed after $(since "$s")s"; return 1
+    fi
+}
+
+all_built() {
+    local b
+    for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd kwok pause; do
+        [ -x "$BIN/$b" ] || return 1
+    done
+}
+
+cmd_status() {
+    if all_built; then echo ok; return 0; fi
+    local st; st="$(cat "$CACHE/build.status" 2> /dev/null || echo absent)"
+    case "$st" in
+        running*) kill -0 "${st#running }" 2> /dev/null && echo running || echo failed ;;
+        *) echo "$st" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- helpers
+start_bg() { # name cmd...   -> $RUN/name.pid, $LOG/name.log
+    local name=$1; shift
+    setsid "$@" > "$LOG/$name.log" 2>&1 < /dev/null &   # own session: survives the calling shell
+    echo $! > "$RUN/$name.pid"
+    log "started $name pid $!"
+}
+
+wait_for() { # description timeout_s command...
+    local what=$1 t=$2 s; shift 2
+    s=$(ts)
+    for _ in $(seq $((t * 5))); do
+        if "$@" > /dev/null 2>&1; then log "$what ready after $(since "$s")s"; return 0; fi
+        sleep 0.2
+    done
+    log "TIMEOUT waiting for $what"; return 1
+}
+
+kubeconfig() { # file user cert key
+    cat > "$1" << EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: recon-test
+  cluster: {server: "https://127.0.0.1:6443", certificate-authority: "$PKI/ca.crt"}
+users:
+- name: $2
+  user: {client-certificate: "$3", client-key: "$4"}
+contexts:
+- name: recon-test
+  context: {cluster: recon-test, user: $2}
+current-context: recon-test
+EOF
+}
+
+# ---------------------------------------------------------------- control plane
+up_control_plane() {
+    mkdir -p "$RUN" "$LOG"
+    bash "$K8S/pki.sh" "$PKI" "$NODE"
+    kubeconfig "$RUN/admin.kubeconfig" admin "$PKI/admin.crt" "$PKI/admin.key"
+    kubeconfig "$RUN/controller-manager.kubeconfig" kcm "$PKI/controller-manager.crt" "$PKI/controller-manager.key"
+    kubeconfig "$RUN/scheduler.kubeconfig" scheduler "$PKI/scheduler.crt" "$PKI/scheduler.key"
+    kubeconfig "$RUN/kubelet.kubeconfig" node "$PKI/node.crt" "$PKI/node.key"
+    rm -rf "$RUN/etcd"   # every "up" starts from an empty cluster
+
+    start_bg etcd "$BIN/etcd" --name recon-test --data-dir "$RUN/etcd" \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster recon-test=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
+        --unsafe-no-fsync --quota-backend-bytes 2147483648 --log-level warn
+    wait_for etcd 30 curl -sf http://127.0.0.1:2381/health
+
+    local t; t=$(ts)
+    start_bg kube-apiserver "$BIN/kube-apiserver" \
+        --etcd-servers http://127.0.0.1:2379 \
+        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port 6443 \
+        --endpoint-reconciler-type none \
+        --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+        --client-ca-file "$PKI/ca.crt" \
+        --kubelet-client-certificate "$PKI/kubelet-client.crt" --kubelet-client-key "$PKI/kubelet-client.key" \
+        --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types Hostname \
+        --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+        --service-account-issuer https://kubernetes.default.svc.cluster.local \
+        --service-cluster-ip-range 10.0.0.0/24 \
+        --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction,ResourceQuota \
+        --allow-privileged=true --profiling=false --v=1
+    wait_for "kube-apiserver /readyz" 120 curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" \
+        --key "$PKI/admin.key" https://127.0.0.1:6443/readyz
+    log "kube-apiserver start -> /readyz ok: $(since "$t")s"
+
+    start_bg kube-controller-manager "$BIN/kube-controller-manager" \
+        --kubeconfig "$RUN/controller-manager.kubeconfig" \
+        --authentication-kubeconfig "$RUN/controller-manager.kubeconfig" \
+        --authorization-kubeconfig "$RUN/controller-manager.kubeconfig" \
+        --bind-address 127.0.0.1 --secure-port 10257 \
+        --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+        --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+        --use-service-account-credentials --leader-elect=false \
+        --service-cluster-ip-range 10.0.0.0/24 --v=1
+    start_bg kube-scheduler "$BIN/kube-scheduler" \
+        --kubeconfig "$RUN/scheduler.kubeconfig" \
+        --authentication-kubeconfig "$RUN/scheduler.kubeconfig" \
+        --authorization-kubeconfig "$RUN/scheduler.kubeconfig" \
+        --bind-address 127.0.0.1 --secure-port 10259 --leader-elect=false --v=1
+    wait_for kube-controller-manager 60 curl -sfk https://127.0.0.1:10257/healthz
+    wait_for kube-scheduler 60 curl -sfk https://127.0.0.1:10259/healthz
+    # the default ServiceAccount must exist before pods can be created
+    wait_for "default serviceaccount" 60 kubectl get serviceaccount default
+}
+
+up_kwok() {
+    # kwok fakes kubelets for nodes annotated kwok.x-k8s.io/node=fake: their pods go Running, no
+    # containers. v0.8.0 needs stage definitions: the "fast" set shipped in its module source.
+    local S="$GOMODCACHE/sigs.k8s.io/kwok@$KWOK_VER/kustomize/stage" f n
+    [ -d "$S" ] || (cd "$CACHE/build-kwok" && go mod download "sigs.k8s.io/kwok@$KWOK_VER")
+    for f in "$S/node/fast/node-initialize.yaml" "$S/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+             "$S/pod/fast/pod-ready.yaml" "$S/pod/fast/pod-complete.yaml" "$S/pod/fast/pod-delete.yaml"; do
+        echo "---"; cat "$f"
+    done > "$RUN/kwok-stages.yaml"
+    start_bg kwok "$BIN/kwok" --kubeconfig "$RUN/admin.kubeconfig" -c "$RUN/kwok-stages.yaml" \
+        --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+        --cidr=10.245.0.1/24 --node-ip=10.245.0.1 --node-lease-duration-seconds=40 --server-address 127.0.0.1:10247
+    for n in $KWOK_NODES; do
+        kubectl apply -f - > /dev/null << EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $n
+  annotations: {node.alpha.kubernetes.io/ttl: "0", kwok.x-k8s.io/node: fake}
+  labels: {kubernetes.io/hostname: $n, kubernetes.io/os: linux, kubernetes.io/arch: amd64, type: kwok}
+spec:
+  taints: [{key: recon-test/kwok, value: "true", effect: NoSchedule}]
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+EOF
+    done
+    for n in $KWOK_NODES; do wait_for "kwok node $n Ready" 60 kubectl wait --for=condition=Ready "node/$n" --timeout=2s; done
+}
+
+# ---------------------------------------------------------------- real node: containerd + kubelet
+up_real_node() {
+    command -v containerd > /dev/null && command -v runc > /dev/null && [ -x /usr/lib/cni/bridge ] || {
+        log "installing containerd runc containernetworking-plugins iptables conntrack (Debian)"
+        . "$HERE/lib.sh"
+        apt_install containerd runc containernetworking-plugins iptables conntrack
+    }
+    local C="$RUN/containerd"
+    mkdir -p "$C" "$RUN/cni/net.d" "$RUN/kubelet"
+    cat > "$RUN/cni/net.d/10-recon-test.conflist" << EOF
+{"cniVersion": "0.4.0", "name": "recon-test", "plugins": [
+  {"type": "bridge", "bridge": "recontestbr0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": []}},
+  {"type": "loopback"}]}
+EOF
+    cat > "$C/config.toml" << EOF
+version = 2
+root = "$C/root"
+state = "$C/state"
+[grpc]
+  address = "$C/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "local/pause:v1"
+  enable_unprivileged_ports = true
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$RUN/cni/net.d"
+EOF
+    start_bg containerd containerd --config "$C/config.toml"
+    wait_for containerd 30 ctr --address "$C/containerd.sock" version
+    import_pause
+
+    printf 'nameserver 127.0.0.1\n' > "$RUN/resolv.conf"
+    cat > "$RUN/kubelet-config.yaml" << EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: "$PKI/ca.crt"}
+authorization: {mode: Webhook}
+tlsCertFile: "$PKI/kubelet-serving.crt"
+tlsPrivateKeyFile: "$PKI/kubelet-serving.key"
+containerRuntimeEndpoint: "unix://$C/containerd.sock"
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+oomScoreAdj: 0
+resolvConf: "$RUN/resolv.conf"
+podCIDR: 10.244.0.0/24
+maxPods: 50
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
+registerNode: true
+EOF
+    start_bg kubelet "$BIN/kubelet" --config "$RUN/kubelet-config.yaml" --kubeconfig "$RUN/kubelet.kubeconfig" \
+        --root-dir "$RUN/kubelet" --hostname-override "$NODE" --v=1
+    wait_for "node $NODE Ready" 120 kubectl wait --for=condition=Ready "node/$NODE" --timeout=2s
+}
+
+import_pause() {
+    local img="$RUN/images"
+    build_pause
+    mkdir -p "$img/pause/rootfs"
+    cp "$BIN/pause" "$img/pause/rootfs/pause"
+    python3 "$K8S/mkimage.py" "$img/pause/rootfs" local/pause:v1 "$img/pause.tar" /pause > /dev/null
+    ctr --address "$RUN/containerd/containerd.sock" -n k8s.io images import "$img/pause.tar" > /dev/null
+}
+
+# ---------------------------------------------------------------- down
+stop_pid() { # name
+    local f="$RUN/$1.pid" p
+    [ -f "$f" ] || return 0
+    p=$(cat "$f")
+    if kill -0 "$p" 2> /dev/null; then
+        kill "$p"; for _ in $(seq 50); do kill -0 "$p" 2> /dev/null || break; sleep 0.2; done
+        kill -0 "$p" 2> /dev/null && kill -9 "$p"
+        log "stopped $1 ($p)"
+    fi
+    rm -f "$f"
+}
+
+down() {
+    stop_pid kubelet
+    if [ -S "$RUN/containerd/containerd.sock" ]; then
+        local ctr="ctr --address $RUN/containerd/containerd.sock -n k8s.io" t c
+        for t in $($ctr tasks ls -q 2> /dev/null); do $ctr tasks kill -s SIGKILL "$t" 2> /dev/null || true; done
+        sleep 1
+        for t in $($ctr tasks ls -q 2> /dev/null); do $ctr tasks delete -f "$t" > /dev/null 2>&1 || true; done
+        for c in $($ctr containers ls -q 2> /dev/null); do $ctr containers delete "$c" > /dev/null 2>&1 || true; done
+    fi
+    # shims started by our containerd (identified by our socket path) that are still alive
+    local p
+    for p in $(grep -l -a "$RUN/containerd/containerd.sock" /proc/[0-9]*/cmdline 2> /dev/null | cut -d/ -f3); do
+        [ "$p" != "$$" ] && [ "$(cat "$RUN/containerd.pid" 2> /dev/null)" != "$p" ] && kill "$p" 2> /dev/null || true
+    done
+    stop_pid containerd
+    for n in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_pid "$n"; done
+    # unmount what kubelet/containerd left mounted under $RUN (deepest first); drop pod netns + bridge
+    { grep -o " $RUN/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2> /dev/null || true; done
+    { grep -o " /run/netns/cni-[^ ]*" /proc/mounts || true; } | while read -r m; do umount -l "$m" 2> /dev/null || true; rm -f "$m"; done
+    if ip link show recontestbr0 > /dev/null 2>&1; then ip link delete recontestbr0 || true; fi
+    rm -rf /var/lib/cni/networks/recon-test   # host-local IPAM leases of our bridge network
+    [ "${1:-}" = "--purge" ] && rm -rf "$RUN"
+    log "down"
+}
+
+need_built() { all_built || { log "ERROR: binaries missing in $BIN; run: $0 build"; exit 1; }; }
+
+case "${1:-}" in
+    build) cmd_build ;;
+    status) cmd_status ;;
+    up) need_built; up_control_plane; up_kwok; echo "export KUBECONFIG=$KUBECONFIG" ;;
+    up-real) need_built; up_control_plane; up_kwok; up_real_node; echo "export KUBECONFIG=$KUBECONFIG" ;;
+    down) down "${2:-}" ;;
+    env) echo "export KUBECONFIG=$KUBECONFIG" ;;
+    *) echo "usage: $0 build|status|up|up-real|down [--purge]|env" >&2; exit 2 ;;
+esac
