@@ -12,6 +12,7 @@ from providers.base import Provider, ProviderContext
 PROVIDERS: dict[str, str] = {
     "local": "providers.local:LocalProvider",
     "docker": "providers.docker:DockerProvider",
+    "kubernetes": "providers.kubernetes:KubernetesProvider",
     "fake": "providers.fake:FakeProvider",
 }
 

@@ -1,0 +1,192 @@
+"""A thin wrapper over the official ``kubernetes`` client: server-side apply, get, list, delete, logs
+and events as plain dicts, with every SDK exception translated into a ``ProviderError``.
+
+No ``kubernetes`` type or exception leaves this module. Server-side apply uses
+``fieldManager: recon`` and never forces: a field another manager owns is a ``ConflictError`` that
+names the fields and their owner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from providers.kubernetes.settings import KubeSettings
+from reconciler.errors import PermanentError, ProviderError, RetryableError
+
+FIELD_MANAGER = "recon"
+
+
+class ConflictError(PermanentError):
+    """Server-side apply refused: fields recon wants to set are owned by another manager."""
+
+
+def _message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            data = json.loads(body)
+            if isinstance(data, dict) and data.get("message"):
+                return str(data["message"])
+        except (TypeError, ValueError):
+            pass
+    return str(getattr(exc, "reason", None) or exc)
+
+
+@contextlib.contextmanager
+def mapped(what: str) -> Iterator[None]:
+    """SDK and connection errors of ``what`` as ProviderError subclasses."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except ProviderError:
+        raise
+    except ApiException as exc:
+        status = int(getattr(exc, "status", 0) or 0)
+        text = f"{what}: the Kubernetes API answered {status}: {_message(exc)}"
+        if status == 409:
+            raise ConflictError(text) from exc
+        if status in (429, 500, 502, 503, 504) or status == 0:
+            raise RetryableError(text) from exc
+        raise PermanentError(text) from exc
+    except ConfigException as exc:
+        raise PermanentError(f"{what}: no usable kubeconfig: {exc}") from exc
+    except (HTTPError, OSError) as exc:
+        raise RetryableError(f"{what}: the Kubernetes API is unreachable: {exc}") from exc
+
+
+# kind -> (apiVersion, plural, namespaced)
+KINDS: dict[str, tuple[str, str, bool]] = {
+    "Deployment": ("apps/v1", "deployments", True),
+    "ReplicaSet": ("apps/v1", "replicasets", True),
+    "Service": ("v1", "services", True),
+    "Secret": ("v1", "secrets", True),
+    "ConfigMap": ("v1", "configmaps", True),
+    "Pod": ("v1", "pods", True),
+    "Event": ("v1", "events", True),
+    "ResourceQuota": ("v1", "resourcequotas", True),
+    "Namespace": ("v1", "namespaces", False),
+    "Node": ("v1", "nodes", False),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", "horizontalpodautoscalers", True),
+}
+
+
+class Kube:
+    """One connection to a cluster, in one namespace."""
+
+    def __init__(self, settings: KubeSettings) -> None:
+        from kubernetes import client, config
+
+        self.settings = settings
+        self.namespace = settings.namespace
+        with mapped("load the kubeconfig"):
+            if settings.kubeconfig is None and settings.context is None:
+                try:
+                    self.api = config.new_client_from_config()  # type: ignore[no-untyped-call]
+                except config.ConfigException:
+                    config.load_incluster_config()  # type: ignore[no-untyped-call]
+                    self.api = client.ApiClient()
+            else:
+                self.api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                    config_file=settings.kubeconfig, context=settings.context)
+        self.core = client.CoreV1Api(self.api)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.api.close()
+
+    # -- paths -----------------------------------------------------------------------------------
+    def _path(self, kind: str, name: str | None = None, namespace: str | None = None) -> str:
+        api_version, plural, namespaced = KINDS[kind]
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        if namespaced:
+            base += f"/namespaces/{namespace or self.namespace}"
+        base += f"/{plural}"
+        return base + (f"/{name}" if name else "")
+
+    def _call(self, method: str, path: str, what: str, *, query: list[tuple[str, str]] | None = None,
+              body: Any = None, content_type: str = "application/json", timeout: float = 30.0) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        with mapped(what):
+            m, url, headers, data, _ = self.api.param_serialize(
+                method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
+                header_params={"Accept": "application/json", "Content-Type": content_type})
+            response = self.api.call_api(m, url, header_params=headers, body=data, _request_timeout=timeout)
+            response.read()
+            if not 200 <= int(response.status) < 300:
+                raise ApiException(http_resp=response)
+            raw = response.data
+            return json.loads(raw) if raw else {}
+
+    # -- verbs -----------------------------------------------------------------------------------
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of ``obj`` as fieldManager recon; conflicts are errors, never forced."""
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        try:
+            result = self._call("PATCH", self._path(kind, name), f"apply {kind} {name}",
+                                query=[("fieldManager", FIELD_MANAGER), ("force", "false")],
+                                body=obj, content_type="application/apply-patch+yaml")
+        except ConflictError as exc:
+            raise ConflictError(f"{exc} (recon never takes fields another manager owns: remove that "
+                                "manager's fields, or let recon own them with "
+                                "`kubectl apply --server-side --field-manager=recon --force-conflicts`)") from None
+        return dict(result or {})
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call("GET", self._path(kind, name), f"read {kind} {name}") or {})
+        except PermanentError as exc:
+            if " 404: " in str(exc):
+                return None
+            raise
+
+    def items(self, kind: str, selector: dict[str, str] | None = None, field_selector: str | None = None,
+             all_namespaces: bool = False) -> list[dict[str, Any]]:
+        query: list[tuple[str, str]] = []
+        if selector:
+            query.append(("labelSelector", ",".join(f"{k}={v}" for k, v in sorted(selector.items()))))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        path = self._path(kind)
+        if all_namespaces:
+            path = path.replace(f"/namespaces/{self.namespace}", "", 1)
+        data = self._call("GET", path, f"list {kind}", query=query) or {}
+        return [dict(i) for i in data.get("items") or []]
+
+    def delete(self, kind: str, name: str, propagation: str = "Foreground") -> bool:
+        """Delete (foreground propagation); False when it was already gone."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        try:
+            self._call("DELETE", self._path(kind, name), f"delete {kind} {name}", body=body)
+            return True
+        except PermanentError as exc:
+            if " 404: " in str(exc):
+                return False
+            raise
+
+    def ensure_namespace(self) -> None:
+        if self.get("Namespace", self.namespace) is None:
+            self._call("POST", self._path("Namespace"), f"create namespace {self.namespace}",
+                       body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
+
+    def logs(self, pod: str, tail: int, container: str | None = None, previous: bool = False) -> list[str]:
+        with mapped(f"logs of pod {pod}"):
+            try:
+                text = self.core.read_namespaced_pod_log(pod, self.namespace, tail_lines=tail, container=container,
+                                                         previous=previous)
+            except Exception as exc:
+                if getattr(exc, "status", None) in (400, 404):  # not started yet, or gone
+                    return []
+                raise
+        return str(text or "").splitlines()
+
+    def events(self, kind: str, name: str) -> list[str]:
+        items = self.items("Event", field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")
+        items.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return [f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '')}".strip() for e in items]

@@ -1,0 +1,330 @@
+"""The Kubernetes objects recon makes, as plain dicts (what server-side apply sends).
+
+Names (all in the provider's namespace; DNS-1123, at most 63 characters, hashed when longer):
+
+- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/local/router.py), ConfigMap
+  ``E-router`` (router.py and the routing table), Secret ``E-keys`` (the two keys);
+- deployment ``D`` of ``E``: Deployment ``E-D`` (its instances), ConfigMap ``E-D-<digest>`` (the code
+  snapshot and host.py, one per configuration), HorizontalPodAutoscaler ``E-D`` under
+  ``scale_settings.type: target_utilization``;
+- model ``M:V``: ConfigMap ``recon-model-M-V`` (the model folder as a .tar.gz).
+
+Every object carries recon's labels: ``recon.io/managed``, ``recon.io/workspace``,
+``recon.io/endpoint``, ``recon.io/deployment``, ``recon.io/role``, ``recon.io/digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from typing import Any
+
+from providers.kubernetes.settings import KubeSettings
+from providers.local.instances import probe_settings
+from reconciler.catalog import lookup, merged_catalog
+
+MANAGED = "recon.io/managed"
+WORKSPACE = "recon.io/workspace"
+ENDPOINT = "recon.io/endpoint"
+DEPLOYMENT = "recon.io/deployment"
+ROLE = "recon.io/role"
+DIGEST = "recon.io/digest"
+MODEL = "recon.io/model"
+
+INSTANCE_PORT = 5001
+ROUTER_PORT = 8080
+APP_ROOT = "/var/azureml-app"
+HOST_PATH = "/opt/recon/host.py"
+BUNDLE_MOUNT = "/opt/recon/bundle"
+MODEL_MOUNT = "/opt/recon/model"
+ROUTER_DIR = "/opt/recon/router"
+KEYS_DIR = "/etc/recon/keys"
+# Instance containers: the entries recon adds to the declared environment variables.
+RECON_ENV = ("AZUREML_MODEL_DIR", "AML_APP_ROOT", "AZUREML_ENTRY_SCRIPT", "WORKER_COUNT", "PYTHONUNBUFFERED")
+
+
+def dns_name(*parts: str) -> str:
+    """``a-b-c`` in DNS-1123 form, at most 63 characters (a hash keeps long names unique)."""
+    raw = "-".join(p for p in parts if p)
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-") or "x"
+    if len(name) > 63 or name != raw.lower():
+        tag = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[:54].rstrip('-')}-{tag}"
+    return name
+
+
+def label_value(value: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[:63].strip("-_.")
+    return text
+
+
+def short_digest(digest: str | None) -> str:
+    return (digest or "").removeprefix("sha256:")[:16]
+
+
+def router_name(endpoint: str) -> str:
+    return dns_name(endpoint, "router")
+
+
+def keys_name(endpoint: str) -> str:
+    return dns_name(endpoint, "keys")
+
+
+def deployment_name(endpoint: str, deployment: str) -> str:
+    return dns_name(endpoint, deployment)
+
+
+def bundle_name(endpoint: str, deployment: str, digest: str) -> str:
+    return dns_name(endpoint, deployment, short_digest(digest)[:10])
+
+
+def model_name(name: str, version: str) -> str:
+    return dns_name("recon-model", name, version)
+
+
+def labels(workspace: str, role: str, endpoint: str | None = None, deployment: str | None = None,
+           digest: str | None = None) -> dict[str, str]:
+    out = {MANAGED: "true", WORKSPACE: label_value(workspace), ROLE: role}
+    if endpoint is not None:
+        out[ENDPOINT] = label_value(endpoint.lower())
+    if deployment is not None:
+        out[DEPLOYMENT] = label_value(deployment.lower())
+    if digest:
+        out[DIGEST] = short_digest(digest)
+    return out
+
+
+def meta(name: str, namespace: str, lab: dict[str, str], annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "namespace": namespace, "labels": lab}
+    if annotations:
+        out["annotations"] = annotations
+    return out
+
+
+# -- resources ------------------------------------------------------------------------------------
+def max_surge(count: int) -> int:
+    """``ceil(20% of instances)``, at least 1."""
+    return max(1, math.ceil(count * 0.2))
+
+
+def resources_for(attrs: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """``resources`` from the YAML (requests and limits), else the instance type's catalog entry."""
+    res = attrs.get("resources") or {}
+    requests = {str(k): str(v) for k, v in (res.get("requests") or {}).items() if v is not None}
+    limits = {str(k): str(v) for k, v in (res.get("limits") or {}).items() if v is not None}
+    if not requests and not limits and attrs.get("instance_type"):
+        catalog = merged_catalog()
+        sku = lookup(catalog, str(attrs["instance_type"]))
+        if sku is not None:
+            entry = catalog[sku]
+            size = {"cpu": f"{entry.cores:g}", "memory": f"{int(entry.memory_gb * 1024)}Mi"}
+            requests, limits = dict(size), dict(size)
+    out: dict[str, dict[str, str]] = {}
+    if requests:
+        out["requests"] = requests
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def probe(spec: dict[str, Any] | None, liveness: bool) -> dict[str, Any]:
+    s = probe_settings(spec)
+    return {
+        "httpGet": {"path": "/", "port": INSTANCE_PORT},
+        "initialDelaySeconds": int(s["initial_delay"]),
+        "periodSeconds": max(1, int(s["period"])),
+        "timeoutSeconds": max(1, int(s["timeout"])),
+        "successThreshold": 1 if liveness else max(1, int(s["success_threshold"])),
+        "failureThreshold": max(1, int(s["failure_threshold"])),
+    }
+
+
+def placement(settings: KubeSettings) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if settings.node_selector:
+        out["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        out["tolerations"] = [dict(t) for t in settings.tolerations]
+    return out
+
+
+def code_mount(code: dict[str, Any] | None) -> str:
+    if not code or not code.get("path"):
+        return f"{APP_ROOT}/code"
+    base = str(code["path"]).rstrip("/").split("/")[-1] or "code"
+    return f"{APP_ROOT}/{base}"
+
+
+_EXTRACT = ("import sys, tarfile\n"
+            "for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+            "    with tarfile.open(src) as t:\n"
+            "        t.extractall(dst, filter='data')\n")
+
+
+def deployment_manifest(
+    settings: KubeSettings, workspace: str, attrs: dict[str, Any], model: dict[str, Any] | None,
+    image: str, digest: str, bundle: str,
+) -> dict[str, Any]:
+    """The Deployment of one recon deployment: replicas = instance_count, RollingUpdate with
+    maxSurge = ceil(20%) and maxUnavailable 0, probes, resources, environment variables; the code
+    (ConfigMap ``bundle``) and the model (its ConfigMap) unpacked by an init container into an emptyDir."""
+    endpoint, name = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
+    ns = settings.namespace
+    count = int(attrs.get("instance_count") or 1)
+    scale = attrs.get("scale_settings") or {}
+    if scale.get("type") == "target_utilization":
+        count = max(count, int(scale.get("min_instances") or 1))
+    mount = code_mount(attrs.get("code"))
+    entry = f"{mount}/{attrs.get('scoring_script') or 'score.py'}"
+    req = attrs.get("request_settings") or {}
+    workers = int(req.get("max_concurrent_requests_per_instance") or 1)
+    model_dir = ""
+    extract = [f"{BUNDLE_MOUNT}/code.tar.gz", mount]
+    volumes: list[dict[str, Any]] = [
+        {"name": "app", "emptyDir": {}},
+        {"name": "bundle", "configMap": {"name": bundle}},
+    ]
+    init_mounts = [{"name": "app", "mountPath": APP_ROOT}, {"name": "bundle", "mountPath": BUNDLE_MOUNT}]
+    if model is not None:
+        model_dir = f"{APP_ROOT}/azureml-models/{model['name']}/{model['version']}"
+        extract += [f"{MODEL_MOUNT}/model.tar.gz", model_dir]
+        volumes.append({"name": "model", "configMap": {"name": model_name(str(model["name"]), str(model["version"]))}})
+        init_mounts.append({"name": "model", "mountPath": MODEL_MOUNT})
+    env = [{"name": str(k), "value": str(v)} for k, v in sorted((attrs.get("environment_variables") or {}).items())]
+    env += [{"name": "AZUREML_MODEL_DIR", "value": model_dir}, {"name": "AML_APP_ROOT", "value": mount},
+            {"name": "AZUREML_ENTRY_SCRIPT", "value": entry}, {"name": "WORKER_COUNT", "value": str(workers)},
+            {"name": "PYTHONUNBUFFERED", "value": "1"}]
+    container: dict[str, Any] = {
+        "name": "score",
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python3", f"{BUNDLE_MOUNT}/host.py", "--entry_script", entry, "--host", "0.0.0.0",
+                    "--port", str(INSTANCE_PORT), "--worker_count", str(workers)],
+        "workingDir": mount,
+        "env": env,
+        "ports": [{"name": "http", "containerPort": INSTANCE_PORT}],
+        "readinessProbe": probe(attrs.get("readiness_probe"), liveness=False),
+        "livenessProbe": probe(attrs.get("liveness_probe"), liveness=True),
+        "volumeMounts": [{"name": "app", "mountPath": APP_ROOT, "readOnly": True},
+                         {"name": "bundle", "mountPath": BUNDLE_MOUNT, "readOnly": True}],
+    }
+    resources = resources_for(attrs)
+    if resources:
+        container["resources"] = resources
+    init = {"name": "unpack", "image": image, "imagePullPolicy": settings.image_pull_policy,
+            "command": ["python3", "-c", _EXTRACT, *extract], "volumeMounts": init_mounts}
+    selector = {ENDPOINT: label_value(endpoint), DEPLOYMENT: label_value(name), ROLE: "instance"}
+    pod_labels = {**labels(workspace, "instance", endpoint, name, digest)}
+    timeout_ms = int(req.get("request_timeout_ms") or 5000)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(deployment_name(endpoint, name), ns, labels(workspace, "instance", endpoint, name, digest),
+                         {"recon.io/config-digest": digest}),
+        "spec": {
+            "replicas": count,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": max_surge(count), "maxUnavailable": 0}},
+            "progressDeadlineSeconds": settings.progress_deadline_seconds,
+            "revisionHistoryLimit": 3,
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": {"recon.io/config-digest": digest}},
+                "spec": {
+                    "initContainers": [init],
+                    "containers": [container],
+                    "volumes": volumes,
+                    "enableServiceLinks": False,
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": max(10, math.ceil(timeout_ms / 1000) + 5),
+                    **placement(settings),
+                },
+            },
+        },
+    }
+
+
+def hpa_manifest(settings: KubeSettings, workspace: str, attrs: dict[str, Any], digest: str) -> dict[str, Any] | None:
+    """``scale_settings.type: target_utilization`` as an autoscaling/v2 HorizontalPodAutoscaler."""
+    scale = attrs.get("scale_settings") or {}
+    if scale.get("type") != "target_utilization":
+        return None
+    endpoint, name = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
+    target = deployment_name(endpoint, name)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": meta(target, settings.namespace, labels(workspace, "autoscaler", endpoint, name, digest)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": int(scale.get("min_instances") or 1),
+            "maxReplicas": int(scale.get("max_instances") or 1),
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization", "averageUtilization": int(scale.get("target_utilization_percentage") or 70)}}}],
+        },
+    }
+
+
+def configmap(settings: KubeSettings, name: str, lab: dict[str, str], data: dict[str, str] | None = None,
+              binary: dict[str, str] | None = None, immutable: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(name, settings.namespace, lab)}
+    if data:
+        out["data"] = data
+    if binary:
+        out["binaryData"] = binary
+    if immutable:
+        out["immutable"] = True
+    return out
+
+
+def secret(settings: KubeSettings, name: str, lab: dict[str, str], data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": meta(name, settings.namespace, lab),
+            "stringData": data}
+
+
+def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, table_version: int) -> list[dict[str, Any]]:
+    """The router's Deployment (one replica running router.py) and its Service (port 80)."""
+    endpoint = endpoint.lower()
+    name = router_name(endpoint)
+    lab = labels(workspace, "router", endpoint)
+    selector = {ENDPOINT: label_value(endpoint), ROLE: "router"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta(name, settings.namespace, lab),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": lab},
+                "spec": {
+                    "containers": [{
+                        "name": "router",
+                        "image": settings.router(),
+                        "imagePullPolicy": settings.image_pull_policy,
+                        "command": ["python3", f"{ROUTER_DIR}/router.py", "--table", f"{ROUTER_DIR}/table.json",
+                                    "--host", "0.0.0.0", "--port", str(ROUTER_PORT)],
+                        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+                        "ports": [{"name": "http", "containerPort": ROUTER_PORT}],
+                        "readinessProbe": {"tcpSocket": {"port": ROUTER_PORT}, "periodSeconds": 1},
+                        "volumeMounts": [{"name": "router", "mountPath": ROUTER_DIR, "readOnly": True},
+                                         {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True}],
+                    }],
+                    "volumes": [{"name": "router", "configMap": {"name": name}},
+                                {"name": "keys", "secret": {"secretName": keys_name(endpoint)}}],
+                    "enableServiceLinks": False,
+                    "automountServiceAccountToken": False,
+                    **placement(settings),
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta(name, settings.namespace, lab),
+        "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": ROUTER_PORT}]},
+    }
+    return [deployment, service]
