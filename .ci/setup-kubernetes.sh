@@ -308,6 +308,7 @@ EOF
     start_bg containerd containerd --config "$C/config.toml"
     wait_for containerd 30 ctr --address "$C/containerd.sock" version
     import_pause
+    import_python
 
     printf 'nameserver 127.0.0.1\n' > "$RUN/resolv.conf"
     cat > "$RUN/kubelet-config.yaml" << EOF
@@ -338,6 +339,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 registerNode: true
+syncFrequency: 5s
 EOF
     start_bg kubelet "$BIN/kubelet" --config "$RUN/kubelet-config.yaml" --kubeconfig "$RUN/kubelet.kubeconfig" \
         --root-dir "$RUN/kubelet" --hostname-override "$NODE" --v=1
@@ -351,6 +353,32 @@ import_pause() {
     cp "$BIN/pause" "$img/pause/rootfs/pause"
     python3 "$K8S/mkimage.py" "$img/pause/rootfs" local/pause:v1 "$img/pause.tar" /pause > /dev/null
     ctr --address "$RUN/containerd/containerd.sock" -n k8s.io images import "$img/pause.tar" > /dev/null
+}
+
+# local/python:3.11 for real pods (router and instances): this machine's python3.11, its shared
+# libraries and standard library, no shell; made once into the cache, imported on every up-real.
+import_python() {
+    local img="$CACHE/images" R
+    mkdir -p "$img"
+    if [ ! -f "$img/python.tar" ]; then
+        R="$img/python/rootfs"
+        rm -rf "$img/python"
+        mkdir -p "$R/usr/bin" "$R/usr/lib" "$R/lib64" "$R/tmp" "$R/etc"
+        chmod 1777 "$R/tmp"
+        cp /usr/bin/python3.11 "$R/usr/bin/"; ln -sf python3.11 "$R/usr/bin/python3"; ln -sf python3.11 "$R/usr/bin/python"
+        local l
+        for l in $(ldd /usr/bin/python3.11 | grep -o '/[^ ]*'); do mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"; done
+        cp -a /usr/lib/python3.11 "$R/usr/lib/"
+        rm -rf "$R"/usr/lib/python3.11/{test,idlelib,tkinter,ensurepip,lib2to3,turtledemo} "$R/usr/lib/python3.11/dist-packages"
+        find "$R" -name __pycache__ -prune -exec rm -rf {} +
+        ln -sf usr/lib "$R/lib"
+        printf 'root:x:0:0::/:/bin/false\nnobody:x:65534:65534::/:/bin/false\n' > "$R/etc/passwd"
+        python3 "$K8S/mkimage.py" "$R" local/python:3.11 "$img/python.tar.tmp" /usr/bin/python3 > /dev/null
+        mv "$img/python.tar.tmp" "$img/python.tar"
+        rm -rf "$img/python"
+    fi
+    ctr --address "$RUN/containerd/containerd.sock" -n k8s.io images import "$img/python.tar" > /dev/null
+    log "image local/python:3.11 imported (pods: image local/python:3.11, imagePullPolicy Never)"
 }
 
 # ---------------------------------------------------------------- down

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,22 @@ FIELD_MANAGER = "recon"
 
 
 class ConflictError(PermanentError):
-    """Server-side apply refused: fields recon wants to set are owned by another manager."""
+    """Server-side apply refused: fields recon wants to set are owned by another manager.
+    ``causes``: [(field, message)] from the API's answer."""
+
+    def __init__(self, message: str, causes: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.causes = causes or []
+
+
+def _causes(exc: Any) -> list[tuple[str, str]]:
+    try:
+        data = json.loads(getattr(exc, "body", None) or "{}")
+    except (TypeError, ValueError):
+        return []
+    details = data.get("details") if isinstance(data, dict) else None
+    return [(str(c.get("field", "")), str(c.get("message", ""))) for c in (details or {}).get("causes") or []
+            if isinstance(c, dict)]
 
 
 def _message(exc: Any) -> str:
@@ -50,7 +66,7 @@ def mapped(what: str) -> Iterator[None]:
         status = int(getattr(exc, "status", 0) or 0)
         text = f"{what}: the Kubernetes API answered {status}: {_message(exc)}"
         if status == 409:
-            raise ConflictError(text) from exc
+            raise ConflictError(text, _causes(exc)) from exc
         if status in (429, 500, 502, 503, 504) or status == 0:
             raise RetryableError(text) from exc
         raise PermanentError(text) from exc
@@ -58,6 +74,12 @@ def mapped(what: str) -> Iterator[None]:
         raise PermanentError(f"{what}: no usable kubeconfig: {exc}") from exc
     except (HTTPError, OSError) as exc:
         raise RetryableError(f"{what}: the Kubernetes API is unreachable: {exc}") from exc
+
+
+def _manager(message: str) -> str | None:
+    """``conflict with "kubectl-scale" using apps/v1`` -> kubectl-scale."""
+    match = re.search(r'conflict with "([^"]+)"', message)
+    return match.group(1) if match else None
 
 
 # kind -> (apiVersion, plural, namespaced)
@@ -126,17 +148,35 @@ class Kube:
 
     # -- verbs -----------------------------------------------------------------------------------
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply of ``obj`` as fieldManager recon; conflicts are errors, never forced."""
+        """Server-side apply of ``obj`` as fieldManager recon.
+
+        A conflict with fields changed imperatively (``kubectl scale``, ``set env``, ``edit``: managers
+        whose operation is Update) is drift the plan showed: recon takes those fields back. A conflict
+        with another server-side applier (operation Apply: a GitOps tool, a colleague's
+        ``kubectl apply --server-side``) is an error naming the fields and their manager; never forced."""
         kind, name = obj["kind"], obj["metadata"]["name"]
+        what = f"apply {kind} {name}"
+        query = [("fieldManager", FIELD_MANAGER)]
         try:
-            result = self._call("PATCH", self._path(kind, name), f"apply {kind} {name}",
-                                query=[("fieldManager", FIELD_MANAGER), ("force", "false")],
-                                body=obj, content_type="application/apply-patch+yaml")
+            return dict(self._call("PATCH", self._path(kind, name), what, query=[*query, ("force", "false")],
+                                   body=obj, content_type="application/apply-patch+yaml") or {})
         except ConflictError as exc:
-            raise ConflictError(f"{exc} (recon never takes fields another manager owns: remove that "
-                                "manager's fields, or let recon own them with "
-                                "`kubectl apply --server-side --field-manager=recon --force-conflicts`)") from None
-        return dict(result or {})
+            managers = {mgr for _, message in exc.causes if (mgr := _manager(message)) is not None}
+            if not managers:
+                raise
+            current = self.get(kind, name) or {}
+            operations = {str(f.get("manager")): str(f.get("operation"))
+                          for f in (current.get("metadata") or {}).get("managedFields") or []}
+            appliers = sorted(mgr for mgr in managers if operations.get(str(mgr)) != "Update")
+            if appliers:
+                fields = ", ".join(sorted({f for f, msg in exc.causes if _manager(msg) in appliers}))
+                raise ConflictError(
+                    f"{what}: {fields} owned by field manager {', '.join(appliers)} (server-side "
+                    "apply); recon does not take fields another applier owns: remove them from that manager, "
+                    "or hand them to recon with `kubectl apply --server-side --field-manager=recon "
+                    "--force-conflicts`", exc.causes) from None
+        return dict(self._call("PATCH", self._path(kind, name), what, query=[*query, ("force", "true")],
+                               body=obj, content_type="application/apply-patch+yaml") or {})
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         try:
@@ -169,6 +209,15 @@ class Kube:
             if " 404: " in str(exc):
                 return False
             raise
+
+    def proxy_get(self, pod: str, port: int, path: str, timeout: float = 3.0) -> dict[str, Any] | None:
+        """``GET path`` on a pod through the API server's pod proxy (None when it does not answer)."""
+        try:
+            data = self._call("GET", f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{port}/proxy{path}",
+                              f"ask pod {pod}", timeout=timeout)
+        except ProviderError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def ensure_namespace(self) -> None:
         if self.get("Namespace", self.namespace) is None:

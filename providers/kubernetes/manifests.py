@@ -40,6 +40,7 @@ BUNDLE_MOUNT = "/opt/recon/bundle"
 MODEL_MOUNT = "/opt/recon/model"
 ROUTER_DIR = "/opt/recon/router"
 KEYS_DIR = "/etc/recon/keys"
+ROUTER_REQUESTS = {"cpu": "50m", "memory": "64Mi"}  # what a router pod asks for (not counted in plans)
 # Instance containers: the entries recon adds to the declared environment variables.
 RECON_ENV = ("AZUREML_MODEL_DIR", "AML_APP_ROOT", "AZUREML_ENTRY_SCRIPT", "WORKER_COUNT", "PYTHONUNBUFFERED")
 
@@ -212,8 +213,10 @@ def deployment_manifest(
     resources = resources_for(attrs)
     if resources:
         container["resources"] = resources
-    init = {"name": "unpack", "image": image, "imagePullPolicy": settings.image_pull_policy,
-            "command": ["python3", "-c", _EXTRACT, *extract], "volumeMounts": init_mounts}
+    init: dict[str, Any] = {"name": "unpack", "image": image, "imagePullPolicy": settings.image_pull_policy,
+                            "command": ["python3", "-c", _EXTRACT, *extract], "volumeMounts": init_mounts}
+    if resources:  # a ResourceQuota on requests needs them on every container; the pod's size is unchanged
+        init["resources"] = resources
     selector = {ENDPOINT: label_value(endpoint), DEPLOYMENT: label_value(name), ROLE: "instance"}
     pod_labels = {**labels(workspace, "instance", endpoint, name, digest)}
     timeout_ms = int(req.get("request_timeout_ms") or 5000)
@@ -309,6 +312,7 @@ def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, tabl
                         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
                         "ports": [{"name": "http", "containerPort": ROUTER_PORT}],
                         "readinessProbe": {"tcpSocket": {"port": ROUTER_PORT}, "periodSeconds": 1},
+                        "resources": {"requests": dict(ROUTER_REQUESTS)},
                         "volumeMounts": [{"name": "router", "mountPath": ROUTER_DIR, "readOnly": True},
                                          {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True}],
                     }],

@@ -45,6 +45,7 @@ from reconciler.state import StateResource
 HOST_SCRIPT = Path(__file__).resolve().parent.parent / "local" / "host.py"
 CONFIGMAP_LIMIT = 1024 * 1024 - 4096  # the API's object size limit, less room for metadata
 POLL = 0.25
+ROUTER_RELOAD_TIMEOUT = 150.0
 FAILING_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CrashLoopBackOff",
                    "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 KEYS_FILE = f"{m.KEYS_DIR}/keys.json"
@@ -188,8 +189,9 @@ class KubernetesProvider(Provider):
         return found
 
     def capacity(self) -> Capacity:
-        """What the namespace can still place for recon: its ResourceQuota (hard requests less what
-        pods other than recon's use), bounded by the allocatable CPU and memory of schedulable nodes."""
+        """What the namespace can still place for recon's instances: its ResourceQuota (hard requests
+        less what pods other than recon's instances use, routers included), bounded by the allocatable
+        CPU and memory of the schedulable nodes that match ``node_selector``."""
         cpus = mem = 0.0
         for node in self.kube.items("Node"):
             if (node.get("spec") or {}).get("unschedulable"):
@@ -202,7 +204,7 @@ class KubernetesProvider(Provider):
             mem += parse_memory_gb(alloc.get("memory", 0)) or 0.0
         description = f"the allocatable CPU and memory of the cluster's nodes ({cpus:g} CPUs, {mem:.1f} GiB)"
         mine_cpu = mine_mem = 0.0
-        for pod in self.kube.items("Pod", {m.MANAGED: "true"}):
+        for pod in self.kube.items("Pod", {m.MANAGED: "true", m.ROLE: "instance"}):
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
             for c in (pod.get("spec") or {}).get("containers") or []:
@@ -409,10 +411,30 @@ class KubernetesProvider(Provider):
                 obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             try:
                 self.kube.apply(obj)
-                return version
             except ConflictError:
                 time.sleep(0.1)
+                continue
+            self._wait_router_version(ep, version)
+            return version
         raise RetryableError(f"endpoint {ep}: its routing table kept changing while recon wrote it")
+
+    def _wait_router_version(self, ep: str, version: int) -> None:
+        """Until the router pods serve table ``version`` (the kubelet updates the mounted ConfigMap
+        at its sync period); bounded, and only with ``router_reload_check``."""
+        if not self.kube_settings.router_reload_check:
+            return
+        pods = [p for p in self.kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
+                if _pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
+        deadline = time.monotonic() + ROUTER_RELOAD_TIMEOUT
+        for pod in pods:
+            while True:
+                status = self.kube.proxy_get(pod["metadata"]["name"], m.ROUTER_PORT, "/-/router")
+                if status is not None and int(status.get("version") or 0) >= version:
+                    break
+                if time.monotonic() > deadline:
+                    raise RetryableError(f"endpoint {ep}: router pod {pod['metadata']['name']} did not load "
+                                         f"routing table version {version} within {ROUTER_RELOAD_TIMEOUT:g}s")
+                time.sleep(POLL)
 
     def _set_pool(self, ep: str, dep: str, attrs: dict[str, Any] | None) -> None:
         ips = [f"{p['status']['podIP']}:{m.INSTANCE_PORT}" for p in self._pods(ep, dep)

@@ -10,7 +10,7 @@ from reconciler.errors import ConfigError, Diagnostic
 DEFAULT_IMAGE = "python:3.12-slim"
 KNOWN = {"kubeconfig", "context", "namespace", "image_overrides", "default_image", "router_image",
          "image_pull_policy", "node_selector", "tolerations", "progress_deadline_seconds",
-         "rollout_timeout_seconds", "scoring_host"}
+         "rollout_timeout_seconds", "scoring_host", "router_reload_check"}
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,8 @@ class KubeSettings:
     as on the docker provider (an environment's image, or Azure's base image, from your registry).
     ``default_image``: the image of deployments whose environment names none, and of the router
     unless ``router_image`` is set; it needs ``python3`` (standard library only).
+    ``router_reload_check``: after a routing table change, wait (through the API server's pod proxy)
+    until the router pod serves the new table version.
     """
 
     kubeconfig: str | None = None
@@ -36,6 +38,7 @@ class KubeSettings:
     progress_deadline_seconds: int = 600
     rollout_timeout_seconds: float = 900.0
     scoring_host: str | None = None
+    router_reload_check: bool = True
 
     def image(self, image: str | None) -> str:
         chosen = image or self.default_image
@@ -81,4 +84,9 @@ def parse_settings(raw: dict[str, Any]) -> KubeSettings:
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise _error(key, f"wrong value: got {value!r}", "expected a positive number of seconds")
             values[key] = kind(value)
+    if raw.get("router_reload_check") is not None:
+        if not isinstance(raw["router_reload_check"], bool):
+            raise _error("router_reload_check", f"wrong type: got {raw['router_reload_check']!r}",
+                         "expected true or false")
+        values["router_reload_check"] = raw["router_reload_check"]
     return KubeSettings(**values)
