@@ -106,7 +106,8 @@ class Kube:
 
         self.settings = settings
         self.namespace = settings.namespace
-        with mapped("load the kubeconfig"):
+        with mapped(f"load the kubeconfig {settings.kubeconfig or '(KUBECONFIG, ~/.kube/config or in-cluster)'}"
+                    + (f" context {settings.context}" if settings.context else "")):
             if settings.kubeconfig is None and settings.context is None:
                 try:
                     self.api = config.new_client_from_config()  # type: ignore[no-untyped-call]
@@ -225,14 +226,14 @@ class Kube:
                        body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}})
 
     def logs(self, pod: str, tail: int, container: str | None = None, previous: bool = False) -> list[str]:
-        with mapped(f"logs of pod {pod}"):
-            try:
+        """The last ``tail`` lines of a container's log; none when the kubelet cannot give them (not
+        started, gone, or a node without a log endpoint)."""
+        try:
+            with mapped(f"logs of pod {pod}"):
                 text = self.core.read_namespaced_pod_log(pod, self.namespace, tail_lines=tail, container=container,
-                                                         previous=previous)
-            except Exception as exc:
-                if getattr(exc, "status", None) in (400, 404):  # not started yet, or gone
-                    return []
-                raise
+                                                         previous=previous, _request_timeout=10)
+        except ProviderError:
+            return []
         return str(text or "").splitlines()
 
     def events(self, kind: str, name: str) -> list[str]:

@@ -109,12 +109,12 @@ def max_surge(count: int) -> int:
     return max(1, math.ceil(count * 0.2))
 
 
-def resources_for(attrs: dict[str, Any]) -> dict[str, dict[str, str]]:
+def resources_for(attrs: dict[str, Any], use_catalog: bool = True) -> dict[str, dict[str, str]]:
     """``resources`` from the YAML (requests and limits), else the instance type's catalog entry."""
     res = attrs.get("resources") or {}
     requests = {str(k): str(v) for k, v in (res.get("requests") or {}).items() if v is not None}
     limits = {str(k): str(v) for k, v in (res.get("limits") or {}).items() if v is not None}
-    if not requests and not limits and attrs.get("instance_type"):
+    if use_catalog and not requests and not limits and attrs.get("instance_type"):
         catalog = merged_catalog()
         sku = lookup(catalog, str(attrs["instance_type"]))
         if sku is not None:
@@ -210,7 +210,7 @@ def deployment_manifest(
         "volumeMounts": [{"name": "app", "mountPath": APP_ROOT, "readOnly": True},
                          {"name": "bundle", "mountPath": BUNDLE_MOUNT, "readOnly": True}],
     }
-    resources = resources_for(attrs)
+    resources = resources_for(attrs, settings.catalog_resources)
     if resources:
         container["resources"] = resources
     init: dict[str, Any] = {"name": "unpack", "image": image, "imagePullPolicy": settings.image_pull_policy,

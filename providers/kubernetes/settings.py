@@ -10,7 +10,8 @@ from reconciler.errors import ConfigError, Diagnostic
 DEFAULT_IMAGE = "python:3.12-slim"
 KNOWN = {"kubeconfig", "context", "namespace", "image_overrides", "default_image", "router_image",
          "image_pull_policy", "node_selector", "tolerations", "progress_deadline_seconds",
-         "rollout_timeout_seconds", "scoring_host", "router_reload_check"}
+         "rollout_timeout_seconds", "scoring_host", "router_reload_check",
+         "catalog_resources"}
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class KubeSettings:
     as on the docker provider (an environment's image, or Azure's base image, from your registry).
     ``default_image``: the image of deployments whose environment names none, and of the router
     unless ``router_image`` is set; it needs ``python3`` (standard library only).
+    ``catalog_resources``: a deployment without ``resources`` requests (and is limited to) its
+    instance type's catalog size; false: no requests or limits then.
     ``router_reload_check``: after a routing table change, wait (through the API server's pod proxy)
     until the router pod serves the new table version.
     """
@@ -39,6 +42,7 @@ class KubeSettings:
     rollout_timeout_seconds: float = 900.0
     scoring_host: str | None = None
     router_reload_check: bool = True
+    catalog_resources: bool = True
 
     def image(self, image: str | None) -> str:
         chosen = image or self.default_image
@@ -84,9 +88,9 @@ def parse_settings(raw: dict[str, Any]) -> KubeSettings:
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise _error(key, f"wrong value: got {value!r}", "expected a positive number of seconds")
             values[key] = kind(value)
-    if raw.get("router_reload_check") is not None:
-        if not isinstance(raw["router_reload_check"], bool):
-            raise _error("router_reload_check", f"wrong type: got {raw['router_reload_check']!r}",
-                         "expected true or false")
-        values["router_reload_check"] = raw["router_reload_check"]
+    for key in ("router_reload_check", "catalog_resources"):
+        if raw.get(key) is not None:
+            if not isinstance(raw[key], bool):
+                raise _error(key, f"wrong type: got {raw[key]!r}", "expected true or false")
+            values[key] = raw[key]
     return KubeSettings(**values)

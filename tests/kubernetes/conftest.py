@@ -13,21 +13,16 @@ whose pods run processes.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SETUP = ROOT / ".ci" / "setup-kubernetes.sh"
-CACHE = Path(os.environ.get("RECON_K8S_CACHE", "/var/cache/recon-k8s"))
-BUILD_WAIT = float(os.environ.get("RECON_K8S_BUILD_WAIT", "2400"))
+from tests.kubernetes.cluster import Cluster, get_cluster, stop_cluster
+
+__all__ = ["Cluster", "KWOK_SETTINGS", "wait_until"]
 KWOK_SETTINGS: dict[str, Any] = {
     "node_selector": {"type": "kwok"},
     "tolerations": [{"key": "recon-test/kwok", "operator": "Exists", "effect": "NoSchedule"}],
@@ -40,70 +35,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
 
 
-def _status() -> str:
-    proc = subprocess.run(["bash", str(SETUP), "status"], capture_output=True, text=True, timeout=60)
-    return proc.stdout.strip() or "absent"
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_cluster()
 
 
-def _log_tail(n: int = 25) -> str:
-    try:
-        return "\n".join((CACHE / "build.log").read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no build log)"
-
-
-def wait_for_build() -> None:
-    """Until setup-kubernetes.sh's build is done; a failed or absent build fails with its log."""
-    deadline = time.monotonic() + BUILD_WAIT
-    absent_since: float | None = None
-    while True:
-        status = _status()
-        if status == "ok":
-            return
-        if status == "failed":
-            pytest.fail(f"the Kubernetes build failed ({CACHE}/build.log):\n{_log_tail()}", pytrace=False)
-        if status == "absent":
-            absent_since = absent_since or time.monotonic()
-            if time.monotonic() - absent_since > 60:
-                pytest.fail(f"no Kubernetes build is running or done in {CACHE}: run `bash {SETUP} build` "
-                            "(.ci/test.sh starts it in the background)", pytrace=False)
-        if time.monotonic() > deadline:
-            pytest.fail(f"the Kubernetes build did not finish within {BUILD_WAIT:.0f}s:\n{_log_tail()}",
-                        pytrace=False)
-        time.sleep(5)
-
-
-@dataclass(frozen=True)
-class Cluster:
-    kubeconfig: Path
-    env: dict[str, str]
-
-    def kubectl(self, *args: str, check: bool = True, input_text: str | None = None,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=self.env, timeout=timeout,
-                              input=input_text)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
-        return proc
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
-    wait_for_build()
-    env = {**os.environ, "PATH": f"{CACHE / 'bin'}:{os.environ.get('PATH', '')}"}
-    subprocess.run(["bash", str(SETUP), "down"], env=env, capture_output=True, timeout=300)
-    proc = subprocess.run(["bash", str(SETUP), "up-real"], env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        subprocess.run(["bash", str(SETUP), "down"], env=env, capture_output=True, timeout=300)
-        pytest.fail(f"setup-kubernetes.sh up-real failed:\n{proc.stderr[-4000:]}", pytrace=False)
-    kubeconfig = CACHE / "run" / "admin.kubeconfig"
-    if os.environ.get("RECON_K8S_RUN"):
-        kubeconfig = Path(os.environ["RECON_K8S_RUN"]) / "admin.kubeconfig"
-    env["KUBECONFIG"] = str(kubeconfig)
-    try:
-        yield Cluster(kubeconfig, env)
-    finally:
-        subprocess.run(["bash", str(SETUP), "down"], env=env, capture_output=True, timeout=300)
+@pytest.fixture
+def cluster() -> Cluster:
+    return get_cluster()
 
 
 @pytest.fixture
@@ -129,3 +67,13 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, what: str = 
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def kubernetes_contract_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Provider settings for the contract suite (tests/contract): kwok nodes, a namespace of its own
+    (deleted after the test)."""
+    cluster = get_cluster()
+    name = f"recon-contract-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    request.addfinalizer(lambda: cluster.kubectl("delete", "namespace", name, "--wait=false", check=False))
+    return {"kubeconfig": str(cluster.kubeconfig), "namespace": name, **KWOK_SETTINGS}

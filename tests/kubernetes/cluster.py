@@ -1,0 +1,103 @@
+"""The test cluster as one process-wide object: built (waited for) and started at first use by any
+test folder, stopped at exit. See tests/kubernetes/conftest.py."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SETUP = ROOT / ".ci" / "setup-kubernetes.sh"
+CACHE = Path(os.environ.get("RECON_K8S_CACHE", "/var/cache/recon-k8s"))
+RUN = Path(os.environ.get("RECON_K8S_RUN", str(CACHE / "run")))
+BUILD_WAIT = float(os.environ.get("RECON_K8S_BUILD_WAIT", "2400"))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    env: dict[str, str]
+
+    def kubectl(self, *args: str, check: bool = True, input_text: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=self.env, timeout=timeout,
+                              input=input_text)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
+        return proc
+
+
+_cluster: Cluster | None = None
+_failed: str | None = None
+
+
+def _status() -> str:
+    proc = subprocess.run(["bash", str(SETUP), "status"], capture_output=True, text=True, timeout=60)
+    return proc.stdout.strip() or "absent"
+
+
+def _log_tail(n: int = 25) -> str:
+    try:
+        return "\n".join((CACHE / "build.log").read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no build log)"
+
+
+def wait_for_build() -> None:
+    """Until setup-kubernetes.sh's build is done; a failed or absent build fails with its log."""
+    deadline = time.monotonic() + BUILD_WAIT
+    absent_since: float | None = None
+    while True:
+        status = _status()
+        if status == "ok":
+            return
+        if status == "failed":
+            pytest.fail(f"the Kubernetes build failed ({CACHE}/build.log):\n{_log_tail()}", pytrace=False)
+        if status == "absent":
+            absent_since = absent_since or time.monotonic()
+            if time.monotonic() - absent_since > 60:
+                pytest.fail(f"no Kubernetes build is running or done in {CACHE}: run `bash {SETUP} build` "
+                            "(.ci/test.sh starts it in the background)", pytrace=False)
+        if time.monotonic() > deadline:
+            pytest.fail(f"the Kubernetes build did not finish within {BUILD_WAIT:.0f}s:\n{_log_tail()}",
+                        pytrace=False)
+        time.sleep(5)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{CACHE / 'bin'}:{os.environ.get('PATH', '')}",
+            "KUBECONFIG": str(RUN / "admin.kubeconfig")}
+
+
+def get_cluster() -> Cluster:
+    """The running test cluster (kwok nodes and the real node ``localhost``), started once."""
+    global _cluster, _failed
+    if _cluster is not None:
+        return _cluster
+    if _failed is not None:
+        pytest.fail(_failed, pytrace=False)
+    wait_for_build()
+    env = _env()
+    subprocess.run(["bash", str(SETUP), "down"], env=env, capture_output=True, timeout=300)
+    proc = subprocess.run(["bash", str(SETUP), "up-real"], env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        subprocess.run(["bash", str(SETUP), "down"], env=env, capture_output=True, timeout=300)
+        _failed = f"setup-kubernetes.sh up-real failed:\n{proc.stderr[-4000:]}"
+        pytest.fail(_failed, pytrace=False)
+    _cluster = Cluster(RUN / "admin.kubeconfig", env)
+    atexit.register(stop_cluster)
+    return _cluster
+
+
+def stop_cluster() -> None:
+    global _cluster
+    if _cluster is None:
+        return
+    subprocess.run(["bash", str(SETUP), "down"], env=_cluster.env, capture_output=True, timeout=300)
+    _cluster = None
