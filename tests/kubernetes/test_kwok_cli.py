@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import KWOK_SETTINGS, Cluster, wait_until
+from tests.kubernetes.conftest import KWOK_SETTINGS, Cluster, wait_until
 
 pytestmark = pytest.mark.kubernetes
 

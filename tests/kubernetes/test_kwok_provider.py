@@ -18,9 +18,8 @@ import pytest
 from providers.kubernetes.client import ConflictError
 from reconciler.errors import PermanentError, ProviderError
 from reconciler.plan import Batch
-
-from .conftest import Cluster
-from .helpers import Project
+from tests.kubernetes.conftest import Cluster
+from tests.kubernetes.helpers import Project
 
 pytestmark = pytest.mark.kubernetes
 BLUE = "deployment.ep.blue"

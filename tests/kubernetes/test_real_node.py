@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from tests.conftest import ONLINE
-
-from .conftest import Cluster, wait_until
+from tests.e2e.conftest import make_recon, recon_env  # noqa: F401,F811 - fixtures of the e2e folder
+from tests.kubernetes.conftest import Cluster, wait_until
 
 pytestmark = pytest.mark.kubernetes
 
@@ -130,3 +130,69 @@ def test_azure_kubernetes_sample_answers_invoke(sample: tuple[Recon, int], clust
         assert "ready: listening on" in logs.stdout
     finally:
         forward.close()
+
+
+# The managed sample's scoring script, in the standard library only (the image has no scikit-learn):
+# one number per row, as the sample's model answers.
+ROWS_SCORE_PY = """\
+import json
+import os
+
+
+def init():
+    assert os.listdir(os.environ["AZUREML_MODEL_DIR"]), "no model files"
+
+
+def run(raw_data):
+    return [float(sum(row)) for row in json.loads(raw_data)["data"]]
+"""
+
+
+class ForwardingRecon:
+    """``recon`` for run_safe_rollout, with a port-forward to the router from the first apply on."""
+
+    def __init__(self, recon: Any, cluster: Cluster, namespace: str, port: int) -> None:
+        self.recon, self.cluster, self.namespace, self.port = recon, cluster, namespace, port
+        self.forward: PortForward | None = None
+
+    def __call__(self, *args: str, **kwargs: Any) -> Any:
+        result = self.recon(*args, **kwargs)
+        if args[:1] == ("apply",) and self.forward is None:
+            self.forward = PortForward(self.cluster, self.namespace, "my-endpoint-router", self.port)
+        return result
+
+    def keys(self, endpoint: str) -> dict[str, str]:
+        return dict(self.recon.keys(endpoint))
+
+    def state(self) -> dict[str, object]:
+        return dict(self.recon.state())
+
+    def close(self) -> None:
+        if self.forward is not None:
+            self.forward.close()
+
+
+def test_safe_rollout_sequence_under_load_on_kubernetes(sample_project: Any, make_recon: Any,  # noqa: F811
+                                                        cluster: Cluster,
+                                                        namespace: str) -> None:
+    from tests.e2e.test_local_rollout import run_safe_rollout
+
+    root = sample_project("blue-deployment.yml")
+    for part in ("model-1", "model-2"):
+        (root.parent.parent / part / "onlinescoring" / "score.py").write_text(ROWS_SCORE_PY)
+    port = free_port()
+    provider = {
+        "kind": "kubernetes", "kubeconfig": str(cluster.kubeconfig), "namespace": namespace,
+        "image_overrides": {AZURE_IMAGE: "local/python:3.11", "python:3.12-slim": "local/python:3.11"},
+        "image_pull_policy": "Never", "scoring_host": f"127.0.0.1:{port}", "rollout_timeout_seconds": 180,
+        "catalog_resources": False,  # Standard_DS3_v2's 4 cores would not fit the 2-core test node
+    }
+    (root / "recon.yaml").write_text(yaml.safe_dump({"workspace": "k8s-rollout", "provider": provider}))
+    recon = ForwardingRecon(make_recon(root), cluster, namespace, port)
+    try:
+        run_safe_rollout(root, recon)
+    finally:
+        recon.close()
+    pods = json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-l", "recon.io/deployment=blue",
+                                      "-o", "json").stdout)["items"]
+    assert pods == []
