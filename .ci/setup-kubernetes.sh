@@ -305,6 +305,13 @@ state = "$C/state"
     bin_dir = "/usr/lib/cni"
     conf_dir = "$RUN/cni/net.d"
 EOF
+    # Docker (when present) loads br_netfilter and sets FORWARD's policy to DROP: pod-to-pod traffic on
+    # our bridge (router -> instances) would be dropped. Accept what stays inside the pod subnet.
+    if command -v iptables > /dev/null; then
+        for dir in -s -d; do
+            iptables -C FORWARD "$dir" 10.244.0.0/24 -j ACCEPT 2> /dev/null || iptables -I FORWARD 1 "$dir" 10.244.0.0/24 -j ACCEPT
+        done
+    fi
     start_bg containerd containerd --config "$C/config.toml"
     wait_for containerd 30 ctr --address "$C/containerd.sock" version
     import_pause
@@ -414,6 +421,11 @@ down() {
     { grep -o " $RUN/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2> /dev/null || true; done
     { grep -o " /run/netns/cni-[^ ]*" /proc/mounts || true; } | while read -r m; do umount -l "$m" 2> /dev/null || true; rm -f "$m"; done
     if ip link show recontestbr0 > /dev/null 2>&1; then ip link delete recontestbr0 || true; fi
+    if command -v iptables > /dev/null; then
+        for dir in -s -d; do
+            while iptables -D FORWARD "$dir" 10.244.0.0/24 -j ACCEPT 2> /dev/null; do :; done
+        done
+    fi
     rm -rf /var/lib/cni/networks/recon-test   # host-local IPAM leases of our bridge network
     [ "${1:-}" = "--purge" ] && rm -rf "$RUN"
     log "down"
