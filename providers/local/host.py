@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import hmac
 import importlib.util
 import inspect
 import json
 import logging
 import os
+import re
 import selectors
 import signal
 import socket
@@ -48,6 +50,9 @@ NOT_FOUND_MESSAGE = (
     "The requested URL was not found on the server. If you entered the URL manually please check your "
     "spelling and try again."
 )
+INSTANCE_KEY_HEADER = "x-recon-instance-key"  # what the router presents when the host has --key-file
+SECRET_PARAM = re.compile(r"((?:^|[?&;])(?:[^=&;]*(?:key|token|sig|secret|password|auth|code)[^=&;]*)=)[^&;]*",
+                          re.IGNORECASE)
 IDLE_TIMEOUT_S = 75.0  # keep-alive connections idle longer than this are closed (router pools reconnect)
 
 log = logging.getLogger("host")
@@ -116,8 +121,9 @@ def _parse_value(text: str) -> Any:
 class Host:
     """Shared state of the server: the script, the run() concurrency limit, connection bookkeeping."""
 
-    def __init__(self, script: ScoringScript, workers: int) -> None:
+    def __init__(self, script: ScoringScript, workers: int, key: bytes = b"") -> None:
         self.script = script
+        self.key = key  # when set, every request but the health check must carry it
         self.run_slots = threading.BoundedSemaphore(workers)
         self.stopping = False
         self.lock = threading.Lock()
@@ -250,16 +256,26 @@ class Handler(BaseHTTPRequestHandler):
             out["x-ms-client-request-id"] = client
         return out, None
 
+    def _keyed(self) -> bool:
+        key = self.host.key
+        given = self.headers.get(INSTANCE_KEY_HEADER, "").encode("latin-1")
+        return not key or hmac.compare_digest(given, key)
+
     def _dispatch(self) -> None:
         started = time.perf_counter()
-        body = self._read_body()
         url = urlsplit(self.path)
+        if not (url.path == "/" and self.command == "GET") and not self._keyed():
+            self.close_connection = True  # the body is never read
+            self._send(error_answer(401, "Unauthorized: instances answer their router only"), {})
+            log.warning("%s %s 401 (no instance key)", self.command, redact(url.path))
+            return
+        body = self._read_body()
         ids, answer = self._request_ids()
         logged = False
         if answer is None:
             if url.path == "/score":
                 logged = True
-                headers = {k: v for k, v in self.headers.items()}
+                headers = {k: v for k, v in self.headers.items() if k.lower() != INSTANCE_KEY_HEADER}
                 answer = self.host.score(self.command, url.query, body, headers)
             elif url.path == "/":
                 answer = (Answer(200, b"Healthy", ctype="text/html; charset=utf-8") if self.command == "GET"
@@ -271,7 +287,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(answer, ids)
         if logged:
             ms = (time.perf_counter() - started) * 1000
-            path = self.path
+            path = redact(self.path)
             log.info("%s %s %d %.3fms %d", self.command, path, answer.status, ms, len(answer.body))
 
     def _send(self, answer: Answer, ids: dict[str, str]) -> None:
@@ -339,6 +355,27 @@ class Server(ThreadingHTTPServer):
         self._wake_w.close()
 
 
+def redact(target: str) -> str:
+    """A URL as it may be logged: the values of query parameters that look like credentials hidden."""
+    return SECRET_PARAM.sub(r"\1***", target) if "?" in target else target
+
+
+def read_key(path: str | None) -> bytes:
+    """The instance key (``{"instanceKey": ...}``, mode 0600) the router presents; exit 2 when unreadable."""
+    if not path:
+        return b""
+    try:
+        with open(path) as f:
+            key = str(json.load(f).get("instanceKey") or "")
+    except (OSError, ValueError, AttributeError) as ex:
+        log.error("cannot read the instance key file %s: %s", path, ex)
+        sys.exit(EXIT_USAGE)
+    if not key:
+        log.error("the instance key file %s has no instanceKey", path)
+        sys.exit(EXIT_USAGE)
+    return key.encode()
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="recon instance host (azmlinfsrv contract, loopback only)")
     p.add_argument("--entry_script", default=os.environ.get("AZUREML_ENTRY_SCRIPT"))
@@ -349,6 +386,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--port-file", dest="port_file", default=None)
     p.add_argument("--modules-file", dest="modules_file", default=None,
                    help="after init(), write the library modules it imported (for warm starts)")
+    p.add_argument("--key-file", dest="key_file", default=None,
+                   help="JSON file with instanceKey: requests other than GET / must carry it (from the router)")
     args = p.parse_args(argv)
     if not args.entry_script:
         p.error("--entry_script is required (or set AZUREML_ENTRY_SCRIPT)")
@@ -449,10 +488,11 @@ def stop(server: Server, host: Host) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     setup_logging()
+    key = read_key(args.key_file)
     script = load(args)
     if args.modules_file:
         write_modules_file(args.modules_file, script)
-    host = Host(script, args.worker_count)
+    host = Host(script, args.worker_count, key)
     Handler.host = host
     try:
         server = Server((args.host, args.port), Handler)

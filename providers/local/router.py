@@ -1,7 +1,8 @@
 """Endpoint router: key check, traffic split, mirroring, header routing, limits, hot reload.
 
-A single file, standard library only (uvloop when importable), so the Docker provider can run the same
-file in a container: ``python router.py --table FILE --host 127.0.0.1 --port P``. See docs/runtime.md for
+A single file; HTTP/1.1 requests are parsed by httptools (llhttp, strict RFC 9112: Content-Length with
+Transfer-Encoding, or two Content-Lengths, are 400), uvloop when importable, so the Docker provider can run
+the same file in a container (httptools mounted beside it): ``python router.py --table FILE --host 127.0.0.1 --port P``. See docs/runtime.md for
 the table format and the answers, which follow Azure managed online endpoints.
 
 Invariants:
@@ -11,7 +12,12 @@ Invariants:
   an instance is being removed) is retried on another upstream of the same deployment;
 - mirrored copies start after the live answer is written and only take a free slot: the live answer is
   never delayed or changed by them;
-- keys are never logged.
+- the key is checked on the headers, before any body byte is read: 401 and close;
+- bodies over the endpoint's limit are 413 (checked on Content-Length, and while a chunked body arrives);
+- no connection outlives the header, body or idle timeout; at the connection cap the oldest idle one is
+  closed for a new one (503 when every connection has a request in flight);
+- keys and credentials in URLs are never logged; upstreams (instances) get the instance key, never the
+  client's.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import contextlib
 import hmac
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -30,15 +37,24 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import httptools  # type: ignore[import-untyped,unused-ignore]
+
 MAX_BODY = 100 * 1024 * 1024
 HEAD_LIMIT = 64 * 1024
+# Per-endpoint limits (table "limits"): name -> default.
+LIMITS = {"max_body_bytes": MAX_BODY, "max_connections": 1000, "header_timeout_ms": 10_000,
+          "body_timeout_ms": 30_000, "idle_timeout_ms": 60_000}
+INSTANCE_KEY_HEADER = b"x-recon-instance-key"
+SECRET_PARAM = re.compile(r"((?:^|[?&;])(?:[^=&;]*(?:key|token|sig|secret|password|auth|code)[^=&;]*)=)[^&;]*",
+                          re.IGNORECASE)
 NO_TRAFFIC_MESSAGE = (
     "No valid deployments to route to. Please check that the endpoint has at least one deployment with "
     "positive weight values or use a deployment specific header to route."
 )
 # Headers that belong to one connection, never forwarded (plus the key, which instances must not see).
 HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
-                 b"upgrade", b"content-length", b"authorization", b"expect", b"proxy-authorization"})
+                 b"upgrade", b"content-length", b"authorization", b"expect", b"proxy-authorization",
+                 INSTANCE_KEY_HEADER})
 REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeout", 413: "Payload Too Large",
            424: "Failed Dependency", 429: "Too Many Requests", 400: "Bad Request", 431:
            "Request Header Fields Too Large", 502: "Bad Gateway", 503: "Service Unavailable"}
@@ -46,6 +62,11 @@ REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 408: "Request Timeo
 
 class TableError(ValueError):
     """The routing table cannot be used (the old one stays in force)."""
+
+
+def redact(target: str) -> str:
+    """A URL as it may be logged: the values of query parameters that look like credentials hidden."""
+    return SECRET_PARAM.sub(r"\1***", target) if "?" in target else target
 
 
 def log(level: str, message: str) -> None:
@@ -77,6 +98,11 @@ class Table:
     traffic: dict[str, int]
     mirror: dict[str, int]
     version: Any = None
+    limits: tuple[tuple[str, int], ...] = ()
+    instance_key_file: str | None = None
+
+    def limit(self, name: str) -> int:
+        return dict(self.limits).get(name, LIMITS[name])
 
 
 def _int(d: dict[str, Any], key: str, default: int, where: str) -> int:
@@ -123,11 +149,28 @@ def parse_table(doc: Any) -> Table:
     keys_file = doc.get("keys_file")
     if auth_mode != "none" and not isinstance(keys_file, str):
         raise TableError(f"keys_file: required for auth_mode {auth_mode!r}")
+    raw_limits = doc.get("limits") or {}
+    if not isinstance(raw_limits, dict) or set(raw_limits) - set(LIMITS):
+        raise TableError(f"limits: expected an object with keys among {', '.join(LIMITS)}")
+    limits = tuple((k, max(1, _int(raw_limits, k, LIMITS[k], "limits"))) for k in LIMITS)
+    ikf = doc.get("instance_key_file")
+    if ikf is not None and not isinstance(ikf, str):
+        raise TableError("instance_key_file: expected a path")
     return Table(endpoint=str(doc.get("endpoint", "")), auth_mode=auth_mode, keys_file=keys_file,
-                 deployments=deployments,
+                 deployments=deployments, limits=limits, instance_key_file=ikf,
                  traffic=_percentages(doc.get("traffic"), "traffic", deployments),
                  mirror=_percentages(doc.get("mirror_traffic"), "mirror_traffic", deployments),
                  version=doc.get("version"))
+
+
+def read_instance_key(path: str | None) -> bytes:
+    if not path:
+        return b""
+    with open(path) as f:
+        key = str(json.load(f).get("instanceKey") or "")
+    if not key:
+        raise TableError(f"{path}: no instanceKey")
+    return key.encode()
 
 
 def read_keys(path: str) -> tuple[bytes, ...]:
@@ -226,6 +269,7 @@ class Request:
     auth: bytes = b""
     deployment_header: str = ""
     request_id: str = ""
+    expect: bool = False
 
 
 @dataclass
@@ -263,47 +307,6 @@ def parse_chunked(buf: bytearray, start: int) -> tuple[bytes, int] | None:
             return None
         parts.append(bytes(buf[pos:pos + size]))
         pos += size + 2
-
-
-def parse_head(head: bytes) -> tuple[Request, int, bool, bool]:
-    """(request without body, content length, chunked, expects 100-continue)."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise BadRequest(400, "Malformed request line")
-    method, target, version = parts
-    keep_alive = version == b"HTTP/1.1"
-    headers: list[tuple[bytes, bytes]] = []
-    req = Request(method, target, headers, b"", keep_alive)
-    length = 0
-    chunked = expect = False
-    for line in lines[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        value = value.strip()
-        if name in HOP:
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise BadRequest(400, "Bad Content-Length")
-                length = int(value)
-            elif name == b"authorization":
-                req.auth = value
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                v = value.lower()
-                req.keep_alive = b"close" not in v and (keep_alive or b"keep-alive" in v)
-            elif name == b"expect":
-                expect = value.lower() == b"100-continue"
-            continue
-        if name == b"azureml-model-deployment":
-            req.deployment_header = value.decode("latin-1").strip().lower()
-        elif name == b"x-request-id":
-            req.request_id = value.decode("latin-1")
-        headers.append((name, value))
-    if length > MAX_BODY:
-        raise BadRequest(413, "Request body too large")
-    return req, length, chunked, expect
 
 
 def parse_response(buf: bytearray, method: bytes, eof: bool) -> tuple[Response, bool, int] | None:
@@ -368,8 +371,10 @@ def serialize(resp: Response, keep_alive: bool, extra: list[tuple[bytes, bytes]]
     return b"".join(out)
 
 
-def encode_request(req: Request, request_id: bytes) -> bytes:
+def encode_request(req: Request, request_id: bytes, instance_key: bytes = b"") -> bytes:
     out = [b"%s %s HTTP/1.1\r\n" % (req.method, req.target)]
+    if instance_key:
+        out.append(b"x-recon-instance-key: %s\r\n" % instance_key)
     for name, value in req.headers:
         out.append(b"%s: %s\r\n" % (name, value))
     if request_id:
@@ -458,7 +463,7 @@ class Exchange:
         self.queue_timer: asyncio.TimerHandle | None = None
         self.waiting = self.done = False
         self.started = time.perf_counter()
-        self.data = encode_request(req, request_id)
+        self.data = encode_request(req, request_id, router.instance_key)
         self.request_id = request_id
         self.last_error = ""
         self.served_by = ""
@@ -564,70 +569,155 @@ class Exchange:
         self.router.finished(self, resp)
 
 
+class Stop(Exception):
+    """Raised in a parser callback once the connection has been answered and closed."""
+
+
 class ClientConn(asyncio.Protocol):
-    """A client connection: parses requests one at a time (no pipelining in parallel) and answers them."""
+    """A client connection, parsed by httptools. Requests are answered one at a time, in order (a
+    pipelined request waits in ``queue``). The key and the body size are checked once the headers are
+    in, before any body byte is kept. ``deadline`` (monotonic) is swept by the router every second."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.buf = bytearray()
+        self.parser = httptools.HttpRequestParser(self)
+        self.req: Request | None = None
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.head_size = 0
+        self.url = b""
+        self.queue: collections.deque[Request] = collections.deque()
         self.busy = False
         self.closed = False
-        self.continued = False
+        self.stopped = False
+        self.body_timeout = 0.0
+        self.deadline = 0.0
+        self.in_body = False
+        self.length = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.router.clients.add(self)
+        router = self.router
+        limits = router.limits
+        self.deadline = time.monotonic() + limits[2] / 1000
+        if len(router.clients) >= limits[1] and not router.evict_one():
+            self.fail(503, "Too many connections to this endpoint")
+            return
+        router.clients[self] = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.router.clients.discard(self)
+        self.router.clients.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if not self.busy:
-            self.next_request()
-
-    def next_request(self) -> None:
-        buf = self.buf
-        idx = buf.find(b"\r\n\r\n")
-        if idx < 0:
-            if len(buf) > HEAD_LIMIT:
-                self.fail(431, "Request header fields too large")
+        if self.stopped:
             return
         try:
-            req, length, chunked, expect = parse_head(bytes(buf[:idx]))
-            start = idx + 4
-            if chunked:
-                got = parse_chunked(buf, start)
-                if got is None:
-                    self._continue(expect)
-                    return
-                req.body, end = got
-            else:
-                end = start + length
-                if len(buf) < end:
-                    self._continue(expect)
-                    return
-                req.body = bytes(buf[start:end])
-        except BadRequest as ex:
-            self.fail(ex.status, str(ex))
-            return
-        except ValueError:
-            self.fail(400, "Malformed request")
-            return
-        del buf[:end]
-        self.busy, self.continued = True, False
-        self.router.handle(self, req)
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail(400, "Upgrade is not supported")
+        except httptools.HttpParserError as ex:
+            if not self.stopped:
+                cause = ex.__context__
+                if isinstance(cause, BadRequest):
+                    self.fail(cause.status, str(cause))
+                else:
+                    self.fail(400, f"Malformed request: {ex}")
 
-    def _continue(self, expect: bool) -> None:
-        if expect and not self.continued:
-            self.continued = True
+    # -- httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self.req = Request(b"", b"", [], b"", True)
+        self.url = b""
+        self.parts = []
+        self.size = self.head_size = self.length = 0
+        self.in_body = False
+        if not self.busy:
+            self.deadline = time.monotonic() + self.router.limits[2] / 1000
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > HEAD_LIMIT:
+            raise BadRequest(431, "Request header fields too large")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        req = self.req
+        assert req is not None
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > HEAD_LIMIT:
+            raise BadRequest(431, "Request header fields too large")
+        name = name.lower()
+        if name in HOP:
+            if name == b"authorization":
+                req.auth = value
+            elif name == b"expect":
+                req.expect = value.lower() == b"100-continue"
+            elif name == b"content-length":  # one, all digits: the parser has checked
+                self.length = int(value)
+            return
+        if name == b"azureml-model-deployment":
+            req.deployment_header = value.decode("latin-1").strip().lower()
+        elif name == b"x-request-id":
+            req.request_id = value.decode("latin-1")
+        req.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        req = self.req
+        assert req is not None
+        parser = self.parser
+        req.method, req.target = parser.get_method(), self.url
+        req.keep_alive = parser.should_keep_alive()
+        router = self.router
+        if not router.authorized(req):
+            self.fail(401, "Unauthorized: missing or invalid key (Authorization: Bearer <key>)")
+            raise Stop
+        limits = router.limits
+        if self.length > limits[0]:
+            self.fail(413, f"Request body too large (limit {limits[0]} bytes)")
+            raise Stop
+        self.body_timeout = limits[3] / 1000
+        if not self.busy:
+            self.deadline = time.monotonic() + self.body_timeout
+        self.in_body = True
+        if req.expect and parser.get_http_version() == "1.1":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.router.limits[0]:
+            self.fail(413, f"Request body too large (limit {self.router.limits[0]} bytes)")
+            raise Stop
+        self.parts.append(body)
+        if not self.busy:
+            self.deadline = time.monotonic() + self.body_timeout
+
+    def on_message_complete(self) -> None:
+        req, self.req = self.req, None
+        assert req is not None
+        self.in_body = False
+        parts = self.parts
+        req.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.parts = []
+        if self.busy:  # pipelined: answered after the one in progress
+            self.queue.append(req)
+            if len(self.queue) >= 4:
+                self.transport.pause_reading()
+            return
+        self._start(req)
+
+    # -- answers
+
+    def _start(self, req: Request) -> None:
+        self.busy = True
+        self.deadline = float("inf")
+        self.router.handle(self, req)
+
     def fail(self, status: int, message: str) -> None:
-        self.transport.write(serialize(simple(status, message), False, []))
-        self.transport.close()
+        self.stopped = True
+        if not self.closed:
+            self.transport.write(serialize(simple(status, message), False, []))
+            self.transport.close()
 
     def respond(self, data: bytes, keep: bool) -> None:
         self.busy = False
@@ -635,9 +725,19 @@ class ClientConn(asyncio.Protocol):
             return
         self.transport.write(data)
         if not keep:
+            self.stopped = True
             self.transport.close()
-        elif self.buf:
-            self.next_request()
+            return
+        self.deadline = time.monotonic() + self.router.limits[4] / 1000
+        if self.queue:
+            req = self.queue.popleft()
+            self.transport.resume_reading()
+            self._start(req)
+
+    @property
+    def idle(self) -> bool:
+        """No authorized request in progress, arriving or waiting: closing it loses nothing."""
+        return not self.busy and not self.in_body and not self.queue
 
 
 # ------------------------------------------------------------------------------------------- router
@@ -662,7 +762,9 @@ class Router:
         self.active = 0
         self.mirrors = 0
         self.stopping = False
-        self.clients: set[ClientConn] = set()
+        self.clients: dict[ClientConn, None] = {}  # oldest first
+        self.limits: tuple[int, ...] = tuple(LIMITS.values())  # in LIMITS' order
+        self.instance_key = b""
         self.id_prefix = uuid.uuid4().hex[:12]
         self.id_counter = 0
 
@@ -682,6 +784,7 @@ class Router:
             with open(self.table_path) as f:
                 table = parse_table(json.load(f))
             keys = read_keys(table.keys_file) if table.auth_mode != "none" and table.keys_file else ()
+            instance_key = read_instance_key(table.instance_key_file)
         except (OSError, ValueError, KeyError) as ex:
             self.stamps = (self._stamp(self.table_path), self.stamps[1] if self.stamps else None)
             log("error", f"table not loaded ({reason}): {ex}; keeping the table in force")
@@ -689,6 +792,7 @@ class Router:
                 raise
             return
         self.stamps = (self._stamp(self.table_path), self._stamp(table.keys_file))
+        self.instance_key = instance_key
         self.apply(table, keys)
         log("info", f"table loaded ({reason}) version={table.version} endpoint={table.endpoint}")
 
@@ -726,6 +830,7 @@ class Router:
             self.split = split
             self.split_current = {n: 0 for n, _ in split}
         self.table, self.keys, self.pools, self.upstreams = table, keys, pools, upstreams
+        self.limits = tuple(table.limit(name) for name in LIMITS)
         for pool in pools.values():
             pool.dispatch()
 
@@ -769,17 +874,44 @@ class Router:
         return None
 
     def authorized(self, req: Request) -> bool:
+        """The endpoint's key; ``/-/router`` (status, upstream addresses) also takes the instance key
+        (what the control plane uses), and needs one of them even when the endpoint has no auth."""
         table = self.table
-        if table is None or table.auth_mode == "none":
+        status_url = req.target == b"/-/router"
+        if table is None or (table.auth_mode == "none" and not (status_url and self.instance_key)):
             return True
         auth = req.auth
         if auth[:7].lower() != b"bearer ":
             return False
         token = auth[7:].strip()
         ok = False
-        for key in self.keys:
+        for key in self.keys if table.auth_mode != "none" else ():
             ok |= hmac.compare_digest(token, key)
+        if status_url and self.instance_key:
+            ok |= hmac.compare_digest(token, self.instance_key)
         return ok
+
+    def evict_one(self) -> bool:
+        """At the connection cap: close the oldest connection with nothing authorized in progress."""
+        for client in self.clients:
+            if client.idle:
+                client.stopped = True
+                client.transport.close()
+                del self.clients[client]
+                return True
+        return False
+
+    def sweep(self) -> None:
+        """Close the connections past their header, body or idle deadline."""
+        now = time.monotonic()
+        for client in [c for c in self.clients if c.deadline < now]:
+            if client.busy:
+                continue
+            if client.req is not None:  # part of a request came: say why it ends
+                client.fail(408, "Request timed out (headers or body too slow)")
+            else:
+                client.stopped = True
+                client.transport.close()
 
     def handle(self, client: ClientConn, req: Request) -> None:
         """Route one request; the answer comes back through finished() (or at once for local answers)."""
@@ -791,10 +923,6 @@ class Router:
             rid = req.request_id.encode()
         if req.target == b"/-/router":
             self._answer(client, req, self.health(), "", time.perf_counter())
-            return
-        if not self.authorized(req):
-            resp = simple(401, "Unauthorized: missing or invalid key (Authorization: Bearer <key>)")
-            self._answer(client, req, resp, "", time.perf_counter())
             return
         mirror_to = None
         if req.deployment_header:
@@ -840,7 +968,7 @@ class Router:
         client.respond(serialize(resp, keep, extra), keep)
         if self.access_log:
             ms = (time.perf_counter() - started) * 1000
-            log("info", f"{req.request_id} {req.method.decode()} {req.target.decode('latin-1')} "
+            log("info", f"{req.request_id} {req.method.decode()} {redact(req.target.decode('latin-1'))} "
                         f"{resp.status} {dep or '-'} {addr or '-'} {ms:.2f}ms")
 
     def health(self) -> Response:
@@ -871,10 +999,23 @@ async def watch(router: Router) -> None:
     while True:
         await asyncio.sleep(1.0)
         router.check_files()
+        router.sweep()
         sys.stdout.flush()
 
 
+def raise_nofile() -> None:
+    """Descriptors for the connection cap and the upstream connections (soft limit up to the hard)."""
+    with contextlib.suppress(ImportError, ValueError, OSError):
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 65536
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
+
+
 async def run(args: argparse.Namespace) -> int:
+    raise_nofile()
     loop = asyncio.get_running_loop()
     router = Router(args.table, not args.no_access_log, loop)
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -129,14 +130,18 @@ def write_table(path: Path, doc: dict[str, Any]) -> None:
 def start_router(tmp_path: Path, keys_file: Path,
                  procs: list[subprocess.Popen[bytes]]) -> Callable[..., tuple[Proc, Path]]:
     def start(deployments: dict[str, Any], traffic: dict[str, int] | None = None,
-              mirror: dict[str, int] | None = None, version: int = 1) -> tuple[Proc, Path]:
+              mirror: dict[str, int] | None = None, version: int = 1,
+              extra: dict[str, Any] | None = None, nofile: int | None = None) -> tuple[Proc, Path]:
         table = tmp_path / "table.json"
         write_table(table, {"version": version, "endpoint": "ep", "auth_mode": "key", "keys_file": str(keys_file),
-                            "deployments": deployments, "traffic": traffic or {}, "mirror_traffic": mirror or {}})
+                            "deployments": deployments, "traffic": traffic or {}, "mirror_traffic": mirror or {},
+                            **(extra or {})})
         log, port_file = tmp_path / "router.log", tmp_path / "router.port"
         proc = subprocess.Popen([sys.executable, str(ROUTER_PY), "--table", str(table), "--host", "127.0.0.1",
                                  "--port", "0", "--port-file", str(port_file)],
-                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
+                                if nofile else None)
         procs.append(proc)
         return Proc(proc, wait_port_file(port_file, proc, log), log), table
 
@@ -159,7 +164,7 @@ def call(port: int, body: Any = None, headers: dict[str, str] | None = None, met
 
 
 def router_health(port: int) -> dict[str, Any]:
-    status, _, body = call(port, method="GET", path="/-/router", key=None)
+    status, _, body = call(port, method="GET", path="/-/router", key=PRIMARY)
     assert status == 200
     return json.loads(body)  # type: ignore[no-any-return]
 
