@@ -43,7 +43,7 @@ from typing import Any
 
 from providers.local import procs
 from providers.local.launchers import Launcher, LauncherError
-from providers.local.routing import EndpointFiles
+from providers.local.routing import EndpointFiles, ensure_instance_key, instance_key_path
 
 HOST_SCRIPT = Path(__file__).resolve().parent / "host.py"
 POLL = 0.05  # readiness is polled this often while starting, whatever the probe's period
@@ -256,13 +256,15 @@ class DeploymentRunner:
         rest start cold and ``warm_failure`` says why."""
         self.inst_dir.mkdir(parents=True, exist_ok=True)
         self.warm_failure = None
+        key_file = instance_key_path(self.state_dir, self.endpoint)
+        ensure_instance_key(key_file)  # only the router, which presents it, gets an answer
         started: list[Instance] = []
         for instance_id in self._next_ids(n):
             port_file = self.inst_dir / f"{instance_id}.port"
             port_file.unlink(missing_ok=True)
             args = ["--entry_script", config.entry_script, "--port", "0", "--port-file", str(port_file),
                     "--model_dir", config.model_dir, "--worker_count", str(config.worker_count),
-                    "--modules-file", str(self.modules_file)]
+                    "--modules-file", str(self.modules_file), "--key-file", str(key_file)]
             proc = None
             if launcher is not None:
                 record = Instance(instance_id, 0, None, digest).to_output()

@@ -75,7 +75,8 @@ def become_instance(request: dict[str, Any], control: socket.socket) -> None:
             signal.signal(sig, signal.SIG_DFL)
         os.close(control.detach())  # the launcher's end is its own: an instance must not hold it open
         devnull = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(log, 0o600)
         os.dup2(devnull, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)

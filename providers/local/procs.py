@@ -136,7 +136,9 @@ def spawn(argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path,
     """Start ``argv`` detached (own session), stdout and stderr appended to ``log_path``; of this
     process's descriptors only ``pass_fds`` are inherited."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # logs are the owner's only
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "ab") as log:
         child = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -248,11 +250,12 @@ def tail(path: Path, lines: int = 30) -> list[str]:
 
 
 # -- HTTP probes ---------------------------------------------------------------------------------
-def http_get(port: int, path: str, timeout: float) -> tuple[int, bytes] | None:
-    """GET http://127.0.0.1:PORT/PATH: (status, body), or None when nothing answered in time."""
+def http_get(port: int, path: str, timeout: float, token: str | None = None) -> tuple[int, bytes] | None:
+    """GET http://127.0.0.1:PORT/PATH (with ``Authorization: Bearer TOKEN`` when given): (status, body),
+    or None when nothing answered in time."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
         resp = conn.getresponse()
         return resp.status, resp.read()
     except (OSError, http.client.HTTPException):

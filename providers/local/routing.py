@@ -6,7 +6,10 @@ Layout under ``state_dir``::
     run/<endpoint>/port           the endpoint's port, chosen once and kept across restarts
     run/<endpoint>/table.json     the routing table (docs/runtime.md), written atomically under a lock
     keys/<endpoint>.json          primaryKey / secondaryKey, mode 0600, never in state or outputs
-    logs/<endpoint>/router.log
+    keys/<endpoint>.instance.json instanceKey, mode 0600: the router presents it to the endpoint's
+                                  instances (which answer nothing else but GET /) and the control
+                                  plane to the router's ``GET /-/router``
+    logs/<endpoint>/router.log    mode 0600
 
 The table is the one document both the control plane (traffic, pools of ready instances) and the
 router read; every change is a locked read-modify-write that bumps ``version``, then SIGHUP, then
@@ -44,6 +47,7 @@ class EndpointFiles:
         self.portfile = self.run / "port"
         self.table = self.run / "table.json"
         self.keys = state_dir / "keys" / f"{self.name}.json"
+        self.instance_key_file = instance_key_path(state_dir, self.name)
         self.log = state_dir / "logs" / self.name / "router.log"
 
     # -- keys ------------------------------------------------------------------------------------
@@ -56,6 +60,10 @@ class EndpointFiles:
         data = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32)}
         procs.write_json(self.keys, data, mode=0o600)
         os.chmod(self.keys, 0o600)
+
+    def instance_key(self) -> str:
+        """The endpoint's instance key, made on first use."""
+        return ensure_instance_key(self.instance_key_file)
 
     def read_keys(self) -> dict[str, str] | None:
         data = procs.read_json(self.keys)
@@ -77,7 +85,9 @@ class EndpointFiles:
             table = self.read_table()
             mutate(table)
             version = int(table.get("version") or 0) + 1
-            table.update(version=version, endpoint=self.name, keys_file=str(self.keys))
+            self.instance_key()
+            table.update(version=version, endpoint=self.name, keys_file=str(self.keys),
+                         instance_key_file=str(self.instance_key_file))
             procs.write_json(self.table, table)
         router = self.router()
         if router is not None:
@@ -99,7 +109,7 @@ class EndpointFiles:
         router = self.router()
         if router is None:
             return None
-        got = procs.http_get(int(router["port"]), "/-/router", timeout)
+        got = procs.http_get(int(router["port"]), "/-/router", timeout, self.instance_key())
         if got is None or got[0] != 200:
             return None
         try:
@@ -163,7 +173,7 @@ class EndpointFiles:
                     detail=procs.tail(self.log, 30),
                 )
             got = procs.read_port(answer_file)
-            if got and procs.http_get(got, "/-/router", 1.0) is not None:
+            if got and procs.http_get(got, "/-/router", 1.0, self.instance_key()) is not None:
                 pid_data["port"] = got
                 procs.write_json(self.pidfile, pid_data)
                 if not port:
@@ -179,6 +189,27 @@ class EndpointFiles:
         if isinstance(data, dict):
             procs.stop(int(data.get("pid", 0)), data.get("start_time"), grace=10.0)
         self.pidfile.unlink(missing_ok=True)
+
+
+def instance_key_path(state_dir: Path, endpoint: str) -> Path:
+    return state_dir / "keys" / f"{endpoint.lower()}.instance.json"
+
+
+def ensure_instance_key(path: Path) -> str:
+    """Read the instance key at ``path``, or make it (mode 0600, folder 0700) when there is none."""
+    data = procs.read_json(path)
+    if isinstance(data, dict) and data.get("instanceKey"):
+        return str(data["instanceKey"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    with procs.file_lock(path.parent / f".{path.name}.lock"):
+        data = procs.read_json(path)
+        if isinstance(data, dict) and data.get("instanceKey"):
+            return str(data["instanceKey"])
+        key = secrets.token_urlsafe(32)
+        procs.write_json(path, {"instanceKey": key}, mode=0o600)
+        os.chmod(path, 0o600)
+        return key
 
 
 def _in_flight(status: dict[str, Any], upstreams: list[str]) -> int:

@@ -1,0 +1,86 @@
+"""The local provider's data path (issue 13, section 2): instances answer their router only, the router's
+status needs a key, and every log and key file recon writes is the owner's only. Real routers, instances
+(warm and cold) and HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from providers.local import procs
+from tests.local.helpers import Project
+
+
+def post(port: int, path: str = "/score", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", path, json.dumps({"n": 1}), headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def serve(project: Project, count: int) -> None:
+    project.create(project.endpoint())
+    project.create(project.deployment(count=count))
+    ep = project.endpoint(traffic={"blue": 100})
+    project.record(ep, project.provider.set_routing(ep, {"blue": 100}, {}))
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_no_keyless_answer_from_an_instance(project: Project, warm: bool) -> None:
+    project.provider.warm_start = warm
+    serve(project, count=2)
+    primary, router_port = project.keys()
+    for inst in project.resources["deployment.ep.blue"].outputs["instances"]:
+        status, body = post(inst["port"])
+        assert status == 401 and b"echo" not in body
+        assert post(inst["port"], headers={"Authorization": f"Bearer {primary}"})[0] == 401
+    status, _, body = project.score(body={"n": 1})
+    assert status == 200 and body["echo"] == {"n": 1}
+
+
+def test_router_status_needs_a_key_and_hides_upstreams(project: Project) -> None:
+    serve(project, count=1)
+    primary, port = project.keys()
+    inst = project.resources["deployment.ep.blue"].outputs["instances"][0]
+    got = procs.http_get(port, "/-/router", 5.0)
+    assert got is not None and got[0] == 401 and str(inst["port"]).encode() not in got[1]
+    got = procs.http_get(port, "/-/router", 5.0, primary)
+    assert got is not None and got[0] == 200
+    assert project.provider.observe(project.resources["endpoint.ep"]).exists  # the control plane still sees it
+
+
+def test_logs_and_keys_are_owner_only(project: Project) -> None:
+    project.provider.warm_start = True
+    serve(project, count=2)
+    state = project.provider.state_dir
+    assert project.score(body={"n": 1}, key=None)[0] == 401
+    logs = [p for p in (state / "logs").rglob("*.log")]
+    assert any(p.name == "router.log" for p in logs) and any(p.name == "1.log" for p in logs)
+    for path in [*logs, *(state / "keys").glob("*.json")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((state / "keys").stat().st_mode) == 0o700
+
+
+def test_key_in_the_url_is_not_logged(project: Project) -> None:
+    serve(project, count=1)
+    primary, port = project.keys()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", f"/score?key={primary}&x=1", json.dumps({"n": 1}), {"Authorization": f"Bearer {primary}"})
+    assert conn.getresponse().status == 200
+    conn.close()
+    logs = Path(project.provider.state_dir, "logs")
+    deadline = time.monotonic() + 10
+    text = ""
+    while "x=1" not in text and time.monotonic() < deadline:  # the router flushes its log every second
+        time.sleep(0.2)
+        text = (logs / "ep" / "router.log").read_text(errors="replace")
+    text += "".join(p.read_text(errors="replace") for p in logs.rglob("*.log"))
+    assert "x=1" in text and "key=***" in text and primary not in text
