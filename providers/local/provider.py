@@ -38,7 +38,7 @@ from providers.common import (
 from providers.local import files, procs
 from providers.local.instances import DeploymentRunner, Instance, LaunchConfig, ready_budget
 from providers.local.launchers import Launcher, LauncherError
-from providers.local.routing import EndpointFiles
+from providers.local.routing import EndpointFiles, router_limits
 from providers.local.venvs import EnvironmentBuilder
 from reconciler.errors import PermanentError
 from reconciler.plan import Batch
@@ -64,6 +64,7 @@ class LocalProvider(InstanceProvider):
         self.builder = EnvironmentBuilder(Path(context.cache_dir).resolve(),
                                           bool(settings.get("reuse_host_packages", False)))
         self.warm_start = bool(settings.get("warm_start", True))
+        router_limits(settings, "")  # a bad router_limits setting is an error before anything runs
         # (endpoint, deployment, config digest) -> the launcher kept between the batches of a rollout
         self._launchers: dict[tuple[str, str, str], Launcher] = {}
         self._launchers_lock = threading.Lock()
@@ -258,6 +259,7 @@ class LocalProvider(InstanceProvider):
         def mutate(table: dict[str, Any]) -> None:
             table["traffic"] = normal_traffic(traffic)
             table["mirror_traffic"] = normal_traffic(mirror_traffic)
+            table["limits"] = router_limits(self.settings, ep.name)
 
         ep.update_table(mutate)
         return self._endpoint_outputs(ep)
@@ -309,7 +311,9 @@ class LocalProvider(InstanceProvider):
         if ep.chosen_port() is None and prior_port:
             ep.portfile.write_text(f"{prior_port}\n")
         ep.ensure_keys()
-        ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key"), wait=False)
+        limits = router_limits(self.settings, ep.name)
+        ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key", limits=limits),
+                        wait=False)
         marks = {procs.MARK_ID: f"{ep.name}/router", procs.MARK_STATE_DIR: str(self.state_dir),
                  procs.MARK_WORKSPACE: self.context.workspace, procs.MARK_ROLE: "router"}
         try:

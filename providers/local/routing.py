@@ -29,10 +29,44 @@ from pathlib import Path
 from typing import Any
 
 from providers.local import procs
-from reconciler.errors import PermanentError
+from reconciler.errors import ConfigError, Diagnostic, PermanentError
 
 ROUTER_SCRIPT = Path(__file__).resolve().parent / "router.py"
 ROUTER_START_TIMEOUT = 20.0
+# The router's per-endpoint limits and their defaults (router.py LIMITS; docs/security.md).
+ROUTER_LIMITS = {"max_body_bytes": 100 * 1024 * 1024, "max_connections": 1000, "header_timeout_ms": 10_000,
+                 "body_timeout_ms": 30_000, "idle_timeout_ms": 60_000}
+
+
+def router_limits(settings: dict[str, Any], endpoint: str) -> dict[str, int]:
+    """The limits of ``endpoint``'s router from the provider setting ``router_limits`` (recon.yaml):
+    ``{<limit>: N, ..., endpoints: {<endpoint>: {<limit>: N}}}``, defaults for the rest."""
+    raw = settings.get("router_limits") or {}
+    where = "provider.router_limits"
+    if not isinstance(raw, dict):
+        raise _limit_error(where, raw, "a mapping of limit names to whole numbers")
+    per = raw.get("endpoints") or {}
+    if not isinstance(per, dict):
+        raise _limit_error(f"{where}.endpoints", per, "a mapping of endpoint names to limits")
+    out = dict(ROUTER_LIMITS)
+    layers = [("", where, {k: v for k, v in raw.items() if k != "endpoints"})]
+    layers += [(str(name).lower(), f"{where}.endpoints.{name}", v) for name, v in per.items()]
+    for name, path, layer in layers:  # every layer is checked; the endpoint's own applies last
+        if not isinstance(layer, dict):
+            raise _limit_error(path, layer, "a mapping of limit names to whole numbers")
+        for key, value in layer.items():
+            if key not in ROUTER_LIMITS:
+                raise _limit_error(f"{path}.{key}", value, "one of " + ", ".join(ROUTER_LIMITS))
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _limit_error(f"{path}.{key}", value, "a whole number of at least 1")
+            if name in ("", endpoint.lower()):
+                out[key] = value
+    return out
+
+
+def _limit_error(path: str, value: Any, want: str) -> ConfigError:
+    return ConfigError(Diagnostic(f"{path}: {value!r} is not valid; expected {want}", file="recon.yaml",
+                                  path=path))
 
 
 class EndpointFiles:

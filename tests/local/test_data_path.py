@@ -84,3 +84,49 @@ def test_key_in_the_url_is_not_logged(project: Project) -> None:
         text = (logs / "ep" / "router.log").read_text(errors="replace")
     text += "".join(p.read_text(errors="replace") for p in logs.rglob("*.log"))
     assert "x=1" in text and "key=***" in text and primary not in text
+
+
+def test_router_limits_setting_reaches_the_router(tmp_path: Path) -> None:
+    from providers.base import ProviderContext
+    from providers.local import LocalProvider
+
+    root = tmp_path / "p"
+    root.mkdir()
+    settings = {"reuse_host_packages": True, "router_limits": {"max_connections": 500,
+                                                               "endpoints": {"EP": {"max_body_bytes": 2000}}}}
+    provider = LocalProvider(settings, ProviderContext(project_root=root, state_dir=root / ".recon",
+                                                       cache_dir=tmp_path / "cache", workspace="w"))
+    project = Project(root, provider)
+    try:
+        serve(project, count=1)
+        table = json.loads((provider.state_dir / "run" / "ep" / "table.json").read_text())
+        assert table["limits"]["max_body_bytes"] == 2000 and table["limits"]["max_connections"] == 500
+        assert table["limits"]["idle_timeout_ms"] == 60_000  # the default
+        assert project.score(body={"pad": "x" * 1500})[0] == 200
+        assert project.score(body={"pad": "x" * 2500})[0] == 413
+    finally:
+        for res in ("deployment.ep.blue", "endpoint.ep"):
+            if res in project.resources:
+                provider.delete(project.resources[res])
+        provider.close()
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ({"max_body": 5}, "provider.router_limits.max_body: 5 is not valid; expected one of max_body_bytes"),
+    ({"max_connections": 0}, "provider.router_limits.max_connections: 0 is not valid; expected a whole number"),
+    ({"endpoints": {"ep": {"idle_timeout_ms": "1s"}}},
+     "provider.router_limits.endpoints.ep.idle_timeout_ms: '1s' is not valid"),
+])
+def test_bad_router_limits_are_config_errors(tmp_path: Path, limits: dict[str, object], message: str) -> None:
+    from providers.base import ProviderContext
+    from providers.local import LocalProvider
+    from providers.local.routing import router_limits
+    from reconciler.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        router_limits({"router_limits": limits}, "ep")
+    assert message in str(err.value) and "recon.yaml" in str(err.value)
+    with pytest.raises(ConfigError) as err:  # the provider refuses it before anything runs
+        LocalProvider({"router_limits": limits}, ProviderContext(project_root=tmp_path, state_dir=tmp_path / ".r",
+                                                                 cache_dir=tmp_path / "c", workspace="w"))
+    assert message in str(err.value)
