@@ -6,7 +6,8 @@
 - ``recon-<endpoint>-<h>-pub``: a normal bridge network used only for the router's published port,
   ``127.0.0.1:<port>`` (``publish_host`` setting), chosen once and kept in ``run/<endpoint>/port``.
 - the router container runs providers/local/router.py (bind-mounted read-only) with the image's
-  ``python3``; the routing table folder and the keys folder of the project's ``.recon`` are mounted
+  ``python3``, and the httptools package recon runs with, mounted read-only on its ``PYTHONPATH``
+  (a compiled module: the image's python must be the same minor version as recon's, on glibc); the routing table folder and the keys folder of the project's ``.recon`` are mounted
   read-only at the same paths, so the table written by the control plane is the one it reads.
   Reload: ``docker kill -s HUP``, then a wait until ``GET /-/router`` shows the new version.
 
@@ -30,6 +31,14 @@ from reconciler.errors import PermanentError
 ROUTER_PORT = 8080
 ROUTER_START_TIMEOUT = 30.0
 ROUTER_MOUNT = "/opt/recon/router.py"
+SITE_MOUNT = "/opt/recon/site"
+
+
+def httptools_dir() -> Path:
+    """The httptools package the router parses HTTP with (a dependency of recon)."""
+    import httptools  # type: ignore[import-untyped,unused-ignore]
+
+    return Path(httptools.__file__).resolve().parent
 
 
 def project_hash(state_dir: Path) -> str:
@@ -67,6 +76,7 @@ class DockerEndpoint(EndpointFiles):
         for part in (self.image, str(port), self.publish_host, str(self.table), str(self.keys)):
             h.update(part.encode() + b"\0")
         h.update(ROUTER_SCRIPT.read_bytes())
+        h.update(str(httptools_dir()).encode())
         return h.hexdigest()[:16]
 
     # -- networks --------------------------------------------------------------------------------
@@ -121,7 +131,8 @@ class DockerEndpoint(EndpointFiles):
         port = self.chosen_port()
         if port is None:
             return None
-        got = procs.http_get(port, "/-/router", timeout)
+        keys = self.read_keys()  # GET /-/router needs the endpoint's key
+        got = procs.http_get(port, "/-/router", timeout, keys["primaryKey"] if keys else None)
         if got is None or got[0] != 200:
             return None
         import json
@@ -165,13 +176,15 @@ class DockerEndpoint(EndpointFiles):
                    "--port", str(ROUTER_PORT)]
         labels = {**self.labels("router"), "recon.router_digest": self.router_digest(port)}
         volumes = {str(ROUTER_SCRIPT): {"bind": ROUTER_MOUNT, "mode": "ro"},
+                   str(httptools_dir()): {"bind": f"{SITE_MOUNT}/httptools", "mode": "ro"},
                    str(self.run): {"bind": str(self.run), "mode": "ro"},
                    str(self.keys.parent): {"bind": str(self.keys.parent), "mode": "ro"}}
         with mapped(f"start the router of endpoint {self.name}"):
             container = self.engine.client.containers.create(
                 self.image, command=command, name=self.router_name, labels=labels, volumes=volumes,
                 ports={f"{ROUTER_PORT}/tcp": (self.publish_host, port)}, network=self.public_network,
-                environment={"PYTHONUNBUFFERED": "1", **(extra_env or {})}, working_dir="/",
+                environment={"PYTHONUNBUFFERED": "1", "PYTHONPATH": SITE_MOUNT, **(extra_env or {})},
+                working_dir="/",
                 stop_signal="SIGTERM", detach=True,
             )
             self.engine.client.networks.get(self.network_name).connect(container)

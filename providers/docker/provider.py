@@ -50,6 +50,7 @@ from providers.docker.instances import (
     code_mount_for,
 )
 from providers.local import files, procs
+from providers.local.routing import router_limits
 from reconciler.catalog import lookup, merged_catalog
 from reconciler.errors import PermanentError
 from reconciler.plan import Batch
@@ -74,6 +75,7 @@ class DockerProvider(InstanceProvider):
         self.images = ImageBuilder(self.engine, overrides, self.project_root,
                                    Path(context.cache_dir).resolve() / "docker-locks", context.workspace)
         self.keep_images = bool(settings.get("keep_images", False))
+        router_limits(settings, "")  # a bad router_limits setting is an error before anything runs
         self.publish_host = str(settings.get("publish_host") or "127.0.0.1")
         default_router = overrides.get(DEFAULT_ROUTER_IMAGE) or overrides.get(DEFAULT_BASE_IMAGE)
         self.router_image = str(settings.get("router_image") or default_router or DEFAULT_ROUTER_IMAGE)
@@ -246,6 +248,7 @@ class DockerProvider(InstanceProvider):
         def mutate(table: dict[str, Any]) -> None:
             table["traffic"] = normal_traffic(traffic)
             table["mirror_traffic"] = normal_traffic(mirror_traffic)
+            table["limits"] = router_limits(self.settings, ep.name)
 
         ep.update_table(mutate)
         return self._endpoint_outputs(ep)
@@ -300,7 +303,9 @@ class DockerProvider(InstanceProvider):
         if ep.chosen_port() is None and prior_port:
             ep.portfile.write_text(f"{prior_port}\n")
         ep.ensure_keys()
-        ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key"), wait=False)
+        limits = router_limits(self.settings, ep.name)
+        ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key", limits=limits),
+                        wait=False)
         try:
             if not self.engine.image_exists(self.router_image):
                 self.images._pull(self.router_image, request.address, request.emit)

@@ -37,7 +37,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import httptools  # type: ignore[import-untyped,unused-ignore]
+try:
+    import httptools  # type: ignore[import-untyped,unused-ignore]
+except ImportError:  # said at start (exit 2): the router never parses HTTP by hand
+    httptools = None  # type: ignore[assignment,unused-ignore]
 
 MAX_BODY = 100 * 1024 * 1024
 HEAD_LIMIT = 64 * 1024
@@ -1068,6 +1071,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-access-log", dest="no_access_log", action="store_true")
     p.add_argument("--drain-seconds", dest="drain_seconds", type=float, default=30.0)
     args = p.parse_args(argv)
+    if httptools is None:
+        log("error", f"cannot start: the Python package httptools is not importable by {sys.executable} "
+                     "(pip install httptools, or put it on PYTHONPATH)")
+        sys.stdout.flush()
+        return 2
     with contextlib.suppress(ImportError):
         import uvloop  # type: ignore[import-not-found,unused-ignore]
 
