@@ -724,7 +724,7 @@ class ClientConn(asyncio.Protocol):
 
     def respond(self, data: bytes, keep: bool) -> None:
         self.busy = False
-        if self.closed:
+        if self.closed or self.stopped:  # gone, or already answered with an error and closing
             return
         self.transport.write(data)
         if not keep:

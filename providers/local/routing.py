@@ -99,6 +99,15 @@ class EndpointFiles:
         """The endpoint's instance key, made on first use."""
         return ensure_instance_key(self.instance_key_file)
 
+    def status_token(self) -> str | None:
+        """What ``GET /-/router`` is read with: the instance key when there is one (it makes none: a plan
+        only reads), else the endpoint's primary key."""
+        data = procs.read_json(self.instance_key_file)
+        if isinstance(data, dict) and data.get("instanceKey"):
+            return str(data["instanceKey"])
+        keys = self.read_keys()
+        return keys["primaryKey"] if keys else None
+
     def read_keys(self) -> dict[str, str] | None:
         data = procs.read_json(self.keys)
         if isinstance(data, dict) and data.get("primaryKey") and data.get("secondaryKey"):
@@ -143,7 +152,7 @@ class EndpointFiles:
         router = self.router()
         if router is None:
             return None
-        got = procs.http_get(int(router["port"]), "/-/router", timeout, self.instance_key())
+        got = procs.http_get(int(router["port"]), "/-/router", timeout, self.status_token())
         if got is None or got[0] != 200:
             return None
         try:
@@ -207,7 +216,7 @@ class EndpointFiles:
                     detail=procs.tail(self.log, 30),
                 )
             got = procs.read_port(answer_file)
-            if got and procs.http_get(got, "/-/router", 1.0, self.instance_key()) is not None:
+            if got and procs.http_get(got, "/-/router", 1.0, self.status_token()) is not None:
                 pid_data["port"] = got
                 procs.write_json(self.pidfile, pid_data)
                 if not port:
