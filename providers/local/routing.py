@@ -65,7 +65,7 @@ def router_limits(settings: dict[str, Any], endpoint: str) -> dict[str, int]:
 
 
 def _limit_error(path: str, value: Any, want: str) -> ConfigError:
-    return ConfigError(Diagnostic(f"{path}: {value!r} is not valid; expected {want}", file="recon.yaml",
+    return ConfigError(Diagnostic(f"{value!r} is not valid; expected {want}", file="recon.yaml",
                                   path=path))
 
 
