@@ -64,11 +64,16 @@ class Observation:
 
 @dataclass(frozen=True)
 class Capacity:
-    """What the provider can place at most (None: unbounded / unknown)."""
+    """What the provider can place at most (None: unbounded / unknown).
+
+    ``rollout_reserve``: the provider's rolling updates run ``ceil(20%)`` extra instances beside the old
+    ones (Kubernetes' maxSurge), so a deployment of n instances needs ``ceil(1.2 * n)`` times its
+    requests: the managed endpoints' 20% reserve rule, applied to the provider's capacity."""
 
     cpus: float | None = None
     memory_gb: float | None = None
     description: str = ""
+    rollout_reserve: bool = False
 
 
 @dataclass(frozen=True)
