@@ -22,6 +22,7 @@ Outputs (plain JSON, never secrets): endpoint ``router``, ``service``, ``namespa
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import secrets
@@ -35,7 +36,7 @@ from providers.common import normal_traffic, router_settings
 from providers.kubernetes import manifests as m
 from providers.kubernetes.client import ConflictError, Kube
 from providers.kubernetes.settings import parse_settings
-from providers.local.routing import ROUTER_SCRIPT
+from providers.local.routing import ROUTER_SCRIPT, router_limits
 from reconciler.errors import PermanentError, RetryableError
 from reconciler.plan import Batch
 from reconciler.quota import parse_cpu, parse_memory_gb
@@ -48,7 +49,29 @@ POLL = 0.25
 ROUTER_RELOAD_TIMEOUT = 150.0
 FAILING_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CrashLoopBackOff",
                    "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-KEYS_FILE = f"{m.KEYS_DIR}/keys.json"
+KEYS_FILE = f"{m.KEYS_DIR}/{m.KEYS_FILE}"
+INSTANCE_KEY_FILE = f"{m.KEYS_DIR}/{m.INSTANCE_KEY_FILE}"
+INSTANCE_KEY_HEADER = "x-recon-instance-key"  # how the router takes the instance key through the pod proxy
+_ROUTER_LIB: tuple[bytes, str] | None = None
+
+
+def router_lib() -> tuple[bytes, str]:
+    """recon's httptools package as a .tar.gz (its Python files and compiled modules, reproducible),
+    and the digest of router.py with it: what the router pod runs."""
+    global _ROUTER_LIB
+    if _ROUTER_LIB is None:
+        import httptools  # type: ignore[import-untyped,unused-ignore]
+
+        package = Path(httptools.__file__).resolve().parent
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
+            for f in sorted(package.rglob("*")):
+                if f.is_file() and f.suffix in (".py", ".so") and "__pycache__" not in f.parts:
+                    tar.add(f, arcname=f"httptools/{f.relative_to(package)}", filter=_clean)
+        data = buf.getvalue()
+        _ROUTER_LIB = data, digest_of({"router": digest_of(ROUTER_SCRIPT.read_text()),
+                                       "httptools": hashlib.sha256(data).hexdigest()})
+    return _ROUTER_LIB
 
 
 def _tar_gz(source: Path, arcname: str | None) -> bytes:
@@ -115,7 +138,7 @@ class KubernetesProvider(Provider):
         ep = str(resource.attributes.get("name", resource.name)).lower()
         router = m.router_name(ep)
         for kind, name in (("Deployment", router), ("Service", router), ("ConfigMap", router),
-                           ("Secret", m.keys_name(ep))):
+                           ("ConfigMap", m.router_lib_name(ep)), ("Secret", m.keys_name(ep))):
             if self.kube.get(kind, name) is None:
                 return Observation(False, problems=[f"its {kind} {name} is gone"])
         table = self._read_table(ep)
@@ -191,13 +214,16 @@ class KubernetesProvider(Provider):
     def capacity(self) -> Capacity:
         """What the namespace can still place for recon's instances: its ResourceQuota (hard requests
         less what pods other than recon's instances use, routers included), bounded by the allocatable
-        CPU and memory of the schedulable nodes that match ``node_selector``."""
+        CPU and memory of the schedulable nodes that match ``node_selector`` and whose NoSchedule
+        taints ``tolerations`` tolerate. Rollouts surge by ceil(20%): the plan reserves that room."""
         cpus = mem = 0.0
         for node in self.kube.items("Node"):
             if (node.get("spec") or {}).get("unschedulable"):
                 continue
             nlabels = (node.get("metadata") or {}).get("labels") or {}
             if any(nlabels.get(k) != v for k, v in self.kube_settings.node_selector.items()):
+                continue
+            if not _tolerated((node.get("spec") or {}).get("taints") or [], self.kube_settings.tolerations):
                 continue
             alloc = (node.get("status") or {}).get("allocatable") or {}
             cpus += parse_cpu(alloc.get("cpu", 0)) or 0.0
@@ -226,7 +252,7 @@ class KubernetesProvider(Provider):
                     free = (parse_memory_gb(hard[key]) or 0.0) - max(
                         0.0, (parse_memory_gb(used.get(key, 0)) or 0.0) - mine_mem)
                     mem = min(mem, free)
-        return Capacity(cpus=round(cpus, 3), memory_gb=round(mem, 3), description=description)
+        return Capacity(cpus=round(cpus, 3), memory_gb=round(mem, 3), description=description, rollout_reserve=True)
 
     # == changing ===================================================================================
     def create(self, request: ApplyRequest) -> dict[str, Any]:
@@ -267,6 +293,7 @@ class KubernetesProvider(Provider):
             self.kube.delete("Service", router)
             self._wait_gone("Deployment", router, {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
             self.kube.delete("ConfigMap", router)
+            self.kube.delete("ConfigMap", m.router_lib_name(ep))
             self.kube.delete("Secret", m.keys_name(ep))
             return
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
@@ -346,18 +373,30 @@ class KubernetesProvider(Provider):
     def _create_endpoint(self, request: ApplyRequest) -> dict[str, Any]:
         ep = str(request.attributes["name"]).lower()
         self.kube.ensure_namespace()
-        if self._read_keys(ep) is None:
-            keys = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32)}
-            self.kube.apply(m.secret(self.kube_settings, m.keys_name(ep), m.labels(self.workspace, "keys", ep),
-                                     {"keys.json": json.dumps(keys)}))
+        self._ensure_keys(ep)
+        lib, code_digest = router_lib()
+        self.kube.apply(m.configmap(self.kube_settings, m.router_lib_name(ep), m.labels(self.workspace, "router", ep),
+                                    binary={"httptools.tar.gz": base64.b64encode(lib).decode()}))
         auth_mode = request.attributes.get("auth_mode") or "key"
         self._update_table(ep, lambda t: t.update(auth_mode=auth_mode))
-        for obj in m.router_manifests(self.kube_settings, self.workspace, ep, 0):
+        for obj in m.router_manifests(self.kube_settings, self.workspace, ep, code_digest):
             self.kube.apply(obj)
         self._wait_rollout(m.router_name(ep), {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"}, 1, request,
                            what=f"the router of endpoint {ep}")
+        self._wait_router_version(ep, int(self._read_table(ep).get("version") or 0))
         request.emit(f"router Deployment {self.ns}/{m.router_name(ep)} ready")
         return self._endpoint_outputs(ep)
+
+    def _ensure_keys(self, ep: str) -> None:
+        """The endpoint's Secret: its two keys and the instance key, each made once and kept."""
+        current = self._read_secret(ep)
+        wanted = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32),
+                  "instanceKey": secrets.token_urlsafe(32), **current}
+        if wanted == current:
+            return
+        data = {m.KEYS_FILE: json.dumps({k: wanted[k] for k in ("primaryKey", "secondaryKey")}),
+                m.INSTANCE_KEY_FILE: json.dumps({"instanceKey": wanted["instanceKey"]})}
+        self.kube.apply(m.secret(self.kube_settings, m.keys_name(ep), m.labels(self.workspace, "keys", ep), data))
 
     def _endpoint_outputs(self, ep: str) -> dict[str, Any]:
         router = self.kube.get("Deployment", m.router_name(ep))
@@ -369,17 +408,25 @@ class KubernetesProvider(Provider):
         host = self.kube_settings.scoring_host or f"{m.router_name(ep)}.{self.ns}.svc.cluster.local"
         return f"http://{host}/score"
 
-    def _read_keys(self, ep: str) -> dict[str, str] | None:
+    def _read_secret(self, ep: str) -> dict[str, str]:
+        """primaryKey, secondaryKey and instanceKey from the endpoint's Secret (those it holds)."""
         obj = self.kube.get("Secret", m.keys_name(ep))
-        raw = ((obj or {}).get("data") or {}).get("keys.json")
-        if not raw:
-            return None
-        try:
-            data = json.loads(base64.b64decode(raw))
-        except ValueError:
-            return None
-        if isinstance(data, dict) and data.get("primaryKey") and data.get("secondaryKey"):
-            return {"primaryKey": str(data["primaryKey"]), "secondaryKey": str(data["secondaryKey"])}
+        out: dict[str, str] = {}
+        for item in (m.KEYS_FILE, m.INSTANCE_KEY_FILE):
+            raw = ((obj or {}).get("data") or {}).get(item)
+            try:
+                data = json.loads(base64.b64decode(raw)) if raw else None
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                out.update({k: str(v) for k, v in data.items()
+                            if k in ("primaryKey", "secondaryKey", "instanceKey") and v})
+        return out
+
+    def _read_keys(self, ep: str) -> dict[str, str] | None:
+        data = self._read_secret(ep)
+        if data.get("primaryKey") and data.get("secondaryKey"):
+            return {"primaryKey": data["primaryKey"], "secondaryKey": data["secondaryKey"]}
         return None
 
     # -- the routing table (a ConfigMap the router mounts) ------------------------------------------
@@ -393,7 +440,8 @@ class KubernetesProvider(Provider):
                     return data
             except ValueError:
                 pass
-        return {"version": 0, "endpoint": ep, "auth_mode": "key", "keys_file": KEYS_FILE, "deployments": {},
+        return {"version": 0, "endpoint": ep, "auth_mode": "key", "keys_file": KEYS_FILE,
+                "instance_key_file": INSTANCE_KEY_FILE, "deployments": {},
                 "traffic": {}, "mirror_traffic": {}}
 
     def _update_table(self, ep: str, mutate: Any) -> int:
@@ -404,7 +452,8 @@ class KubernetesProvider(Provider):
             table = self._read_table(ep)
             mutate(table)
             version = int(table.get("version") or 0) + 1
-            table.update(version=version, endpoint=ep, keys_file=KEYS_FILE)
+            table.update(version=version, endpoint=ep, keys_file=KEYS_FILE, instance_key_file=INSTANCE_KEY_FILE,
+                         limits=router_limits(self.settings, ep))
             obj = m.configmap(self.kube_settings, name, m.labels(self.workspace, "router", ep),
                               data={"router.py": ROUTER_SCRIPT.read_text(), "table.json": json.dumps(table, indent=1)})
             if current is not None:
@@ -419,26 +468,36 @@ class KubernetesProvider(Provider):
         raise RetryableError(f"endpoint {ep}: its routing table kept changing while recon wrote it")
 
     def _wait_router_version(self, ep: str, version: int) -> None:
-        """Until the router pods serve table ``version`` (the kubelet updates the mounted ConfigMap
-        at its sync period); bounded, and only with ``router_reload_check``."""
+        """Until the router pods serve table ``version``; bounded, and only with ``router_reload_check``.
+        Each pod is annotated with the version first: its kubelet then syncs it at once, refreshing the
+        mounted ConfigMap (without that, within the kubelet's sync period: a minute by default). The
+        router's ``GET /-/router`` is read through the API server's pod proxy with the instance key."""
         if not self.kube_settings.router_reload_check:
             return
         pods = [p for p in self.kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
                 if _pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
+        key = self._read_secret(ep).get("instanceKey", "")
+        headers = {INSTANCE_KEY_HEADER: key} if key else {}
         deadline = time.monotonic() + ROUTER_RELOAD_TIMEOUT
         for pod in pods:
+            name = pod["metadata"]["name"]
+            self.kube.annotate("Pod", name, {"recon.io/table-version": str(version)})
             while True:
-                status = self.kube.proxy_get(pod["metadata"]["name"], m.ROUTER_PORT, "/-/router")
+                status = self.kube.proxy_get(name, m.ROUTER_PORT, "/-/router", headers=headers)
                 if status is not None and int(status.get("version") or 0) >= version:
                     break
                 if time.monotonic() > deadline:
-                    raise RetryableError(f"endpoint {ep}: router pod {pod['metadata']['name']} did not load "
+                    raise RetryableError(f"endpoint {ep}: router pod {name} did not load "
                                          f"routing table version {version} within {ROUTER_RELOAD_TIMEOUT:g}s")
                 time.sleep(POLL)
 
+    def _ready_addresses(self, ep: str, dep: str) -> list[str]:
+        """``ip:port`` of the deployment's ready pods that are not being deleted, sorted."""
+        return sorted(f"{p['status']['podIP']}:{m.INSTANCE_PORT}" for p in self._pods(ep, dep)
+                      if _pod_ready(p) and (p.get("status") or {}).get("podIP"))
+
     def _set_pool(self, ep: str, dep: str, attrs: dict[str, Any] | None) -> None:
-        ips = [f"{p['status']['podIP']}:{m.INSTANCE_PORT}" for p in self._pods(ep, dep)
-               if _pod_ready(p) and (p.get("status") or {}).get("podIP")]
+        ips = self._ready_addresses(ep, dep)
 
         def mutate(table: dict[str, Any]) -> None:
             entry = table.setdefault("deployments", {}).setdefault(dep, {})
@@ -519,7 +578,8 @@ class KubernetesProvider(Provider):
         count = int(manifest["spec"].get("replicas") or (applied.get("spec") or {}).get("replicas") or 1)
         try:
             self._wait_rollout(name, _pod_selector(ep, dep), count, request, until_updated=until_updated,
-                               generation=int((applied.get("metadata") or {}).get("generation") or 0), batch=batch)
+                               generation=int((applied.get("metadata") or {}).get("generation") or 0), batch=batch,
+                               pool=(ep, dep))
         except PermanentError:
             if create and not existed:
                 self.kube.delete("HorizontalPodAutoscaler", name)
@@ -581,14 +641,24 @@ class KubernetesProvider(Provider):
 
     def _wait_rollout(self, name: str, selector: dict[str, str], count: int, request: ApplyRequest,
                       what: str | None = None, until_updated: int | None = None, generation: int = 0,
-                      batch: Batch | None = None) -> None:
+                      batch: Batch | None = None, pool: tuple[str, str] | None = None) -> None:
         """Wait until ``until_updated`` (default: all) pods run the Deployment's template and are
         available; report ReplicaSet progress; fail on ProgressDeadlineExceeded, quota refusals,
-        image pull errors and crashing pods with their events and last log lines."""
+        image pull errors and crashing pods with their events and last log lines.
+
+        ``pool`` (endpoint, deployment): while waiting, the router's pool follows the ready pods: a new
+        one joins when ready, and one the Deployment controller retires leaves while its preStop pause
+        keeps it serving (manifests.PRESTOP_SECONDS), so no request goes to a stopped pod."""
         what = what or name
         deadline = time.monotonic() + self.kube_settings.rollout_timeout_seconds
         last = ""
+        routed = self._ready_addresses(*pool) if pool is not None else []
         while True:
+            if pool is not None and self.kube.get("ConfigMap", m.router_name(pool[0])) is not None:
+                ready = self._ready_addresses(*pool)
+                if ready != routed:
+                    self._set_pool(pool[0], pool[1], None)
+                    routed = ready
             obj = self.kube.get("Deployment", name)
             if obj is None:
                 raise PermanentError(f"{request.address}: Deployment {self.ns}/{name} disappeared")
@@ -667,7 +737,8 @@ class KubernetesProvider(Provider):
             if (only and pname != only) or (not only and _pod_ready(pod)):
                 continue
             lines += [f"pod {pname} event: {e}" for e in self.kube.events("Pod", pname)[-8:]]
-            for container in ("unpack", "score"):
+            spec = pod.get("spec") or {}
+            for container in [c.get("name") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]:
                 tail = self.kube.logs(pname, 15, container)
                 if not tail:
                     tail = self.kube.logs(pname, 15, container, previous=True)
@@ -684,6 +755,25 @@ class KubernetesProvider(Provider):
                 return
             time.sleep(POLL)
         raise RetryableError(f"{kind} {self.ns}/{name} or its pods are still there after 300s")
+
+
+def _tolerated(taints: list[dict[str, Any]], tolerations: list[dict[str, Any]]) -> bool:
+    """Whether pods with ``tolerations`` may be scheduled on a node with ``taints`` (its NoSchedule and
+    NoExecute taints)."""
+    return all(any(_tolerates(t, taint) for t in tolerations) for taint in taints
+               if taint.get("effect") in ("NoSchedule", "NoExecute"))
+
+
+def _tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
+    """Kubernetes' matching: effect (empty: any), key (empty with Exists: any), Exists or Equal value."""
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if not toleration.get("key"):
+        return bool(toleration.get("operator") == "Exists")
+    if toleration["key"] != taint.get("key"):
+        return False
+    return bool(toleration.get("operator") == "Exists"
+                or str(toleration.get("value", "")) == str(taint.get("value", "")))
 
 
 def _pod_selector(ep: str, dep: str) -> dict[str, str]:
