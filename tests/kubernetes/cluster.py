@@ -7,6 +7,7 @@ import atexit
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +50,17 @@ def _log_tail(n: int = 25) -> str:
         return "(no build log)"
 
 
-def wait_for_build() -> None:
+def wait_for_build(say: Callable[[str], None] = lambda line: None) -> None:
     """Until setup-kubernetes.sh's build is done; a failed or absent build fails with its log."""
     deadline = time.monotonic() + BUILD_WAIT
     absent_since: float | None = None
+    started = time.monotonic()
+    said = 0.0
     while True:
         status = _status()
         if status == "ok":
+            if time.monotonic() - started > 5:
+                say(f"the Kubernetes build is done (waited {time.monotonic() - started:.0f}s)")
             return
         if status == "failed":
             pytest.fail(f"the Kubernetes build failed ({CACHE}/build.log):\n{_log_tail()}", pytrace=False)
@@ -67,6 +72,10 @@ def wait_for_build() -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"the Kubernetes build did not finish within {BUILD_WAIT:.0f}s:\n{_log_tail()}",
                         pytrace=False)
+        if time.monotonic() - said > 60:
+            said = time.monotonic()
+            last = _log_tail(1).strip() or "(no log line yet)"
+            say(f"waiting for the Kubernetes build ({CACHE}/build.log: {last})")
         time.sleep(5)
 
 
@@ -75,23 +84,36 @@ def _env() -> dict[str, str]:
             "KUBECONFIG": str(RUN / "admin.kubeconfig")}
 
 
-def get_cluster() -> Cluster:
-    """The running test cluster (kwok nodes and the real node ``localhost``), started once."""
+def prepare(say: Callable[[str], None] = lambda line: None) -> None:
+    """Wait for the build and start the cluster (once). Called before the first Kubernetes test's
+    timeout is armed (tests/kubernetes/conftest.py): a cold build can take most of a CI run. A failure
+    is kept and reported by every test that asks for the cluster."""
     global _cluster, _failed
-    if _cluster is not None:
-        return _cluster
-    if _failed is not None:
-        pytest.fail(_failed, pytrace=False)
-    wait_for_build()
+    if _cluster is not None or _failed is not None:
+        return
+    try:
+        wait_for_build(say)
+    except pytest.fail.Exception as exc:
+        _failed = str(exc)
+        return
     env = _env()
     subprocess.run(["bash", str(SETUP), "down"], env=env, capture_output=True, timeout=300)
+    started = time.monotonic()
     proc = subprocess.run(["bash", str(SETUP), "up-real"], env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         subprocess.run(["bash", str(SETUP), "down"], env=env, capture_output=True, timeout=300)
         _failed = f"setup-kubernetes.sh up-real failed:\n{proc.stderr[-4000:]}"
-        pytest.fail(_failed, pytrace=False)
+        return
+    say(f"the Kubernetes test cluster is up ({time.monotonic() - started:.0f}s)")
     _cluster = Cluster(RUN / "admin.kubeconfig", env)
     atexit.register(stop_cluster)
+
+
+def get_cluster() -> Cluster:
+    """The running test cluster (kwok nodes and the real node ``localhost``), started once."""
+    prepare()
+    if _cluster is None:
+        pytest.fail(_failed or "the Kubernetes test cluster is not up", pytrace=False)
     return _cluster
 
 

@@ -80,34 +80,43 @@ def kget(cluster: Cluster, namespace: str, *what: str) -> dict[str, Any]:
 
 
 def test_quota_at_plan_time_agrees_with_admission(tmp_path: Path, cluster: Cluster, namespace: str) -> None:
+    """The plan reserves ceil(1.2 x instances) of each deployment's requests (the rollout's surge) within
+    the namespace's ResourceQuota; the API server's quota admission agrees both ways."""
     quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute"},
-             "spec": {"hard": {"requests.cpu": "2", "requests.memory": "1Gi"}}}
+             "spec": {"hard": {"requests.cpu": "2050m", "requests.memory": "1Gi"}}}
     cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=json.dumps(quota))
     wait_until(lambda: kget(cluster, namespace, "resourcequota", "compute").get("status", {}).get("hard"),
                what="the quota's status")
-    recon = make_project(tmp_path / "p", cluster, namespace, count=3)  # 3 x 0.5 = 1.5 of 2 (router 0.05)
-    plan = recon("plan")
+    # 3 instances of 0.5 CPU reserve ceil(3.6) = 4 x 0.5 = 2.0 of 2.05 (the router then takes 0.05)
+    recon = make_project(tmp_path / "p", cluster, namespace, count=3)
+    plan = recon("plan", "--detailed-exitcode")
     assert plan.returncode == 2, plan.stdout + plan.stderr
+    assert "rollout_reserve=true" in plan.stdout and "needed_cpus=2.0" in plan.stdout
     recon("apply", "--auto-approve")
-    pods = kget(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]
-    assert len(pods) == 3  # the plan recon accepted, the API server admitted
-    # 4 x 0.5 = 2.0 + the router's 0.05 exceeds 2: recon refuses at plan time ...
-    (recon.root / "blue.yml").write_text(DEPLOYMENT.format(count=4))
+    assert len(kget(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]) == 3
+    # ... and its rolling update (3 old + 1 surge pod) is admitted too
+    (recon.root / "blue.yml").write_text(DEPLOYMENT.format(count=3).replace("RELEASE: v1", "RELEASE: v2"))
+    recon("apply", "--auto-approve")
+    dep = kget(cluster, namespace, "deployment", "quota-ep-blue")
+    assert dep["status"]["updatedReplicas"] == 3 and dep["status"]["availableReplicas"] == 3
+    # 4 instances reserve ceil(4.8) = 5 x 0.5 = 2.5 > 2.0 free: recon refuses at plan time ...
+    (recon.root / "blue.yml").write_text(DEPLOYMENT.format(count=4).replace("RELEASE: v1", "RELEASE: v2"))
     refused = recon("plan", check=False)
     assert refused.returncode == 1, refused.stdout + refused.stderr
-    assert "Error:" in refused.stderr and "CPUs" in refused.stderr
-    assert "Traceback" not in refused.stderr
-    # ... and the API server would have refused it too: the fourth pod is not admitted
-    cluster.kubectl("-n", namespace, "scale", "deployment", "quota-ep-blue", "--replicas=4")
+    said = refused.stdout + refused.stderr
+    assert "Error: the deployments request 2.5 CPUs" in said and "rollout reserve" in said, said
+    assert f"ResourceQuota {namespace}/compute" in said and "Traceback" not in said
+    # ... and the API server would refuse it too: 4 pods fit, the rollout's fifth is not admitted
+    cluster.kubectl("-n", namespace, "scale", "deployment", "quota-ep-blue", "--replicas=5")
 
     def refused_event() -> bool:
         events = kget(cluster, namespace, "events")["items"]
         return any(e.get("reason") == "FailedCreate" and "exceeded quota" in e.get("message", "") for e in events)
 
     wait_until(refused_event, what="the ReplicaSet's FailedCreate event")
-    assert len(kget(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]) == 3
-    (recon.root / "blue.yml").write_text(DEPLOYMENT.format(count=3))
-    recon("apply", "--auto-approve")  # drift (replicas 4) repaired back to 3
+    assert len(kget(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]) == 4
+    (recon.root / "blue.yml").write_text(DEPLOYMENT.format(count=3).replace("RELEASE: v1", "RELEASE: v2"))
+    recon("apply", "--auto-approve")  # drift (replicas 5) repaired back to 3
     assert kget(cluster, namespace, "deployment", "quota-ep-blue")["spec"]["replicas"] == 3
     recon("destroy", "--auto-approve")
 

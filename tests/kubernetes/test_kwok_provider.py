@@ -7,6 +7,7 @@ what is deleted and when.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
@@ -60,7 +61,8 @@ def test_manifests_labels_and_field_manager(project: Project, cluster: Cluster, 
     assert container["readinessProbe"]["failureThreshold"] == 10
     assert container["livenessProbe"]["periodSeconds"] == 1
     assert spec["template"]["spec"]["initContainers"][0]["name"] == "unpack"
-    managers = {(f["manager"], f["operation"]) for f in dep["metadata"]["managedFields"]}
+    shown = get(cluster, namespace, "deployment", "ep-blue", "--show-managed-fields")
+    managers = {(f["manager"], f["operation"]) for f in shown["metadata"]["managedFields"]}
     assert ("recon", "Apply") in managers
     # the endpoint's objects, and its keys only in the Secret
     for kind, name in (("deployment", "ep-router"), ("service", "ep-router"), ("configmap", "ep-router"),
@@ -72,6 +74,12 @@ def test_manifests_labels_and_field_manager(project: Project, cluster: Cluster, 
     assert keys.primary_key not in text and keys.secondary_key not in text
     table = json.loads(get(cluster, namespace, "configmap", "ep-router")["data"]["table.json"])
     assert keys.primary_key not in json.dumps(table)
+    assert table["keys_file"] == "/etc/recon/keys/keys.json"
+    assert table["instance_key_file"] == "/etc/recon/keys/instance.json"
+    secret = get(cluster, namespace, "secret", "ep-keys")["data"]
+    instance_key = json.loads(base64.b64decode(secret["instance.json"]))["instanceKey"]
+    assert instance_key not in text and instance_key not in json.dumps(table) and instance_key != keys.primary_key
+    assert get(cluster, namespace, "configmap", "ep-router-lib")["binaryData"]["httptools.tar.gz"]
     assert len(table["deployments"]["blue"]["upstreams"]) == 3
     assert all(u.endswith(":5001") for u in table["deployments"]["blue"]["upstreams"])
     obs = project.provider.observe(made[BLUE])

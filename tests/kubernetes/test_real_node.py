@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from providers.kubernetes.settings import DEFAULT_ROUTER_IMAGE
 from tests.conftest import ONLINE
 from tests.e2e.conftest import make_recon, recon_env  # noqa: F401,F811 - fixtures of the e2e folder
 from tests.kubernetes.conftest import Cluster, wait_until
@@ -43,6 +44,10 @@ def run(raw_data):
     return {"sums": [sum(r) for r in rows], "model_bytes": model_size, "release": os.environ.get("RELEASE", "")}
 """
 AZURE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+# Every image the pods would run, mapped to the one imported into the real node's containerd (this
+# machine's Python 3.11: the router's default image is python:<recon's minor>-slim).
+REAL_IMAGES = {AZURE_IMAGE: "local/python:3.11", "python:3.12-slim": "local/python:3.11",
+               DEFAULT_ROUTER_IMAGE: "local/python:3.11"}
 
 
 def free_port() -> int:
@@ -78,7 +83,7 @@ def sample(tmp_path: Path, cluster: Cluster, namespace: str) -> Iterator[tuple[R
     port = free_port()
     provider: dict[str, Any] = {
         "kind": "kubernetes", "kubeconfig": str(cluster.kubeconfig), "namespace": namespace,
-        "image_overrides": {AZURE_IMAGE: "local/python:3.11", "python:3.12-slim": "local/python:3.11"},
+        "image_overrides": REAL_IMAGES,
         "image_pull_policy": "Never", "scoring_host": f"127.0.0.1:{port}", "rollout_timeout_seconds": 180,
     }
     (root / "recon.yaml").write_text(yaml.safe_dump({"workspace": "k8s-sample", "provider": provider}))
@@ -183,7 +188,7 @@ def test_safe_rollout_sequence_under_load_on_kubernetes(sample_project: Any, mak
     port = free_port()
     provider = {
         "kind": "kubernetes", "kubeconfig": str(cluster.kubeconfig), "namespace": namespace,
-        "image_overrides": {AZURE_IMAGE: "local/python:3.11", "python:3.12-slim": "local/python:3.11"},
+        "image_overrides": REAL_IMAGES,
         "image_pull_policy": "Never", "scoring_host": f"127.0.0.1:{port}", "rollout_timeout_seconds": 180,
         "catalog_resources": False,  # Standard_DS3_v2's 4 cores would not fit the 2-core test node
     }
