@@ -652,28 +652,27 @@ class KubernetesProvider(Provider):
         what = what or name
         deadline = time.monotonic() + self.kube_settings.rollout_timeout_seconds
         last = ""
-        routed = self._ready_addresses(*pool) if pool is not None else []
         while True:
             if pool is not None and self.kube.get("ConfigMap", m.router_name(pool[0])) is not None:
-                ready = self._ready_addresses(*pool)
-                if ready != routed:
+                # against the table itself: pods change between two batches too (the controller rolls on)
+                routed = ((self._read_table(pool[0]).get("deployments") or {}).get(pool[1]) or {}).get("upstreams")
+                if self._ready_addresses(*pool) != sorted(routed or []):
                     self._set_pool(pool[0], pool[1], None)
-                    routed = ready
             obj = self.kube.get("Deployment", name)
             if obj is None:
                 raise PermanentError(f"{request.address}: Deployment {self.ns}/{name} disappeared")
             status = obj.get("status") or {}
             observed = int(status.get("observedGeneration") or 0) >= max(generation,
                                                                          int(obj["metadata"].get("generation") or 0))
-            updated = int(status.get("updatedReplicas") or 0)
             available = int(status.get("availableReplicas") or 0)
-            line = self._progress(obj, selector)
+            line, new_available = self._progress(obj, selector)
             if line != last:
                 request.emit(f"batch {batch.index}: {line}" if batch else line)
                 last = line
-            want = count if until_updated is None else until_updated
-            if observed and (_complete(obj) or (updated >= want and available >= count
-                                                and int(status.get("unavailableReplicas") or 0) == 0)):
+            # a batch is done once its share of pods runs the new template and is available, with no
+            # capacity lost (maxUnavailable 0); the controller meanwhile goes on with the next ones
+            if observed and (_complete(obj) or (until_updated is not None and new_available >= until_updated
+                                                and available >= count)):
                 return
             failure = self._failure(obj, selector)
             if failure is not None:
@@ -684,10 +683,12 @@ class KubernetesProvider(Provider):
                 raise PermanentError(f"{request.address}: {what} {failure[0]}", detail=failure[1])
             time.sleep(POLL)
 
-    def _progress(self, obj: dict[str, Any], selector: dict[str, str]) -> str:
+    def _progress(self, obj: dict[str, Any], selector: dict[str, str]) -> tuple[str, int]:
+        """The ReplicaSets as a line of text, and the new one's available pods."""
         sets = self.kube.items("ReplicaSet", selector)
         revision = (obj["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
         parts = []
+        new_available = 0
         for rs in sorted(sets, key=lambda r: int((r["metadata"].get("annotations") or {}).get(
                 "deployment.kubernetes.io/revision", 0))):
             spec_n = int((rs.get("spec") or {}).get("replicas") or 0)
@@ -696,8 +697,10 @@ class KubernetesProvider(Provider):
                 continue
             rev = (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
             tag = "new" if rev == revision else "old"
+            if tag == "new":
+                new_available = int((rs.get("status") or {}).get("availableReplicas") or 0)
             parts.append(f"{tag} ReplicaSet {rs['metadata']['name']} {ready}/{spec_n} ready")
-        return ", ".join(parts) or "no ReplicaSet yet"
+        return ", ".join(parts) or "no ReplicaSet yet", new_available
 
     def _failure(self, obj: dict[str, Any], selector: dict[str, str]) -> tuple[str, list[str]] | None:
         for cond in (obj.get("status") or {}).get("conditions") or []:
