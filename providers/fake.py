@@ -43,10 +43,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
-from reconciler.errors import PermanentError, RetryableError
-from reconciler.plan import Batch
-from reconciler.resources import digest_of
-from reconciler.state import StateResource
+from reconciler.model.errors import PermanentError, RetryableError
+from reconciler.model.resources import digest_of
+from reconciler.plan.types import Batch
+from reconciler.state.document import StateResource
 
 WORLD_FILE = "fake-world.json"
 

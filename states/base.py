@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from reconciler.errors import LockInfo
+from reconciler.model.errors import LockInfo
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.errors import LockInfo, StateConflictError, StateError, StateLockedError
+from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
 from states.base import HistoryEntry, StoredState
 
 HISTORY_KEEP = 20

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from reconciler.errors import LockInfo, StateConflictError, StateError, StateLockedError
+from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
 from states.base import HistoryEntry, StoredState
 
 HISTORY_KEEP = 50

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from reconciler.errors import StateConflictError, StateLockedError
-from reconciler.state import State, StateResource
-from reconciler.statemgr import StateManager, open_state_manager
+from reconciler.model.errors import StateConflictError, StateLockedError
+from reconciler.state.document import State, StateResource
+from reconciler.state.manager import StateManager, open_state_manager
 
 
 def _add(mgr: StateManager, tag: str) -> int:
