@@ -2,7 +2,7 @@
 
 Names (all in the provider's namespace; DNS-1123, at most 63 characters, hashed when longer):
 
-- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/local/router.py), ConfigMap
+- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/shared/runtime/router.py), ConfigMap
   ``E-router`` (router.py and the routing table), ConfigMap ``E-router-lib`` (the httptools package the
   router parses HTTP with, as a .tar.gz), Secret ``E-keys`` (the two keys, and the instance key the
   router presents to the instances);
@@ -23,8 +23,8 @@ import re
 from typing import Any
 
 from providers.kubernetes.settings import KubeSettings
-from providers.local.instances import probe_settings
-from reconciler.catalog import lookup, merged_catalog
+from providers.shared.probes import probe_settings
+from reconciler.model.catalog import lookup, merged_catalog
 
 MANAGED = "recon.io/managed"
 WORKSPACE = "recon.io/workspace"

@@ -6,8 +6,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.local.routing import router_limits
-from reconciler.errors import ConfigError, Diagnostic
+from providers.shared.routing_table import router_limits
+from reconciler.model.errors import ConfigError, Diagnostic
 
 DEFAULT_IMAGE = "python:3.12-slim"
 # The router runs with recon's own httptools (a compiled module): the official image of recon's Python.

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from providers.kubernetes.client import ConflictError
-from reconciler.errors import PermanentError, ProviderError
-from reconciler.plan import Batch
+from reconciler.model.errors import PermanentError, ProviderError
+from reconciler.plan.types import Batch
 from tests.kubernetes.conftest import Cluster
 from tests.kubernetes.helpers import Project
 
