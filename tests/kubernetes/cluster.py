@@ -123,3 +123,37 @@ def stop_cluster() -> None:
         return
     subprocess.run(["bash", str(SETUP), "down"], env=_cluster.env, capture_output=True, timeout=300)
     _cluster = None
+
+
+RBAC = ROOT / "examples" / "kubernetes" / "rbac.yaml"
+
+
+def restricted_kubeconfig(cluster: Cluster, namespace: str, folder: Path) -> Path:
+    """A kubeconfig for the user ``recon`` (a client certificate of the test cluster's CA) bound to
+    exactly the rules of examples/kubernetes/rbac.yaml in ``namespace``."""
+    pki = RUN / "pki"
+    folder.mkdir(parents=True, exist_ok=True)
+    key, csr, crt = folder / "recon.key", folder / "recon.csr", folder / "recon.crt"
+    ext = folder / "recon.ext"
+    ext.write_text("extendedKeyUsage=clientAuth\n")
+    for argv in (["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                  "-subj", "/CN=recon"],
+                 ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"),
+                  "-CAcreateserial", "-out", str(crt), "-days", "2", "-extfile", str(ext)]):
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    cluster.kubectl("apply", "-f", "-", input_text=RBAC.read_text().replace("NAMESPACE", namespace))
+    config = folder / "recon.kubeconfig"
+    config.write_text(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: recon-test
+  cluster: {{server: "https://127.0.0.1:6443", certificate-authority: "{pki / 'ca.crt'}"}}
+users:
+- name: recon
+  user: {{client-certificate: "{crt}", client-key: "{key}"}}
+contexts:
+- name: recon-test
+  context: {{cluster: recon-test, user: recon}}
+current-context: recon-test
+""")
+    return config

@@ -20,6 +20,7 @@ import yaml
 from providers.kubernetes.settings import DEFAULT_ROUTER_IMAGE
 from tests.conftest import ONLINE
 from tests.e2e.conftest import make_recon, recon_env  # noqa: F401,F811 - fixtures of the e2e folder
+from tests.kubernetes.cluster import restricted_kubeconfig
 from tests.kubernetes.conftest import Cluster, wait_until
 
 pytestmark = pytest.mark.kubernetes
@@ -71,7 +72,8 @@ class Recon:
 
 @pytest.fixture
 def sample(tmp_path: Path, cluster: Cluster, namespace: str) -> Iterator[tuple[Recon, int]]:
-    """Azure's kubernetes sample (endpoint + blue) and model-1 with a test-written score.py."""
+    """Azure's kubernetes sample (endpoint + blue) and model-1 with a test-written score.py; recon runs as
+    the user ``recon`` with exactly the rules of examples/kubernetes/rbac.yaml."""
     online = tmp_path / "online"
     shutil.copytree(ONLINE / "model-1", online / "model-1")
     (online / "model-1" / "onlinescoring").mkdir()
@@ -81,8 +83,11 @@ def sample(tmp_path: Path, cluster: Cluster, namespace: str) -> Iterator[tuple[R
     for name in ("kubernetes-endpoint.yml", "kubernetes-blue-deployment.yml", "sample-request.json"):
         shutil.copy(ONLINE / "kubernetes" / name, root / name)
     port = free_port()
+    kubeconfig = restricted_kubeconfig(cluster, namespace, tmp_path / "user")
+    denied = cluster.kubectl("--kubeconfig", str(kubeconfig), "-n", "default", "get", "secrets", check=False)
+    assert denied.returncode != 0 and "forbidden" in denied.stderr  # the rules are in force
     provider: dict[str, Any] = {
-        "kind": "kubernetes", "kubeconfig": str(cluster.kubeconfig), "namespace": namespace,
+        "kind": "kubernetes", "kubeconfig": str(kubeconfig), "namespace": namespace,
         "image_overrides": REAL_IMAGES,
         "image_pull_policy": "Never", "scoring_host": f"127.0.0.1:{port}", "rollout_timeout_seconds": 180,
     }
@@ -135,6 +140,12 @@ def test_azure_kubernetes_sample_answers_invoke(sample: tuple[Recon, int], clust
         assert "ready: listening on" in logs.stdout
     finally:
         forward.close()
+    drift = recon("drift")  # refresh, capacity, unmanaged objects: every read the rules must allow
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    recon("destroy", "--auto-approve")
+    left = json.loads(cluster.kubectl("-n", namespace, "get", "pods,deployments,configmaps,secrets", "-l",
+                                      "recon.io/managed=true", "-o", "json").stdout)["items"]
+    assert left == []
 
 
 # The managed sample's scoring script, in the standard library only (the image has no scikit-learn):
