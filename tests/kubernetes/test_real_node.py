@@ -138,6 +138,23 @@ def test_azure_kubernetes_sample_answers_invoke(sample: tuple[Recon, int], clust
         assert data["model_bytes"] == size
         logs = recon("logs", "deployment.my-endpoint.blue", "--tail", "50")
         assert "ready: listening on" in logs.stdout
+        # a version whose init() raises: the step fails with the pod's last log lines, the Deployment goes
+        # back to the previous template and the old pod keeps answering
+        before = json.loads(cluster.kubectl("-n", namespace, "get", "deployment", "my-endpoint-blue", "-o",
+                                            "json").stdout)["spec"]["template"]
+        score = recon.root.parent / "model-1" / "onlinescoring" / "score.py"
+        score.write_text(SCORE_PY.replace("def init():\n", "def init():\n    raise RuntimeError('model file is corrupt')\n"))
+        failed = recon("apply", "--auto-approve", check=False)
+        said = failed.stdout + failed.stderr
+        assert failed.returncode == 1 and "model file is corrupt" in said and "Traceback (most recent" in said
+        assert "rolled my-endpoint-blue back to its previous template" in said
+        after = json.loads(cluster.kubectl("-n", namespace, "get", "deployment", "my-endpoint-blue", "-o",
+                                           "json").stdout)["spec"]["template"]
+        assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
+        again = recon("invoke", "my-endpoint", "--request-file", str(recon.root / "sample-request.json"))
+        assert json.loads(again.stdout)["sums"] == [55, 55]
+        assert recon("plan", "--detailed-exitcode").returncode == 2  # the change is still to be made
+        score.write_text(SCORE_PY)
     finally:
         forward.close()
     drift = recon("drift")  # refresh, capacity, unmanaged objects: every read the rules must allow
