@@ -90,10 +90,8 @@ class OperationTimeout(PermanentError):
 def short_path(url: str) -> str:
     """The part of an ARM URL people recognise: from the workspace on, without the query string."""
     path = urlsplit(url).path
-    for marker in ("/workspaces/", "/locations/"):
-        if marker in path:
-            return path[path.index(marker) + 1 :]
-    return path
+    m = re.search(r"/workspaces/[^/]+/(.+)$", path) or re.search(r"/(locations/.+)$", path)
+    return m[1] if m else path
 
 
 def iso_seconds(text: str) -> float | None:

@@ -353,15 +353,19 @@ def model_body(attrs: dict[str, Any], model_uri: str) -> dict[str, Any]:
     return {"properties": props}
 
 
+DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+
+
 def environment_body(attrs: dict[str, Any], context_uri: str | None) -> dict[str, Any]:
-    """PUT environments/{name}/versions/{version}: an image (+ conda file) or a build context."""
+    """PUT environments/{name}/versions/{version}: an image (+ conda file) or a build context. An
+    environment that names neither gets Azure ML's default base image (as the other providers)."""
     build = attrs.get("build")
     ic = attrs.get("inference_config")
     props = _drop_none({
         "description": attrs.get("description"),
         "tags": dict(attrs.get("tags") or {}),
         "properties": {"recon.content_digest": str(attrs.get("content_digest"))},
-        "image": attrs.get("image"),
+        "image": attrs.get("image") or (None if build and context_uri else DEFAULT_IMAGE),
         "condaFile": yaml.safe_dump(attrs["conda"], sort_keys=False) if attrs.get("conda") else None,
         "build": _drop_none({"contextUri": context_uri, "dockerfilePath": build.get("dockerfile_path") or "Dockerfile"})
         if build and context_uri else None,
