@@ -9,8 +9,10 @@
   ``Location``, ``provisioningState``), driven synchronously; recon adds a deadline, the
   operation's own ``x-ms-async-operation-timeout`` (else ``operation_timeout``), and a progress
   line per poll.
-- **409 Conflict** (another operation on the resource is running): wait (``Retry-After``, else
-  ``poll_interval``) and send again, at most ``conflict_wait`` seconds in all.
+- **409 Conflict** (another operation on the resource is running): with ``Retry-After`` azure-core's
+  ``RetryPolicy`` itself sends again (it retries any error answer that carries the header); without
+  it, or once azure-core's retries are spent, recon waits (``poll_interval``) and sends again, at
+  most ``conflict_wait`` seconds in all.
 - **Progress**: every retry azure-core makes, every 409 wait and every poll is an ``emit``-ed line
   (``recon apply`` prints them). Lines carry method, resource path and status, never a query string
   (no SAS), a header or a body.
@@ -151,7 +153,7 @@ def status_error(method: str, url: str, reply: Reply) -> ProviderError:
 
 
 @contextlib.contextmanager
-def mapped_errors(what: str) -> Iterator[None]:
+def mapped_errors(what: str, delay: float = 5.0) -> Iterator[None]:
     """Turn azure-core and azure-identity exceptions into ``ProviderError``s (nothing else escapes)."""
     from azure.core import exceptions as az
 
@@ -168,7 +170,7 @@ def mapped_errors(what: str) -> Iterator[None]:
             f"Its report: {_one_line(exc.message or str(exc))}"
         ) from exc
     except (az.ServiceRequestError, az.ServiceResponseError) as exc:
-        raise RetryableError(f"{what}: the connection to ARM failed: {_one_line(str(exc))}", delay=5.0) from exc
+        raise RetryableError(f"{what}: the connection to ARM failed: {_one_line(str(exc))}", delay=delay) from exc
     except az.HttpResponseError as exc:
         response = getattr(exc, "response", None)
         if response is not None:
@@ -203,12 +205,16 @@ def _progress_policy() -> Any:
                 request.context[_CONTEXT_KEY] = request.context.options.pop(_CONTEXT_KEY)
 
         def on_response(self, request: Any, response: Any) -> None:
+            # what azure-core's RetryPolicy retries: any error answer with Retry-After (a 409 while
+            # another operation runs, a 429), else 408/429/5xx (POST and PATCH: 500/503/504 only)
             emit = request.context.get(_CONTEXT_KEY) or _quiet
             status = response.http_response.status_code
-            if status in (408, 429) or status >= 500:
-                after = response.http_response.headers.get("Retry-After")
+            method = request.http_request.method
+            after = response.http_response.headers.get("Retry-After")
+            idempotent = method not in ("POST", "PATCH") or status in (500, 503, 504)
+            if status >= 400 and (after or (idempotent and (status in (408, 429) or status >= 500))):
                 wait = f", Retry-After {after} s" if after else ""
-                emit(f"{request.http_request.method} {short_path(request.http_request.url)}: HTTP {status}"
+                emit(f"{method} {short_path(request.http_request.url)}: HTTP {status}"
                      f" {response.http_response.reason or ''}{wait}; azure-core retries it".replace("  ", " "))
 
         def on_exception(self, request: Any) -> None:
@@ -216,8 +222,9 @@ def _progress_policy() -> Any:
 
             emit = request.context.get(_CONTEXT_KEY) or _quiet
             exc = sys.exc_info()[1]
-            emit(f"{request.http_request.method} {short_path(request.http_request.url)}: connection failed "
-                 f"({type(exc).__name__}); azure-core retries it")
+            method = request.http_request.method
+            again = "azure-core retries it" if method not in ("POST", "PATCH") else "not resent by azure-core (not idempotent)"
+            emit(f"{method} {short_path(request.http_request.url)}: connection failed ({type(exc).__name__}); {again}")
 
     return ProgressPolicy()
 
@@ -282,7 +289,7 @@ class ArmClient:
     def send(self, method: str, path: str, body: Any = None, emit: Emit = _quiet) -> Reply:
         """One request (azure-core retrying what it retries); 409 waits; any status returned."""
         url = self.url(path)
-        with mapped_errors(f"{method} {short_path(url)}"):
+        with mapped_errors(f"{method} {short_path(url)}", self.settings.poll_interval):
             return _reply(self._send_waiting(method, url, body, emit).http_response)
 
     def _send_waiting(self, method: str, url: str, body: Any, emit: Emit) -> Any:
@@ -344,7 +351,7 @@ class ArmClient:
         ``OperationFailed`` with ARM's error; the deadline raises ``OperationTimeout``."""
         url = self.url(path)
         what = what or f"{method} {short_path(url)}"
-        with mapped_errors(what):
+        with mapped_errors(what, self.settings.poll_interval):
             response = self._send_waiting(method, url, body, emit)
             reply = _reply(response.http_response)
             if method == "DELETE" and reply.status in (204, 404):

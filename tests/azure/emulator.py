@@ -503,9 +503,9 @@ class Emulator:
             errors.append(f"name {name!r} does not match {NAME.pattern}")
         props = (body or {}).get("properties") or {}
         uri = props.get("modelUri") or props.get("codeUri") or (props.get("build") or {}).get("contextUri")
-        if not errors and uri and self.storage is not None and uri.startswith(self.storage.account_url):
-            if not self.storage.has_blobs(uri):
-                errors.append(f"properties: nothing was uploaded at {urlsplit(uri).path}")
+        stored = self.storage is not None and bool(uri) and str(uri).startswith(self.storage.account_url)
+        if not errors and stored and not self.storage.has_blobs(uri):
+            errors.append(f"properties: nothing was uploaded at {urlsplit(uri).path}")
         if kind == "environments" and not errors and not (props.get("image") or props.get("build")):
             errors.append("properties: an environment needs an image or a build context")
         if current is not None and not errors:
@@ -552,7 +552,7 @@ class Emulator:
         used = self.used_cores()
         out = []
         for family, limit in sorted(self.family_limits.items()):
-            out.append({"id": f"{self.location_path}/usages/{family}", "type": f"Microsoft.MachineLearningServices/vmFamily/usages",
+            out.append({"id": f"{self.location_path}/usages/{family}", "type": "Microsoft.MachineLearningServices/vmFamily/usages",
                         "unit": "Count", "currentValue": used.get(family, 0), "limit": limit,
                         "name": {"value": family, "localizedValue": f"{family} vCPUs"}, "amlWorkspaceLocation": LOCATION})
         return out
