@@ -167,7 +167,7 @@ def mapped_errors(what: str, delay: float = 5.0) -> Iterator[None]:
             "(AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH), "
             "workload identity (AZURE_FEDERATED_TOKEN_FILE), managed identity (IDENTITY_ENDPOINT, or the "
             "instance metadata service), Azure CLI (`az login`), Azure PowerShell, Azure Developer CLI. "
-            f"Its report: {_one_line(exc.message or str(exc))}"
+            f"Its report: {_one_line(exc.message or str(exc), 3000)}"
         ) from exc
     except (az.ServiceRequestError, az.ServiceResponseError) as exc:
         raise RetryableError(f"{what}: the connection to ARM failed: {_one_line(str(exc))}", delay=delay) from exc
