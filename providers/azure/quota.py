@@ -9,7 +9,10 @@ recon's planner counts its own deployments with its own formula (``ceil(1.2 * in
 cores``, ``reserved_instances``) before, after and at the peak of an apply. What it must know is
 how much of each limit is left for them: the limit, less what others use, where "others" is the
 usage Azure reports minus what recon's recorded deployments (as observed just before) hold. So
-``limit_for_recon = limit - (current - ours)``, the smaller of the family's and the workspace's.
+``limit_for_recon = limit - (current - ours)``, the smaller of the family's and the workspace's, and
+never less than ``ours`` (what recon's deployments hold is theirs: deleting or shrinking them is
+never refused for quota). Without a workspace-level usage figure, the workspace's usage is taken
+to be recon's own.
 """
 
 from __future__ import annotations
@@ -81,11 +84,13 @@ def live_quota(usages: list[dict[str, Any]], quotas: list[dict[str, Any]], works
         left = limit - max(0.0, used - own)
         line = f"{fam} {used:g}/{limit:g} vCPUs used (recon's deployments here: {own:g})"
         if fam in ws_limits:
-            ws_used = workspace.get(fam, used)
+            ws_used = workspace.get(fam, own)  # no workspace-level usage reported: only recon's is known
             left = min(left, ws_limits[fam] - max(0.0, ws_used - own))
             line += f", workspace quota {ws_limits[fam]:g} ({ws_used:g} used)"
-        out.limits[fam] = max(0, int(left))
-        out.lines.append(line + f", {max(0, int(left))} for this plan")
+        # what recon's deployments hold is theirs: a plan that shrinks them is never refused for quota
+        limit = max(int(own), int(left), 0)
+        out.limits[fam] = limit
+        out.lines.append(line + f", {limit} for this plan")
     return out
 
 

@@ -555,6 +555,12 @@ class Emulator:
             out.append({"id": f"{self.location_path}/usages/{family}", "type": "Microsoft.MachineLearningServices/vmFamily/usages",
                         "unit": "Count", "currentValue": used.get(family, 0), "limit": limit,
                         "name": {"value": family, "localizedValue": f"{family} vCPUs"}, "amlWorkspaceLocation": LOCATION})
+            mine = used.get(family, 0) - self.other_usage.get(family, 0)  # this workspace's own deployments
+            out.append({"id": f"{self.workspace_path}/usages/{family}",
+                        "type": "Microsoft.MachineLearningServices/workspaces/dedicatedCores/usages",
+                        "unit": "Count", "currentValue": mine, "limit": self.workspace_quota.get(family, limit),
+                        "name": {"value": family, "localizedValue": f"{family} vCPUs in {WORKSPACE}"},
+                        "amlWorkspaceLocation": LOCATION})
         return out
 
     def _quotas(self) -> list[dict[str, Any]]:

@@ -1,0 +1,80 @@
+"""Refresh and drift, live quota, and adopting an existing endpoint, through the ``recon`` command."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.azure.conftest import Recon, write_recon_yaml
+from tests.azure.emulator import Emulator
+from tests.azure.test_rollout_cli import _project, _step
+
+pytestmark = pytest.mark.azure
+
+
+def test_a_deployment_scaled_in_the_portal_is_drift_and_apply_repairs_it(
+        arm: Emulator, make_recon: Callable[[Path], Recon], tmp_path: Path) -> None:
+    live = _project(tmp_path)
+    recon = make_recon(live)
+    _step(live, arm, "02-scale-blue")
+    recon("apply", "--auto-approve")
+    blue = arm.deployment("my-endpoint", "blue")
+    assert blue is not None and blue["sku"]["capacity"] == 2
+    blue["sku"]["capacity"] = 5  # someone scales it in the portal
+    blue["properties"]["environmentVariables"] = {"DEBUG": "1"}
+    drift = recon("drift", check=False)
+    assert drift.returncode == 2, drift.stdout + drift.stderr
+    assert "instance_count" in drift.stdout and "5" in drift.stdout and "environment_variables" in drift.stdout
+    applied = recon("apply", "--auto-approve")
+    assert "sku.capacity=2" in applied.stdout
+    blue = arm.deployment("my-endpoint", "blue")
+    assert blue is not None and blue["sku"]["capacity"] == 2 and blue["properties"]["environmentVariables"] == {}
+    assert recon("drift", check=False).returncode == 0
+    recon("destroy", "--auto-approve")
+
+
+def test_the_plan_checks_quota_against_azures_live_usage(
+        arm: Emulator, make_recon: Callable[[Path], Recon], tmp_path: Path) -> None:
+    live = _project(tmp_path)
+    recon = make_recon(live)
+    _step(live, arm, "01-blue")
+    recon("apply", "--auto-approve")  # blue: 1 x Standard_DS3_v2 reserves ceil(1.2) x 4 = 8 vCPUs
+    arm.other_usage["standardDSv2Family"] = 90  # other workspaces use 90 of the region's 100
+    _step(live, arm, "02-scale-blue")  # 2 instances reserve ceil(2.4) x 4 = 12: 90 + 12 > 100
+    plan = recon("plan", check=False)
+    assert plan.returncode == 1, plan.stdout
+    assert "live quota: Azure usages in eastus: standardDSv2Family 98/100 vCPUs used (recon's deployments here: 8)" \
+        in plan.stdout
+    assert "needs 12 cores of standardDSv2Family" in plan.stdout and "limit 10" in plan.stdout
+    arm.other_usage["standardDSv2Family"] = 80
+    assert recon("plan", check=False).returncode == 0
+    arm.workspace_quota["standardDSv2Family"] = 10  # a workspace-level quota, lower still
+    plan = recon("plan", check=False)
+    assert plan.returncode == 1 and "workspace quota 10 (8 used)" in plan.stdout, plan.stdout
+    recon("destroy", "--auto-approve")
+
+
+def test_an_existing_endpoint_comes_under_recon_without_being_recreated(
+        arm: Emulator, make_recon: Callable[[Path], Recon], tmp_path: Path) -> None:
+    first = _project(tmp_path)
+    _step(first, arm, "03-add-green")
+    make_recon(first)("apply", "--auto-approve")  # made by "someone else": another project
+    before = {p: r["id"] for p, r in arm.resources.items()}
+    shutil.rmtree(first / ".recon")  # a project with no state of it
+    arm.clear_log()
+    recon = make_recon(first)
+    write_recon_yaml(first, arm)
+    plan = recon("plan")
+    assert "endpoint.my-endpoint will be created" in plan.stdout
+    recon("apply", "--auto-approve")
+    assert not arm.calls("DELETE")  # adopted in place: PUT is create-or-update, nothing deleted
+    ep = arm.endpoint("my-endpoint")
+    assert ep is not None and ep["properties"]["traffic"] == {"blue": 100}  # live traffic kept throughout
+    assert all(r["body"]["properties"]["traffic"] == {"blue": 100}
+               for r in arm.calls("PUT", r"/onlineendpoints/my-endpoint$"))
+    assert {p: r["id"] for p, r in arm.resources.items()} == before
+    assert recon("plan", "--detailed-exitcode", check=False).returncode == 0
+    recon("destroy", "--auto-approve")
