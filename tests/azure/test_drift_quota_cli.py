@@ -78,3 +78,36 @@ def test_an_existing_endpoint_comes_under_recon_without_being_recreated(
     assert {p: r["id"] for p, r in arm.resources.items()} == before
     assert recon("plan", "--detailed-exitcode", check=False).returncode == 0
     recon("destroy", "--auto-approve")
+
+
+def test_recon_import_reads_live_objects_into_the_state(
+        arm: Emulator, make_recon: Callable[[Path], Recon], tmp_path: Path) -> None:
+    first = _project(tmp_path)
+    _step(first, arm, "03-add-green")
+    make_recon(first)("apply", "--auto-approve")
+    green = arm.deployment("my-endpoint", "green")
+    assert green is not None
+    green["properties"]["environmentVariables"] = {"MODE": "portal"}  # changed live since
+    shutil.rmtree(first / ".recon")
+    arm.clear_log()
+    recon = make_recon(first)
+    one = recon("import", "endpoint.My-Endpoint")
+    assert "endpoint.my-endpoint: imported" in one.stdout
+    assert recon.state()["resources"]["endpoint.my-endpoint"]["attributes"]["traffic"] == {"blue": 100}
+    missing = recon("import", "deployment.my-endpoint.nope", check=False)
+    assert missing.returncode == 1 and "not declared in the project's files" in missing.stderr
+    rest = recon("import", "--all")
+    assert "Imported 5 resource(s); nothing was changed" in rest.stdout
+    assert not [r for r in arm.requests if r["method"] != "GET"]  # import only reads
+    state = recon.state()["resources"]
+    assert state["deployment.my-endpoint.green"]["attributes"]["environment_variables"] == {"MODE": "portal"}
+    assert state["deployment.my-endpoint.blue"]["attributes"]["instance_count"] == 2
+    plan = recon("plan", "--detailed-exitcode", check=False)
+    assert plan.returncode == 2  # only what differs from the files: green's environment variables
+    assert "deployment.my-endpoint.green" in plan.stdout and "environment_variables.MODE" in plan.stdout
+    assert "endpoint.my-endpoint will be" not in plan.stdout and "blue will be" not in plan.stdout
+    again = recon("import", "endpoint.my-endpoint")
+    assert "already in the state" in again.stdout
+    recon("apply", "--auto-approve")
+    assert recon("plan", "--detailed-exitcode", check=False).returncode == 0
+    recon("destroy", "--auto-approve")
