@@ -18,6 +18,7 @@ upload only: it is never logged, returned or part of an error message (``arm.scr
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -157,12 +158,29 @@ class Assets:
     def _put_blobs(sas_uri: str, files: list[tuple[Path, str]]) -> None:
         from azure.storage.blob import BlobClient
 
+        _redact_urllib3()
         parts = urlsplit(sas_uri)
         prefix = parts.path.rstrip("/")
         for path, rel in files:
             url = urlunsplit((parts.scheme, parts.netloc, f"{prefix}/{rel}", parts.query, ""))
             with BlobClient.from_blob_url(url, retry_total=3) as blob, open(path, "rb") as data:
                 blob.upload_blob(data, overwrite=True)
+
+
+class _ScrubQueries(logging.Filter):
+    """Takes query strings (a SAS token is one) out of urllib3's request log lines, which name the
+    full URL at DEBUG level (``"PUT /container/blob?sv=...&sig=... HTTP/1.1" 201``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        return True
+
+
+def _redact_urllib3() -> None:
+    log = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _ScrubQueries) for f in log.filters):
+        log.addFilter(_ScrubQueries())
 
 
 def _upload_error(what: str, exc: Exception) -> PermanentError | RetryableError:

@@ -158,3 +158,20 @@ def test_errors_leaving_the_provider_are_provider_errors_without_secrets(harness
     for token in arm.tokens:
         assert token not in text
     assert isinstance(caught.value, ArmError) and not isinstance(caught.value, OperationFailed)
+
+
+def test_debug_logging_carries_no_token_key_or_sas(harness: Harness, arm: Emulator,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """With every logger at DEBUG (azure-core's HTTP logging, azure-identity, azure-storage-blob),
+    a whole create, routing, keys and logs cycle logs no bearer token, endpoint key or SAS."""
+    caplog.set_level("DEBUG")
+    made = harness.stack(count=1)
+    ep = made["endpoint.ep"]
+    harness.provider.set_routing(harness.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {})
+    keys = harness.provider.credentials(ep)
+    harness.provider.logs(made["deployment.ep.blue"])
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "onlineEndpoints/ep" in text  # the HTTP logging did run
+    for secret in [keys.primary_key, keys.secondary_key, *arm.tokens]:
+        assert secret not in text
+    assert "sig=" not in text.replace("sig=REDACTED", "")
