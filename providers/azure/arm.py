@@ -286,19 +286,21 @@ class ArmClient:
                                           **{_CONTEXT_KEY: emit})
 
     # -- requests --------------------------------------------------------------------------------
-    def send(self, method: str, path: str, body: Any = None, emit: Emit = _quiet) -> Reply:
-        """One request (azure-core retrying what it retries); 409 waits; any status returned."""
+    def send(self, method: str, path: str, body: Any = None, emit: Emit = _quiet, wait_conflicts: bool = True) -> Reply:
+        """One request (azure-core retrying what it retries); any status returned. ``wait_conflicts``:
+        a 409 means another operation on the resource runs (endpoints, deployments): wait and send
+        again; for asset versions a 409 means "exists with other content" and is returned at once."""
         url = self.url(path)
         with mapped_errors(f"{method} {short_path(url)}", self.settings.poll_interval):
-            return _reply(self._send_waiting(method, url, body, emit).http_response)
+            return _reply(self._send_waiting(method, url, body, emit, wait_conflicts).http_response)
 
-    def _send_waiting(self, method: str, url: str, body: Any, emit: Emit) -> Any:
+    def _send_waiting(self, method: str, url: str, body: Any, emit: Emit, wait_conflicts: bool = True) -> Any:
         """Send; on 409 Conflict wait for the other operation and send again (bounded)."""
         waited = 0.0
         while True:
             response = self._pipeline_send(method, url, body, emit)
             reply = _reply(response.http_response)
-            if reply.status != 409 or method == "GET":
+            if reply.status != 409 or method == "GET" or not wait_conflicts:
                 return response
             code, message = arm_error(reply.body)
             delay = _retry_after(reply.headers, self.settings.poll_interval)
@@ -338,8 +340,8 @@ class ArmClient:
         return reply.body
 
     def put(self, path: str, body: Any, emit: Emit = _quiet) -> dict[str, Any]:
-        """A synchronous PUT (asset versions): 200 or 201 with the resource."""
-        reply = self.send("PUT", path, body, emit=emit)
+        """A synchronous PUT (asset versions): 200 or 201 with the resource (a 409 is an error at once)."""
+        reply = self.send("PUT", path, body, emit=emit, wait_conflicts=False)
         if reply.status not in (200, 201):
             raise status_error("PUT", self.url(path), reply)
         return dict(reply.body or {})

@@ -19,13 +19,14 @@ upload only: it is never logged, returned or part of an error message (``arm.scr
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from providers.azure import bodies
 from providers.azure._recon import PermanentError, RetryableError, digest_of
-from providers.azure.arm import ArmClient, Emit, scrub
+from providers.azure.arm import ArmClient, ArmError, Emit, scrub
 
 PENDING_UPLOAD = {"pendingUploadType": "TemporaryBlobReference"}
 
@@ -44,6 +45,8 @@ class Assets:
         self.arm = arm
         self.project_root = project_root
         self.ws = arm.settings.workspace_path
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     # -- paths -----------------------------------------------------------------------------------
     def path(self, kind: str, name: str, version: str) -> str:
@@ -59,16 +62,36 @@ class Assets:
 
     # -- code ------------------------------------------------------------------------------------
     def ensure_code(self, code: dict[str, Any], emit: Emit, what: str) -> str:
-        """The code asset of a deployment's ``code`` {path, digest}: its ARM id, uploaded if new."""
+        """The code asset of a deployment's ``code`` {path, digest}: its ARM id, uploaded if new.
+
+        Deployments that share a folder are applied in parallel: one of them uploads (a lock per
+        digest in this process); a version registered meanwhile by another process (409) is the
+        same content, so it is used as it is."""
         name = bodies.code_name(str(code["digest"]))
         path = self.path("codes", name, "1")
-        if self.arm.get(path, emit) is not None:
-            emit(f"code {code['path']} ({name[:12]}) is already in the workspace: not uploaded again")
-            return path
-        folder = self._local(code.get("path"), f"{what}: code_configuration.code")
-        uri = self._upload(path, folder, emit, f"code {code['path']}")
-        self.arm.put(path, bodies.code_body(uri, str(code["digest"])), emit)
+        with self._lock(name):
+            if self.arm.get(path, emit) is not None:
+                emit(f"code {code['path']} ({name[:12]}) is already in the workspace: not uploaded again")
+                return path
+            folder = self._local(code.get("path"), f"{what}: code_configuration.code")
+            uri = self._upload(path, folder, emit, f"code {code['path']}")
+            self._register(path, bodies.code_body(uri, str(code["digest"])), emit)
         return path
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _register(self, path: str, body: dict[str, Any], emit: Emit) -> dict[str, Any]:
+        """PUT of a version named by its content digest; one another process registered first wins."""
+        try:
+            return self.arm.put(path, body, emit)
+        except ArmError as exc:
+            existing = self.arm.get(path, emit) if exc.status == 409 else None
+            if existing is None:
+                raise
+            emit(f"{path.rsplit('/', 3)[-3][:12]} was registered meanwhile by another apply: using it")
+            return existing
 
     # -- models ----------------------------------------------------------------------------------
     def ensure_model(self, attrs: dict[str, Any], emit: Emit, address: str) -> dict[str, Any]:
@@ -109,9 +132,13 @@ class Assets:
         existing = self.arm.get(path, emit)
         if existing is not None:
             return str((existing.get("properties") or {}).get("codeUri"))
-        uri = self._upload(path, folder, emit, f"build context {folder.name}")
-        self.arm.put(path, bodies.code_body(uri, digest), emit)
-        return uri
+        with self._lock(name):
+            existing = self.arm.get(path, emit)
+            if existing is not None:
+                return str((existing.get("properties") or {}).get("codeUri"))
+            uri = self._upload(path, folder, emit, f"build context {folder.name}")
+            registered = self._register(path, bodies.code_body(uri, digest), emit)
+        return str((registered.get("properties") or {}).get("codeUri") or uri)
 
     # -- shared ------------------------------------------------------------------------------------
     @staticmethod

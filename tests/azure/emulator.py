@@ -660,7 +660,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/msi/"):
             return
         with self.emu.lock:
-            self.emu.requests.append({"method": method, "path": urlsplit(self.path).path, "body": body,
+            self.emu.requests.append({"t": time.monotonic(), "method": method, "path": urlsplit(self.path).path, "body": body,
                                       "status": status, "auth": self.headers.get("Authorization", "")})
 
     def do_GET(self) -> None:
