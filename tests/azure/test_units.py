@@ -106,3 +106,13 @@ def test_scrub_and_short_paths_keep_secrets_out_of_messages() -> None:
     assert "SECRET" not in scrub("Authorization: Bearer SECRET.tok")
     assert short_path("https://h/subscriptions/s/resourceGroups/g/providers/M/workspaces/w/onlineEndpoints/e?api-version=1") \
         == "onlineEndpoints/e"
+
+
+def test_the_azure_sdks_are_imported_on_first_use_only() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, providers, providers.azure; from providers.azure import AzureProvider; "
+            "print(sorted(m for m in sys.modules if m == 'azure' or m.startswith('azure.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
