@@ -184,8 +184,8 @@ def record_state(root: Path) -> int:
 
     Uses recon's own loader, so the attributes are exactly its canonical form. Returns the number
     of resources recorded."""
-    from reconciler.loader import load_project
-    from reconciler.state import State, StateResource
+    from reconciler.load.loader import load_project
+    from reconciler.state.document import State, StateResource
 
     desired = load_project(root)
     resources = {

@@ -104,10 +104,10 @@ def changed_addresses(plan_json: dict[str, Any]) -> list[str]:
 
 
 def bench_recon(root: Path, runs: int) -> dict[str, Any]:
-    from reconciler.loader import load_project
-    from reconciler.planner import make_plan
-    from reconciler.render import render_json
-    from reconciler.state import State
+    from reconciler.load.loader import load_project
+    from reconciler.plan.planner import make_plan
+    from reconciler.render.json import render_json
+    from reconciler.state.document import State
 
     state_path = root / ".recon" / "state.json"
     out: dict[str, Any] = {}

@@ -195,7 +195,7 @@ def time_scale(root: Path, extra: int, samples: int) -> list[float]:
     """Seconds the provider's ``scale`` takes to add ``extra`` ready instances (each sample scales
     back afterwards, not timed). Through the Provider interface, under the state lock."""
     from providers.base import ApplyRequest
-    from reconciler.project import Project
+    from reconciler.apply.project import Project
 
     times: list[float] = []
     with Project(root) as project, project.locked("rollout-bench"):

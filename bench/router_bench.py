@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST_PY = ROOT / "providers" / "local" / "host.py"
-ROUTER_PY = ROOT / "providers" / "local" / "router.py"
+HOST_PY = ROOT / "providers" / "shared" / "runtime" / "host.py"
+ROUTER_PY = ROOT / "providers" / "shared" / "runtime" / "router.py"
 KEY = "bench-primary-key"
 BODY = '{"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]}'
 SCORE = '''

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "tests"))  # last: tests/states must not hide the states package
 
-from reconciler.state import State, StateResource  # noqa: E402
-from reconciler.statemgr import StateManager, open_state_manager, serialise  # noqa: E402
+from reconciler.state.document import State, StateResource  # noqa: E402
+from reconciler.state.manager import StateManager, open_state_manager, serialise  # noqa: E402
 
 
 def _deployment(i: int) -> StateResource:
@@ -174,7 +174,7 @@ def main() -> None:
     for name, r in rows:
         print(f"| {name} | {r['write'] * 1000:.0f} ms | {r['step'] * 1000:.0f} ms | {r['read'] * 1000:.0f} ms "
               f"| {r['backend_read'] * 1000:.1f} ms |")
-    print(f"| (no storage) | {stored * 1000:.0f} ms (statemgr.serialise) | – | {parse * 1000:.0f} ms (from_bytes) | – |")
+    print(f"| (no storage) | {stored * 1000:.0f} ms (reconciler.state.manager.serialise) | – | {parse * 1000:.0f} ms (from_bytes) | – |")
     print(f"| (no storage) | {pretty * 1000:.0f} ms (State.to_bytes, fully indented) | – | – | – |")
 
 

@@ -20,7 +20,7 @@ PROVIDERS: dict[str, str] = {
 
 
 def get_provider(kind: str, settings: dict[str, Any], context: ProviderContext) -> Provider:
-    from reconciler.errors import ConfigError, Diagnostic
+    from reconciler.model.errors import ConfigError, Diagnostic
 
     target = PROVIDERS.get(kind)
     if target is None:

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from reconciler.plan import Batch
-from reconciler.state import StateResource
+from reconciler.plan.types import Batch
+from reconciler.state.document import StateResource
 
 
 @dataclass(frozen=True)

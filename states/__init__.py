@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import ConfigError, Diagnostic
+from reconciler.model.errors import ConfigError, Diagnostic
 from states.base import HistoryEntry, StateBackend, StoredState, SupportsHistory, SupportsLocking
 
 DEFAULT_PATH = ".recon/state.json"

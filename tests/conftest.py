@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 # Every state write re-serialises the whole state and compares it with the cached lines it wrote
-# (statemgr.serialise): a recorded resource changed in place fails the test that did it.
+# (reconciler.state.manager.serialise): a recorded resource changed in place fails the test that did it.
 os.environ.setdefault("RECON_VERIFY_STATE_CACHE", "1")
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "azureml-examples"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.loader import load_project
-from reconciler.planner import make_plan
-from reconciler.state import State
+from reconciler.load.loader import load_project
+from reconciler.plan.planner import make_plan
+from reconciler.state.document import State
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROJECTS = sorted(

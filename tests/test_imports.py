@@ -11,10 +11,18 @@ MODULES = [
     "providers.docker",
     "providers.local",
     "providers.fake",
-    "providers.common",
+    "providers.kubernetes",
+    "providers.shared.scaling",
+    "providers.shared.routing_table",
     "states.postgres",
     "reconciler.cli",
-    "reconciler.apply",
+    "reconciler.apply.engine",
+    "reconciler.apply.project",
+    "reconciler.load.loader",
+    "reconciler.plan.planner",
+    "reconciler.render.markdown",
+    "reconciler.render.text",
+    "reconciler.state.manager",
 ]
 
 

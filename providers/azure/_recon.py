@@ -1,19 +1,19 @@
 """Everything the Azure provider takes from recon itself, in one place.
 
 The provider depends on the provider interface (``providers.base``) and on a few of recon's own
-types and helpers: its errors, the rollout ``Batch`` type, the state's ``StateResource``, the
-VM-size catalog and the 20% quota reserve. Importing them here, and only here, keeps the rest of
-``providers/azure`` free of recon's module layout (one file to change when modules move).
+types and helpers, all from the protocol modules (tests/layering.py): its errors, the rollout
+``Batch`` type, the state's ``StateResource``, the VM-size catalog and ``digest_of``. Importing them
+here, and only here, keeps the rest of ``providers/azure`` free of recon's module layout (one file
+to change when modules move).
 """
 
 from __future__ import annotations
 
-from reconciler.catalog import lookup, merged_catalog
-from reconciler.errors import ConfigError, Diagnostic, PermanentError, ProviderError, RetryableError
-from reconciler.plan import Batch
-from reconciler.quota import reserved_instances
-from reconciler.resources import digest_of
-from reconciler.state import StateResource
+from reconciler.model.catalog import lookup, merged_catalog
+from reconciler.model.errors import ConfigError, Diagnostic, PermanentError, ProviderError, RetryableError
+from reconciler.model.resources import digest_of
+from reconciler.plan.types import Batch
+from reconciler.state.document import StateResource
 
 __all__ = [
     "Batch",
@@ -26,5 +26,4 @@ __all__ = [
     "digest_of",
     "lookup",
     "merged_catalog",
-    "reserved_instances",
 ]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.azure._recon import lookup, merged_catalog, reserved_instances
+from providers.azure._recon import lookup, merged_catalog
 
 FAMILY_USAGE = "vmfamily/usages"
 WORKSPACE_USAGE = "workspaces/dedicatedcores/usages"
@@ -37,6 +37,12 @@ class LiveQuota:
         if not self.lines:
             return f"Azure usages in {location}: no VM family reported"
         return f"Azure usages in {location}: " + "; ".join(self.lines)
+
+
+def reserved_instances(instances: int, exempt: bool) -> int:
+    """``ceil(1.2 * instances)`` in integers, as the planner counts it (reconciler/plan/quota.py; a
+    provider may not import the planner, tests/azure/test_units.py checks the two agree)."""
+    return instances if exempt else (6 * instances + 4) // 5
 
 
 def deployment_cores(attrs: dict[str, Any]) -> tuple[str, float] | None:

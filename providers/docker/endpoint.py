@@ -5,7 +5,7 @@
   from the outside world; only the router (also attached) reaches them.
 - ``recon-<endpoint>-<h>-pub``: a normal bridge network used only for the router's published port,
   ``127.0.0.1:<port>`` (``publish_host`` setting), chosen once and kept in ``run/<endpoint>/port``.
-- the router container runs providers/local/router.py (bind-mounted read-only) with the image's
+- the router container runs providers/shared/runtime/router.py (bind-mounted read-only) with the image's
   ``python3``, and the httptools package recon runs with, mounted read-only on its ``PYTHONPATH``
   (a compiled module: the image's python must be the same minor version as recon's, on glibc); the routing table folder and the keys folder of the project's ``.recon`` are mounted
   read-only at the same paths, so the table written by the control plane is the one it reads.
@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from providers.docker.engine import Engine, mapped
-from providers.local import procs
-from providers.local.routing import ROUTER_SCRIPT, EndpointFiles
-from reconciler.errors import PermanentError
+from providers.shared.routing_table import EndpointFiles
+from providers.shared.runtime import ROUTER_SCRIPT
+from reconciler.model.errors import PermanentError
 
 ROUTER_PORT = 8080
 ROUTER_START_TIMEOUT = 30.0
@@ -132,34 +131,21 @@ class DockerEndpoint(EndpointFiles):
         if port is None:
             return None
         keys = self.read_keys()  # GET /-/router needs the endpoint's key
-        got = procs.http_get(port, "/-/router", timeout, keys["primaryKey"] if keys else None)
-        if got is None or got[0] != 200:
-            return None
-        import json
+        return self.read_status(port, keys["primaryKey"] if keys else None, timeout)
 
-        try:
-            data = json.loads(got[1])
-        except ValueError:
-            return None
-        return data if isinstance(data, dict) else None
+    def table_fields(self) -> dict[str, Any]:
+        return {}  # containers are reached on the endpoint's internal network: no instance key
 
-    def update_table(self, mutate: Callable[[dict[str, Any]], None], wait: bool = True) -> int:
-        with procs.file_lock(self.run / "table.lock"):
-            table = self.read_table()
-            mutate(table)
-            version = int(table.get("version") or 0) + 1
-            table.update(version=version, endpoint=self.name, keys_file=str(self.keys))
-            procs.write_json(self.table, table)
-        if self.router() is not None:
-            with mapped(f"reload the router of endpoint {self.name}"):
-                try:
-                    self.engine.api.kill(self.router_name, signal="SIGHUP")
-                except Exception as exc:
-                    if "is not running" not in str(exc):
-                        raise
-            if wait:
-                self.wait_version(version)
-        return version
+    def reload(self) -> bool:
+        if self.router() is None:
+            return False
+        with mapped(f"reload the router of endpoint {self.name}"):
+            try:
+                self.engine.api.kill(self.router_name, signal="SIGHUP")
+            except Exception as exc:
+                if "is not running" not in str(exc):
+                    raise
+        return True
 
     def start_router(self, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
         """Run the router container (replacing one that runs other settings) and wait for it."""

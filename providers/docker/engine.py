@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from reconciler.errors import PermanentError, RetryableError
+from reconciler.model.errors import PermanentError, RetryableError
 
 LABEL = "recon"  # every label recon sets starts with "recon."
 START_HINT = (

@@ -1,7 +1,7 @@
 """Environments as images.
 
 - ``image`` alone: used as it is, after ``image_overrides``; pulled when absent. The instance host
-  (providers/local/host.py) is mounted read-only into its containers.
+  (providers/shared/runtime/host.py) is mounted read-only into its containers.
 - ``image`` + ``conda_file``: a derived image ``recon-env:<digest12>`` built FROM the (overridden)
   image, with a virtualenv at ``/opt/recon/venv`` holding the conda file's pip-installable
   dependencies (the local provider's translation, ``venvs.pip_plan``) and the host copied to
@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from providers.docker.engine import Engine, mapped
-from providers.local import procs
-from providers.local.instances import HOST_SCRIPT
-from providers.local.venvs import pip_plan
-from reconciler.errors import PermanentError
+from providers.shared import procs
+from providers.shared.requirements import pip_plan
+from providers.shared.runtime import HOST_SCRIPT
+from reconciler.model.errors import PermanentError
 
 DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 BUILD_REVISION = "1"  # bump when the Dockerfile below changes meaning

@@ -15,7 +15,6 @@ and log. The deployment's probes also become the container's Docker health check
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,9 @@ from typing import Any
 
 from providers.docker.endpoint import DockerEndpoint, project_hash
 from providers.docker.engine import Engine, mapped
-from providers.local import procs
-from providers.local.instances import StartFailure, probe_settings
+from providers.shared import probes, procs
+from providers.shared.probes import StartFailure, probe_settings
+from providers.shared.scaling import next_instance_ids
 
 INSTANCE_PORT = 5001
 HOST_IN_IMAGE = "/opt/recon/host.py"
@@ -76,8 +76,17 @@ class ContainerInstance:
     def alive(self) -> bool:
         return self.status == "running"
 
-    def upstream(self) -> str:
-        return f"{self.ip}:{INSTANCE_PORT}"
+    @property
+    def label(self) -> str:
+        return f"instance {self.id} (container {self.name})"
+
+    @property
+    def down_reason(self) -> str:
+        return f"is {self.status}"
+
+    def upstream(self) -> str | None:
+        """The router's address of this container (None until it has one on the internal network)."""
+        return f"{self.ip}:{INSTANCE_PORT}" if self.ip else None
 
     def to_output(self) -> dict[str, Any]:
         return {"id": self.id, "container": self.container[:12], "name": self.name, "ip": self.ip,
@@ -97,6 +106,14 @@ class ContainerRunner:
         self.cfg_dir = self.run / "configs"
         self.lock_path = self.state_dir / "run" / self.endpoint / f".{self.name}.lock"
         self.hash = project_hash(self.state_dir)
+
+    def exists(self) -> bool:
+        """Whether the deployment was ever started here (its folder is there)."""
+        return self.run.is_dir()
+
+    def prepare(self) -> None:
+        """The deployment's folder (it exists even with 0 instances)."""
+        self.run.mkdir(parents=True, exist_ok=True)
 
     def labels(self) -> dict[str, str]:
         return {**self.ep.labels("instance"), "recon.deployment": self.name}
@@ -152,18 +169,7 @@ class ContainerRunner:
 
     # -- starting --------------------------------------------------------------------------------
     def _next_ids(self, n: int) -> list[int]:
-        self.run.mkdir(parents=True, exist_ok=True)
-        with procs.file_lock(self.run / "seq.lock"):
-            seq_file = self.run / "seq"
-            try:
-                last = int(seq_file.read_text().strip())
-            except (OSError, ValueError):
-                last = 0
-            used = [i.id for i in self.recorded()]
-            last = max([last, *used])
-            ids = list(range(last + 1, last + 1 + n))
-            seq_file.write_text(f"{last + n}\n")
-        return ids
+        return next_instance_ids(self.run, n, [i.id for i in self.recorded()])
 
     def start(self, digest: str, config: DockerLaunch, n: int) -> list[ContainerInstance]:
         """Create and start ``n`` containers of ``config`` (not yet ready, not in the pool)."""
@@ -186,7 +192,7 @@ class ContainerRunner:
         if config.host_inside:
             entrypoint, command = ["python"], [HOST_IN_IMAGE, *args]
         else:
-            from providers.local.instances import HOST_SCRIPT
+            from providers.shared.runtime import HOST_SCRIPT
 
             volumes[str(HOST_SCRIPT)] = {"bind": HOST_IN_IMAGE, "mode": "ro"}
             entrypoint = ["/bin/sh", "-c", 'exec "$(command -v python || command -v python3)" "$@"', "sh"]
@@ -202,28 +208,17 @@ class ContainerRunner:
 
     def wait_ready(self, pending: list[ContainerInstance], probe: dict[str, Any] | None) -> StartFailure | None:
         """Poll until every container is running and its host listens; the first failure otherwise."""
-        settings = probe_settings(probe)
-        budget = settings["initial_delay"] + settings["period"] * settings["failure_threshold"]
-        deadline = time.monotonic() + budget
-        waiting = list(pending)
-        while waiting:
-            for inst in list(waiting):
-                c = self.engine.container(inst.container)
-                if c is None or c.status in ("exited", "dead"):
-                    return StartFailure(_as_local(inst), f"instance {inst.id} ({inst.name}) exited while starting",
-                                        self.tail(inst.name))
-                if c.status == "running" and READY_MARK in self._logs(c, 40):
-                    inst.status, inst.ip = "running", self.ep.internal_ip(c)
-                    if inst.ip:
-                        waiting.remove(inst)
-            if waiting and time.monotonic() >= deadline:
-                inst = waiting[0]
-                return StartFailure(_as_local(inst), f"instance {inst.id} was not ready after {budget:g}s "
-                                    "(readiness_probe: initial_delay + period * failure_threshold)",
-                                    self.tail(inst.name))
-            if waiting:
-                time.sleep(POLL)
-        return None
+
+        def poll(inst: ContainerInstance) -> bool | str:
+            c = self.engine.container(inst.container)
+            if c is None or c.status in ("exited", "dead"):
+                return f"instance {inst.id} ({inst.name}) exited while starting"
+            if c.status == "running" and READY_MARK in self._logs(c, 40):
+                inst.status, inst.ip = "running", self.ep.internal_ip(c)
+                return inst.ip is not None
+            return False
+
+        return probes.wait_ready(pending, probe, poll, lambda inst: self.tail(inst.name), POLL)
 
     def _logs(self, container: Any, tail: int) -> str:
         with mapped(f"logs of {container.name}"):
@@ -248,21 +243,6 @@ class ContainerRunner:
         return self._logs(c, lines).splitlines() if c is not None else []
 
     # -- pool ------------------------------------------------------------------------------------
-    def set_pool(self, upstreams: list[str], settings: dict[str, Any]) -> None:
-        def mutate(table: dict[str, Any]) -> None:
-            entry = table.setdefault("deployments", {}).setdefault(self.name, {})
-            entry.update(settings)
-            entry["upstreams"] = list(upstreams)
-
-        self.ep.update_table(mutate)
-
-    def remove_from_router(self) -> None:
-        def mutate(table: dict[str, Any]) -> None:
-            table.setdefault("deployments", {}).pop(self.name, None)
-            for key in ("traffic", "mirror_traffic"):
-                table.setdefault(key, {}).pop(self.name, None)
-
-        self.ep.update_table(mutate)
 
 
 def _healthcheck(probe: dict[str, Any] | None) -> dict[str, Any]:
@@ -273,12 +253,6 @@ def _healthcheck(probe: dict[str, Any] | None) -> dict[str, Any]:
     return {"test": ["CMD-SHELL", f'"$(command -v python || command -v python3)" -c "{code}" || exit 1'],
             "interval": int(max(1.0, s["period"]) * 1e9), "timeout": int((timeout + 1) * 1e9),
             "retries": max(1, int(s["failure_threshold"])), "start_period": int(s["initial_delay"] * 1e9)}
-
-
-def _as_local(inst: ContainerInstance) -> Any:
-    from providers.local.instances import Instance
-
-    return Instance(inst.id, 0, None, inst.config_digest)
 
 
 def _fname(digest: str) -> str:

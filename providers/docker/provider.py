@@ -22,23 +22,10 @@ Outputs recorded per type (plain JSON, never secrets):
 from __future__ import annotations
 
 import math
-import re
-import shutil
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Keys, Observation, ProviderContext
-from providers.common import (
-    InstanceProvider,
-    batch_moves,
-    drain_timeout,
-    instance_count,
-    normal_traffic,
-    router_settings,
-    running_digest,
-    start_error,
-    surplus,
-)
+from providers.base import ApplyRequest, Capacity, Observation, ProviderContext
 from providers.docker.endpoint import DockerEndpoint
 from providers.docker.engine import Engine
 from providers.docker.images import DEFAULT_BASE_IMAGE, ImageBuilder
@@ -49,15 +36,19 @@ from providers.docker.instances import (
     DockerLaunch,
     code_mount_for,
 )
-from providers.local import files, procs
-from providers.local.routing import router_limits
-from reconciler.catalog import lookup, merged_catalog
-from reconciler.errors import PermanentError
-from reconciler.plan import Batch
-from reconciler.resources import digest_of
-from reconciler.state import StateResource
+from providers.shared import files
+from providers.shared.scaling import (
+    STOP_GRACE,
+    InstanceProvider,
+    config_digest,
+    endpoint_observation,
+    start_error,
+)
+from reconciler.model.catalog import lookup, merged_catalog
+from reconciler.model.errors import PermanentError
+from reconciler.model.quantities import parse_cpu, parse_memory_gb
+from reconciler.state.document import StateResource
 
-STOP_GRACE = 10.0
 DEFAULT_ROUTER_IMAGE = "python:3.12-slim"
 
 
@@ -68,14 +59,11 @@ class DockerProvider(InstanceProvider):
 
     def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self.state_dir = Path(context.state_dir).resolve()
-        self.project_root = Path(context.project_root).resolve()
         self.engine = Engine()
         overrides = dict(settings.get("image_overrides") or {})
         self.images = ImageBuilder(self.engine, overrides, self.project_root,
                                    Path(context.cache_dir).resolve() / "docker-locks", context.workspace)
         self.keep_images = bool(settings.get("keep_images", False))
-        router_limits(settings, "")  # a bad router_limits setting is an error before anything runs
         self.publish_host = str(settings.get("publish_host") or "127.0.0.1")
         default_router = overrides.get(DEFAULT_ROUTER_IMAGE) or overrides.get(DEFAULT_BASE_IMAGE)
         self.router_image = str(settings.get("router_image") or default_router or DEFAULT_ROUTER_IMAGE)
@@ -83,20 +71,11 @@ class DockerProvider(InstanceProvider):
         self._capacity: Capacity | None = None
 
     # == reading ====================================================================================
-    def observe(self, resource: StateResource) -> Observation:
-        attrs = resource.attributes
-        if resource.type == "environment":
-            target = self.images.plan(attrs)
-            if not self.engine.image_exists(target.tag):
-                return Observation(False, problems=[f"its image {target.tag} is not on the engine"])
-            return Observation(True, outputs={**resource.outputs, "image": target.tag})
-        if resource.type == "model":
-            if not files.model_present(self.state_dir, attrs):
-                return Observation(False, problems=[f"its folder {files.model_dir(self.state_dir, attrs)} is gone"])
-            return Observation(True, outputs=resource.outputs)
-        if resource.type == "endpoint":
-            return self._observe_endpoint(resource)
-        return self._observe_deployment(resource)
+    def _observe_environment(self, resource: StateResource) -> Observation:
+        target = self.images.plan(resource.attributes)
+        if not self.engine.image_exists(target.tag):
+            return Observation(False, problems=[f"its image {target.tag} is not on the engine"])
+        return Observation(True, outputs={**resource.outputs, "image": target.tag})
 
     def _observe_endpoint(self, resource: StateResource) -> Observation:
         ep = self._endpoint(resource.attributes["name"])
@@ -105,47 +84,22 @@ class DockerProvider(InstanceProvider):
             problem = f"the router of endpoint {ep.name} does not answer on {self.publish_host}:{ep.chosen_port()}"
         if problem is not None:
             return Observation(False, problems=[problem])
-        table = ep.read_table()
-        observed = {
-            "auth_mode": table.get("auth_mode", resource.attributes.get("auth_mode")),
-            "traffic": normal_traffic(table.get("traffic")),
-            "mirror_traffic": normal_traffic(table.get("mirror_traffic")),
-        }
-        return Observation(True, attributes=observed, outputs=self._endpoint_outputs(ep))
+        return endpoint_observation(ep, resource, self._endpoint_outputs(ep))
 
-    def _observe_deployment(self, resource: StateResource) -> Observation:
-        attrs = resource.attributes
-        runner = self._runner(attrs)
-        found = runner.recorded()
-        if not found and not runner.run.is_dir():
-            return Observation(False, problems=["no instance container of it exists"])
-        problems: list[str] = []
-        healthy: list[ContainerInstance] = []
-        recorded_digest = resource.outputs.get("config_digest")
-        known = {int(i["id"]): i.get("container") for i in resource.outputs.get("instances") or [] if "id" in i}
-        for inst in found:
-            if not inst.alive:
-                problems.append(f"instance {inst.id} (container {inst.name}) is {inst.status}")
-            elif not runner.is_live(inst):
-                problems.append(f"instance {inst.id} (container {inst.name}) does not answer its liveness probe")
-            else:
-                healthy.append(inst)
-        for missing in sorted(set(known) - {i.id for i in found}):
+    instance_noun = "instance container"
+
+    def _instance_problems(self, runner: ContainerRunner, resource: StateResource, found: list[ContainerInstance],
+                           healthy: list[ContainerInstance]) -> list[str]:
+        problems = []
+        known = {int(i["id"]) for i in resource.outputs.get("instances") or [] if "id" in i}
+        for missing in sorted(known - {i.id for i in found}):
             problems.append(f"instance {missing} (container {runner.container_name(missing)}) is gone")
-        observed: dict[str, Any] = {"instance_count": len(healthy)}
-        declared = dict(attrs.get("environment_variables") or {})
-        for inst in healthy:
-            seen = runner.check_environment(inst, declared)
-            if seen is not None:
-                observed["environment_variables"] = seen
-                problems.append(f"instance {inst.id} (container {inst.name}) runs with other environment variables")
-                break
+        recorded_digest = resource.outputs.get("config_digest")
         for inst in healthy:
             if recorded_digest and inst.config_digest != recorded_digest and runner.load_config(
                     inst.config_digest) is None:
-                problems.append(f"instance {inst.id} (container {inst.name}) runs a configuration recon never made")
-        outputs = {**resource.outputs, "instances": [i.to_output() for i in healthy]}
-        return Observation(True, attributes=observed, outputs=outputs, problems=problems)
+                problems.append(f"{inst.label} runs a configuration recon never made")
+        return problems
 
     def find_unmanaged(self, known: list[StateResource]) -> list[str]:
         owned_endpoints = {str(r.attributes.get("name", r.name)).lower() for r in known if r.type == "endpoint"}
@@ -174,94 +128,20 @@ class DockerProvider(InstanceProvider):
         return self._capacity
 
     # == changing ===================================================================================
-    def delete(self, resource: StateResource) -> None:
-        attrs = resource.attributes
-        if resource.type == "model":
-            files.remove_model(self.state_dir, attrs)
-        elif resource.type == "environment":
-            if not self.keep_images:
-                self.images.remove(attrs)
-        elif resource.type == "endpoint":
-            ep = self._endpoint(attrs.get("name", resource.name))
-            for c in self.engine.containers({"recon.state_dir": str(self.state_dir), "recon.endpoint": ep.name}):
-                self.engine.remove_container(c.id, grace=STOP_GRACE)
-            ep.stop_router()
-            ep.remove_networks()
-            ep.keys.unlink(missing_ok=True)
-            shutil.rmtree(ep.run, ignore_errors=True)
-        elif resource.type == "deployment":
-            runner = self._runner(attrs)
-            with procs.file_lock(runner.lock_path):
-                live = runner.live()
-                if runner.ep.table.exists():
-                    runner.remove_from_router()
-                    runner.ep.wait_drained(_upstreams(live), drain_timeout(attrs))
-                runner.stop_all()
+    def _delete_environment(self, resource: StateResource) -> None:
+        if not self.keep_images:
+            self.images.remove(resource.attributes)
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
-        runner = self._runner(request.attributes)
-        desired_digest, desired = self._desired(request, runner)
-        with procs.file_lock(runner.lock_path):
-            live = runner.live()
-            healthy = [i for i in live if runner.is_live(i)]
-            broken = [i for i in live if i not in healthy]
-            if broken:
-                self._retire(runner, healthy, broken, request)
-            if len(healthy) < count:
-                running = running_digest(healthy)
-                config = runner.load_config(running) if running else None
-                digest = running if running and config is not None else desired_digest
-                config = config if config is not None else desired
-                healthy += self._start_ready(runner, request, digest, config, count - len(healthy))
-                runner.set_pool(_upstreams(healthy), router_settings(request.attributes))
-            elif len(healthy) > count:
-                extra = surplus(healthy, count, desired_digest)
-                healthy = [i for i in healthy if i not in extra]
-                self._retire(runner, healthy, extra, request)
-            else:
-                runner.set_pool(_upstreams(healthy), router_settings(request.attributes))
-            return self._deployment_outputs(runner, healthy, desired_digest)
+    def _stop_endpoint_instances(self, ep: DockerEndpoint) -> None:
+        for c in self.engine.containers({"recon.state_dir": str(self.state_dir), "recon.endpoint": ep.name}):
+            self.engine.remove_container(c.id, grace=STOP_GRACE)
 
-    def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
-        runner = self._runner(request.attributes)
-        digest, config = self._desired(request, runner)
-        declared = dict(request.attributes.get("environment_variables") or {})
-        with procs.file_lock(runner.lock_path):
-            live = runner.live()
-            stale = [i for i in live if i.config_digest != digest or runner.check_environment(i, declared) is not None]
-            current = [i for i in live if i not in stale]
-            if not stale:
-                runner.set_pool(_upstreams(current), router_settings(request.attributes))
-                return self._deployment_outputs(runner, current, digest)
-            retire, starting = batch_moves(live, stale, instance_count(request.attributes, len(live)), batch.size)
-            new = self._start_ready(runner, request, digest, config, starting)
-            serving = current + new + [i for i in stale if i not in retire]
-            self._retire(runner, serving, retire, request)
-            request.emit(f"batch {batch.index}: {len(new)} new instance(s) serving, {len(retire)} old one(s) stopped")
-            return self._deployment_outputs(runner, serving, digest)
-
-    def set_routing(
-        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
-    ) -> dict[str, Any]:
-        ep = self._endpoint(request.attributes["name"])
-
-        def mutate(table: dict[str, Any]) -> None:
-            table["traffic"] = normal_traffic(traffic)
-            table["mirror_traffic"] = normal_traffic(mirror_traffic)
-            table["limits"] = router_limits(self.settings, ep.name)
-
-        ep.update_table(mutate)
-        return self._endpoint_outputs(ep)
+    def _discard_endpoint(self, ep: DockerEndpoint) -> None:
+        ep.stop_router()
+        ep.remove_networks()
+        super()._discard_endpoint(ep)
 
     # == operating ==================================================================================
-    def credentials(self, endpoint: StateResource) -> Keys:
-        ep = self._endpoint(endpoint.attributes.get("name", endpoint.name))
-        keys = ep.read_keys()
-        if keys is None:
-            raise PermanentError(f"endpoint {ep.name} has no keys on this machine ({ep.keys} is missing)")
-        port = ep.chosen_port() or endpoint.outputs.get("port")
-        return Keys(keys["primaryKey"], keys["secondaryKey"], f"http://{self._uri_host()}:{port}/score")
-
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
         runner = self._runner(deployment.attributes)
         found = runner.recorded()
@@ -276,13 +156,6 @@ class DockerProvider(InstanceProvider):
         self.engine.close()
 
     # == environments ===============================================================================
-    def _repool_deployment(self, request: ApplyRequest, prior: dict[str, Any]) -> dict[str, Any]:
-        runner = self._runner(request.attributes)
-        with procs.file_lock(runner.lock_path):
-            live = runner.live()
-            runner.set_pool(_upstreams(live), router_settings(request.attributes))
-            return self._deployment_outputs(runner, live, prior.get("config_digest"))
-
     def _create_environment(self, request: ApplyRequest) -> dict[str, Any]:
         image = self.images.ensure(request.attributes, request.address, request.emit)
         return {"image": image.tag, "built": image.built, "warnings": []}
@@ -295,30 +168,11 @@ class DockerProvider(InstanceProvider):
     def _uri_host(self) -> str:
         return "127.0.0.1" if self.publish_host in ("0.0.0.0", "") else self.publish_host
 
-    def _create_endpoint(self, request: ApplyRequest) -> dict[str, Any]:
-        ep = self._endpoint(request.attributes["name"])
-        ep.run.mkdir(parents=True, exist_ok=True)
-        fresh = not ep.table.exists()
-        prior_port = request.prior.outputs.get("port") if request.prior else None
-        if ep.chosen_port() is None and prior_port:
-            ep.portfile.write_text(f"{prior_port}\n")
-        ep.ensure_keys()
-        limits = router_limits(self.settings, ep.name)
-        ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key", limits=limits),
-                        wait=False)
-        try:
-            if not self.engine.image_exists(self.router_image):
-                self.images._pull(self.router_image, request.address, request.emit)
-            ep.start_router()
-        except PermanentError:
-            if fresh:
-                ep.stop_router()
-                ep.remove_networks()
-                ep.keys.unlink(missing_ok=True)
-                shutil.rmtree(ep.run, ignore_errors=True)
-            raise
-        request.emit(f"router container {ep.router_name} listening on {self.publish_host}:{ep.chosen_port()}")
-        return self._endpoint_outputs(ep)
+    def _start_router(self, ep: DockerEndpoint, request: ApplyRequest) -> str:
+        if not self.engine.image_exists(self.router_image):
+            self.images._pull(self.router_image, request.address, request.emit)
+        ep.start_router()
+        return f"container {ep.router_name} listening on {self.publish_host}:{ep.chosen_port()}"
 
     def _endpoint_outputs(self, ep: DockerEndpoint) -> dict[str, Any]:
         router = ep.router() or {}
@@ -331,27 +185,11 @@ class DockerProvider(InstanceProvider):
     def _runner(self, attrs: dict[str, Any]) -> ContainerRunner:
         return ContainerRunner(self.engine, self._endpoint(str(attrs["endpoint_name"])), str(attrs["name"]))
 
-    def _create_deployment(self, request: ApplyRequest) -> dict[str, Any]:
-        runner = self._runner(request.attributes)
-        digest, config = self._desired(request, runner)
-        count = instance_count(request.attributes, 1)
-        declared = dict(request.attributes.get("environment_variables") or {})
-        runner.run.mkdir(parents=True, exist_ok=True)  # exists even with 0 instances
-        with procs.file_lock(runner.lock_path):
-            live = runner.live()  # left over by a crashed apply: keep what already runs as desired
-            keep = [i for i in live if i.config_digest == digest and runner.check_environment(i, declared) is None]
-            keep = [i for i in keep if runner.is_live(i)][:count]
-            runner.stop([i for i in live if i not in keep], grace=STOP_GRACE)
-            try:
-                new = self._start_ready(runner, request, digest, config, count - len(keep))
-            except PermanentError:
-                runner.stop(keep, grace=STOP_GRACE)
-                runner.remove_from_router()
-                shutil.rmtree(runner.run, ignore_errors=True)
-                raise
-            serving = keep + new
-            runner.set_pool(_upstreams(serving), router_settings(request.attributes))
-            return self._deployment_outputs(runner, serving, digest)
+    def _keepable(self, runner: ContainerRunner, instance: ContainerInstance) -> bool:
+        return runner.is_live(instance)
+
+    def _endpoint_of(self, runner: ContainerRunner) -> DockerEndpoint:
+        return runner.ep
 
     def _desired(self, request: ApplyRequest, runner: ContainerRunner) -> tuple[str, DockerLaunch]:
         """The desired configuration's digest and launch config (image built, files placed, saved)."""
@@ -361,20 +199,7 @@ class DockerProvider(InstanceProvider):
         env_attrs = environment or {"image": None, "conda": None, "build": None, "content_digest": "default"}
         image = self.images.plan(env_attrs)
         cpus, mem = self._limits(attrs, request)
-        digest = digest_of({
-            "code": attrs.get("code"),
-            "scoring_script": attrs.get("scoring_script"),
-            "model": [model.get("name"), model.get("version"), model.get("content_digest")] if model
-            else attrs.get("model"),
-            "image": image.tag,
-            "environment_variables": attrs.get("environment_variables") or {},
-            "request_settings": attrs.get("request_settings"),
-            "liveness_probe": attrs.get("liveness_probe"),
-            "readiness_probe": attrs.get("readiness_probe"),
-            "instance_type": attrs.get("instance_type"),
-            "resources": attrs.get("resources"),
-            "limits": [cpus, mem],
-        })
+        digest = config_digest(attrs, model, image=image.tag, resources=attrs.get("resources"), limits=[cpus, mem])
         existing = runner.load_config(digest)
         if existing is not None and Path(existing.code_dir).is_dir() and self.engine.image_exists(existing.image):
             return digest, existing
@@ -422,7 +247,7 @@ class DockerProvider(InstanceProvider):
         return cpus, mem
 
     def _start_ready(self, runner: ContainerRunner, request: ApplyRequest, digest: str,
-                     config: DockerLaunch, n: int) -> list[ContainerInstance]:
+                     config: DockerLaunch, n: int, keep_launcher: bool = False) -> list[ContainerInstance]:
         """Start ``n`` containers and wait until ready; on failure remove them and raise."""
         if n <= 0:
             return []
@@ -436,44 +261,24 @@ class DockerProvider(InstanceProvider):
             request.emit(f"instance {inst.id} ready ({inst.name}, {inst.upstream()})")
         return new
 
-    def _retire(self, runner: ContainerRunner, serving: list[ContainerInstance],
-                retire: list[ContainerInstance], request: ApplyRequest) -> None:
-        """Pool becomes ``serving``; the retired containers are drained, then stopped."""
-        runner.set_pool(_upstreams(serving), router_settings(request.attributes))
-        runner.ep.wait_drained(_upstreams(retire), drain_timeout(request.attributes))
-        runner.stop(retire, grace=STOP_GRACE)
+    def _healthy(self, runner: ContainerRunner, live: list[ContainerInstance],
+                 probe: dict[str, Any] | None) -> list[ContainerInstance]:
+        return [i for i in live if runner.is_live(i)]
 
-    def _deployment_outputs(self, runner: ContainerRunner, serving: list[ContainerInstance],
-                            digest: str | None) -> dict[str, Any]:
-        config = runner.load_config(digest) if digest else None
-        return {
-            "instances": [i.to_output() for i in sorted(serving, key=lambda i: i.id)],
-            "config_digest": digest,
-            "provisioning_state": "Succeeded",
-            "image": config.image if config else None,
-        }
-
-
-def _upstreams(instances: list[ContainerInstance]) -> list[str]:
-    return [i.upstream() for i in sorted(instances, key=lambda i: i.id) if i.ip]
-
-
-_MEM_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-              "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
-
+    def _config_outputs(self, runner: ContainerRunner, config: DockerLaunch | None) -> dict[str, Any]:
+        return {"image": config.image if config else None}
 
 def _cpu_quantity(value: Any) -> float:
     """Kubernetes CPU quantity: ``1``, ``0.5``, ``500m``."""
-    text = str(value).strip()
-    try:
-        return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
-    except ValueError as exc:
-        raise PermanentError(f"resources: cpu {value!r} is not a quantity such as 1, 0.5 or 500m") from exc
+    cpus = parse_cpu(value)
+    if cpus is None:
+        raise PermanentError(f"resources: cpu {value!r} is not a quantity such as 1, 0.5 or 500m")
+    return cpus
 
 
 def _memory_quantity(value: Any) -> int:
-    """Kubernetes memory quantity: ``512Mi``, ``1Gi``, ``1G``, ``1000000``."""
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([KMGTkmgt]i?)?\s*", str(value))
-    if not match:
+    """Kubernetes memory quantity in bytes: ``512Mi``, ``1Gi``, ``1G``, ``1000000``."""
+    gib = parse_memory_gb(value)
+    if gib is None:
         raise PermanentError(f"resources: memory {value!r} is not a quantity such as 512Mi or 2Gi")
-    return math.ceil(float(match[1]) * _MEM_UNITS[(match[2] or "").lower()])
+    return math.ceil(gib * 2**30)

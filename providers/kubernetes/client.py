@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from providers.kubernetes.settings import KubeSettings
-from reconciler.errors import PermanentError, ProviderError, RetryableError
+from reconciler.model.errors import PermanentError, ProviderError, RetryableError
 
 FIELD_MANAGER = "recon"
 

@@ -2,7 +2,7 @@
 
 Names (all in the provider's namespace; DNS-1123, at most 63 characters, hashed when longer):
 
-- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/local/router.py), ConfigMap
+- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/shared/runtime/router.py), ConfigMap
   ``E-router`` (router.py and the routing table), Secret ``E-keys`` (the two keys);
 - deployment ``D`` of ``E``: Deployment ``E-D`` (its instances), ConfigMap ``E-D-<digest>`` (the code
   snapshot and host.py, one per configuration), HorizontalPodAutoscaler ``E-D`` under
@@ -21,8 +21,8 @@ import re
 from typing import Any
 
 from providers.kubernetes.settings import KubeSettings
-from providers.local.instances import probe_settings
-from reconciler.catalog import lookup, merged_catalog
+from providers.shared.probes import probe_settings
+from reconciler.model.catalog import lookup, merged_catalog
 
 MANAGED = "recon.io/managed"
 WORKSPACE = "recon.io/workspace"

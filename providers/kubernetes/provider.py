@@ -4,7 +4,7 @@ What runs where (names in providers/kubernetes/manifests.py):
 
 - environment: no object; its image (after ``image_overrides``) is what the deployment's pods run.
 - model: a ConfigMap holding the model folder as a .tar.gz (at most 1 MiB, the API's object limit).
-- endpoint: the router of the other providers (providers/local/router.py) as a one-replica
+- endpoint: the router of the other providers (providers/shared/runtime/router.py) as a one-replica
   Deployment and a Service; router.py and the routing table in a ConfigMap, the keys in a Secret.
   The router re-reads the table when the kubelet updates the mounted ConfigMap.
 - deployment: a Deployment (replicas = instance_count, RollingUpdate maxSurge ceil(20%),
@@ -31,18 +31,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
-from providers.common import normal_traffic, router_settings
 from providers.kubernetes import manifests as m
 from providers.kubernetes.client import ConflictError, Kube
 from providers.kubernetes.settings import parse_settings
-from providers.local.routing import ROUTER_SCRIPT
-from reconciler.errors import PermanentError, RetryableError
-from reconciler.plan import Batch
-from reconciler.quota import parse_cpu, parse_memory_gb
-from reconciler.resources import digest_of
-from reconciler.state import StateResource
+from providers.shared.runtime import HOST_SCRIPT, ROUTER_SCRIPT
+from providers.shared.scaling import normal_traffic, router_settings
+from reconciler.model.errors import PermanentError, RetryableError
+from reconciler.model.quantities import parse_cpu, parse_memory_gb
+from reconciler.model.resources import digest_of
+from reconciler.plan.types import Batch
+from reconciler.state.document import StateResource
 
-HOST_SCRIPT = Path(__file__).resolve().parent.parent / "local" / "host.py"
 CONFIGMAP_LIMIT = 1024 * 1024 - 4096  # the API's object size limit, less room for metadata
 POLL = 0.25
 ROUTER_RELOAD_TIMEOUT = 150.0

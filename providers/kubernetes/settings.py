@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.errors import ConfigError, Diagnostic
+from reconciler.model.errors import ConfigError, Diagnostic
 
 DEFAULT_IMAGE = "python:3.12-slim"
 KNOWN = {"kubeconfig", "context", "namespace", "image_overrides", "default_image", "router_image",

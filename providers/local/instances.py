@@ -17,7 +17,7 @@ are never replaced again, which is what makes a rolling update resumable after a
 config is kept per digest so that scaling clones the configuration that runs (scale first, template
 changes after, as the service does).
 
-Warm starts (``launchers``): instances of one configuration may be forked by a launcher that has
+Warm starts (``warm_starts``): instances of one configuration may be forked by a launcher that has
 imported the deployment's libraries. Such an instance carries the launcher's environment, whose
 mark is the family mark ``<endpoint>/<deployment>/+<digest>`` rather than its own number; its pid
 file (which it writes itself, first thing) is what names it. A process with a family mark that no
@@ -41,13 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.local import procs
-from providers.local.launchers import Launcher, LauncherError
-from providers.local.routing import EndpointFiles, ensure_instance_key, instance_key_path
+from providers.local.warm_starts import Launcher, LauncherError
+from providers.shared import probes, procs
+from providers.shared.probes import StartFailure, probe_settings
+from providers.shared.routing_table import ensure_instance_key, instance_key_path
+from providers.shared.runtime import HOST_SCRIPT
+from providers.shared.scaling import next_instance_ids
 
-HOST_SCRIPT = Path(__file__).resolve().parent / "host.py"
 POLL = 0.05  # readiness is polled this often while starting, whatever the probe's period
-DEFAULT_PROBE = {"initial_delay": 10, "period": 10, "timeout": 2, "success_threshold": 1, "failure_threshold": 30}
 
 
 @dataclass
@@ -63,8 +64,17 @@ class Instance:
     env_drift: dict[str, str] | None = None  # declared variables as observed, when they differ
     kill_after: float | None = None  # stopping: SIGKILL after this time (epoch seconds)
 
-    def upstream(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    @property
+    def label(self) -> str:
+        return f"instance {self.id} (pid {self.pid})"
+
+    @property
+    def down_reason(self) -> str:
+        return "is not running"
+
+    def upstream(self) -> str | None:
+        """The router's address of this instance (None until it listens)."""
+        return f"127.0.0.1:{self.port}" if self.port else None
 
     def to_output(self) -> dict[str, Any]:
         return {"id": self.id, "pid": self.pid, "start_time": self.start_time, "port": self.port,
@@ -93,24 +103,6 @@ class LaunchConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-@dataclass
-class StartFailure:
-    instance: Instance
-    reason: str
-    log_tail: list[str]
-
-
-def probe_settings(probe: dict[str, Any] | None) -> dict[str, float]:
-    merged = {**DEFAULT_PROBE, **{k: v for k, v in (probe or {}).items() if v is not None}}
-    return {k: float(merged[k]) for k in DEFAULT_PROBE}
-
-
-def ready_budget(probe: dict[str, Any] | None) -> float:
-    """How long an instance may take to become ready: initial_delay + period * failure_threshold."""
-    settings = probe_settings(probe)
-    return settings["initial_delay"] + settings["period"] * settings["failure_threshold"]
-
-
 class DeploymentRunner:
     """Starts, finds and stops the instances of ``endpoint/deployment``."""
 
@@ -129,6 +121,14 @@ class DeploymentRunner:
         self.modules_file = self.run / "modules.json"
         self.warm_failure: str | None = None  # why the last start() could not fork warm instances
         self._configs: dict[str, LaunchConfig | None] = {}
+
+    def exists(self) -> bool:
+        """Whether the deployment was ever started here (its folder is there)."""
+        return self.inst_dir.is_dir()
+
+    def prepare(self) -> None:
+        """The deployment's folders (they exist even with 0 instances)."""
+        self.inst_dir.mkdir(parents=True, exist_ok=True)
 
     def mark(self, instance_id: int) -> str:
         return f"{self.endpoint}/{self.name}/{instance_id}"
@@ -240,15 +240,7 @@ class DeploymentRunner:
 
     # -- starting --------------------------------------------------------------------------------
     def _next_ids(self, n: int) -> list[int]:
-        with procs.file_lock(self.run / "seq.lock"):
-            seq_file = self.run / "seq"
-            try:
-                last = int(seq_file.read_text().strip())
-            except (OSError, ValueError):
-                last = 0
-            ids = list(range(last + 1, last + 1 + n))
-            seq_file.write_text(f"{last + n}\n")
-        return ids
+        return next_instance_ids(self.run, n)
 
     def start(self, digest: str, config: LaunchConfig, n: int, launcher: Launcher | None = None) -> list[Instance]:
         """Start ``n`` instances of ``config`` (not yet ready, not yet in the pool): forked by
@@ -311,36 +303,26 @@ class DeploymentRunner:
 
     def wait_ready(self, pending: list[Instance], probe: dict[str, Any] | None) -> StartFailure | None:
         """Poll until every instance answers its readiness probe; the first failure otherwise."""
-        budget = ready_budget(probe)
-        settings = probe_settings(probe)
-        deadline = time.monotonic() + budget
-        waiting = list(pending)
-        while waiting:
-            for inst in list(waiting):
-                if not procs.is_alive(inst.pid, inst.start_time):
-                    return StartFailure(inst, f"instance {inst.id} exited while starting", self.tail(inst.id))
-                port = procs.read_port(self.inst_dir / f"{inst.id}.port")
-                if port is None:
-                    continue
-                got = procs.http_get(port, "/", settings["timeout"])
-                if got is not None and got[0] == 200:
-                    inst.port = port
-                    self._write(inst)
-                    waiting.remove(inst)
-            if waiting and time.monotonic() >= deadline:
-                inst = waiting[0]
-                return StartFailure(inst, f"instance {inst.id} was not ready after {budget:g}s "
-                                    "(readiness_probe: initial_delay + period * failure_threshold)",
-                                    self.tail(inst.id))
-            if waiting:
-                time.sleep(POLL)
-        return None
+        timeout = probe_settings(probe)["timeout"]
+
+        def poll(inst: Instance) -> bool | str:
+            if not procs.is_alive(inst.pid, inst.start_time):
+                return f"instance {inst.id} exited while starting"
+            port = procs.read_port(self.inst_dir / f"{inst.id}.port")
+            got = probes.http_get(port, "/", timeout) if port is not None else None
+            if port is None or got is None or got[0] != 200:
+                return False
+            inst.port = port
+            self._write(inst)
+            return True
+
+        return probes.wait_ready(pending, probe, poll, lambda inst: self.tail(inst.id), POLL)
 
     def is_live(self, inst: Instance, probe: dict[str, Any] | None) -> bool:
         """The liveness probe, once: GET / answers 200 within the probe's timeout."""
         if not inst.alive or inst.port is None:
             return False
-        got = procs.http_get(inst.port, "/", probe_settings(probe)["timeout"])
+        got = probes.http_get(inst.port, "/", probe_settings(probe)["timeout"])
         return got is not None and got[0] == 200
 
     def live_map(self, instances: list[Instance], probe: dict[str, Any] | None) -> dict[int, bool]:
@@ -432,24 +414,6 @@ class DeploymentRunner:
         return procs.tail(self.log_path(instance_id), lines)
 
     # -- pool ------------------------------------------------------------------------------------
-    def set_pool(self, ep: EndpointFiles, upstreams: list[str], settings: dict[str, Any]) -> None:
-        """Make the router's pool for this deployment exactly ``upstreams``."""
-
-        def mutate(table: dict[str, Any]) -> None:
-            entry = table.setdefault("deployments", {}).setdefault(self.name, {})
-            entry.update(settings)
-            entry["upstreams"] = list(upstreams)
-
-        ep.update_table(mutate)
-
-    def remove_from_router(self, ep: EndpointFiles) -> None:
-        def mutate(table: dict[str, Any]) -> None:
-            table.setdefault("deployments", {}).pop(self.name, None)
-            for key in ("traffic", "mirror_traffic"):
-                table.setdefault(key, {}).pop(self.name, None)
-
-        ep.update_table(mutate)
-
     # -- files -----------------------------------------------------------------------------------
     def _write(self, inst: Instance) -> None:
         procs.write_json(self.inst_dir / f"{inst.id}.json", inst.to_output())

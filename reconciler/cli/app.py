@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from reconciler.errors import ConfigError, PlanError, ReconcilerError
+from reconciler.model.errors import ConfigError, PlanError, ReconcilerError
 
 
 @dataclass

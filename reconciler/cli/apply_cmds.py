@@ -32,14 +32,15 @@ import click
 if TYPE_CHECKING:
     import urllib.request
 
-from reconciler.apply import ApplyResult, CancelToken, StepOutcome, apply_plan
+from reconciler.apply.engine import apply_plan
+from reconciler.apply.hooks import ApplyHooks
+from reconciler.apply.outcomes import ApplyResult, CancelToken, StepOutcome
 from reconciler.cli.app import cli, project_root, use_color
 from reconciler.cli.plan_cmds import lock_timeout_option, state_lock
-from reconciler.errors import PlanError, ProviderError, StalePlanError, StateError
-from reconciler.hooks import ApplyHooks
-from reconciler.plan import Batch, Plan, Step, StepKind
-from reconciler.resources import endpoint_address
-from reconciler.state import State, StateResource
+from reconciler.model.errors import PlanError, ProviderError, StalePlanError, StateError
+from reconciler.model.resources import endpoint_address
+from reconciler.plan.types import Batch, Plan, Step, StepKind
+from reconciler.state.document import State, StateResource
 
 ERRORED_STATE = "errored.state.json"
 APPROVE_PROMPT = (
@@ -176,7 +177,7 @@ def interrupts(token: CancelToken) -> Iterator[None]:
 
 # -- shared ------------------------------------------------------------------------------------
 def _project(ctx: click.Context) -> Any:
-    from reconciler.project import Project
+    from reconciler.apply.project import Project
 
     project = Project(project_root(ctx))
     ctx.call_on_close(project.close)
@@ -212,21 +213,30 @@ def load_plan(path: Path) -> Plan:
 
 
 def run_apply(project: Any, plan: Plan, desired_digest: str | None, parallelism: int) -> ApplyResult:
+    """Carry out ``plan``; each step's state write stores only what it changed (the state manager's
+    journal), compacted into a full version at the end."""
     token = CancelToken()
     hooks = CliHooks()
+    manager = project.state_manager
+    result: ApplyResult | None = None
     try:
-        with interrupts(token):
-            return apply_plan(
+        with interrupts(token), manager.journaled():
+            result = apply_plan(
                 plan,
                 provider=project.provider,
-                state_manager=project.state_manager,
+                state_manager=manager,
                 desired_digest=desired_digest,
                 hooks=hooks,
                 parallelism=parallelism,
                 cancel=token,
             )
+    except StateError as exc:  # compaction at the end: the journal still holds every step
+        if result is None:
+            raise
+        result.state_error = result.state_error or str(exc)
     finally:
         hooks.close()
+    return result
 
 
 def _save_errored(project: Any, result: ApplyResult) -> Path | None:
@@ -295,7 +305,7 @@ def _plan_and_confirm(
     expect_digest: str | None = None,
 ) -> Plan | None:
     from reconciler.cli.plan_cmds import digest_footer
-    from reconciler.render import render_text
+    from reconciler.render.text import render_text
 
     command = "destroy" if destroy else "apply"
     plan: Plan = project.plan(targets=targets, destroy=destroy, lock=False, operation=command)

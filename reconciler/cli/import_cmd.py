@@ -32,8 +32,8 @@ def _normal(address: str) -> str:
 @click.pass_context
 def import_cmd(ctx: click.Context, addresses: tuple[str, ...], all_: bool) -> None:
     """Record live objects your files declare in the state, changing nothing (ADDRESS...)."""
-    from reconciler.errors import ConfigError, ProviderError, StateError
-    from reconciler.project import Project
+    from reconciler.apply.project import Project
+    from reconciler.model.errors import ConfigError, ProviderError, StateError
 
     if not addresses and not all_:
         raise ConfigError("name the addresses to import (e.g. endpoint.my-endpoint), or use --all")
@@ -70,8 +70,8 @@ def import_cmd(ctx: click.Context, addresses: tuple[str, ...], all_: bool) -> No
 
 def _import_one(project: Any, resource: Any) -> Any:
     """The state record of one declared resource as the provider sees it live, or None."""
-    from reconciler.errors import ProviderError
-    from reconciler.state import StateResource
+    from reconciler.model.errors import ProviderError
+    from reconciler.state.document import StateResource
 
     probe = StateResource(address=resource.address, type=resource.type, name=resource.name,
                           provider=project.provider_kind, attributes=dict(resource.attributes),

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from reconciler.cli.app import cli
-from reconciler.errors import ConfigError
+from reconciler.model.errors import ConfigError
 
 _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import click
 
-from reconciler import gcpause
+from reconciler.apply import gcpause
+from reconciler.apply.project import Project
 from reconciler.cli.app import cli, project_root, use_color
-from reconciler.errors import PlanError, StateError, StateLockedError
-from reconciler.plan import Plan
-from reconciler.project import Project
-from reconciler.state import State
+from reconciler.model.errors import PlanError, StateError, StateLockedError
+from reconciler.plan.types import Plan
+from reconciler.state.document import State
 
 PLAN_FORMATS = ["text", "json", "markdown"]
 DIGEST_LABEL = "Plan digest:"
@@ -80,16 +80,18 @@ def render_plan(plan: Plan, fmt: str, plan_location: str | None = None) -> str:
 
 
 def _render_plan(plan: Plan, fmt: str, plan_location: str | None) -> str:
-    from reconciler import render
-
     if fmt == "json":
-        return render.render_json(plan)
+        from reconciler.render.json import render_json
+
+        return render_json(plan)
     if fmt == "markdown":
-        from reconciler.render_markdown import GITHUB_COMMENT_LIMIT, render_markdown
+        from reconciler.render.markdown import GITHUB_COMMENT_LIMIT, render_markdown
 
         # one character less: click.echo adds the newline that `> comment.md` keeps
         return render_markdown(plan, max_chars=GITHUB_COMMENT_LIMIT - 1, plan_location=plan_location)
-    return render.render_text(plan, color=use_color()) + digest_footer(plan)
+    from reconciler.render.text import render_text
+
+    return render_text(plan, color=use_color()) + digest_footer(plan)
 
 
 def digest_footer(plan: Plan) -> str:
@@ -141,8 +143,8 @@ def _recorded_or_none(project: Project) -> State | None:
 @click.pass_context
 def validate_cmd(ctx: click.Context) -> None:
     """Check the configuration: every file, reference, limit, quota, and rules that need the state."""
-    from reconciler.graph import desired_graph
-    from reconciler.planner import make_plan
+    from reconciler.plan.graph import desired_graph
+    from reconciler.plan.planner import make_plan
 
     with Project(_root(ctx)) as project:
         recorded = _recorded_or_none(project)
@@ -258,9 +260,9 @@ def _render_state(state: State, fmt: str) -> str:
         return state.to_bytes().decode().rstrip("\n")
     if not state.resources:
         return "The state is empty: nothing is managed yet."
-    from reconciler import render
+    from reconciler.render.text import render_state_show
 
-    body = "\n\n".join(render.render_state_show(state.resources[a]) for a in sorted(state.resources))
+    body = "\n\n".join(render_state_show(state.resources[a]) for a in sorted(state.resources))
     if fmt == "markdown":
         return f"### recon state (serial {state.serial})\n\n```hcl\n{body}\n```"
     return body
@@ -271,9 +273,9 @@ def _render_state(state: State, fmt: str) -> str:
 @click.pass_context
 def graph_cmd(ctx: click.Context, fmt: str) -> None:
     """Print the dependency graph (environments and models -> deployments -> endpoints)."""
-    from reconciler import render
-    from reconciler.graph import desired_graph
+    from reconciler.plan.graph import desired_graph
+    from reconciler.render.graph import render_graph
 
     with Project(_root(ctx)) as project:
         desired = project.load_desired(_recorded_or_none(project))
-    click.echo(render.render_graph(desired_graph(desired), fmt))
+    click.echo(render_graph(desired_graph(desired), fmt))

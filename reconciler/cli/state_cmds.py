@@ -14,15 +14,15 @@ import click
 import yaml
 
 from reconciler.cli.app import cli, project_root
-from reconciler.errors import StateError
-from reconciler.state import State
-from reconciler.statemgr import StateManager, open_state_manager
+from reconciler.model.errors import StateError
+from reconciler.state.document import State
+from reconciler.state.manager import StateManager, open_state_manager
 from states import DSN_ENV, open_backend
 
 
 def state_settings(root: Path) -> dict[str, Any]:
     """recon.yaml's ``state:`` section (empty: the file backend's defaults)."""
-    from reconciler.loader import load_settings
+    from reconciler.load.loader import load_settings
 
     return dict(load_settings(root).state)
 
@@ -43,7 +43,7 @@ def state_group() -> None:
 @click.pass_context
 def state_list(ctx: click.Context) -> None:
     """List the addresses of every resource in the state."""
-    from reconciler.render import render_state_list
+    from reconciler.render.text import render_state_list
 
     text = render_state_list(_manager(ctx).read())
     if text:
@@ -55,7 +55,7 @@ def state_list(ctx: click.Context) -> None:
 @click.pass_context
 def state_show(ctx: click.Context, address: str) -> None:
     """Show one recorded resource."""
-    from reconciler.render import render_state_show
+    from reconciler.render.text import render_state_show
 
     state = _manager(ctx).read()
     res = state.get(address)

@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import tempfile
 
-from reconciler.errors import ConfigError, Diagnostic
 from reconciler.migrate.report import migration_md
 from reconciler.migrate.service import Options, Service, load_service
 from reconciler.migrate.translate import translate
+from reconciler.model.errors import ConfigError, Diagnostic
 
 TARGETS = ("kubernetes", "managed")
 

@@ -13,12 +13,13 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from reconciler.errors import ConfigError
 from reconciler.migrate.rows import Row, row
 from reconciler.migrate.settings import Setting
+from reconciler.model.errors import ConfigError
 
 if TYPE_CHECKING:
-    from reconciler.migrate.service import Service, Version
+    from reconciler.migrate.service import Service
+    from reconciler.migrate.version import Version
 
 MAX_TIMEOUT_MS = {"managed": 180_000, "kubernetes": 300_000}
 PROBE = {

@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from reconciler.errors import ConfigError
 from reconciler.migrate.files import V1File, read_data
 from reconciler.migrate.models import EnvironmentDoc, InferenceConfigDoc
 from reconciler.migrate.parse import parse
 from reconciler.migrate.rows import Row, plain
+from reconciler.model.errors import ConfigError
 
 # v1's default base image is retired; this is the image Azure's v2 samples use
 DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from reconciler.errors import ConfigError, Diagnostic
+from reconciler.model.errors import ConfigError, Diagnostic
 
 
 @dataclass(frozen=True)

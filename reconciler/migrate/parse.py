@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ValidationError
 
-from reconciler.errors import ConfigError, Diagnostic
 from reconciler.migrate.files import V1File
 from reconciler.migrate.models import ENDPOINT_ONLY, SECRETS
+from reconciler.model.errors import ConfigError, Diagnostic
 
 M = TypeVar("M", bound=BaseModel)
 Path = tuple[str | int, ...]

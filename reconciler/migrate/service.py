@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.errors import ConfigError, Diagnostic
 from reconciler.migrate.files import V1File, read_data
 from reconciler.migrate.models import DeployConfigDoc, VersionDoc
 from reconciler.migrate.parse import parse
@@ -32,6 +31,8 @@ from reconciler.migrate.settings import (
     with_defaults,
 )
 from reconciler.migrate.traffic import traffic_map
+from reconciler.migrate.version import Version
+from reconciler.model.errors import ConfigError, Diagnostic
 
 META = ("tags", "properties", "description")  # the endpoint's, when the config gives them
 NAME_RE = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
@@ -52,19 +53,6 @@ class Options:
     instance_type: str | None = None
     compute: str | None = None
     deployment_name: str = "blue"
-
-
-@dataclass
-class Version:
-    """One served version: its v2 deployment name and every v1 setting it has."""
-
-    name: str
-    settings: dict[str, Setting]
-    file: V1File
-    at: tuple[str | int, ...]
-    is_default: bool = False
-    is_control: bool = False
-    extra: dict[str, Setting] = field(default_factory=dict)  # model, inference config, flags
 
 
 @dataclass

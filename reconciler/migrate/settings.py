@@ -15,10 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from reconciler.errors import Diagnostic
 from reconciler.migrate.files import V1File
 from reconciler.migrate.models import GROUPS
 from reconciler.migrate.parse import spellings
+from reconciler.model.errors import Diagnostic
 
 # per-version settings in the order MIGRATION.md lists them; None: no default (see with_defaults)
 VERSION_DEFAULTS: dict[str, Any] = {

@@ -10,12 +10,8 @@ states a ``traffic_percentile`` must state exactly the rest.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from reconciler.errors import Diagnostic
-
-if TYPE_CHECKING:
-    from reconciler.migrate.service import Version
+from reconciler.migrate.version import Version
+from reconciler.model.errors import Diagnostic
 
 
 def _share(v: Version) -> int:

@@ -15,11 +15,12 @@ from typing import Any
 
 import yaml
 
-from reconciler.errors import ConfigError, Diagnostic
 from reconciler.migrate.deployment import deployment_fields
 from reconciler.migrate.envs import code_and_environment, rel
 from reconciler.migrate.rows import Row, plain, row
-from reconciler.migrate.service import Options, Service, Version
+from reconciler.migrate.service import Options, Service
+from reconciler.migrate.version import Version
+from reconciler.model.errors import ConfigError, Diagnostic
 
 SCHEMA = "https://azuremlschemas.azureedge.net/latest/{}.schema.json"
 KINDS = {

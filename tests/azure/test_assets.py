@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.errors import PermanentError
+from reconciler.model.errors import PermanentError
 from tests.azure.emulator import Emulator
 from tests.azure.fixtures import shared_azurite
 from tests.contract.conftest import Harness, tree_digest

@@ -14,7 +14,7 @@ import pytest
 
 from providers.azure.arm import ArmError, ArmRetryableError, OperationFailed, OperationTimeout
 from providers.base import ApplyRequest
-from reconciler.errors import PermanentError, ProviderError, RetryableError
+from reconciler.model.errors import PermanentError, ProviderError, RetryableError
 from tests.azure.emulator import Emulator
 from tests.contract.conftest import Harness
 

@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from providers.azure import bodies
-from reconciler.errors import ConfigError
-from reconciler.loader import load_project
+from reconciler.load.loader import load_project
+from reconciler.model.errors import ConfigError
 from tests.conftest import ONLINE, SKLEARN_SCORE_PY
 
 pytestmark = pytest.mark.azure

@@ -8,7 +8,7 @@ from providers.azure import bodies
 from providers.azure.arm import iso_seconds, scrub, short_path
 from providers.azure.quota import deployment_cores, live_quota
 from providers.azure.settings import DEFAULT_ARM, parse_settings
-from reconciler.errors import ConfigError
+from reconciler.model.errors import ConfigError
 from tests.canonical import deployment_attrs, endpoint_attrs
 
 SUB = "00000000-1111-2222-3333-444444444444"
@@ -92,6 +92,15 @@ def test_live_quota_leaves_recon_what_others_do_not_use() -> None:
     assert live_quota(usages, [], ws, {"standardDSv2Family": 0}).limits["standardDSv2Family"] == 40
     full = [{**usages[0], "currentValue": 120}]
     assert live_quota(full, [], ws, {"standardDSv2Family": 12}).limits == {"standardDSv2Family": 12}
+
+
+def test_the_reserve_is_the_planners() -> None:
+    from providers.azure.quota import reserved_instances
+    from reconciler.plan import quota
+
+    for n in range(0, 60):
+        for exempt in (False, True):
+            assert reserved_instances(n, exempt) == quota.reserved_instances(n, exempt)
 
 
 def test_deployment_cores_follow_the_20_percent_reserve() -> None:

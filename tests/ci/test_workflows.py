@@ -173,7 +173,7 @@ def test_github_workflows_do_what_the_issue_asks() -> None:
 
 
 def test_github_comment_is_found_by_the_marker_recon_writes() -> None:
-    from reconciler.render_markdown import plan_marker
+    from reconciler.render.markdown import plan_marker
 
     marker = plan_marker("sha256:" + "a" * 64)
     for name, job in (("plan.yml", "plan"), ("apply.yml", "apply-reviewed-plan")):

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from providers.base import ApplyRequest, Provider, ProviderContext
-from reconciler.errors import ProviderError
-from reconciler.resources import digest_of
-from reconciler.state import StateResource
+from reconciler.model.errors import ProviderError
+from reconciler.model.resources import digest_of
+from reconciler.state.document import StateResource
 from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 
 PROVIDER_KINDS = {
@@ -161,7 +161,7 @@ class Harness:
                 self.provider.delete(res)
         self.provider.close()
         if self.kind == "local":  # safety net: no process of this test outlives it
-            from providers.local import procs
+            from providers.shared import procs
 
             state_dir = str(Path(self.provider.context.state_dir).resolve())
             for pid, env in procs.marked_processes():

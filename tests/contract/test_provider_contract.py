@@ -12,9 +12,9 @@ import json
 import pytest
 
 from providers.base import Keys, Observation
-from reconciler.errors import ProviderError
-from reconciler.plan import Batch
-from reconciler.state import StateResource
+from reconciler.model.errors import ProviderError
+from reconciler.plan.types import Batch
+from reconciler.state.document import StateResource
 
 from .conftest import Harness
 

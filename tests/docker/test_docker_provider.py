@@ -12,8 +12,8 @@ import pytest
 
 from providers.base import ApplyRequest, ProviderContext
 from providers.docker import DockerProvider
-from reconciler.errors import PermanentError, ProviderError
-from reconciler.resources import digest_of
+from reconciler.model.errors import PermanentError, ProviderError
+from reconciler.model.resources import digest_of
 from tests.contract.conftest import Harness
 from tests.docker.engine import OVERRIDES, client, labelled_containers, remove_labelled, require_engine
 

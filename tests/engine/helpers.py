@@ -1,6 +1,6 @@
 """Desired states in canonical form, the fake provider and a real state manager, for engine tests.
 
-Plans come from the real planner (``reconciler.planner.make_plan``) where it matters that the
+Plans come from the real planner (``reconciler.plan.planner.make_plan``) where it matters that the
 engine carries out what the planner makes; a few tests build a plan by hand to reach a case the
 planner never produces (a step that would break a domain rule).
 """
@@ -12,11 +12,11 @@ from typing import Any
 
 from providers.base import ProviderContext
 from providers.fake import FakeProvider
-from reconciler.hooks import ApplyHooks
-from reconciler.plan import Batch, Plan, Step
-from reconciler.resources import DesiredState, ProviderSettings, Resource
-from reconciler.state import State
-from reconciler.statemgr import StateManager, open_state_manager
+from reconciler.apply.hooks import ApplyHooks
+from reconciler.model.resources import DesiredState, ProviderSettings, Resource
+from reconciler.plan.types import Batch, Plan, Step
+from reconciler.state.document import State
+from reconciler.state.manager import StateManager, open_state_manager
 from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 
 MODEL = "model.m:1"
@@ -93,7 +93,7 @@ def blue_green(
 
 
 def plan_for(state_manager: StateManager, want: DesiredState, destroy: bool = False) -> Plan:
-    from reconciler.planner import make_plan
+    from reconciler.plan.planner import make_plan
 
     plan = make_plan(want, state_manager.read(), destroy=destroy)
     assert plan.applicable, plan.errors
@@ -112,7 +112,7 @@ def hand_plan(state: State, steps: list[Step], changes: list[Any], digest: str =
 
 
 def step(kind: str, address: str, *deps: str, batches: int = 0, **params: Any) -> Step:
-    from reconciler.plan import StepKind
+    from reconciler.plan.types import StepKind
 
     return Step(
         id=f"{kind}:{address}",

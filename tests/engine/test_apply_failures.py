@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from reconciler.apply import RetryPolicy, apply_plan
-from reconciler.errors import PlanError, StalePlanError
-from reconciler.plan import Action, ResourceChange
+from reconciler.apply.engine import apply_plan
+from reconciler.apply.outcomes import RetryPolicy
+from reconciler.model.errors import PlanError, StalePlanError
+from reconciler.plan.types import Action, ResourceChange
 
 from .helpers import MODEL, Env, Recording, blue_green, hand_plan, plan_for, step
 

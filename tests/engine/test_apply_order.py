@@ -10,7 +10,7 @@ from typing import Any
 
 from providers.base import ApplyRequest
 from providers.fake import FakeProvider
-from reconciler.apply import apply_plan
+from reconciler.apply.engine import apply_plan
 
 from .helpers import (
     ENV,

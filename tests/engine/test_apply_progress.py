@@ -8,10 +8,11 @@ import threading
 import time
 from typing import Any
 
-from reconciler.apply import CancelToken, apply_plan
-from reconciler.errors import StateError
-from reconciler.plan import Batch, Step
-from reconciler.state import State
+from reconciler.apply.engine import apply_plan
+from reconciler.apply.outcomes import CancelToken
+from reconciler.model.errors import StateError
+from reconciler.plan.types import Batch, Step
+from reconciler.state.document import State
 
 from .helpers import Env, Recording, blue_green, desired, model, plan_for
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from reconciler.state import State
+from reconciler.state.document import State
 
 from .test_cli import BLUE, configure, fake_project, set_blue, world
 

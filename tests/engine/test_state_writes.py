@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.apply import apply_plan
-from reconciler.errors import StateError
-from reconciler.state import State, StateResource
-from reconciler.statemgr import open_state_manager, serialise
+from reconciler.apply.engine import apply_plan
+from reconciler.model.errors import StateError
+from reconciler.state.document import State, StateResource
+from reconciler.state.manager import open_state_manager, serialise
 
 from .helpers import Env, blue_green, plan_for
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from providers.base import ApplyRequest, ProviderContext
 from providers.kubernetes import KubernetesProvider
-from reconciler.state import StateResource
+from reconciler.state.document import StateResource
 from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 
 SCORE_PY = """\

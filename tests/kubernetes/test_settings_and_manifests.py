@@ -6,7 +6,7 @@ import pytest
 
 from providers.kubernetes import manifests as m
 from providers.kubernetes.settings import parse_settings
-from reconciler.errors import ConfigError
+from reconciler.model.errors import ConfigError
 
 
 def test_unknown_and_wrong_settings_are_errors_at_their_key() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reconciler.errors import Diagnostic
+from reconciler.model.errors import Diagnostic
 
 S = "https://azuremlschemas.azureedge.net/latest/"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import ConfigError
-from reconciler.loader import load_project
+from reconciler.load.loader import load_project
+from reconciler.model.errors import ConfigError
 from tests.conftest import ONLINE, SKLEARN_SCORE_PY, copy_online_samples
 
 CLI = ONLINE.parents[1]

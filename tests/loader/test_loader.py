@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import ConfigError
-from reconciler.loader import load_project, load_settings
-from reconciler.state import State, StateResource
+from reconciler.load.loader import load_project, load_settings
+from reconciler.model.errors import ConfigError
+from reconciler.state.document import State, StateResource
 from tests.loader.helpers import BLUE, ENDPOINT, S, deployment, project
 
 MODEL = f"$schema: {S}model.schema.json\nname: my-model\npath: model\n"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import ConfigError
-from reconciler.loader import load_project
+from reconciler.load.loader import load_project
+from reconciler.model.errors import ConfigError
 from tests.loader.helpers import BLUE, ENDPOINT, S, deployment, find, project
 
 K8S_ENDPOINT = f"$schema: {S}kubernetesOnlineEndpoint.schema.json\nname: my-endpoint\ncompute: azureml:k8s\n"

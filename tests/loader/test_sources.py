@@ -1,4 +1,4 @@
-"""reconciler.sources: the fast parse gives exactly what PyYAML's safe loader gives, serial or split."""
+"""reconciler.load.sources: the fast parse gives exactly what PyYAML's safe loader gives, serial or split."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler import sources
+from reconciler.load import sources
 from tests.conftest import CORPUS
 
 SAFE: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

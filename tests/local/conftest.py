@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from providers.base import ProviderContext
-from providers.local import LocalProvider, procs
+from providers.local import LocalProvider
+from providers.shared import procs
 from tests.local.helpers import Project, alive_marked
 
 

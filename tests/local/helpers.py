@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from providers.base import ApplyRequest
-from providers.local import LocalProvider, procs
-from reconciler.resources import digest_of
-from reconciler.state import StateResource
+from providers.local import LocalProvider
+from providers.shared import procs
+from reconciler.model.resources import digest_of
+from reconciler.state.document import StateResource
 
 # A scoring script with Azure's contract: init() once, run(raw_data) per request.
 SCORE_PY = """\

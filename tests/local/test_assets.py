@@ -13,8 +13,8 @@ import pytest
 
 from providers.base import ProviderContext
 from providers.local import LocalProvider
-from providers.local.venvs import RUNTIME_PACKAGE, pip_plan
-from reconciler.errors import PermanentError
+from providers.shared.requirements import RUNTIME_PACKAGE, pip_plan
+from reconciler.model.errors import PermanentError
 from tests.conftest import ONLINE
 from tests.local.helpers import Project
 

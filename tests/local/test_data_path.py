@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.local import procs
+from providers.shared import probes
 from tests.local.helpers import Project
 
 
@@ -50,9 +50,9 @@ def test_router_status_needs_a_key_and_hides_upstreams(project: Project) -> None
     serve(project, count=1)
     primary, port = project.keys()
     inst = project.resources["deployment.ep.blue"].outputs["instances"][0]
-    got = procs.http_get(port, "/-/router", 5.0)
+    got = probes.http_get(port, "/-/router", 5.0)
     assert got is not None and got[0] == 401 and str(inst["port"]).encode() not in got[1]
-    got = procs.http_get(port, "/-/router", 5.0, primary)
+    got = probes.http_get(port, "/-/router", 5.0, primary)
     assert got is not None and got[0] == 200
     assert project.provider.observe(project.resources["endpoint.ep"]).exists  # the control plane still sees it
 
@@ -120,8 +120,8 @@ def test_router_limits_setting_reaches_the_router(tmp_path: Path) -> None:
 def test_bad_router_limits_are_config_errors(tmp_path: Path, limits: dict[str, object], message: str) -> None:
     from providers.base import ProviderContext
     from providers.local import LocalProvider
-    from providers.local.routing import router_limits
-    from reconciler.errors import ConfigError
+    from providers.shared.routing_table import router_limits
+    from reconciler.model.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         router_limits({"router_limits": limits}, "ep")

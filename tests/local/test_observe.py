@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from providers.local import procs
-from reconciler.plan import Batch
+from providers.shared import procs
+from reconciler.plan.types import Batch
 from tests.local.helpers import Project, alive_marked
 
 

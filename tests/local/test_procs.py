@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from providers.local import procs
+from providers.shared import procs
 
 
 def test_start_time_tells_a_reused_pid_apart(tmp_path: Path) -> None:

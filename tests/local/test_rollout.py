@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from reconciler.plan import Batch
+from reconciler.plan.types import Batch
 from tests.local.helpers import Project, alive_marked
 
 

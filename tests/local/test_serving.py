@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from providers.local import procs
-from reconciler.errors import PermanentError
-from reconciler.plan import Batch
+from providers.shared import procs
+from reconciler.model.errors import PermanentError
+from reconciler.plan.types import Batch
 from tests.local.helpers import Project, alive_marked
 
 

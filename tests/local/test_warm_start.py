@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from providers.local import procs
 from providers.local.instances import DeploymentRunner
-from reconciler.plan import Batch
+from providers.shared import procs
+from reconciler.plan.types import Batch
 from tests.local.helpers import Project, alive_marked
 
 HEAVY_LIB = """\
@@ -124,7 +124,7 @@ def test_a_launcher_ends_when_the_process_that_started_it_is_killed(tmp_path: Pa
         import sys, time
         from pathlib import Path
         sys.path.insert(0, {str(Path.cwd())!r})
-        from providers.local.launchers import Launcher
+        from providers.local.warm_starts import Launcher
         launcher = Launcher(sys.executable, {{"PATH": "/usr/bin:/bin"}}, Path({str(tmp_path)!r}),
                             Path({str(tmp_path / "launcher.log")!r}), Path({str(tmp_path / "none.json")!r}),
                             Path({str(tmp_path / "launcher.json")!r}), 30.0)

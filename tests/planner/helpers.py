@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from reconciler.resources import DesiredState, InstanceType, Resource, SourceRef
-from reconciler.state import State, StateResource
+from reconciler.model.resources import DesiredState, InstanceType, Resource, SourceRef
+from reconciler.state.document import State, StateResource
 from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 
 CATALOG = {

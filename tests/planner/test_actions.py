@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.plan import Action, Plan, StepKind
-from reconciler.planner import make_plan
-from reconciler.state import State
+from reconciler.plan.planner import make_plan
+from reconciler.plan.types import Action, Plan, StepKind
+from reconciler.state.document import State
 from tests.planner.helpers import base, changed, deployment, desired, endpoint, environment, model, state
 
 
@@ -202,7 +202,7 @@ def test_unknown_target_warns() -> None:
 
 
 def test_plan_records_digest_workspace_provider_warnings_and_drift() -> None:
-    from reconciler.plan import DriftItem
+    from reconciler.plan.types import DriftItem
 
     d = desired(*base(), workspace="ws", warnings=[{"severity": "warning", "message": "loader says"}])
     drift = [

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.plan import Action, Plan, StepKind
-from reconciler.planner import batch_size, make_plan, redistribute, rollout_batches
-from reconciler.state import State
+from reconciler.plan.planner import batch_size, make_plan, redistribute, rollout_batches
+from reconciler.plan.types import Action, Plan, StepKind
+from reconciler.state.document import State
 from tests.planner.helpers import base, before, changed, deployment, desired, endpoint, state
 
 

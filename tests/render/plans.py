@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.plan import (
+from reconciler.plan.types import (
     Action,
     Batch,
     DriftItem,

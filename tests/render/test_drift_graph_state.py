@@ -8,8 +8,10 @@ import re
 import networkx as nx
 import pytest
 
-from reconciler.render import render_drift, render_graph, render_state_list, render_state_show
-from reconciler.state import State, StateResource
+from reconciler.render import render_drift
+from reconciler.render.graph import render_graph
+from reconciler.render.text import render_state_list, render_state_show
+from reconciler.state.document import State, StateResource
 from tests.render.plans import BLUE, EP, MODEL, full_plan
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from reconciler.plan import PLAN_FORMAT_VERSION
-from reconciler.render import render_json
+from reconciler.plan.types import PLAN_FORMAT_VERSION
+from reconciler.render.json import render_json
 from tests.render.plans import BLUE, EP, GREEN, MODEL, OLD, empty_plan, full_plan
 
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from reconciler.plan import Action, DriftItem, Plan, ResourceChange
-from reconciler.render_markdown import render_drift_markdown, render_markdown
+from reconciler.plan.types import Action, DriftItem, Plan, ResourceChange
+from reconciler.render.markdown import render_drift_markdown, render_markdown
 from tests.render.plans import BLUE, GREEN, OLD, big_plan, empty_plan, full_plan
 
 SECTIONS = ["## ", "> [!WARNING]", "### Resources", "### Rollout", "### Quota", "### Drift", "### Warnings"]

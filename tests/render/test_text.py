@@ -6,8 +6,10 @@ import re
 
 import pytest
 
-from reconciler.plan import Action, FieldChange, Plan, ResourceChange, Step, StepKind
-from reconciler.render import UNKNOWN, format_value, render_plan, render_text
+from reconciler.plan.types import Action, FieldChange, Plan, ResourceChange, Step, StepKind
+from reconciler.render import render_plan
+from reconciler.render.common import UNKNOWN, format_value
+from reconciler.render.text import render_text
 from tests.render.plans import BLUE, EP, GREEN, MODEL, OLD, empty_plan, full_plan
 
 ANSI = re.compile(r"\x1b\[")

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST_PY = ROOT / "providers" / "local" / "host.py"
-ROUTER_PY = ROOT / "providers" / "local" / "router.py"
+HOST_PY = ROOT / "providers" / "shared" / "runtime" / "host.py"
+ROUTER_PY = ROOT / "providers" / "shared" / "runtime" / "router.py"
 PRIMARY, SECONDARY = "primary-key-0123456789", "secondary-key-9876543210"
 
 # A scoring script with Azure's contract; NAME, SLEEP_S and FAIL_INIT steer it per instance.

@@ -245,7 +245,7 @@ def test_connection_cap_answers_503_when_all_are_busy(start_host: Host, start_ro
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and 503 not in seen:  # 200 until both requests hold their connection
         seen.append(status_of(raw(router.port, probe + b"", timeout=1.0)))
-    assert seen[-1] == 503 and set(seen) <= {200, 503}
+    assert seen[-1] == 503 and set(seen) <= {0, 200, 503}  # 0: a probe read that timed out under load
     for t in threads:
         t.join(10)
     assert results == [200, 200]

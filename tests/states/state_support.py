@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reconciler.state import State, StateResource
-from reconciler.statemgr import StateManager, open_state_manager
+from reconciler.state.document import State, StateResource
+from reconciler.state.manager import StateManager, open_state_manager
 from states import StateBackend, open_backend
 
 WORKER = Path(__file__).with_name("state_worker.py")

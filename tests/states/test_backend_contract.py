@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from reconciler.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from reconciler.state import State
+from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
+from reconciler.state.document import State
 from states import SupportsHistory, SupportsLocking
 from tests.states.state_support import Target, res, wait_line, with_resources
 

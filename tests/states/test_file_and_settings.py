@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.errors import ConfigError, LockInfo, StateError, StateLockedError
-from reconciler.statemgr import open_state_manager
+from reconciler.model.errors import ConfigError, LockInfo, StateError, StateLockedError
+from reconciler.state.manager import open_state_manager
 from states import DSN_ENV, open_backend
 from states.file import FileBackend
 from states.postgres import PostgresBackend

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
-from reconciler.state import State
+from reconciler.state.document import State
 from states import DSN_ENV
 from tests.states.state_support import Target, wait_line, with_resources
 

@@ -1,0 +1,249 @@
+"""An endpoint's routing table and keys: what the control plane and the router program
+(``runtime/router.py``) share, whoever runs the router (a local process, a container, a pod).
+
+Layout under ``state_dir``::
+
+    run/<endpoint>/port           the endpoint's port, chosen once and kept across restarts
+    run/<endpoint>/table.json     the routing table (docs/runtime.md), written atomically under a lock
+    keys/<endpoint>.json          primaryKey / secondaryKey, mode 0600, never in state or outputs
+    keys/<endpoint>.instance.json instanceKey, mode 0600: the router presents it to the endpoint's
+                                  instances (which answer nothing else but GET /) and the control
+                                  plane to the router's ``GET /-/router``
+    logs/<endpoint>/router.log    mode 0600
+
+The table is the one document both the control plane (traffic, pools of ready instances) and the
+router read; every change is a locked read-modify-write that bumps ``version``, then a reload of the
+router (``reload``: SIGHUP to a process or a container), then (when the router runs) a wait until
+``GET /-/router`` reports the new version. How the router runs is the provider's: a subclass
+implements ``router``, ``status``, ``reload``, ``start_router`` and ``stop_router``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from providers.shared import probes, procs
+from reconciler.model.errors import ConfigError, Diagnostic
+
+ROUTER_START_TIMEOUT = 20.0
+# The router's per-endpoint limits and their defaults (router.py LIMITS; docs/security.md).
+ROUTER_LIMITS = {"max_body_bytes": 100 * 1024 * 1024, "max_connections": 1000, "header_timeout_ms": 10_000,
+                 "body_timeout_ms": 30_000, "idle_timeout_ms": 60_000}
+
+
+def router_limits(settings: dict[str, Any], endpoint: str) -> dict[str, int]:
+    """The limits of ``endpoint``'s router from the provider setting ``router_limits`` (recon.yaml):
+    ``{<limit>: N, ..., endpoints: {<endpoint>: {<limit>: N}}}``, defaults for the rest."""
+    raw = settings.get("router_limits") or {}
+    where = "provider.router_limits"
+    if not isinstance(raw, dict):
+        raise _limit_error(where, raw, "a mapping of limit names to whole numbers")
+    per = raw.get("endpoints") or {}
+    if not isinstance(per, dict):
+        raise _limit_error(f"{where}.endpoints", per, "a mapping of endpoint names to limits")
+    out = dict(ROUTER_LIMITS)
+    layers = [("", where, {k: v for k, v in raw.items() if k != "endpoints"})]
+    layers += [(str(name).lower(), f"{where}.endpoints.{name}", v) for name, v in per.items()]
+    for name, path, layer in layers:  # every layer is checked; the endpoint's own applies last
+        if not isinstance(layer, dict):
+            raise _limit_error(path, layer, "a mapping of limit names to whole numbers")
+        for key, value in layer.items():
+            if key not in ROUTER_LIMITS:
+                raise _limit_error(f"{path}.{key}", value, "one of " + ", ".join(ROUTER_LIMITS))
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _limit_error(f"{path}.{key}", value, "a whole number of at least 1")
+            if name in ("", endpoint.lower()):
+                out[key] = value
+    return out
+
+
+def _limit_error(path: str, value: Any, want: str) -> ConfigError:
+    return ConfigError(Diagnostic(f"{value!r} is not valid; expected {want}", file="recon.yaml",
+                                  path=path))
+
+
+class EndpointFiles:
+    """Paths and operations of one endpoint's table and keys; the router itself is a subclass's."""
+
+    def __init__(self, state_dir: Path, name: str, workspace: str = "") -> None:
+        self.state_dir = state_dir
+        self.name = name.lower()
+        self.workspace = workspace
+        self.run = state_dir / "run" / self.name
+        self.portfile = self.run / "port"
+        self.table = self.run / "table.json"
+        self.keys = state_dir / "keys" / f"{self.name}.json"
+        self.instance_key_file = instance_key_path(state_dir, self.name)
+        self.log = state_dir / "logs" / self.name / "router.log"
+
+    # -- keys ------------------------------------------------------------------------------------
+    def ensure_keys(self) -> None:
+        """Make the endpoint's two keys unless they exist (a restarted router keeps its keys)."""
+        if self.read_keys() is not None:
+            return
+        self.keys.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.keys.parent, 0o700)
+        data = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32)}
+        procs.write_json(self.keys, data, mode=0o600)
+        os.chmod(self.keys, 0o600)
+
+    def instance_key(self) -> str:
+        """The endpoint's instance key, made on first use."""
+        return ensure_instance_key(self.instance_key_file)
+
+    def status_token(self) -> str | None:
+        """What ``GET /-/router`` is read with: the instance key when there is one (it makes none: a plan
+        only reads), else the endpoint's primary key."""
+        data = procs.read_json(self.instance_key_file)
+        if isinstance(data, dict) and data.get("instanceKey"):
+            return str(data["instanceKey"])
+        keys = self.read_keys()
+        return keys["primaryKey"] if keys else None
+
+    def read_keys(self) -> dict[str, str] | None:
+        data = procs.read_json(self.keys)
+        if isinstance(data, dict) and data.get("primaryKey") and data.get("secondaryKey"):
+            return {"primaryKey": str(data["primaryKey"]), "secondaryKey": str(data["secondaryKey"])}
+        return None
+
+    # -- table -----------------------------------------------------------------------------------
+    def read_table(self) -> dict[str, Any]:
+        data = procs.read_json(self.table)
+        if isinstance(data, dict):
+            return data
+        return {"version": 0, "endpoint": self.name, "auth_mode": "key", "keys_file": str(self.keys),
+                "deployments": {}, "traffic": {}, "mirror_traffic": {}}
+
+    def update_table(self, mutate: Callable[[dict[str, Any]], None], wait: bool = True) -> int:
+        """Apply ``mutate`` to the table under the lock, write it, tell the router; the new version."""
+        with procs.file_lock(self.run / "table.lock"):
+            table = self.read_table()
+            mutate(table)
+            version = int(table.get("version") or 0) + 1
+            table.update(version=version, endpoint=self.name, keys_file=str(self.keys), **self.table_fields())
+            procs.write_json(self.table, table)
+        if self.reload() and wait:
+            self.wait_version(version)
+        return version
+
+    def set_pool(self, deployment: str, upstreams: list[str], settings: dict[str, Any]) -> None:
+        """Make the router's pool for ``deployment`` exactly ``upstreams``, with its request settings."""
+
+        def mutate(table: dict[str, Any]) -> None:
+            entry = table.setdefault("deployments", {}).setdefault(deployment, {})
+            entry.update(settings)
+            entry["upstreams"] = list(upstreams)
+
+        self.update_table(mutate)
+
+    def remove_deployment(self, deployment: str) -> None:
+        """Take ``deployment`` out of the table: its pool, traffic and mirror entries."""
+
+        def mutate(table: dict[str, Any]) -> None:
+            table.setdefault("deployments", {}).pop(deployment, None)
+            for key in ("traffic", "mirror_traffic"):
+                table.setdefault(key, {}).pop(deployment, None)
+
+        self.update_table(mutate)
+
+    def table_fields(self) -> dict[str, Any]:
+        """Fields every version of the table carries besides the version, the endpoint and the keys file."""
+        self.instance_key()
+        return {"instance_key_file": str(self.instance_key_file)}
+
+    # -- the router: how it runs is the provider's ----------------------------------------------
+    def router(self) -> dict[str, Any] | None:
+        """The running router (a small dict with at least its ``port``), or None when none runs."""
+        raise NotImplementedError
+
+    def status(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """``GET /-/router`` of the running router (None when it does not answer)."""
+        raise NotImplementedError
+
+    def reload(self) -> bool:
+        """Tell a running router to read the table again; False when no router runs."""
+        raise NotImplementedError
+
+    def start_router(self, extra_env: dict[str, str]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def stop_router(self) -> None:
+        raise NotImplementedError
+
+    def read_status(self, port: int, token: str | None, timeout: float) -> dict[str, Any] | None:
+        """``GET /-/router`` on 127.0.0.1:``port`` read with ``token``, as a dict (None: no answer)."""
+        got = probes.http_get(port, "/-/router", timeout, token)
+        if got is None or got[0] != 200:
+            return None
+        try:
+            data = json.loads(got[1])
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def wait_version(self, version: int, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(timeout=1.0)
+            if status is None:
+                return False
+            if status.get("version") == version:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def wait_drained(self, upstreams: list[str], timeout: float) -> None:
+        """Wait (bounded) until the router has no request in flight to any of ``upstreams``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(timeout=1.0)
+            if status is None:
+                return
+            busy = _in_flight(status, upstreams)
+            if busy == 0:
+                return
+            time.sleep(0.02)
+
+    def chosen_port(self) -> int | None:
+        return procs.read_port(self.portfile)
+
+def instance_key_path(state_dir: Path, endpoint: str) -> Path:
+    return state_dir / "keys" / f"{endpoint.lower()}.instance.json"
+
+
+def ensure_instance_key(path: Path) -> str:
+    """Read the instance key at ``path``, or make it (mode 0600, folder 0700) when there is none."""
+    data = procs.read_json(path)
+    if isinstance(data, dict) and data.get("instanceKey"):
+        return str(data["instanceKey"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    with procs.file_lock(path.parent / f".{path.name}.lock"):
+        data = procs.read_json(path)
+        if isinstance(data, dict) and data.get("instanceKey"):
+            return str(data["instanceKey"])
+        key = secrets.token_urlsafe(32)
+        procs.write_json(path, {"instanceKey": key}, mode=0o600)
+        os.chmod(path, 0o600)
+        return key
+
+
+def _in_flight(status: dict[str, Any], upstreams: list[str]) -> int:
+    total = 0
+    draining = status.get("draining") or {}
+    for up in upstreams:
+        value = draining.get(up)
+        if isinstance(value, dict):
+            value = value.get("in_flight", 0)
+        total += int(value or 0)
+    for dep in (status.get("deployments") or {}).values():
+        for up, info in ((dep or {}).get("upstreams") or {}).items():
+            if up in upstreams and isinstance(info, dict):
+                total += int(info.get("in_flight") or 0)
+    return total

@@ -1,0 +1,183 @@
+"""``Project``: one opened project directory, and what the commands need from it.
+
+It owns nothing but the wiring: settings (``loader.load_settings``), the state manager
+(``state.manager.open_state_manager``), the provider (``providers.get_provider``) with its
+``ProviderContext``, the desired state (``loader.load_project``) and a ``plan`` convenience that reads
+the state, refreshes it through the provider and calls the pure ``make_plan``.
+
+Everything is opened lazily, so ``recon validate`` never touches a provider. Use it as a context
+manager (or call ``close``) so that provider clients and backend connections are released::
+
+    with Project(root) as project:
+        with project.state_manager.lock("apply"):
+            plan = project.plan(lock=False)
+
+Nothing here prints; errors are ``ReconcilerError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from providers.base import Capacity, Provider, ProviderContext
+from reconciler import __version__
+from reconciler.apply import gcpause
+from reconciler.model.errors import ProviderError
+from reconciler.model.resources import DesiredState
+from reconciler.plan.types import DriftItem, Plan
+from reconciler.state.document import State
+
+
+def cache_dir() -> Path:
+    """Shared by projects: ``$RECON_CACHE_DIR`` or ``~/.cache/recon``."""
+    env = os.environ.get("RECON_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "recon"
+
+
+class Project:
+    """A project directory: ``root`` holds the YAML files and (optionally) ``recon.yaml``.
+
+    ``provider`` may be given (tests, the engine's own instance); otherwise it is made from the
+    settings on first use. ``settings`` is the loader's ``ProjectSettings``.
+    """
+
+    def __init__(self, root: Path | str, *, provider: Provider | None = None) -> None:
+        from reconciler.load import loader
+
+        self.root = Path(root).resolve()
+        self.settings: Any = loader.load_settings(self.root)
+        self._provider = provider
+        self._state_manager: Any = None
+
+    # -- parts ----------------------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".recon"
+
+    @property
+    def provider_kind(self) -> str:
+        return str(self.settings.provider.kind)
+
+    def context(self) -> ProviderContext:
+        return ProviderContext(
+            project_root=self.root,
+            state_dir=self.state_dir,
+            cache_dir=cache_dir(),
+            workspace=str(self.settings.workspace or ""),
+        )
+
+    @property
+    def state_manager(self) -> Any:
+        """The ``StateManager`` over the backend ``recon.yaml``'s ``state:`` names."""
+        if self._state_manager is None:
+            from reconciler.state import manager
+
+            self._state_manager = manager.open_state_manager(self.root, dict(self.settings.state))
+        return self._state_manager
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            from providers import get_provider
+
+            self._provider = get_provider(
+                self.provider_kind, dict(self.settings.provider.settings), self.context()
+            )
+        return self._provider
+
+    # -- operations -----------------------------------------------------------------------------
+    def read_state(self) -> State:
+        return self.state_manager.read()  # type: ignore[no-any-return]
+
+    def load_desired(self, recorded: State | None = None) -> DesiredState:
+        """The desired state (``loader.load_project``); raises ``ConfigError`` with every diagnostic."""
+        from reconciler.load import loader
+
+        return loader.load_project(self.root, recorded)
+
+    def refresh(self, state: State) -> tuple[State, list[DriftItem]]:
+        from reconciler.apply.refresh import refresh
+
+        return refresh(state, self.provider)
+
+    def capacity(self) -> Capacity | None:
+        try:
+            return self.provider.capacity()
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError(
+                f"reading the provider's capacity failed: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def locked(self, operation: str, lock: bool = True) -> contextlib.AbstractContextManager[Any]:
+        """The state lock for ``operation`` (or nothing when ``lock`` is False)."""
+        return self.state_manager.lock(operation) if lock else contextlib.nullcontext()
+
+    def plan(
+        self,
+        *,
+        targets: Iterable[str] = (),
+        destroy: bool = False,
+        refresh: bool = True,
+        lock: bool = True,
+        operation: str = "plan",
+    ) -> Plan:
+        """Read the state (under the lock unless ``lock`` is False), refresh it through the provider
+        when ``refresh``, load the desired state against it and make the plan.
+
+        The plan's lineage and serial are those of the state as read (before refresh: refresh
+        does not write), so a saved plan is stale once anyone writes the state.
+        """
+        with self.locked(operation, lock), gcpause.paused():
+            return self._plan(list(targets), destroy, refresh)
+
+    def _plan(self, targets: list[str], destroy: bool, refresh: bool) -> Plan:
+        from reconciler.plan.planner import make_plan
+
+        recorded = self.read_state()
+        drift: list[DriftItem] = []
+        prior = recorded
+        capacity = None
+        if refresh:
+            prior, drift = self.refresh(recorded)
+            capacity = self.capacity()
+        desired = self.load_desired(recorded)
+        return make_plan(
+            desired,
+            prior,
+            drift=drift,
+            targets=targets,
+            destroy=destroy,
+            capacity=capacity,
+            recon_version=__version__,
+        )
+
+    # -- lifetime -------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._provider is not None:
+            with contextlib.suppress(Exception):
+                self._provider.close()
+        if self._state_manager is not None:
+            with contextlib.suppress(Exception):
+                self._state_manager.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def open_project(root: Path | str, *, provider: Provider | None = None) -> Iterator[Project]:
+    """``with open_project(root) as project:`` — the same as ``with Project(root) as project:``."""
+    with Project(root, provider=provider) as project:
+        yield project

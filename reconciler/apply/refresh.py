@@ -1,0 +1,97 @@
+"""Refresh: observe every recorded resource and report drift, kept apart from pending changes.
+
+``refresh(state, provider)`` returns a new state (the input is not changed) and the drift found:
+
+- ``missing``: the object is gone; it is dropped from the refreshed state, so the plan creates it.
+- ``changed``: an attribute the provider sees differs from the recorded one (one item per dotted
+  path); the refreshed state carries the observed value, so the plan repairs it.
+- ``unmanaged``: an object carrying recon's marks that no state knows (reported, never deleted).
+
+Traffic is compared in normal form (zero entries dropped, names lowercased), so nothing drifts
+falsely. Whatever goes wrong inside the provider reaches the caller as ``ProviderError`` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from providers.base import Observation, Provider
+from reconciler.model.errors import ProviderError
+from reconciler.plan.diff import diff_attributes, normalize_traffic
+from reconciler.plan.types import DriftItem
+from reconciler.state.document import State, StateResource
+
+_TRAFFIC = ("traffic", "mirror_traffic")
+
+
+def _normal(rtype: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    if rtype != "endpoint" or not any(k in attrs for k in _TRAFFIC):
+        return attrs
+    out = dict(attrs)
+    for key in _TRAFFIC:
+        if key in out:
+            out[key] = normalize_traffic(out[key])
+    return out
+
+
+def _observe(provider: Provider, resource: StateResource) -> Observation:
+    try:
+        return provider.observe(resource)
+    except ProviderError:
+        raise
+    except Exception as exc:  # the provider's contract says ProviderError; keep it so
+        raise ProviderError(f"observing {resource.address} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def refresh_resource(
+    provider: Provider, resource: StateResource
+) -> tuple[StateResource | None, list[DriftItem]]:
+    """One resource: its refreshed record (None when gone) and the drift found."""
+    obs = _observe(provider, resource)
+    if not obs.exists:
+        detail = "; ".join(obs.problems) or "the object no longer exists"
+        return None, [DriftItem(address=resource.address, kind="missing", detail=detail)]
+    recorded = _normal(resource.type, resource.attributes)
+    seen = _normal(resource.type, {k: v for k, v in obs.attributes.items() if k in recorded})
+    overlay = {**recorded, **seen}
+    changes = diff_attributes(recorded, overlay)
+    changed_detail = "; ".join(obs.problems) or None
+    items = [
+        DriftItem(
+            address=resource.address,
+            kind="changed",
+            path=c.path,
+            recorded=c.before,
+            actual=c.after,
+            detail=changed_detail,
+        )
+        for c in changes
+    ]
+    if not changes and not obs.outputs:
+        return resource, items
+    update: dict[str, Any] = {"outputs": {**resource.outputs, **obs.outputs}}
+    if changes:
+        update["attributes"] = overlay
+    return resource.model_copy(update=update), items
+
+
+def refresh(state: State, provider: Provider) -> tuple[State, list[DriftItem]]:
+    """Observe everything in ``state``; return the refreshed state and the drift (sorted by address)."""
+    resources: dict[str, StateResource] = {}
+    drift: list[DriftItem] = []
+    for address in sorted(state.resources):
+        refreshed, items = refresh_resource(provider, state.resources[address])
+        drift.extend(items)
+        if refreshed is not None:
+            resources[address] = refreshed
+    try:
+        unmanaged = provider.find_unmanaged(list(state.resources.values()))
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise ProviderError(f"looking for unmanaged objects failed: {type(exc).__name__}: {exc}") from exc
+    drift.extend(
+        DriftItem(address=a, kind="unmanaged", detail="carries recon's marks but no state records it")
+        for a in sorted(unmanaged)
+    )
+    return state.model_copy(update={"resources": resources}), drift

@@ -1,0 +1,344 @@
+"""From a project folder of Azure ML CLI v2 YAML files to the canonical ``DesiredState``.
+
+Pipeline: ``load_settings`` (recon.yaml) -> discover and parse the files (``sources``: PyYAML's
+semantics, duplicate keys noticed while constructing) -> classify each document's kind ->
+validate it (``schema``) -> build canonical resources and apply the cross-document rules
+(``builder``: assets first, then endpoints, then deployments with their references; traffic,
+mirror, duplicates, service limits). Every problem of the run is collected; ``ConfigError``
+carries them all. Lines are only looked up for files that have a problem: those files are
+re-composed into a node tree and the field path walked to its line.
+
+The run (``LoadRun``) caches what several documents share: stat results, relative paths, and the
+digests of model folders, code folders, conda files and build contexts by (path, size,
+mtime_ns), so a folder shared by many deployments is read once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from reconciler.load import sources
+from reconciler.load.builder import Builder
+from reconciler.load.run import LoadedFile, LoadRun
+from reconciler.model import catalog, schema
+from reconciler.model.errors import ConfigError, Diagnostic
+from reconciler.model.resources import DesiredState, InstanceType, ProviderSettings
+from reconciler.model.schema import Problem
+from reconciler.model.settings import DEFAULT_LIMITS, SETTINGS_FILE, ProjectSettings
+from reconciler.state.document import State
+
+SCHEMA_HINT = "add `$schema: https://azuremlschemas.azureedge.net/latest/<kind>.schema.json` (kind: managedOnlineEndpoint, managedOnlineDeployment, kubernetesOnlineEndpoint, kubernetesOnlineDeployment, model, environment), or exclude the file in recon.yaml (`exclude: [path/glob]`)"
+_SCHEMA_KINDS = {
+    "managedonlineendpoint": "managed_endpoint",
+    "managedonlinedeployment": "managed_deployment",
+    "kubernetesonlineendpoint": "kubernetes_endpoint",
+    "kubernetesonlinedeployment": "kubernetes_deployment",
+    "model": "model",
+    "environment": "environment",
+}
+_SCHEMA_RE = re.compile(r"([A-Za-z]+)\.schema\.json\s*$")
+_CONDA_KEYS = {"name", "channels", "dependencies", "prefix", "variables"}
+# --- files and parsing --------------------------------------------------------------------
+
+
+def _parse(run: LoadRun, f: LoadedFile, parsed: sources.Parsed | None = None) -> None:
+    """Record ``parsed`` (read and parsed here when not given) on ``f``, with its problems."""
+    if parsed is None:
+        parsed = sources.read_and_parse(f.path)
+    f.data, f.name_line, f.placeholder = parsed.data, parsed.name_line, parsed.placeholder
+    if parsed.problem is not None:
+        f.ok = False
+        problem = parsed.problem
+        run.diagnostics.append(
+            Diagnostic(
+                problem.message + (f" (column {problem.column})" if problem.column else ""),
+                file=f.rel,
+                line=problem.line,
+                hint=problem.hint,
+            )
+        )
+        return
+    if parsed.duplicate_keys:
+        for path, line in f.duplicate_key_paths():
+            f.ok = False
+            run.diagnostics.append(
+                Diagnostic(
+                    f"duplicate key {path[-1]!r}",
+                    file=f.rel,
+                    line=line,
+                    path=".".join(map(str, path)),
+                    hint="each key may appear once in a mapping; remove or merge the repeats",
+                )
+            )
+
+
+def _discover(run: LoadRun, exclude: tuple[str, ...]) -> list[LoadedFile]:
+    return [LoadedFile(path, rel) for path, rel in sources.discover(run.root, frozenset({SETTINGS_FILE}), exclude)]
+
+
+# --- recon.yaml ------------------------------------------------------------------------------
+
+
+def load_settings(root: Path) -> ProjectSettings:
+    """Read ``root/recon.yaml`` (optional). Raises ConfigError naming file, line and field."""
+    run = LoadRun(Path(root).absolute())
+    settings = _load_settings(run)
+    _raise_if_errors(run)
+    return settings
+
+
+def _load_settings(run: LoadRun) -> ProjectSettings:
+    path = run.root / SETTINGS_FILE
+    if not path.is_file():
+        return ProjectSettings()
+    f = LoadedFile(path, SETTINGS_FILE)
+    _parse(run, f)
+    if not f.ok or f.data is None:
+        return ProjectSettings(source=SETTINGS_FILE)
+    raw = f.data
+    if not isinstance(raw, dict):
+        run.error(f, (), "recon.yaml must be a mapping", "see the README for its keys")
+        return ProjectSettings(source=SETTINGS_FILE)
+    limits_raw = raw.pop("limits", None) if isinstance(raw, dict) else None
+    doc, problems = schema.parse_model(schema.ReconFileDoc, raw)
+    for p in problems:
+        run.report(f, p)
+    if doc is None:
+        return ProjectSettings(source=SETTINGS_FILE)
+    return _settings_from(run, f, doc, limits_raw)
+
+
+def _settings_from(run: LoadRun, f: LoadedFile, doc: schema.ReconFileDoc, limits_raw: Any) -> ProjectSettings:
+    if doc.workspace is not None and not schema.WORKSPACE_RE.match(doc.workspace):
+        run.error(
+            f,
+            ("workspace",),
+            f"{doc.workspace!r} is not a valid workspace name",
+            "3 to 33 characters: letters, digits, '_' and '-', starting with a letter or digit",
+        )
+    provider = ProviderSettings()
+    if doc.provider is not None:
+        kind = doc.provider.get("kind", "local")
+        if not isinstance(kind, str):
+            run.error(f, ("provider", "kind"), f"wrong type: got {kind!r}", "expected a string such as local")
+            kind = "local"
+        provider = ProviderSettings(
+            kind=kind, settings={k: v for k, v in doc.provider.items() if k != "kind"}
+        )
+    custom = {name: InstanceType(**t.model_dump()) for name, t in (doc.instance_types or {}).items()}
+    state: dict[str, Any] = {"backend": "file", "path": ".recon/state.json"}
+    if doc.state is not None:
+        problems: list[schema.Problem] = []
+        backend = schema.check_enum(doc.state.backend, schema.STATE_BACKENDS, ("state", "backend"), problems)
+        for p in problems:
+            run.report(f, p)
+        state = {k: v for k, v in doc.state.model_dump().items() if v is not None}
+        state["backend"] = backend or doc.state.backend
+        if state["backend"] == "file":
+            state.setdefault("path", ".recon/state.json")
+    limits = dict(DEFAULT_LIMITS)
+    if limits_raw is not None:
+        if not isinstance(limits_raw, dict) or any(
+            k not in DEFAULT_LIMITS or not isinstance(v, int) or isinstance(v, bool) or v < 1
+            for k, v in limits_raw.items()
+        ):
+            run.error(
+                f,
+                ("limits",),
+                "limits must map endpoints/deployments to positive integers",
+                "e.g. `limits: {endpoints: 200, deployments: 1000}` after Azure raised your quota",
+            )
+        else:
+            limits.update(limits_raw)
+    return ProjectSettings(
+        workspace=doc.workspace or "",
+        provider=provider,
+        quota=dict(doc.quota) if doc.quota is not None else None,
+        instance_types=catalog.merged_catalog(custom),
+        custom_instance_types=custom,
+        state=state,
+        exclude=tuple(doc.exclude or ()),
+        limits=limits,
+        source=SETTINGS_FILE,
+    )
+
+
+def _raise_if_errors(run: LoadRun) -> None:
+    errors = [d for d in run.diagnostics if d.severity == "error"]
+    if errors:
+        raise ConfigError(errors)
+
+
+# --- the project -----------------------------------------------------------------------------
+
+
+def load_project(root: Path, recorded: State | None = None) -> DesiredState:
+    """The whole desired state of ``root`` in canonical form.
+
+    ``recorded`` resolves references to assets that are not declared in the files
+    (``azureml:NAME:VERSION``, ``@latest``) and picks versions for unversioned assets.
+    Raises ConfigError with every diagnostic of the run; warnings go in ``.warnings``.
+    """
+    run = LoadRun(Path(root).absolute())
+    settings = _load_settings(run)
+    files = _discover(run, settings.exclude)
+    for f, parsed in zip(files, sources.parse_files([f.path for f in files]), strict=True):
+        _parse(run, f, parsed)
+    conda_refs = _conda_references(files)
+    documents: list[LoadedFile] = []
+    for f in files:
+        if not f.ok or str(f.path) in conda_refs or _looks_like_conda(f.data):
+            continue
+        f.kind = _classify(run, f)
+        if f.kind is not None and _validate(run, f):
+            documents.append(f)
+    desired = Builder(run, settings, recorded).build(documents)
+    _raise_if_errors(run)
+    return desired
+
+
+def _conda_references(files: list[LoadedFile]) -> set[str]:
+    """Absolute paths of every file a document names as a conda_file (those are data)."""
+    refs: set[str] = set()
+    for f in files:
+        data = f.data
+        if not isinstance(data, dict):
+            continue
+        for holder in (data, data.get("environment")):
+            if isinstance(holder, dict) and isinstance(holder.get("conda_file"), str):
+                refs.add(os.path.normpath(f.folder / holder["conda_file"]))
+    return refs
+
+
+def _looks_like_conda(data: Any) -> bool:
+    return (
+        isinstance(data, dict)
+        and "$schema" not in data
+        and bool(data)
+        and set(data) <= _CONDA_KEYS
+        and ("dependencies" in data or "channels" in data)
+    )
+
+
+def _classify(run: LoadRun, f: LoadedFile) -> str | None:
+    """The document's kind from ``$schema``, else from its fields; None (and an error) if unknown."""
+    data = f.data
+    if data is None:
+        run.warn(f, (), "empty YAML file ignored", "delete it or exclude it in recon.yaml")
+        return None
+    if not isinstance(data, dict):
+        run.error(f, (), f"a resource document must be a mapping, not a {type(data).__name__}", SCHEMA_HINT)
+        return None
+    declared = data.get("$schema")
+    if declared is not None:
+        m = _SCHEMA_RE.search(str(declared))
+        kind = _SCHEMA_KINDS.get(m.group(1).lower()) if m else None
+        if kind is None:
+            run.error(
+                f,
+                ("$schema",),
+                f"{declared!r} is not a kind recon manages",
+                "recon reads managed/kubernetes online endpoints and deployments, models and "
+                "environments; exclude other files in recon.yaml (`exclude: [glob]`)",
+            )
+        return kind
+    return _guess_kind(run, f, data)
+
+
+def _guess_kind(run: LoadRun, f: LoadedFile, data: dict[str, Any]) -> str | None:
+    keys = set(data)
+    if "endpoint_name" in keys:
+        k8s = str(data.get("type", "")).lower() == "kubernetes" or "resources" in keys
+        return "kubernetes_deployment" if k8s else "managed_deployment"
+    if "compute" in keys:
+        return "kubernetes_endpoint"
+    if keys & {"auth_mode", "traffic", "mirror_traffic", "public_network_access", "identity"}:
+        return "managed_endpoint"
+    envish = keys & {"image", "build", "conda_file", "inference_config", "os_type"}
+    if envish and "path" not in keys:
+        return "environment"
+    if "path" in keys and not envish:
+        return "model"
+    run.error(
+        f,
+        (),
+        "cannot tell which kind of resource this file declares (fields: "
+        + ", ".join(sorted(map(str, keys)))
+        + ")",
+        SCHEMA_HINT,
+    )
+    return None
+
+
+def _validate(run: LoadRun, f: LoadedFile) -> bool:
+    """Schema and per-document rules; the parsed document goes to ``f.doc``.
+
+    True when the document is usable for the cross-document rules (it may still have errors:
+    they are reported, and the run fails at the end, but the other rules run too)."""
+    assert f.kind is not None
+    model = schema.KIND_MODELS[f.kind]
+    doc, problems = schema.parse_model(model, f.data)
+    if doc is None and problems and isinstance(f.data, dict):
+        # drop the offending top-level fields and try again, so the other rules still run
+        bad = {p.path[0] for p in problems if p.path}
+        doc, _ = schema.parse_model(model, {k: v for k, v in f.data.items() if k not in bad})
+    placeholders = _placeholders(f.data, ()) if f.placeholder else []
+    problems += placeholders
+    if doc is not None and not placeholders:
+        problems += _check(f, doc)
+    for p in problems:
+        run.report(f, p)
+    f.doc = doc
+    return doc is not None and not placeholders
+
+
+def _check(f: LoadedFile, doc: Any) -> list[Problem]:
+    kind = f.kind or ""
+    if kind.endswith("endpoint"):
+        return schema.check_endpoint(doc)
+    if kind == "model":
+        return schema.check_model(doc)
+    if kind == "environment":
+        return schema.check_environment(doc)
+    problems = schema.check_deployment(doc, kind.split("_")[0])
+    for key, model, check in (
+        ("model", schema.InlineModelDoc, schema.check_model),
+        ("environment", schema.InlineEnvironmentDoc, schema.check_environment),
+    ):
+        value = getattr(doc, key)
+        if isinstance(value, dict):
+            inline, more = schema.parse_model(model, value, (key,))
+            problems += more
+            if inline is not None:
+                problems += check(inline, (key,))
+                f.inline[key] = inline
+        elif value is not None and not isinstance(value, str):
+            problems.append(
+                Problem(
+                    (key,),
+                    f"wrong type: got {value!r}",
+                    f"expected `azureml:NAME:VERSION`, `azureml:NAME@latest` or an inline {key} mapping",
+                )
+            )
+    return problems
+
+
+def _placeholders(value: Any, path: tuple[Any, ...]) -> list[Problem]:
+    if isinstance(value, str):
+        if schema.PLACEHOLDER_RE.search(value):
+            return [
+                Problem(
+                    path,
+                    f"{value!r} contains a template placeholder",
+                    "render the template before running recon, or exclude this file in recon.yaml",
+                )
+            ]
+        return []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _placeholders(v, (*path, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _placeholders(v, (*path, i))]
+    return []

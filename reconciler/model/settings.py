@@ -1,0 +1,32 @@
+"""The project settings of recon.yaml as the rest of recon sees them: defaults filled, the merged
+catalog of instance types. ``reconciler.load.loader.load_settings`` reads and validates the file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from reconciler.model import catalog, schema
+from reconciler.model.resources import InstanceType, ProviderSettings
+
+SETTINGS_FILE = "recon.yaml"
+
+
+class ProjectSettings(BaseModel):
+    """recon.yaml, defaults filled. ``instance_types`` is the merged catalog (built-ins + additions)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workspace: str = ""
+    provider: ProviderSettings = Field(default_factory=ProviderSettings)
+    quota: dict[str, int] | None = None
+    instance_types: dict[str, InstanceType] = Field(default_factory=catalog.builtin_instance_types)
+    custom_instance_types: dict[str, InstanceType] = Field(default_factory=dict)
+    state: dict[str, Any] = Field(default_factory=lambda: {"backend": "file", "path": ".recon/state.json"})
+    exclude: tuple[str, ...] = ()
+    limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    source: str | None = None  # "recon.yaml" when the file exists
+
+
+DEFAULT_LIMITS: dict[str, int] = {"endpoints": schema.MAX_ENDPOINTS, "deployments": schema.MAX_DEPLOYMENTS}

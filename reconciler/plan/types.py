@@ -1,0 +1,258 @@
+"""The types that represent a plan. A plan is plain data.
+
+Like Terraform's ``internal/plans``: a plan is "a summary of the set of changes required to move
+from a current state to a goal state derived from configuration". It records the state lineage and
+serial it was made from and the digest of the desired state, so a stale saved plan is refused.
+``make_plan()`` (in ``reconciler.plan.planner``) is pure: desired state + refreshed state in, Plan out.
+
+``resource_changes`` follows Terraform's plan JSON shape (address, type, name, change.actions,
+before, after, replace_paths) so policy tools can read it; ``steps`` is recon's own: the ordered
+operations ``apply`` carries out, each naming the steps it waits for. Display-only fields
+(``reason``, ``description``) never steer apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_FORMAT_VERSION = "1.0"
+
+
+class Action(StrEnum):
+    """What happens to one resource. Closed set, as Terraform's plans.Action."""
+
+    NOOP = "no-op"
+    CREATE = "create"
+    UPDATE = "update"
+    REPLACE = "replace"  # delete, then create (names are identity; they cannot coexist)
+    DELETE = "delete"
+
+    @property
+    def terraform_actions(self) -> list[str]:
+        return {
+            Action.NOOP: ["no-op"],
+            Action.CREATE: ["create"],
+            Action.UPDATE: ["update"],
+            Action.REPLACE: ["delete", "create"],
+            Action.DELETE: ["delete"],
+        }[self]
+
+    @property
+    def symbol(self) -> str:
+        return {
+            Action.NOOP: " ",
+            Action.CREATE: "+",
+            Action.UPDATE: "~",
+            Action.REPLACE: "-/+",
+            Action.DELETE: "-",
+        }[self]
+
+
+class FieldChange(BaseModel):
+    """One changed attribute: dotted path, value before and after (None when absent)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    before: Any = None
+    after: Any = None
+    forces_replacement: bool = False
+
+
+class ResourceChange(BaseModel):
+    """The change to one resource. ``before`` is the (refreshed) recorded attributes or None;
+    ``after`` the desired attributes or None. ``replace_paths`` names the attributes that force a
+    replacement. ``reason`` is for display only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str
+    type: Literal["environment", "model", "endpoint", "deployment"]
+    name: str
+    provider: str
+    action: Action
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    changes: list[FieldChange] = Field(default_factory=list)
+    replace_paths: list[str] = Field(default_factory=list)
+    depends_on: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    source: str | None = None  # "file:line" of the declaration, display only
+
+    def to_terraform(self) -> dict[str, Any]:
+        """Terraform plan JSON's resource_changes entry."""
+        return {
+            "address": self.address,
+            "mode": "managed",
+            "type": f"recon_{self.type}",
+            "name": self.name,
+            "provider_name": f"recon/{self.provider}",
+            "change": {
+                "actions": self.action.terraform_actions,
+                "before": self.before,
+                "after": self.after,
+                "replace_paths": [p.split(".") for p in self.replace_paths],
+            },
+            "action_reason": self.reason,
+        }
+
+
+class StepKind(StrEnum):
+    """The operations apply carries out."""
+
+    CREATE = "create"  # environment, model, endpoint (without traffic), deployment
+    UPDATE = "update"  # in-place, non-rolling (endpoint auth/tags/description, asset metadata)
+    SCALE = "scale"  # deployment instance count, before any template change
+    ROLLOUT = "rollout"  # deployment template change, in batches
+    SET_TRAFFIC = "set_traffic"  # endpoint traffic + mirror_traffic
+    DELETE = "delete"
+
+
+class Batch(BaseModel):
+    """One rolling-update batch: ``size`` new instances up, then as many old ones down."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    index: int  # 1-based
+    size: int
+
+
+class Step(BaseModel):
+    """One operation. ``depends_on`` holds step ids that must finish first.
+
+    ``params`` by kind: SCALE {"from": n, "to": m}; ROLLOUT {"instances": n, "batch_size": b};
+    SET_TRAFFIC {"traffic": {...}, "mirror_traffic": {...}, "phase": "final"|"drain"};
+    CREATE/UPDATE/DELETE {}.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str  # "<kind>:<address>" (+ ":drain" for a drain traffic step)
+    kind: StepKind
+    address: str
+    depends_on: list[str] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    batches: list[Batch] = Field(default_factory=list)
+    description: str = ""  # display only
+
+
+class QuotaUsage(BaseModel):
+    """One deployment's share of a VM family's quota."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str
+    instance_type: str
+    instances: int  # instance_count, or max_instances under target_utilization
+    reserved_instances: int  # ceil(1.2 * instances), or instances for exempt SKUs
+    cores_per_instance: float
+    cores: float
+    exempt: bool = False
+
+
+class QuotaFamily(BaseModel):
+    """Quota for one VM family: cores needed before, after and at the peak of the apply."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    family: str
+    limit: int | None  # None: no limit declared, not checked
+    before: float
+    after: float
+    peak: float
+    ok: bool
+    usages: list[QuotaUsage] = Field(default_factory=list)
+
+
+class QuotaReport(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    checked: bool = False
+    families: list[QuotaFamily] = Field(default_factory=list)
+    capacity: dict[str, Any] | None = None  # provider capacity (cpus, memory_gb) and what the plan needs
+    errors: list[str] = Field(default_factory=list)
+
+
+class DriftItem(BaseModel):
+    """Something that changed behind recon's back, kept apart from pending changes.
+
+    kind: "changed" (an attribute differs: path, recorded, actual), "missing" (the object is
+    gone), "unmanaged" (an object carrying recon's labels that no state knows; never deleted).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str
+    kind: Literal["changed", "missing", "unmanaged"]
+    path: str | None = None
+    recorded: Any = None
+    actual: Any = None
+    detail: str | None = None
+
+
+class Plan(BaseModel):
+    """A plan: plain, serialisable data; ``Plan.model_validate_json(p.model_dump_json()) == p``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: str = PLAN_FORMAT_VERSION
+    recon_version: str = ""  # display only; not part of the digest
+    created_at: str = ""  # display only; not part of the digest
+    workspace: str = ""
+    provider: str = "local"
+    lineage: str | None = None  # None: made against an empty state (no lineage yet)
+    serial: int = 0
+    desired_digest: str = ""
+    targets: list[str] = Field(default_factory=list)
+    destroy: bool = False
+    resource_changes: list[ResourceChange] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    quota: QuotaReport = Field(default_factory=QuotaReport)
+    drift: list[DriftItem] = Field(default_factory=list)
+    warnings: list[dict[str, Any]] = Field(default_factory=list)  # Diagnostic.to_dict() entries
+    errors: list[str] = Field(default_factory=list)  # a plan with errors is not applicable
+
+    @property
+    def has_changes(self) -> bool:
+        return any(rc.action is not Action.NOOP for rc in self.resource_changes)
+
+    @property
+    def applicable(self) -> bool:
+        return not self.errors
+
+    def counts(self) -> dict[str, int]:
+        """Terraform's summary: add, change, destroy (a replace counts as one add and one destroy)."""
+        add = sum(rc.action in (Action.CREATE, Action.REPLACE) for rc in self.resource_changes)
+        change = sum(rc.action is Action.UPDATE for rc in self.resource_changes)
+        destroy = sum(rc.action in (Action.DELETE, Action.REPLACE) for rc in self.resource_changes)
+        return {"add": add, "change": change, "destroy": destroy}
+
+    def change(self, address: str) -> ResourceChange | None:
+        for rc in self.resource_changes:
+            if rc.address == address:
+                return rc
+        return None
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of everything but ``created_at`` and ``recon_version``: equal plans have equal
+        digests. Both are display-only and differ between the CI run that planned (and that
+        reviewers saw) and the run that applies on merge, which ``apply --expect-digest`` compares.
+        No field holds an absolute path (sources and asset paths are relative to the project).
+
+        No-op entries enter by address only: their attributes are fixed by ``desired_digest``
+        (after) and by ``lineage``/``serial``/``drift`` (before), and dumping them was most of the
+        cost of a 16,000-resource plan's digest."""
+        data = self.model_dump(mode="json", exclude={"created_at", "recon_version", "resource_changes"})
+        data["resource_changes"] = [
+            rc.address if rc.action is Action.NOOP else rc.model_dump(mode="json")
+            for rc in self.resource_changes
+        ]
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()

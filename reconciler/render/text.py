@@ -1,0 +1,249 @@
+"""The text view: plans, drift reports and state listings for a terminal, Terraform-like.
+
+Every function here is pure: data in, string out. Nothing prints and nothing reads the clock, so
+the same plan always renders to the same bytes (colour only when asked for). Strings come back
+without a trailing newline; the caller adds one when writing.
+
+- ``render_text(plan, color=False)``: symbols, ``before -> after``, reasons for replacements, the
+  ordered steps, the quota table, drift apart from changes, warnings, errors, then exactly
+  ``Plan: N to add, N to change, N to destroy.``
+- ``render_drift_text(drift, plan=None)``: ``recon drift``.
+- ``render_state_list(state)`` / ``render_state_show(resource)``: ``recon state list|show``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from reconciler.plan.types import Action, DriftItem, FieldChange, Plan, ResourceChange, Step
+from reconciler.render.common import (
+    drift_line,
+    drift_summary,
+    drift_symbol,
+    field_changes,
+    format_number,
+    format_value,
+    group_drift,
+    quota_status,
+    replace_reason,
+    step_detail,
+    step_summary,
+    summary_line,
+    usage_text,
+    warning_text,
+)
+from reconciler.state.document import State, StateResource
+
+__all__ = ["render_drift_text", "render_state_list", "render_state_show", "render_text"]
+
+HEADER = "recon will perform the following actions:"
+DRIFT_HEADER = "Objects have changed outside of recon"
+
+_VERB = {
+    Action.CREATE: "will be created",
+    Action.UPDATE: "will be updated in place",
+    Action.REPLACE: "must be replaced",
+    Action.DELETE: "will be destroyed",
+}
+_COLOR = {"+": "32", "~": "33", "-": "31", "?": "36", "!": "31"}  # ANSI: green, yellow, red, cyan
+
+
+class _Paint:
+    """ANSI colour when enabled, the plain text otherwise (byte-stable without colour)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled and text else text
+
+    def symbol(self, sym: str) -> str:
+        if sym == "-/+":
+            return self("-", "31") + "/" + self("+", "32")
+        return self(sym, _COLOR.get(sym.strip(), "0"))
+
+    def bold(self, text: str) -> str:
+        return self(text, "1")
+
+
+def render_text(plan: Plan, color: bool = False) -> str:
+    """The plan for a terminal. No ANSI escape at all unless ``color`` is True."""
+    paint = _Paint(color)
+    out: list[str] = []
+    changes = [rc for rc in plan.resource_changes if rc.action is not Action.NOOP]
+    if changes:
+        out += [paint.bold(HEADER), ""]
+        for rc in changes:
+            out += _resource_lines(rc, paint) + [""]
+        out += _steps_lines(plan.steps)
+    out += _quota_lines(plan, paint)
+    if plan.drift:
+        out += _drift_lines(plan.drift, paint)
+    out += _diagnostic_lines(plan, paint)
+    if plan.errors:
+        out.append(paint("This plan has errors and cannot be applied.", "31"))
+    out.append(paint.bold(summary_line(plan)))
+    return "\n".join(out)
+
+
+def _resource_lines(rc: ResourceChange, paint: _Paint) -> list[str]:
+    where = f" ({rc.source})" if rc.source else ""
+    lines = [
+        f"  # {rc.address} {_VERB[rc.action]}{where}",
+        f"  {paint.symbol(rc.action.symbol)} {paint.bold(rc.address)}",
+    ]
+    for fc in field_changes(rc):
+        lines.append("      " + _change_text(fc, paint))
+    if rc.action is Action.REPLACE:
+        lines.append(f"      # replaced because {replace_reason(rc)}")
+    elif rc.reason:
+        lines.append(f"      # {rc.reason}")
+    return lines
+
+
+def _change_text(fc: FieldChange, paint: _Paint) -> str:
+    if fc.before is None and fc.after is not None:
+        text = f"{paint.symbol('+')} {fc.path}: {format_value(fc.after)}"
+    elif fc.after is None and fc.before is not None:
+        text = f"{paint.symbol('-')} {fc.path}: {format_value(fc.before)} -> null"
+    else:
+        text = f"{paint.symbol('~')} {fc.path}: {format_value(fc.before)} -> {format_value(fc.after)}"
+    if fc.forces_replacement:
+        text += " " + paint("# forces replacement", "31")
+    return text
+
+
+def _steps_lines(steps: list[Step]) -> list[str]:
+    if not steps:
+        return []
+    number = {s.id: i for i, s in enumerate(steps, 1)}
+    width = len(str(len(steps)))
+    lines = ["Steps:"]
+    for i, step in enumerate(steps, 1):
+        after = [str(n) for n in sorted(number[d] for d in step.depends_on if d in number)]
+        text = f"  {i:>{width}}. {step_summary(step)}"
+        if after:
+            text += f"  (after {', '.join(after)})"
+        lines.append(text)
+        detail = step_detail(step)
+        if detail:
+            lines.append(f"  {'':>{width}}  {detail}")
+    return lines + [""]
+
+
+def _quota_lines(plan: Plan, paint: _Paint) -> list[str]:
+    q = plan.quota
+    if not (q.families or q.errors or q.capacity):
+        return []
+    lines = ["Quota (vCPUs per VM family):"]
+    if q.families:
+        rows = [["family", "limit", "before", "after", "peak", "status"]]
+        for f in q.families:
+            nums = [format_number(v) for v in (f.limit, f.before, f.after, f.peak)]
+            rows.append([f.family, *nums, quota_status(f)])
+        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+        for r in rows:
+            cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:5], widths[1:5], strict=True)]
+            status = paint(r[5], "31") if r[5] == "EXCEEDED" else r[5]
+            lines.append("  " + "  ".join(cells + [status]))
+        for f in q.families:
+            if not f.ok:
+                lines += [f"  {f.family} usage:"] + [f"    {usage_text(u)}" for u in f.usages]
+    if q.capacity:
+        # a cloud provider's live quota figures are a sentence: shown whole, on a line of its own
+        live = q.capacity.get("description") if q.capacity.get("cpus") is None else None
+        shown = {k: v for k, v in q.capacity.items() if not (live and k == "description")}
+        lines.append("  capacity: " + ", ".join(f"{k}={format_value(v)}" for k, v in sorted(shown.items())))
+        if live:
+            lines.append(f"  live quota: {live}")
+    lines += [f"  {paint('Error:', '31')} {e}" for e in q.errors]
+    return lines + [""]
+
+
+def _drift_lines(drift: list[DriftItem], paint: _Paint) -> list[str]:
+    lines = [paint.bold(f"{DRIFT_HEADER} (recorded -> actual):"), ""]
+    for address, items in group_drift(drift):
+        kinds = {d.kind for d in items}
+        sym = "~" if "changed" in kinds else drift_symbol(items[0])
+        lines.append(f"  {paint.symbol(sym)} {address}")
+        lines += [f"      {drift_line(d)}" for d in items]
+    lines += [
+        "",
+        "  These changes happened outside of recon; they are listed apart from recon's own actions.",
+        "",
+    ]
+    return lines
+
+
+def _diagnostic_lines(plan: Plan, paint: _Paint) -> list[str]:
+    lines = [f"{paint('Warning:', '33')} {warning_text(w)}" for w in plan.warnings]
+    lines += [f"{paint('Error:', '31')} {e}" for e in plan.errors]
+    return lines + [""] if lines else []
+
+
+def render_drift_text(drift: list[DriftItem], plan: Plan | None = None, color: bool = False) -> str:
+    """``recon drift`` for a terminal. Drift (recorded -> actual) is named per resource and attribute
+    and kept apart from pending changes, which are only summarised when ``plan`` is given."""
+    paint = _Paint(color)
+    lines = _drift_lines(drift, paint) if drift else []
+    if plan is not None and plan.has_changes:
+        lines += ["Pending changes (not drift):"]
+        lines += [
+            f"  {paint.symbol(rc.action.symbol)} {rc.address}"
+            for rc in plan.resource_changes
+            if rc.action is not Action.NOOP
+        ]
+        lines += [f"  {summary_line(plan)}", ""]
+    lines.append(paint.bold(drift_summary(drift)))
+    return "\n".join(lines)
+
+
+def render_state_list(state: State) -> str:
+    """One address a line, sorted (``recon state list``); status other than ready is noted."""
+    lines = []
+    for address in sorted(state.resources):
+        status = state.resources[address].status
+        lines.append(address if status == "ready" else f"{address}  ({status})")
+    return "\n".join(lines)
+
+
+def render_state_show(resource: StateResource) -> str:
+    """One recorded resource (``recon state show ADDRESS``), Terraform-like, keys sorted."""
+    body: dict[str, Any] = {
+        "provider": resource.provider,
+        "status": resource.status,
+        "depends_on": list(resource.depends_on),
+        "attributes": resource.attributes,
+        "outputs": resource.outputs,
+    }
+    lines = [f"# {resource.address}:", f'resource "recon_{resource.type}" {json.dumps(resource.name)} {{']
+    lines += _hcl_body(body, "    ")
+    return "\n".join(lines + ["}"])
+
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+
+def _hcl_body(mapping: dict[str, Any], indent: str) -> list[str]:
+    keys = [k if _IDENT.match(str(k)) else json.dumps(str(k)) for k in mapping]
+    width = max((len(k) for k in keys), default=0)
+    lines = []
+    for key, value in zip(keys, mapping.values(), strict=True):
+        lines += _hcl_value(f"{indent}{key.ljust(width)} = ", value, indent)
+    return lines
+
+
+def _hcl_value(prefix: str, value: Any, indent: str) -> list[str]:
+    if isinstance(value, dict) and value:
+        return [prefix + "{", *_hcl_body(dict(sorted(value.items())), indent + "    "), indent + "}"]
+    if isinstance(value, list) and value:
+        inner = indent + "    "
+        items: list[str] = []
+        for v in value:
+            element = _hcl_value(inner, v, inner)
+            element[-1] += ","
+            items += element
+        return [prefix + "[", *items, indent + "]"]
+    return [prefix + json.dumps(value, ensure_ascii=False, default=str)]

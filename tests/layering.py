@@ -1,0 +1,155 @@
+"""The layering rules of docs/architecture.md, checked over the source with ``ast`` (no import runs).
+
+Every ``import`` and ``from ... import`` in ``reconciler/``, ``providers/`` and ``states/`` counts,
+wherever it stands: at the top, inside a function (a lazy import is still a dependency) or under
+``if TYPE_CHECKING:`` (a type-only import still ties two modules together).
+
+The rules:
+
+1. Stages of ``reconciler`` import only their own stage or lower ones:
+   model < state < load, migrate < plan < apply < render < cli (``load`` and ``migrate`` are
+   siblings: neither imports the other).
+2. ``states`` (the storage backends) imports from ``reconciler`` only ``reconciler.model.*``; only
+   ``reconciler.state`` and ``reconciler.cli`` import ``states``.
+3. Providers: ``reconciler`` below ``plan`` never imports ``providers``; ``plan`` imports only
+   ``providers.base``; ``apply`` and ``cli`` import ``providers.base`` and the registry
+   (``providers``), never a provider's package.
+4. A provider package (``providers/<kind>/``, ``providers/fake.py``) imports only ``providers.base``,
+   ``providers.shared.*``, its own modules, and from ``reconciler`` only the protocol modules
+   (``reconciler.model.*``, ``reconciler.plan.types``, ``reconciler.state.document``). One provider
+   never imports another. ``providers.shared`` and ``providers.base`` follow the same rule and import
+   no provider.
+5. The programs in ``providers/shared/runtime/`` (router, host, launcher) run in other interpreters:
+   they import nothing of recon.
+6. No two modules import each other, directly or through others.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+PACKAGES = ("reconciler", "providers", "states")
+STAGES = {"model": 0, "state": 1, "load": 2, "migrate": 2, "plan": 3, "apply": 4, "render": 5, "cli": 6}
+PROTOCOL = ("reconciler.model", "reconciler.plan.types", "reconciler.state.document")
+PROVIDER_COMMON = ("providers.base", "providers.shared")
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the importing module
+    target: str  # the imported module (``from a.b import c`` is a.b.c when c is a module, else a.b)
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.module} imports {self.target}"
+
+
+def module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def collect(root: Path) -> tuple[set[str], list[Import]]:
+    """Every module of the three packages under ``root`` and every import between them."""
+    files = sorted(p for pkg in PACKAGES for p in (root / pkg).rglob("*.py"))
+    modules = {module_name(root, p) for p in files}
+    imports: list[Import] = []
+    for path in files:
+        mod = module_name(root, path)
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                for a in node.names:
+                    sub = f"{base}.{a.name}"
+                    targets.append(sub if sub in modules else base)
+            for t in targets:
+                if t.split(".")[0] in PACKAGES:
+                    imports.append(Import(mod, t, str(path.relative_to(root)), node.lineno))
+    return modules, imports
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def _stage(name: str) -> str | None:
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "reconciler" and parts[1] in STAGES else None
+
+
+def _provider_package(name: str) -> str | None:
+    """``local`` for providers.local.x, ``fake`` for providers.fake; None for base, shared, the registry."""
+    parts = name.split(".")
+    if parts[0] != "providers" or len(parts) < 2 or parts[1] in ("base", "shared"):
+        return None
+    return parts[1]
+
+
+def violation(imp: Import) -> str | None:
+    """Why ``imp`` breaks a rule (None when it does not)."""
+    src, dst = imp.module, imp.target
+    if _under(src, "providers.shared.runtime") and src != "providers.shared.runtime":
+        return "a runtime program imports recon's modules (it runs in another interpreter)"
+    if dst == "reconciler" or (src == "reconciler.__main__" and dst == "reconciler.cli"):
+        return None  # the package itself (__version__); ``python -m reconciler`` runs the CLI
+    src_stage, dst_stage = _stage(src), _stage(dst)
+    if src.startswith("reconciler."):
+        if src_stage is None:
+            return f"{src} is outside every stage package"
+        if dst_stage is not None and dst_stage != src_stage and STAGES[dst_stage] >= STAGES[src_stage]:
+            return f"stage {src_stage} imports stage {dst_stage}, which is not below it"
+        if _under(dst, "states") and src_stage not in ("state", "cli"):
+            return "only reconciler.state and reconciler.cli use the storage backends"
+        if _under(dst, "providers"):
+            rank = STAGES[src_stage]
+            if rank < STAGES["plan"]:
+                return f"stage {src_stage} imports a provider module"
+            if src_stage == "plan" and dst != "providers.base":
+                return "the planner may use only providers.base"
+            if dst not in ("providers", "providers.base"):
+                return "reconciler uses providers only through providers.base and the registry"
+        return None
+    if src.startswith("states"):
+        if dst.startswith("reconciler") and not _under(dst, "reconciler.model"):
+            return "a storage backend imports from reconciler only reconciler.model"
+        if _under(dst, "providers"):
+            return "a storage backend imports a provider module"
+        return None
+    if src == "providers":  # the registry names every provider, importing them lazily by string
+        return None if dst == "providers.base" or _under(dst, "reconciler.model") else "the registry imports a provider"
+    if dst.startswith("reconciler") and not any(_under(dst, p) for p in PROTOCOL):
+        return f"a provider module imports {dst}, beyond the protocol modules"
+    if _under(dst, "states"):
+        return "a provider imports a storage backend"
+    if dst.startswith("providers"):
+        mine, theirs = _provider_package(src), _provider_package(dst)
+        if dst == "providers":
+            return "a provider imports the registry"
+        if theirs is not None and theirs != mine:
+            return f"provider {mine or src} imports provider {theirs}"
+    return None
+
+
+def violations(root: Path) -> list[str]:
+    modules, imports = collect(root)
+    found = [f"{imp}: {why}" for imp in imports if (why := violation(imp)) is not None]
+    graph: nx.DiGraph[str] = nx.DiGraph()
+    graph.add_edges_from((i.module, i.target) for i in imports if i.target in modules and i.module != i.target)
+    for cycle in sorted(sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1):
+        found.append("import cycle: " + " <-> ".join(cycle))
+    return found
