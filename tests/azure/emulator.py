@@ -274,6 +274,17 @@ class Emulator:
         """An operation on ``path`` has not ended (ARM answers 409 to another write meanwhile)."""
         return any(op.path == path and not op.done for op in self.operations.values())
 
+    def finish(self) -> None:
+        """Let every operation a ``hang`` fault holds end ``Succeeded``, as Azure finishes an operation
+        whether or not anyone polls it (a client killed mid-operation)."""
+        with self.lock:
+            for op in self.operations.values():
+                if op.hang:
+                    op.hang, op.index = False, len(op.states) - 1
+                    target = self.resources.get(op.path)
+                    if target is not None:
+                        target["properties"]["provisioningState"] = op.states[-1]
+
     def release(self) -> None:
         """End every operation that a ``hang`` fault holds (Azure gave up on it: Canceled)."""
         with self.lock:

@@ -29,7 +29,9 @@ def test_a_deployment_scaled_in_the_portal_is_drift_and_apply_repairs_it(
     assert drift.returncode == 2, drift.stdout + drift.stderr
     assert "instance_count" in drift.stdout and "5" in drift.stdout and "environment_variables" in drift.stdout
     applied = recon("apply", "--auto-approve")
-    assert "sku.capacity=2" in applied.stdout
+    assert "sku.capacity=2" in applied.stdout  # the count by PATCH first, then the template by PUT
+    assert "batch 1: one PUT of the new configuration; Azure replaces the instances itself" in applied.stdout
+    assert "batch 2: every instance already runs the new configuration" in applied.stdout
     blue = arm.deployment("my-endpoint", "blue")
     assert blue is not None and blue["sku"]["capacity"] == 2 and blue["properties"]["environmentVariables"] == {}
     assert recon("drift", check=False).returncode == 0
@@ -110,4 +112,36 @@ def test_recon_import_reads_live_objects_into_the_state(
     assert "already in the state" in again.stdout
     recon("apply", "--auto-approve")
     assert recon("plan", "--detailed-exitcode", check=False).returncode == 0
+    recon("destroy", "--auto-approve")
+
+
+def test_an_apply_killed_mid_operation_leaves_a_state_the_next_apply_completes(
+        arm: Emulator, make_recon: Callable[[Path], Recon], tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    live = _project(tmp_path)
+    recon = make_recon(live)
+    _step(live, arm, "01-blue")
+    arm.fault("PUT", r"/deployments/blue$", kind="hang")  # Azure is still creating it when recon dies
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "-C", str(live), "apply", "--auto-approve"],
+                            env=recon.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(arm.calls("GET", "mfeOperationsStatus")) < 6:
+        time.sleep(0.05)  # the endpoint's three polls, then the deployment's
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    state = recon.state()["resources"]
+    assert "endpoint.my-endpoint" in state and "deployment.my-endpoint.blue" not in state
+    arm.finish()  # Azure finished the deployment meanwhile
+    plan = recon("plan")
+    assert "deployment.my-endpoint.blue will be created" in plan.stdout
+    recon("apply", "--auto-approve")
+    assert not arm.calls("DELETE")  # taken over by its PUT, not recreated
+    assert recon("plan", "--detailed-exitcode", check=False).returncode == 0
+    ep = arm.endpoint("my-endpoint")
+    assert ep is not None and ep["properties"]["traffic"] == {"blue": 100}
     recon("destroy", "--auto-approve")
