@@ -279,16 +279,32 @@ def template_of(body: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
+def same_template(live: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """Whether a live deployment already runs ``desired``'s template: every property recon sends has
+    the value it sends (what the service adds on its own, a default it fills in, is not recon's)."""
+    return _covers(template_of(live), template_of(desired))
+
+
+def _covers(live: Any, want: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(live, dict) and all(_covers(live.get(k), v) for k, v in want.items())
+    return bool(live == want)
+
+
 def observed_deployment(body: dict[str, Any]) -> dict[str, Any]:
-    """The canonical attributes a deployment's GET shows (the ones recon compares for drift)."""
+    """The canonical attributes a deployment's GET shows (the ones recon compares for drift).
+
+    Under target-utilization scaling the instance count is the autoscaler's to move: not reported."""
     props = body.get("properties") or {}
+    autoscaled = str((props.get("scaleSettings") or {}).get("scaleType")) == "TargetUtilization"
     out: dict[str, Any] = {
-        "instance_count": int((body.get("sku") or {}).get("capacity") or 0),
         "environment_variables": {str(k): str(v) for k, v in (props.get("environmentVariables") or {}).items()},
         "tags": dict(body.get("tags") or {}),
         "description": props.get("description"),
         "app_insights_enabled": bool(props.get("appInsightsEnabled")),
     }
+    if not autoscaled:
+        out["instance_count"] = int((body.get("sku") or {}).get("capacity") or 0)
     if props.get("instanceType") is not None:
         out["instance_type"] = props["instanceType"]
     if props.get("scaleSettings") is not None:
@@ -389,5 +405,5 @@ def observed_asset(body: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "asset_id", "code_body", "code_name", "compute_id", "deployment_body", "deployment_patch", "endpoint_body",
     "environment_body", "iso_duration", "model_body", "observed_asset", "observed_deployment", "observed_endpoint",
-    "reference_id", "template_of",
+    "reference_id", "same_template", "template_of",
 ]

@@ -190,7 +190,7 @@ class AzureProvider(Provider):
         if live is None:
             raise PermanentError(f"{request.address}: cannot roll out: Azure has no such deployment")
         state = (live.get("properties") or {}).get("provisioningState")
-        if bodies.template_of(live) == bodies.template_of(desired) and state == "Succeeded":
+        if bodies.same_template(live, desired) and state == "Succeeded":
             request.emit(f"batch {batch.index}: every instance already runs the new configuration "
                          "(Azure rolled them with the first batch)")
             return self._deployment_outputs(live)

@@ -125,3 +125,19 @@ def test_the_azure_sdks_are_imported_on_first_use_only() -> None:
             "print(sorted(m for m in sys.modules if m == 'azure' or m.startswith('azure.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_template_is_judged_by_what_recon_sends_and_autoscaled_counts_are_not_drift() -> None:
+    attrs = deployment_attrs("b", "e", environment_variables={"A": "1"})
+    desired = bodies.deployment_body(attrs, "eastus", "/ws", {})
+    filled = {**desired, "properties": {**desired["properties"], "provisioningState": "Succeeded",
+                                        "egressPublicNetworkAccess": "Enabled",
+                                        "properties": {"AzureAsyncOperationUri": "x"}}}
+    assert bodies.same_template(filled, desired)  # what the service adds is not a difference
+    changed = bodies.deployment_body({**attrs, "environment_variables": {"A": "2"}}, "eastus", "/ws", {})
+    assert not bodies.same_template(filled, changed)
+    auto = bodies.deployment_body({**attrs, "scale_settings": {"type": "target_utilization", "min_instances": 1,
+                                                               "max_instances": 5}}, "eastus", "/ws", {})
+    auto["sku"]["capacity"] = 4  # the autoscaler's choice
+    assert "instance_count" not in bodies.observed_deployment(auto)
+    assert bodies.observed_deployment(desired)["instance_count"] == 1
