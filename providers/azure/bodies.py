@@ -281,14 +281,16 @@ def template_of(body: dict[str, Any]) -> dict[str, Any]:
 
 def same_template(live: dict[str, Any], desired: dict[str, Any]) -> bool:
     """Whether a live deployment already runs ``desired``'s template: every property recon sends has
-    the value it sends (what the service adds on its own, a default it fills in, is not recon's)."""
-    return _covers(template_of(live), template_of(desired))
-
-
-def _covers(live: Any, want: Any) -> bool:
-    if isinstance(want, dict):
-        return isinstance(live, dict) and all(_covers(live.get(k), v) for k, v in want.items())
-    return bool(live == want)
+    exactly the value it sends; properties it does not send (the service's own, defaults it fills
+    in) are not compared, and neither are entries the service adds to the free-form ``properties``."""
+    have, want = template_of(live), template_of(desired)
+    for key, value in want.items():
+        seen = have.get(key)
+        if key == "properties" and isinstance(seen, dict):
+            seen = {k: v for k, v in seen.items() if k in value}
+        if seen != value:
+            return False
+    return True
 
 
 def observed_deployment(body: dict[str, Any]) -> dict[str, Any]:

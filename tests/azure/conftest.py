@@ -19,8 +19,6 @@ from providers.base import ProviderContext
 from tests.azure.emulator import Emulator
 from tests.azure.fixtures import client_environ, emulated_workspace
 
-pytestmark = pytest.mark.azure
-
 
 @pytest.fixture
 def arm() -> Iterator[Emulator]:

@@ -136,6 +136,8 @@ def test_a_template_is_judged_by_what_recon_sends_and_autoscaled_counts_are_not_
     assert bodies.same_template(filled, desired)  # what the service adds is not a difference
     changed = bodies.deployment_body({**attrs, "environment_variables": {"A": "2"}}, "eastus", "/ws", {})
     assert not bodies.same_template(filled, changed)
+    extra = bodies.deployment_body({**attrs, "environment_variables": {}}, "eastus", "/ws", {})
+    assert not bodies.same_template(filled, extra)  # a variable set live and not declared is a difference
     auto = bodies.deployment_body({**attrs, "scale_settings": {"type": "target_utilization", "min_instances": 1,
                                                                "max_instances": 5}}, "eastus", "/ws", {})
     auto["sku"]["capacity"] = 4  # the autoscaler's choice
