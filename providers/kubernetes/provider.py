@@ -46,6 +46,7 @@ from reconciler.state.document import StateResource
 
 CONFIGMAP_LIMIT = 1024 * 1024 - 4096  # the API's object size limit, less room for metadata
 POLL = 0.25
+REFUSAL_GRACE = 10.0  # seconds a ReplicaFailure (pods refused) must last before a step fails on it
 ROUTER_RELOAD_TIMEOUT = 150.0
 FAILING_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CrashLoopBackOff",
                    "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
@@ -564,7 +565,10 @@ class KubernetesProvider(Provider):
         name = m.deployment_name(ep, dep)
         digest, image, model = self._desired(request)
         self.kube.ensure_namespace()
-        existed = self.kube.get("Deployment", name) is not None
+        current = self.kube.get("Deployment", name)
+        existed = current is not None
+        old_digest = ((((current or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+            "annotations", {}).get("recon.io/config-digest")
         bundle = self._bundle(request, ep, dep, digest)
         manifest = m.deployment_manifest(self.kube_settings, self.workspace, attrs, model, image, digest, bundle)
         hpa = m.hpa_manifest(self.kube_settings, self.workspace, attrs, digest)
@@ -586,7 +590,7 @@ class KubernetesProvider(Provider):
                 self.kube.delete("Deployment", name)
                 self._wait_gone("Deployment", name, _pod_selector(ep, dep))
                 self.kube.delete("ConfigMap", bundle)
-            elif not create:
+            elif not create and old_digest and old_digest != digest:  # a new template failed: back to the old
                 self._undo(name, digest, request)
             raise
         if until_updated is None or until_updated >= count:
@@ -652,6 +656,7 @@ class KubernetesProvider(Provider):
         what = what or name
         deadline = time.monotonic() + self.kube_settings.rollout_timeout_seconds
         last = ""
+        refused_since: list[float] = []  # when a ReplicaFailure condition was first seen (it must persist)
         while True:
             if pool is not None and self.kube.get("ConfigMap", m.router_name(pool[0])) is not None:
                 # against the table itself: pods change between two batches too (the controller rolls on)
@@ -674,7 +679,7 @@ class KubernetesProvider(Provider):
             if observed and (_complete(obj) or (until_updated is not None and new_available >= until_updated
                                                 and available >= count)):
                 return
-            failure = self._failure(obj, selector)
+            failure = self._failure(obj, selector, observed, refused_since)
             if failure is not None:
                 raise PermanentError(f"{request.address}: {what} failed: {failure[0]}", detail=failure[1])
             if time.monotonic() > deadline:
@@ -702,12 +707,25 @@ class KubernetesProvider(Provider):
             parts.append(f"{tag} ReplicaSet {rs['metadata']['name']} {ready}/{spec_n} ready")
         return ", ".join(parts) or "no ReplicaSet yet", new_available
 
-    def _failure(self, obj: dict[str, Any], selector: dict[str, str]) -> tuple[str, list[str]] | None:
-        for cond in (obj.get("status") or {}).get("conditions") or []:
+    def _failure(self, obj: dict[str, Any], selector: dict[str, str], observed: bool,
+                 refused_since: list[float]) -> tuple[str, list[str]] | None:
+        """Why the rollout cannot succeed, with details; None while it may. The Deployment's conditions
+        count once the controller has seen this change (a condition of the previous one can linger), and
+        ReplicaFailure (pods refused: quota) only after REFUSAL_GRACE seconds: scaling down from a
+        refused size clears it at the next sync."""
+        conditions = ((obj.get("status") or {}).get("conditions") or []) if observed else []
+        refused = None
+        for cond in conditions:
             if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
                 return f"ProgressDeadlineExceeded: {cond.get('message')}", self._pod_detail(selector)
             if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
-                return f"{cond.get('reason')}: {cond.get('message')}", self._rs_events(selector)
+                refused = cond
+        if refused is None:
+            refused_since.clear()
+        elif not refused_since:
+            refused_since.append(time.monotonic())
+        elif time.monotonic() - refused_since[0] >= REFUSAL_GRACE:
+            return f"{refused.get('reason')}: {refused.get('message')}", self._rs_events(selector)
         for pod in self._pods_by(selector):
             st = pod.get("status") or {}
             for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):

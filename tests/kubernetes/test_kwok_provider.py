@@ -19,7 +19,7 @@ import pytest
 from providers.kubernetes.client import ConflictError
 from reconciler.model.errors import PermanentError, ProviderError
 from reconciler.plan.types import Batch
-from tests.kubernetes.conftest import Cluster
+from tests.kubernetes.conftest import Cluster, wait_until
 from tests.kubernetes.helpers import Project
 
 pytestmark = pytest.mark.kubernetes
@@ -219,3 +219,22 @@ def test_delete_waits_until_the_pods_are_gone(project: Project, cluster: Cluster
     assert get(cluster, namespace, "pods")["items"] == []
     assert not project.provider.observe(made["endpoint.ep"]).exists
     del project.recorded[BLUE]
+
+
+def test_pods_the_quota_refuses_fail_the_step_and_keep_the_template(project: Project, cluster: Cluster,
+                                                                    namespace: str) -> None:
+    made = project.stack(count=2)  # 2 x 100m, the router 50m
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute"},
+             "spec": {"hard": {"requests.cpu": "350m"}}}
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=json.dumps(quota))
+    wait_until(lambda: get(cluster, namespace, "resourcequota", "compute").get("status", {}).get("used"),
+               what="the quota's usage")
+    template = get(cluster, namespace, "deployment", "ep-blue")["spec"]["template"]["metadata"]["annotations"]
+    request = project.deployment(count=4)  # the fourth pod does not fit
+    with pytest.raises(PermanentError) as info:
+        project.provider.scale(request, 4)
+    assert "exceeded quota" in str(info.value) and "compute" in str(info.value)
+    assert any("FailedCreate" in line for line in info.value.detail)
+    after = get(cluster, namespace, "deployment", "ep-blue")["spec"]["template"]["metadata"]["annotations"]
+    assert after == template  # a scale that failed rolls nothing back
+    assert made[BLUE].outputs["config_digest"] == after["recon.io/config-digest"]
