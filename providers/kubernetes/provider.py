@@ -178,17 +178,39 @@ class KubernetesProvider(Provider):
                                           "target_utilization_percentage": metric.get("averageUtilization")}
         else:
             observed["instance_count"] = int(spec.get("replicas") or 0)
+        pods = self._pods(ep, dep)
+        stale = self._stale_pool(ep, dep, pods)
+        if stale is not None:  # what the router really serves is the drift (apply brings the pool up to date)
+            problems.append(stale[1])
+            if "instance_count" in observed and observed["instance_count"] == int(attrs.get("instance_count") or 0):
+                observed["instance_count"] = stale[0]
         env = {e["name"]: e.get("value", "") for e in container.get("env") or [] if e.get("name") not in m.RECON_ENV}
         declared = {str(k): str(v) for k, v in (attrs.get("environment_variables") or {}).items()}
         if env != declared:
             observed["environment_variables"] = env
             problems.append(f"its Deployment {name} has other environment variables")
-        pods = self._pods(ep, dep)
         not_ready = [p["metadata"]["name"] for p in pods if not _pod_ready(p)]
         if not_ready:
             problems.append(f"pods not ready: {', '.join(sorted(not_ready))}")
         outputs = {**resource.outputs, "instances": _instances(pods)}
         return Observation(True, attributes=observed, outputs=outputs, problems=problems)
+
+    def _stale_pool(self, ep: str, dep: str, pods: list[dict[str, Any]]) -> tuple[int, str] | None:
+        """When the router's pool of ``dep`` is not its ready pods (a pod the cluster replaced on its own
+        since recon last ran, or one the autoscaler added): how many ready pods the router reaches, and
+        why. None when it is, or when the endpoint has no table."""
+        obj = self.kube.get("ConfigMap", m.router_name(ep))
+        if obj is None:
+            return None
+        routed = ((self._read_table(ep).get("deployments") or {}).get(dep) or {}).get("upstreams")
+        if routed is None:
+            return None
+        ready = set(_addresses(pods))
+        if set(routed) == ready:
+            return None
+        served = len(ready & set(routed))
+        return served, (f"the router's pool of {dep} is out of date: it reaches {served} of its {len(ready)} ready "
+                        f"pods and lists {len(set(routed) - ready)} address(es) of no ready pod")
 
     def find_unmanaged(self, known: list[StateResource]) -> list[str]:
         endpoints = {str(r.attributes.get("name", r.name)).lower() for r in known if r.type == "endpoint"}
@@ -494,8 +516,7 @@ class KubernetesProvider(Provider):
 
     def _ready_addresses(self, ep: str, dep: str) -> list[str]:
         """``ip:port`` of the deployment's ready pods that are not being deleted, sorted."""
-        return sorted(f"{p['status']['podIP']}:{m.INSTANCE_PORT}" for p in self._pods(ep, dep)
-                      if _pod_ready(p) and (p.get("status") or {}).get("podIP"))
+        return _addresses(self._pods(ep, dep))
 
     def _set_pool(self, ep: str, dep: str, attrs: dict[str, Any] | None) -> None:
         ips = self._ready_addresses(ep, dep)
@@ -799,6 +820,12 @@ def _tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
 
 def _pod_selector(ep: str, dep: str) -> dict[str, str]:
     return {m.ENDPOINT: m.label_value(ep), m.DEPLOYMENT: m.label_value(dep), m.ROLE: "instance"}
+
+
+def _addresses(pods: list[dict[str, Any]]) -> list[str]:
+    """``ip:port`` of the ready ones of ``pods``, sorted."""
+    return sorted(f"{p['status']['podIP']}:{m.INSTANCE_PORT}" for p in pods
+                  if _pod_ready(p) and (p.get("status") or {}).get("podIP"))
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:

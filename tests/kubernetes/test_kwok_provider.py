@@ -238,3 +238,30 @@ def test_pods_the_quota_refuses_fail_the_step_and_keep_the_template(project: Pro
     after = get(cluster, namespace, "deployment", "ep-blue")["spec"]["template"]["metadata"]["annotations"]
     assert after == template  # a scale that failed rolls nothing back
     assert made[BLUE].outputs["config_digest"] == after["recon.io/config-digest"]
+
+
+def test_a_pod_the_cluster_replaces_is_drift_until_apply_updates_the_pool(project: Project, cluster: Cluster,
+                                                                          namespace: str) -> None:
+    made = project.stack(count=2)
+    assert project.provider.observe(made[BLUE]).attributes["instance_count"] == 2
+    pods = get(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]
+    gone = pods[0]["metadata"]["name"]
+    cluster.kubectl("-n", namespace, "delete", "pod", gone)  # as an eviction would: the ReplicaSet makes another
+
+    def replaced() -> bool:
+        now = get(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]
+        return gone not in {p["metadata"]["name"] for p in now} and len(now) == 2 and all(
+            c["status"] == "True" for p in now for c in p["status"].get("conditions", []) if c["type"] == "Ready")
+
+    wait_until(replaced, what="the replacement pod")
+    obs = project.provider.observe(made[BLUE])
+    assert obs.attributes["instance_count"] == 1  # the router reaches one of the two ready pods
+    assert any("router's pool of blue is out of date" in p for p in obs.problems), obs.problems
+    request = project.deployment(count=2)
+    project.record(request, project.provider.scale(request, 2))  # what apply does with that drift
+    obs = project.provider.observe(project.recorded[BLUE])
+    assert obs.attributes["instance_count"] == 2 and obs.problems == []
+    table = json.loads(get(cluster, namespace, "configmap", "ep-router")["data"]["table.json"])
+    ips = {f"{p['status']['podIP']}:5001" for p in get(cluster, namespace, "pods", "-l",
+                                                        "recon.io/deployment=blue")["items"]}
+    assert set(table["deployments"]["blue"]["upstreams"]) == ips
