@@ -48,7 +48,7 @@ INSTANCE_KEY_DIR = "/etc/recon/instance"
 KEYS_FILE = "keys.json"  # in Secret E-keys: {"primaryKey", "secondaryKey"}
 INSTANCE_KEY_FILE = "instance.json"  # in Secret E-keys: {"instanceKey"}, also mounted into instances
 # An instance pod keeps serving this long after it is marked for deletion, before its SIGTERM: the time
-# recon takes to see it and take it out of the router's table (providers/kubernetes/provider.py).
+# recon takes to see it and take it out of the router's table (providers/kubernetes/rollout.py).
 PRESTOP_SECONDS = 5
 ROUTER_REQUESTS = {"cpu": "50m", "memory": "64Mi"}  # what a router pod asks for (not counted in plans)
 # Instance containers: the entries recon adds to the declared environment variables.

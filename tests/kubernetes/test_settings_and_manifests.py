@@ -93,16 +93,16 @@ def test_the_router_pod_unpacks_httptools_and_mounts_its_keys() -> None:
 
 
 def test_capacity_counts_only_nodes_the_pods_tolerate() -> None:
-    from providers.kubernetes.provider import _tolerated
+    from providers.kubernetes.objects import tolerated
 
     kwok = [{"key": "recon-test/kwok", "value": "true", "effect": "NoSchedule"}]
-    assert _tolerated([], [])
-    assert not _tolerated(kwok, [])
-    assert _tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Exists", "effect": "NoSchedule"}])
-    assert _tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Equal", "value": "true"}])
-    assert not _tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Equal", "value": "false"}])
-    assert not _tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Exists", "effect": "NoExecute"}])
-    assert _tolerated([{"key": "x", "effect": "PreferNoSchedule"}], [])  # only a preference
+    assert tolerated([], [])
+    assert not tolerated(kwok, [])
+    assert tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Exists", "effect": "NoSchedule"}])
+    assert tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Equal", "value": "true"}])
+    assert not tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Equal", "value": "false"}])
+    assert not tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Exists", "effect": "NoExecute"}])
+    assert tolerated([{"key": "x", "effect": "PreferNoSchedule"}], [])  # only a preference
 
 
 @pytest.mark.parametrize("python", sorted({sys.executable, *([p] if os.path.exists(p := "/usr/bin/python3") else [])}))
