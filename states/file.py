@@ -29,6 +29,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -60,6 +61,22 @@ def _header(data: bytes, source: str) -> tuple[int, str]:
         return int(raw["serial"]), str(raw["lineage"])
     except (ValueError, KeyError, TypeError) as exc:
         raise StateError(f"{source} is not a recon state document (no serial/lineage): {exc}") from exc
+
+
+def _refuse_special(path: Path) -> None:
+    """The state, its backup and its lock are regular files recon makes: anything else at their
+    path (``/dev/null``, a FIFO, a folder) is refused before it is opened or written beside."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateError(f"cannot use {path} for the state: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise StateError(
+            f"{path} is not a regular file; the file state backend keeps the state in one "
+            "(set state.path in recon.yaml to a file such as .recon/state.json)"
+        )
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -108,6 +125,7 @@ class FileBackend:
     # -- reading and writing ------------------------------------------------------------------
 
     def read(self) -> StoredState | None:
+        _refuse_special(self.path)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -179,11 +197,11 @@ class FileBackend:
         for p in self._history_files()[:limit]:
             try:
                 data = p.read_bytes()
-                stat = p.stat()
+                st = p.stat()
             except FileNotFoundError:  # pruned by a concurrent writer
                 continue
             serial, lineage = _header(data, str(p))
-            written = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
+            written = datetime.fromtimestamp(st.st_mtime, UTC).isoformat(timespec="seconds")
             entries.append(HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data)))
         return entries
 
@@ -224,6 +242,8 @@ class FileBackend:
 
     def _try_flock(self) -> int | None:
         """An fd holding the flock on the current lock file, or None when someone else holds it."""
+        _refuse_special(self.path)
+        _refuse_special(self.lock_path)
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(10):
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
