@@ -144,6 +144,9 @@ class Builder:
     ) -> Path | None:
         """Resolve ``value`` against the YAML file's folder; an error when it is missing or is not
         something recon reads (``inputs.check_path``: a regular file or a folder, no system folder)."""
+        if "\0" in value:  # no file has such a name, and the OS refuses to look one up
+            self.run.error(f, path, f"{what} path contains a NUL character", "remove the \\0 from the path")
+            return None
         key = (str(base or f.folder), value)
         target = self.run.resolved.get(key)
         if target is None:

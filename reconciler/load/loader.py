@@ -204,13 +204,18 @@ def _check_state_path(run: LoadRun, f: LoadedFile, value: Any) -> None:
     target = target if target.is_absolute() else run.root / target
     where = ("state", "path")
     hint = "a path such as .recon/state.json, created on the first apply"
+    if not str(value):  # the backend's default (states.DEFAULT_PATH)
+        return
+    if "\0" in str(value):
+        run.error(f, where, "the state path contains a NUL character", hint)
+        return
     folder = inputs.system_folder(target)
     if folder is not None:
         run.error(f, where, f"{value!r} {inputs.in_system_folder(target, folder)}; recon never writes its state there", hint)
         return
     try:
         st = os.stat(target)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the folder check below says which
         st = None
     except OSError as exc:
         run.error(f, where, f"{value!r} cannot be used: {exc.strerror}", hint)

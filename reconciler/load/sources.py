@@ -242,9 +242,11 @@ def parse_text(text: str | bytes, max_nodes: int | None = MAX_NODES) -> Parsed:
         )
     except yaml.YAMLError as exc:
         out.problem = YamlProblem(f"invalid YAML: {exc}")
-    except (ValueError, TypeError, OverflowError) as exc:  # an explicit tag PyYAML cannot apply: `!!int abc`
+    except (ValueError, TypeError, OverflowError, LookupError, AttributeError) as exc:
+        # an explicit tag PyYAML's constructor cannot apply (`!!int abc`, `!!bool x`, `!!float ''`,
+        # `!!timestamp ''`): PyYAML lets these escape as whatever its conversion raised
         out.data = None
-        out.problem = YamlProblem(f"invalid YAML: a value does not fit its tag: {exc}")
+        out.problem = YamlProblem(f"invalid YAML: a value does not fit its tag: {type(exc).__name__}: {exc}")
     except _Unbounded as exc:
         out.data = None
         where = exc.key if exc.key is not None else exc.node

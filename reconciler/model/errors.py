@@ -46,14 +46,16 @@ class Diagnostic:
         return where
 
     def format(self) -> str:
-        """``file:line: field: message (hint)`` — one line a log search finds."""
+        """``file:line: field: message (hint)`` — one line a log search finds. Characters that are
+        not printable (line breaks, escape sequences) are written as escapes: a key or value from a
+        hostile file can neither forge another line of output nor drive the terminal."""
         text = f"{self.location()}: "
         if self.path:
             text += f"{self.path}: "
         text += self.message
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return printable(text)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,13 @@ class Diagnostic:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (but space) escaped as in ``repr``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ReconcilerError(Exception):

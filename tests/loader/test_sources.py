@@ -90,9 +90,20 @@ def test_parse_errors_are_problems_like_pyyaml(name: str) -> None:
     assert parsed.problem.line == (mark.line + 1 if mark else None)
 
 
-@pytest.mark.parametrize("text", ["a: !!int abc\n", "a: !!float x\n", "a: !!timestamp 2001-13-45\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: !!int abc\n",
+        "a: !!float x\n",
+        "a: !!timestamp 2001-13-45\n",
+        "a: !!bool x\n",  # KeyError in PyYAML
+        "a: !!float ''\n",  # IndexError
+        "a: !!int ''\n",
+        "a: !!timestamp ''\n",  # AttributeError (found by tests/fuzz)
+    ],
+)
 def test_a_value_that_does_not_fit_its_tag_is_a_problem(text: str) -> None:
-    with pytest.raises(ValueError):  # PyYAML itself lets these escape as ValueError
+    with pytest.raises((ValueError, LookupError, AttributeError)):  # PyYAML itself lets these escape
         yaml.load(text, Loader=SAFE)
     parsed = sources.parse_text(text)
     assert parsed.data is None
