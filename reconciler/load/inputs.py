@@ -195,46 +195,83 @@ def scan_tree(
     root: Path, max_files: int, max_bytes: int, skip_dirs: frozenset[str], skip_suffix: str
 ) -> list[tuple[str, Path]]:
     """Every file a folder's digest covers, as (POSIX path relative to ``root``, path), in the
-    order of ``os.walk`` with sorted names (symbolic links to folders are not followed, as
+    order of ``os.walk`` with sorted names (links to folders not followed for the digest, as
     ``os.walk``; links to files are, and must lead to regular files outside system folders).
 
-    Only ``stat`` is used, so a folder that is too big (``max_files``, ``max_bytes``) is refused
-    before any content is read. Raises ``TreeRefused``."""
+    Links to folders are followed to check them all the same, because whoever copies the folder
+    (``shutil.copytree``) follows them: such a link must not lead to a system folder, nor back
+    into the folder around it (a copy that never ends), and what it holds counts towards the
+    limits. Only ``stat`` is used, so a folder that is too big (``max_files``, ``max_bytes``) is
+    refused before any content is read. Raises ``TreeRefused``."""
     found: list[tuple[str, Path]] = []
-    total = 0
+    totals = [0, 0]  # files, bytes
 
-    def unreadable(exc: OSError) -> None:
-        member = os.path.relpath(exc.filename, root) if exc.filename else ""
-        raise TreeRefused(member, f"cannot be read: {exc.strerror or exc}", "make the folder readable")
+    def add(rel: str, st: os.stat_result) -> None:
+        totals[0] += 1
+        totals[1] += st.st_size
+        if totals[0] > max_files:
+            raise TreeRefused(
+                "",
+                f"holds more than {max_files:,} files",
+                "point it at the model's or code's own folder, or raise `limits: {tree_files: N}` in recon.yaml",
+            )
+        if totals[1] > max_bytes:
+            raise TreeRefused("", f"holds more than {max_bytes / GB:g} GB", TREE_BYTES_HINT)
 
-    for folder, dirs, names in os.walk(root, onerror=unreadable):
-        dirs[:] = sorted(d for d in dirs if d not in skip_dirs)
-        for name in sorted(names):
-            if name.endswith(skip_suffix):
-                continue
-            full = Path(folder) / name
-            rel = full.relative_to(root).as_posix()
+    def visit(folder: str, real: str, prefix: str, digest: bool, above: tuple[str, ...]) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            raise TreeRefused(prefix.rstrip("/"), f"cannot be read: {exc.strerror or exc}", "make the folder readable") from None
+        subfolders = []
+        for entry in entries:
             try:
-                st = os.lstat(full)
-                # a link may lead anywhere; a plain file lies inside ``root``, which was checked
-                st = check_path(full, want_dir=False) if stat.S_ISLNK(st.st_mode) else st
-            except OSError as exc:
-                raise TreeRefused(rel, f"cannot be read: {exc.strerror or exc}", "make it readable") from None
+                is_dir = entry.is_dir()
+            except OSError:  # a link loop: refused as a file below
+                is_dir = False
+            if is_dir:
+                if entry.name not in skip_dirs:
+                    subfolders.append(entry)
+            elif not entry.name.endswith(skip_suffix):
+                rel = prefix + entry.name
+                add(rel, _tree_file(entry, rel))
+                if digest:
+                    found.append((rel, Path(entry.path)))
+        for entry in subfolders:
+            rel = prefix + entry.name
+            if not entry.is_symlink():
+                visit(entry.path, os.path.join(real, entry.name), rel + "/", digest, above)
+                continue
+            try:
+                check_path(entry.path, want_dir=True)
             except Refused as exc:
                 raise TreeRefused(rel, exc.message, exc.hint) from None
-            if not stat.S_ISREG(st.st_mode):
-                raise TreeRefused(rel, f"is {file_kind(st.st_mode)}, not a regular file", "remove it from the folder")
-            total += st.st_size
-            found.append((rel, full))
-            if len(found) > max_files:
+            target = os.path.realpath(entry.path)
+            if any(target == a or a.startswith(target + os.sep) for a in (*above, real)):
                 raise TreeRefused(
-                    "",
-                    f"holds more than {max_files:,} files",
-                    "point it at the model's or code's own folder, or raise `limits: {tree_files: N}` in recon.yaml",
+                    rel, f"is a link to {target}, a folder around it (a copy would never end)", "remove the link"
                 )
-            if total > max_bytes:
-                raise TreeRefused("", f"holds more than {max_bytes / GB:g} GB", TREE_BYTES_HINT)
+            visit(entry.path, target, rel + "/", False, (*above, real))
+
+    real_root = os.path.realpath(root)
+    visit(str(root), real_root, "", True, ())
     return found
+
+
+def _tree_file(entry: os.DirEntry[str], rel: str) -> os.stat_result:
+    """``stat`` of a file in a folder being scanned: a regular file, or a link to one (checked)."""
+    try:
+        st = entry.stat(follow_symlinks=False)
+        # a link may lead anywhere; a plain file lies inside the folder, which was checked
+        st = check_path(entry.path, want_dir=False) if stat.S_ISLNK(st.st_mode) else st
+    except OSError as exc:
+        raise TreeRefused(rel, f"cannot be read: {exc.strerror or exc}", "make it readable") from None
+    except Refused as exc:
+        raise TreeRefused(rel, exc.message, exc.hint) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise TreeRefused(rel, f"is {file_kind(st.st_mode)}, not a regular file", "remove it from the folder")
+    return st
 
 
 TREE_BYTES_HINT = "point it at the model's or code's own files, or raise `limits: {tree_gb: N}` in recon.yaml"

@@ -258,6 +258,9 @@ ODDITIES = [
     "fifo-in-model",
     "loop-in-code",
     "secret-link.yml",
+    "dirlink-up-in-model",
+    "dirlink-etc-in-code",
+    "dirlink-outside-in-model",
 ]
 
 ENDPOINT = {"$schema": S.format("managedOnlineEndpoint"), "name": "my-endpoint", "auth_mode": "key"}
@@ -349,3 +352,9 @@ def add_oddity(project: Path, name: str) -> None:
         (project / "code" / "x.py").symlink_to("x.py")
     elif name == "secret-link.yml":
         (project / name).symlink_to(project.parent / "outside" / "secret.txt")
+    elif name == "dirlink-up-in-model":
+        (project / "model" / "up").symlink_to("..")
+    elif name == "dirlink-etc-in-code":
+        (project / "code" / "etc").symlink_to("/etc")
+    elif name == "dirlink-outside-in-model":
+        (project / "model" / "outside").symlink_to(project.parent / "outside")

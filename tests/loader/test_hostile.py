@@ -303,6 +303,37 @@ def test_link_inside_a_model_folder_to_a_system_file_is_an_error(tmp_path: Path)
     assert_error(*run_cli(root), "blue.yml", "model.path", "model/passwd resolves to /etc/passwd")
 
 
+@pytest.mark.parametrize(
+    ("link", "words"),
+    [
+        ("/etc", "model/cfg resolves to /etc, inside /etc, a system folder"),
+        ("/", "model/cfg resolves to /, the filesystem root"),
+        ("..", "model/cfg is a link to {root}, a folder around it"),
+        (".", "model/cfg is a link to {root}/model, a folder around it"),
+        ("missing", "model/cfg is a symbolic link to missing, which does not exist"),
+    ],
+)
+def test_link_to_a_folder_inside_a_model_folder_is_checked_as_a_copy_would_follow_it(
+    tmp_path: Path, link: str, words: str
+) -> None:
+    root = project(tmp_path, {})
+    (root / "model" / "cfg").symlink_to(link)
+    assert_error(*run_cli(root), "blue.yml", "model.path", words.format(root=root))
+
+
+def test_files_behind_a_link_to_a_folder_count_towards_the_limits(tmp_path: Path) -> None:
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i in range(5):
+        (shards / f"s{i}").write_bytes(b"w")
+    root = project(tmp_path / "p", {"recon.yaml": "limits: {tree_files: 4}\n"})
+    (root / "model" / "shards").symlink_to(shards)
+    assert_error(*run_cli(root), "blue.yml", "model.path", "holds more than 4 files")
+    (root / "recon.yaml").write_text("limits: {tree_files: 6}\n")
+    code, out = run_cli(root)
+    assert code == 0, out
+
+
 def test_folder_with_more_files_than_the_limit_is_an_error(tmp_path: Path) -> None:
     root = project(tmp_path, {"recon.yaml": "limits: {tree_files: 3}\n"})
     for i in range(5):
