@@ -26,7 +26,7 @@ import click
 from reconciler.apply import gcpause
 from reconciler.apply.project import Project
 from reconciler.cli.app import cli, project_root, use_color
-from reconciler.model.errors import PlanError, StateError, StateLockedError
+from reconciler.model.errors import PlanError, StateError, StateLockedError, printable
 from reconciler.plan.types import Plan
 from reconciler.state.document import State
 
@@ -155,7 +155,7 @@ def validate_cmd(ctx: click.Context) -> None:
         click.echo(f"Warning: {_warning_line(w)}", err=True)
     if plan.errors:
         for e in plan.errors:
-            click.echo(f"Error: {e}", err=True)
+            click.echo(f"Error: {printable(str(e))}", err=True)
         n = len(plan.errors)
         click.echo(f"{n} error{'s' if n != 1 else ''}; the configuration is not valid.", err=True)
         ctx.exit(1)
@@ -184,7 +184,7 @@ def _warning_line(w: dict[str, Any]) -> str:
     text += str(w.get("message", ""))
     if w.get("hint"):
         text += f" ({w['hint']})"
-    return text
+    return printable(text)  # a value from a file cannot forge a line of output
 
 
 @cli.command("plan")

@@ -7,7 +7,8 @@ path as the command, thousands of cases a minute) or as the real ``recon`` proce
 - no traceback, no "internal error";
 - exit 1 comes with at least one ``Error: <where>: ...`` line, and each such line names a project
   file (``blue.yml:12: field: ...``) or the project (``<project>: ...``);
-- the secret planted outside the project (``strategies.SECRET``) never appears;
+- the secret planted outside the project (``strategies.SECRET``) never appears, nor any character
+  that is not printable but the line break (a file's key or value cannot forge a line of output);
 - the run ends within ``WATCHDOG_S`` (a hang detector, generous for a shared CI machine: the
   hostile cases of issue 13 hung for good or ran 17 s; a normal case takes milliseconds).
 """
@@ -73,6 +74,8 @@ def check_output(code: int, output: str, project: Path, codes: tuple[int, ...] =
     assert "Traceback" not in output, output
     assert "internal error" not in output, output
     assert SECRET not in output, output
+    odd = {c for c in output if not c.isprintable() and c != "\n"}
+    assert not odd, f"characters that forge lines or drive the terminal: {odd}\n{output}"
     if code != 1:
         return
     errors = [ln for ln in output.splitlines() if ln.startswith("Error:")]

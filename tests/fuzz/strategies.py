@@ -79,6 +79,7 @@ REFS = [
     "azureml://registries/r/models/m/versions/1",
     "azureml:AzureML-sklearn-1.0:1",
     "https://example.invalid/m",
+    "azureml://registries/r/models/m\rSuccess!\x1b[2J",  # a warning quoting it must not forge a line
 ]
 NAMES = ["my-endpoint", "blue", "green", "MY-ENDPOINT", "m", "e", "-bad", "x" * 80, "a_b", "{{ name }}", "1"]
 FIELDS = [

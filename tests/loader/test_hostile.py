@@ -444,3 +444,12 @@ def test_line_breaks_and_escapes_in_a_key_cannot_forge_output(tmp_path: Path) ->
     code, out = run_cli(root)
     assert_error(code, out, "recon.yaml", r"x\rSuccess! The configuration is valid\n\x1b[2J", "unknown field")
     assert not any(line.startswith("Success") for line in out.splitlines()) and "\x1b" not in out, out
+
+
+def test_line_breaks_in_a_warning_cannot_forge_output(tmp_path: Path) -> None:
+    blue = blue_with("model:\n  path: model/\n", 'model: "azureml://registries/r/models/m\\rSuccess! forged\\e[2J"\n')
+    code, out = run_cli(project(tmp_path, {"blue.yml": blue}))
+    assert code == 0, out
+    warning = next(line for line in out.splitlines() if line.startswith("Warning: blue.yml:4: model:"))
+    assert "m\\rSuccess! forged\\x1b[2J is an external model reference" in warning
+    assert "\r" not in out and "\x1b" not in out
