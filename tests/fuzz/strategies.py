@@ -136,16 +136,13 @@ def _inline_env(image: Any, conda: Any, build: Any) -> dict[str, Any]:
 
 paths = st.sampled_from(PATHS) | st.text(max_size=10)
 models = st.one_of(st.builds(_inline_model, paths), st.sampled_from(REFS), values)
-environments = st.one_of(
-    st.builds(
-        _inline_env,
-        st.none() | st.just("python:3.11") | scalars,
-        st.none() | paths,
-        st.none() | st.builds(lambda p: {"path": p}, paths),
-    ),
-    st.sampled_from(REFS),
-    values,
+inline_environments = st.builds(
+    _inline_env,
+    st.none() | st.just("python:3.11") | scalars,
+    st.none() | paths,
+    st.none() | st.builds(lambda p: {"path": p}, paths),
 )
+environments = st.one_of(inline_environments, st.sampled_from(REFS), values)
 code_configurations = st.one_of(
     st.builds(lambda c, s: {"code": c, "scoring_script": s}, paths, paths),
     values,
@@ -175,7 +172,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
     elif kind == "model":
         doc = {"$schema": S.format("model"), "name": "m", "version": 1, "path": draw(paths)}
     else:
-        doc = {"$schema": S.format("environment"), "name": "e", "version": 1, **draw(environments.filter(lambda v: isinstance(v, dict)))}
+        doc = {"$schema": S.format("environment"), "name": "e", "version": 1, **draw(inline_environments)}
     for key in draw(st.lists(st.sampled_from(sorted(doc)), max_size=2)):
         doc.pop(key, None)
     doc.update(draw(st.dictionaries(st.sampled_from(FIELDS), field_values, max_size=3)))

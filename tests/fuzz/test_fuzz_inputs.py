@@ -2,7 +2,7 @@
 text and bytes, recon.yaml, and odd filesystem entries, checked by ``harness.check_output``.
 
 Deterministic: ``derandomize=True`` (the cases follow from each test's name, the same on every run
-and machine) and no example database, so CI runs exactly the cases a developer runs. About 3,000
+and machine) and no example database, so CI runs exactly the cases a developer runs. About 2,700
 cases in process and 25 through the real ``recon validate`` process; ``RECON_FUZZ_SCALE=10`` runs
 ten times as many (for a longer hunt by hand; the seed stays fixed).
 """
@@ -62,7 +62,7 @@ def write_case(
     return project
 
 
-@fuzz_settings(1200)
+@fuzz_settings(1000)
 @given(docs=st.lists(fz.documents(), min_size=1, max_size=3))
 def test_documents(base: Path, docs: list[dict[str, Any]]) -> None:
     project = write_case(base, docs)
@@ -97,7 +97,7 @@ def test_raw_yaml(base: Path, text: bytes, as_conda: bool) -> None:
     check_output(*run_in_process(project), project)
 
 
-@fuzz_settings(700)
+@fuzz_settings(600)
 @given(recon=fz.recon_yaml, docs=st.lists(fz.documents(), max_size=1))
 def test_recon_yaml(base: Path, recon: str, docs: list[dict[str, Any]]) -> None:
     project = write_case(base, docs, recon)
