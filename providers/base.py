@@ -64,11 +64,17 @@ class Observation:
 
 @dataclass(frozen=True)
 class Capacity:
-    """What the provider can place at most (None: unbounded / unknown)."""
+    """What the provider can place at most (None: unbounded / unknown).
+
+    ``quota``: live quota limits per VM family (vCPUs) left for the deployments recon records, as a
+    cloud provider reads them (azure: the usages/quotas APIs); the plan checks them like recon.yaml's
+    ``quota`` (the smaller of the two wins). None: the provider knows none.
+    """
 
     cpus: float | None = None
     memory_gb: float | None = None
     description: str = ""
+    quota: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -213,21 +213,30 @@ def load_plan(path: Path) -> Plan:
 
 
 def run_apply(project: Any, plan: Plan, desired_digest: str | None, parallelism: int) -> ApplyResult:
+    """Carry out ``plan``; each step's state write stores only what it changed (the state manager's
+    journal), compacted into a full version at the end."""
     token = CancelToken()
     hooks = CliHooks()
+    manager = project.state_manager
+    result: ApplyResult | None = None
     try:
-        with interrupts(token):
-            return apply_plan(
+        with interrupts(token), manager.journaled():
+            result = apply_plan(
                 plan,
                 provider=project.provider,
-                state_manager=project.state_manager,
+                state_manager=manager,
                 desired_digest=desired_digest,
                 hooks=hooks,
                 parallelism=parallelism,
                 cancel=token,
             )
+    except StateError as exc:  # compaction at the end: the journal still holds every step
+        if result is None:
+            raise
+        result.state_error = result.state_error or str(exc)
     finally:
         hooks.close()
+    return result
 
 
 def _save_errored(project: Any, result: ApplyResult) -> Path | None:

@@ -235,8 +235,10 @@ def parse_text(text: str | bytes, max_nodes: int | None = MAX_NODES) -> Parsed:
         out.duplicate_keys = loader.duplicate_keys
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        what = str(exc.problem or exc.context)
         out.problem = YamlProblem(
-            f"invalid YAML: {exc.problem or exc.context}",
+            # libyaml >= 0.2.6 (PyYAML 6.0.4's wheels) stops deep nesting itself
+            "invalid YAML: nested too deeply to read" if "maximum nesting depth" in what else f"invalid YAML: {what}",
             mark.line + 1 if mark else None,
             mark.column + 1 if mark else None,
         )

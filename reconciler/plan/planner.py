@@ -365,7 +365,11 @@ def _quota(
     for a, c in changes.items():
         if c.type == "deployment" and c.after is not None:
             after[a] = c.after
-    return check_quota(before, after, desired.instance_types, desired.quota, capacity)
+    limits = desired.quota
+    if capacity is not None and capacity.quota is not None:  # live limits (azure): the smaller wins
+        declared = limits or {}
+        limits = {**declared, **{f: min(v, declared.get(f, v)) for f, v in capacity.quota.items()}}
+    return check_quota(before, after, desired.instance_types, limits, capacity)
 
 
 def _capacity_warning(p: _Planner, report: Mapping[str, Any] | None) -> None:

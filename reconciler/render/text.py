@@ -152,9 +152,12 @@ def _quota_lines(plan: Plan, paint: _Paint) -> list[str]:
             if not f.ok:
                 lines += [f"  {f.family} usage:"] + [f"    {usage_text(u)}" for u in f.usages]
     if q.capacity:
-        lines.append(
-            "  capacity: " + ", ".join(f"{k}={format_value(v)}" for k, v in sorted(q.capacity.items()))
-        )
+        # a cloud provider's live quota figures are a sentence: shown whole, on a line of its own
+        live = q.capacity.get("description") if q.capacity.get("cpus") is None else None
+        shown = {k: v for k, v in q.capacity.items() if not (live and k == "description")}
+        lines.append("  capacity: " + ", ".join(f"{k}={format_value(v)}" for k, v in sorted(shown.items())))
+        if live:
+            lines.append(f"  live quota: {live}")
     lines += [f"  {paint('Error:', '31')} {e}" for e in q.errors]
     return lines + [""]
 
