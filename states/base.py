@@ -10,10 +10,21 @@ whole operation (plan, apply, destroy, refresh, state push/rm) and records who h
 
 from __future__ import annotations
 
+import getpass
+import socket
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from reconciler.model.errors import LockInfo
+
+
+def who_am_i() -> str:
+    """``user@host``: who wrote a state version or holds a lock."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
