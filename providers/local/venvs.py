@@ -210,7 +210,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-_COLLECTING = re.compile(r"^Collecting (\S+)")
+_COLLECTING = re.compile(r"^(?:Collecting|Processing) (\S+)")
 _INSTALLING = re.compile(r"^Installing collected packages: (.*)$")
 _INSTALLED = re.compile(r"^Successfully installed (.*)$")
 
@@ -256,7 +256,7 @@ class _BuildLog:
 
     def _status(self, line: str, status: EventSink) -> None:
         if match := _COLLECTING.match(line):
-            status(f"collecting {match[1]}")
+            status(f"collecting {match[1].rsplit('/', 1)[-1]}")
         elif match := _INSTALLING.match(line):
             count = len([p for p in match[1].split(",") if p.strip()])
             status(f"installing {count} package{'s' if count != 1 else ''}")

@@ -73,7 +73,8 @@ class CliHooks(ApplyHooks):
     heartbeat: float = HEARTBEAT_S
     start_timer: bool = True
     _running: dict[str, _Running] = field(default_factory=dict)
-    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)  # guards _running only
+    _print_lock: threading.Lock = field(default_factory=threading.Lock)
     _live: Any = None
     _timer: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -83,14 +84,17 @@ class CliHooks(ApplyHooks):
             self.tty = sys.stdout.isatty()
 
     # -- output ------------------------------------------------------------------------------------
-    def _line(self, text: str, err: bool = False) -> None:
-        with self._lock:
-            if not self.tty:
-                click.echo(f"{self.now():%H:%M:%S} {text}", err=err)
-            elif self._live is not None and not err:  # above the live view
-                self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
-            else:  # the live view redirects stderr above itself too
-                click.echo(text, err=err)
+    def _line(self, text: str, err: bool = False, stamp: bool = True) -> None:
+        # Never call into rich holding ``_lock``: the live view's refresh thread holds rich's own
+        # lock while it asks ``rows`` (which takes ``_lock``) what to draw.
+        live = self._live
+        if not self.tty:
+            with self._print_lock:  # the heartbeat thread prints too
+                click.echo(f"{self.now():%H:%M:%S} {text}" if stamp else text, err=err)
+        elif live is not None and not err:  # above the live view
+            live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:  # the live view redirects stderr above itself too
+            click.echo(text, err=err)
 
     def _say(self, step: Step, text: str, err: bool = False) -> None:
         self._line(f"{step.address}: {text}", err)
@@ -104,7 +108,7 @@ class CliHooks(ApplyHooks):
             extra = f" ({traffic_text(step.params)})"
         with self._lock:
             self._running[step.id] = _Running(step, self.clock())
-            self._start()
+        self._start()
         self._say(step, f"{VERBS[step.kind]}...{extra}")
 
     def post_step(self, step: Step, result: StepOutcome, elapsed: float) -> None:
@@ -120,13 +124,13 @@ class CliHooks(ApplyHooks):
         lines = message.splitlines() or [""]
         self._say(step, f"{step.kind} failed: {lines[0]}", err=True)
         shown = set(lines)
-        for line in lines[1:]:
-            self._line(f"    {line}", err=True)
+        for line in lines[1:]:  # continuation lines belong to the stamped line above them
+            self._line(f"    {line}", err=True, stamp=False)
         detail = [d for d in getattr(error, "detail", None) or [] if d not in shown]
         if detail:
-            self._line("  its last log lines:", err=True)
+            self._line("  its last log lines:", err=True, stamp=False)
             for line in detail:
-                self._line(f"    {line}", err=True)
+                self._line(f"    {line}", err=True, stamp=False)
 
     def step_skipped(self, step: Step, reason: str) -> None:
         self._say(step, f"{step.kind} not started: {reason}")
@@ -165,6 +169,7 @@ class CliHooks(ApplyHooks):
         """Print a "still ..." line for each step that crossed another ``heartbeat`` seconds."""
         if self.tty:
             return
+        due: list[tuple[Step, str]] = []
         with self._lock:
             now = self.clock()
             for running in self._running.values():
@@ -174,8 +179,9 @@ class CliHooks(ApplyHooks):
                 running.beats = int(elapsed // self.heartbeat)
                 doing = running.doing()
                 verb = VERBS[running.step.kind].lower()
-                text = f"still {verb} ({elapsed:.0f}s elapsed)" + (f": {doing}" if doing else "")
-                self._say(running.step, text)
+                due.append((running.step, f"still {verb} ({elapsed:.0f}s elapsed)" + (f": {doing}" if doing else "")))
+        for step, text in due:
+            self._say(step, text)
 
     def _run_timer(self) -> None:
         while not self._stop.wait(1.0):
@@ -208,7 +214,8 @@ class CliHooks(ApplyHooks):
         return table
 
     def _start(self) -> None:
-        """The live view on a terminal, the heartbeat timer elsewhere (once, at the first step)."""
+        """The live view on a terminal, the heartbeat timer elsewhere (once, at the first step;
+        the engine's hook calls never overlap)."""
         if self.tty and self._live is None:
             from rich.live import Live
 
@@ -224,8 +231,7 @@ class CliHooks(ApplyHooks):
 
     def close(self) -> None:
         self._stop.set()
-        with self._lock:
-            live, self._live = self._live, None
+        live, self._live = self._live, None
         if live is not None:
             live.stop()
 
