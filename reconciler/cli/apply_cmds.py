@@ -282,6 +282,7 @@ def check_digest(plan: Plan, expected: str, what: str) -> None:
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
+    metavar="N",
     help="How many independent steps run at the same time.",
 )
 @target_option("Apply only ADDRESS and what it needs (repeatable).")
@@ -339,6 +340,7 @@ def apply_cmd(
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
+    metavar="N",
     help="How many independent steps run at the same time.",
 )
 @target_option("Destroy only ADDRESS and what cannot exist without it (repeatable).")
@@ -374,6 +376,8 @@ def refresh_cmd(ctx: click.Context, targets: tuple[str, ...], lock_timeout: floa
         recorded: State = project.read_state()
         chosen = _targeted(recorded, targets)
         refreshed_part, drift = project.refresh(chosen)
+        if targets:  # objects no resource owns are looked for over the whole state only
+            drift = [d for d in drift if d.kind != "unmanaged"]
         resources = {a: r for a, r in recorded.resources.items() if a not in chosen.resources}
         refreshed = recorded.model_copy(update={"resources": {**resources, **refreshed_part.resources}})
         if refreshed.resources != recorded.resources:
@@ -394,7 +398,11 @@ def _targeted(state: State, targets: tuple[str, ...]) -> State:
     if unknown:
         import difflib
 
-        close = difflib.get_close_matches(unknown[0], sorted(state.resources), n=3, cutoff=0.6)
+        kind = unknown[0].split(".", 1)[0]
+        same = sorted(a for a in state.resources if a.split(".", 1)[0] == kind)
+        close = difflib.get_close_matches(unknown[0], same, n=3, cutoff=0.6) or difflib.get_close_matches(
+            unknown[0], sorted(state.resources), n=3, cutoff=0.6
+        )
         hint = f"; did you mean {', '.join(close)}?" if close else " (see: recon state list)"
         raise StateError(f"--target {unknown[0]}: the state records no resource with this address{hint}")
     return state.model_copy(update={"resources": {a: state.resources[a] for a in targets}})

@@ -220,22 +220,27 @@ class StateManager:
             yield info
         finally:
             self._held = None
-            self.backend.unlock(lock_id)
+            broken = self._broken(lock_id)
+            try:
+                self.backend.unlock(lock_id)
+            except StateError:
+                if not broken:  # a lock broken by force-unlock has nothing left to release
+                    raise
+
+    def _broken(self, lock_id: str) -> bool:
+        still_held = getattr(self.backend, "still_held", None)
+        return callable(still_held) and not still_held(lock_id)
 
     def check_lock_held(self) -> None:
         """Raise ``StateLockedError`` when the lock this manager took was broken since
         (``recon force-unlock`` by someone else): the caller must not go on writing."""
         held = self._held
-        still_held = getattr(self.backend, "still_held", None)
-        if held is None or not callable(still_held) or still_held(held.id):
+        if held is None or not self._broken(held.id):
             return
-        now = self.lock_info()
         raise StateLockedError(
-            now,
+            None,
             f"the state lock of this {held.operation} (lock ID {held.id}) was broken by "
-            "recon force-unlock while it ran"
-            + (f"; the state is now locked by {now.holder()}" if now is not None else "")
-            + "; nothing was changed",
+            "recon force-unlock while it ran; nothing was changed",
         )
 
     def lock_info(self) -> LockInfo | None:
