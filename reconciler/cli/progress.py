@@ -6,7 +6,8 @@ draws them, in one of two ways:
 - **On a terminal**, a live view under the lines already printed: one row per step in flight with
   a spinner, what it is doing, for how long, and the provider's latest status (the package an
   environment build is collecting, the rollout batch, the instance being waited for). Lines worth
-  keeping (a step starting and finishing, warnings, batches done) are printed above it.
+  keeping (a step finishing, warnings, batches done) are printed above it; that a step started is
+  the view's to show.
 - **Elsewhere** (CI logs, pipes), plain lines, each starting with the time (``12:03:04``): the same
   lines worth keeping, and for a step that runs long, a line every ``heartbeat`` seconds saying
   what it is still doing and for how long (Terraform's "Still creating... [10s elapsed]").
@@ -101,22 +102,18 @@ class CliHooks(ApplyHooks):
 
     # -- the engine's hooks ----------------------------------------------------------------------
     def pre_step(self, step: Step) -> None:
-        extra = ""
-        if step.kind is StepKind.SCALE:
-            extra = f" ({step.params.get('from')} -> {step.params.get('to')} instances)"
-        if step.kind is StepKind.SET_TRAFFIC:
-            extra = f" ({traffic_text(step.params)})"
         with self._lock:
             self._running[step.id] = _Running(step, self.clock())
         self._start()
-        self._say(step, f"{VERBS[step.kind]}...{extra}")
+        if not self.tty:  # on a terminal the live view shows it
+            self._say(step, f"{VERBS[step.kind]}...{_params(step)}")
 
     def post_step(self, step: Step, result: StepOutcome, elapsed: float) -> None:
         self._done(step)
         if result.outcome == "cancelled":
             self._say(step, f"stopped ({result.reason}) after {elapsed:.1f}s")
         else:
-            self._say(step, f"{result.outcome} after {elapsed:.1f}s")
+            self._say(step, f"{result.outcome} after {elapsed:.1f}s{_params(step)}")
 
     def step_failed(self, step: Step, error: Exception) -> None:
         self._done(step)
@@ -234,6 +231,15 @@ class CliHooks(ApplyHooks):
         live, self._live = self._live, None
         if live is not None:
             live.stop()
+
+
+def _params(step: Step) -> str:
+    """What a scale or a traffic step sets: `` (1 -> 3 instances)``, `` (blue=90%, green=10%)``."""
+    if step.kind is StepKind.SCALE:
+        return f" ({step.params.get('from')} -> {step.params.get('to')} instances)"
+    if step.kind is StepKind.SET_TRAFFIC:
+        return f" ({traffic_text(step.params)})"
+    return ""
 
 
 def _elapsed(seconds: float) -> str:
