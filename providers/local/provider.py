@@ -220,7 +220,9 @@ class LocalProvider(InstanceProvider):
             new = runner.start(digest, config, n, launcher)
             if runner.warm_failure:
                 request.emit(f"warm start failed ({runner.warm_failure}); the rest start cold")
-            request.emit("starting instance(s) " + ", ".join(str(i.id) for i in new))
+            ids = ", ".join(str(i.id) for i in new)
+            request.emit(f"starting instance(s) {ids}")
+            request.status(f"waiting for instance(s) {ids} to pass the readiness probe")
             failure = runner.wait_ready(new, config.readiness_probe)
             kept = keep_launcher and failure is None and not runner.warm_failure
         finally:
