@@ -410,7 +410,12 @@ def _targeted(state: State, targets: tuple[str, ...]) -> State:
 
 @cli.command("drift")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools, markdown for a CI job summary.",
 )
 @click.option(
     "--detailed-exitcode",
@@ -460,7 +465,12 @@ def _endpoint_address(name: str) -> str:
 
 @cli.command("invoke")
 @click.argument("endpoint")
-@click.option("--request-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--request-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The JSON body to POST (as `az ml online-endpoint invoke --request-file`).",
+)
 @click.option("--deployment", default=None, help="Send to this deployment, ignoring the traffic split.")
 @click.option(
     "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer."

@@ -86,8 +86,9 @@ def require_configuration(project: Any) -> None:
 
 
 def require_resources(plan: Plan, project: Any) -> None:
-    """YAML files that declare nothing recon manages, and an empty state: say so (exit 1)."""
-    if not plan.resource_changes and not plan.drift:
+    """YAML files that declare nothing recon manages, and an empty state: say so (exit 1). A
+    destroy plan of an empty state is simply "No changes"."""
+    if not plan.resource_changes and not plan.drift and not plan.destroy:
         raise ReconcilerError(
             NO_CONFIGURATION.format(root=project.root).replace(
                 "No configuration files found", "No endpoint, deployment, model or environment found"
@@ -252,7 +253,14 @@ def _warning_line(w: dict[str, Any]) -> str:
     metavar="FILE",
     help="Save the plan for `recon apply FILE`.",
 )
-@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(PLAN_FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (docs/plan-json.md), markdown for a pull-request comment.",
+)
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes (0: none, 1: error)."
 )
@@ -300,7 +308,14 @@ def plan_cmd(
 
 @cli.command("show")
 @click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(PLAN_FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (docs/plan-json.md), markdown for a pull-request comment.",
+)
 @plan_location_option
 @click.pass_context
 def show_cmd(ctx: click.Context, planfile: Path | None, fmt: str, plan_location: str | None) -> None:
@@ -328,7 +343,14 @@ def _render_state(state: State, fmt: str) -> str:
 
 
 @cli.command("graph")
-@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "mermaid"]),
+    default="dot",
+    show_default=True,
+    help="Graphviz DOT, or Mermaid for Markdown pages.",
+)
 @click.pass_context
 def graph_cmd(ctx: click.Context, fmt: str) -> None:
     """Print the dependency graph (environments and models -> deployments -> endpoints)."""

@@ -18,6 +18,7 @@ build's last log lines); the summary at the end names the step and its error's f
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -61,7 +62,7 @@ class _Running:
 class CliHooks(ApplyHooks):
     """Prints apply progress: a live view on a terminal, timestamped lines elsewhere.
 
-    ``tty``: draw the live view (default: whether stdout is a terminal). ``clock`` (monotonic
+    ``tty``: draw the live view (default: whether stdout is a terminal, not a dumb one). ``clock`` (monotonic
     seconds) and ``now`` (wall time for the timestamps) are injectable for tests, as is
     ``console`` (a rich Console) for the live view. ``heartbeat`` is the seconds between the
     plain "still ..." lines; ``start_timer`` runs the thread that prints them (tests call
@@ -81,8 +82,8 @@ class CliHooks(ApplyHooks):
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        if self.tty is None:
-            self.tty = sys.stdout.isatty()
+        if self.tty is None:  # a dumb terminal cannot redraw a live view: plain lines there
+            self.tty = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
     # -- output ------------------------------------------------------------------------------------
     def _line(self, text: str, err: bool = False, stamp: bool = True) -> None:

@@ -145,7 +145,9 @@ def state_history(ctx: click.Context, limit: int) -> None:
 
 
 @state_group.command("migrate")
-@click.option("--to", "to", type=click.Choice(["postgres", "file"]), required=True)
+@click.option(
+    "--to", "to", type=click.Choice(["postgres", "file"]), required=True, help="The backend to copy the state to."
+)
 @click.option("--dsn", default=None, help=f"Target PostgreSQL DSN (default: ${DSN_ENV}).")
 @click.option("--name", default="default", show_default=True, help="Target state name (postgres).")
 @click.option("--path", "path", default=None, help="Target file, relative to the project (default .recon/state.json).")

@@ -292,3 +292,20 @@ def test_a_stale_plan_refused_inside_destroy_says_run_destroy_again() -> None:
     with pytest.raises(StalePlanError) as err, apply_cmds.hints_for("plan"):
         raise StalePlanError("plan is stale: ...; run recon plan again")
     assert str(err.value) == "plan is stale: ...; run recon plan again"
+
+
+def test_yaml_files_that_declare_no_resource_are_an_error_but_destroying_nothing_is_not(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    root = tmp_path / "conda-only"
+    root.mkdir()
+    (root / "recon.yaml").write_text("provider:\n  kind: fake\n")
+    (root / "conda.yaml").write_text("name: env\ndependencies:\n  - python=3.11\n  - pip:\n      - numpy\n")
+    code, out, err = run(runner, root, "plan")
+    assert code == 1 and out == ""
+    assert err.startswith(
+        f"Error: No endpoint, deployment, model or environment found in {root}: recon reads the Azure ML"
+    )
+    code, out, err = run(runner, root, "destroy", "--auto-approve")
+    assert code == 0, err
+    assert "No changes. Your endpoints match the configuration." in out

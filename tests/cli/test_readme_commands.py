@@ -60,3 +60,20 @@ def test_every_command_and_option_the_readme_table_lists_exists() -> None:
         options = set(re.findall(r"--[a-z][a-z-]*", row))
         missing = options - _options(command)
         assert not missing, f"README: `{row}` names {sorted(missing)}, which `recon {words[0]}` lacks"
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    missing = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        missing.extend(
+            f"{' '.join(path)} {p.opts[0]}"
+            for p in command.params
+            if isinstance(p, click.Option) and not p.hidden and not p.help
+        )
+
+    walk(cli, ["recon"])
+    assert missing == []
