@@ -180,7 +180,7 @@ class EnvironmentBuilder:
         system_site = not attrs.get("conda")
         args = [base, "-m", "venv", *(["--system-site-packages"] if system_site else []), str(tmp)]
         started = time.monotonic()
-        what = "pip install " + " ".join(plan.requirements) if plan.requirements else "no packages"
+        what = "pip install " + redact(" ".join(plan.requirements)) if plan.requirements else "no packages"
         emit(f"building a virtualenv ({what}); full log: {_shown(log)}")
         try:
             with _BuildLog(log) as out:
@@ -200,6 +200,15 @@ class EnvironmentBuilder:
 
     def remove(self, attrs: dict[str, Any]) -> None:
         """Environments are cached across projects: deleting one from a project keeps the cache."""
+
+
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` without the credentials of URLs in it (``https://user:token@host`` -> ``https://***@host``):
+    a requirement or an index URL may carry a token, which must not reach output or logs."""
+    return _CREDENTIALS.sub("***@", text)
 
 
 def _shown(path: Path) -> str:
@@ -236,14 +245,14 @@ class _BuildLog:
 
     def run(self, argv: list[str], what: str, status: EventSink) -> None:
         """Run ``argv`` with its output in the log; ``PermanentError`` with the log's last lines."""
-        self._file.write("$ " + " ".join(argv) + "\n")
+        self._file.write("$ " + redact(" ".join(argv)) + "\n")
         self._file.flush()
         last: deque[str] = deque(maxlen=FAILED_LOG_LINES)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 stdin=subprocess.DEVNULL, errors="replace")
         assert proc.stdout is not None
         for raw in proc.stdout:
-            line = raw.rstrip("\n")
+            line = redact(raw.rstrip("\n"))
             self._file.write(line + "\n")
             last.append(line)
             self._status(line, status)
