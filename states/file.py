@@ -7,6 +7,7 @@ Layout for ``path = .recon/state.json``::
     .recon/state.json.backup       the full version before it
     .recon/history/<serial>.json   the last ``HISTORY_KEEP`` full versions (``recon state history``)
     .recon/history/<base>.journal  the deltas that were stored over full version <base>
+    .recon/history/<serial>.who    who wrote that full version (``user@host``)
     .recon/state.json.lock         the lock file: ``fcntl.flock`` held for a whole operation
     .recon/state.json.lock.info    LockInfo JSON of the current holder (so a blocked user sees who)
 
@@ -46,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState
+from states.base import HistoryEntry, StoredState, who_am_i
 
 HISTORY_KEEP = 20
 HOLDER_INFO_WAIT_S = 1.0  # a lock held with no holder info yet: how long to look again
@@ -310,11 +311,13 @@ class FileBackend:
     def _record_history(self, serial: int) -> None:
         self.history_dir.mkdir(parents=True, exist_ok=True)
         self._link_over(self.path, self.history_dir / f"{serial}.json")
+        (self.history_dir / f"{serial}.who").write_text(who_am_i() + "\n")
         _fsync_dir(self.history_dir)
         kept = self._history_files()
         for old in kept[self.history_keep :]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
+            old.with_suffix(".who").unlink(missing_ok=True)
         oldest = int(kept[: self.history_keep][-1].stem) if kept else 0
         for journal in self.history_dir.glob("*.journal"):
             if not journal.stem.isdigit() or int(journal.stem) < oldest:
@@ -358,7 +361,13 @@ class FileBackend:
                 continue
             serial, lineage = _header(data, str(p))
             written = datetime.fromtimestamp(st.st_mtime, UTC).isoformat(timespec="seconds")
-            entries.append(HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data)))
+            try:
+                who = p.with_suffix(".who").read_text().strip()
+            except OSError:  # a version written before the writer was recorded
+                who = ""
+            entries.append(
+                HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data), who=who)
+            )
         return entries
 
     def read_serial(self, serial: int) -> StoredState | None:
@@ -402,7 +411,7 @@ class FileBackend:
             time.sleep(0.02)
         self._lock_fd, self._lock_info = fd, info
         try:
-            atomic_write(self.info_path, json.dumps(info.to_dict() | {"pid": os.getpid()}).encode())
+            atomic_write(self.info_path, json.dumps(info.to_dict()).encode())
         except OSError as exc:
             self._release()
             raise StateError(f"cannot write lock info {self.info_path}: {exc.strerror}") from exc
@@ -457,6 +466,16 @@ class FileBackend:
             with contextlib.suppress(FileNotFoundError):
                 self.info_path.unlink()
         self._release()
+
+    def still_held(self, lock_id: str) -> bool:
+        """Whether this backend still holds lock ``lock_id``: ``force_unlock`` by another process
+        replaces the lock file, and the descriptor held here then names an orphan."""
+        if self._lock_fd is None or self._lock_info is None or self._lock_info.id != lock_id:
+            return False
+        try:
+            return os.fstat(self._lock_fd).st_ino == os.stat(self.lock_path).st_ino
+        except FileNotFoundError:
+            return False
 
     def lock_info(self) -> LockInfo | None:
         """The holder's LockInfo, or None when nobody holds the lock (a stale info file is ignored)."""

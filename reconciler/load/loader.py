@@ -112,13 +112,12 @@ def _load_settings(run: LoadRun, provider_kinds: Collection[str] | None = None) 
     if not isinstance(raw, dict):
         run.error(f, (), "recon.yaml must be a mapping", "see the README for its keys")
         return ProjectSettings(source=SETTINGS_FILE)
-    limits_raw = raw.pop("limits", None) if isinstance(raw, dict) else None
     doc, problems = schema.parse_model(schema.ReconFileDoc, raw)
     for p in problems:
         run.report(f, p)
     if doc is None:
         return ProjectSettings(source=SETTINGS_FILE)
-    return _settings_from(run, f, doc, limits_raw, provider_kinds)
+    return _settings_from(run, f, doc, doc.limits, provider_kinds)
 
 
 def _settings_from(
