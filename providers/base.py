@@ -101,7 +101,9 @@ class ApplyRequest:
     ``prior``: the recorded resource (None on create).
     ``refs``: canonical attributes of the resources this one references, by address (a
     deployment gets its endpoint, model and environment).
-    ``on_event``: progress lines for people (build output, "instance 3 ready"); may be ignored.
+    ``on_event``: progress lines for people ("instance 3 ready"); may be ignored.
+    ``on_status``: what the provider is doing right now ("collecting numpy"), replaced by the next
+    status: a terminal shows it in place, plain output thins it out; may be ignored.
     """
 
     address: str
@@ -111,10 +113,15 @@ class ApplyRequest:
     prior: StateResource | None = None
     refs: dict[str, dict[str, Any]] = field(default_factory=dict)
     on_event: EventSink | None = None
+    on_status: EventSink | None = None
 
     def emit(self, line: str) -> None:
         if self.on_event is not None:
             self.on_event(line)
+
+    def status(self, text: str) -> None:
+        if self.on_status is not None:
+            self.on_status(text)
 
 
 class Provider(ABC):

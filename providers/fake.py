@@ -449,7 +449,8 @@ class FakeProvider(Provider):
         obj = self.world.read()["objects"].get(deployment.address)
         if obj is None:
             raise PermanentError(f"{deployment.address} does not exist")
-        instances = obj["instances"] if instance is None else obj["instances"][instance : instance + 1]
+        # instances are numbered from 1, as the real providers number them
+        instances = obj["instances"] if instance is None else obj["instances"][instance - 1 : instance]
         lines = [line for i in instances for line in i["logs"]]
         return lines[-tail:] if tail else lines
 

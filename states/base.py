@@ -14,10 +14,21 @@ end, so that an apply of N changes over a state of S resources writes O(N) bytes
 
 from __future__ import annotations
 
+import getpass
+import socket
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from reconciler.model.errors import LockInfo
+
+
+def who_am_i() -> str:
+    """``user@host``: who wrote a state version or holds a lock."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)

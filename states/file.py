@@ -7,6 +7,7 @@ Layout for ``path = .recon/state.json``::
     .recon/state.json.backup       the full version before it
     .recon/history/<serial>.json   the last ``HISTORY_KEEP`` full versions (``recon state history``)
     .recon/history/<base>.journal  the deltas that were stored over full version <base>
+    .recon/history/<serial>.who    who wrote that full version (``user@host``)
     .recon/state.json.lock         the lock file: ``fcntl.flock`` held for a whole operation
     .recon/state.json.lock.info    LockInfo JSON of the current holder (so a blocked user sees who)
 
@@ -38,6 +39,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState
+from states.base import HistoryEntry, StoredState, who_am_i
 
 HISTORY_KEEP = 20
 HOLDER_INFO_WAIT_S = 1.0  # a lock held with no holder info yet: how long to look again
@@ -69,6 +71,22 @@ def _header(data: bytes, source: str) -> tuple[int, str]:
         return int(raw["serial"]), str(raw["lineage"])
     except (ValueError, KeyError, TypeError) as exc:
         raise StateError(f"{source} is not a recon state document (no serial/lineage): {exc}") from exc
+
+
+def _refuse_special(path: Path) -> None:
+    """The state, its backup and its lock are regular files recon makes: anything else at their
+    path (``/dev/null``, a FIFO, a folder) is refused before it is opened or written beside."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateError(f"cannot use {path} for the state: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise StateError(
+            f"{path} is not a regular file; the file state backend keeps the state in one "
+            "(set state.path in recon.yaml to a file such as .recon/state.json)"
+        )
 
 
 _DELTA = b'"delta":'
@@ -155,6 +173,7 @@ class FileBackend:
     # -- reading and writing ------------------------------------------------------------------
 
     def read(self) -> StoredState | None:
+        _refuse_special(self.path)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -167,6 +186,7 @@ class FileBackend:
                            journal=tuple(e[4] for e in entries))
 
     def _journal_bytes(self) -> bytes:
+        _refuse_special(self.journal_path)
         try:
             return self.journal_path.read_bytes()
         except FileNotFoundError:
@@ -291,11 +311,13 @@ class FileBackend:
     def _record_history(self, serial: int) -> None:
         self.history_dir.mkdir(parents=True, exist_ok=True)
         self._link_over(self.path, self.history_dir / f"{serial}.json")
+        (self.history_dir / f"{serial}.who").write_text(who_am_i() + "\n")
         _fsync_dir(self.history_dir)
         kept = self._history_files()
         for old in kept[self.history_keep :]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
+            old.with_suffix(".who").unlink(missing_ok=True)
         oldest = int(kept[: self.history_keep][-1].stem) if kept else 0
         for journal in self.history_dir.glob("*.journal"):
             if not journal.stem.isdigit() or int(journal.stem) < oldest:
@@ -334,12 +356,18 @@ class FileBackend:
         for p in self._history_files()[:limit]:
             try:
                 data = p.read_bytes()
-                stat = p.stat()
+                st = p.stat()
             except FileNotFoundError:  # pruned by a concurrent writer
                 continue
             serial, lineage = _header(data, str(p))
-            written = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
-            entries.append(HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data)))
+            written = datetime.fromtimestamp(st.st_mtime, UTC).isoformat(timespec="seconds")
+            try:
+                who = p.with_suffix(".who").read_text().strip()
+            except OSError:  # a version written before the writer was recorded
+                who = ""
+            entries.append(
+                HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data), who=who)
+            )
         return entries
 
     def read_serial(self, serial: int) -> StoredState | None:
@@ -383,7 +411,7 @@ class FileBackend:
             time.sleep(0.02)
         self._lock_fd, self._lock_info = fd, info
         try:
-            atomic_write(self.info_path, json.dumps(info.to_dict() | {"pid": os.getpid()}).encode())
+            atomic_write(self.info_path, json.dumps(info.to_dict()).encode())
         except OSError as exc:
             self._release()
             raise StateError(f"cannot write lock info {self.info_path}: {exc.strerror}") from exc
@@ -395,6 +423,8 @@ class FileBackend:
 
     def _try_flock(self) -> int | None:
         """An fd holding the flock on the current lock file, or None when someone else holds it."""
+        _refuse_special(self.path)
+        _refuse_special(self.lock_path)
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(10):
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -436,6 +466,16 @@ class FileBackend:
             with contextlib.suppress(FileNotFoundError):
                 self.info_path.unlink()
         self._release()
+
+    def still_held(self, lock_id: str) -> bool:
+        """Whether this backend still holds lock ``lock_id``: ``force_unlock`` by another process
+        replaces the lock file, and the descriptor held here then names an orphan."""
+        if self._lock_fd is None or self._lock_info is None or self._lock_info.id != lock_id:
+            return False
+        try:
+            return os.fstat(self._lock_fd).st_ino == os.stat(self.lock_path).st_ino
+        except FileNotFoundError:
+            return False
 
     def lock_info(self) -> LockInfo | None:
         """The holder's LockInfo, or None when nobody holds the lock (a stale info file is ignored)."""

@@ -29,16 +29,14 @@ password.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
-import socket
 import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState
+from states.base import HistoryEntry, StoredState, who_am_i
 
 HISTORY_KEEP = 50
 CONNECT_TIMEOUT_S = 10
@@ -154,14 +152,6 @@ SELECT EXISTS (SELECT 1 FROM pg_locks
                 WHERE locktype = 'advisory' AND granted AND pid = %(pid)s
                   AND classid = %(ns)s::oid AND objid = %(key)s::oid AND objsubid = 2)
 """
-
-
-def who_am_i() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def redact_dsn(dsn: str) -> tuple[str, str]:
@@ -446,6 +436,16 @@ class PostgresBackend:
         finally:
             with contextlib.suppress(Exception):
                 conn.close()  # closing the session frees the advisory lock in any case
+
+    def still_held(self, lock_id: str) -> bool:
+        """Whether this backend still holds lock ``lock_id``: ``force_unlock`` by another process
+        terminates the lock's session, and the advisory lock went with it."""
+        if self._lock_conn is None or self._lock_info is None or self._lock_info.id != lock_id:
+            return False
+        try:
+            return bool(self._lock_conn.execute("SELECT 1").fetchone())
+        except Exception:  # the session is gone: whatever psycopg raises, the lock is lost
+            return False
 
     def lock_info(self) -> LockInfo | None:
         """The holder's LockInfo, or None when the lock is free (a stale row is ignored)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
-from reconciler.model.errors import LockInfo, StateConflictError, StateError
+from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
 from reconciler.state.document import State, StateResource
 from states import StateBackend, SupportsHistory, SupportsLocking, open_backend
 from states.base import HistoryEntry, StoredState, SupportsJournal
@@ -111,7 +112,7 @@ def replay(stored: StoredState, source: str) -> State:
 
 
 def _who() -> str:
-    from states.postgres import who_am_i  # no psycopg import: only getpass/socket
+    from states.base import who_am_i
 
     return who_am_i()
 
@@ -142,6 +143,7 @@ class StateManager:
         self._journal_len = 0
         self._journal_bytes = 0
         self._base_size = 0
+        self._held: LockInfo | None = None  # the lock this manager holds
 
     def describe(self) -> str:
         return self.backend.describe()
@@ -299,7 +301,8 @@ class StateManager:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             version=__version__,
             path=self.describe(),
-            info=f"pid {os.getpid()}",
+            pid=os.getpid(),
+            host=socket.gethostname(),
         )
 
     @contextlib.contextmanager
@@ -310,10 +313,33 @@ class StateManager:
             yield info
             return
         lock_id = self.backend.lock(info)
+        self._held = info
         try:
             yield info
         finally:
-            self.backend.unlock(lock_id)
+            self._held = None
+            broken = self._broken(lock_id)
+            try:
+                self.backend.unlock(lock_id)
+            except StateError:
+                if not broken:  # a lock broken by force-unlock has nothing left to release
+                    raise
+
+    def _broken(self, lock_id: str) -> bool:
+        still_held = getattr(self.backend, "still_held", None)
+        return callable(still_held) and not still_held(lock_id)
+
+    def check_lock_held(self) -> None:
+        """Raise ``StateLockedError`` when the lock this manager took was broken since
+        (``recon force-unlock`` by someone else): the caller must not go on writing."""
+        held = self._held
+        if held is None or not self._broken(held.id):
+            return
+        raise StateLockedError(
+            None,
+            f"the state lock of this {held.operation} (lock ID {held.id}) was broken by "
+            "recon force-unlock while it ran; nothing was changed",
+        )
 
     def lock_info(self) -> LockInfo | None:
         return self.backend.lock_info() if isinstance(self.backend, SupportsLocking) else None
@@ -329,9 +355,23 @@ class StateManager:
             close()
 
 
+def holder_alive(info: LockInfo) -> bool | None:
+    """Whether the lock holder's process still runs: True or False when it ran on this host,
+    None when that cannot be known here (another host, or no pid recorded)."""
+    if not info.pid or not info.host or info.host != socket.gethostname():
+        return None
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
 def open_state_manager(root: Path, settings: dict[str, Any] | None) -> StateManager:
     """A StateManager over the backend recon.yaml's ``state:`` names (see ``states.open_backend``)."""
     return StateManager(open_backend(root, settings))
 
 
-__all__ = ["StateConflictError", "StateManager", "open_state_manager"]
+__all__ = ["StateConflictError", "StateManager", "holder_alive", "open_state_manager"]
