@@ -91,7 +91,8 @@ def test_quota_at_plan_time_agrees_with_admission(tmp_path: Path, cluster: Clust
     recon = make_project(tmp_path / "p", cluster, namespace, count=3)
     plan = recon("plan", "--detailed-exitcode")
     assert plan.returncode == 2, plan.stdout + plan.stderr
-    assert "rollout_reserve=true" in plan.stdout and "needed_cpus=2.0" in plan.stdout
+    capacity = json.loads(recon("plan", "--format", "json").stdout)["quota"]["capacity"]
+    assert capacity["rollout_reserve"] is True and capacity["needed_cpus"] == 2.0 and capacity["cpus"] == 2.05
     recon("apply", "--auto-approve")
     assert len(kget(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]) == 3
     # ... and its rolling update (3 old + 1 surge pod) is admitted too
