@@ -152,11 +152,12 @@ def test_stale_plan_is_refused_when_the_serial_moved(env: Env) -> None:
     manager = env.manager()
     plan = plan_for(manager, blue_green(env.root, blue=3))
     other = env.manager()
+    made_at = plan.serial
     other.write(other.read())  # someone else wrote the state meanwhile
     calls = len(env.world.calls())
     with pytest.raises(
         StalePlanError,
-        match=r"the state has serial 7 \(the plan was made at serial 6\); run recon plan again",
+        match=rf"the state has serial {made_at + 1} \(the plan was made at serial {made_at}\); run recon plan again",
     ):
         apply_plan(
             plan, provider=env.provider, state_manager=env.manager(), desired_digest=plan.desired_digest
