@@ -45,6 +45,7 @@ from providers.shared.scaling import (
     start_error,
 )
 from reconciler.model.catalog import lookup, merged_catalog
+from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
 from reconciler.state.document import StateResource
@@ -80,11 +81,12 @@ class DockerProvider(InstanceProvider):
     def _observe_endpoint(self, resource: StateResource) -> Observation:
         ep = self._endpoint(resource.attributes["name"])
         problem = ep.router_problem()
-        if problem is None and ep.status() is None:
+        live = ep.status() if problem is None else None
+        if problem is None and live is None:
             problem = f"the router of endpoint {ep.name} does not answer on {self.publish_host}:{ep.chosen_port()}"
         if problem is not None:
             return Observation(False, problems=[problem])
-        return endpoint_observation(ep, resource, self._endpoint_outputs(ep))
+        return endpoint_observation(ep, resource, self._endpoint_outputs(ep), live)
 
     instance_noun = "instance container"
 
@@ -252,6 +254,7 @@ class DockerProvider(InstanceProvider):
         if n <= 0:
             return []
         new = runner.start(digest, config, n)
+        crash_point("instances.started", request.address)
         request.emit("starting instance(s) " + ", ".join(f"{i.id} ({i.name})" for i in new))
         failure = runner.wait_ready(new, config.readiness_probe)
         if failure is not None:
@@ -259,6 +262,7 @@ class DockerProvider(InstanceProvider):
             raise start_error(request.address, failure, what="container")
         for inst in new:
             request.emit(f"instance {inst.id} ready ({inst.name}, {inst.upstream()})")
+        crash_point("instances.ready", request.address)  # ready, not yet in the router's pool
         return new
 
     def _healthy(self, runner: ContainerRunner, live: list[ContainerInstance],

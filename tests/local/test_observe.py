@@ -67,7 +67,11 @@ def test_changed_environment_variable_is_drift_and_a_rollout_repairs_it(project:
         while not port_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         seen = project.provider.observe(dep)
-        assert seen.attributes["instance_count"] == 1  # the process restarted by hand is adopted
+        # the process restarted by hand is the instance now, but it listens on another port than
+        # the router's pool names: it serves nothing, which is what the count says
+        assert seen.attributes["instance_count"] == 0
+        assert any("the router does not send it requests" in u for u in seen.unsettled), seen.unsettled
+        assert any(f"127.0.0.1:{inst['port']}, where none" in u for u in seen.unsettled), seen.unsettled
         assert seen.attributes["environment_variables"] == {"VERSION": "tampered", "MODE": "fast"}
         assert any("other environment variables" in p for p in seen.problems)
         # The plan's repair is a rollout to the recorded configuration: the tampered one is replaced.
@@ -77,6 +81,7 @@ def test_changed_environment_variable_is_drift_and_a_rollout_repairs_it(project:
         assert by_hand.pid not in {i["pid"] for i in out["instances"]}
         fixed = project.provider.observe(project.resources["deployment.ep.blue"])
         assert "environment_variables" not in fixed.attributes and fixed.attributes["instance_count"] == 1
+        assert fixed.unsettled == []
     finally:
         if by_hand.poll() is None:
             by_hand.kill()

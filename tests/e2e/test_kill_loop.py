@@ -1,0 +1,53 @@
+"""The kill loop on the local provider (real processes) and on Docker (a real engine): 21 kill
+points each, over create, scale-up, rolling update, a new deployment with a traffic shift,
+another shift (with mirroring), scale-down and destroy; see ``tests/e2e/killloop.py`` for what
+is checked after every kill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from providers.shared import procs
+from tests.e2e.killloop import KillLoop, cycle, report
+
+pytestmark = pytest.mark.slow
+
+LOCAL_YAML = "workspace: killloop\nprovider:\n  kind: local\n  reuse_host_packages: true\n"
+DOCKER_YAML = "workspace: killloop\nprovider:\n  kind: docker\n  keep_images: true\n"
+
+
+def _local_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(recorded, running) processes of the project: routers and instances, by pid."""
+    recorded: set[str] = set()
+    for res in state["resources"].values():
+        if res["type"] == "endpoint":
+            recorded.add(f"pid {res['outputs']['router_pid']}")
+        elif res["type"] == "deployment":
+            recorded |= {f"pid {i['pid']}" for i in res["outputs"].get("instances") or []}
+    state_dir = str((loop.root / ".recon").resolve())
+    running = {f"pid {pid}" for pid, env in procs.marked_processes() if env.get(procs.MARK_STATE_DIR) == state_dir}
+    return recorded, running
+
+
+def _run(loop: KillLoop, cycles: list[int], provider: str, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        for n in cycles:
+            for kp in cycle(n):
+                loop.run(kp)
+    finally:
+        with capsys.disabled():
+            print("\n" + report(loop.records, provider))
+    assert len(loop.records) >= 20
+
+
+def test_local_apply_killed_at_21_points_always_converges(
+    tmp_path: Path, make_recon: Any, recon_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "project"
+    root.mkdir()
+    make_recon(root)  # destroys whatever is left when the test ends
+    loop = KillLoop(root, {**recon_env, "NO_COLOR": "1"}, LOCAL_YAML, "local/py-base:bookworm", _local_objects)
+    _run(loop, [1, 2, 3], "local", capsys)
