@@ -155,6 +155,10 @@ def endpoint_observation(ep: Any, resource: StateResource, outputs: dict[str, An
         if live.get("version") != table.get("version"):
             unsettled.append(f"its router serves version {live.get('version')} of the routing table, but version "
                              f"{table.get('version')} was written (a change was not loaded)")
+        elif "traffic" in live and any(normal_traffic(live.get(k)) != normal_traffic(table.get(k))
+                                       for k in ("traffic", "mirror_traffic")):
+            unsettled.append("its routing table was changed without the router loading it (the router serves "
+                             f"{_split(live)}, the table says {_split(table)})")
         if "traffic" in live:  # a router of an older recon does not report its split: the table's
             serving = live
     observed = {
@@ -176,6 +180,13 @@ def live_pool(ep: Any, deployment: str) -> set[str] | None:
         return None
     entry = (ep.read_table().get("deployments") or {}).get(deployment) or {}
     return {str(u) for u in entry.get("upstreams") or []}
+
+
+def _split(table: dict[str, Any]) -> str:
+    traffic = normal_traffic(table.get("traffic"))
+    mirror = normal_traffic(table.get("mirror_traffic"))
+    text = ", ".join(f"{k} {v}%" for k, v in sorted(traffic.items())) or "no traffic"
+    return text + ("; mirror " + ", ".join(f"{k} {v}%" for k, v in sorted(mirror.items())) if mirror else "")
 
 
 def _short(digest: str | None) -> str:

@@ -223,6 +223,9 @@ class KillLoop:
         else:
             self.apply()
             self.check_converged(kp)
+            if kp.config is None:  # the next cycle starts from nothing
+                self.apply(destroy=True)
+                self.check_destroyed(kp)
         self.records.append(Record(kp.label, kp.point, time.monotonic() - started, drift_items, steps))
 
     def check_agreement(self, kp: KillPoint) -> tuple[int, int]:

@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from providers.shared import procs
+from tests.docker.engine import labelled_containers, remove_labelled, require_engine
 from tests.e2e.killloop import KillLoop, cycle, report
 
 pytestmark = pytest.mark.slow
 
 LOCAL_YAML = "workspace: killloop\nprovider:\n  kind: local\n  reuse_host_packages: true\n"
-DOCKER_YAML = "workspace: killloop\nprovider:\n  kind: docker\n  keep_images: true\n"
+DOCKER_YAML = ("workspace: killloop\nprovider:\n  kind: docker\n  keep_images: true\n"
+               "  router_image: local/py-base:bookworm\n")
 
 
 def _local_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], set[str]]:
@@ -30,6 +32,21 @@ def _local_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], set
     state_dir = str((loop.root / ".recon").resolve())
     running = {f"pid {pid}" for pid, env in procs.marked_processes() if env.get(procs.MARK_STATE_DIR) == state_dir}
     return recorded, running
+
+
+def _docker_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(recorded, present) containers of the project: routers and instances, by name (a container
+    that is not running counts as present: nothing of the project may be left behind)."""
+    recorded: set[str] = set()
+    for res in state["resources"].values():
+        if res["type"] == "endpoint":
+            recorded.add(str(res["outputs"]["router_container"]))
+        elif res["type"] == "deployment":
+            recorded |= {str(i["name"]) for i in res["outputs"].get("instances") or []}
+    present = set()
+    for c in labelled_containers((loop.root / ".recon").resolve()):
+        present.add(c.name if c.status == "running" else f"{c.name} ({c.status})")
+    return recorded, present
 
 
 def _run(loop: KillLoop, cycles: list[int], provider: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,3 +68,18 @@ def test_local_apply_killed_at_21_points_always_converges(
     make_recon(root)  # destroys whatever is left when the test ends
     loop = KillLoop(root, {**recon_env, "NO_COLOR": "1"}, LOCAL_YAML, "local/py-base:bookworm", _local_objects)
     _run(loop, [1, 2, 3], "local", capsys)
+
+
+@pytest.mark.docker
+def test_docker_apply_killed_at_21_points_always_converges(
+    tmp_path: Path, make_recon: Any, recon_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_engine()
+    root = tmp_path / "project"
+    root.mkdir()
+    make_recon(root)
+    loop = KillLoop(root, {**recon_env, "NO_COLOR": "1"}, DOCKER_YAML, "local/py-base:bookworm", _docker_objects)
+    try:
+        _run(loop, [1, 2, 3], "docker", capsys)
+    finally:
+        remove_labelled((root / ".recon").resolve())
