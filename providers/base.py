@@ -18,10 +18,16 @@ Contract (after pulumi's dynamic ResourceProvider and Terraform's provider proto
   must read what really runs (the router's live table, each instance's configuration), never
   what recon last wrote.
 - ``create`` returns outputs once the object exists and is ready; if it raises, the object must not
-  have been created (or the provider must have cleaned it up).
+  have been created (or the provider must have cleaned it up). It must also succeed when an earlier
+  create of the same object was interrupted (an apply SIGKILLed part-way records only its intent,
+  and the next apply creates again): what that create left is kept when it matches the request,
+  replaced when not, never doubled (PUT semantics).
 - ``delete``: if it raises, the object is assumed to still exist. Deleting what is already gone is
   not an error.
-- ``scale`` and ``roll_batch`` leave the deployment serving throughout. ``roll_batch`` replaces
+- ``scale`` and ``roll_batch`` leave the deployment serving throughout. ``scale`` to the count a
+  deployment has is the planner's repair of an interrupted operation: it makes the serving instances
+  exactly ``count`` (adopting or stopping instances an interrupted apply left), preferring to keep
+  those at the request's configuration, and otherwise changes nothing. ``roll_batch`` replaces
   ``batch.size`` instances that do not run the desired configuration with ones that do: start the
   new ones, wait until ready, add them to the pool, drain and stop as many old ones. If the new
   instances do not become ready it stops them, keeps the old ones serving, and raises

@@ -265,6 +265,18 @@ class DockerProvider(InstanceProvider):
         crash_point("instances.ready", request.address)  # ready, not yet in the router's pool
         return new
 
+    def _settle(self, runner: ContainerRunner, instances: list[ContainerInstance],
+                config: DockerLaunch) -> list[ContainerInstance]:
+        """Containers a crashed apply left starting: wait until ready; remove those that never are
+        (a running container is not ready before its host logs that it listens)."""
+        kept: list[ContainerInstance] = []
+        for inst in instances:
+            if runner.wait_ready([inst], config.readiness_probe) is None:
+                kept.append(inst)
+            else:
+                runner.stop([inst], grace=2.0)
+        return kept
+
     def _healthy(self, runner: ContainerRunner, live: list[ContainerInstance],
                  probe: dict[str, Any] | None) -> list[ContainerInstance]:
         return [i for i in live if runner.is_live(i)]

@@ -278,7 +278,7 @@ class InstanceProvider(Provider):
         runner = self._runner(request.attributes)
         desired_digest, desired = self._desired(request, runner)
         with procs.file_lock(runner.lock_path):
-            live = runner.live()
+            live = self._settle_starting(runner, runner.live())
             healthy = self._healthy(runner, live, request.attributes.get("liveness_probe"))
             broken = [i for i in live if i not in healthy]
             if broken:
@@ -521,6 +521,18 @@ class InstanceProvider(Provider):
     def _settle(self, runner: Any, instances: list[Any], config: Any) -> list[Any]:
         """Instances a crashed apply left starting: ready ones kept, the others stopped."""
         return instances
+
+    def _settle_starting(self, runner: Any, live: list[Any]) -> list[Any]:
+        """``_settle`` for instances of any configuration (an interrupted apply may have left some
+        of each starting): those that become ready are kept, the others stopped."""
+        by_digest: dict[str, list[Any]] = {}
+        for inst in live:
+            by_digest.setdefault(inst.config_digest, []).append(inst)
+        settled: list[Any] = []
+        for digest, group in by_digest.items():
+            config = runner.load_config(digest) if digest else None
+            settled += self._settle(runner, group, config) if config is not None else group
+        return sorted(settled, key=lambda i: i.id)
 
     def _rollout_done(self, runner: Any) -> None:
         """Every batch of a rollout is done: wait for the retired instances to be gone."""

@@ -497,10 +497,13 @@ class _Engine:
         self.recorder.change([rc.address], record)
 
     def _scale(self, step: Step, outcome: StepOutcome) -> None:
-        """Scale first, template later: the instances added run the recorded configuration."""
+        """Scale first, template later: the instances added run the recorded configuration. A
+        repair (an interrupted apply left instances of the desired configuration beside the
+        recorded one) asks for the desired attributes, so that those are the instances kept."""
         count = int(step.params["to"])
         prior = self.recorder.current().get(step.address)
-        base = dict(prior.attributes) if prior is not None else self._after(step)
+        repair = bool(step.params.get("repair")) and self.plan.change(step.address) is not None
+        base = self._after(step) if repair or prior is None else dict(prior.attributes)
         sent = {**base, "instance_count": count}
         outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent), count))
         crash_point("engine.acted", step.id)

@@ -772,7 +772,7 @@ class _Steps:
                 c.address,
                 what,
                 deps=set(ep_ready),
-                params={"from": frm, "to": to},
+                params={"from": frm, "to": to, **({"repair": True} if c.rescale else {})},
             )
         if template:
             n = int(a.get("instance_count") or 0)

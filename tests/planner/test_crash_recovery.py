@@ -87,7 +87,7 @@ def test_interrupted_rollout_is_finished_or_rolled_back_by_scale_and_rollout(con
     assert change is not None and change.action is Action.UPDATE and how in (change.reason or "")
     assert _kinds(plan, BLUE) == [StepKind.SCALE, StepKind.ROLLOUT]
     scale = next(s for s in plan.steps if s.kind is StepKind.SCALE)
-    assert scale.params == {"from": 1, "to": 1} and "repair" in scale.description
+    assert scale.params == {"from": 1, "to": 1, "repair": True} and "repair" in scale.description
     _assert_drift_planned(plan)
 
 
