@@ -69,12 +69,14 @@ class Config:
 @dataclass(frozen=True)
 class KillPoint:
     """Apply ``config`` (``destroy``: destroy), killed at ``point`` (a ``RECON_CRASH_AT`` value);
-    recover with ``recover`` ("apply" or "destroy")."""
+    recover with ``recover`` ("apply" or "destroy"), after going back to ``rollback`` when given
+    (the configuration is put back: the half-done step is rolled back, not finished)."""
 
     label: str
     point: str
     config: Config | None  # None: destroy
     recover: str = "apply"
+    rollback: Config | None = None
 
 
 CREATE = Config(blue=2)
@@ -107,7 +109,8 @@ def cycle(n: int) -> list[KillPoint]:
         2: [
             KillPoint("create: instances ready, not pooled", f"instances.ready@{BLUE}", CREATE),
             KillPoint("scale-up: pool written, not loaded", f"table.written@{EP}", SCALED),
-            KillPoint("rolling update: batch 3 pooled, old not stopped", f"instances.retiring@{BLUE}#3", ROLLED),
+            KillPoint("rolling update: batch 3 pooled, old not stopped; rolled back",
+                      f"instances.retiring@{BLUE}#3", ROLLED, rollback=SCALED),
             KillPoint("new deployment: traffic routed, not recorded", f"engine.acted@set_traffic:{ENDPOINT}", GREEN),
             KillPoint("traffic shift: intent recorded, nothing done", f"engine.intent@set_traffic:{ENDPOINT}", shift),
             KillPoint("scale-down: scaled, not recorded", f"engine.acted@scale:{BLUE}", shrunk),
@@ -217,6 +220,8 @@ class KillLoop:
             f"{kp.label}: kill point {kp.point} was never reached (exit {killed.returncode}); points "
             f"passed: {passed[-12:]}\n{killed.stdout[-3000:]}\n{killed.stderr[-3000:]}")
         drift_items, steps = self.check_agreement(kp)
+        if kp.rollback is not None:
+            self.write(kp.rollback)
         if kp.recover == "destroy":
             self.apply(destroy=True)
             self.check_destroyed(kp)
@@ -230,15 +235,7 @@ class KillLoop:
 
     def check_agreement(self, kp: KillPoint) -> tuple[int, int]:
         """Plan and drift, from the state the kill left: every drifted resource has a step."""
-        with Project(self.root) as project:  # the plan of the command that comes next
-            plan = project.plan(destroy=kp.recover == "destroy")
-        unmanaged = [d for d in plan.drift if d.kind == "unmanaged"]
-        assert not unmanaged, f"{kp.label}: objects no recorded resource owns: {unmanaged}"
-        stepped = {s.address for s in plan.steps}
-        unplanned = [d for d in plan.drift if d.address not in stepped]
-        assert not unplanned, f"{kp.label}: drift the plan does not repair: {unplanned}"
-        # (recon drift reports exactly plan.drift: both are this refresh; see check_converged)
-        return len(plan.drift), len(plan.steps)
+        return plan_covers_drift(self.root, kp.label, destroy=kp.recover == "destroy")
 
     def check_converged(self, kp: KillPoint) -> None:
         code, out = self.inprocess("plan", "--detailed-exitcode")
@@ -248,6 +245,11 @@ class KillLoop:
         state = self.state()
         for address, res in state["resources"].items():
             assert res.get("pending") is None and res["status"] == "ready", (kp.label, address, res)
+        if kp.rollback is not None:
+            blue = state["resources"][BLUE]
+            assert blue["attributes"]["environment_variables"] == {"RELEASE": kp.rollback.release}
+            digests = {i["config_digest"] for i in blue["outputs"]["instances"]}
+            assert digests == {blue["outputs"]["config_digest"]}, (kp.label, digests)
         recorded, running = self.running_objects(self, state)
         assert running == recorded, (
             f"{kp.label}: running but not recorded: {sorted(running - recorded)}; "
@@ -279,6 +281,20 @@ class KillLoop:
             assert pool == want and len(want) == res["attributes"]["instance_count"], (kp.label, address, pool, want)
         answer = _post(port, "/score", keys["primaryKey"], b'{"data": [1]}')
         assert "release" in answer, (kp.label, answer)
+
+
+def plan_covers_drift(root: Path, label: str, destroy: bool = False) -> tuple[int, int]:
+    """The plan made from ``root``'s state (as ``recon plan`` makes it) repairs every drift item, and
+    nothing is unmanaged (what a killed apply left belongs to a recorded resource). ``recon drift``
+    reports exactly ``plan.drift``: both are one refresh. Returns (drift items, steps)."""
+    with Project(root) as project:
+        plan = project.plan(destroy=destroy)
+    unmanaged = [d for d in plan.drift if d.kind == "unmanaged"]
+    assert not unmanaged, f"{label}: objects no recorded resource owns: {unmanaged}"
+    stepped = {s.address for s in plan.steps}
+    unplanned = [d for d in plan.drift if d.address not in stepped]
+    assert not unplanned, f"{label}: drift the plan does not repair: {unplanned}"
+    return len(plan.drift), len(plan.steps)
 
 
 def _normal(traffic: Any) -> dict[str, int]:

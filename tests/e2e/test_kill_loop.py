@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from providers.shared import procs
-from tests.docker.engine import labelled_containers, remove_labelled, require_engine
+from tests.docker.engine import labelled_containers, labelled_networks, remove_labelled, require_engine
 from tests.e2e.killloop import KillLoop, cycle, report
 
 pytestmark = pytest.mark.slow
@@ -35,16 +35,19 @@ def _local_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], set
 
 
 def _docker_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """(recorded, present) containers of the project: routers and instances, by name (a container
-    that is not running counts as present: nothing of the project may be left behind)."""
+    """(recorded, present) containers and networks of the project: routers, instances and each
+    endpoint's two networks, by name (a container that is not running counts as present: nothing
+    of the project may be left behind)."""
     recorded: set[str] = set()
     for res in state["resources"].values():
         if res["type"] == "endpoint":
-            recorded.add(str(res["outputs"]["router_container"]))
+            network = str(res["outputs"]["network"])
+            recorded |= {str(res["outputs"]["router_container"]), f"network {network}", f"network {network}-pub"}
         elif res["type"] == "deployment":
             recorded |= {str(i["name"]) for i in res["outputs"].get("instances") or []}
-    present = set()
-    for c in labelled_containers((loop.root / ".recon").resolve()):
+    state_dir = (loop.root / ".recon").resolve()
+    present = {f"network {n.name}" for n in labelled_networks(state_dir)}
+    for c in labelled_containers(state_dir):
         present.add(c.name if c.status == "running" else f"{c.name} ({c.status})")
     return recorded, present
 
