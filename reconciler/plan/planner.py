@@ -267,6 +267,8 @@ class _Planner:
             ch.action = Action.DELETE
             if address in self.gone:
                 ch.reason = "it is gone already (refresh found it missing): only its record is removed"
+            elif pending is not None:
+                ch.reason = f"an apply was interrupted during its {pending.describe()}: it is deleted"
         elif pending is not None and pending.kind == "create" and (sr is None or sr.status != "tainted"):
             ch.action, ch.before = Action.CREATE, None
             ch.reason = ("an apply was interrupted while creating it: it is created again (what the "
@@ -279,6 +281,9 @@ class _Planner:
         """Why a resource is applied again although its attributes may not differ (None: it is not)."""
         if sr is None:
             return None
+        if sr.pending is not None and sr.pending.kind == "delete":
+            return (f"an apply was interrupted while deleting it ({sr.pending.describe()}), and it is still "
+                    "declared: it is applied again")
         if sr.pending is not None:
             target = {k: v for k, v in sr.pending.attributes.items() if k not in IGNORED[ch.type]}
             after = {k: v for k, v in (ch.after or {}).items() if k not in IGNORED[ch.type]}

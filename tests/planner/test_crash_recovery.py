@@ -181,3 +181,18 @@ def test_pending_operation_round_trips() -> None:
     again = State.from_bytes(st.to_bytes())
     assert again.resources[BLUE].pending == intent
     assert intent.describe() == f"rollout (step rollout:{BLUE}, 2 of 5 batches done)"
+
+
+def test_interrupted_delete_is_deleted_again_or_repaired_when_declared_again() -> None:
+    res = base()
+    green = deployment("green")
+    st = _pending(state(*res, green), green.address, "delete")
+    refreshed, drift = refresh(st, WorldProvider({}))
+    gone = make_plan(desired(*res), refreshed, drift=drift)
+    change = gone.change(green.address)
+    assert change is not None and change.action is Action.DELETE and "interrupted" in (change.reason or "")
+    kept = make_plan(desired(*res, green), refreshed, drift=drift)
+    change = kept.change(green.address)
+    assert change is not None and change.action is Action.UPDATE and "still declared" in (change.reason or "")
+    assert _kinds(kept, green.address) == [StepKind.SCALE, StepKind.ROLLOUT]
+    _assert_drift_planned(kept)
