@@ -42,6 +42,7 @@ from providers.shared.scaling import (
     InstanceProvider,
     config_digest,
     endpoint_observation,
+    live_pool,
     start_error,
 )
 from reconciler.model.catalog import lookup, merged_catalog
@@ -268,10 +269,15 @@ class DockerProvider(InstanceProvider):
     def _settle(self, runner: ContainerRunner, instances: list[ContainerInstance],
                 config: DockerLaunch) -> list[ContainerInstance]:
         """Containers a crashed apply left starting: wait until ready; remove those that never are
-        (a running container is not ready before its host logs that it listens)."""
+        (a running container is not ready before its host logs that it listens). Only those outside
+        the router's pool whose health check has not passed or failed yet are waited for: one in the
+        pool was ready when it was pooled (and its log, with requests, has moved on since its ready
+        line); an unhealthy one is the liveness check's to replace."""
+        pool = live_pool(runner.ep, runner.name) or set()
         kept: list[ContainerInstance] = []
         for inst in instances:
-            if runner.wait_ready([inst], config.readiness_probe) is None:
+            if (inst.upstream() in pool or inst.health not in (None, "starting")
+                    or runner.wait_ready([inst], config.readiness_probe) is None):
                 kept.append(inst)
             else:
                 runner.stop([inst], grace=2.0)
