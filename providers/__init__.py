@@ -9,10 +9,12 @@ from providers.base import Provider, ProviderContext
 
 # kind -> "module:Class"; imported only when used, so that a missing SDK (docker, kubernetes)
 # is an error only for projects that ask for that provider.
+# (azure: its SDKs are imported on the first request, so `recon validate` works without them.)
 PROVIDERS: dict[str, str] = {
     "local": "providers.local:LocalProvider",
     "docker": "providers.docker:DockerProvider",
     "kubernetes": "providers.kubernetes:KubernetesProvider",
+    "azure": "providers.azure:AzureProvider",
     "fake": "providers.fake:FakeProvider",
 }
 

@@ -81,11 +81,17 @@ class Observation:
 
 @dataclass(frozen=True)
 class Capacity:
-    """What the provider can place at most (None: unbounded / unknown)."""
+    """What the provider can place at most (None: unbounded / unknown).
+
+    ``quota``: live quota limits per VM family (vCPUs) left for the deployments recon records, as a
+    cloud provider reads them (azure: the usages/quotas APIs); the plan checks them like recon.yaml's
+    ``quota`` (the smaller of the two wins). None: the provider knows none.
+    """
 
     cpus: float | None = None
     memory_gb: float | None = None
     description: str = ""
+    quota: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,9 @@ class ApplyRequest:
     ``prior``: the recorded resource (None on create).
     ``refs``: canonical attributes of the resources this one references, by address (a
     deployment gets its endpoint, model and environment).
-    ``on_event``: progress lines for people (build output, "instance 3 ready"); may be ignored.
+    ``on_event``: progress lines for people ("instance 3 ready"); may be ignored.
+    ``on_status``: what the provider is doing right now ("collecting numpy"), replaced by the next
+    status: a terminal shows it in place, plain output thins it out; may be ignored.
     """
 
     address: str
@@ -118,10 +126,15 @@ class ApplyRequest:
     prior: StateResource | None = None
     refs: dict[str, dict[str, Any]] = field(default_factory=dict)
     on_event: EventSink | None = None
+    on_status: EventSink | None = None
 
     def emit(self, line: str) -> None:
         if self.on_event is not None:
             self.on_event(line)
+
+    def status(self, text: str) -> None:
+        if self.on_status is not None:
+            self.on_status(text)
 
 
 class Provider(ABC):

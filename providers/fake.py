@@ -23,7 +23,9 @@ Settings (``provider: {kind: fake, ...}`` in recon.yaml), for fault injection:
   back and fails with the failing instance's last log lines;
 - ``delay_ms``: every changing call (and every batch) takes this long;
 - ``scoring_uri: "http://127.0.0.1:8080/{name}/score"``: what endpoints report (tests serve it);
-- ``capacity: {"cpus": 8, "memory_gb": 32}``.
+- ``capacity: {"cpus": 8, "memory_gb": 32}``;
+- ``world: memory``: the world lives in this process only (nothing written: benchmarks of what recon
+  itself writes); the default ``file`` shares it between processes.
 
 ``FakeWorld`` has helpers to change objects behind recon's back (drift) and to read the log.
 """
@@ -76,13 +78,18 @@ class FakeWorld:
 
     _thread_lock = threading.Lock()
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, in_memory: bool = False) -> None:
         self.path = path
         self._lock_path = path.with_name(path.name + ".lock")
+        self._memory: dict[str, Any] | None = empty_world() if in_memory else None
 
     @contextmanager
     def transaction(self) -> Iterator[dict[str, Any]]:
         """Yield the world for changing; it is saved when the block ends without an error."""
+        if self._memory is not None:
+            with self._thread_lock:
+                yield self._memory
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._thread_lock, open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -153,7 +160,7 @@ class FakeProvider(Provider):
 
     def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
         super().__init__(settings, context)
-        self.world = FakeWorld(Path(context.state_dir) / WORLD_FILE)
+        self.world = FakeWorld(Path(context.state_dir) / WORLD_FILE, in_memory=settings.get("world") == "memory")
         self._active = 0
         self.max_active = 0  # the most calls that ran at once in this process
         self._count_lock = threading.Lock()
@@ -442,7 +449,8 @@ class FakeProvider(Provider):
         obj = self.world.read()["objects"].get(deployment.address)
         if obj is None:
             raise PermanentError(f"{deployment.address} does not exist")
-        instances = obj["instances"] if instance is None else obj["instances"][instance : instance + 1]
+        # instances are numbered from 1, as the real providers number them
+        instances = obj["instances"] if instance is None else obj["instances"][instance - 1 : instance]
         lines = [line for i in instances for line in i["logs"]]
         return lines[-tail:] if tail else lines
 

@@ -6,23 +6,47 @@ and lineage live in ``reconciler.state``, in one place, not in each backend.
 
 Locking is a separate, optional capability (Terraform's ``ClientLocker``). A lock is held for a
 whole operation (plan, apply, destroy, refresh, state push/rm) and records who holds it.
+
+Journaling is another (``SupportsJournal``): during an apply the manager stores each new version as
+a delta (the resources a step changed) appended after the last full document, and compacts at the
+end, so that an apply of N changes over a state of S resources writes O(N) bytes, not O(N x S).
 """
 
 from __future__ import annotations
 
+import getpass
+import socket
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from reconciler.model.errors import LockInfo
 
 
+def who_am_i() -> str:
+    """``user@host``: who wrote a state version or holds a lock."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 @dataclass(frozen=True)
 class StoredState:
-    """What a backend returns: the bytes of one state version and its serial."""
+    """What a backend returns: the bytes of one state version and its serial.
+
+    With a journal, ``data`` is the last full document (``base_serial``) and ``journal`` the deltas
+    stored after it, in order; the version is ``serial`` = ``base_serial + len(journal)``. Without
+    one, ``journal`` is empty and ``data`` is the version itself."""
 
     data: bytes
     serial: int
     lineage: str
+    journal: tuple[bytes, ...] = ()
+
+    @property
+    def base_serial(self) -> int:
+        return self.serial - len(self.journal)
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,27 @@ class SupportsLocking(Protocol):
     def force_unlock(self, lock_id: str) -> None: ...
 
     def lock_info(self) -> LockInfo | None: ...
+
+
+@runtime_checkable
+class SupportsJournal(Protocol):
+    """A backend that can store a version as a delta over the current one.
+
+    Contract:
+    - ``append(delta, serial, lineage, expected_serial)`` stores version ``serial`` as ``delta``
+      appended to the journal of the current full document, only if the current version is still
+      ``expected_serial`` (else ``StateConflictError``, nothing stored). It is atomic: after a crash
+      the entry is there whole or not at all. It needs a current version (never the first write).
+    - ``read()`` returns the last full document and, in ``journal``, every delta appended after it.
+    - ``write`` of a full document starts a new base: earlier deltas no longer apply to it.
+    - ``compact(data, serial, lineage)`` stores ``data``, the full document of the current version
+      ``serial``, as the new base (``StateConflictError`` when the current version is another). A
+      crash at any point leaves either the old base and its journal or the new base.
+    """
+
+    def append(self, delta: bytes, serial: int, lineage: str, expected_serial: int) -> None: ...
+
+    def compact(self, data: bytes, serial: int, lineage: str) -> None: ...
 
 
 @runtime_checkable

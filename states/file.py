@@ -2,9 +2,12 @@
 
 Layout for ``path = .recon/state.json``::
 
-    .recon/state.json              the current version (the state document itself)
-    .recon/state.json.backup       the version before it
-    .recon/history/<serial>.json   the last ``HISTORY_KEEP`` versions (``recon state history``)
+    .recon/state.json              the last full version (the state document itself)
+    .recon/state.json.journal      versions stored since as deltas, one JSON line each (during an apply)
+    .recon/state.json.backup       the full version before it
+    .recon/history/<serial>.json   the last ``HISTORY_KEEP`` full versions (``recon state history``)
+    .recon/history/<base>.journal  the deltas that were stored over full version <base>
+    .recon/history/<serial>.who    who wrote that full version (``user@host``)
     .recon/state.json.lock         the lock file: ``fcntl.flock`` held for a whole operation
     .recon/state.json.lock.info    LockInfo JSON of the current holder (so a blocked user sees who)
 
@@ -20,6 +23,13 @@ own (``write`` refuses bytes whose header disagrees with the serial and lineage 
 Compare-and-swap: a write takes a short exclusive ``flock`` on the state's folder (separate from
 the operation lock, so that a writer that holds the operation lock can still write), reads the
 current serial and replaces the file only if it is still the expected one.
+
+The journal (``SupportsJournal``): each line is ``{"at", "base", "lineage", "serial", "delta"}`` and
+is written with one ``write`` and an ``fsync``. A line counts only when it is whole (ends with a
+newline, parses), names the current full version as its ``base`` and the next serial: a line torn
+by a crash, or left from before a newer full version, is ignored and cut off by the next append.
+Compaction links the journal into the history, renames the new full version into place, then
+removes the journal, so a crash at any point leaves the old base with its journal or the new base.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState
+from states.base import HistoryEntry, StoredState, who_am_i
 
 HISTORY_KEEP = 20
 HOLDER_INFO_WAIT_S = 1.0  # a lock held with no holder info yet: how long to look again
@@ -60,6 +71,58 @@ def _header(data: bytes, source: str) -> tuple[int, str]:
         return int(raw["serial"]), str(raw["lineage"])
     except (ValueError, KeyError, TypeError) as exc:
         raise StateError(f"{source} is not a recon state document (no serial/lineage): {exc}") from exc
+
+
+def _refuse_special(path: Path) -> None:
+    """The state, its backup and its lock are regular files recon makes: anything else at their
+    path (``/dev/null``, a FIFO, a folder) is refused before it is opened or written beside."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StateError(f"cannot use {path} for the state: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise StateError(
+            f"{path} is not a regular file; the file state backend keeps the state in one "
+            "(set state.path in recon.yaml to a file such as .recon/state.json)"
+        )
+
+
+_DELTA = b'"delta":'
+
+
+def journal_line(delta: bytes, serial: int, lineage: str, base: int) -> bytes:
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    head = json.dumps({"at": at, "base": base, "lineage": lineage, "serial": serial}, separators=(",", ":"))
+    return head[:-1].encode() + b"," + _DELTA + delta + b"}\n"
+
+
+def parse_journal(data: bytes, base: int | None = None, lineage: str | None = None,
+                  ) -> tuple[list[tuple[int, str, int, str, bytes]], int]:
+    """The whole, consecutive lines of a journal: [(base, lineage, serial, at, delta)], and the byte
+    length they take. With ``base``/``lineage``, only lines over that full version count."""
+    entries: list[tuple[int, str, int, str, bytes]] = []
+    offset = 0
+    while True:
+        end = data.find(b"\n", offset)
+        if end < 0:
+            break
+        line = data[offset:end]
+        try:
+            raw = json.loads(line)
+            b, lin, serial, at = int(raw["base"]), str(raw["lineage"]), int(raw["serial"]), str(raw["at"])
+        except (ValueError, KeyError, TypeError):
+            break
+        if (base is not None and b != base) or (lineage is not None and lin != lineage):
+            break
+        expected = (entries[-1][2] if entries else b) + 1
+        if serial != expected:
+            break
+        delta = line[line.index(_DELTA) + len(_DELTA) : -1]
+        entries.append((b, lin, serial, at, delta))
+        offset = end + 1
+    return entries, offset
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -88,12 +151,14 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 class FileBackend:
-    """State in a local JSON file. Implements StateBackend, SupportsLocking and SupportsHistory."""
+    """State in a local JSON file. Implements StateBackend, SupportsJournal, SupportsLocking and
+    SupportsHistory."""
 
     def __init__(self, path: Path, history_keep: int = HISTORY_KEEP) -> None:
         self.path = Path(path)
         self.history_keep = history_keep
         self.backup_path = self.path.with_name(self.path.name + ".backup")
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.info_path = self.path.with_name(self.path.name + ".lock.info")
         # .recon/state.json keeps .recon/history/; any other name gets its own <stem>.history/
@@ -108,6 +173,7 @@ class FileBackend:
     # -- reading and writing ------------------------------------------------------------------
 
     def read(self) -> StoredState | None:
+        _refuse_special(self.path)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -115,7 +181,93 @@ class FileBackend:
         except OSError as exc:
             raise StateError(f"cannot read state {self.path}: {exc.strerror}") from exc
         serial, lineage = _header(data, str(self.path))
-        return StoredState(data=data, serial=serial, lineage=lineage)
+        entries, _ = parse_journal(self._journal_bytes(), serial, lineage)
+        return StoredState(data=data, serial=serial + len(entries), lineage=lineage,
+                           journal=tuple(e[4] for e in entries))
+
+    def _journal_bytes(self) -> bytes:
+        _refuse_special(self.journal_path)
+        try:
+            return self.journal_path.read_bytes()
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise StateError(f"cannot read the state journal {self.journal_path}: {exc.strerror}") from exc
+
+    def _base(self) -> tuple[int, str] | None:
+        """(serial, lineage) of the full version on disk, read from its header only."""
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(4096)
+                fh.seek(max(0, os.fstat(fh.fileno()).st_size - 4096))
+                tail = fh.read()
+        except FileNotFoundError:
+            return None
+        try:
+            return _header(head[: head.rfind(b"\n")] + b"\n" + tail, str(self.path))
+        except StateError:
+            return _header(self.path.read_bytes(), str(self.path))
+
+    def append(self, delta: bytes, serial: int, lineage: str, expected_serial: int) -> None:
+        try:
+            with self._cas_mutex():
+                base = self._base()
+                if base is None:
+                    raise StateError(f"cannot append to the journal of {self.path}: there is no full state yet")
+                entries, good = parse_journal(self._journal_bytes(), base[0], base[1])
+                found = base[0] + len(entries)
+                if found != expected_serial or base[1] != lineage or serial != found + 1:
+                    raise StateConflictError(
+                        f"another apply changed the state (serial {found}, expected {expected_serial}); "
+                        "re-run plan"
+                    )
+                line = journal_line(delta, serial, lineage, base[0])
+                new_file = not self.journal_path.exists()
+                fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT, 0o644)
+                try:
+                    os.ftruncate(fd, good)  # a torn line, or lines over an older base, go
+                    os.lseek(fd, good, os.SEEK_SET)
+                    view = memoryview(line)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                if new_file:
+                    _fsync_dir(self.path.parent)
+        except OSError as exc:
+            raise StateError(f"cannot write the state journal {self.journal_path}: {exc.strerror or exc}") from exc
+
+    def compact(self, data: bytes, serial: int, lineage: str) -> None:
+        if _header(data, "the new state") != (serial, lineage):
+            raise StateError(f"refusing to write a state document whose serial/lineage differ from {serial}/{lineage}")
+        try:
+            with self._cas_mutex():
+                base = self._base()
+                entries, _ = parse_journal(self._journal_bytes(), *base) if base else ([], 0)
+                found = base[0] + len(entries) if base else None
+                if found != serial or (base and base[1] != lineage):
+                    raise StateConflictError(
+                        f"another apply changed the state (serial {found}, expected {serial}); re-run plan"
+                    )
+                if not entries:
+                    return
+                self._replace(data, serial)
+        except OSError as exc:
+            raise StateError(f"cannot write state {self.path}: {exc.strerror or exc}") from exc
+
+    def _replace(self, data: bytes, serial: int) -> None:
+        """The full version ``data`` becomes the base (under the CAS mutex): the journal over the
+        old base goes to the history first, the journal itself last."""
+        base = self._base()
+        if base is not None and self.journal_path.exists():
+            self.history_dir.mkdir(parents=True, exist_ok=True)
+            self._link_over(self.journal_path, self.history_dir / f"{base[0]}.journal")
+        if base is not None:
+            self._link_over(self.path, self.backup_path)
+        atomic_write(self.path, data)
+        self.journal_path.unlink(missing_ok=True)
+        self._record_history(serial)
 
     def write(self, data: bytes, serial: int, lineage: str, expected_serial: int | None) -> None:
         if _header(data, "the new state") != (serial, lineage):
@@ -130,10 +282,7 @@ class FileBackend:
                         f"another apply changed the state (serial {found}, expected {expected_serial}); "
                         "re-run plan"
                     )
-                if current is not None:
-                    self._link_over(self.path, self.backup_path)
-                atomic_write(self.path, data)
-                self._record_history(serial)
+                self._replace(data, serial)
         except OSError as exc:
             raise StateError(f"cannot write state {self.path}: {exc.strerror or exc}") from exc
 
@@ -162,10 +311,28 @@ class FileBackend:
     def _record_history(self, serial: int) -> None:
         self.history_dir.mkdir(parents=True, exist_ok=True)
         self._link_over(self.path, self.history_dir / f"{serial}.json")
+        (self.history_dir / f"{serial}.who").write_text(who_am_i() + "\n")
         _fsync_dir(self.history_dir)
-        for old in self._history_files()[self.history_keep :]:
+        kept = self._history_files()
+        for old in kept[self.history_keep :]:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
+            old.with_suffix(".who").unlink(missing_ok=True)
+        oldest = int(kept[: self.history_keep][-1].stem) if kept else 0
+        for journal in self.history_dir.glob("*.journal"):
+            if not journal.stem.isdigit() or int(journal.stem) < oldest:
+                journal.unlink(missing_ok=True)
+
+    def _journals(self) -> list[tuple[int, str, int, str, bytes]]:
+        """Every kept journal entry (archived and current): (base, lineage, serial, at, delta)."""
+        found = []
+        sources = sorted(self.history_dir.glob("*.journal")) if self.history_dir.is_dir() else []
+        for path in [*sources, self.journal_path]:
+            try:
+                found += parse_journal(path.read_bytes())[0]
+            except FileNotFoundError:
+                continue
+        return found
 
     def _history_files(self) -> list[Path]:
         """Newest first."""
@@ -175,16 +342,32 @@ class FileBackend:
         return sorted(files, key=lambda p: int(p.stem), reverse=True)
 
     def history(self, limit: int = 20) -> list[HistoryEntry]:
+        entries: dict[int, HistoryEntry] = {}
+        base = self._base()
+        for b, lineage, serial, at, delta in self._journals():
+            if (b, lineage) == base or (self.history_dir / f"{b}.json").exists():
+                entries[serial] = HistoryEntry(serial=serial, lineage=lineage, written_at=at, size=len(delta))
+        for entry in self._full_history(limit):
+            entries[entry.serial] = entry
+        return [entries[s] for s in sorted(entries, reverse=True)[:limit]]
+
+    def _full_history(self, limit: int) -> list[HistoryEntry]:
         entries = []
         for p in self._history_files()[:limit]:
             try:
                 data = p.read_bytes()
-                stat = p.stat()
+                st = p.stat()
             except FileNotFoundError:  # pruned by a concurrent writer
                 continue
             serial, lineage = _header(data, str(p))
-            written = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
-            entries.append(HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data)))
+            written = datetime.fromtimestamp(st.st_mtime, UTC).isoformat(timespec="seconds")
+            try:
+                who = p.with_suffix(".who").read_text().strip()
+            except OSError:  # a version written before the writer was recorded
+                who = ""
+            entries.append(
+                HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data), who=who)
+            )
         return entries
 
     def read_serial(self, serial: int) -> StoredState | None:
@@ -192,9 +375,25 @@ class FileBackend:
         try:
             data = p.read_bytes()
         except FileNotFoundError:
-            return None
+            return self._replayable(serial)
         found, lineage = _header(data, str(p))
         return StoredState(data=data, serial=found, lineage=lineage)
+
+    def _replayable(self, serial: int) -> StoredState | None:
+        """A version stored as a delta: its base and the deltas up to it."""
+        entry = next((e for e in self._journals() if e[2] == serial), None)
+        if entry is None:
+            return None
+        base, lineage = entry[0], entry[1]
+        chain = [e[4] for e in self._journals() if e[0] == base and e[1] == lineage and e[2] <= serial]
+        for path in (self.history_dir / f"{base}.json", self.path):
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            if _header(data, str(path)) == (base, lineage) and len(chain) == serial - base:
+                return StoredState(data=data, serial=serial, lineage=lineage, journal=tuple(chain))
+        return None
 
     # -- locking ------------------------------------------------------------------------------
 
@@ -212,7 +411,7 @@ class FileBackend:
             time.sleep(0.02)
         self._lock_fd, self._lock_info = fd, info
         try:
-            atomic_write(self.info_path, json.dumps(info.to_dict() | {"pid": os.getpid()}).encode())
+            atomic_write(self.info_path, json.dumps(info.to_dict()).encode())
         except OSError as exc:
             self._release()
             raise StateError(f"cannot write lock info {self.info_path}: {exc.strerror}") from exc
@@ -224,6 +423,8 @@ class FileBackend:
 
     def _try_flock(self) -> int | None:
         """An fd holding the flock on the current lock file, or None when someone else holds it."""
+        _refuse_special(self.path)
+        _refuse_special(self.lock_path)
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(10):
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -265,6 +466,16 @@ class FileBackend:
             with contextlib.suppress(FileNotFoundError):
                 self.info_path.unlink()
         self._release()
+
+    def still_held(self, lock_id: str) -> bool:
+        """Whether this backend still holds lock ``lock_id``: ``force_unlock`` by another process
+        replaces the lock file, and the descriptor held here then names an orphan."""
+        if self._lock_fd is None or self._lock_info is None or self._lock_info.id != lock_id:
+            return False
+        try:
+            return os.fstat(self._lock_fd).st_ino == os.stat(self.lock_path).st_ino
+        except FileNotFoundError:
+            return False
 
     def lock_info(self) -> LockInfo | None:
         """The holder's LockInfo, or None when nobody holds the lock (a stale info file is ignored)."""

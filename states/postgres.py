@@ -5,6 +5,12 @@ Tables (created on first use; ``recon_schema_version`` records which ``MIGRATION
     recon_state_heads (name PK, serial, lineage, version_id)   the current version of each state
     recon_states (id, name, serial, lineage, data, written_at, who)   every kept version (history)
     recon_locks (name PK, id, operation, who, created, pid, info)     who holds each state's lock
+    recon_journal (id, name, base, serial, lineage, delta, written_at, who)  versions stored as deltas
+
+The head names the current serial and the full version it is based on (``version_id``); the
+versions after that one are journal rows whose ``base`` is its serial (``SupportsJournal``). An
+append is the same compare-and-swap as a write, inserting a journal row instead of a version;
+compaction inserts the current serial's full version and points the head at it.
 
 A write is a compare-and-swap in one statement: a data-modifying CTE updates the head row only
 ``WHERE serial = expected`` (or inserts it only when absent) and inserts the version only when the
@@ -23,16 +29,14 @@ password.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
-import socket
 import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState
+from states.base import HistoryEntry, StoredState, who_am_i
 
 HISTORY_KEEP = 50
 CONNECT_TIMEOUT_S = 10
@@ -70,7 +74,49 @@ MIGRATIONS: list[str] = [
         info jsonb NOT NULL
     );
     """,
+    """
+    CREATE TABLE recon_journal (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL,
+        base bigint NOT NULL,
+        serial bigint NOT NULL,
+        lineage text NOT NULL,
+        delta bytea NOT NULL,
+        written_at timestamptz NOT NULL DEFAULT now(),
+        who text NOT NULL DEFAULT ''
+    );
+    CREATE INDEX recon_journal_name_serial ON recon_journal (name, serial DESC);
+    """,
 ]
+
+_APPEND = """
+WITH head AS (
+    UPDATE recon_state_heads h
+       SET serial = %(serial)s
+      FROM recon_states s
+     WHERE h.name = %(name)s AND h.serial = %(expected)s AND h.lineage = %(lineage)s AND s.id = h.version_id
+    RETURNING s.serial AS base
+)
+INSERT INTO recon_journal (name, base, serial, lineage, delta, who)
+SELECT %(name)s, base, %(serial)s, %(lineage)s, %(delta)s, %(who)s FROM head
+"""
+
+_COMPACT = """
+WITH head AS (
+    UPDATE recon_state_heads
+       SET version_id = nextval('recon_states_id_seq')
+     WHERE name = %(name)s AND serial = %(serial)s AND lineage = %(lineage)s
+    RETURNING version_id
+)
+INSERT INTO recon_states (id, name, serial, lineage, data, who)
+SELECT version_id, %(name)s, %(serial)s, %(lineage)s, %(data)s, %(who)s FROM head
+"""
+
+_PRUNE_JOURNAL = """
+DELETE FROM recon_journal
+ WHERE name = %(name)s
+   AND base < coalesce((SELECT min(serial) FROM recon_states WHERE name = %(name)s), 0)
+"""
 
 _WRITE_UPDATE = """
 WITH head AS (
@@ -108,14 +154,6 @@ SELECT EXISTS (SELECT 1 FROM pg_locks
 """
 
 
-def who_am_i() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
 def redact_dsn(dsn: str) -> tuple[str, str]:
     """(a description of ``dsn`` without its password, the password or "")."""
     try:
@@ -133,7 +171,8 @@ def redact_dsn(dsn: str) -> tuple[str, str]:
 
 
 class PostgresBackend:
-    """State rows in PostgreSQL. Implements StateBackend, SupportsLocking and SupportsHistory."""
+    """State rows in PostgreSQL. Implements StateBackend, SupportsJournal, SupportsLocking and
+    SupportsHistory."""
 
     def __init__(
         self,
@@ -230,11 +269,50 @@ class PostgresBackend:
         conn = self._db()
         with self._errors("cannot read the state"):
             row = conn.execute(
-                "SELECT s.data, s.serial, s.lineage FROM recon_state_heads h "
+                "SELECT s.data, s.serial, s.lineage, h.serial FROM recon_state_heads h "
                 "JOIN recon_states s ON s.id = h.version_id WHERE h.name = %s",
                 (self.name,),
             ).fetchone()
-        return None if row is None else StoredState(data=bytes(row[0]), serial=row[1], lineage=row[2])
+            if row is None:
+                return None
+            journal: list[bytes] = []
+            if row[3] != row[1]:
+                journal = self._chain(conn, row[1], row[2], row[3])
+        return StoredState(data=bytes(row[0]), serial=row[1] + len(journal), lineage=row[2], journal=tuple(journal))
+
+    def _chain(self, conn: Any, base: int, lineage: str, serial: int) -> list[bytes]:
+        """The deltas over full version ``base`` up to ``serial``, in order (every one of them)."""
+        rows = conn.execute(
+            "SELECT DISTINCT ON (serial) serial, delta FROM recon_journal WHERE name = %s AND base = %s "
+            "AND lineage = %s AND serial > %s AND serial <= %s ORDER BY serial, id DESC",
+            (self.name, base, lineage, base, serial),
+        ).fetchall()
+        if [r[0] for r in rows] != list(range(base + 1, serial + 1)):
+            raise StateError(f"{self.describe()}: the journal over serial {base} is incomplete")
+        return [bytes(r[1]) for r in rows]
+
+    def append(self, delta: bytes, serial: int, lineage: str, expected_serial: int) -> None:
+        conn = self._db()
+        params = {"name": self.name, "serial": serial, "lineage": lineage, "expected": expected_serial,
+                  "delta": delta, "who": who_am_i()}
+        with self._errors("cannot write the state journal"):
+            if conn.execute(_APPEND, params).rowcount != 1:
+                self._conflict(conn, expected_serial)
+
+    def compact(self, data: bytes, serial: int, lineage: str) -> None:
+        conn = self._db()
+        params = {"name": self.name, "serial": serial, "lineage": lineage, "data": data, "who": who_am_i(),
+                  "keep": self.history_keep}
+        with self._errors("cannot write the state"):
+            if conn.execute(_COMPACT, params).rowcount != 1:
+                self._conflict(conn, serial)
+            conn.execute(_PRUNE, params)
+            conn.execute(_PRUNE_JOURNAL, params)
+
+    def _conflict(self, conn: Any, expected: int | None) -> None:
+        row = conn.execute("SELECT serial FROM recon_state_heads WHERE name = %s", (self.name,)).fetchone()
+        found = row[0] if row else None
+        raise StateConflictError(f"another apply changed the state (serial {found}, expected {expected}); re-run plan")
 
     def write(self, data: bytes, serial: int, lineage: str, expected_serial: int | None) -> None:
         conn = self._db()
@@ -250,25 +328,24 @@ class PostgresBackend:
         with self._errors("cannot write the state"):
             cur = conn.execute(_WRITE_CREATE if expected_serial is None else _WRITE_UPDATE, params)
             if cur.rowcount != 1:
-                row = conn.execute(
-                    "SELECT serial FROM recon_state_heads WHERE name = %s", (self.name,)
-                ).fetchone()
-                found = row[0] if row else None
-                raise StateConflictError(
-                    f"another apply changed the state (serial {found}, expected {expected_serial}); "
-                    "re-run plan"
-                )
+                self._conflict(conn, expected_serial)
             conn.execute(_PRUNE, params)
+            conn.execute(_PRUNE_JOURNAL, params)
 
     # -- history ------------------------------------------------------------------------------
 
     def history(self, limit: int = 20) -> list[HistoryEntry]:
+        """Every kept version, full or stored as a delta (a serial that is both: the full one)."""
         conn = self._db()
         with self._errors("cannot read the state history"):
             rows = conn.execute(
-                "SELECT serial, lineage, written_at, length(data), who FROM recon_states "
-                "WHERE name = %s ORDER BY id DESC LIMIT %s",
-                (self.name, limit),
+                "SELECT DISTINCT ON (serial) serial, lineage, written_at, size, who FROM ("
+                " SELECT serial, lineage, written_at, length(data) AS size, who, 0 AS kind, id FROM recon_states"
+                "  WHERE name = %(name)s"
+                " UNION ALL"
+                " SELECT serial, lineage, written_at, length(delta), who, 1, id FROM recon_journal"
+                "  WHERE name = %(name)s) AS v ORDER BY serial DESC, kind, id DESC LIMIT %(limit)s",
+                {"name": self.name, "limit": limit},
             ).fetchall()
         return [
             HistoryEntry(serial=r[0], lineage=r[1], written_at=r[2].isoformat(timespec="seconds"), size=r[3], who=r[4])
@@ -283,7 +360,23 @@ class PostgresBackend:
                 "ORDER BY id DESC LIMIT 1",
                 (self.name, serial),
             ).fetchone()
-        return None if row is None else StoredState(data=bytes(row[0]), serial=row[1], lineage=row[2])
+            if row is not None:
+                return StoredState(data=bytes(row[0]), serial=row[1], lineage=row[2])
+            entry = conn.execute(
+                "SELECT base, lineage FROM recon_journal WHERE name = %s AND serial = %s ORDER BY id DESC LIMIT 1",
+                (self.name, serial),
+            ).fetchone()
+            if entry is None:
+                return None
+            base = conn.execute(
+                "SELECT data FROM recon_states WHERE name = %s AND serial = %s AND lineage = %s "
+                "ORDER BY id DESC LIMIT 1",
+                (self.name, entry[0], entry[1]),
+            ).fetchone()
+            if base is None:
+                return None
+            chain = self._chain(conn, entry[0], entry[1], serial)
+        return StoredState(data=bytes(base[0]), serial=serial, lineage=entry[1], journal=tuple(chain))
 
     # -- locking ------------------------------------------------------------------------------
 
@@ -343,6 +436,16 @@ class PostgresBackend:
         finally:
             with contextlib.suppress(Exception):
                 conn.close()  # closing the session frees the advisory lock in any case
+
+    def still_held(self, lock_id: str) -> bool:
+        """Whether this backend still holds lock ``lock_id``: ``force_unlock`` by another process
+        terminates the lock's session, and the advisory lock went with it."""
+        if self._lock_conn is None or self._lock_info is None or self._lock_info.id != lock_id:
+            return False
+        try:
+            return bool(self._lock_conn.execute("SELECT 1").fetchone())
+        except Exception:  # the session is gone: whatever psycopg raises, the lock is lost
+            return False
 
     def lock_info(self) -> LockInfo | None:
         """The holder's LockInfo, or None when the lock is free (a stale row is ignored)."""

@@ -53,7 +53,8 @@ class LocalProvider(InstanceProvider):
     def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
         super().__init__(settings, context)
         self.builder = EnvironmentBuilder(Path(context.cache_dir).resolve(),
-                                          bool(settings.get("reuse_host_packages", False)))
+                                          bool(settings.get("reuse_host_packages", False)),
+                                          log_dir=Path(context.state_dir).resolve() / "logs")
         self.warm_start = bool(settings.get("warm_start", True))
         # (endpoint, deployment, config digest) -> the launcher kept between the batches of a rollout
         self._launchers: dict[tuple[str, str, str], Launcher] = {}
@@ -158,7 +159,7 @@ class LocalProvider(InstanceProvider):
 
     # == environments ===============================================================================
     def _create_environment(self, request: ApplyRequest) -> dict[str, Any]:
-        env = self.builder.ensure(request.attributes, request.address, request.emit)
+        env = self.builder.ensure(request.attributes, request.address, request.emit, request.status)
         for warning in env.warnings:
             request.emit(f"warning: {warning}")
         return {"python": env.python, "venv": env.venv, "warnings": list(env.warnings)}
@@ -196,7 +197,7 @@ class LocalProvider(InstanceProvider):
             return digest, existing
         if environment is not None:
             python_env = self.builder.locate(environment) or self.builder.ensure(
-                environment, str(attrs.get("environment")), request.emit)
+                environment, str(attrs.get("environment")), request.emit, request.status)
             python, isolated = python_env.python, python_env.venv is not None
         else:
             if attrs.get("environment"):
@@ -238,7 +239,9 @@ class LocalProvider(InstanceProvider):
             crash_point("instances.started", request.address)
             if runner.warm_failure:
                 request.emit(f"warm start failed ({runner.warm_failure}); the rest start cold")
-            request.emit("starting instance(s) " + ", ".join(str(i.id) for i in new))
+            ids = ", ".join(str(i.id) for i in new)
+            request.emit(f"starting instance(s) {ids}")
+            request.status(f"waiting for instance(s) {ids} to pass the readiness probe")
             failure = runner.wait_ready(new, config.readiness_probe)
             kept = keep_launcher and failure is None and not runner.warm_failure
         finally:

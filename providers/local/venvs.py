@@ -7,7 +7,13 @@ warning. The serving runtime (azureml-inference-server-http) is added when the l
 
 Virtualenvs live in a cache shared by projects (``cache_dir/venvs/<key>``) and are built under a
 file lock (two projects may build the same one at once), in a temporary folder renamed into place
-when complete, and reused when present. ``reuse_host_packages: true`` runs the host's Python with its
+when complete, and reused when present.
+
+A build says what it does in two lines of events (what it installs and where its log is; how long
+it took), and its progress as status updates ("collecting numpy"), which a terminal shows in
+place. pip's whole output (without progress bars) goes to a log file of the project,
+``.recon/logs/environments/<name>-<version>.log`` (mode 0600); only a failed build shows its last
+lines, in the error's ``detail``. ``reuse_host_packages: true`` runs the host's Python with its
 installed packages (offline and fast): nothing is built, missing packages are named in a warning.
 Docker build contexts cannot run here: ``PermanentError`` points to the Docker provider.
 """
@@ -21,6 +27,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +40,8 @@ from providers.shared.requirements import PipPlan, pip_plan, requirement_name
 from reconciler.model.errors import PermanentError
 
 EventSink = Callable[[str], None]
+FAILED_LOG_LINES = 20  # a failed build shows this many of its log's last lines
+_PIP_FLAGS = ["--no-input", "--progress-bar", "off", "--disable-pip-version-check"]
 
 
 @dataclass(frozen=True)
@@ -88,9 +97,10 @@ def conda_warnings(plan: PipPlan, python_version: str, pip_version: str | None) 
 class EnvironmentBuilder:
     """Builds (or finds) the python an environment's instances run."""
 
-    def __init__(self, cache_dir: Path, reuse_host_packages: bool = False) -> None:
+    def __init__(self, cache_dir: Path, reuse_host_packages: bool = False, log_dir: Path | None = None) -> None:
         self.root = cache_dir / "venvs"
         self.reuse_host_packages = reuse_host_packages
+        self.log_dir = log_dir  # the project's build logs (None: the cache's own folder)
 
     def key(self, attrs: dict[str, Any]) -> str:
         """The cache folder name: the environment's content digest (plus how it was built)."""
@@ -120,10 +130,18 @@ class EnvironmentBuilder:
     def _host_mode(self, attrs: dict[str, Any]) -> bool:
         return self.reuse_host_packages
 
-    def ensure(self, attrs: dict[str, Any], address: str = "", emit: EventSink | None = None) -> PythonEnv:
-        """Build the environment's virtualenv unless it exists; return where its python is."""
+    def ensure(
+        self,
+        attrs: dict[str, Any],
+        address: str = "",
+        emit: EventSink | None = None,
+        status: EventSink | None = None,
+    ) -> PythonEnv:
+        """Build the environment's virtualenv unless it exists; return where its python is.
+        ``emit`` gets the lines worth keeping, ``status`` the progress (the current package)."""
         self.check(attrs, address)
         sink: EventSink = emit or (lambda _line: None)
+        progress: EventSink = status or (lambda _text: None)
         plan = pip_plan(attrs.get("conda"), add_runtime=not self.reuse_host_packages)
         warnings: list[str] = []
         if attrs.get("image"):
@@ -139,13 +157,20 @@ class EnvironmentBuilder:
         final = self.root / key
         with procs.file_lock(self.root / f"{key}.lock"):
             if not (final / ".recon-complete").exists():
-                self._build(final, plan, attrs, sink)
+                self._build(final, plan, attrs, sink, progress, self._log_path(attrs, key))
         python = str(final / "bin" / "python")
         pip_version = _venv_pip_version(python)
         warnings += conda_warnings(plan, _python_version(python), pip_version)
         return PythonEnv(python, str(final), key, tuple(warnings))
 
-    def _build(self, final: Path, plan: PipPlan, attrs: dict[str, Any], emit: EventSink) -> None:
+    def _log_path(self, attrs: dict[str, Any], key: str) -> Path:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{attrs.get('name') or 'environment'}-{attrs.get('version') or key[:12]}")
+        folder = self.log_dir if self.log_dir is not None else self.root.parent / "logs"
+        return folder / "environments" / f"{name}.log"
+
+    def _build(
+        self, final: Path, plan: PipPlan, attrs: dict[str, Any], emit: EventSink, status: EventSink, log: Path
+    ) -> None:
         tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
         for leftover in final.parent.glob(f".tmp-{final.name}-*"):  # builds killed half-way (we hold the lock)
             shutil.rmtree(leftover, ignore_errors=True)
@@ -154,39 +179,98 @@ class EnvironmentBuilder:
         # Image-only environments (no conda file) run on the host's packages plus the runtime.
         system_site = not attrs.get("conda")
         args = [base, "-m", "venv", *(["--system-site-packages"] if system_site else []), str(tmp)]
-        emit(f"creating virtualenv {final} ({' '.join(args[1:-1])})")
+        started = time.monotonic()
+        what = "pip install " + redact(" ".join(plan.requirements)) if plan.requirements else "no packages"
+        emit(f"building a virtualenv ({what}); full log: {_shown(log)}")
         try:
-            _run_streamed(args, emit, "python -m venv")
-            if plan.requirements:
-                emit("pip install " + " ".join(plan.requirements))
-                _run_streamed(
-                    [str(tmp / "bin" / "python"), "-m", "pip", "install", "--no-input", *plan.requirements],
-                    emit,
-                    "pip install",
-                )
+            with _BuildLog(log) as out:
+                status("creating the virtualenv")
+                out.run(args, "python -m venv", status)
+                if plan.requirements:
+                    pip = [str(tmp / "bin" / "python"), "-m", "pip", "install", *_PIP_FLAGS, *plan.requirements]
+                    out.run(pip, "pip install", status)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # nothing half-built is left in the shared cache
             raise
         _relocate_scripts(tmp, final)
         (tmp / ".recon-complete").write_text(" ".join(plan.requirements) + "\n")
         os.replace(tmp, final)
-        emit(f"virtualenv ready: {final}")
+        installed = f"{out.installed} packages installed" if out.installed else "nothing to install"
+        emit(f"virtualenv ready in {time.monotonic() - started:.1f}s ({installed})")
 
     def remove(self, attrs: dict[str, Any]) -> None:
         """Environments are cached across projects: deleting one from a project keeps the cache."""
 
 
-def _run_streamed(argv: list[str], emit: EventSink, what: str) -> None:
-    last: deque[str] = deque(maxlen=25)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL, errors="replace")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        last.append(line)
-        emit(line)
-    if proc.wait() != 0:
-        raise PermanentError(f"{what} failed (exit code {proc.returncode})", detail=list(last))
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` without the credentials of URLs in it (``https://user:token@host`` -> ``https://***@host``):
+    a requirement or an index URL may carry a token, which must not reach output or logs."""
+    return _CREDENTIALS.sub("***@", text)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it is under it (shorter in messages)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+_COLLECTING = re.compile(r"^(?:Collecting|Processing) (\S+)")
+_INSTALLING = re.compile(r"^Installing collected packages: (.*)$")
+_INSTALLED = re.compile(r"^Successfully installed (.*)$")
+
+
+class _BuildLog:
+    """One build's log file (created 0600): every line of every command run, and the status a
+    line means ("collecting numpy", "installing 48 packages")."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.installed = 0
+        self._file: Any = None
+
+    def __enter__(self) -> _BuildLog:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.unlink(missing_ok=True)  # a new file gets the mode below, whatever umask says
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._file = os.fdopen(fd, "w", encoding="utf-8", errors="replace")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def run(self, argv: list[str], what: str, status: EventSink) -> None:
+        """Run ``argv`` with its output in the log; ``PermanentError`` with the log's last lines."""
+        self._file.write("$ " + redact(" ".join(argv)) + "\n")
+        self._file.flush()
+        last: deque[str] = deque(maxlen=FAILED_LOG_LINES)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL, errors="replace")
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = redact(raw.rstrip("\n"))
+            self._file.write(line + "\n")
+            last.append(line)
+            self._status(line, status)
+        self._file.flush()
+        if proc.wait() != 0:
+            raise PermanentError(
+                f"{what} failed (exit code {proc.returncode}); its full log: {_shown(self.path)}",
+                detail=[line for line in last if line.strip()],
+            )
+
+    def _status(self, line: str, status: EventSink) -> None:
+        if match := _COLLECTING.match(line):
+            status(f"collecting {match[1].rsplit('/', 1)[-1]}")
+        elif match := _INSTALLING.match(line):
+            count = len([p for p in match[1].split(",") if p.strip()])
+            status(f"installing {count} package{'s' if count != 1 else ''}")
+        elif match := _INSTALLED.match(line):
+            self.installed += len(match[1].split())
 
 
 def _relocate_scripts(tmp: Path, final: Path) -> None:

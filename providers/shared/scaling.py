@@ -34,10 +34,10 @@ from reconciler.state.document import StateResource
 
 
 def start_error(address: str, failure: StartFailure, what: str = "instance") -> PermanentError:
-    """The error of a batch whose new instances did not become ready, with their last log lines."""
+    """The error of a batch whose new instances did not become ready: one line that says so, and
+    the last lines of the failing instance's log in ``detail`` (shown once, under the error)."""
     lines = failure.log_tail or [f"(the {what} wrote nothing to its log)"]
-    return PermanentError(f"{address}: {failure.reason}; the old instances keep serving. Last log lines:\n"
-                          + "\n".join("    " + line for line in lines[-15:]), detail=lines)
+    return PermanentError(f"{address}: {failure.reason}; the old instances keep serving", detail=lines)
 
 
 def router_settings(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -446,6 +446,7 @@ class _Engine:
             prior,
             refs,
             on_event=lambda line: self.hooks("event", step, line),
+            on_status=lambda text: self.hooks("status", step, text),
         )
 
     def _after(self, step: Step) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """How the apply engine reports progress: hooks, like Terraform's ``internal/terraform/hook.go``.
 
 The engine never prints. It calls these methods as it walks a plan; the CLI implements them to
-draw progress for people (a bar on a terminal, plain lines in CI), tests implement them to record.
+draw progress for people (a live view on a terminal, plain timestamped lines in CI), tests
+implement them to record.
 Every method has a no-op default, so an implementation overrides only what it needs.
 
 The engine guarantees that hook calls never overlap (it serialises them with a lock), even though
@@ -43,7 +44,11 @@ class ApplyHooks:
         """One rollout batch is done and recorded in the state."""
 
     def event(self, step: Step, line: str) -> None:
-        """A progress line from the provider ("instance 3 ready", build output)."""
+        """A progress line from the provider worth keeping ("instance 3 ready", "virtualenv ready")."""
+
+    def status(self, step: Step, text: str) -> None:
+        """What the provider is doing right now ("collecting numpy"); the next status replaces it.
+        A live view shows it in place; plain output (CI logs) shows it only now and then."""
 
     def state_persisted(self, serial: int) -> None:
         """The state was written; ``serial`` is its new serial."""

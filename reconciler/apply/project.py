@@ -47,10 +47,12 @@ class Project:
     """
 
     def __init__(self, root: Path | str, *, provider: Provider | None = None) -> None:
+        from providers import PROVIDERS
         from reconciler.load import loader
 
         self.root = Path(root).resolve()
-        self.settings: Any = loader.load_settings(self.root)
+        # the registry's kinds: an unknown provider.kind is an error of recon.yaml, with its line
+        self.settings: Any = loader.load_settings(self.root, provider_kinds=PROVIDERS)
         self._provider = provider
         self._state_manager: Any = None
 

@@ -9,7 +9,7 @@ from reconciler.cli.app import cli
 
 # Each module registers its commands on ``cli`` when imported. A module not written yet is skipped
 # so that the CLI keeps working while commands are added.
-for _name in ("plan_cmds", "state_cmds", "apply_cmds"):
+for _name in ("plan_cmds", "state_cmds", "apply_cmds", "import_cmd"):
     try:
         importlib.import_module(f"reconciler.cli.{_name}")
     except ModuleNotFoundError as _exc:

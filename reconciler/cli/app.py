@@ -2,7 +2,11 @@
 
 Commands live in sibling modules (``plan_cmds``, ``state_cmds``, ``apply_cmds``) and register on
 ``cli``. Each command is thin: parse, call the engine, render, return an exit code.
-Exit codes: 0 success, 1 error, 2 "changes present" / "drift" where a command documents it.
+Exit codes: 0 success; 1 every error, usage errors included (click's own exit 2 would read as
+"changes" under ``--detailed-exitcode``); 2 "changes present" / "drift" where a command documents it,
+and nothing else. Errors print one line starting with ``Error:`` first, details after.
+
+Terraform's single-dash spellings (``-out=FILE``, ``-auto-approve``...) are accepted: ``spellings``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 import click
 
+from reconciler.cli import spellings
 from reconciler.model.errors import ConfigError, PlanError, ReconcilerError
 
 
@@ -49,12 +54,64 @@ def format_error(exc: ReconcilerError) -> str:
     return f"Error: {exc}"
 
 
+class CommandLineError(click.ClickException):
+    """A usage error (unknown option, missing argument...) shown as recon shows errors: the
+    ``Error:`` line first, then the usage and where help is; exit 1."""
+
+    exit_code = 1
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message())
+        self.ctx = error.ctx
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+        if self.ctx is not None:
+            click.echo(self.ctx.get_usage(), err=True)
+            click.echo(f"Try '{self.ctx.command_path} --help' for help.", err=True)
+
+
+def _usage_error(error: click.UsageError) -> click.ClickException:
+    if isinstance(error, click.exceptions.NoArgsIsHelpError):  # `recon` alone: help, not an error
+        click.echo(error.format_message())
+        raise click.exceptions.Exit(0)
+    return CommandLineError(error)
+
+
+class ReconCommand(click.Command):
+    """A recon command: Terraform's single-dash spellings accepted and listed in --help."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, spellings.rewrite(self, args, ctx))
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_epilog(ctx, formatter)
+        shown = spellings.terraform_spellings(self)
+        if shown:
+            formatter.write_paragraph()
+            formatter.write_text("Terraform's spellings work too: " + ", ".join(shown) + ".")
+
+
 class ReconGroup(click.Group):
-    """Turns recon's own errors into a clean message and exit 1 (never a traceback)."""
+    """Turns recon's own errors into a clean message and exit 1 (never a traceback); usage errors
+    exit 1 too."""
+
+    command_class = ReconCommand
+    group_class = type  # ``recon state`` is a ReconGroup too
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, spellings.rewrite_global(args), parent, **extra)
+        except click.UsageError as exc:
+            raise _usage_error(exc) from exc
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage_error(exc) from exc
         except ReconcilerError as exc:
             click.echo(format_error(exc), err=True)
             ctx.exit(1)

@@ -1,9 +1,10 @@
 """``recon apply``, ``destroy``, ``refresh``, ``drift``, ``invoke``, ``logs`` and ``keys``.
 
 Thin commands (Terraform's ``command/apply.go``): parse, run the engine, render, return an exit
-code. The engine never prints: ``CliHooks`` turns its hooks into progress for people, a rich bar
-for rollout batches on a terminal and plain lines elsewhere (CI, pipes). The state lock is held
-for the whole of a changing command; a second one stops at once naming the holder.
+code. The engine never prints: ``progress.CliHooks`` turns its hooks into progress for people, a
+live view on a terminal and plain timestamped lines elsewhere (CI, pipes). The state lock is held
+for the whole of a changing command; a second one stops at once naming the holder (``--lock-timeout``
+waits for it instead).
 
 Exit codes: 0 done; 1 error, failed or cancelled apply; 2 drift (``recon drift``); 130 a second
 Ctrl-C stopped an apply at once.
@@ -21,7 +22,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,13 +33,26 @@ if TYPE_CHECKING:
     import urllib.request
 
 from reconciler.apply.engine import apply_plan
-from reconciler.apply.hooks import ApplyHooks
-from reconciler.apply.outcomes import ApplyResult, CancelToken, StepOutcome
+from reconciler.apply.outcomes import ApplyResult, CancelToken
 from reconciler.cli.app import cli, project_root, use_color
-from reconciler.cli.plan_cmds import lock_timeout_option, state_lock
-from reconciler.model.errors import PlanError, ProviderError, StalePlanError, StateError
+from reconciler.cli.plan_cmds import (
+    lock_timeout_option,
+    require_configuration,
+    require_resources,
+    state_lock,
+    target_option,
+)
+from reconciler.cli.progress import CliHooks
+from reconciler.model.errors import (
+    PlanError,
+    ProviderError,
+    StalePlanError,
+    StateConflictError,
+    StateError,
+    StateLockedError,
+)
 from reconciler.model.resources import endpoint_address
-from reconciler.plan.types import Batch, Plan, Step, StepKind
+from reconciler.plan.types import Plan
 from reconciler.state.document import State, StateResource
 
 ERRORED_STATE = "errored.state.json"
@@ -49,107 +62,6 @@ APPROVE_PROMPT = (
     "  Only 'yes' will be accepted to approve.\n\n"
     "  Enter a value"
 )
-VERBS = {
-    StepKind.CREATE: "Creating",
-    StepKind.UPDATE: "Updating",
-    StepKind.SCALE: "Scaling",
-    StepKind.ROLLOUT: "Rolling out",
-    StepKind.SET_TRAFFIC: "Setting traffic",
-    StepKind.DELETE: "Deleting",
-}
-
-
-# -- progress ----------------------------------------------------------------------------------
-class CliHooks(ApplyHooks):
-    """Prints apply progress: one line per step event; rollout batches as a bar on a terminal."""
-
-    def __init__(self, tty: bool | None = None) -> None:
-        self.tty = sys.stdout.isatty() if tty is None else tty
-        self._progress: Any = None
-        self._tasks: dict[str, Any] = {}
-        self._batch_start: dict[str, float] = {}
-
-    def _line(self, text: str, err: bool = False) -> None:
-        if self._progress is not None and not err:
-            self._progress.console.print(text, markup=False, highlight=False)
-        else:
-            click.echo(text, err=err)
-
-    def pre_step(self, step: Step) -> None:
-        extra = ""
-        if step.kind is StepKind.SCALE:
-            extra = f" ({step.params.get('from')} -> {step.params.get('to')} instances)"
-        if step.kind is StepKind.SET_TRAFFIC:
-            extra = f" ({_traffic_text(step.params)})"
-        self._line(f"{step.address}: {VERBS[step.kind]}...{extra}")
-
-    def post_step(self, step: Step, result: StepOutcome, elapsed: float) -> None:
-        self._done_bar(step)
-        if result.outcome == "cancelled":
-            self._line(f"{step.address}: stopped ({result.reason}) after {elapsed:.1f}s")
-        else:
-            self._line(f"{step.address}: {result.outcome} after {elapsed:.1f}s")
-
-    def step_failed(self, step: Step, error: Exception) -> None:
-        self._done_bar(step)
-        self._line(f"{step.address}: {step.kind} failed: {error}", err=True)
-        for line in getattr(error, "detail", []) or []:
-            self._line(f"    {line}", err=True)
-
-    def step_skipped(self, step: Step, reason: str) -> None:
-        self._line(f"{step.address}: {step.kind} not started: {reason}")
-
-    def step_retrying(self, step: Step, attempt: int, delay: float, error: Exception) -> None:
-        self._line(f"{step.address}: temporary error (attempt {attempt}), retrying in {delay:.1f}s: {error}")
-
-    def batch_started(self, step: Step, batch: Batch, total: int) -> None:
-        self._batch_start[step.id] = time.monotonic()
-        if self.tty:
-            self._bar(step, total)
-
-    def batch_finished(self, step: Step, batch: Batch, total: int, elapsed: float = 0.0) -> None:
-        if self.tty and step.id in self._tasks:
-            self._progress.update(self._tasks[step.id], completed=batch.index)
-        else:
-            self._line(f"{step.address}: rollout batch {batch.index}/{total} done ({elapsed:.1f}s)")
-
-    def event(self, step: Step, line: str) -> None:
-        prefix = f"{step.address}: "
-        self._line(prefix + line.removeprefix(prefix))
-
-    def _bar(self, step: Step, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        if self._progress is None:
-            self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-            )
-            self._progress.start()
-        if step.id not in self._tasks:
-            self._tasks[step.id] = self._progress.add_task(f"{step.address} batches", total=total)
-
-    def _done_bar(self, step: Step) -> None:
-        if self._progress is None or self._tasks.pop(step.id, None) is None:
-            return
-        if not self._tasks:
-            self._progress.stop()
-            self._progress = None
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-def _traffic_text(params: dict[str, Any]) -> str:
-    traffic = params.get("traffic") or {}
-    mirror = params.get("mirror_traffic") or {}
-    text = ", ".join(f"{k}={v}%" for k, v in sorted(traffic.items())) or "no traffic"
-    if mirror:
-        text += "; mirror " + ", ".join(f"{k}={v}%" for k, v in sorted(mirror.items()))
-    return text
-
-
 # -- Ctrl-C --------------------------------------------------------------------------------------
 @contextmanager
 def interrupts(token: CancelToken) -> Iterator[None]:
@@ -213,21 +125,30 @@ def load_plan(path: Path) -> Plan:
 
 
 def run_apply(project: Any, plan: Plan, desired_digest: str | None, parallelism: int) -> ApplyResult:
+    """Carry out ``plan``; each step's state write stores only what it changed (the state manager's
+    journal), compacted into a full version at the end."""
     token = CancelToken()
     hooks = CliHooks()
+    manager = project.state_manager
+    result: ApplyResult | None = None
     try:
-        with interrupts(token):
-            return apply_plan(
+        with interrupts(token), manager.journaled():
+            result = apply_plan(
                 plan,
                 provider=project.provider,
-                state_manager=project.state_manager,
+                state_manager=manager,
                 desired_digest=desired_digest,
                 hooks=hooks,
                 parallelism=parallelism,
                 cancel=token,
             )
+    except StateError as exc:  # compaction at the end: the journal still holds every step
+        if result is None:
+            raise
+        result.state_error = result.state_error or str(exc)
     finally:
         hooks.close()
+    return result
 
 
 def _save_errored(project: Any, result: ApplyResult) -> Path | None:
@@ -262,10 +183,9 @@ def summarise(result: ApplyResult, verb: str, errored: Path | None = None) -> tu
     lines.append(f"Done ({len(done)}):")
     lines += [f"  {o.address}: {o.outcome}" for o in done] or ["  nothing"]
     lines.append(f"Not done ({len(not_done)}):")
-    for o in not_done:
-        why = o.error or o.reason or ""
+    for o in not_done:  # the error's first line: its detail was shown once, where it happened
+        why = (o.error or o.reason or "").removeprefix(f"{o.address}: ").split("\n", 1)[0]
         lines.append(f"  {o.address}: {o.kind} {o.outcome}" + (f": {why}" if why else ""))
-        lines += [f"      {d}" for d in o.detail]
     lines.append(resources)
     lines.append("The state records what was done; run recon plan to see what is left.")
     return "\n".join(lines), 130 if result.aborted else 1
@@ -300,6 +220,7 @@ def _plan_and_confirm(
 
     command = "destroy" if destroy else "apply"
     plan: Plan = project.plan(targets=targets, destroy=destroy, lock=False, operation=command)
+    require_resources(plan, project)
     click.echo(render_text(plan, color=use_color()) + digest_footer(plan))
     if not plan.applicable:
         raise PlanError(f"the plan has errors; nothing was changed ({len(plan.errors)} error(s) above)")
@@ -308,7 +229,32 @@ def _plan_and_confirm(
     if not plan.steps:  # the rendered plan already says "No changes."
         return None
     _confirm(auto or expect_digest is not None, "Apply" if not destroy else "Destroy")
+    # while it waited for approval, someone may have broken its lock (recon force-unlock)
+    project.state_manager.check_lock_held()
     return plan
+
+
+@contextmanager
+def hints_for(command: str) -> Iterator[None]:
+    """Errors that end in "run recon plan again" say what fits ``command`` instead: a destroy
+    refused because the state moved is run again as a destroy, not planned."""
+    try:
+        yield
+    except (StalePlanError, StateConflictError, StateLockedError) as exc:
+        text = str(exc)
+        again = f"run recon {command} again"
+        for hint in ("run recon plan again", "re-run plan"):
+            if text.endswith(hint):
+                text = text[: -len(hint)] + again
+                break
+        else:
+            if "nothing was changed" in text:
+                text += f"\n  {again}"
+        if text == str(exc):
+            raise
+        raise type(exc)(text) if not isinstance(exc, StateLockedError) else StateLockedError(
+            exc.holder, text
+        ) from exc
 
 
 def normalize_digest(value: str) -> str:
@@ -345,15 +291,10 @@ def check_digest(plan: Plan, expected: str, what: str) -> None:
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
+    metavar="N",
     help="How many independent steps run at the same time.",
 )
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    metavar="ADDRESS",
-    help="Apply only this resource and what it depends on (repeatable).",
-)
+@target_option("Apply only ADDRESS and what it needs (repeatable).")
 @click.option(
     "--expect-digest",
     metavar="DIGEST",
@@ -376,10 +317,14 @@ def apply_cmd(
     project = _project(ctx)
     expected = normalize_digest(expect_digest) if expect_digest is not None else None
     if planfile is not None and targets:
-        raise click.UsageError("--target cannot be used with a saved plan (the plan already has its targets)")
+        raise click.UsageError(
+            "--target cannot be used with a saved plan (the plan already has its targets)", ctx
+        )
     if planfile is None:
         _require_terminal(auto_approve or expected is not None, "apply")
-    with state_lock(project, "apply", lock_timeout):
+        require_configuration(project)
+    command = "plan" if planfile is not None else "apply"  # a stale saved plan is made again
+    with state_lock(project, "apply", lock_timeout), hints_for(command):
         if planfile is not None:
             plan = load_plan(planfile if planfile.is_absolute() else Path.cwd() / planfile)
             if expected is not None:
@@ -399,14 +344,26 @@ def apply_cmd(
 
 @cli.command("destroy")
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking for approval.")
-@click.option("--parallelism", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="How many independent steps run at the same time.",
+)
+@target_option("Destroy only ADDRESS and what cannot exist without it (repeatable).")
+@lock_timeout_option
 @click.pass_context
-def destroy_cmd(ctx: click.Context, auto_approve: bool, parallelism: int) -> None:
+def destroy_cmd(
+    ctx: click.Context, auto_approve: bool, parallelism: int, targets: tuple[str, ...], lock_timeout: float
+) -> None:
     """Delete everything recon manages here: traffic first, then deletions in reverse order."""
     project = _project(ctx)
     _require_terminal(auto_approve, "destroy")
-    with project.locked("destroy"):
-        plan = _plan_and_confirm(project, destroy=True, targets=(), auto=auto_approve)
+    require_configuration(project)
+    with state_lock(project, "destroy", lock_timeout), hints_for("destroy"):
+        plan = _plan_and_confirm(project, destroy=True, targets=targets, auto=auto_approve)
         if plan is None:
             return
         result = run_apply(project, plan, None, parallelism)
@@ -416,15 +373,22 @@ def destroy_cmd(ctx: click.Context, auto_approve: bool, parallelism: int) -> Non
 
 # -- observing ---------------------------------------------------------------------------------
 @cli.command("refresh")
+@target_option("Observe only ADDRESS (repeatable).")
+@lock_timeout_option
 @click.pass_context
-def refresh_cmd(ctx: click.Context) -> None:
+def refresh_cmd(ctx: click.Context, targets: tuple[str, ...], lock_timeout: float) -> None:
     """Observe what really runs, record it in the state and report the drift found."""
     from reconciler.render import render_drift
 
     project = _project(ctx)
-    with project.locked("refresh"):
+    with state_lock(project, "refresh", lock_timeout):
         recorded: State = project.read_state()
-        refreshed, drift = project.refresh(recorded)
+        chosen = _targeted(recorded, targets)
+        refreshed_part, drift = project.refresh(chosen)
+        if targets:  # objects no resource owns are looked for over the whole state only
+            drift = [d for d in drift if d.kind != "unmanaged"]
+        resources = {a: r for a, r in recorded.resources.items() if a not in chosen.resources}
+        refreshed = recorded.model_copy(update={"resources": {**resources, **refreshed_part.resources}})
         if refreshed.resources != recorded.resources:
             written = project.state_manager.write(refreshed)
             note = f"State refreshed: serial {written.serial}."
@@ -434,9 +398,33 @@ def refresh_cmd(ctx: click.Context) -> None:
     click.echo(note)
 
 
+def _targeted(state: State, targets: tuple[str, ...]) -> State:
+    """``state`` with only the ``targets`` (all of it without targets); an address the state
+    does not hold is an error naming the closest ones."""
+    if not targets:
+        return state
+    unknown = [t for t in targets if t not in state.resources]
+    if unknown:
+        import difflib
+
+        kind = unknown[0].split(".", 1)[0]
+        same = sorted(a for a in state.resources if a.split(".", 1)[0] == kind)
+        close = difflib.get_close_matches(unknown[0], same, n=3, cutoff=0.6) or difflib.get_close_matches(
+            unknown[0], sorted(state.resources), n=3, cutoff=0.6
+        )
+        hint = f"; did you mean {', '.join(close)}?" if close else " (see: recon state list)"
+        raise StateError(f"--target {unknown[0]}: the state records no resource with this address{hint}")
+    return state.model_copy(update={"resources": {a: state.resources[a] for a in targets}})
+
+
 @cli.command("drift")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools, markdown for a CI job summary.",
 )
 @click.option(
     "--detailed-exitcode",
@@ -486,7 +474,12 @@ def _endpoint_address(name: str) -> str:
 
 @cli.command("invoke")
 @click.argument("endpoint")
-@click.option("--request-file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--request-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The JSON body to POST (as `az ml online-endpoint invoke --request-file`).",
+)
 @click.option("--deployment", default=None, help="Send to this deployment, ignoring the traffic split.")
 @click.option(
     "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer."
@@ -506,24 +499,44 @@ def invoke_cmd(
     import urllib.request  # only for invoke (it brings http.client and ssl)
 
     request = urllib.request.Request(uri, data=request_file.read_bytes(), headers=headers, method="POST")
-    status, body, served = _post(request, timeout)
+    status, body, served, headers = _post(request, timeout)
     if not 200 <= status < 300:
-        detail = body.decode(errors="replace").strip()
-        raise ProviderError(f"{uri} answered HTTP {status}" + (f": {detail}" if detail else ""))
+        raise ProviderError(_http_error(uri, status, body, served, headers))
     click.echo(body.decode(errors="replace"))
     if served:
         click.echo(f"(answered by deployment {served})", err=True)
 
 
-def _post(request: urllib.request.Request, timeout: float) -> tuple[int, bytes, str | None]:
+def _http_error(uri: str, status: int, body: bytes, served: str | None, headers: Any) -> str:
+    """``... answered HTTP 424 (Failed Dependency): deployment blue's instance answered HTTP 500
+    (Internal Server Error): <body>``: the router's status and, when the instance's answer was
+    an error (Azure's 424 "model error"), the instance's own."""
+    from http import HTTPStatus
+
+    def named(code: int) -> str:
+        try:
+            return f"HTTP {code} ({HTTPStatus(code).phrase})"
+        except ValueError:
+            return f"HTTP {code}"
+
+    text = f"{uri} answered {named(status)}"
+    inner = headers.get("ms-azureml-model-error-statuscode") if headers is not None else None
+    if inner and str(inner).isdigit():
+        who = f"deployment {served}'s instance" if served else "the instance"
+        text += f": {who} answered {named(int(inner))}"
+    detail = body.decode(errors="replace").strip()
+    return text + (f": {detail}" if detail else "")
+
+
+def _post(request: urllib.request.Request, timeout: float) -> tuple[int, bytes, str | None, Any]:
     import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the recorded URI
-            return resp.status, resp.read(), resp.headers.get("azureml-model-deployment")
+            return resp.status, resp.read(), resp.headers.get("azureml-model-deployment"), resp.headers
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), exc.headers.get("azureml-model-deployment")
+        return exc.code, exc.read(), exc.headers.get("azureml-model-deployment"), exc.headers
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ProviderError(f"cannot reach {request.full_url}: {reason}") from exc
@@ -531,7 +544,14 @@ def _post(request: urllib.request.Request, timeout: float) -> tuple[int, bytes, 
 
 @cli.command("logs")
 @click.argument("deployment")
-@click.option("--instance", type=click.IntRange(min=0), default=None, help="Only this instance (0-based).")
+@click.option(
+    "--instance",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Only instance N. Instances are numbered from 1 and new ones get new numbers (a rollout "
+    "replaces 1 and 2 with 3 and 4); `recon state show DEPLOYMENT` lists the current ones.",
+)
 @click.option(
     "--tail", type=click.IntRange(min=0), default=100, show_default=True, help="Last N lines (0: all)."
 )
@@ -543,8 +563,30 @@ def logs_cmd(ctx: click.Context, deployment: str, instance: int | None, tail: in
     if not address.startswith("deployment."):
         address = "deployment." + address.replace("/", ".")
     resource = _recorded(project, address, "deployment")
-    for line in project.provider.logs(resource, instance=instance, tail=tail):
+    known = _instance_ids(resource)
+    if instance is not None and known and instance not in known:
+        raise StateError(
+            f"{address} has no instance {instance}; its instances: {', '.join(map(str, known))}"
+        )
+    lines = project.provider.logs(resource, instance=instance, tail=tail)
+    if instance is not None and not lines:
+        raise StateError(
+            f"{address}: instance {instance} has no log (it does not exist, or wrote nothing yet)"
+            + (f"; its instances: {', '.join(map(str, known))}" if known else "")
+        )
+    for line in lines:
         click.echo(line)
+
+
+def _instance_ids(resource: StateResource) -> list[int]:
+    """The instance numbers the state records for a deployment (empty when the provider records
+    none in this form)."""
+    ids = []
+    for entry in resource.outputs.get("instances") or []:
+        value = entry.get("id") if isinstance(entry, dict) else entry
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            ids.append(int(value))
+    return sorted(ids)
 
 
 @cli.command("keys")

@@ -16,20 +16,22 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from reconciler.apply import gcpause
 from reconciler.apply.project import Project
 from reconciler.cli.app import cli, project_root, use_color
-from reconciler.model.errors import PlanError, StateError, StateLockedError
+from reconciler.cli.spellings import Duration
+from reconciler.model.errors import PlanError, ReconcilerError, StateError, StateLockedError, printable
 from reconciler.plan.types import Plan
 from reconciler.state.document import State
 
+FC = TypeVar("FC", bound=Callable[..., Any])
 PLAN_FORMATS = ["text", "json", "markdown"]
 DIGEST_LABEL = "Plan digest:"
 
@@ -47,12 +49,51 @@ def _root(ctx: click.Context) -> Path:
 
 lock_timeout_option = click.option(
     "--lock-timeout",
-    type=click.FloatRange(min=0),
-    default=0.0,
+    type=Duration(),
+    default="0s",
     show_default=True,
     metavar="SECONDS",
-    help="Wait up to SECONDS for the state lock (CI jobs that overlap) instead of failing at once.",
+    help="Wait up to SECONDS (or a duration: 30s, 5m) for the state lock, when CI jobs overlap, "
+    "instead of failing at once.",
 )
+
+
+def target_option(help_text: str) -> Callable[[FC], FC]:
+    return click.option("--target", "targets", multiple=True, metavar="ADDRESS", help=help_text)
+
+
+NO_CONFIGURATION = (
+    "No configuration files found in {root}: recon reads the Azure ML CLI v2 YAML files (*.yml, "
+    "*.yaml) of endpoints, deployments, models and environments in a project folder and the folders "
+    "under it; run recon there, or name it with -C DIR"
+)
+
+
+def require_configuration(project: Any) -> None:
+    """Refuse a folder without a single YAML file (Terraform's "No configuration files"), unless
+    the state holds resources: then the plan deletes them. Checked before the state lock, so
+    that nothing (not even ``.recon/``) is made in a wrong folder."""
+    from reconciler.load import sources
+    from reconciler.model.settings import SETTINGS_FILE
+
+    skip = frozenset({SETTINGS_FILE})
+    if sources.discover(project.root, skip, tuple(project.settings.exclude)):
+        return
+    recorded = _recorded_or_none(project)
+    if recorded is not None and recorded.resources:
+        return
+    raise ReconcilerError(NO_CONFIGURATION.format(root=project.root))
+
+
+def require_resources(plan: Plan, project: Any) -> None:
+    """YAML files that declare nothing recon manages, and an empty state: say so (exit 1). A
+    destroy plan of an empty state is simply "No changes"."""
+    if not plan.resource_changes and not plan.drift and not plan.destroy:
+        raise ReconcilerError(
+            NO_CONFIGURATION.format(root=project.root).replace(
+                "No configuration files found", "No endpoint, deployment, model or environment found"
+            )
+        )
 
 
 @contextmanager
@@ -116,7 +157,8 @@ def write_plan_file(path: Path, plan: Plan) -> None:
 
 
 def read_plan_file(path: Path) -> Plan:
-    """A saved plan; ``PlanError`` when the file is missing or is not a recon plan."""
+    """A saved plan; ``PlanError`` when the file is missing or is not a recon plan (one line that
+    says so, never the parser's own report)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -124,10 +166,24 @@ def read_plan_file(path: Path) -> Plan:
     try:
         return Plan.model_validate_json(data)
     except ValueError as exc:
-        first = str(exc).splitlines()[0]
-        raise PlanError(
-            f"{path} is not a recon plan file (saved with `recon plan --out FILE`): {first}"
-        ) from exc
+        raise PlanError(_not_a_plan(path, data)) from exc
+
+
+def _not_a_plan(path: Path, data: bytes) -> str:
+    import json
+
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    version = doc.get("format_version") if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and isinstance(version, str) and "resource_changes" in doc:
+        made_by = doc.get("recon_version") or "another version of recon"
+        return (
+            f"{path} is a recon plan of format {version} (written by recon {made_by}) that this recon "
+            f"cannot read; make the plan again with this version: recon plan --out {path}"
+        )
+    return f"{path} is not a recon plan file; save one with: recon plan --out {path}"
 
 
 def _recorded_or_none(project: Project) -> State | None:
@@ -147,15 +203,17 @@ def validate_cmd(ctx: click.Context) -> None:
     from reconciler.plan.planner import make_plan
 
     with Project(_root(ctx)) as project:
+        require_configuration(project)
         recorded = _recorded_or_none(project)
         desired = project.load_desired(recorded)
         desired_graph(desired)  # raises ConfigError naming a cycle
         plan = make_plan(desired, recorded or State())
+        require_resources(plan, project)
     for w in plan.warnings:
         click.echo(f"Warning: {_warning_line(w)}", err=True)
     if plan.errors:
         for e in plan.errors:
-            click.echo(f"Error: {e}", err=True)
+            click.echo(f"Error: {printable(str(e))}", err=True)
         n = len(plan.errors)
         click.echo(f"{n} error{'s' if n != 1 else ''}; the configuration is not valid.", err=True)
         ctx.exit(1)
@@ -184,7 +242,7 @@ def _warning_line(w: dict[str, Any]) -> str:
     text += str(w.get("message", ""))
     if w.get("hint"):
         text += f" ({w['hint']})"
-    return text
+    return printable(text)  # a value from a file cannot forge a line of output
 
 
 @cli.command("plan")
@@ -192,15 +250,21 @@ def _warning_line(w: dict[str, Any]) -> str:
     "--out",
     "out",
     type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
     help="Save the plan for `recon apply FILE`.",
 )
-@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(PLAN_FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (docs/plan-json.md), markdown for a pull-request comment.",
+)
 @click.option(
     "--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes (0: none, 1: error)."
 )
-@click.option(
-    "--target", "targets", multiple=True, metavar="ADDRESS", help="Plan only ADDRESS and what it needs."
-)
+@target_option("Plan only ADDRESS and what it needs (repeatable).")
 @click.option(
     "--refresh/--no-refresh", default=True, show_default=True, help="Observe the real objects first."
 )
@@ -220,8 +284,11 @@ def plan_cmd(
     lock_timeout: float,
 ) -> None:
     """Show what apply would change, in order, with quota and drift. Holds the state lock while planning."""
-    with Project(_root(ctx)) as project, state_lock(project, "plan", lock_timeout):
-        plan = project.plan(targets=targets, refresh=refresh, destroy=destroy, lock=False)
+    with Project(_root(ctx)) as project:
+        require_configuration(project)
+        with state_lock(project, "plan", lock_timeout):
+            plan = project.plan(targets=targets, refresh=refresh, destroy=destroy, lock=False)
+        require_resources(plan, project)
     location = plan_location or (str(out) if out else None)
     click.echo(render_plan(plan, fmt, plan_location=location))
     if plan.errors:
@@ -241,7 +308,14 @@ def plan_cmd(
 
 @cli.command("show")
 @click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(PLAN_FORMATS), default="text", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(PLAN_FORMATS),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools (docs/plan-json.md), markdown for a pull-request comment.",
+)
 @plan_location_option
 @click.pass_context
 def show_cmd(ctx: click.Context, planfile: Path | None, fmt: str, plan_location: str | None) -> None:
@@ -269,7 +343,14 @@ def _render_state(state: State, fmt: str) -> str:
 
 
 @cli.command("graph")
-@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid"]), default="dot", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "mermaid"]),
+    default="dot",
+    show_default=True,
+    help="Graphviz DOT, or Mermaid for Markdown pages.",
+)
 @click.pass_context
 def graph_cmd(ctx: click.Context, fmt: str) -> None:
     """Print the dependency graph (environments and models -> deployments -> endpoints)."""
@@ -277,5 +358,6 @@ def graph_cmd(ctx: click.Context, fmt: str) -> None:
     from reconciler.render.graph import render_graph
 
     with Project(_root(ctx)) as project:
+        require_configuration(project)
         desired = project.load_desired(_recorded_or_none(project))
     click.echo(render_graph(desired_graph(desired), fmt))

@@ -6,6 +6,7 @@ settings, call the StateManager, render, return.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,9 @@ import click
 import yaml
 
 from reconciler.cli.app import cli, project_root
-from reconciler.model.errors import StateError
+from reconciler.model.errors import StateError, StateLockedError
 from reconciler.state.document import State
-from reconciler.state.manager import StateManager, open_state_manager
+from reconciler.state.manager import StateManager, holder_alive, open_state_manager
 from states import DSN_ENV, open_backend
 
 
@@ -123,7 +124,13 @@ def _read_file(file: Path) -> bytes:
 
 
 @state_group.command("history")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Show at most this many versions, newest first.",
+)
 @click.pass_context
 def state_history(ctx: click.Context, limit: int) -> None:
     """List the kept versions of the state, newest first."""
@@ -138,7 +145,9 @@ def state_history(ctx: click.Context, limit: int) -> None:
 
 
 @state_group.command("migrate")
-@click.option("--to", "to", type=click.Choice(["postgres", "file"]), required=True)
+@click.option(
+    "--to", "to", type=click.Choice(["postgres", "file"]), required=True, help="The backend to copy the state to."
+)
 @click.option("--dsn", default=None, help=f"Target PostgreSQL DSN (default: ${DSN_ENV}).")
 @click.option("--name", default="default", show_default=True, help="Target state name (postgres).")
 @click.option("--path", "path", default=None, help="Target file, relative to the project (default .recon/state.json).")
@@ -152,6 +161,12 @@ def state_migrate(ctx: click.Context, to: str, dsn: str | None, name: str, path:
     source = _manager(ctx)
     target_settings: dict[str, Any] = {"backend": to}
     if to == "postgres":
+        if not (dsn or os.environ.get(DSN_ENV)):
+            raise click.UsageError(
+                f"--to postgres needs the target's connection string: give --dsn DSN, or set {DSN_ENV} "
+                "in the environment (keeps the password out of your shell history)",
+                ctx,
+            )
         target_settings.update({"name": name} | ({"dsn": dsn} if dsn else {}))
     elif path:
         target_settings["path"] = path
@@ -179,16 +194,33 @@ def state_migrate(ctx: click.Context, to: str, dsn: str | None, name: str, path:
 
 @cli.command("force-unlock")
 @click.argument("lock_id")
-@click.option("--force", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force",
+    "-f",
+    count=True,
+    help="Once: do not ask for confirmation. Twice (--force --force): also break the lock of a "
+    "holder that is still running on this host.",
+)
 @click.pass_context
-def force_unlock(ctx: click.Context, lock_id: str, force: bool) -> None:
-    """Release a lock left by a dead or stuck operation (the ID is in the lock error)."""
+def force_unlock(ctx: click.Context, lock_id: str, force: int) -> None:
+    """Release a lock left by a dead or stuck operation (the ID is in the lock error).
+
+    A lock whose holder still runs on this host is not broken unless asked twice
+    (--force --force): that operation may be waiting at its prompt, and two writers can corrupt
+    the state. Stop it first, or let it finish."""
     mgr = _manager(ctx)
+    holder = mgr.lock_info()
+    if holder is not None and holder.id == lock_id and holder_alive(holder) and force < 2:
+        raise StateLockedError(
+            holder,
+            f"refusing to release lock {lock_id}: its holder, {holder.holder()}, is still running "
+            f"on this host\n  let it finish, or stop it (kill {holder.pid}) and run this again; "
+            f"to break the lock of a running operation anyway: recon force-unlock {lock_id} --force --force",
+        )
     if not force:
-        holder = mgr.lock_info()
-        held = holder.describe() if holder else "no live holder"
+        held = holder.holder() if holder else "no live holder"
         click.confirm(
-            f"Release lock {lock_id} on {mgr.describe()} ({held})?\n"
+            f"Release lock {lock_id} on {mgr.describe()} (held by {held})?\n"
             "Only do this if that operation is dead: two writers can corrupt the state.",
             abort=True,
         )

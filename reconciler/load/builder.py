@@ -19,9 +19,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from reconciler.load import sources
+from reconciler.load import inputs, sources
 from reconciler.load.run import LoadedFile, LoadRun
-from reconciler.model import catalog, schema
+from reconciler.model import catalog, conda, schema
 from reconciler.model.resources import (
     DesiredState,
     Resource,
@@ -35,7 +35,7 @@ from reconciler.model.resources import (
 from reconciler.model.settings import ProjectSettings
 from reconciler.state.document import State
 
-_SKIP_IN_DIGEST = {"__pycache__", ".git", ".ipynb_checkpoints"}
+_SKIP_IN_DIGEST = frozenset({"__pycache__", ".git", ".ipynb_checkpoints"})
 
 
 def _s(value: Any) -> str:
@@ -142,15 +142,34 @@ class Builder:
         want_dir: bool | None,
         base: Path | None = None,
     ) -> Path | None:
-        """Resolve ``value`` against the YAML file's folder; an error when it is missing."""
+        """Resolve ``value`` against the YAML file's folder; an error when it is missing or is not
+        something recon reads (``inputs.check_path``: a regular file or a folder, no system folder)."""
+        if "\0" in value:  # no file has such a name, and the OS refuses to look one up
+            self.run.error(f, path, f"{what} path contains a NUL character", "remove the \\0 from the path")
+            return None
         key = (str(base or f.folder), value)
         target = self.run.resolved.get(key)
         if target is None:
             target = self.run.resolved[key] = Path(os.path.normpath(os.path.join(*key)))
         st = self.run.stat(target)
         is_dir = st is not None and stat.S_ISDIR(st.st_mode)
-        if st is None or (want_dir is True and not is_dir) or (want_dir is False and is_dir):
+        if st is not None and (want_dir is True and not is_dir or want_dir is False and is_dir):
+            st = None
+        elif st is not None and (target not in self.run.checked):
+            try:
+                inputs.check_path(target, want_dir)
+                self.run.checked.add(target)
+            except inputs.Refused as exc:
+                self.run.error(f, path, f"{what} path {self.run.rel(target)} {exc.message}", exc.hint)
+                return None
+        if st is None:
             kind = {True: "folder", False: "file", None: "file or folder"}[want_dir]
+            if os.path.islink(target):  # a dangling link or a loop: say which
+                try:
+                    inputs.check_path(target, want_dir)
+                except inputs.Refused as exc:
+                    self.run.error(f, path, f"{what} path {self.run.rel(target)} {exc.message}", exc.hint)
+                    return None
             self.run.error(
                 f,
                 path,
@@ -160,51 +179,84 @@ class Builder:
             return None
         return target
 
-    def _file_digest(self, path: Path) -> str:
+    def _file_digest(self, path: Path, walked: bool = False) -> str:
         st = self.run.stat(path)
         key = (str(path), st.st_size if st else -1, st.st_mtime_ns if st else -1)
         cached = self.run.file_digests.get(key)
         if cached is None:
             h = hashlib.sha256()
-            with open(path, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+            for chunk in inputs.chunks(path, walked):  # a regular file only (``inputs.Refused`` otherwise)
+                h.update(chunk)
             cached = self.run.file_digests[key] = h.hexdigest()
         return cached
 
+    def _digest(self, f: LoadedFile, where: tuple[Any, ...], what: str, path: Path) -> str | None:
+        """``_tree_digest`` of a model, code or build path; None (and an error at ``where``) when
+        the folder holds something recon does not read or is too big."""
+        try:
+            return self._tree_digest(path)
+        except inputs.TreeRefused as exc:
+            shown = self.run.rel(path) + (f"/{exc.member}" if exc.member else "")
+            self.run.error(f, where, f"{what} path {shown} {exc.message}", exc.hint)
+        except inputs.Refused as exc:
+            self.run.error(f, where, f"{what} path {self.run.rel(path)} {exc.message}", exc.hint)
+        return None
+
     def _tree_digest(self, path: Path) -> str:
-        """sha256 over the relative names and contents of a file or a folder (caches excluded)."""
+        """sha256 over the relative names and contents of a file or a folder (caches excluded).
+        Raises ``inputs.Refused`` for a folder ``inputs.scan_tree`` refuses or a file it cannot read."""
         key = str(path)
         if key in self.run.tree_digests:
             return self.run.tree_digests[key]
         h = hashlib.sha256()
+        limits = self.settings.limits
         if path.is_file():
+            size, limit = path.stat().st_size, limits["tree_gb"]
+            if size > limit * inputs.GB:  # checked before a byte is read (a sparse file reads forever)
+                raise inputs.Refused(f"is {size / inputs.GB:.1f} GB, more than {limit} GB", inputs.TREE_BYTES_HINT)
             h.update(f"{path.name}\0{self._file_digest(path)}\n".encode())
         else:
-            for folder, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if d not in _SKIP_IN_DIGEST)
-                for name in sorted(names):
-                    if name.endswith(".pyc"):
-                        continue
-                    full = Path(folder) / name
-                    rel = full.relative_to(path).as_posix()
-                    h.update(f"{rel}\0{self._file_digest(full)}\n".encode())
+            files = inputs.scan_tree(
+                path, limits["tree_files"], limits["tree_gb"] * inputs.GB, _SKIP_IN_DIGEST, ".pyc"
+            )
+            for rel, full in files:
+                try:
+                    digest = self._file_digest(full, walked=True)
+                except inputs.Refused as exc:
+                    raise inputs.TreeRefused(rel, exc.message, exc.hint) from None
+                h.update(f"{rel}\0{digest}\n".encode())
         digest = self.run.tree_digests[key] = "sha256:" + h.hexdigest()
         return digest
 
     def _conda(self, f: LoadedFile, path: Path, where: tuple[Any, ...]) -> Any:
+        """The conda environment at ``path``, checked (``reconciler.model.conda``); None and an error at
+        ``where`` when it cannot be read or is not one. Messages never quote the file."""
         key = str(path)
         if key not in self.run.conda_cache:
+            self.run.conda_cache[key] = None
+            rel, limits = self.run.rel(path), self.settings.limits
             try:
-                self.run.conda_cache[key] = sources.load_data(path)
-            except (ValueError, OSError) as exc:
+                data = sources.load_data(path, limits["yaml_file_mb"] * inputs.MB, limits["yaml_nodes"])
+            except inputs.Refused as exc:
+                self.run.error(f, where, f"conda file {rel} {exc.message}", exc.hint)
+                return None
+            except ValueError as exc:
+                self.run.error(f, where, f"conda file {rel} is not valid YAML: {exc}", "fix the conda environment file")
+                return None
+            problems = conda.check_conda(data)
+            if problems:
+                source = sources.SourceFile(path, rel, limits["yaml_file_mb"] * inputs.MB)
+                first = problems[0]
+                line = source.line_of(first.path)
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
                 self.run.error(
                     f,
                     where,
-                    f"conda file {self.run.rel(path)} is not valid YAML: {exc}",
-                    "fix the conda environment file",
+                    f"conda file {rel} is not a conda environment: line {line}: {first.message}{more}",
+                    first.hint,
                 )
-                self.run.conda_cache[key] = None
+                return None
+            self.run.conda_cache[key] = data
         return self.run.conda_cache[key]
 
     # -- assets
@@ -256,9 +308,10 @@ class Builder:
             rel, digest = doc.path, "sha256:" + hashlib.sha256(doc.path.encode()).hexdigest()
         else:
             target = self._local(f, doc.path, where, "model", None)
-            if target is None:
+            found = self._digest(f, where, "model", target) if target is not None else None
+            if target is None or found is None:
                 return None
-            rel, digest = self.run.rel(target), self._tree_digest(target)
+            rel, digest = self.run.rel(target), found
         return {
             "path": rel,
             "type": (doc.type or "custom_model").lower(),
@@ -277,8 +330,11 @@ class Builder:
             if target is None:
                 ok = False
             else:
-                conda_rel, conda_digest = self.run.rel(target), self._file_digest(target)
                 conda = self._conda(f, target, (*prefix, "conda_file"))
+                if conda is None:
+                    ok = False
+                else:
+                    conda_rel, conda_digest = self.run.rel(target), self._file_digest(target)
         if doc.build is not None:
             dockerfile = doc.build.dockerfile_path or "Dockerfile"
             if _is_remote(doc.build.path):
@@ -290,7 +346,8 @@ class Builder:
                     ok = False
                 else:
                     build = {"path": self.run.rel(target), "dockerfile_path": dockerfile}
-                    build_digest = self._tree_digest(target)
+                    build_digest = self._digest(f, (*prefix, "build", "path"), "build context", target)
+                    ok = ok and build_digest is not None
         if not ok:
             return None
         content = {
@@ -426,9 +483,11 @@ class Builder:
         code = script = None
         cc = doc.code_configuration
         if cc is not None:
-            code_dir = self._local(f, cc.code or ".", ("code_configuration", "code"), "code", True)
-            if code_dir is not None:
-                code = {"path": self.run.rel(code_dir), "digest": self._tree_digest(code_dir)}
+            where = ("code_configuration", "code")
+            code_dir = self._local(f, cc.code or ".", where, "code", True)
+            code_digest = self._digest(f, where, "code", code_dir) if code_dir is not None else None
+            if code_dir is not None and code_digest is not None:
+                code = {"path": self.run.rel(code_dir), "digest": code_digest}
                 script = _posix_path(cc.scoring_script)
                 self._local(
                     f,

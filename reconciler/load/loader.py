@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from reconciler.load import sources
+from reconciler.load import inputs, sources
 from reconciler.load.builder import Builder
 from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.model import catalog, schema
@@ -44,10 +46,8 @@ _CONDA_KEYS = {"name", "channels", "dependencies", "prefix", "variables"}
 # --- files and parsing --------------------------------------------------------------------
 
 
-def _parse(run: LoadRun, f: LoadedFile, parsed: sources.Parsed | None = None) -> None:
-    """Record ``parsed`` (read and parsed here when not given) on ``f``, with its problems."""
-    if parsed is None:
-        parsed = sources.read_and_parse(f.path)
+def _parse(run: LoadRun, f: LoadedFile, parsed: sources.Parsed) -> None:
+    """Record ``parsed`` on ``f``, with its problems."""
     f.data, f.name_line, f.placeholder = parsed.data, parsed.name_line, parsed.placeholder
     if parsed.problem is not None:
         f.ok = False
@@ -57,6 +57,7 @@ def _parse(run: LoadRun, f: LoadedFile, parsed: sources.Parsed | None = None) ->
                 problem.message + (f" (column {problem.column})" if problem.column else ""),
                 file=f.rel,
                 line=problem.line,
+                path=problem.field,
                 hint=problem.hint,
             )
         )
@@ -75,43 +76,57 @@ def _parse(run: LoadRun, f: LoadedFile, parsed: sources.Parsed | None = None) ->
             )
 
 
-def _discover(run: LoadRun, exclude: tuple[str, ...]) -> list[LoadedFile]:
-    return [LoadedFile(path, rel) for path, rel in sources.discover(run.root, frozenset({SETTINGS_FILE}), exclude)]
+def _discover(run: LoadRun, exclude: tuple[str, ...], max_bytes: int) -> list[LoadedFile]:
+    found = sources.discover(run.root, frozenset({SETTINGS_FILE}), exclude)
+    return [LoadedFile(path, rel, max_bytes) for path, rel in found]
 
 
 # --- recon.yaml ------------------------------------------------------------------------------
 
 
-def load_settings(root: Path) -> ProjectSettings:
-    """Read ``root/recon.yaml`` (optional). Raises ConfigError naming file, line and field."""
+def load_settings(root: Path, provider_kinds: Collection[str] | None = None) -> ProjectSettings:
+    """Read ``root/recon.yaml`` (optional). Raises ConfigError naming file, line and field.
+
+    ``provider_kinds`` (the registry's kinds, from a caller allowed to know it) makes an unknown
+    ``provider.kind`` an error here, with its line, rather than when the provider is first made."""
     run = LoadRun(Path(root).absolute())
-    settings = _load_settings(run)
+    settings = _load_settings(run, provider_kinds)
     _raise_if_errors(run)
     return settings
 
 
-def _load_settings(run: LoadRun) -> ProjectSettings:
+def _load_settings(run: LoadRun, provider_kinds: Collection[str] | None = None) -> ProjectSettings:
     path = run.root / SETTINGS_FILE
-    if not path.is_file():
-        return ProjectSettings()
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return ProjectSettings()  # no recon.yaml: every default
+    except OSError:
+        pass  # reading it below says why it cannot be read
+    # anything else at that name (a folder, a dangling link, a FIFO) is an error, never ignored
     f = LoadedFile(path, SETTINGS_FILE)
-    _parse(run, f)
+    _parse(run, f, sources.read_and_parse(path, hint="make recon.yaml a regular YAML file, or remove it"))
     if not f.ok or f.data is None:
         return ProjectSettings(source=SETTINGS_FILE)
     raw = f.data
     if not isinstance(raw, dict):
         run.error(f, (), "recon.yaml must be a mapping", "see the README for its keys")
         return ProjectSettings(source=SETTINGS_FILE)
-    limits_raw = raw.pop("limits", None) if isinstance(raw, dict) else None
     doc, problems = schema.parse_model(schema.ReconFileDoc, raw)
     for p in problems:
         run.report(f, p)
     if doc is None:
         return ProjectSettings(source=SETTINGS_FILE)
-    return _settings_from(run, f, doc, limits_raw)
+    return _settings_from(run, f, doc, doc.limits, provider_kinds)
 
 
-def _settings_from(run: LoadRun, f: LoadedFile, doc: schema.ReconFileDoc, limits_raw: Any) -> ProjectSettings:
+def _settings_from(
+    run: LoadRun,
+    f: LoadedFile,
+    doc: schema.ReconFileDoc,
+    limits_raw: Any,
+    provider_kinds: Collection[str] | None,
+) -> ProjectSettings:
     if doc.workspace is not None and not schema.WORKSPACE_RE.match(doc.workspace):
         run.error(
             f,
@@ -125,6 +140,15 @@ def _settings_from(run: LoadRun, f: LoadedFile, doc: schema.ReconFileDoc, limits
         if not isinstance(kind, str):
             run.error(f, ("provider", "kind"), f"wrong type: got {kind!r}", "expected a string such as local")
             kind = "local"
+        elif provider_kinds is not None and kind not in provider_kinds:
+            choices = sorted(k for k in provider_kinds if k != "fake")
+            hint = schema.suggest(kind, choices) if kind else None
+            run.error(
+                f,
+                ("provider", "kind"),
+                f"unknown provider kind {kind!r}" if kind else "the provider kind is empty",
+                (hint + "; " if hint else "") + "use one of: " + ", ".join(choices),
+            )
         provider = ProviderSettings(
             kind=kind, settings={k: v for k, v in doc.provider.items() if k != "kind"}
         )
@@ -139,20 +163,7 @@ def _settings_from(run: LoadRun, f: LoadedFile, doc: schema.ReconFileDoc, limits
         state["backend"] = backend or doc.state.backend
         if state["backend"] == "file":
             state.setdefault("path", ".recon/state.json")
-    limits = dict(DEFAULT_LIMITS)
-    if limits_raw is not None:
-        if not isinstance(limits_raw, dict) or any(
-            k not in DEFAULT_LIMITS or not isinstance(v, int) or isinstance(v, bool) or v < 1
-            for k, v in limits_raw.items()
-        ):
-            run.error(
-                f,
-                ("limits",),
-                "limits must map endpoints/deployments to positive integers",
-                "e.g. `limits: {endpoints: 200, deployments: 1000}` after Azure raised your quota",
-            )
-        else:
-            limits.update(limits_raw)
+            _check_state_path(run, f, state["path"])
     return ProjectSettings(
         workspace=doc.workspace or "",
         provider=provider,
@@ -161,9 +172,61 @@ def _settings_from(run: LoadRun, f: LoadedFile, doc: schema.ReconFileDoc, limits
         custom_instance_types=custom,
         state=state,
         exclude=tuple(doc.exclude or ()),
-        limits=limits,
+        limits=_limits(run, f, limits_raw),
         source=SETTINGS_FILE,
     )
+
+
+def _limits(run: LoadRun, f: LoadedFile, raw: Any) -> dict[str, int]:
+    """``limits:`` over the defaults; each key known and a whole number >= 1."""
+    limits = dict(DEFAULT_LIMITS)
+    if raw is None:
+        return limits
+    example = "e.g. `limits: {endpoints: 200, deployments: 1000}` after Azure raised your quota"
+    if not isinstance(raw, dict):
+        run.error(f, ("limits",), f"limits must be a mapping, not a {type(raw).__name__}", example)
+        return limits
+    for key, value in raw.items():
+        if key not in DEFAULT_LIMITS:
+            run.error(f, ("limits", key), f"unknown limit {key!r}", "known limits: " + ", ".join(DEFAULT_LIMITS))
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            run.error(f, ("limits", key), f"{value!r} is not a whole number >= 1", example)
+        else:
+            limits[key] = value
+    return limits
+
+
+def _check_state_path(run: LoadRun, f: LoadedFile, value: Any) -> None:
+    """The file backend's ``state.path`` must be a regular file or not exist yet, in a folder (or a
+    folder to be made) outside the system folders: recon writes it and ``<path>.lock`` beside it."""
+    target = Path(str(value))
+    target = target if target.is_absolute() else run.root / target
+    where = ("state", "path")
+    hint = "a path such as .recon/state.json, created on the first apply"
+    if not str(value):  # the backend's default (states.DEFAULT_PATH)
+        return
+    if "\0" in str(value):
+        run.error(f, where, "the state path contains a NUL character", hint)
+        return
+    folder = inputs.system_folder(target)
+    if folder is not None:
+        run.error(f, where, f"{value!r} {inputs.in_system_folder(target, folder)}; recon never writes its state there", hint)
+        return
+    try:
+        st = os.stat(target)
+    except (FileNotFoundError, NotADirectoryError):  # the folder check below says which
+        st = None
+    except OSError as exc:
+        run.error(f, where, f"{value!r} cannot be used: {exc.strerror}", hint)
+        return
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        run.error(f, where, f"{value!r} is {inputs.file_kind(st.st_mode)}, not a regular file", hint)
+        return
+    parent = target.parent
+    while not os.path.lexists(parent) and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        run.error(f, where, f"{value!r} cannot be made: {run.rel(parent)} is not a folder", hint)
 
 
 def _raise_if_errors(run: LoadRun) -> None:
@@ -184,8 +247,10 @@ def load_project(root: Path, recorded: State | None = None) -> DesiredState:
     """
     run = LoadRun(Path(root).absolute())
     settings = _load_settings(run)
-    files = _discover(run, settings.exclude)
-    for f, parsed in zip(files, sources.parse_files([f.path for f in files]), strict=True):
+    max_bytes = settings.limits["yaml_file_mb"] * inputs.MB
+    files = _discover(run, settings.exclude, max_bytes)
+    parsed_files = sources.parse_files([f.path for f in files], max_bytes, settings.limits["yaml_nodes"])
+    for f, parsed in zip(files, parsed_files, strict=True):
         _parse(run, f, parsed)
     conda_refs = _conda_references(files)
     documents: list[LoadedFile] = []

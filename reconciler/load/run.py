@@ -19,8 +19,8 @@ class LoadedFile(sources.SourceFile):
 
     __slots__ = ("data", "kind", "doc", "ok", "placeholder", "name_line", "inline")
 
-    def __init__(self, path: Path, rel: str) -> None:
-        super().__init__(path, rel)
+    def __init__(self, path: Path, rel: str, max_bytes: int = sources.MAX_BYTES) -> None:
+        super().__init__(path, rel, max_bytes)
         self.data: Any = None
         self.kind: str | None = None
         self.doc: Any = None
@@ -43,6 +43,7 @@ class LoadRun:
     conda_cache: dict[str, Any] = field(default_factory=dict)
     rel_cache: dict[str, str] = field(default_factory=dict)
     resolved: dict[tuple[str, str], Path] = field(default_factory=dict)
+    checked: set[Path] = field(default_factory=set)  # paths ``inputs.check_path`` accepted
 
     def report(self, f: LoadedFile | None, problem: Problem) -> None:
         if f is not None and problem.severity == "error":

@@ -13,6 +13,13 @@ result exactly what ``yaml.load(text, Loader=yaml.CSafeLoader)`` returns:
 
 Marks are never kept: a file with a problem is composed again, with the pure-Python loader, only
 when a diagnostic needs the line of a field (``SourceFile.line_of``).
+
+Hostile files are bounded before anything is built: files are read through ``inputs`` (regular
+files only, ``limits.yaml_file_mb``), and a document with anchors has its size after alias expansion
+counted on the node tree (each node once, so the count itself is cheap) before it is constructed: more
+than ``limits.yaml_nodes`` nodes (a "billion laughs" alias bomb), or an alias inside the node it
+names (recursive data), is a problem instead of data. Within those limits the result is exactly
+PyYAML's; ``parse_text(text, max_nodes=None)`` keeps no limit at all.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import pickle
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +35,9 @@ from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+from reconciler.load import inputs
+from reconciler.model.settings import DEFAULT_LIMITS
 
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -40,8 +51,75 @@ _resolved: dict[str, str] = {}
 assert not _BaseLoader.yaml_path_resolvers, "the resolver cache assumes no path resolvers"
 
 
+MAX_BYTES = DEFAULT_LIMITS["yaml_file_mb"] * inputs.MB
+MAX_NODES = DEFAULT_LIMITS["yaml_nodes"]
+
+
 class _Fallback(Exception):
     """The fast walk met something only PyYAML's constructor handles."""
+
+
+class _Unbounded(Exception):
+    """A document whose aliases expand beyond the node limit, or into themselves."""
+
+    def __init__(self, message: str, hint: str, node: Any, key: Any) -> None:
+        super().__init__(message)
+        self.message, self.hint, self.node, self.key = message, hint, node, key
+
+
+def _too_many(limit: int, node: Any, key: Any) -> _Unbounded:
+    return _Unbounded(
+        f"invalid YAML: its aliases expand to more than {limit:,} nodes",
+        "write the values out without nested aliases, or raise `limits: {yaml_nodes: N}` in recon.yaml",
+        node,
+        key,
+    )
+
+
+def _check_expansion(root: Any, limit: int) -> None:
+    """Raise ``_Unbounded`` when ``root`` expands (every alias written out) to more than ``limit``
+    nodes, or when an alias sits inside the node it names. Each distinct node is visited once:
+    the sizes of aliased nodes are remembered, so a 9-level bomb costs what its 90 nodes cost."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        if type(node) is ScalarNode:
+            return 1
+        key = id(node)
+        known = sizes.get(key)
+        if known is not None:
+            return known
+        if key in active:
+            raise _Unbounded(
+                "invalid YAML: an alias refers to a node that contains it (recursive data)",
+                "write the value out instead of the recursive alias",
+                node,
+                None,
+            )
+        active.add(key)
+        total = 1
+        children = (c for pair in node.value for c in pair) if type(node) is MappingNode else iter(node.value)
+        for child in children:
+            total += size(child)
+            if total > limit:
+                raise _too_many(limit, node, None)
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    if type(root) is not MappingNode:
+        size(root)
+        return
+    total = 1
+    for key_node, value_node in root.value:  # attribute the problem to a top-level field
+        try:
+            total += size(key_node) + size(value_node)
+        except _Unbounded as exc:
+            exc.key = key_node
+            raise
+        if total > limit:
+            raise _too_many(limit, root, key_node)
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc]
@@ -73,7 +151,9 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
                 self.duplicate_keys = True
         return super().construct_mapping(node, deep=deep)
 
-    def document(self, node: Any) -> Any:
+    def document(self, node: Any, max_nodes: int | None) -> Any:
+        if max_nodes is not None:
+            _check_expansion(node, max_nodes)
         try:
             return self._build(node, {})
         except _Fallback:
@@ -120,6 +200,7 @@ class YamlProblem:
     line: int | None = None
     column: int | None = None
     hint: str = "fix the YAML syntax"
+    field: str | None = None  # the top-level key the problem is under, when known
 
 
 @dataclass
@@ -133,50 +214,83 @@ class Parsed:
     problem: YamlProblem | None = None
 
 
-def parse_text(text: str | bytes) -> Parsed:
-    """Parse one YAML document (str, or UTF-8 bytes) exactly as ``yaml.safe_load`` would."""
-    out = Parsed(placeholder=("{{" in text) if isinstance(text, str) else (b"{{" in text))
+def parse_text(text: str | bytes, max_nodes: int | None = MAX_NODES) -> Parsed:
+    """Parse one YAML document (str, or UTF-8 bytes) exactly as ``yaml.safe_load`` would, within
+    ``max_nodes`` nodes after alias expansion (None: no limit; only documents with anchors can
+    expand, so only those are counted)."""
+    if isinstance(text, str):
+        out = Parsed(placeholder="{{" in text)
+        anchored = "&" in text
+    else:
+        out = Parsed(placeholder=b"{{" in text)
+        anchored = b"&" in text
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is not None:
-            out.data = loader.document(node)
+            out.data = loader.document(node, max_nodes if anchored else None)
             if type(node) is MappingNode:
                 # the line of `name:` is every resource's source line; the root mapping is at hand
                 out.name_line = next((k.start_mark.line + 1 for k, _ in node.value if k.value == "name"), 1)
         out.duplicate_keys = loader.duplicate_keys
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        what = str(exc.problem or exc.context)
         out.problem = YamlProblem(
-            f"invalid YAML: {exc.problem or exc.context}",
+            # libyaml >= 0.2.6 (PyYAML 6.0.4's wheels) stops deep nesting itself
+            "invalid YAML: nested too deeply to read" if "maximum nesting depth" in what else f"invalid YAML: {what}",
             mark.line + 1 if mark else None,
             mark.column + 1 if mark else None,
         )
     except yaml.YAMLError as exc:
         out.problem = YamlProblem(f"invalid YAML: {exc}")
-    except (ValueError, TypeError, OverflowError) as exc:  # an explicit tag PyYAML cannot apply: `!!int abc`
+    except (ValueError, TypeError, OverflowError, LookupError, AttributeError) as exc:
+        # an explicit tag PyYAML's constructor cannot apply (`!!int abc`, `!!bool x`, `!!float ''`,
+        # `!!timestamp ''`): PyYAML lets these escape as whatever its conversion raised
         out.data = None
-        out.problem = YamlProblem(f"invalid YAML: a value does not fit its tag: {exc}")
+        out.problem = YamlProblem(f"invalid YAML: a value does not fit its tag: {type(exc).__name__}: {exc}")
+    except _Unbounded as exc:
+        out.data = None
+        where = exc.key if exc.key is not None else exc.node
+        line = where.start_mark.line + 1 if getattr(where, "start_mark", None) else None
+        field = str(exc.key.value) if isinstance(exc.key, ScalarNode) else None
+        out.problem = YamlProblem(exc.message, line, None, exc.hint, field)
     except RecursionError:
+        out.data = None
         out.problem = YamlProblem("invalid YAML: nested too deeply to read")
     finally:
         loader.dispose()
     return out
 
 
-def read_and_parse(path: Path) -> Parsed:
-    """Read ``path`` as UTF-8 and parse it; a file that cannot be read is a ``problem`` too."""
+READ_HINT = "make it a regular YAML file, or list it under `exclude:` in recon.yaml"
+
+
+def read_and_parse(
+    path: Path, max_bytes: int = MAX_BYTES, max_nodes: int | None = MAX_NODES, hint: str = READ_HINT
+) -> Parsed:
+    """Read ``path`` (a regular file of at most ``max_bytes``) as UTF-8 and parse it; a file that
+    cannot be read is a ``problem`` too (with ``hint``, or the limit to raise).
+
+    ``path`` is a project file (found by ``discover``, or recon.yaml): only a link is resolved to
+    check where it leads (``inputs.read_file(walked=True)``)."""
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return Parsed(problem=YamlProblem(f"cannot read the file: {exc}", hint="make it a readable UTF-8 YAML file"))
-    return parse_text(text)
+        text = inputs.read_file(path, max_bytes, walked=True).decode("utf-8")
+    except inputs.Refused as exc:
+        return Parsed(
+            problem=YamlProblem(f"cannot read the file: it {exc.message}", hint=exc.hint if "limits:" in exc.hint else hint)
+        )
+    except UnicodeDecodeError as exc:
+        return Parsed(
+            problem=YamlProblem(f"cannot read the file: not UTF-8 ({exc.reason} at byte {exc.start})", hint=hint)
+        )
+    return parse_text(text, max_nodes)
 
 
 PARALLEL_MIN_FILES = 200  # below this, a worker process costs more than it saves (measured: 163 files 14 -> 12 ms, 1,621 files 181 -> 133 ms)
 
 
-def parse_files(paths: list[Path]) -> list[Parsed]:
+def parse_files(paths: list[Path], max_bytes: int = MAX_BYTES, max_nodes: int | None = MAX_NODES) -> list[Parsed]:
     """``read_and_parse`` of every path, in order.
 
     Parsing is CPU-bound and the files are independent, so a large project is split in two: a
@@ -186,8 +300,11 @@ def parse_files(paths: list[Path]) -> list[Parsed]:
     of a threaded process may inherit a lock held by a thread that does not exist in it). When the
     worker fails for any reason, this process parses its half too: the result never depends on
     whether the worker ran."""
+    def read(p: Path) -> Parsed:
+        return read_and_parse(p, max_bytes, max_nodes)
+
     if len(paths) < PARALLEL_MIN_FILES or not _can_fork():
-        return [read_and_parse(p) for p in paths]
+        return [read(p) for p in paths]
     split = len(paths) // 2
     theirs_paths = paths[split:]
     read_fd, write_fd = os.pipe()
@@ -197,14 +314,14 @@ def parse_files(paths: list[Path]) -> list[Parsed]:
         try:
             os.close(read_fd)
             with os.fdopen(write_fd, "wb") as out:
-                pickle.dump([read_and_parse(p) for p in theirs_paths], out, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump([read(p) for p in theirs_paths], out, protocol=pickle.HIGHEST_PROTOCOL)
             code = 0
         finally:
             os._exit(code)
     os.close(write_fd)
     theirs: Any = None
     try:
-        mine = [read_and_parse(p) for p in paths[:split]]
+        mine = [read(p) for p in paths[:split]]
         with os.fdopen(read_fd, "rb") as received:
             try:
                 theirs = pickle.load(received)
@@ -213,7 +330,7 @@ def parse_files(paths: list[Path]) -> list[Parsed]:
     finally:
         _, status = os.waitpid(pid, 0)
     if status != 0 or not isinstance(theirs, list) or len(theirs) != len(theirs_paths):
-        theirs = [read_and_parse(p) for p in theirs_paths]
+        theirs = [read(p) for p in theirs_paths]
     result: list[Parsed] = mine + theirs
     return result
 
@@ -222,26 +339,35 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
 
 
-def load_data(path: Path) -> Any:
+def load_data(path: Path, max_bytes: int = MAX_BYTES, max_nodes: int | None = MAX_NODES) -> Any:
     """A data file (a conda environment): its content, with PyYAML's semantics.
 
-    Raises ``ValueError`` with the parser's message when it is not valid YAML, ``OSError`` when
-    it cannot be read."""
-    parsed = parse_text(path.read_bytes())
+    Raises ``inputs.Refused`` when it may not be read, ``ValueError`` when it is not valid YAML;
+    neither message quotes the file's content (the parser's own words have their quoted parts
+    removed), since the file may be anything its referrer names."""
+    data = inputs.read_file(path, max_bytes)
+    parsed = parse_text(data, max_nodes)
     if parsed.problem is not None:
         where = f" (line {parsed.problem.line})" if parsed.problem.line else ""
-        raise ValueError(parsed.problem.message + where)
+        raise ValueError(_unquoted(parsed.problem.message) + where)
     return parsed.data
+
+
+def _unquoted(message: str) -> str:
+    """A parser message without what it quotes from the text (``found undefined alias 'x'``)."""
+    message = message.split(": a value does not fit its tag", 1)[0]
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "...", message)
 
 
 class SourceFile:
     """One YAML file of the project: where it is, and, composed on demand, where its fields are."""
 
-    __slots__ = ("path", "rel", "_tree", "_folder")
+    __slots__ = ("path", "rel", "max_bytes", "_tree", "_folder")
 
-    def __init__(self, path: Path, rel: str) -> None:
+    def __init__(self, path: Path, rel: str, max_bytes: int = MAX_BYTES) -> None:
         self.path = path
         self.rel = rel
+        self.max_bytes = max_bytes
         self._tree: Any = None
         self._folder: Path | None = None
 
@@ -256,8 +382,9 @@ class SourceFile:
         """The composed node tree with marks (pure-Python loader; only for files with a problem)."""
         if self._tree is None:
             try:
-                self._tree = yaml.compose(self.path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-            except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
+                text = inputs.read_file(self.path, self.max_bytes, walked=True).decode("utf-8")
+                self._tree = yaml.compose(text, Loader=yaml.SafeLoader)
+            except (yaml.YAMLError, inputs.Refused, UnicodeDecodeError, RecursionError):
                 self._tree = False
         return self._tree
 
@@ -283,8 +410,12 @@ class SourceFile:
     def duplicate_key_paths(self) -> list[tuple[tuple[Any, ...], int]]:
         """Every key repeated within one mapping: (field path, line of the repeat)."""
         found: list[tuple[tuple[Any, ...], int]] = []
+        seen_nodes: set[int] = set()
 
         def walk(node: Any, prefix: tuple[Any, ...]) -> None:
+            if id(node) in seen_nodes:  # an alias: its node was walked where its anchor is
+                return
+            seen_nodes.add(id(node))
             if isinstance(node, MappingNode):
                 seen: set[Any] = set()
                 for k, v in node.value:
@@ -326,7 +457,11 @@ def discover(root: Path, skip: frozenset[str], exclude: tuple[str, ...]) -> list
             name = entry.name
             if name.startswith("."):
                 continue
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a link loop: reported as a file below when it has a YAML name
+                is_dir = False
+            if is_dir:
                 if not entry.is_symlink():  # as os.walk: a link to a folder is not followed
                     subfolders.append(entry)
             elif name.endswith((".yml", ".yaml")):

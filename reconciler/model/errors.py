@@ -46,14 +46,16 @@ class Diagnostic:
         return where
 
     def format(self) -> str:
-        """``file:line: field: message (hint)`` — one line a log search finds."""
+        """``file:line: field: message (hint)`` — one line a log search finds. Characters that are
+        not printable (line breaks, escape sequences) are written as escapes: a key or value from a
+        hostile file can neither forge another line of output nor drive the terminal."""
         text = f"{self.location()}: "
         if self.path:
             text += f"{self.path}: "
         text += self.message
         if self.hint:
             text += f" ({self.hint})"
-        return text
+        return printable(text)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,13 @@ class Diagnostic:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (but space) escaped as in ``repr``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ReconcilerError(Exception):
@@ -100,7 +109,8 @@ class StateError(ReconcilerError):
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Who holds (or asks for) the state lock. Mirrors Terraform's LockInfo."""
+    """Who holds (or asks for) the state lock. Mirrors Terraform's LockInfo, plus the holder's
+    process id and host, so that ``force-unlock`` can tell a live holder from a dead one."""
 
     id: str
     operation: str
@@ -109,8 +119,10 @@ class LockInfo:
     version: str = ""
     path: str = ""
     info: str = ""
+    pid: int = 0  # the holder's process id (0: not recorded, e.g. a lock of an older release)
+    host: str = ""  # the host that process runs on
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "operation": self.operation,
@@ -119,30 +131,49 @@ class LockInfo:
             "version": self.version,
             "path": self.path,
             "info": self.info,
+            "pid": self.pid,
+            "host": self.host,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LockInfo:
-        return cls(**{k: str(data.get(k, "")) for k in cls.__dataclass_fields__})
+        fields = {k: str(data.get(k) or "") for k in cls.__dataclass_fields__ if k not in ("pid", "host")}
+        try:
+            pid = int(data.get("pid") or 0)
+        except (TypeError, ValueError):
+            pid = 0
+        return cls(**fields, pid=pid, host=str(data.get("host") or ""))
+
+    def holder(self) -> str:
+        """``recon destroy (pid 4242, alice@ci-7) since 2026-01-02 03:04:05 UTC``."""
+        process = ", ".join(p for p in (f"pid {self.pid}" if self.pid else "", self.who) if p)
+        since = self.created.replace("T", " ").replace("+00:00", " UTC") if self.created else "an unknown time"
+        return f"recon {self.operation}" + (f" ({process})" if process else "") + f" since {since}"
 
     def describe(self) -> str:
         return (
             f"ID: {self.id}, operation: {self.operation}, who: {self.who}, created: {self.created}"
+            + (f", pid: {self.pid}" if self.pid else "")
             + (f", path: {self.path}" if self.path else "")
         )
 
 
 class StateLockedError(StateError):
-    """Another operation holds the state lock; ``holder`` says who."""
+    """Another operation holds the state lock; ``holder`` says who.
+
+    The first line is complete on its own (who holds it, doing what, since when, the lock ID);
+    what to do comes after it."""
 
     def __init__(self, holder: LockInfo | None, message: str | None = None) -> None:
         self.holder = holder
         if message is None:
-            message = "the state is locked by another operation"
-            if holder is not None:
-                message += (
-                    f"\nLock Info:\n  {holder.describe()}\n"
-                    f"If that operation is dead, run: recon force-unlock {holder.id}"
+            if holder is None:
+                message = "the state is locked by another operation (its holder did not record itself)"
+            else:
+                message = (
+                    f"the state is locked by {holder.holder()} (lock ID {holder.id})\n"
+                    "  wait for it to finish (--lock-timeout 5m waits up to 5 minutes); if that "
+                    f"operation is dead, run: recon force-unlock {holder.id}"
                 )
         super().__init__(message)
 

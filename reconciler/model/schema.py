@@ -241,6 +241,7 @@ class ReconFileDoc(_Strict):
     instance_types: dict[str, InstanceTypeDoc] | None = None
     state: StateDoc | None = None
     exclude: list[str] | None = None
+    limits: Any = None  # checked by the loader (endpoints/deployments: positive integers)
 
 
 KIND_MODELS: dict[str, type[_Strict]] = {

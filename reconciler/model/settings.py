@@ -29,4 +29,12 @@ class ProjectSettings(BaseModel):
     source: str | None = None  # "recon.yaml" when the file exists
 
 
-DEFAULT_LIMITS: dict[str, int] = {"endpoints": schema.MAX_ENDPOINTS, "deployments": schema.MAX_DEPLOYMENTS}
+# recon.yaml ``limits:``: Azure's service limits, then what recon reads from disk (see docs/security.md)
+DEFAULT_LIMITS: dict[str, int] = {
+    "endpoints": schema.MAX_ENDPOINTS,
+    "deployments": schema.MAX_DEPLOYMENTS,
+    "yaml_file_mb": 4,  # each YAML file: documents, recon.yaml, conda files
+    "yaml_nodes": 100_000,  # each YAML document, after its aliases are expanded
+    "tree_files": 100_000,  # each model, code or build folder
+    "tree_gb": 64,  # each model, code or build folder, in total
+}

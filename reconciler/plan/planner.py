@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from providers.base import Capacity
-from reconciler.model.errors import Diagnostic
+from reconciler.model.errors import Diagnostic, PlanError
 from reconciler.model.resources import DesiredState, Resource, endpoint_address, fast_model
 from reconciler.plan import graph
 from reconciler.plan.diff import diff_attributes, normalize_traffic
@@ -111,6 +111,7 @@ class _Change:
     depends_on: list[str] = field(default_factory=list)
     repair: bool = False  # applied again although nothing may differ (see the module docstring)
     rescale: bool = False  # a deployment's repair scales it too (interrupted or unsettled, not only failed)
+    repair_words: str = "a repair"  # why, in the rollout's description
 
 
 def _source(resource: Resource | None) -> str | None:
@@ -132,6 +133,28 @@ def _warning(
         hint=hint,
         severity="warning",
     ).to_dict()
+
+
+def _unknown_targets(unknown: list[str], known: set[str]) -> str:
+    """``--target nope.x: no resource has this address ...; did you mean ...?``"""
+    import difflib
+
+    parts = []
+    for target in unknown:
+        kind = target.split(".", 1)[0]
+        same = sorted(a for a in known if a.split(".", 1)[0] == kind)
+        close = (
+            difflib.get_close_matches(target, same, n=3, cutoff=0.6)
+            or difflib.get_close_matches(target, sorted(known), n=3, cutoff=0.6)
+            or same[:5]
+        )
+        text = f"--target {target}: no resource has this address in the configuration or the state"
+        if close:
+            text += f"; did you mean {', '.join(close)}?"
+        elif known:
+            text += f" (addresses look like {sorted(known)[0]}; see recon state list)"
+        parts.append(text)
+    return "; ".join(parts)
 
 
 def _label(attrs: Mapping[str, Any]) -> str:
@@ -224,23 +247,25 @@ class _Planner:
         return found
 
     def scope(self, targets: Iterable[str]) -> list[str]:
+        """The addresses to plan: everything, or the targets and what they need (for a destroy:
+        the targets and what needs them, which must go first). An address neither the
+        configuration nor the state has is an error that names the closest known ones."""
         everything = set(self.before) | set(self.after)
         targets = list(targets)
         if not targets:
             return sorted(everything)
+        unknown = [t for t in targets if t not in everything]
+        if unknown:
+            raise PlanError(_unknown_targets(unknown, everything))
+        follow = self._dependents() if self.destroy else self.needs
         seen: set[str] = set()
-        queue = [t for t in targets if t in everything]
-        for t in targets:
-            if t not in everything:
-                self.warnings.append(
-                    _warning(f"--target {t} matches no resource in the configuration or the state")
-                )
+        queue = list(targets)
         while queue:
             addr = queue.pop()
             if addr in seen or addr not in everything:
                 continue
             seen.add(addr)
-            queue.extend(self.needs(addr))
+            queue.extend(follow(addr))
         self.warnings.append(
             _warning(
                 "the plan is partial: only the targeted resources and what they depend on were planned; "
@@ -249,6 +274,17 @@ class _Planner:
             )
         )
         return sorted(seen)
+
+    def _dependents(self) -> Any:
+        """``address -> what cannot exist without it`` (a destroy must delete those first). An
+        endpoint names its deployments only for its traffic, which is drained, not deleted."""
+        users: dict[str, list[str]] = {}
+        for address in set(self.before) | set(self.after):
+            if self._type_of(address) == "endpoint":
+                continue
+            for needed in self.needs(address):
+                users.setdefault(needed, []).append(address)
+        return lambda address: users.get(address, [])
 
     # -- per-resource actions -------------------------------------------------------------------
     def classify(self, address: str) -> _Change:
@@ -320,6 +356,8 @@ class _Planner:
         elif ch.changes or repair:
             ch.action, ch.repair, ch.reason = Action.UPDATE, repair is not None, repair
             ch.rescale = sr is not None and (sr.pending is not None or ch.address in self.unsettled)
+            if sr is not None and sr.status == "failed" and not ch.rescale:
+                ch.repair_words = "the last operation failed"
 
     def _replace_reason(self, ch: _Change, paths: list[str], r: Resource | None) -> str:
         what = ", ".join(paths)
@@ -417,6 +455,8 @@ def _make_plan(
     p = _Planner(desired, prior, destroy, drift)
     in_scope = p.scope(targets)
     changes = {a: p.classify(a) for a in in_scope}
+    if destroy and targets:
+        _check_traffic_kept(p, changes)
     _propagate_endpoint_replace(changes)
     steps = build_steps(changes, p)
     quota = _quota(p, changes, desired, capacity)
@@ -440,6 +480,24 @@ def _make_plan(
     )
 
 
+def _check_traffic_kept(p: _Planner, changes: Mapping[str, _Change]) -> None:
+    """A targeted destroy of a deployment whose endpoint stays and still routes to it."""
+    for c in changes.values():
+        if c.type != "deployment" or c.action is not Action.DELETE or not c.before:
+            continue
+        ep = endpoint_address(str(c.before.get("endpoint_name", "")))
+        if ep in changes or ep not in p.before:
+            continue
+        for key in ("traffic", "mirror_traffic"):
+            pct = {k.lower(): v for k, v in (p.before[ep].get(key) or {}).items()}.get(c.name.lower())
+            if pct:
+                p.errors.append(
+                    f"{c.address} cannot be destroyed alone: {ep} still sends it {pct}% "
+                    f"{'mirrored ' if key == 'mirror_traffic' else ''}traffic; move the traffic in the "
+                    f"endpoint's file and apply first, or destroy the endpoint too (--target {ep})"
+                )
+
+
 def _quota(
     p: _Planner, changes: Mapping[str, _Change], desired: DesiredState, capacity: Capacity | None
 ) -> Any:
@@ -448,7 +506,11 @@ def _quota(
     for a, c in changes.items():
         if c.type == "deployment" and c.after is not None:
             after[a] = c.after
-    return check_quota(before, after, desired.instance_types, desired.quota, capacity)
+    limits = desired.quota
+    if capacity is not None and capacity.quota is not None:  # live limits (azure): the smaller wins
+        declared = limits or {}
+        limits = {**declared, **{f: min(v, declared.get(f, v)) for f, v in capacity.quota.items()}}
+    return check_quota(before, after, desired.instance_types, limits, capacity)
 
 
 def _capacity_warning(p: _Planner, report: Mapping[str, Any] | None) -> None:
@@ -761,7 +823,7 @@ class _Steps:
         top = {ch.path.split(".", 1)[0] for ch in c.changes}
         template = sorted(top - METADATA_PATHS - SCALE_PATHS)
         if c.repair and not template:  # applied again: roll every instance (those at the desired
-            template = ["(every instance: a repair)"]  # configuration stay)
+            template = [f"all again: {c.repair_words}"]  # configuration stay)
         last: str | None = None
         # a repair waits for its endpoint to be back (its router holds the pools)
         e = endpoint_address(str(a.get("endpoint_name", "")))
@@ -787,8 +849,9 @@ class _Steps:
                 f"rollout:{c.address}",
                 StepKind.ROLLOUT,
                 c.address,
-                f"rolling update of deployment {label} ({', '.join(template)}): {n} instances in "
-                f"{len(batches)} batch{'es' if len(batches) != 1 else ''} of {batch_size(n)}",
+                f"rolling update of deployment {label} ({', '.join(template)}): {n} "
+                f"instance{'s' if n != 1 else ''} in {len(batches)} batch{'es' if len(batches) != 1 else ''} "
+                f"of {batch_size(n)}",
                 deps=deps,
                 params={"instances": n, "batch_size": batch_size(n)},
                 batches=batches,

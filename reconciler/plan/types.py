@@ -243,15 +243,21 @@ class Plan(BaseModel):
 
     @cached_property
     def digest(self) -> str:
-        """sha256 of everything but ``created_at`` and ``recon_version``: equal plans have equal
-        digests. Both are display-only and differ between the CI run that planned (and that
-        reviewers saw) and the run that applies on merge, which ``apply --expect-digest`` compares.
-        No field holds an absolute path (sources and asset paths are relative to the project).
+        """sha256 of what the plan will do and what it was made from: equal plans have equal
+        digests. Left out: ``created_at`` and ``recon_version`` (display only; they differ between
+        the CI run that planned, which reviewers saw, and the run that applies on merge, which
+        ``apply --expect-digest`` compares), ``warnings`` and the provider's capacity report
+        (advice about the plan, not part of it: a capacity warning comes and goes with
+        ``--no-refresh``). No field holds an absolute path (sources and asset paths are relative
+        to the project).
 
         No-op entries enter by address only: their attributes are fixed by ``desired_digest``
         (after) and by ``lineage``/``serial``/``drift`` (before), and dumping them was most of the
         cost of a 16,000-resource plan's digest."""
-        data = self.model_dump(mode="json", exclude={"created_at", "recon_version", "resource_changes"})
+        data = self.model_dump(
+            mode="json", exclude={"created_at", "recon_version", "resource_changes", "warnings"}
+        )
+        data["quota"].pop("capacity", None)
         data["resource_changes"] = [
             rc.address if rc.action is Action.NOOP else rc.model_dump(mode="json")
             for rc in self.resource_changes

@@ -155,6 +155,38 @@ def drift_counts(drift: Iterable[DriftItem]) -> dict[str, int]:
     }
 
 
+def split_repairs(plan: Plan) -> tuple[list[ResourceChange], list[ResourceChange]]:
+    """The plan's changes as (repairs of its drift, other pending changes).
+
+    A plan is made against the refreshed state, so drift comes back as changes: a resource gone
+    behind recon's back is created again, a changed attribute set back. Those changes are the
+    repair of the drift, not changes waiting in the configuration; ``recon drift`` lists them
+    apart. A change counts as a repair when every attribute it changes drifted (or, for a
+    create, when the resource went missing)."""
+    missing = {d.address for d in plan.drift if d.kind == "missing"}
+    drifted: dict[str, set[str]] = {}
+    for d in plan.drift:
+        if d.kind == "changed":
+            drifted.setdefault(d.address, set()).add(d.path or "")
+    repairs: list[ResourceChange] = []
+    pending: list[ResourceChange] = []
+    for rc in plan.resource_changes:
+        if rc.action is Action.NOOP:
+            continue
+        paths = drifted.get(rc.address)
+        repaired = (rc.action is Action.CREATE and rc.address in missing) or (
+            rc.action is Action.UPDATE
+            and paths is not None
+            and all(_under(fc.path, paths) for fc in field_changes(rc))
+        )
+        (repairs if repaired else pending).append(rc)
+    return repairs, pending
+
+
+def _under(path: str, prefixes: set[str]) -> bool:
+    return "" in prefixes or any(path == p or path.startswith(p + ".") for p in prefixes)
+
+
 def drift_summary(drift: list[DriftItem]) -> str:
     if not drift:
         return "No drift. The real world matches the recorded state."
@@ -187,6 +219,33 @@ def quota_status(fam: QuotaFamily) -> str:
     if fam.limit is None:
         return "not checked"
     return "ok" if fam.ok else "EXCEEDED"
+
+
+def capacity_text(capacity: dict[str, Any]) -> str:
+    """The provider's capacity against what the plan needs, in words:
+    ``this machine: 2 CPUs, 23.5 GB; needed: 0 CPUs, 0 GB``.
+
+    "needed" counts explicit ``resources.requests`` (what the plan enforces); the VM sizes of the
+    instance types are what Azure would reserve, not enforced here (the planner warns when they
+    add up to more than the provider has)."""
+    description = str(capacity.get("description") or "")
+    where = description.split(":", 1)[0].strip() if description else "the provider"
+    text = f"{where}: {_size(capacity.get('cpus'), capacity.get('memory_gb'))}"
+    return text + f"; needed: {_size(capacity.get('needed_cpus'), capacity.get('needed_memory_gb'))}"
+
+
+def capacity_status(capacity: dict[str, Any]) -> str:
+    """``ok`` or ``EXCEEDED`` (explicit requests beyond what the provider can place)."""
+    for need, have in (("needed_cpus", "cpus"), ("needed_memory_gb", "memory_gb")):
+        if capacity.get(have) is not None and float(capacity.get(need) or 0) > float(capacity[have]):
+            return "EXCEEDED"
+    return "ok"
+
+
+def _size(cpus: Any, memory_gb: Any) -> str:
+    cpu_text = "? CPUs" if cpus is None else f"{format_number(round(float(cpus), 2))} CPU{'s' if cpus != 1 else ''}"
+    mem_text = "? GB" if memory_gb is None else f"{format_number(round(float(memory_gb), 1))} GB"
+    return f"{cpu_text}, {mem_text}"
 
 
 def usage_text(u: QuotaUsage) -> str:

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from reconciler.plan.types import PLAN_FORMAT_VERSION, DriftItem, Plan, ResourceChange
-from reconciler.render.common import drift_counts, group_drift, recon_version
+from reconciler.render.common import drift_counts, group_drift, recon_version, split_repairs
 
 __all__ = ["render_drift_json", "render_json", "resource_drift"]
 
@@ -116,5 +116,6 @@ def render_drift_json(drift: list[DriftItem], plan: Plan | None) -> str:
         "drift": [d.model_dump(mode="json") for d in drift],
         "summary": drift_counts(drift),
         "pending_changes": plan.counts() if plan is not None else None,
+        "drift_repairs": [rc.address for rc in split_repairs(plan)[0]] if plan is not None else None,
     }
     return _dumps(doc)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from reconciler.model.resources import digest_of
 from reconciler.plan.types import Action, DriftItem, FieldChange, Plan, ResourceChange, Step
 from reconciler.render.common import (
+    capacity_status,
+    capacity_text,
     drift_counts,
     drift_line,
     drift_symbol,
@@ -32,6 +34,7 @@ from reconciler.render.common import (
     format_value,
     quota_status,
     replace_reason,
+    split_repairs,
     step_detail,
     step_summary,
     summary_line,
@@ -337,14 +340,15 @@ def _quota_section(plan: Plan) -> _Section:
         nums = " | ".join(format_number(v) for v in (f.limit, f.before, f.after, f.peak))
         status = {"ok": "✅ ok", "EXCEEDED": "❌ **exceeded**"}.get(quota_status(f), quota_status(f))
         blocks.append(_Block(f"| {code(f.family, table=True)} | {nums} | {status} |", _KEEP_QUOTA))
+    if q.capacity:
+        status = {"ok": "✅ ok", "EXCEEDED": "❌ **exceeded**"}[capacity_status(q.capacity)]
+        cell = esc(capacity_text(q.capacity)).replace("|", "\\|")
+        blocks.append(_Block(f"| capacity | {cell} | | | | {status} |", _KEEP_QUOTA))
     extra: list[_Block] = []
     for f in q.families:
         if not f.ok and f.usages:
             extra.append(_Block(f"Usage of {code(f.family)}:", _KEEP_USAGE))
             extra += [_Block(f"- {esc(usage_text(u))}", _KEEP_USAGE) for u in f.usages]
-    if q.capacity:
-        cap = ", ".join(f"{esc(k)} {code(format_value(v))}" for k, v in sorted(q.capacity.items()))
-        extra.append(_Block(f"Capacity: {cap}", _KEEP_QUOTA))
     extra += [_Block(f"- ❌ {esc(e)}", _KEEP_QUOTA) for e in q.errors]
     if extra and blocks:
         extra[0].text = "\n" + extra[0].text  # a blank line ends the table
@@ -432,13 +436,22 @@ def render_drift_markdown(
     else:
         headline = "No drift. The real world matches the recorded state."
     meta = []
+    intro = ""
     if plan is not None:
-        meta = [f"pending changes: {esc(summary_line(plan))}", *_meta(plan, plan.digest)]
+        repairs, pending = split_repairs(plan)
+        meta = [
+            f"the next apply: {esc(summary_line(plan))} ({_n(len(repairs), 'repair')} of the drift, "
+            f"{len(pending)} other pending)",
+            *_meta(plan, plan.digest),
+        ]
+        if repairs:
+            intro = "The next apply repairs the drift with " + ", ".join(code(rc.address) for rc in repairs)
+            intro += "; the other changes are pending changes, not drift.\n" if pending else ".\n"
+        else:
+            intro = "Pending changes (the next apply makes these; they are not drift):\n"
     sections = [_summary_section(title, headline, meta, plan.errors if plan is not None else [])]
     if plan is not None:
-        sections += _plan_sections(
-            plan, "Pending changes (the next apply makes these; they are not drift):\n"
-        )
+        sections += _plan_sections(plan, intro)
     sections.append(_drift_section(drift, "_No drift detected._"))
     if plan is not None and plan.warnings:
         sections.append(_warnings_section(plan.warnings))

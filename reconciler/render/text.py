@@ -19,6 +19,8 @@ from typing import Any
 
 from reconciler.plan.types import Action, DriftItem, FieldChange, Plan, ResourceChange, Step
 from reconciler.render.common import (
+    capacity_status,
+    capacity_text,
     drift_line,
     drift_summary,
     drift_symbol,
@@ -28,6 +30,7 @@ from reconciler.render.common import (
     group_drift,
     quota_status,
     replace_reason,
+    split_repairs,
     step_detail,
     step_summary,
     summary_line,
@@ -138,23 +141,29 @@ def _quota_lines(plan: Plan, paint: _Paint) -> list[str]:
     if not (q.families or q.errors or q.capacity):
         return []
     lines = ["Quota (vCPUs per VM family):"]
-    if q.families:
-        rows = [["family", "limit", "before", "after", "peak", "status"]]
-        for f in q.families:
-            nums = [format_number(v) for v in (f.limit, f.before, f.after, f.peak)]
-            rows.append([f.family, *nums, quota_status(f)])
-        widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    rows = [["family", "limit", "before", "after", "peak", "status"]]
+    for f in q.families:
+        nums = [format_number(v) for v in (f.limit, f.before, f.after, f.peak)]
+        rows.append([f.family, *nums, quota_status(f)])
+    label = "capacity"
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    widths[0] = max(widths[0], len(label))
+    if q.families or q.capacity:
         for r in rows:
             cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:5], widths[1:5], strict=True)]
             status = paint(r[5], "31") if r[5] == "EXCEEDED" else r[5]
             lines.append("  " + "  ".join(cells + [status]))
-        for f in q.families:
-            if not f.ok:
-                lines += [f"  {f.family} usage:"] + [f"    {usage_text(u)}" for u in f.usages]
     if q.capacity:
-        lines.append(
-            "  capacity: " + ", ".join(f"{k}={format_value(v)}" for k, v in sorted(q.capacity.items()))
-        )
+        status = capacity_status(q.capacity)
+        # a cloud provider's live quota figures are a sentence: shown whole, on a line of its own
+        live = q.capacity.get("description") if q.capacity.get("cpus") is None else None
+        text = f"{capacity_text(q.capacity)}  {paint(status, '31') if status == 'EXCEEDED' else status}"
+        lines.append(f"  {label.ljust(widths[0])}  {text}")
+        if live:
+            lines.append(f"  live quota: {live}")
+    for f in q.families:
+        if not f.ok:
+            lines += [f"  {f.family} usage:"] + [f"    {usage_text(u)}" for u in f.usages]
     lines += [f"  {paint('Error:', '31')} {e}" for e in q.errors]
     return lines + [""]
 
@@ -186,13 +195,13 @@ def render_drift_text(drift: list[DriftItem], plan: Plan | None = None, color: b
     paint = _Paint(color)
     lines = _drift_lines(drift, paint) if drift else []
     if plan is not None and plan.has_changes:
-        lines += ["Pending changes (not drift):"]
-        lines += [
-            f"  {paint.symbol(rc.action.symbol)} {rc.address}"
-            for rc in plan.resource_changes
-            if rc.action is not Action.NOOP
-        ]
-        lines += [f"  {summary_line(plan)}", ""]
+        repairs, pending = split_repairs(plan)
+        if repairs:
+            lines += ["The next apply repairs the drift:"]
+            lines += [f"  {paint.symbol(rc.action.symbol)} {rc.address}" for rc in repairs] + [""]
+        if pending:
+            lines += ["Pending changes (not drift; the next apply makes these too):"]
+            lines += [f"  {paint.symbol(rc.action.symbol)} {rc.address}" for rc in pending] + [""]
     lines.append(paint.bold(drift_summary(drift)))
     return "\n".join(lines)
 

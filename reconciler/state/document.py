@@ -114,6 +114,11 @@ class State(BaseModel):
             raw = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise StateError(f"{source} is not valid JSON: {exc}") from exc
+        return cls.from_raw(raw, source)
+
+    @classmethod
+    def from_raw(cls, raw: Any, source: str = "state") -> State:
+        """A state from its parsed JSON document (checked: format version, every field)."""
         if not isinstance(raw, dict):
             raise StateError(f"{source} is not a recon state document (expected a JSON object)")
         version = raw.get("format_version")

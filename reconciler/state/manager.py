@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from reconciler import __version__
-from reconciler.model.errors import LockInfo, StateConflictError, StateError
+from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
 from reconciler.state.document import State, StateResource
 from states import StateBackend, SupportsHistory, SupportsLocking, open_backend
-from states.base import HistoryEntry
+from states.base import HistoryEntry, StoredState, SupportsJournal
 
 _COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _TOP = json.JSONEncoder(sort_keys=True)
@@ -30,6 +31,10 @@ _TOP = json.JSONEncoder(sort_keys=True)
 
 # address -> (the resource object, its encoded line): see ``serialise``
 LineCache = dict[str, tuple[StateResource, str]]
+
+# A journal is compacted into a full version when it holds this many entries, or more bytes than
+# the full version (replaying it would then cost more than reading a new full version).
+JOURNAL_MAX_ENTRIES = 2000
 
 
 def serialise(state: State, cache: LineCache | None = None) -> bytes:
@@ -72,8 +77,42 @@ def _line(address: str, resource: StateResource, cache: LineCache | None) -> str
     return line
 
 
+def delta_of(state: State, written: dict[str, StateResource], cache: LineCache) -> bytes:
+    """What changed from the resources last written (``written``, by identity) to ``state``: the
+    resources set (their whole recorded form), the addresses removed, and the top-level fields.
+    ``written`` and ``cache`` are brought up to date."""
+    top = state.model_dump(mode="json", exclude={"resources"})
+    changed = [a for a, r in state.resources.items() if written.get(a) is not r]
+    removed = sorted(written.keys() - state.resources.keys())
+    for gone in removed:
+        del written[gone]
+        cache.pop(gone, None)
+    sets = ",".join(f"{_TOP.encode(a)}:{_line(a, state.resources[a], cache)}" for a in sorted(changed))
+    for a in changed:
+        written[a] = state.resources[a]
+    return (f'{{"del":{_COMPACT.encode(removed)},"set":{{{sets}}},"top":{_COMPACT.encode(top)}}}').encode()
+
+
+def replay(stored: StoredState, source: str) -> State:
+    """The version ``stored`` holds: its full document, with its journal's deltas applied in order."""
+    if not stored.journal:
+        return State.from_bytes(stored.data, source=source)
+    try:
+        raw = json.loads(stored.data)
+        resources = raw.setdefault("resources", {})
+        for entry in stored.journal:
+            delta = json.loads(entry)
+            for address in delta["del"]:
+                resources.pop(address, None)
+            resources.update(delta["set"])
+            raw.update(delta["top"])
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StateError(f"{source}: its journal does not apply to its full version: {exc}") from exc
+    return State.from_raw(raw, source=source)
+
+
 def _who() -> str:
-    from states.postgres import who_am_i  # no psycopg import: only getpass/socket
+    from states.base import who_am_i
 
     return who_am_i()
 
@@ -96,6 +135,15 @@ class StateManager:
         self._fresh_lineage = str(uuid.uuid4())
         self._lines: LineCache = {}
         self._verify = os.environ.get("RECON_VERIFY_STATE_CACHE") == "1"
+        # journaling (see ``journaled``): the resources last read or written, by identity, and the
+        # journal's length over the full version of ``_base_size`` bytes
+        self._journaling = False
+        self._written: dict[str, StateResource] = {}
+        self._last: State | None = None
+        self._journal_len = 0
+        self._journal_bytes = 0
+        self._base_size = 0
+        self._held: LockInfo | None = None  # the lock this manager holds
 
     def describe(self) -> str:
         return self.backend.describe()
@@ -108,9 +156,14 @@ class StateManager:
             self._read_done = True
             if stored is None:
                 self._serial, self._lineage = None, None
+                self._written, self._last = {}, None
                 return State(lineage=self._fresh_lineage, serial=0)
-            state = State.from_bytes(stored.data, source=self.describe())
+            state = replay(stored, self.describe())
             self._serial, self._lineage = stored.serial, stored.lineage
+            self._written, self._last = dict(state.resources), state
+            self._journal_len = len(stored.journal)
+            self._journal_bytes = sum(map(len, stored.journal))
+            self._base_size = len(stored.data)
             return state
 
     @property
@@ -135,12 +188,59 @@ class StateManager:
                     "recon_version": state.recon_version or __version__,
                 }
             )
-            data = serialise(new, self._lines)
-            if self._verify and data != serialise(new):
-                raise StateError("internal error: a recorded resource was changed in place (state line cache)")
-            self.backend.write(data, new.serial, lineage, self._serial)
-            self._serial, self._lineage = new.serial, lineage
+            if self._journal_fits():
+                assert self._serial is not None and isinstance(self.backend, SupportsJournal)
+                delta = delta_of(new, self._written, self._lines)
+                self.backend.append(delta, new.serial, lineage, self._serial)
+                self._journal_len += 1
+                self._journal_bytes += len(delta)
+                if self._verify:
+                    self._verify_journal(new)
+            else:
+                data = serialise(new, self._lines)
+                if self._verify and data != serialise(new):
+                    raise StateError("internal error: a recorded resource was changed in place (state line cache)")
+                self.backend.write(data, new.serial, lineage, self._serial)
+                self._written = dict(new.resources)
+                self._journal_len = self._journal_bytes = 0
+                self._base_size = len(data)
+            self._serial, self._lineage, self._last = new.serial, lineage, new
             return new
+
+    def _journal_fits(self) -> bool:
+        """Whether the next write may be a journal entry rather than a full version."""
+        return (self._journaling and self._serial is not None and self._last is not None
+                and isinstance(self.backend, SupportsJournal)
+                and self._journal_len < JOURNAL_MAX_ENTRIES and self._journal_bytes < max(self._base_size, 1 << 16))
+
+    def _verify_journal(self, new: State) -> None:
+        stored = self.backend.read()
+        if stored is None or serialise(replay(stored, self.describe())) != serialise(new):
+            raise StateError("internal error: the state journal does not replay to the state written")
+
+    @contextlib.contextmanager
+    def journaled(self) -> Iterator[None]:
+        """Within: every write stores only what changed (a journal entry), when the backend can;
+        at the end the journal is compacted into a full version. A crash within leaves the full
+        version and its journal, which ``read`` replays."""
+        self._journaling = True
+        try:
+            yield
+        except BaseException:
+            self._journaling = False  # left as it is: the next read replays it, the next apply compacts
+            raise
+        self._journaling = False
+        self.compact()
+
+    def compact(self) -> None:
+        """Store the current version as a full one, when it is held as journal entries."""
+        with self._mutex:
+            if not self._journal_len or self._last is None or not isinstance(self.backend, SupportsJournal):
+                return
+            data = serialise(self._last, self._lines)
+            self.backend.compact(data, self._last.serial, self._last.lineage)
+            self._journal_len = self._journal_bytes = 0
+            self._base_size = len(data)
 
     def _check_lineage(self, lineage: str, force: bool) -> str:
         if self._lineage is None or lineage == self._lineage or force:
@@ -189,7 +289,7 @@ class StateManager:
         stored = self.backend.read_serial(serial)
         if stored is None:
             raise StateError(f"{self.describe()} has no kept version with serial {serial}")
-        return State.from_bytes(stored.data, source=f"{self.describe()} serial {serial}")
+        return replay(stored, f"{self.describe()} serial {serial}")
 
     # -- locking ------------------------------------------------------------------------------
 
@@ -201,7 +301,8 @@ class StateManager:
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             version=__version__,
             path=self.describe(),
-            info=f"pid {os.getpid()}",
+            pid=os.getpid(),
+            host=socket.gethostname(),
         )
 
     @contextlib.contextmanager
@@ -212,10 +313,33 @@ class StateManager:
             yield info
             return
         lock_id = self.backend.lock(info)
+        self._held = info
         try:
             yield info
         finally:
-            self.backend.unlock(lock_id)
+            self._held = None
+            broken = self._broken(lock_id)
+            try:
+                self.backend.unlock(lock_id)
+            except StateError:
+                if not broken:  # a lock broken by force-unlock has nothing left to release
+                    raise
+
+    def _broken(self, lock_id: str) -> bool:
+        still_held = getattr(self.backend, "still_held", None)
+        return callable(still_held) and not still_held(lock_id)
+
+    def check_lock_held(self) -> None:
+        """Raise ``StateLockedError`` when the lock this manager took was broken since
+        (``recon force-unlock`` by someone else): the caller must not go on writing."""
+        held = self._held
+        if held is None or not self._broken(held.id):
+            return
+        raise StateLockedError(
+            None,
+            f"the state lock of this {held.operation} (lock ID {held.id}) was broken by "
+            "recon force-unlock while it ran; nothing was changed",
+        )
 
     def lock_info(self) -> LockInfo | None:
         return self.backend.lock_info() if isinstance(self.backend, SupportsLocking) else None
@@ -231,9 +355,23 @@ class StateManager:
             close()
 
 
+def holder_alive(info: LockInfo) -> bool | None:
+    """Whether the lock holder's process still runs: True or False when it ran on this host,
+    None when that cannot be known here (another host, or no pid recorded)."""
+    if not info.pid or not info.host or info.host != socket.gethostname():
+        return None
+    try:
+        os.kill(info.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
 def open_state_manager(root: Path, settings: dict[str, Any] | None) -> StateManager:
     """A StateManager over the backend recon.yaml's ``state:`` names (see ``states.open_backend``)."""
     return StateManager(open_backend(root, settings))
 
 
-__all__ = ["StateConflictError", "StateManager", "open_state_manager"]
+__all__ = ["StateConflictError", "StateManager", "holder_alive", "open_state_manager"]

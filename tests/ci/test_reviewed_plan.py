@@ -106,7 +106,7 @@ def test_expect_digest_checks_a_saved_plan_too(runner: CliRunner, project: Path,
 
 def test_expect_digest_rejects_what_is_not_a_digest(runner: CliRunner, project: Path) -> None:
     code, _, err = run(runner, project, "apply", "--expect-digest", "sha256:1234")
-    assert code == 2 and "is not a plan digest" in err
+    assert code == 1 and "is not a plan digest" in err  # a usage error: 1, never 2 ("changes")
     assert recorded(project) == (0, [])
 
 

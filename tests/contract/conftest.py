@@ -34,6 +34,8 @@ PROVIDER_KINDS = {
         "DockerProvider",
         {"image_overrides": {"mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest": "local/py-base:bookworm"}},
     ),
+    # against the ARM emulator of tests/azure (settings come from it)
+    "azure": ("providers.azure", "AzureProvider", {}),
 }
 
 SCORE_PY = """\
@@ -182,6 +184,11 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness
         from tests.docker.engine import require_engine
 
         require_engine()
+    stack = contextlib.ExitStack()
+    if request.param == "azure":
+        from tests.azure.fixtures import emulated_workspace
+
+        settings = {**settings, **stack.enter_context(emulated_workspace()).settings()}
     root = tmp_path / "project"
     root.mkdir()
     context = ProviderContext(
@@ -192,3 +199,4 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness
         yield harness
     finally:
         harness.teardown()
+        stack.close()

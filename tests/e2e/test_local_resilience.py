@@ -149,6 +149,7 @@ def test_second_apply_stops_at_once_naming_the_holder(sample_project, make_recon
     codes = sorted(r[0] for r in results)
     assert codes == [0, 1], results
     loser = next(r for r in results if r[0] == 1)
-    assert "lock" in loser[3].lower() and "ID:" in loser[3] and "apply" in loser[3], loser[3]
+    assert loser[3].startswith("Error: the state is locked by recon apply (pid "), loser[3]
+    assert "lock ID " in loser[3].splitlines()[0], loser[3]
     winner = next(r for r in results if r[0] == 0)
     assert loser[1] < winner[1], "the blocked apply must stop at once, not wait for the holder"

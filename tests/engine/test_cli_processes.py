@@ -78,7 +78,9 @@ def test_second_apply_stops_at_once_naming_the_holder(sample_project: Any) -> No
     assert sorted(r[0] for r in results) == [0, 1], results
     loser = next(r for r in results if r[0] == 1)
     winner = next(r for r in results if r[0] == 0)
-    assert "locked" in loser[3] and "ID:" in loser[3] and "operation: apply" in loser[3], loser[3]
+    first = loser[3].splitlines()[0]
+    assert first.startswith("Error: the state is locked by recon apply (pid "), loser[3]
+    assert "lock ID " in first and " since " in first, loser[3]
     assert loser[1] < winner[1] - 0.5, "the blocked apply must stop at once, not wait for the holder"
     assert world(root).violations() == []
 

@@ -56,17 +56,24 @@ def _same(a: Any, b: Any) -> bool:
 @pytest.mark.parametrize("name", list(CASES))
 def test_parse_text_equals_pyyaml(name: str) -> None:
     text = CASES[name]
-    parsed = sources.parse_text(text)
+    parsed = sources.parse_text(text, max_nodes=None)
     assert parsed.problem is None
     assert _same(parsed.data, yaml.load(text, Loader=SAFE))
     assert _same(parsed.data, yaml.load(text, Loader=yaml.SafeLoader))
-    assert _same(sources.parse_text(text.encode()).data, parsed.data)
+    assert _same(sources.parse_text(text.encode(), max_nodes=None).data, parsed.data)
+    # with the default node limit: the same data, except that recursive data is refused
+    limited = sources.parse_text(text)
+    if name.startswith("recursive"):
+        assert limited.data is None and limited.problem is not None
+        assert "recursive data" in limited.problem.message and limited.problem.line == 1
+    else:
+        assert limited.problem is None and _same(limited.data, parsed.data)
 
 
 def test_aliases_are_the_same_object_as_in_pyyaml() -> None:
     data = sources.parse_text(CASES["anchors"]).data
     assert data["same"] is data["base"] and data["again"] is data["list"]
-    loop = sources.parse_text(CASES["recursive"]).data
+    loop = sources.parse_text(CASES["recursive"], max_nodes=None).data
     assert loop["a"]["self"] is loop["a"]
 
 
@@ -83,9 +90,20 @@ def test_parse_errors_are_problems_like_pyyaml(name: str) -> None:
     assert parsed.problem.line == (mark.line + 1 if mark else None)
 
 
-@pytest.mark.parametrize("text", ["a: !!int abc\n", "a: !!float x\n", "a: !!timestamp 2001-13-45\n"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: !!int abc\n",
+        "a: !!float x\n",
+        "a: !!timestamp 2001-13-45\n",
+        "a: !!bool x\n",  # KeyError in PyYAML
+        "a: !!float ''\n",  # IndexError
+        "a: !!int ''\n",
+        "a: !!timestamp ''\n",  # AttributeError (found by tests/fuzz)
+    ],
+)
 def test_a_value_that_does_not_fit_its_tag_is_a_problem(text: str) -> None:
-    with pytest.raises(ValueError):  # PyYAML itself lets these escape as ValueError
+    with pytest.raises((ValueError, LookupError, AttributeError)):  # PyYAML itself lets these escape
         yaml.load(text, Loader=SAFE)
     parsed = sources.parse_text(text)
     assert parsed.data is None

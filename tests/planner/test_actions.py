@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from reconciler.model.errors import PlanError
 from reconciler.plan.planner import make_plan
 from reconciler.plan.types import Action, Plan, StepKind
 from reconciler.state.document import State
@@ -195,10 +196,19 @@ def test_targets_plan_only_targets_and_what_they_need() -> None:
     assert any("partial" in w["message"] for w in plan.warnings)
 
 
-def test_unknown_target_warns() -> None:
-    plan = make_plan(desired(*base()), State(), targets=["endpoint.nope"])
-    assert plan.resource_changes == []
-    assert any("endpoint.nope" in w["message"] for w in plan.warnings)
+def test_unknown_target_is_an_error_naming_the_closest_addresses() -> None:
+    with pytest.raises(PlanError) as err:
+        make_plan(desired(*base()), State(), targets=["endpoint.my-endpiont"])
+    assert str(err.value) == (
+        "--target endpoint.my-endpiont: no resource has this address in the configuration or the state; "
+        "did you mean endpoint.my-endpoint?"
+    )
+
+
+def test_destroy_target_takes_what_needs_it_not_what_it_needs() -> None:
+    plan = make_plan(desired(), state(*base()), destroy=True, targets=["model.my-model:1"])
+    deleted = sorted(rc.address for rc in plan.resource_changes if rc.action is Action.DELETE)
+    assert deleted == ["deployment.my-endpoint.blue", "model.my-model:1"]
 
 
 def test_plan_records_digest_workspace_provider_warnings_and_drift() -> None:
@@ -234,3 +244,14 @@ def test_plan_round_trips_through_json() -> None:
     again = Plan.model_validate_json(plan.model_dump_json())
     assert again == plan
     assert again.digest == plan.digest
+
+
+def test_a_failed_deployment_rolls_again_described_in_one_sentence() -> None:
+    res = base()
+    plan = make_plan(desired(*res), state(*res, status={"deployment.my-endpoint.blue": "failed"}))
+    (step,) = plan.steps
+    assert step.kind is StepKind.ROLLOUT
+    assert step.description == (
+        "rolling update of deployment my-endpoint/blue (all again: the last operation failed): "
+        "1 instance in 1 batch of 1"
+    )

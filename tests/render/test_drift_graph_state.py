@@ -8,6 +8,7 @@ import re
 import networkx as nx
 import pytest
 
+from reconciler.plan.types import Action, DriftItem, Plan, ResourceChange
 from reconciler.render import render_drift
 from reconciler.render.graph import render_graph
 from reconciler.render.text import render_state_list, render_state_show
@@ -19,11 +20,59 @@ def test_drift_text_names_resource_and_attribute_apart_from_changes() -> None:
     plan = full_plan()
     text = render_drift(plan.drift, "text", plan=plan)
     assert text.splitlines()[-1] == "Drift: 1 changed, 1 missing, 1 unmanaged."
-    drift_part, pending = text.split("Pending changes (not drift):")
+    drift_part, pending = text.split("Pending changes (not drift; the next apply makes these too):")
     assert f"~ {BLUE}\n      instance_count: 2 -> 1" in drift_part
     assert "instance_count: 2 -> 10" not in text  # pending attribute changes are not drift
-    assert f"~ {BLUE}" in pending and "Plan: 2 to add, 2 to change, 2 to destroy." in pending
+    # blue's change also sets code.digest, which did not drift: it is a pending change, not a repair
+    assert "The next apply repairs the drift" not in text
+    assert pending.splitlines()[1:6] == [
+        "  + model.my-model:1",
+        f"  ~ {BLUE}",
+        "  -/+ deployment.my-endpoint.green",
+        "  - deployment.my-endpoint.old",
+        f"  ~ {EP}",
+    ]
     assert not re.search(r"\x1b\[", text)
+
+
+def _drift_only_plan() -> Plan:
+    """The plan ``recon drift`` makes when an instance died and an environment variable was
+    changed behind recon's back, and nothing changed in the files."""
+    drift = [
+        DriftItem(address=BLUE, kind="changed", path="instance_count", recorded=2, actual=1,
+                  detail="instance 2 (pid 4242) is not running"),
+        DriftItem(address=BLUE, kind="changed", path="environment_variables", recorded={"MODE": "fast"},
+                  actual={"MODE": "x"}),
+        DriftItem(address=EP, kind="missing", detail="the router of endpoint my-endpoint is not running"),
+    ]
+    before = {"name": "blue", "instance_count": 1, "environment_variables": {"MODE": "x"}}
+    after = {"name": "blue", "instance_count": 2, "environment_variables": {"MODE": "fast"}}
+    changes = [
+        ResourceChange(address=BLUE, type="deployment", name="blue", provider="local", action=Action.UPDATE,
+                       before=before, after=after),
+        ResourceChange(address=EP, type="endpoint", name="my-endpoint", provider="local",
+                       action=Action.CREATE, after={"name": "my-endpoint"}),
+        ResourceChange(address=MODEL, type="model", name="my-model", provider="local", action=Action.NOOP,
+                       before={"name": "my-model"}, after={"name": "my-model"}),
+    ]
+    return Plan(provider="local", serial=4, resource_changes=changes, drift=drift)
+
+
+def test_drift_text_does_not_call_the_repair_of_the_drift_pending() -> None:
+    plan = _drift_only_plan()
+    assert render_drift(plan.drift, "text", plan=plan).splitlines()[-5:] == [
+        "The next apply repairs the drift:",
+        f"  ~ {BLUE}",
+        f"  + {EP}",
+        "",
+        "Drift: 1 changed, 1 missing, 0 unmanaged.",
+    ]
+    doc = json.loads(render_drift(plan.drift, "json", plan=plan))
+    assert doc["drift_repairs"] == [BLUE, EP]
+    markdown = render_drift(plan.drift, "markdown", plan=plan)
+    assert "(2 repairs of the drift, 0 other pending)" in markdown
+    assert f"The next apply repairs the drift with `{BLUE}`, `{EP}`.\n" in markdown
+    assert "Pending changes" not in markdown
 
 
 def test_no_drift_text() -> None:

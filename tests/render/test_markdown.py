@@ -140,7 +140,10 @@ def test_drift_markdown_has_the_same_layout() -> None:
     pos = _positions(text)
     assert pos == sorted(pos)
     assert "**Drift: 1 changed, 1 missing, 1 unmanaged.**" in text
-    assert "pending changes: Plan: 2 to add" in text
+    assert (
+        "the next apply: Plan: 2 to add, 2 to change, 2 to destroy. (0 repairs of the drift, 5 other pending)"
+        in text
+    )
 
 
 def test_drift_markdown_without_plan_or_drift() -> None:
@@ -149,3 +152,17 @@ def test_drift_markdown_without_plan_or_drift() -> None:
     drift = [DriftItem(address=BLUE, kind="changed", path="instance_count", recorded=2, actual=1)] * 3000
     cut = render_drift_markdown(drift, max_chars=5000, report_location="the job log")
     assert len(cut) <= 5000 and "more drift entries not shown" in cut and "the job log" in cut
+
+
+def test_capacity_is_a_row_of_the_quota_table() -> None:
+    from tests.render.test_text import _capacity_plan
+
+    text = render_markdown(_capacity_plan())
+    table = text[text.index("### Quota (vCPUs)") :].splitlines()
+    assert table[2:6] == [
+        "| VM family | limit | before | after | peak | status |",
+        "|---|--:|--:|--:|--:|---|",
+        "| `standardDSv2Family` | - | 0 | 8 | 8 | not checked |",
+        "| capacity | this machine: 2 CPUs, 23.5 GB; needed: 0 CPUs, 0 GB | | | | ✅ ok |",
+    ]
+    assert "catalog\\_cpus" not in text

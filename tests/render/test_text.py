@@ -188,3 +188,37 @@ def test_create_shows_nested_attributes_as_leaf_paths() -> None:
     text = render_text(Plan(resource_changes=[rc]))
     assert "+ request_settings.request_timeout_ms: 5000" in text
     assert "tags" not in text and "description" not in text  # unset values are not listed
+
+
+CAPACITY = {
+    "cpus": 2.0,
+    "memory_gb": 23.54,
+    "description": "this machine: 2 CPUs, 23.54 GB memory",
+    "needed_cpus": 0.0,
+    "needed_memory_gb": 0.0,
+    "catalog_cpus": 4.0,
+    "catalog_memory_gb": 14.0,
+}
+
+
+def _capacity_plan(**capacity: object) -> Plan:
+    from reconciler.plan.types import QuotaFamily, QuotaReport
+
+    family = QuotaFamily(family="standardDSv2Family", limit=None, before=0, after=8, peak=8, ok=True)
+    return Plan(quota=QuotaReport(families=[family], capacity={**CAPACITY, **capacity}))
+
+
+def test_capacity_is_a_row_of_the_quota_table_in_words() -> None:
+    text = render_text(_capacity_plan())
+    assert text.splitlines()[:4] == [
+        "Quota (vCPUs per VM family):",
+        "  family              limit  before  after  peak  status",
+        "  standardDSv2Family      -       0      8     8  not checked",
+        "  capacity            this machine: 2 CPUs, 23.5 GB; needed: 0 CPUs, 0 GB  ok",
+    ]
+    assert "catalog_cpus" not in text and "description=" not in text
+
+
+def test_capacity_row_says_exceeded_when_requests_do_not_fit() -> None:
+    text = render_text(_capacity_plan(needed_cpus=3.5, needed_memory_gb=30.25))
+    assert "  capacity            this machine: 2 CPUs, 23.5 GB; needed: 3.5 CPUs, 30.2 GB  EXCEEDED" in text

@@ -5,11 +5,15 @@ Modes:
 - ``race-lock N TAG START_AT``: N times: take the lock, read, add ``TAG-i``, write; print ``OK <serial>``
   or ``LOCKED`` / ``CONFLICT`` per attempt, starting at the epoch time START_AT.
 - ``race-cas N TAG``: the same without the lock (compare-and-swap alone guards the writes).
+- ``journal N SIZE``: write a state of SIZE models, then, journaled, N writes that each set
+  ``model.m0:1``'s ``step`` to the serial written (``STEP <serial>`` after each), then compact
+  (``COMPACTED``); an apply's pattern, killed at random moments by the tests.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import time
@@ -37,6 +41,11 @@ def main() -> None:
             print(f"LOCKED {info.id}", flush=True)
             time.sleep(600)
         return
+    if mode == "journal":  # as an apply runs it: without the tests' full check of every write
+        os.environ.pop("RECON_VERIFY_STATE_CACHE", None)
+        mgr = open_state_manager(root, settings)
+        _journal(mgr, int(sys.argv[4]), int(sys.argv[5]))
+        return
     n, tag, start_at = int(sys.argv[4]), sys.argv[5], float(sys.argv[6])
     mgr.read()  # connect (and create the schema) before the start line
     time.sleep(max(0.0, start_at - time.time()))  # both racers start together
@@ -53,6 +62,26 @@ def main() -> None:
         except StateConflictError:
             print("CONFLICT", flush=True)
         time.sleep(random.uniform(0, 0.004))  # let the other racer in between attempts
+    mgr.close()
+
+
+def journal_model(i: int, step: int) -> StateResource:
+    return StateResource(address=f"model.m{i}:1", type="model", name=f"m{i}", provider="fake",
+                         attributes={"path": f"models/m{i}", "digest": "sha256:" + "ab" * 32, "step": step})
+
+
+def _journal(mgr: StateManager, n: int, size: int) -> None:
+    state = mgr.read()
+    resources = {f"model.m{i}:1": journal_model(i, 0) for i in range(size)}
+    state = mgr.write(state.model_copy(update={"resources": resources}))
+    print(f"BASE {state.serial}", flush=True)
+    with mgr.journaled():
+        for _ in range(n):
+            resources = dict(state.resources)
+            resources["model.m0:1"] = journal_model(0, state.serial + 1)
+            state = mgr.write(state.model_copy(update={"resources": resources}))
+            print(f"STEP {state.serial}", flush=True)
+    print("COMPACTED", flush=True)
     mgr.close()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +29,8 @@ def test_write_keeps_the_previous_version_and_leaves_no_temp_files(tmp_path: Pat
     recon = tmp_path / ".recon"
     backup = json.loads((recon / "state.json.backup").read_text())
     assert backup["serial"] == 1 and list(backup["resources"]) == ["endpoint.a"]
-    assert sorted(p.name for p in (recon / "history").iterdir()) == ["1.json", "2.json"]
+    # each kept version, and who wrote it (user@host)
+    assert sorted(p.name for p in (recon / "history").iterdir()) == ["1.json", "1.who", "2.json", "2.who"]
     assert not [p for p in recon.rglob("*") if p.name.endswith((".tmp", ".link"))]
 
 
@@ -43,9 +46,10 @@ def test_history_of_a_custom_path_does_not_clash(tmp_path: Path) -> None:
 def test_lock_info_file_names_holder_and_pid_and_a_stale_one_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     holder = FileBackend(path)
-    holder.lock(_info("L1"))
+    holder.lock(replace(_info("L1"), pid=os.getpid(), host=socket.gethostname()))  # as the manager fills it
     raw = json.loads(path.with_name("state.json.lock.info").read_text())
     assert raw["id"] == "L1" and raw["who"] == "bob@host" and raw["pid"] == os.getpid()
+    assert raw["host"] == socket.gethostname()
     holder._release()  # as if the holder died: the flock is gone, the info file is left
     assert path.with_name("state.json.lock.info").exists()
     assert FileBackend(path).lock_info() is None

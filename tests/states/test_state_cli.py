@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,8 +13,10 @@ import yaml
 from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
+from reconciler.model.errors import StateLockedError
 from reconciler.state.document import State
-from states import DSN_ENV
+from states import DSN_ENV, SupportsLocking
+from states.base import who_am_i
 from tests.states.state_support import Target, wait_line, with_resources
 
 
@@ -109,7 +114,17 @@ def test_writing_command_refused_while_locked(runner: CliRunner, project: Target
         lock_id = wait_line(proc, "LOCKED").split()[1]
         result = _recon(runner, project, "state", "rm", "endpoint.a")
         assert result.exit_code == 1
-        assert "locked" in result.stderr and lock_id in result.stderr and "operation: apply" in result.stderr
+        first, *details = result.stderr.splitlines()
+        # one complete line first (who, doing what, since when, the lock ID), what to do after it
+        assert re.fullmatch(
+            rf"Error: the state is locked by recon apply \(pid {proc.pid}, [^@\s]+@{re.escape(socket.gethostname())}\) "
+            rf"since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(lock ID {lock_id}\)",
+            first,
+        ), result.stderr
+        assert details == [
+            "  wait for it to finish (--lock-timeout 5m waits up to 5 minutes); if that operation is dead, "
+            f"run: recon force-unlock {lock_id}"
+        ]
         assert project.manager().read().get("endpoint.a") is not None
     finally:
         proc.kill()
@@ -120,11 +135,25 @@ def test_force_unlock_asks_checks_the_id_and_releases(runner: CliRunner, project
     proc = project.spawn("hold")
     try:
         lock_id = wait_line(proc, "LOCKED").split()[1]
-        declined = _recon(runner, project, "force-unlock", lock_id, input="n\n")
-        assert declined.exit_code == 1 and project.manager().lock_info() is not None
+        holder = project.manager().lock_info()
+        assert holder is not None and holder.pid == proc.pid and holder.host == socket.gethostname()
         wrong = _recon(runner, project, "force-unlock", "0000", "--force")
         assert wrong.exit_code == 1 and "does not match" in wrong.stderr
-        done = _recon(runner, project, "force-unlock", lock_id, "--force")
+        # its holder runs on this host: neither a "y" nor one --force breaks its lock
+        asked = _recon(runner, project, "force-unlock", lock_id, input="y\n")
+        once = _recon(runner, project, "force-unlock", lock_id, "--force")
+        for refused in (asked, once):
+            assert refused.exit_code == 1 and refused.stdout == ""
+            assert refused.stderr.splitlines()[0] == (
+                f"Error: refusing to release lock {lock_id}: its holder, {holder.holder()}, is still "
+                "running on this host"
+            )
+            assert refused.stderr.splitlines()[1] == (
+                f"  let it finish, or stop it (kill {proc.pid}) and run this again; to break the lock of a "
+                f"running operation anyway: recon force-unlock {lock_id} --force --force"
+            )
+        assert project.manager().lock_info() is not None
+        done = _recon(runner, project, "force-unlock", lock_id, "--force", "--force")
         assert done.exit_code == 0 and f"Released lock {lock_id}" in done.stdout
         _seed(project, "endpoint.after")  # writable again
         rm = _recon(runner, project, "state", "rm", "endpoint.after")
@@ -132,6 +161,60 @@ def test_force_unlock_asks_checks_the_id_and_releases(runner: CliRunner, project
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_force_unlock_of_a_dead_holders_lock_asks_once(runner: CliRunner, project: Target) -> None:
+    """A holder on another host (or dead) cannot be checked from here: asking once is enough."""
+    mgr = project.manager()
+    info = replace(mgr.new_lock_info("apply"), host="another-host", pid=4242)
+    backend = project.backend()
+    assert isinstance(backend, SupportsLocking)
+    backend.lock(info)
+    declined = _recon(runner, project, "force-unlock", info.id, input="n\n")
+    assert declined.exit_code == 1 and project.manager().lock_info() is not None
+    assert "held by recon apply (pid 4242, " in declined.stdout
+    done = _recon(runner, project, "force-unlock", info.id, input="y\n")
+    assert done.exit_code == 0 and f"Released lock {info.id}" in done.stdout
+
+
+def test_a_holder_whose_lock_was_broken_is_told_before_it_writes(project: Target) -> None:
+    mgr = project.manager()
+    with mgr.lock("destroy") as info:
+        mgr.check_lock_held()  # still ours
+        project.manager().force_unlock(info.id)  # someone else breaks it
+        with pytest.raises(StateLockedError) as err:
+            mgr.check_lock_held()
+    assert str(err.value) == (
+        f"the state lock of this destroy (lock ID {info.id}) was broken by recon force-unlock while it ran"
+        "; nothing was changed"
+    )
+
+
+def test_history_names_who_wrote_each_version(runner: CliRunner, project: Target) -> None:
+    _seed(project, "endpoint.a", "endpoint.b")
+    result = _recon(runner, project, "state", "history")
+    assert result.exit_code == 0
+    rows = result.stdout.splitlines()[1:]
+    who = rows[0].split()[3]
+    assert who == who_am_i() and who != "-"
+    assert len(rows) == 2 and all(row.split()[3] == who for row in rows)
+    help_text = _recon(runner, project, "state", "history", "--help").stdout
+    assert "Show at most this many versions, newest first." in help_text
+
+
+def test_migrate_to_postgres_without_a_dsn_names_the_option(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(DSN_ENV, raising=False)
+    source = Target("file", tmp_path, {"backend": "file"})
+    _seed(source, "endpoint.a")
+    result = _recon(runner, source, "state", "migrate", "--to", "postgres")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"Error: --to postgres needs the target's connection string: give --dsn DSN, or set {DSN_ENV} "
+        "in the environment (keeps the password out of your shell history)"
+    )
+    assert "recon.yaml" not in result.stderr
 
 
 def test_migrate_file_to_postgres_and_back_keeps_lineage_and_serial(

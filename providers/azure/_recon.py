@@ -1,0 +1,29 @@
+"""Everything the Azure provider takes from recon itself, in one place.
+
+The provider depends on the provider interface (``providers.base``) and on a few of recon's own
+types and helpers, all from the protocol modules (tests/layering.py): its errors, the rollout
+``Batch`` type, the state's ``StateResource``, the VM-size catalog and ``digest_of``. Importing them
+here, and only here, keeps the rest of ``providers/azure`` free of recon's module layout (one file
+to change when modules move).
+"""
+
+from __future__ import annotations
+
+from reconciler.model.catalog import lookup, merged_catalog
+from reconciler.model.errors import ConfigError, Diagnostic, PermanentError, ProviderError, RetryableError
+from reconciler.model.resources import digest_of
+from reconciler.plan.types import Batch
+from reconciler.state.document import StateResource
+
+__all__ = [
+    "Batch",
+    "ConfigError",
+    "Diagnostic",
+    "PermanentError",
+    "ProviderError",
+    "RetryableError",
+    "StateResource",
+    "digest_of",
+    "lookup",
+    "merged_catalog",
+]

@@ -1,0 +1,337 @@
+"""``AzureProvider``: recon's plan applied to Azure ML online endpoints over ARM (2024-04-01).
+
+What each step becomes (every long-running operation polled to its end, see ``arm.py``):
+
+=================  ===========================================================================
+step               ARM
+=================  ===========================================================================
+create environment PUT environments/{n}/versions/{v} (a build context uploaded first, once)
+create model       startPendingUpload + blob upload + PUT models/{n}/versions/{v} (once per digest)
+create endpoint    PUT onlineEndpoints/{n} without traffic (an endpoint already there keeps its live
+                   traffic: the PUT carries it)
+create deployment  code uploaded once per digest, PUT .../deployments/{d}; a deployment that ends
+                   Failed is deleted again (the contract: a failed create leaves nothing), its
+                   error and last log lines reported
+update endpoint    PUT with the live traffic and mirror traffic (an update never zeroes traffic)
+update deployment  PATCH sku+tags when only tags changed, else PUT
+scale              PATCH {sku: {capacity}} (202 + Location)
+rollout            one PUT of the new template: Azure itself replaces instances 20% at a time; the
+                   plan's later batches find it done (idempotent)
+set traffic        PUT of the endpoint with traffic and mirrorTraffic, after checking that every
+                   named deployment is Succeeded
+delete             DELETE (202 + Location; 404: already gone)
+=================  ===========================================================================
+
+Why traffic goes by PUT and not PATCH: in 2024-04-01 an endpoint's PATCH body
+(``PartialMinimalTrackedResourceWithIdentity``) holds only ``tags`` and ``identity``; the split is
+in ``properties``, which only PUT sets (azure-ai-ml and ``az ml`` do the same).
+
+Outputs recorded (plain JSON, never a secret): ``id`` (ARM id), ``provisioning_state``; endpoints
+``scoring_uri``; deployments ``instances`` ({count, config_digest}: Azure names no individual
+instance over ARM) and ``config_digest``; models ``model_uri``. Keys are read with listKeys when
+``recon invoke``/``keys`` need them and held in memory only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from providers.azure import bodies
+from providers.azure._recon import Batch, PermanentError, StateResource, digest_of
+from providers.azure.arm import ArmClient, Emit, OperationFailed
+from providers.azure.assets import Assets
+from providers.azure.quota import deployment_cores, live_quota
+from providers.azure.settings import parse_settings
+from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+def _overlay(recorded: Any, observed: Any) -> Any:
+    """Observed values over recorded ones, key by key inside dicts recon records whole (probes,
+    request settings): a key Azure does not report (a probe's ``port``) keeps its recorded value."""
+    if isinstance(recorded, dict) and isinstance(observed, dict) and recorded and "type" not in observed:
+        return {**recorded, **observed}
+    return observed
+
+
+class AzureProvider(Provider):
+    """Applies plans to an Azure ML workspace through Azure Resource Manager."""
+
+    name: ClassVar[str] = "azure"
+
+    def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
+        super().__init__(settings, context)
+        self.cfg = parse_settings(settings)
+        self.arm = ArmClient(self.cfg)
+        self.assets = Assets(self.arm, Path(context.project_root).resolve())
+        self.ws = self.cfg.workspace_path
+        self._ours: dict[str, tuple[str, float]] = {}  # deployment address -> (family, vCPUs) seen
+
+    # == paths ======================================================================================
+    def endpoint_path(self, name: str) -> str:
+        return f"{self.ws}/onlineEndpoints/{name}"
+
+    def deployment_path(self, endpoint: str, name: str) -> str:
+        return f"{self.endpoint_path(endpoint)}/deployments/{name}"
+
+    def _path(self, rtype: str, attrs: dict[str, Any], name: str) -> str:
+        if rtype == "endpoint":
+            return self.endpoint_path(str(attrs.get("name", name)))
+        if rtype == "deployment":
+            return self.deployment_path(str(attrs["endpoint_name"]), str(attrs.get("name", name)))
+        kind = "models" if rtype == "model" else "environments"
+        return bodies.asset_id(self.ws, kind, str(attrs["name"]), str(attrs["version"]))
+
+    # == reading ====================================================================================
+    def observe(self, resource: StateResource) -> Observation:
+        attrs = resource.attributes
+        path = self._path(resource.type, attrs, resource.name)
+        body = self.arm.get(path)
+        if body is None:
+            self._ours.pop(resource.address, None)
+            return Observation(False, problems=[f"Azure has no {resource.type} {path.rsplit('/', 1)[-1]} "
+                                                f"in workspace {self.cfg.workspace}"])
+        if resource.type == "endpoint":
+            seen = bodies.observed_endpoint(body)
+            outputs = self._endpoint_outputs(body)
+        elif resource.type == "deployment":
+            seen = self._observed_deployment(resource, body)
+            outputs = self._deployment_outputs(body)
+        else:
+            seen = bodies.observed_asset(body)
+            outputs = {"id": path}
+        state = (body.get("properties") or {}).get("provisioningState")
+        problems = [f"its provisioning state is {state}"] if state in ("Failed", "Canceled") else []
+        observed = {k: _overlay(attrs.get(k), v) for k, v in seen.items() if k in attrs}
+        return Observation(True, observed, outputs, problems)
+
+    def _observed_deployment(self, resource: StateResource, body: dict[str, Any]) -> dict[str, Any]:
+        attrs = resource.attributes
+        seen = bodies.observed_deployment(body)
+        props = body.get("properties") or {}
+        for key, kind in (("model", "models"), ("environment", "environments")):
+            recorded = attrs.get(key)
+            live = props.get("model" if key == "model" else "environmentId")
+            if not recorded or not isinstance(live, str):
+                continue
+            expected = bodies.reference_id(self.ws, kind, str(recorded), {})
+            if live != expected:
+                seen[key] = _address_of(key, kind, live)
+        code = attrs.get("code")
+        code_id = str((props.get("codeConfiguration") or {}).get("codeId") or "")
+        if code and code_id and not code_id.endswith(f"/codes/{bodies.code_name(code['digest'])}/versions/1"):
+            seen["code"] = {**code, "digest": "sha256:" + code_id.split("/codes/")[-1].split("/")[0]}
+        counted = deployment_cores({**attrs, **seen})
+        if counted is not None:
+            self._ours[resource.address] = counted
+        return seen
+
+    def find_unmanaged(self, known: list[StateResource]) -> list[str]:
+        """Azure resources carry no mark of recon; endpoints recon does not record are someone
+        else's (``recon import`` brings one under recon). Nothing is reported."""
+        return []
+
+    def capacity(self) -> Capacity:
+        usages = self.arm.list(f"{self.cfg.location_path}/usages")
+        quotas = self.arm.list(f"{self.cfg.location_path}/quotas")
+        ours: dict[str, float] = {}
+        for family, cores in self._ours.values():
+            ours[family] = ours.get(family, 0.0) + cores
+        live = live_quota(usages, quotas, self.ws, ours)
+        return Capacity(description=live.describe(self.cfg.location), quota=live.limits)
+
+    # == changing ===================================================================================
+    def create(self, request: ApplyRequest) -> dict[str, Any]:
+        emit = request.emit
+        if request.type == "environment":
+            return self.assets.ensure_environment(request.attributes, emit, request.address)
+        if request.type == "model":
+            return self.assets.ensure_model(request.attributes, emit, request.address)
+        if request.type == "endpoint":
+            live = self.arm.get(self.endpoint_path(request.attributes["name"]), emit)
+            return self._put_endpoint(request, live)
+        return self._create_deployment(request)
+
+    def update(self, request: ApplyRequest) -> dict[str, Any]:
+        emit = request.emit
+        attrs = request.attributes
+        if request.type in ("model", "environment"):
+            return self._update_asset(request)
+        if request.type == "endpoint":
+            live = self.arm.get(self.endpoint_path(attrs["name"]), emit)
+            return self._put_endpoint(request, live)
+        path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
+        prior = request.prior.attributes if request.prior else {}
+        changed = {k for k in set(attrs) | set(prior) if attrs.get(k) != prior.get(k)}
+        if changed <= {"tags", "instance_count"}:
+            body = self.arm.lro("PATCH", path, bodies.deployment_patch(attrs, int(attrs.get("instance_count") or 0)),
+                                emit, f"PATCH {request.address}")
+        else:
+            body = self._put_deployment(request, emit)
+        return self._deployment_outputs(body or {})
+
+    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+        attrs = request.attributes
+        path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
+        body = self.arm.lro("PATCH", path, bodies.deployment_patch(attrs, count), request.emit,
+                            f"PATCH {request.address} sku.capacity={count}")
+        body = body if body and "properties" in body else self.arm.get(path, request.emit) or {}
+        return self._deployment_outputs(body)
+
+    def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
+        attrs = request.attributes
+        path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
+        desired = bodies.deployment_body(attrs, self.cfg.location, self.ws, request.refs)
+        live = self.arm.get(path, request.emit)
+        if live is None:
+            raise PermanentError(f"{request.address}: cannot roll out: Azure has no such deployment")
+        state = (live.get("properties") or {}).get("provisioningState")
+        if bodies.same_template(live, desired) and state == "Succeeded":
+            request.emit(f"batch {batch.index}: every instance already runs the new configuration "
+                         "(Azure rolled them with the first batch)")
+            return self._deployment_outputs(live)
+        request.emit(f"batch {batch.index}: one PUT of the new configuration; Azure replaces the instances "
+                     "itself, 20% at a time, while they keep serving")
+        body = self._put_deployment(request, request.emit)
+        return self._deployment_outputs(body or {})
+
+    def set_routing(self, request: ApplyRequest, traffic: dict[str, int],
+                    mirror_traffic: dict[str, int]) -> dict[str, Any]:
+        attrs = request.attributes
+        live = self.arm.get(self.endpoint_path(attrs["name"]), request.emit)
+        if live is None:
+            raise PermanentError(f"{request.address}: cannot set traffic: Azure has no such endpoint")
+        for name in sorted({k for k, v in {**traffic, **mirror_traffic}.items() if v}):
+            dep = self.arm.get(self.deployment_path(attrs["name"], name), request.emit)
+            state = (dep or {}).get("properties", {}).get("provisioningState")
+            if state != "Succeeded":
+                raise PermanentError(f"{request.address}: traffic to deployment {name}, which is "
+                                     f"{'missing' if dep is None else state}: only a Succeeded deployment gets traffic")
+        body = bodies.endpoint_body(attrs, self.cfg.location, self.ws,
+                                    {k: v for k, v in traffic.items() if v},
+                                    {k: v for k, v in mirror_traffic.items() if v})
+        result = self.arm.lro("PUT", self.endpoint_path(attrs["name"]), body, request.emit,
+                              f"PUT {request.address} (traffic)")
+        return self._endpoint_outputs(result or {})
+
+    def delete(self, resource: StateResource) -> None:
+        path = self._path(resource.type, resource.attributes, resource.name)
+        self._ours.pop(resource.address, None)
+        if resource.type in ("model", "environment"):
+            reply = self.arm.send("DELETE", path)
+            if reply.status not in (200, 202, 204, 404):
+                from providers.azure.arm import status_error
+
+                raise status_error("DELETE", self.arm.url(path), reply)
+            return
+        self.arm.lro("DELETE", path, None, _quiet, f"DELETE {resource.address}")
+
+    # == operating ==================================================================================
+    def credentials(self, endpoint: StateResource) -> Keys:
+        path = self.endpoint_path(str(endpoint.attributes.get("name", endpoint.name)))
+        live = self.arm.get(path)
+        if live is None:
+            raise PermanentError(f"{endpoint.address}: Azure has no such endpoint in workspace {self.cfg.workspace}")
+        mode = (live.get("properties") or {}).get("authMode")
+        if mode != "Key":
+            raise PermanentError(f"{endpoint.address} uses auth mode {mode}: it has no keys (recon invoke "
+                                 "needs auth_mode: key)")
+        keys = self.arm.post(f"{path}/listKeys") or {}
+        return Keys(str(keys.get("primaryKey") or ""), str(keys.get("secondaryKey") or ""),
+                    str((live.get("properties") or {}).get("scoringUri") or ""))
+
+    def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
+        attrs = deployment.attributes
+        path = self.deployment_path(str(attrs["endpoint_name"]), str(attrs["name"]))
+        answer = self.arm.post(f"{path}/getLogs", {"containerType": "InferenceServer", "tail": tail or 10000}) or {}
+        lines = str(answer.get("content") or "").splitlines()
+        return lines[-tail:] if tail else lines
+
+    def close(self) -> None:
+        self.arm.close()
+
+    # == endpoints ==================================================================================
+    def _put_endpoint(self, request: ApplyRequest, live: dict[str, Any] | None) -> dict[str, Any]:
+        """PUT the endpoint keeping whatever traffic it has live (none when it is new)."""
+        props = (live or {}).get("properties") or {}
+        traffic = {k: int(v) for k, v in (props.get("traffic") or {}).items() if int(v or 0)}
+        mirror = {k: int(v) for k, v in (props.get("mirrorTraffic") or {}).items() if int(v or 0)}
+        body = bodies.endpoint_body(request.attributes, self.cfg.location, self.ws, traffic, mirror)
+        verb = "creating" if live is None else "updating"
+        result = self.arm.lro("PUT", self.endpoint_path(request.attributes["name"]), body, request.emit,
+                              f"PUT {request.address} ({verb})")
+        return self._endpoint_outputs(result or {})
+
+    @staticmethod
+    def _endpoint_outputs(body: dict[str, Any]) -> dict[str, Any]:
+        props = body.get("properties") or {}
+        return {"id": body.get("id"), "scoring_uri": props.get("scoringUri"),
+                "provisioning_state": props.get("provisioningState")}
+
+    # == deployments ================================================================================
+    def _put_deployment(self, request: ApplyRequest, emit: Emit) -> dict[str, Any] | None:
+        attrs = request.attributes
+        if attrs.get("code"):
+            self.assets.ensure_code(attrs["code"], emit, request.address)
+        body = bodies.deployment_body(attrs, self.cfg.location, self.ws, request.refs)
+        return self.arm.lro("PUT", self.deployment_path(attrs["endpoint_name"], attrs["name"]), body, emit,
+                            f"PUT {request.address}")
+
+    def _create_deployment(self, request: ApplyRequest) -> dict[str, Any]:
+        try:
+            body = self._put_deployment(request, request.emit)
+        except OperationFailed as exc:
+            detail = self._failure_logs(request)
+            request.emit(f"the deployment ended {exc.status}: deleting it, so that a failed create leaves nothing")
+            self.arm.lro("DELETE", self.deployment_path(request.attributes["endpoint_name"], request.attributes["name"]),
+                         None, request.emit, f"DELETE {request.address} (failed create)")
+            raise PermanentError(str(exc), detail=detail) from exc
+        return self._deployment_outputs(body or {})
+
+    def _failure_logs(self, request: ApplyRequest) -> list[str]:
+        attrs = request.attributes
+        path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
+        try:
+            answer = self.arm.post(f"{path}/getLogs", {"containerType": "InferenceServer", "tail": 20}) or {}
+        except PermanentError:
+            return []
+        return str(answer.get("content") or "").splitlines()[-20:]
+
+    @staticmethod
+    def _deployment_outputs(body: dict[str, Any]) -> dict[str, Any]:
+        props = body.get("properties") or {}
+        digest = digest_of(bodies.template_of(body)) if props else None
+        count = int((body.get("sku") or {}).get("capacity") or 0)
+        return {"id": body.get("id"), "provisioning_state": props.get("provisioningState"),
+                "config_digest": digest, "instances": {"count": count, "config_digest": digest}}
+
+    # == assets =====================================================================================
+    def _update_asset(self, request: ApplyRequest) -> dict[str, Any]:
+        """Description and tags of a registered version (the content is immutable)."""
+        path = self._path(request.type, request.attributes, request.name)
+        live = self.arm.get(path, request.emit)
+        if live is None:
+            return self.create(request)
+        props = dict(live.get("properties") or {})
+        props["description"] = request.attributes.get("description")
+        props["tags"] = dict(request.attributes.get("tags") or {})
+        props.pop("provisioningState", None)
+        body = self.arm.put(path, {"properties": {k: v for k, v in props.items() if v is not None}}, request.emit)
+        return {"id": path, **({"model_uri": props["modelUri"]} if props.get("modelUri") else {}),
+                "provisioning_state": (body.get("properties") or {}).get("provisioningState")}
+
+
+def _address_of(key: str, kind: str, arm_id: str) -> str:
+    """``.../models/NAME/versions/V`` -> ``model.NAME:V`` (other references as they are)."""
+    marker = f"/{kind}/"
+    if marker in arm_id and "/versions/" in arm_id:
+        name, _, version = arm_id.split(marker, 1)[1].partition("/versions/")
+        return f"{key}.{name}:{version}"
+    return arm_id
+
+
+__all__ = ["AzureProvider"]

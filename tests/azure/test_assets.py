@@ -1,0 +1,68 @@
+"""Assets in the emulated workspace: uploads to Azurite through the pending-upload flow, once per
+content digest, immutable versions."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.model.errors import PermanentError
+from tests.azure.emulator import Emulator
+from tests.azure.fixtures import shared_azurite
+from tests.contract.conftest import Harness, tree_digest
+
+pytestmark = pytest.mark.azure
+
+
+@pytest.fixture
+def harness(make_provider: Callable[..., Any]) -> Harness:
+    provider = make_provider()
+    return Harness("azure", provider, Path(provider.context.project_root))
+
+
+def test_model_files_land_in_blob_storage_and_are_registered_once(harness: Harness, arm: Emulator) -> None:
+    (harness.root / "model" / "sub").mkdir(parents=True)
+    (harness.root / "model" / "sub" / "w.bin").write_bytes(b"\x00\x01")
+    model = harness.create(harness.model())
+    uri = model.outputs["model_uri"]
+    assert shared_azurite().blobs(uri) == {"sub/w.bin": b"\x00\x01", "weights.txt": b"42\n"}
+    assert len(arm.calls("POST", "models/m/versions/1/startPendingUpload")) == 1
+    harness.provider.create(harness.model())  # again (a resumed apply): nothing uploaded twice
+    assert len(arm.calls("POST", "startPendingUpload")) == 1
+
+
+def test_a_registered_version_with_other_content_is_refused(harness: Harness, arm: Emulator) -> None:
+    harness.create(harness.model())
+    (harness.root / "model" / "bias.txt").write_text("7\n")  # new content, same version
+    changed = harness.model()
+    assert changed.attributes["content_digest"] != harness.recorded["model.m:1"].attributes["content_digest"]
+    with pytest.raises(PermanentError) as caught:
+        harness.provider.create(changed)
+    assert "asset versions are immutable: bump the version" in str(caught.value)
+
+
+def test_deployments_sharing_a_code_folder_upload_it_once_even_in_parallel(harness: Harness, arm: Emulator) -> None:
+    for r in (harness.environment(), harness.model(), harness.endpoint()):
+        harness.create(r)
+    errors: list[BaseException] = []
+
+    def create(name: str) -> None:
+        try:
+            harness.provider.create(harness.deployment(name))
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in ("blue", "green")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    code = f"codes/{tree_digest(harness.root / 'code').removeprefix('sha256:')}/versions/1"
+    assert len(arm.calls("POST", f"{code}/startPendingUpload")) == 1
+    assert [c["status"] for c in arm.calls("PUT", f"{code}$")] == [201]
+    assert arm.deployment("ep", "blue") and arm.deployment("ep", "green")
