@@ -1,7 +1,7 @@
 """The kill loop on the local provider (real processes) and on Docker (a real engine): 21 kill
-points each, over create, scale-up, rolling update, a new deployment with a traffic shift,
-another shift (with mirroring), scale-down and destroy; see ``tests/e2e/killloop.py`` for what
-is checked after every kill."""
+points each (three cycles of seven, one test per cycle and provider), over create, scale-up,
+rolling update, a new deployment with a traffic shift, another shift (with mirroring), scale-down
+and destroy; see ``tests/e2e/killloop.py`` for what is checked after every kill."""
 
 from __future__ import annotations
 
@@ -52,30 +52,44 @@ def _docker_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], se
     return recorded, present
 
 
-def _run(loop: KillLoop, cycles: list[int], provider: str, capsys: pytest.CaptureFixture[str]) -> None:
+CYCLES = [1, 2, 3]  # each from nothing to nothing: one test per cycle keeps a test well inside the timeout
+
+
+def test_the_loop_kills_every_transition_at_21_points_without_repeating_one() -> None:
+    points = [kp for n in CYCLES for kp in cycle(n)]
+    assert len(points) == 21 and len({(kp.point, kp.config) for kp in points}) == 21
+    for n in CYCLES:  # each cycle goes through every transition once, destroy last
+        kinds = [kp.label.split(":")[0] for kp in cycle(n)]
+        assert kinds == ["create", "scale-up", "rolling update", "new deployment", "traffic shift", "scale-down",
+                         "destroy"], kinds
+    assert any(kp.rollback for kp in points) and any(kp.recover == "destroy" for kp in points)
+
+
+def _run(loop: KillLoop, n: int, provider: str, capsys: pytest.CaptureFixture[str]) -> None:
     try:
-        for n in cycles:
-            for kp in cycle(n):
-                loop.run(kp)
+        for kp in cycle(n):
+            loop.run(kp)
     finally:
         with capsys.disabled():
-            print("\n" + report(loop.records, provider))
-    assert len(loop.records) >= 20
+            print("\n" + report(loop.records, f"{provider}, cycle {n}"))
+    assert len(loop.records) == 7
 
 
-def test_local_apply_killed_at_21_points_always_converges(
-    tmp_path: Path, make_recon: Any, recon_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("n", CYCLES)
+def test_local_apply_killed_at_each_point_converges(
+    n: int, tmp_path: Path, make_recon: Any, recon_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "project"
     root.mkdir()
     make_recon(root)  # destroys whatever is left when the test ends
     loop = KillLoop(root, {**recon_env, "NO_COLOR": "1"}, LOCAL_YAML, "local/py-base:bookworm", _local_objects)
-    _run(loop, [1, 2, 3], "local", capsys)
+    _run(loop, n, "local", capsys)
 
 
 @pytest.mark.docker
-def test_docker_apply_killed_at_21_points_always_converges(
-    tmp_path: Path, make_recon: Any, recon_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("n", CYCLES)
+def test_docker_apply_killed_at_each_point_converges(
+    n: int, tmp_path: Path, make_recon: Any, recon_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     require_engine()
     root = tmp_path / "project"
@@ -83,6 +97,6 @@ def test_docker_apply_killed_at_21_points_always_converges(
     make_recon(root)
     loop = KillLoop(root, {**recon_env, "NO_COLOR": "1"}, DOCKER_YAML, "local/py-base:bookworm", _docker_objects)
     try:
-        _run(loop, [1, 2, 3], "docker", capsys)
+        _run(loop, n, "docker", capsys)
     finally:
         remove_labelled((root / ".recon").resolve())

@@ -75,7 +75,7 @@ def test_failed_rollout_batch_is_rolled_back_shows_logs_and_is_resumed(env: Env)
     assert failed.step_id == "rollout:deployment.ep.blue" and failed.batches_done == 2
     assert any("init() raised" in line for line in failed.detail)
     blue = env.state().resources["deployment.ep.blue"]
-    assert blue.status == "failed"
+    assert blue.status == "failed" and blue.pending is None  # failed, not interrupted: no intent is left
     assert blue.attributes["environment_variables"] == {}  # the old configuration is still recorded
     instances = env.world.objects()["deployment.ep.blue"]["instances"]
     assert len(instances) == 10 and len(old & {i["id"] for i in instances}) == 6  # 2 batches of 2 replaced
