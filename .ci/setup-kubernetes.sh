@@ -362,29 +362,37 @@ import_pause() {
     ctr --address "$RUN/containerd/containerd.sock" -n k8s.io images import "$img/pause.tar" > /dev/null
 }
 
-# local/python:3.11 for real pods (router and instances): this machine's python3.11, its shared
-# libraries and standard library, no shell; made once into the cache, imported on every up-real.
+# local/python:3.11 for real pods (router and instances): this machine's python3.11, the shared
+# libraries it and its standard library's extension modules load, glibc's compatibility libraries that
+# wheels' compiled modules link (libpthread, libdl, librt, libutil: httptools needs libpthread), the
+# standard library; no shell. Made once into the cache (the file name changes with the recipe),
+# imported on every up-real.
+PYTHON_IMAGE=python-2.tar
 import_python() {
     local img="$CACHE/images" R
     mkdir -p "$img"
-    if [ ! -f "$img/python.tar" ]; then
+    if [ ! -f "$img/$PYTHON_IMAGE" ]; then
         R="$img/python/rootfs"
         rm -rf "$img/python"
         mkdir -p "$R/usr/bin" "$R/usr/lib" "$R/lib64" "$R/tmp" "$R/etc"
         chmod 1777 "$R/tmp"
         cp /usr/bin/python3.11 "$R/usr/bin/"; ln -sf python3.11 "$R/usr/bin/python3"; ln -sf python3.11 "$R/usr/bin/python"
         local l
-        for l in $(ldd /usr/bin/python3.11 | grep -o '/[^ ]*'); do mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"; done
+        for l in $({ ldd /usr/bin/python3.11 /usr/lib/python3.11/lib-dynload/*.so 2> /dev/null || true; } | grep -o '/[^ ]*' | sort -u) \
+                 /lib/x86_64-linux-gnu/{libpthread.so.0,libdl.so.2,librt.so.1,libutil.so.1}; do
+            [ -e "$l" ] || continue
+            mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"
+        done
         cp -a /usr/lib/python3.11 "$R/usr/lib/"
         rm -rf "$R"/usr/lib/python3.11/{test,idlelib,tkinter,ensurepip,lib2to3,turtledemo} "$R/usr/lib/python3.11/dist-packages"
         find "$R" -name __pycache__ -prune -exec rm -rf {} +
         ln -sf usr/lib "$R/lib"
         printf 'root:x:0:0::/:/bin/false\nnobody:x:65534:65534::/:/bin/false\n' > "$R/etc/passwd"
-        python3 "$K8S/mkimage.py" "$R" local/python:3.11 "$img/python.tar.tmp" /usr/bin/python3 > /dev/null
-        mv "$img/python.tar.tmp" "$img/python.tar"
-        rm -rf "$img/python"
+        python3 "$K8S/mkimage.py" "$R" local/python:3.11 "$img/$PYTHON_IMAGE.tmp" /usr/bin/python3 > /dev/null
+        mv "$img/$PYTHON_IMAGE.tmp" "$img/$PYTHON_IMAGE"
+        rm -rf "$img/python" "$img/python.tar"
     fi
-    ctr --address "$RUN/containerd/containerd.sock" -n k8s.io images import "$img/python.tar" > /dev/null
+    ctr --address "$RUN/containerd/containerd.sock" -n k8s.io images import "$img/$PYTHON_IMAGE" > /dev/null
     log "image local/python:3.11 imported (pods: image local/python:3.11, imagePullPolicy Never)"
 }
 

@@ -75,7 +75,9 @@ for a in "$@"; do case "$a" in -*) ;; *) [ -e "${a%%::*}" ] && has_path=1 ;; esa
 rc=0
 t0="$(now)"
 out="$(mktemp /tmp/recon-pytest.XXXXXX)"
-# A hard cap well inside CI's limit: SIGINT lets pytest print its summary of what ran.
+# A hard cap well inside CI's limit: SIGINT lets pytest print its summary of what ran. tests/kubernetes
+# reads the deadline: a cold Kubernetes build that cannot finish in time fails its tests with a message.
+export RECON_PYTEST_DEADLINE="$(( $(date +%s) + ${PYTEST_WALL_LIMIT:-2400} ))"
 timeout --signal=INT --kill-after=60 "${PYTEST_WALL_LIMIT:-2400}" \
     "$PYTHON" -m pytest -q -ra "${pytest_args[@]}" </dev/null | tee "$out" || rc=$?
 timings+=("$(printf '%-22s %6ss' pytest "$(elapsed "$t0")")")

@@ -35,6 +35,13 @@ The medians of ``--runs`` runs are reported; the load average is noted next to e
 
 ``--provider docker`` needs providers/docker (the Docker provider) and a running engine with the base
 image ``local/py-base:bookworm`` (see .ci/); the Azure image is mapped to it with ``image_overrides``.
+
+``--provider kubernetes`` needs the test cluster with its real node running (``bash
+.ci/setup-kubernetes.sh up-real``; its kubeconfig is found with ``setup-kubernetes.sh env``). The bench
+makes a namespace of its own, maps every image to ``local/python:3.11`` (this machine's Python in the
+node's containerd), replaces the sample's scoring script with one of the standard library only (the
+image has no scikit-learn; one number per row, as the sample's model answers), and reaches the router
+through ``kubectl port-forward`` on 127.0.0.1; the namespace goes at the end.
 """
 
 from __future__ import annotations
@@ -72,6 +79,21 @@ RECON_YAML = {
         '    "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest": "local/py-base:bookworm"\n'
     ),
 }
+K8S_SETUP = ROOT / ".ci" / "setup-kubernetes.sh"
+K8S_IMAGE = "local/python:3.11"
+# The sample's model answers one number per row; this does too, with the standard library only.
+K8S_SCORE_PY = """\
+import json
+import os
+
+
+def init():
+    assert os.listdir(os.environ["AZUREML_MODEL_DIR"]), "no model files"
+
+
+def run(raw_data):
+    return [float(sum(row)) for row in json.loads(raw_data)["data"]]
+"""
 BATCH_DONE = re.compile(r"rollout batch (\d+)/(\d+) done \(([\d.]+)s\)")
 
 
@@ -151,10 +173,74 @@ class Recon:
         return time.perf_counter() - start, lines, code
 
 
-def make_project(tmp: Path, provider: str) -> Path:
+class KubeCluster:
+    """The test cluster of .ci/setup-kubernetes.sh (already up), a namespace of the bench's own and a
+    ``kubectl port-forward`` to the endpoint's router on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        import socket
+        import uuid
+
+        out = subprocess.run(["bash", str(K8S_SETUP), "env"], capture_output=True, text=True, check=True).stdout
+        self.kubeconfig = out.strip().split("=", 1)[1]
+        cache = Path(os.environ.get("RECON_K8S_CACHE", "/var/cache/recon-k8s"))
+        self.env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PATH": f"{cache / 'bin'}:{os.environ['PATH']}"}
+        nodes = self.kubectl("get", "node", "localhost", "-o", "name", check=False)
+        if nodes.returncode != 0:
+            raise SystemExit("--provider kubernetes: the test cluster's real node is not up; run "
+                             f"`bash {K8S_SETUP} up-real` first\n{nodes.stderr}")
+        self.namespace = f"rollout-bench-{uuid.uuid4().hex[:6]}"
+        self.kubectl("create", "namespace", self.namespace)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.forward: subprocess.Popen[str] | None = None
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=self.env, timeout=300)
+        if check and proc.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args)}: {proc.stderr}")
+        return proc
+
+    def recon_yaml(self) -> str:
+        from providers.kubernetes.settings import DEFAULT_ROUTER_IMAGE
+
+        images = {"mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest": K8S_IMAGE,
+                  "python:3.12-slim": K8S_IMAGE, DEFAULT_ROUTER_IMAGE: K8S_IMAGE}
+        provider = {"kind": "kubernetes", "kubeconfig": self.kubeconfig, "namespace": self.namespace,
+                    "image_overrides": images, "image_pull_policy": "Never",
+                    "scoring_host": f"127.0.0.1:{self.port}", "catalog_resources": False}
+        return json.dumps({"workspace": "rollout-bench", "provider": provider}, indent=1) + "\n"
+
+    def port_forward(self) -> None:
+        import socket
+
+        self.forward = subprocess.Popen(
+            ["kubectl", "-n", self.namespace, "port-forward", "--address", "127.0.0.1",
+             f"service/{ENDPOINT}-router", f"{self.port}:80"], env=self.env, text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.2)
+        raise SystemExit("kubectl port-forward to the router did not listen within 30s")
+
+    def close(self) -> None:
+        if self.forward is not None:
+            self.forward.terminate()
+            self.forward.wait(timeout=10)
+        self.kubectl("delete", "namespace", self.namespace, "--wait=false", check=False)
+
+
+def make_project(tmp: Path, provider: str, cluster: KubeCluster | None = None) -> Path:
     from tests.conftest import copy_online_samples
 
     sample = copy_online_samples(tmp / "online")
+    if cluster is not None:
+        for part in ("model-1", "model-2"):
+            (sample.parent.parent / part / "onlinescoring" / "score.py").write_text(K8S_SCORE_PY)
     unused = tmp / "unused"
     unused.mkdir()
     for f in sample.iterdir():
@@ -163,7 +249,7 @@ def make_project(tmp: Path, provider: str) -> Path:
     endpoint = sample / "endpoint.yml"
     endpoint.write_text(endpoint.read_text() + "traffic:\n  blue: 100\n")
     set_release(sample, "0")
-    (sample / "recon.yaml").write_text(RECON_YAML[provider])
+    (sample / "recon.yaml").write_text(cluster.recon_yaml() if cluster is not None else RECON_YAML[provider])
     return sample
 
 
@@ -339,7 +425,7 @@ def markdown(provider: str, runs: list[Run]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--provider", choices=["local", "local-cold", "docker"], default="local",
+    ap.add_argument("--provider", choices=["local", "local-cold", "docker", "kubernetes"], default="local",
                     help="local-cold: the local provider with warm_start: false (every instance its own interpreter)")
     ap.add_argument("--runs", type=int, default=3, help="rollouts measured (median reported)")
     ap.add_argument("--workers", type=int, default=4, help="load generator connections")
@@ -353,7 +439,8 @@ def main() -> None:
     from tests.e2e.load import LoadGenerator
 
     tmp = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
-    root = make_project(tmp, args.provider)
+    cluster = KubeCluster() if args.provider == "kubernetes" else None
+    root = make_project(tmp, args.provider, cluster)
     recon = Recon(root)
     runs: list[Run] = []
     total_failed = 0
@@ -362,6 +449,8 @@ def main() -> None:
         start = time.perf_counter()
         recon("apply", "--auto-approve")
         log(f"first apply took {time.perf_counter() - start:.1f}s")
+        if cluster is not None:
+            cluster.port_forward()
         keys = json.loads(recon("keys", ENDPOINT).stdout)
         body = (root.parent.parent / "model-1" / "sample-request.json").read_bytes()
         with LoadGenerator(keys["scoring_uri"], keys["primaryKey"], body, workers=args.workers) as load:
@@ -375,8 +464,13 @@ def main() -> None:
         if not args.keep:
             recon("destroy", "--auto-approve", check=False)
             shutil.rmtree(tmp, ignore_errors=True)
+            if cluster is not None:
+                cluster.close()
         else:
             log(f"kept: {root} (recon -C {root} destroy --auto-approve)")
+            if cluster is not None and cluster.forward is not None:
+                log(f"kept: kubectl port-forward pid {cluster.forward.pid} on 127.0.0.1:{cluster.port}, "
+                    f"namespace {cluster.namespace}")
     document = json.dumps({"provider": args.provider, "instances": INSTANCES, "batches": BATCHES,
                            "failed_requests_whole_bench": total_failed,
                            "runs": [asdict(r) for r in runs]}, indent=2)

@@ -83,6 +83,9 @@ class Observation:
 class Capacity:
     """What the provider can place at most (None: unbounded / unknown).
 
+    ``rollout_reserve``: the provider's rolling updates run ``ceil(20%)`` extra instances beside the old
+    ones (Kubernetes' maxSurge), so a deployment of n instances needs ``ceil(1.2 * n)`` times its
+    requests: the managed endpoints' 20% reserve rule, applied to the provider's capacity.
     ``quota``: live quota limits per VM family (vCPUs) left for the deployments recon records, as a
     cloud provider reads them (azure: the usages/quotas APIs); the plan checks them like recon.yaml's
     ``quota`` (the smaller of the two wins). None: the provider knows none.
@@ -91,6 +94,7 @@ class Capacity:
     cpus: float | None = None
     memory_gb: float | None = None
     description: str = ""
+    rollout_reserve: bool = False
     quota: dict[str, int] | None = None
 
 

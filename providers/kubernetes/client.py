@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,13 +134,15 @@ class Kube:
         return base + (f"/{name}" if name else "")
 
     def _call(self, method: str, path: str, what: str, *, query: list[tuple[str, str]] | None = None,
-              body: Any = None, content_type: str = "application/json", timeout: float = 30.0) -> Any:
+              body: Any = None, content_type: str = "application/json", timeout: float = 30.0,
+              extra_headers: dict[str, str] | None = None) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         with mapped(what):
             m, url, headers, data, _ = self.api.param_serialize(
                 method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
-                header_params={"Accept": "application/json", "Content-Type": content_type})
+                header_params={"Accept": "application/json", "Content-Type": content_type,
+                               **(extra_headers or {})})
             response = self.api.call_api(m, url, header_params=headers, body=data, _request_timeout=timeout)
             response.read()
             if not 200 <= int(response.status) < 300:
@@ -200,22 +203,46 @@ class Kube:
         data = self._call("GET", path, f"list {kind}", query=query) or {}
         return [dict(i) for i in data.get("items") or []]
 
-    def delete(self, kind: str, name: str, propagation: str = "Foreground") -> bool:
-        """Delete (foreground propagation); False when it was already gone."""
+    def delete(self, kind: str, name: str, propagation: str = "Foreground", wait: float = 120.0) -> bool:
+        """Delete with foreground propagation and wait (at most ``wait`` seconds) until the object is gone:
+        the garbage collector removes it only after its dependents (a Deployment's ReplicaSets and pods),
+        and until then a read still finds it. False when it was already gone."""
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         try:
             self._call("DELETE", self._path(kind, name), f"delete {kind} {name}", body=body)
-            return True
         except PermanentError as exc:
             if " 404: " in str(exc):
                 return False
             raise
+        deadline = time.monotonic() + wait
+        while self.get(kind, name) is not None:
+            if time.monotonic() > deadline:
+                raise RetryableError(f"delete {kind} {self.namespace}/{name}: still there after {wait:g}s "
+                                     "(its finalizers or dependents are not gone yet)")
+            time.sleep(0.1)
+        return True
 
-    def proxy_get(self, pod: str, port: int, path: str, timeout: float = 3.0) -> dict[str, Any] | None:
-        """``GET path`` on a pod through the API server's pod proxy (None when it does not answer)."""
+    def annotate(self, kind: str, name: str, annotations: dict[str, str]) -> bool:
+        """A merge patch of ``metadata.annotations`` (False when the object is gone). On a pod this also
+        makes its kubelet sync it now, refreshing its ConfigMap volumes (else: within its sync period)."""
+        body = {"metadata": {"annotations": annotations}}
+        try:
+            self._call("PATCH", self._path(kind, name), f"annotate {kind} {name}", body=body,
+                       content_type="application/merge-patch+json")
+        except PermanentError as exc:
+            if " 404: " in str(exc):
+                return False
+            raise
+        return True
+
+    def proxy_get(self, pod: str, port: int, path: str, timeout: float = 3.0,
+                  headers: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """``GET path`` on a pod through the API server's pod proxy (None when it does not answer).
+        The API server drops the ``Authorization`` header it authenticated with: a credential for the
+        pod goes in a header of its own (``headers``)."""
         try:
             data = self._call("GET", f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{port}/proxy{path}",
-                              f"ask pod {pod}", timeout=timeout)
+                              f"ask pod {pod}", timeout=timeout, extra_headers=headers)
         except ProviderError:
             return None
         return data if isinstance(data, dict) else None

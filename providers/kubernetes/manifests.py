@@ -3,7 +3,9 @@
 Names (all in the provider's namespace; DNS-1123, at most 63 characters, hashed when longer):
 
 - endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/shared/runtime/router.py), ConfigMap
-  ``E-router`` (router.py and the routing table), Secret ``E-keys`` (the two keys);
+  ``E-router`` (router.py and the routing table), ConfigMap ``E-router-lib`` (the httptools package the
+  router parses HTTP with, as a .tar.gz), Secret ``E-keys`` (the two keys, and the instance key the
+  router presents to the instances);
 - deployment ``D`` of ``E``: Deployment ``E-D`` (its instances), ConfigMap ``E-D-<digest>`` (the code
   snapshot and host.py, one per configuration), HorizontalPodAutoscaler ``E-D`` under
   ``scale_settings.type: target_utilization``;
@@ -39,7 +41,15 @@ HOST_PATH = "/opt/recon/host.py"
 BUNDLE_MOUNT = "/opt/recon/bundle"
 MODEL_MOUNT = "/opt/recon/model"
 ROUTER_DIR = "/opt/recon/router"
+ROUTER_LIB_SRC = "/opt/recon/lib-src"
+ROUTER_LIB = "/opt/recon/lib"
 KEYS_DIR = "/etc/recon/keys"
+INSTANCE_KEY_DIR = "/etc/recon/instance"
+KEYS_FILE = "keys.json"  # in Secret E-keys: {"primaryKey", "secondaryKey"}
+INSTANCE_KEY_FILE = "instance.json"  # in Secret E-keys: {"instanceKey"}, also mounted into instances
+# An instance pod keeps serving this long after it is marked for deletion, before its SIGTERM: the time
+# recon takes to see it and take it out of the router's table (providers/kubernetes/rollout.py).
+PRESTOP_SECONDS = 5
 ROUTER_REQUESTS = {"cpu": "50m", "memory": "64Mi"}  # what a router pod asks for (not counted in plans)
 # Instance containers: the entries recon adds to the declared environment variables.
 RECON_ENV = ("AZUREML_MODEL_DIR", "AML_APP_ROOT", "AZUREML_ENTRY_SCRIPT", "WORKER_COUNT", "PYTHONUNBUFFERED")
@@ -66,6 +76,10 @@ def short_digest(digest: str | None) -> str:
 
 def router_name(endpoint: str) -> str:
     return dns_name(endpoint, "router")
+
+
+def router_lib_name(endpoint: str) -> str:
+    return dns_name(endpoint, "router-lib")
 
 
 def keys_name(endpoint: str) -> str:
@@ -157,10 +171,19 @@ def code_mount(code: dict[str, Any] | None) -> str:
     return f"{APP_ROOT}/{base}"
 
 
+# Unpacks recon's archives (pairs of archive, folder). Pythons before 3.11.4 (Debian 12's 3.11.2) have no
+# extraction filters: there every name and link target must stay inside the folder.
 _EXTRACT = ("import sys, tarfile\n"
             "for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):\n"
             "    with tarfile.open(src) as t:\n"
-            "        t.extractall(dst, filter='data')\n")
+            "        if hasattr(tarfile, 'data_filter'):\n"
+            "            t.extractall(dst, filter='data')\n"
+            "            continue\n"
+            "        for x in t.getmembers():\n"
+            "            for n in (x.name, x.linkname if x.issym() or x.islnk() else ''):\n"
+            "                if n.startswith('/') or '..' in n.split('/'):\n"
+            "                    sys.exit(f'{src}: {x.name}: a path outside the folder')\n"
+            "        t.extractall(dst)\n")
 
 
 def deployment_manifest(
@@ -185,6 +208,9 @@ def deployment_manifest(
     volumes: list[dict[str, Any]] = [
         {"name": "app", "emptyDir": {}},
         {"name": "bundle", "configMap": {"name": bundle}},
+        # only the instance key of the endpoint's Secret: the router presents it, nothing else gets an answer
+        {"name": "instance-key", "secret": {"secretName": keys_name(endpoint), "defaultMode": 0o400,
+                                            "items": [{"key": INSTANCE_KEY_FILE, "path": INSTANCE_KEY_FILE}]}},
     ]
     init_mounts = [{"name": "app", "mountPath": APP_ROOT}, {"name": "bundle", "mountPath": BUNDLE_MOUNT}]
     if model is not None:
@@ -201,14 +227,17 @@ def deployment_manifest(
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python3", f"{BUNDLE_MOUNT}/host.py", "--entry_script", entry, "--host", "0.0.0.0",
-                    "--port", str(INSTANCE_PORT), "--worker_count", str(workers)],
+                    "--port", str(INSTANCE_PORT), "--worker_count", str(workers),
+                    "--key-file", f"{INSTANCE_KEY_DIR}/{INSTANCE_KEY_FILE}"],
         "workingDir": mount,
         "env": env,
         "ports": [{"name": "http", "containerPort": INSTANCE_PORT}],
         "readinessProbe": probe(attrs.get("readiness_probe"), liveness=False),
         "livenessProbe": probe(attrs.get("liveness_probe"), liveness=True),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
         "volumeMounts": [{"name": "app", "mountPath": APP_ROOT, "readOnly": True},
-                         {"name": "bundle", "mountPath": BUNDLE_MOUNT, "readOnly": True}],
+                         {"name": "bundle", "mountPath": BUNDLE_MOUNT, "readOnly": True},
+                         {"name": "instance-key", "mountPath": INSTANCE_KEY_DIR, "readOnly": True}],
     }
     resources = resources_for(attrs, settings.catalog_resources)
     if resources:
@@ -240,7 +269,7 @@ def deployment_manifest(
                     "volumes": volumes,
                     "enableServiceLinks": False,
                     "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": max(10, math.ceil(timeout_ms / 1000) + 5),
+                    "terminationGracePeriodSeconds": PRESTOP_SECONDS + max(10, math.ceil(timeout_ms / 1000) + 5),
                     **placement(settings),
                 },
             },
@@ -286,12 +315,25 @@ def secret(settings: KubeSettings, name: str, lab: dict[str, str], data: dict[st
             "stringData": data}
 
 
-def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, table_version: int) -> list[dict[str, Any]]:
-    """The router's Deployment (one replica running router.py) and its Service (port 80)."""
+# The router's command: recon's httptools (unpacked by the init container) goes at the end of sys.path,
+# so an httptools the router image brings wins; then router.py runs as __main__.
+_ROUTER_BOOT = ("import runpy, sys\n"
+                "sys.path.append(sys.argv[1])\n"
+                "sys.argv = sys.argv[2:]\n"
+                "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+
+
+def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code_digest: str) -> list[dict[str, Any]]:
+    """The router's Deployment (one replica running router.py) and its Service (port 80).
+
+    ``code_digest``: of router.py and the httptools archive; a change rolls the router pod (the
+    running router re-reads its table, never its code)."""
     endpoint = endpoint.lower()
     name = router_name(endpoint)
     lab = labels(workspace, "router", endpoint)
     selector = {ENDPOINT: label_value(endpoint), ROLE: "router"}
+    image = settings.router()
+    requests = {"requests": dict(ROUTER_REQUESTS)}
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -301,23 +343,36 @@ def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, tabl
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": lab},
+                "metadata": {"labels": lab, "annotations": {"recon.io/router-digest": short_digest(code_digest)}},
                 "spec": {
+                    "initContainers": [{
+                        "name": "unpack",
+                        "image": image,
+                        "imagePullPolicy": settings.image_pull_policy,
+                        "command": ["python3", "-c", _EXTRACT, f"{ROUTER_LIB_SRC}/httptools.tar.gz", ROUTER_LIB],
+                        "resources": requests,  # a ResourceQuota on requests needs them on every container
+                        "volumeMounts": [{"name": "lib-src", "mountPath": ROUTER_LIB_SRC, "readOnly": True},
+                                         {"name": "lib", "mountPath": ROUTER_LIB}],
+                    }],
                     "containers": [{
                         "name": "router",
-                        "image": settings.router(),
+                        "image": image,
                         "imagePullPolicy": settings.image_pull_policy,
-                        "command": ["python3", f"{ROUTER_DIR}/router.py", "--table", f"{ROUTER_DIR}/table.json",
-                                    "--host", "0.0.0.0", "--port", str(ROUTER_PORT)],
+                        "command": ["python3", "-c", _ROUTER_BOOT, ROUTER_LIB, f"{ROUTER_DIR}/router.py",
+                                    "--table", f"{ROUTER_DIR}/table.json", "--host", "0.0.0.0",
+                                    "--port", str(ROUTER_PORT)],
                         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
                         "ports": [{"name": "http", "containerPort": ROUTER_PORT}],
                         "readinessProbe": {"tcpSocket": {"port": ROUTER_PORT}, "periodSeconds": 1},
-                        "resources": {"requests": dict(ROUTER_REQUESTS)},
+                        "resources": requests,
                         "volumeMounts": [{"name": "router", "mountPath": ROUTER_DIR, "readOnly": True},
+                                         {"name": "lib", "mountPath": ROUTER_LIB, "readOnly": True},
                                          {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True}],
                     }],
                     "volumes": [{"name": "router", "configMap": {"name": name}},
-                                {"name": "keys", "secret": {"secretName": keys_name(endpoint)}}],
+                                {"name": "lib-src", "configMap": {"name": router_lib_name(endpoint)}},
+                                {"name": "lib", "emptyDir": {}},
+                                {"name": "keys", "secret": {"secretName": keys_name(endpoint), "defaultMode": 0o400}}],
                     "enableServiceLinks": False,
                     "automountServiceAccountToken": False,
                     **placement(settings),

@@ -12,6 +12,10 @@ What runs where (names in providers/kubernetes/manifests.py):
   the model by an init container into an emptyDir; a HorizontalPodAutoscaler under
   ``scale_settings.type: target_utilization``. The router reaches instances by pod address.
 
+The provider is built of parts: objects.py (settings, the connection, pure functions over pods and
+Deployments), endpoint.py (keys, routing table, router reload), rollout.py (rollout waits, failures,
+rollbacks); this module holds the Provider interface over them.
+
 Every object is written by server-side apply as fieldManager ``recon`` (conflicts are reported, never
 forced) and carries recon's labels; ``find_unmanaged`` lists labelled objects no state knows.
 Outputs (plain JSON, never secrets): endpoint ``router``, ``service``, ``namespace``, ``scoring_uri``,
@@ -23,20 +27,26 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import secrets
 import tarfile
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
 from providers.kubernetes import manifests as m
-from providers.kubernetes.client import ConflictError, Kube
+from providers.kubernetes.endpoint import clean_tarinfo, router_lib
+from providers.kubernetes.objects import (
+    KubeParts,
+    instances_of,
+    pod_ready,
+    pod_selector,
+    ready_addresses,
+    tolerated,
+)
+from providers.kubernetes.rollout import RolloutParts
 from providers.kubernetes.settings import parse_settings
-from providers.shared.runtime import HOST_SCRIPT, ROUTER_SCRIPT
-from providers.shared.scaling import normal_traffic, router_settings
-from reconciler.model.errors import PermanentError, RetryableError
+from providers.shared.runtime import HOST_SCRIPT
+from providers.shared.scaling import normal_traffic
+from reconciler.model.errors import PermanentError
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
 from reconciler.model.resources import digest_of
 from reconciler.plan.types import Batch
@@ -44,10 +54,6 @@ from reconciler.state.document import StateResource
 
 CONFIGMAP_LIMIT = 1024 * 1024 - 4096  # the API's object size limit, less room for metadata
 POLL = 0.25
-ROUTER_RELOAD_TIMEOUT = 150.0
-FAILING_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName", "CrashLoopBackOff",
-                   "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
-KEYS_FILE = f"{m.KEYS_DIR}/keys.json"
 
 
 def _tar_gz(source: Path, arcname: str | None) -> bytes:
@@ -55,24 +61,15 @@ def _tar_gz(source: Path, arcname: str | None) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
         if arcname is not None:
-            tar.add(source, arcname=arcname, filter=_clean)
+            tar.add(source, arcname=arcname, filter=clean_tarinfo)
         elif source.is_dir():
             for child in sorted(source.iterdir()):
                 if child.name not in ("__pycache__", ".git"):
-                    tar.add(child, arcname=child.name, filter=_clean)
+                    tar.add(child, arcname=child.name, filter=clean_tarinfo)
     return buf.getvalue()
 
 
-def _clean(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    if "__pycache__" in info.name.split("/"):
-        return None
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = 0
-    return info
-
-
-class KubernetesProvider(Provider):
+class KubernetesProvider(RolloutParts, Provider):
     """Serves online endpoints as Deployments on a Kubernetes cluster."""
 
     name: ClassVar[str] = "kubernetes"
@@ -83,18 +80,10 @@ class KubernetesProvider(Provider):
         self.ns = self.kube_settings.namespace
         self.project_root = Path(context.project_root).resolve()
         self.workspace = context.workspace or ""
-        self._kube: Kube | None = None
-
-    @property
-    def kube(self) -> Kube:
-        if self._kube is None:
-            self._kube = Kube(self.kube_settings)
-        return self._kube
+        self._kube = None
 
     def close(self) -> None:
-        if self._kube is not None:
-            self._kube.close()
-            self._kube = None
+        KubeParts.close(self)
 
     # == reading ====================================================================================
     def observe(self, resource: StateResource) -> Observation:
@@ -114,7 +103,7 @@ class KubernetesProvider(Provider):
         ep = str(resource.attributes.get("name", resource.name)).lower()
         router = m.router_name(ep)
         for kind, name in (("Deployment", router), ("Service", router), ("ConfigMap", router),
-                           ("Secret", m.keys_name(ep))):
+                           ("ConfigMap", m.router_lib_name(ep)), ("Secret", m.keys_name(ep))):
             if self.kube.get(kind, name) is None:
                 return Observation(False, problems=[f"its {kind} {name} is gone"])
         table = self._read_table(ep)
@@ -153,17 +142,39 @@ class KubernetesProvider(Provider):
                                           "target_utilization_percentage": metric.get("averageUtilization")}
         else:
             observed["instance_count"] = int(spec.get("replicas") or 0)
+        pods = self._pods(ep, dep)
+        stale = self._stale_pool(ep, dep, pods)
+        if stale is not None:  # what the router really serves is the drift (apply brings the pool up to date)
+            problems.append(stale[1])
+            if "instance_count" in observed and observed["instance_count"] == int(attrs.get("instance_count") or 0):
+                observed["instance_count"] = stale[0]
         env = {e["name"]: e.get("value", "") for e in container.get("env") or [] if e.get("name") not in m.RECON_ENV}
         declared = {str(k): str(v) for k, v in (attrs.get("environment_variables") or {}).items()}
         if env != declared:
             observed["environment_variables"] = env
             problems.append(f"its Deployment {name} has other environment variables")
-        pods = self._pods(ep, dep)
-        not_ready = [p["metadata"]["name"] for p in pods if not _pod_ready(p)]
+        not_ready = [p["metadata"]["name"] for p in pods if not pod_ready(p)]
         if not_ready:
             problems.append(f"pods not ready: {', '.join(sorted(not_ready))}")
-        outputs = {**resource.outputs, "instances": _instances(pods)}
+        outputs = {**resource.outputs, "instances": instances_of(pods)}
         return Observation(True, attributes=observed, outputs=outputs, problems=problems)
+
+    def _stale_pool(self, ep: str, dep: str, pods: list[dict[str, Any]]) -> tuple[int, str] | None:
+        """When the router's pool of ``dep`` is not its ready pods (a pod the cluster replaced on its own
+        since recon last ran, or one the autoscaler added): how many ready pods the router reaches, and
+        why. None when it is, or when the endpoint has no table."""
+        obj = self.kube.get("ConfigMap", m.router_name(ep))
+        if obj is None:
+            return None
+        routed = ((self._read_table(ep).get("deployments") or {}).get(dep) or {}).get("upstreams")
+        if routed is None:
+            return None
+        ready = set(ready_addresses(pods))
+        if set(routed) == ready:
+            return None
+        served = len(ready & set(routed))
+        return served, (f"the router's pool of {dep} is out of date: it reaches {served} of its {len(ready)} ready "
+                        f"pods and lists {len(set(routed) - ready)} address(es) of no ready pod")
 
     def find_unmanaged(self, known: list[StateResource]) -> list[str]:
         endpoints = {str(r.attributes.get("name", r.name)).lower() for r in known if r.type == "endpoint"}
@@ -190,13 +201,16 @@ class KubernetesProvider(Provider):
     def capacity(self) -> Capacity:
         """What the namespace can still place for recon's instances: its ResourceQuota (hard requests
         less what pods other than recon's instances use, routers included), bounded by the allocatable
-        CPU and memory of the schedulable nodes that match ``node_selector``."""
+        CPU and memory of the schedulable nodes that match ``node_selector`` and whose NoSchedule
+        taints ``tolerations`` tolerate. Rollouts surge by ceil(20%): the plan reserves that room."""
         cpus = mem = 0.0
         for node in self.kube.items("Node"):
             if (node.get("spec") or {}).get("unschedulable"):
                 continue
             nlabels = (node.get("metadata") or {}).get("labels") or {}
             if any(nlabels.get(k) != v for k, v in self.kube_settings.node_selector.items()):
+                continue
+            if not tolerated((node.get("spec") or {}).get("taints") or [], self.kube_settings.tolerations):
                 continue
             alloc = (node.get("status") or {}).get("allocatable") or {}
             cpus += parse_cpu(alloc.get("cpu", 0)) or 0.0
@@ -225,7 +239,7 @@ class KubernetesProvider(Provider):
                     free = (parse_memory_gb(hard[key]) or 0.0) - max(
                         0.0, (parse_memory_gb(used.get(key, 0)) or 0.0) - mine_mem)
                     mem = min(mem, free)
-        return Capacity(cpus=round(cpus, 3), memory_gb=round(mem, 3), description=description)
+        return Capacity(cpus=round(cpus, 3), memory_gb=round(mem, 3), description=description, rollout_reserve=True)
 
     # == changing ===================================================================================
     def create(self, request: ApplyRequest) -> dict[str, Any]:
@@ -250,7 +264,7 @@ class KubernetesProvider(Provider):
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
         self._set_pool(ep, dep, attrs)
         prior = dict(request.prior.outputs) if request.prior else {}
-        return {**prior, "instances": _instances(self._pods(ep, dep))}
+        return {**prior, "instances": instances_of(self._pods(ep, dep))}
 
     def delete(self, resource: StateResource) -> None:
         attrs = resource.attributes
@@ -266,6 +280,7 @@ class KubernetesProvider(Provider):
             self.kube.delete("Service", router)
             self._wait_gone("Deployment", router, {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
             self.kube.delete("ConfigMap", router)
+            self.kube.delete("ConfigMap", m.router_lib_name(ep))
             self.kube.delete("Secret", m.keys_name(ep))
             return
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
@@ -274,7 +289,7 @@ class KubernetesProvider(Provider):
             self._remove_from_table(ep, dep)
         self.kube.delete("HorizontalPodAutoscaler", name)
         self.kube.delete("Deployment", name)
-        self._wait_gone("Deployment", name, _pod_selector(ep, dep))
+        self._wait_gone("Deployment", name, pod_selector(ep, dep))
         for cm in self.kube.items("ConfigMap", {m.ENDPOINT: m.label_value(ep), m.DEPLOYMENT: m.label_value(dep),
                                                m.ROLE: "code"}):
             self.kube.delete("ConfigMap", cm["metadata"]["name"])
@@ -345,121 +360,21 @@ class KubernetesProvider(Provider):
     def _create_endpoint(self, request: ApplyRequest) -> dict[str, Any]:
         ep = str(request.attributes["name"]).lower()
         self.kube.ensure_namespace()
-        if self._read_keys(ep) is None:
-            keys = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32)}
-            self.kube.apply(m.secret(self.kube_settings, m.keys_name(ep), m.labels(self.workspace, "keys", ep),
-                                     {"keys.json": json.dumps(keys)}))
+        self._ensure_keys(ep)
+        lib, code_digest = router_lib()
+        self.kube.apply(m.configmap(self.kube_settings, m.router_lib_name(ep), m.labels(self.workspace, "router", ep),
+                                    binary={"httptools.tar.gz": base64.b64encode(lib).decode()}))
         auth_mode = request.attributes.get("auth_mode") or "key"
         self._update_table(ep, lambda t: t.update(auth_mode=auth_mode))
-        for obj in m.router_manifests(self.kube_settings, self.workspace, ep, 0):
+        for obj in m.router_manifests(self.kube_settings, self.workspace, ep, code_digest):
             self.kube.apply(obj)
         self._wait_rollout(m.router_name(ep), {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"}, 1, request,
                            what=f"the router of endpoint {ep}")
+        self._wait_router_version(ep, int(self._read_table(ep).get("version") or 0))
         request.emit(f"router Deployment {self.ns}/{m.router_name(ep)} ready")
         return self._endpoint_outputs(ep)
 
-    def _endpoint_outputs(self, ep: str) -> dict[str, Any]:
-        router = self.kube.get("Deployment", m.router_name(ep))
-        ready = bool(router) and int(((router or {}).get("status") or {}).get("availableReplicas") or 0) >= 1
-        return {"router": m.router_name(ep), "service": m.router_name(ep), "namespace": self.ns,
-                "scoring_uri": self._scoring_uri(ep), "provisioning_state": "Succeeded" if ready else "Failed"}
-
-    def _scoring_uri(self, ep: str) -> str:
-        host = self.kube_settings.scoring_host or f"{m.router_name(ep)}.{self.ns}.svc.cluster.local"
-        return f"http://{host}/score"
-
-    def _read_keys(self, ep: str) -> dict[str, str] | None:
-        obj = self.kube.get("Secret", m.keys_name(ep))
-        raw = ((obj or {}).get("data") or {}).get("keys.json")
-        if not raw:
-            return None
-        try:
-            data = json.loads(base64.b64decode(raw))
-        except ValueError:
-            return None
-        if isinstance(data, dict) and data.get("primaryKey") and data.get("secondaryKey"):
-            return {"primaryKey": str(data["primaryKey"]), "secondaryKey": str(data["secondaryKey"])}
-        return None
-
-    # -- the routing table (a ConfigMap the router mounts) ------------------------------------------
-    def _read_table(self, ep: str) -> dict[str, Any]:
-        obj = self.kube.get("ConfigMap", m.router_name(ep))
-        raw = ((obj or {}).get("data") or {}).get("table.json")
-        if raw:
-            try:
-                data = json.loads(raw)
-                if isinstance(data, dict):
-                    return data
-            except ValueError:
-                pass
-        return {"version": 0, "endpoint": ep, "auth_mode": "key", "keys_file": KEYS_FILE, "deployments": {},
-                "traffic": {}, "mirror_traffic": {}}
-
-    def _update_table(self, ep: str, mutate: Any) -> int:
-        """Read, change and write the table; a concurrent writer's change is retried (resourceVersion)."""
-        name = m.router_name(ep)
-        for _ in range(5):
-            current = self.kube.get("ConfigMap", name)
-            table = self._read_table(ep)
-            mutate(table)
-            version = int(table.get("version") or 0) + 1
-            table.update(version=version, endpoint=ep, keys_file=KEYS_FILE)
-            obj = m.configmap(self.kube_settings, name, m.labels(self.workspace, "router", ep),
-                              data={"router.py": ROUTER_SCRIPT.read_text(), "table.json": json.dumps(table, indent=1)})
-            if current is not None:
-                obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            try:
-                self.kube.apply(obj)
-            except ConflictError:
-                time.sleep(0.1)
-                continue
-            self._wait_router_version(ep, version)
-            return version
-        raise RetryableError(f"endpoint {ep}: its routing table kept changing while recon wrote it")
-
-    def _wait_router_version(self, ep: str, version: int) -> None:
-        """Until the router pods serve table ``version`` (the kubelet updates the mounted ConfigMap
-        at its sync period); bounded, and only with ``router_reload_check``."""
-        if not self.kube_settings.router_reload_check:
-            return
-        pods = [p for p in self.kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
-                if _pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
-        deadline = time.monotonic() + ROUTER_RELOAD_TIMEOUT
-        for pod in pods:
-            while True:
-                status = self.kube.proxy_get(pod["metadata"]["name"], m.ROUTER_PORT, "/-/router")
-                if status is not None and int(status.get("version") or 0) >= version:
-                    break
-                if time.monotonic() > deadline:
-                    raise RetryableError(f"endpoint {ep}: router pod {pod['metadata']['name']} did not load "
-                                         f"routing table version {version} within {ROUTER_RELOAD_TIMEOUT:g}s")
-                time.sleep(POLL)
-
-    def _set_pool(self, ep: str, dep: str, attrs: dict[str, Any] | None) -> None:
-        ips = [f"{p['status']['podIP']}:{m.INSTANCE_PORT}" for p in self._pods(ep, dep)
-               if _pod_ready(p) and (p.get("status") or {}).get("podIP")]
-
-        def mutate(table: dict[str, Any]) -> None:
-            entry = table.setdefault("deployments", {}).setdefault(dep, {})
-            if attrs is not None:
-                entry.update(router_settings(attrs))
-            entry["upstreams"] = sorted(ips)
-
-        self._update_table(ep, mutate)
-
-    def _remove_from_table(self, ep: str, dep: str) -> None:
-        def mutate(table: dict[str, Any]) -> None:
-            table.setdefault("deployments", {}).pop(dep, None)
-            for key in ("traffic", "mirror_traffic"):
-                table.setdefault(key, {}).pop(dep, None)
-
-        self._update_table(ep, mutate)
-
     # == deployments ================================================================================
-    def _pods(self, ep: str, dep: str) -> list[dict[str, Any]]:
-        return [p for p in self.kube.items("Pod", _pod_selector(ep, dep))
-                if not (p.get("metadata") or {}).get("deletionTimestamp")]
-
     def _desired(self, request: ApplyRequest) -> tuple[str, str, dict[str, Any] | None]:
         """(config digest, image, model attributes) of the desired configuration."""
         attrs = request.attributes
@@ -504,7 +419,10 @@ class KubernetesProvider(Provider):
         name = m.deployment_name(ep, dep)
         digest, image, model = self._desired(request)
         self.kube.ensure_namespace()
-        existed = self.kube.get("Deployment", name) is not None
+        current = self.kube.get("Deployment", name)
+        existed = current is not None
+        old_digest = ((((current or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+            "annotations", {}).get("recon.io/config-digest")
         bundle = self._bundle(request, ep, dep, digest)
         manifest = m.deployment_manifest(self.kube_settings, self.workspace, attrs, model, image, digest, bundle)
         hpa = m.hpa_manifest(self.kube_settings, self.workspace, attrs, digest)
@@ -517,15 +435,16 @@ class KubernetesProvider(Provider):
             self.kube.delete("HorizontalPodAutoscaler", name)
         count = int(manifest["spec"].get("replicas") or (applied.get("spec") or {}).get("replicas") or 1)
         try:
-            self._wait_rollout(name, _pod_selector(ep, dep), count, request, until_updated=until_updated,
-                               generation=int((applied.get("metadata") or {}).get("generation") or 0), batch=batch)
+            self._wait_rollout(name, pod_selector(ep, dep), count, request, until_updated=until_updated,
+                               generation=int((applied.get("metadata") or {}).get("generation") or 0), batch=batch,
+                               pool=(ep, dep))
         except PermanentError:
             if create and not existed:
                 self.kube.delete("HorizontalPodAutoscaler", name)
                 self.kube.delete("Deployment", name)
-                self._wait_gone("Deployment", name, _pod_selector(ep, dep))
+                self._wait_gone("Deployment", name, pod_selector(ep, dep))
                 self.kube.delete("ConfigMap", bundle)
-            elif not create:
+            elif not create and old_digest and old_digest != digest:  # a new template failed: back to the old
                 self._undo(name, digest, request)
             raise
         if until_updated is None or until_updated >= count:
@@ -536,177 +455,5 @@ class KubernetesProvider(Provider):
         if self.kube.get("ConfigMap", m.router_name(ep)) is not None:
             self._set_pool(ep, dep, attrs)
         return {"deployment": name, "namespace": self.ns, "config_digest": digest, "image": image,
-                "instances": _instances(self._pods(ep, dep)), "provisioning_state": "Succeeded"}
+                "instances": instances_of(self._pods(ep, dep)), "provisioning_state": "Succeeded"}
 
-    def _undo(self, name: str, digest: str, request: ApplyRequest) -> None:
-        """Back to the newest older ReplicaSet's template (``kubectl rollout undo``): the old pods keep serving."""
-        obj = self.kube.get("Deployment", name)
-        if obj is None:
-            return
-        selector = (obj.get("spec") or {}).get("selector", {}).get("matchLabels") or {}
-        older = [rs for rs in self.kube.items("ReplicaSet", selector)
-                 if ((rs.get("metadata") or {}).get("annotations") or {}).get("recon.io/config-digest") != digest
-                 and (rs["spec"]["template"]["metadata"].get("annotations") or {}).get("recon.io/config-digest")
-                 != digest]
-        if not older:
-            return
-        older.sort(key=lambda rs: int((rs["metadata"].get("annotations") or {}).get(
-            "deployment.kubernetes.io/revision", 0)))
-        template = older[-1]["spec"]["template"]
-        template["metadata"].get("labels", {}).pop("pod-template-hash", None)
-        old_digest = (template["metadata"].get("annotations") or {}).get("recon.io/config-digest", "")
-        labels = {**obj["metadata"].get("labels", {}), m.DIGEST: m.short_digest(old_digest)}
-        patch: dict[str, Any] = {
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": self.ns, "labels": labels,
-                         "annotations": {"recon.io/config-digest": old_digest}},
-            "spec": {"selector": obj["spec"]["selector"], "template": template}}
-        self.kube.apply(patch)
-        request.emit(f"rolled {name} back to its previous template; the old pods keep serving")
-
-    def _wait_complete(self, ep: str, dep: str, request: ApplyRequest) -> None:
-        """Traffic moves only to a deployment whose rollout is complete."""
-        name = m.deployment_name(ep, dep)
-        deadline = time.monotonic() + 60
-        while True:
-            obj = self.kube.get("Deployment", name)
-            if obj is None:
-                raise PermanentError(f"endpoint {ep}: deployment {dep} has no Deployment {name}")
-            if _complete(obj):
-                return
-            if time.monotonic() > deadline:
-                raise RetryableError(f"endpoint {ep}: the rollout of {name} is not complete; traffic stays")
-            time.sleep(POLL)
-
-    def _wait_rollout(self, name: str, selector: dict[str, str], count: int, request: ApplyRequest,
-                      what: str | None = None, until_updated: int | None = None, generation: int = 0,
-                      batch: Batch | None = None) -> None:
-        """Wait until ``until_updated`` (default: all) pods run the Deployment's template and are
-        available; report ReplicaSet progress; fail on ProgressDeadlineExceeded, quota refusals,
-        image pull errors and crashing pods with their events and last log lines."""
-        what = what or name
-        deadline = time.monotonic() + self.kube_settings.rollout_timeout_seconds
-        last = ""
-        while True:
-            obj = self.kube.get("Deployment", name)
-            if obj is None:
-                raise PermanentError(f"{request.address}: Deployment {self.ns}/{name} disappeared")
-            status = obj.get("status") or {}
-            observed = int(status.get("observedGeneration") or 0) >= max(generation,
-                                                                         int(obj["metadata"].get("generation") or 0))
-            updated = int(status.get("updatedReplicas") or 0)
-            available = int(status.get("availableReplicas") or 0)
-            line = self._progress(obj, selector)
-            if line != last:
-                request.emit(f"batch {batch.index}: {line}" if batch else line)
-                last = line
-            want = count if until_updated is None else until_updated
-            if observed and (_complete(obj) or (updated >= want and available >= count
-                                                and int(status.get("unavailableReplicas") or 0) == 0)):
-                return
-            failure = self._failure(obj, selector)
-            if failure is not None:
-                raise PermanentError(f"{request.address}: {what} failed: {failure[0]}", detail=failure[1])
-            if time.monotonic() > deadline:
-                failure = ("not ready within "
-                           f"{self.kube_settings.rollout_timeout_seconds:g}s", self._pod_detail(selector))
-                raise PermanentError(f"{request.address}: {what} {failure[0]}", detail=failure[1])
-            time.sleep(POLL)
-
-    def _progress(self, obj: dict[str, Any], selector: dict[str, str]) -> str:
-        sets = self.kube.items("ReplicaSet", selector)
-        revision = (obj["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-        parts = []
-        for rs in sorted(sets, key=lambda r: int((r["metadata"].get("annotations") or {}).get(
-                "deployment.kubernetes.io/revision", 0))):
-            spec_n = int((rs.get("spec") or {}).get("replicas") or 0)
-            ready = int((rs.get("status") or {}).get("readyReplicas") or 0)
-            if spec_n == 0 and ready == 0:
-                continue
-            rev = (rs["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
-            tag = "new" if rev == revision else "old"
-            parts.append(f"{tag} ReplicaSet {rs['metadata']['name']} {ready}/{spec_n} ready")
-        return ", ".join(parts) or "no ReplicaSet yet"
-
-    def _failure(self, obj: dict[str, Any], selector: dict[str, str]) -> tuple[str, list[str]] | None:
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                return f"ProgressDeadlineExceeded: {cond.get('message')}", self._pod_detail(selector)
-            if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
-                return f"{cond.get('reason')}: {cond.get('message')}", self._rs_events(selector)
-        for pod in self._pods_by(selector):
-            st = pod.get("status") or {}
-            for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
-                waiting = (cs.get("state") or {}).get("waiting") or {}
-                terminated = (cs.get("state") or {}).get("terminated") or {}
-                reason = waiting.get("reason") or ""
-                if reason in FAILING_REASONS or (terminated and terminated.get("exitCode") not in (0, None)
-                                                  and int(cs.get("restartCount") or 0) >= 1):
-                    pname = pod["metadata"]["name"]
-                    message = waiting.get("message") or terminated.get("reason") or ""
-                    return (f"pod {pname} container {cs.get('name')}: {reason or 'exited'} {message}".strip(),
-                            self._pod_detail(selector, only=pname))
-        return None
-
-    def _pods_by(self, selector: dict[str, str]) -> list[dict[str, Any]]:
-        return self.kube.items("Pod", selector)
-
-    def _rs_events(self, selector: dict[str, str]) -> list[str]:
-        lines: list[str] = []
-        for rs in self.kube.items("ReplicaSet", selector):
-            lines += [f"ReplicaSet {rs['metadata']['name']}: {e}" for e in self.kube.events("ReplicaSet",
-                                                                                            rs["metadata"]["name"])]
-        return lines[-15:]
-
-    def _pod_detail(self, selector: dict[str, str], only: str | None = None) -> list[str]:
-        """Events and last log lines of the pods that are not ready."""
-        lines: list[str] = []
-        for pod in self._pods_by(selector):
-            pname = pod["metadata"]["name"]
-            if (only and pname != only) or (not only and _pod_ready(pod)):
-                continue
-            lines += [f"pod {pname} event: {e}" for e in self.kube.events("Pod", pname)[-8:]]
-            for container in ("unpack", "score"):
-                tail = self.kube.logs(pname, 15, container)
-                if not tail:
-                    tail = self.kube.logs(pname, 15, container, previous=True)
-                lines += [f"pod {pname} {container}: {line}" for line in tail]
-            if only is None and len(lines) > 40:
-                break
-        return lines or ["(no events or log lines from the pods)"]
-
-    def _wait_gone(self, kind: str, name: str, selector: dict[str, str]) -> None:
-        """Until the object and its pods are gone (foreground deletion)."""
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.kube.get(kind, name) is None and not self.kube.items("Pod", selector):
-                return
-            time.sleep(POLL)
-        raise RetryableError(f"{kind} {self.ns}/{name} or its pods are still there after 300s")
-
-
-def _pod_selector(ep: str, dep: str) -> dict[str, str]:
-    return {m.ENDPOINT: m.label_value(ep), m.DEPLOYMENT: m.label_value(dep), m.ROLE: "instance"}
-
-
-def _pod_ready(pod: dict[str, Any]) -> bool:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return bool(cond.get("status") == "True")
-    return False
-
-
-def _complete(obj: dict[str, Any]) -> bool:
-    """observedGeneration caught up; every replica updated and available; no old ones left."""
-    spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    want = int(spec["replicas"]) if spec.get("replicas") is not None else 1
-    return (int(status.get("observedGeneration") or 0) >= int(obj["metadata"].get("generation") or 0)
-            and int(status.get("updatedReplicas") or 0) == want
-            and int(status.get("availableReplicas") or 0) == want
-            and int(status.get("replicas") or 0) == want)
-
-
-def _instances(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"pod": p["metadata"]["name"], "ip": (p.get("status") or {}).get("podIP"), "ready": _pod_ready(p),
-             "config_digest": ((p["metadata"].get("annotations") or {}).get("recon.io/config-digest"))}
-            for p in sorted(pods, key=lambda p: str(p["metadata"]["name"]))]

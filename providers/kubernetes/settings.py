@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from providers.shared.routing_table import router_limits
 from reconciler.model.errors import ConfigError, Diagnostic
 
 DEFAULT_IMAGE = "python:3.12-slim"
-KNOWN = {"kubeconfig", "context", "namespace", "image_overrides", "default_image", "router_image",
+# The router runs with recon's own httptools (a compiled module): the official image of recon's Python.
+DEFAULT_ROUTER_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+KNOWN = {"router_limits", "kubeconfig", "context", "namespace", "image_overrides", "default_image", "router_image",
          "image_pull_policy", "node_selector", "tolerations", "progress_deadline_seconds",
          "rollout_timeout_seconds", "scoring_host", "router_reload_check",
          "catalog_resources"}
@@ -21,8 +25,10 @@ class KubeSettings:
     ``kubeconfig``/``context``: None means what the ``kubernetes`` client finds (``KUBECONFIG``,
     ``~/.kube/config``, else the in-cluster service account). ``image_overrides``: {image: replacement},
     as on the docker provider (an environment's image, or Azure's base image, from your registry).
-    ``default_image``: the image of deployments whose environment names none, and of the router
-    unless ``router_image`` is set; it needs ``python3`` (standard library only).
+    ``default_image``: the image of deployments whose environment names none; it needs ``python3``
+    (standard library only). ``router_image``: the router's image (default ``python:<recon's
+    major.minor>-slim``, after ``image_overrides``): ``python3``, and either its own ``httptools`` or the
+    same Python minor version as recon (glibc), since recon delivers its own httptools to the pod.
     ``catalog_resources``: a deployment without ``resources`` requests (and is limited to) its
     instance type's catalog size; false: no requests or limits then.
     ``router_reload_check``: after a routing table change, wait (through the API server's pod proxy)
@@ -49,7 +55,7 @@ class KubeSettings:
         return self.image_overrides.get(chosen, chosen)
 
     def router(self) -> str:
-        return self.image(self.router_image or self.default_image)
+        return self.image(self.router_image or DEFAULT_ROUTER_IMAGE)
 
 
 def _error(key: str, message: str, hint: str) -> ConfigError:
@@ -93,4 +99,5 @@ def parse_settings(raw: dict[str, Any]) -> KubeSettings:
             if not isinstance(raw[key], bool):
                 raise _error(key, f"wrong type: got {raw[key]!r}", "expected true or false")
             values[key] = raw[key]
+    router_limits(raw, "")  # the router's limits (as on local and docker): a bad one is an error at its key
     return KubeSettings(**values)

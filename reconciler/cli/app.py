@@ -11,6 +11,7 @@ Terraform's single-dash spellings (``-out=FILE``, ``-auto-approve``...) are acce
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -19,8 +20,19 @@ from typing import Any
 
 import click
 
+from reconciler import __version__
 from reconciler.cli import spellings
 from reconciler.model.errors import ConfigError, PlanError, ReconcilerError
+
+# Each command's module, imported only when the command runs (or --help lists them all): start-up
+# pays for what one command needs, not for every command's imports (pydantic, the planner, rich...).
+COMMAND_MODULES: dict[str, str] = {
+    "validate": "plan_cmds", "plan": "plan_cmds", "show": "plan_cmds", "graph": "plan_cmds",
+    "apply": "apply_cmds", "destroy": "apply_cmds", "refresh": "apply_cmds", "drift": "apply_cmds",
+    "invoke": "apply_cmds", "logs": "apply_cmds", "keys": "apply_cmds",
+    "state": "state_cmds", "force-unlock": "state_cmds",
+    "import": "import_cmd", "import-v1": "migrate_cmds",
+}
 
 
 @dataclass
@@ -98,6 +110,16 @@ class ReconGroup(click.Group):
 
     command_class = ReconCommand
     group_class = type  # ``recon state`` is a ReconGroup too
+    lazy_commands: dict[str, str] = {}  # name -> module of reconciler.cli that registers it
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = self.lazy_commands.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"reconciler.cli.{module}")  # registers its commands on ``cli``
+        return super().get_command(ctx, cmd_name)
 
     def make_context(
         self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
@@ -140,7 +162,7 @@ class ReconGroup(click.Group):
     show_default=True,
     help="Run as if recon was started in DIR (the project root).",
 )
-@click.version_option(package_name="recon", prog_name="recon")
+@click.version_option(version=__version__, prog_name="recon")
 @click.pass_context
 def cli(ctx: click.Context, directory: Path) -> None:
     """recon: a Terraform-style reconciler for ML online endpoints (Azure ML CLI v2 YAML)."""
@@ -148,3 +170,6 @@ def cli(ctx: click.Context, directory: Path) -> None:
     if not root.is_dir():
         raise click.ClickException(f"-C {directory}: no such directory")
     ctx.obj = CliContext(root=root)
+
+
+cli.lazy_commands = COMMAND_MODULES

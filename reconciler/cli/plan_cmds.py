@@ -19,17 +19,25 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from reconciler.apply import gcpause
-from reconciler.apply.project import Project
 from reconciler.cli.app import cli, project_root, use_color
 from reconciler.cli.spellings import Duration
 from reconciler.model.errors import PlanError, ReconcilerError, StateError, StateLockedError, printable
-from reconciler.plan.types import Plan
-from reconciler.state.document import State
+
+if TYPE_CHECKING:  # imported where used: a command pays only for what it runs
+    from reconciler.apply.project import Project
+    from reconciler.plan.types import Plan
+    from reconciler.state.document import State
+
+
+def open_project(root: Path) -> Project:
+    from reconciler.apply.project import Project
+
+    return Project(root)
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 PLAN_FORMATS = ["text", "json", "markdown"]
@@ -67,6 +75,19 @@ NO_CONFIGURATION = (
     "*.yaml) of endpoints, deployments, models and environments in a project folder and the folders "
     "under it; run recon there, or name it with -C DIR"
 )
+
+
+def refuse_empty_folder(root: Path) -> None:
+    """The "No configuration files" error before anything is loaded, for a folder with no
+    recon.yaml, no state at the default path and no YAML file (hidden folders skipped, links to
+    folders not followed, as the loader's discovery): no settings, state or schema are imported."""
+    if os.path.lexists(root / "recon.yaml") or os.path.lexists(root / ".recon" / "state.json"):
+        return
+    for _, folders, files in os.walk(root):
+        folders[:] = [f for f in folders if not f.startswith(".")]
+        if any(f.endswith((".yml", ".yaml")) and not f.startswith(".") for f in files):
+            return
+    raise ReconcilerError(NO_CONFIGURATION.format(root=root))
 
 
 def require_configuration(project: Any) -> None:
@@ -163,6 +184,8 @@ def read_plan_file(path: Path) -> Plan:
         data = path.read_bytes()
     except OSError as exc:
         raise PlanError(f"cannot read plan file {path}: {exc.strerror or exc}") from exc
+    from reconciler.plan.types import Plan
+
     try:
         return Plan.model_validate_json(data)
     except ValueError as exc:
@@ -199,10 +222,12 @@ def _recorded_or_none(project: Project) -> State | None:
 @click.pass_context
 def validate_cmd(ctx: click.Context) -> None:
     """Check the configuration: every file, reference, limit, quota, and rules that need the state."""
+    refuse_empty_folder(_root(ctx))
     from reconciler.plan.graph import desired_graph
     from reconciler.plan.planner import make_plan
+    from reconciler.state.document import State
 
-    with Project(_root(ctx)) as project:
+    with open_project(_root(ctx)) as project:
         require_configuration(project)
         recorded = _recorded_or_none(project)
         desired = project.load_desired(recorded)
@@ -284,7 +309,8 @@ def plan_cmd(
     lock_timeout: float,
 ) -> None:
     """Show what apply would change, in order, with quota and drift. Holds the state lock while planning."""
-    with Project(_root(ctx)) as project:
+    refuse_empty_folder(_root(ctx))
+    with open_project(_root(ctx)) as project:
         require_configuration(project)
         with state_lock(project, "plan", lock_timeout):
             plan = project.plan(targets=targets, refresh=refresh, destroy=destroy, lock=False)
@@ -324,7 +350,7 @@ def show_cmd(ctx: click.Context, planfile: Path | None, fmt: str, plan_location:
         plan = read_plan_file(planfile)
         click.echo(render_plan(plan, fmt, plan_location=plan_location or str(planfile)))
         return
-    with Project(_root(ctx)) as project:
+    with open_project(_root(ctx)) as project:
         state = project.read_state()
     click.echo(_render_state(state, fmt))
 
@@ -357,7 +383,7 @@ def graph_cmd(ctx: click.Context, fmt: str) -> None:
     from reconciler.plan.graph import desired_graph
     from reconciler.render.graph import render_graph
 
-    with Project(_root(ctx)) as project:
+    with open_project(_root(ctx)) as project:
         require_configuration(project)
         desired = project.load_desired(_recorded_or_none(project))
     click.echo(render_graph(desired_graph(desired), fmt))

@@ -9,7 +9,8 @@ of before and after; a deployment in both counts once, at its larger size, becau
 update keeps it and a replace deletes before it creates; two colours of a blue/green change are two
 deployments and both count). Families without a declared limit are reported, never checked; no
 ``quota`` at all means no check (``checked`` False). Separately, a provider's ``Capacity`` (cpus,
-memory) bounds what the deployments need after the apply.
+memory) bounds what the deployments need after the apply (with ``rollout_reserve``: ceil(1.2 x
+instances) of each, the room its rolling updates surge into).
 """
 
 from __future__ import annotations
@@ -196,6 +197,8 @@ def check_capacity(
     for attrs in after.values():
         c, m, explicit = _per_instance(attrs, catalog)
         n = int(attrs.get("instance_count") or 0)
+        if capacity.rollout_reserve:  # room for a rollout's surge: ceil(1.2 x instances), max under autoscaling
+            n = reserved_instances(_instances(attrs), False)
         if explicit:
             cpus, mem = cpus + c * n, mem + m * n
         else:
@@ -209,16 +212,20 @@ def check_capacity(
         "catalog_cpus": cat_cpus,
         "catalog_memory_gb": round(cat_mem, 3),
     }
+    when = "after this apply"
+    if capacity.rollout_reserve:
+        report["rollout_reserve"] = True
+        when += " with the 20% rollout reserve (ceil(1.2 x instances))"
     where = f" ({capacity.description})" if capacity.description else ""
     errors = []
     if capacity.cpus is not None and cpus > capacity.cpus:
         errors.append(
-            f"the deployments request {_num(cpus)} CPUs after this apply; the provider can place "
+            f"the deployments request {_num(cpus)} CPUs {when}; the provider can place "
             f"{_num(capacity.cpus)}{where}"
         )
     if capacity.memory_gb is not None and mem > capacity.memory_gb:
         errors.append(
-            f"the deployments request {mem:.1f} GiB of memory after this apply; the provider can place "
+            f"the deployments request {mem:.1f} GiB of memory {when}; the provider can place "
             f"{capacity.memory_gb:.1f} GiB{where}"
         )
     return report, errors

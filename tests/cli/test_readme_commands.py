@@ -29,7 +29,7 @@ def _command(words: list[str]) -> click.Command:
     command: click.Command = cli
     for word in words:
         assert isinstance(command, click.Group), f"{words}: {command.name} has no subcommands"
-        found = command.commands.get(word)
+        found = command.get_command(click.Context(command), word)
         assert found is not None, f"README lists `recon {' '.join(words)}`, which does not exist"
         command = found
     return command
@@ -67,7 +67,10 @@ def test_every_option_of_every_command_has_help() -> None:
 
     def walk(command: click.Command, path: list[str]) -> None:
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, name
                 walk(sub, [*path, name])
         missing.extend(
             f"{' '.join(path)} {p.opts[0]}"

@@ -173,9 +173,18 @@ class Harness:
             remove_labelled(Path(self.provider.context.state_dir).resolve())
 
 
-@pytest.fixture(params=list(PROVIDER_KINDS))
+# kubernetes: the cluster of tests/kubernetes (kwok nodes), a namespace per test; marked so it runs last
+PROVIDER_KINDS["kubernetes"] = ("providers.kubernetes", "KubernetesProvider", {})
+
+
+@pytest.fixture(params=[pytest.param(k, marks=pytest.mark.kubernetes) if k == "kubernetes" else k
+                        for k in PROVIDER_KINDS])
 def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     module_name, class_name, settings = PROVIDER_KINDS[request.param]
+    if request.param == "kubernetes":
+        from tests.kubernetes.conftest import kubernetes_contract_settings
+
+        settings = kubernetes_contract_settings(request)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

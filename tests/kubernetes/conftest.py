@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.kubernetes.cluster import Cluster, get_cluster, stop_cluster
+from tests.kubernetes.cluster import Cluster, get_cluster, prepare, stop_cluster
 
 __all__ = ["Cluster", "KWOK_SETTINGS", "wait_until"]
 KWOK_SETTINGS: dict[str, Any] = {
@@ -31,8 +31,24 @@ KWOK_SETTINGS: dict[str, Any] = {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Kubernetes tests last: the cold build runs in the background while the others run."""
+    """Kubernetes tests last (wherever they are: tests/contract has a kubernetes parameter): the cold
+    build runs in the background while the others run."""
     items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Before the first Kubernetes test, outside its timeout (this wrapper runs before pytest-timeout's
+    arms it): wait for the build and bring the cluster up, saying so on the terminal."""
+    if item.get_closest_marker("kubernetes") is not None:
+        reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+
+        def say(line: str) -> None:
+            if reporter is not None:
+                reporter.write_line(f"[kubernetes] {line}")
+
+        prepare(say)
+    yield
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

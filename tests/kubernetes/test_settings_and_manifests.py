@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
 import pytest
 
 from providers.kubernetes import manifests as m
@@ -27,7 +34,8 @@ def test_defaults_and_image_overrides() -> None:
     s = parse_settings({"image_overrides": {"mcr.microsoft.com/azureml/x:latest": "registry.local/x:1"}})
     assert s.namespace == "default" and s.kubeconfig is None and s.image_pull_policy == "IfNotPresent"
     assert s.image("mcr.microsoft.com/azureml/x:latest") == "registry.local/x:1"
-    assert s.image(None) == "python:3.12-slim" and s.router() == "python:3.12-slim"
+    assert s.image(None) == "python:3.12-slim"
+    assert s.router() == f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"  # recon's Python
 
 
 @pytest.mark.parametrize(("count", "surge"), [(1, 1), (4, 1), (5, 1), (6, 2), (10, 2), (11, 3), (100, 20)])
@@ -48,3 +56,68 @@ def test_resources_from_the_yaml_else_the_catalog() -> None:
     sized = m.resources_for({"instance_type": "Standard_DS3_v2"})
     assert sized["requests"] == sized["limits"] and sized["requests"]["cpu"] == "4"
     assert m.resources_for({"instance_type": "Standard_DS3_v2"}, use_catalog=False) == {}
+
+
+def test_router_limits_are_checked_at_their_key() -> None:
+    parse_settings({"router_limits": {"max_body_bytes": 1024, "endpoints": {"ep": {"max_connections": 10}}}})
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"router_limits": {"max_body_bytes": 0}})
+    assert info.value.diagnostics[0].path == "provider.router_limits.max_body_bytes"
+
+
+def test_instances_get_the_instance_key_only() -> None:
+    s = parse_settings({"namespace": "ns"})
+    attrs = {"endpoint_name": "ep", "name": "blue", "instance_count": 2}
+    dep = m.deployment_manifest(s, "ws", attrs, None, "img:1", "sha256:" + "a" * 64, "ep-blue-aaaa")
+    pod = dep["spec"]["template"]["spec"]
+    secrets = [v["secret"] for v in pod["volumes"] if "secret" in v]
+    assert secrets == [{"secretName": "ep-keys", "defaultMode": 0o400,
+                        "items": [{"key": "instance.json", "path": "instance.json"}]}]
+    command = pod["containers"][0]["command"]
+    assert command[command.index("--key-file") + 1] == "/etc/recon/instance/instance.json"
+
+
+def test_the_router_pod_unpacks_httptools_and_mounts_its_keys() -> None:
+    s = parse_settings({"namespace": "ns", "router_image": "registry.local/router:1"})
+    deployment, service = m.router_manifests(s, "ws", "EP", "sha256:" + "b" * 64)
+    pod = deployment["spec"]["template"]["spec"]
+    assert [c["image"] for c in pod["initContainers"] + pod["containers"]] == ["registry.local/router:1"] * 2
+    assert pod["initContainers"][0]["command"][-2:] == ["/opt/recon/lib-src/httptools.tar.gz", "/opt/recon/lib"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["lib-src"]["configMap"]["name"] == "ep-router-lib"
+    assert volumes["keys"]["secret"]["secretName"] == "ep-keys"
+    boot = pod["containers"][0]["command"]
+    assert "sys.path.append" in boot[2] and boot[3:5] == ["/opt/recon/lib", "/opt/recon/router/router.py"]
+    assert all(c["resources"]["requests"] for c in pod["initContainers"] + pod["containers"])  # quota
+    assert service["spec"]["selector"] == {"recon.io/endpoint": "ep", "recon.io/role": "router"}
+
+
+def test_capacity_counts_only_nodes_the_pods_tolerate() -> None:
+    from providers.kubernetes.objects import tolerated
+
+    kwok = [{"key": "recon-test/kwok", "value": "true", "effect": "NoSchedule"}]
+    assert tolerated([], [])
+    assert not tolerated(kwok, [])
+    assert tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Exists", "effect": "NoSchedule"}])
+    assert tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Equal", "value": "true"}])
+    assert not tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Equal", "value": "false"}])
+    assert not tolerated(kwok, [{"key": "recon-test/kwok", "operator": "Exists", "effect": "NoExecute"}])
+    assert tolerated([{"key": "x", "effect": "PreferNoSchedule"}], [])  # only a preference
+
+
+@pytest.mark.parametrize("python", sorted({sys.executable, *([p] if os.path.exists(p := "/usr/bin/python3") else [])}))
+def test_the_unpacker_keeps_archives_inside_their_folder(python: str, tmp_path: Path) -> None:
+    """The init containers' unpacker, with and without extraction filters (Python < 3.11.4)."""
+    with tarfile.open(tmp_path / "ok.tgz", "w:gz") as t:
+        info = tarfile.TarInfo("code/score.py")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"x=1"))
+    with tarfile.open(tmp_path / "bad.tgz", "w:gz") as t:
+        info = tarfile.TarInfo("link")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(info)
+    ok = subprocess.run([python, "-c", m._EXTRACT, str(tmp_path / "ok.tgz"), str(tmp_path / "app")], capture_output=True)
+    assert ok.returncode == 0 and (tmp_path / "app" / "code" / "score.py").read_text() == "x=1"
+    bad = subprocess.run([python, "-c", m._EXTRACT, str(tmp_path / "bad.tgz"), str(tmp_path / "bad")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and not (tmp_path / "bad" / "link").is_symlink()

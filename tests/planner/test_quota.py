@@ -144,3 +144,14 @@ def test_kubernetes_resources_count_for_capacity() -> None:
     plan = make_plan(desired(*base()[:3], k8s), State(), capacity=Capacity(cpus=0.5))
     assert plan.quota.capacity["needed_cpus"] == 1.0 and plan.errors
     assert parse_cpu("250m") == 0.25 and parse_memory_gb("2Gi") == 2.0
+
+
+def test_a_rollout_reserve_counts_ceil_of_1_2_instances() -> None:
+    """A provider whose rollouts surge (Kubernetes' maxSurge ceil(20%)) reserves room for it."""
+    k8s = changed(base()[3], kind="kubernetes", instance_count=4, resources={"requests": {"cpu": "500m"}})
+    fits = make_plan(desired(*base()[:3], k8s), State(), capacity=Capacity(cpus=2.5, rollout_reserve=True))
+    assert fits.applicable and fits.quota.capacity["needed_cpus"] == 2.5  # ceil(4.8) = 5 x 0.5
+    refused = make_plan(desired(*base()[:3], k8s), State(), capacity=Capacity(cpus=2.0, rollout_reserve=True))
+    assert any("2.5 CPUs" in e and "rollout reserve" in e for e in refused.errors)
+    plain = make_plan(desired(*base()[:3], k8s), State(), capacity=Capacity(cpus=2.0))
+    assert plain.applicable  # without the reserve: 4 x 0.5 fits

@@ -109,6 +109,21 @@ def test_status_needs_a_key(pair: tuple[Proc, Proc]) -> None:
     assert status == 200 and blue.addr in body.decode()
 
 
+def test_status_takes_the_instance_key_in_its_own_header(pair: tuple[Proc, Proc]) -> None:
+    """What an API server's pod proxy lets through (it drops Authorization): x-recon-instance-key, for
+    GET /-/router only; a wrong one is 401 whatever else comes with it."""
+    blue, router = pair
+
+    def get(path: str, headers: str) -> bytes:
+        return raw(router.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode())
+
+    answer = get("/-/router", f"x-recon-instance-key: {INSTANCE_KEY}\r\n")
+    assert status_of(answer) == 200 and blue.addr.encode() in answer
+    assert status_of(get("/-/router", "x-recon-instance-key: wrong\r\n")) == 401
+    assert status_of(get("/-/router", f"x-recon-instance-key: wrong\r\nAuthorization: Bearer {PRIMARY}\r\n")) == 401
+    assert status_of(get("/score", f"x-recon-instance-key: {INSTANCE_KEY}\r\n")) == 401  # not a client key
+
+
 def test_status_needs_the_instance_key_even_without_auth(start_host: Host, start_router: Router,
                                                          instance_key_file: Path) -> None:
     blue = start_host("blue", args=["--key-file", str(instance_key_file)])
