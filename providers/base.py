@@ -7,12 +7,27 @@ Contract (after pulumi's dynamic ResourceProvider and Terraform's provider proto
   the canonical attributes the provider can see, with the values it sees (e.g. a deployment with a
   dead instance reports ``instance_count`` 1 where 2 were recorded; a changed environment variable
   reports the whole ``environment_variables`` it found). The engine overlays these on the recorded
-  attributes: what differs is drift, and the next plan repairs it.
+  attributes: what differs is drift, and the next plan repairs it. ``unsettled`` (optional, default
+  empty) says why an object that exists is not in the one state its record describes, in words:
+  instances of two configurations (a rollout cut short), instances the router does not send
+  requests to, an upstream in the router's pool that no instance serves, a router serving another
+  table than the one written, processes or containers with the object's marks that it does not
+  count. Refresh reports each as drift and marks the resource ``failed``; the next plan applies it
+  again as a repair (a deployment: a scale to its count, then a rollout over every instance; an
+  endpoint: an update, then its traffic set again), so plan and drift never disagree. Observe
+  must read what really runs (the router's live table, each instance's configuration), never
+  what recon last wrote.
 - ``create`` returns outputs once the object exists and is ready; if it raises, the object must not
-  have been created (or the provider must have cleaned it up).
+  have been created (or the provider must have cleaned it up). It must also succeed when an earlier
+  create of the same object was interrupted (an apply SIGKILLed part-way records only its intent,
+  and the next apply creates again): what that create left is kept when it matches the request,
+  replaced when not, never doubled (PUT semantics).
 - ``delete``: if it raises, the object is assumed to still exist. Deleting what is already gone is
   not an error.
-- ``scale`` and ``roll_batch`` leave the deployment serving throughout. ``roll_batch`` replaces
+- ``scale`` and ``roll_batch`` leave the deployment serving throughout. ``scale`` to the count a
+  deployment has is the planner's repair of an interrupted operation: it makes the serving instances
+  exactly ``count`` (adopting or stopping instances an interrupted apply left), preferring to keep
+  those at the request's configuration, and otherwise changes nothing. ``roll_batch`` replaces
   ``batch.size`` instances that do not run the desired configuration with ones that do: start the
   new ones, wait until ready, add them to the pool, drain and stop as many old ones. If the new
   instances do not become ready it stops them, keeps the old ones serving, and raises
@@ -60,6 +75,8 @@ class Observation:
     attributes: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # human words: "instance 2 (pid 4242) is not running"
+    # why it is not settled in its recorded state (see the module docstring): drift, repaired by the next plan
+    unsettled: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Any
 from providers.docker.engine import Engine, mapped
 from providers.shared.routing_table import EndpointFiles
 from providers.shared.runtime import ROUTER_SCRIPT
+from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 
 ROUTER_PORT = 8080
@@ -175,6 +176,7 @@ class DockerEndpoint(EndpointFiles):
             )
             self.engine.client.networks.get(self.network_name).connect(container)
             container.start()
+        crash_point("router.spawned", self.name)  # started, not yet answering
         deadline = time.monotonic() + ROUTER_START_TIMEOUT
         while time.monotonic() < deadline:
             container.reload()

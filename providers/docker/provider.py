@@ -42,9 +42,11 @@ from providers.shared.scaling import (
     InstanceProvider,
     config_digest,
     endpoint_observation,
+    live_pool,
     start_error,
 )
 from reconciler.model.catalog import lookup, merged_catalog
+from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
 from reconciler.state.document import StateResource
@@ -80,11 +82,12 @@ class DockerProvider(InstanceProvider):
     def _observe_endpoint(self, resource: StateResource) -> Observation:
         ep = self._endpoint(resource.attributes["name"])
         problem = ep.router_problem()
-        if problem is None and ep.status() is None:
+        live = ep.status() if problem is None else None
+        if problem is None and live is None:
             problem = f"the router of endpoint {ep.name} does not answer on {self.publish_host}:{ep.chosen_port()}"
         if problem is not None:
             return Observation(False, problems=[problem])
-        return endpoint_observation(ep, resource, self._endpoint_outputs(ep))
+        return endpoint_observation(ep, resource, self._endpoint_outputs(ep), live)
 
     instance_noun = "instance container"
 
@@ -252,6 +255,7 @@ class DockerProvider(InstanceProvider):
         if n <= 0:
             return []
         new = runner.start(digest, config, n)
+        crash_point("instances.started", request.address)
         request.emit("starting instance(s) " + ", ".join(f"{i.id} ({i.name})" for i in new))
         failure = runner.wait_ready(new, config.readiness_probe)
         if failure is not None:
@@ -259,7 +263,25 @@ class DockerProvider(InstanceProvider):
             raise start_error(request.address, failure, what="container")
         for inst in new:
             request.emit(f"instance {inst.id} ready ({inst.name}, {inst.upstream()})")
+        crash_point("instances.ready", request.address)  # ready, not yet in the router's pool
         return new
+
+    def _settle(self, runner: ContainerRunner, instances: list[ContainerInstance],
+                config: DockerLaunch) -> list[ContainerInstance]:
+        """Containers a crashed apply left starting: wait until ready; remove those that never are
+        (a running container is not ready before its host logs that it listens). Only those outside
+        the router's pool whose health check has not passed or failed yet are waited for: one in the
+        pool was ready when it was pooled (and its log, with requests, has moved on since its ready
+        line); an unhealthy one is the liveness check's to replace."""
+        pool = live_pool(runner.ep, runner.name) or set()
+        kept: list[ContainerInstance] = []
+        for inst in instances:
+            if (inst.upstream() in pool or inst.health not in (None, "starting")
+                    or runner.wait_ready([inst], config.readiness_probe) is None):
+                kept.append(inst)
+            else:
+                runner.stop([inst], grace=2.0)
+        return kept
 
     def _healthy(self, runner: ContainerRunner, live: list[ContainerInstance],
                  probe: dict[str, Any] | None) -> list[ContainerInstance]:

@@ -19,6 +19,7 @@ from typing import Any
 from providers.shared import probes, procs
 from providers.shared.routing_table import ROUTER_START_TIMEOUT, EndpointFiles
 from providers.shared.runtime import ROUTER_SCRIPT
+from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 
 
@@ -68,6 +69,7 @@ class LocalEndpoint(EndpointFiles):
                 "--port", str(port), "--port-file", str(answer_file)]
         env = {**os.environ, **extra_env}
         started = procs.spawn(argv, env, self.log, cwd=self.run)
+        crash_point("router.spawned", self.name)  # running, not yet recorded in its pid file
         pid_data = {"pid": started.pid, "start_time": started.start_time, "port": port}
         procs.write_json(self.pidfile, pid_data)
         deadline = time.monotonic() + ROUTER_START_TIMEOUT

@@ -203,18 +203,19 @@ class DeploymentRunner:
             else:
                 self._forget(inst)
         known = {i.pid for i in alive} | {i.pid for i in exiting} | self.launcher_pids()
-        for pid in self._marked_pids():
+        for pid in self.marked_pids():
             if pid not in known:
                 procs.stop(pid, procs.start_time(pid), grace=5.0)
         return alive
 
-    def _marked_pids(self) -> list[int]:
+    def marked_pids(self) -> list[int]:
         """Pids of every live process with one of this deployment's marks, its own number or a
         family mark (launchers and the instances they forked): one scan of /proc."""
         return [pid for _mark, pid in procs.find_all_marked(self.state_dir, f"{self.endpoint}/{self.name}/")]
 
-    def launcher_pids(self) -> set[int]:
-        """Pids of the launchers of this deployment that run (their pid files; stale ones removed)."""
+    def launcher_pids(self, prune: bool = True) -> set[int]:
+        """Pids of the launchers of this deployment that run (their pid files; stale ones removed
+        unless ``prune`` is False: observing changes nothing)."""
         pids: set[int] = set()
         if not self.launchers_dir.is_dir():
             return pids
@@ -222,7 +223,7 @@ class DeploymentRunner:
             data = procs.read_json(path)
             if isinstance(data, dict) and procs.is_alive(int(data.get("pid") or 0), data.get("start_time")):
                 pids.add(int(data["pid"]))
-            else:
+            elif prune:
                 path.unlink(missing_ok=True)
         return pids
 
@@ -406,7 +407,7 @@ class DeploymentRunner:
         """Every instance of this deployment, recorded, stopping or only marked; then its run folder."""
         self.stop(self.recorded(), grace=10.0)
         self.reap_stopping(wait=True)
-        for pid in self._marked_pids():
+        for pid in self.marked_pids():
             procs.stop(pid, procs.start_time(pid), grace=5.0)
         shutil.rmtree(self.run, ignore_errors=True)
 

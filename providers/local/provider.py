@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +37,7 @@ from providers.shared.scaling import (
     endpoint_observation,
     start_error,
 )
+from reconciler.model.crashpoints import crash_point
 from reconciler.state.document import StateResource
 
 
@@ -77,34 +79,50 @@ class LocalProvider(InstanceProvider):
 
     def _observe_endpoint(self, resource: StateResource) -> Observation:
         ep = self._endpoint(resource.attributes["name"])
-        if ep.router() is None or ep.status() is None:
+        live = ep.status() if ep.router() is not None else None
+        if live is None:
             pid = resource.outputs.get("router_pid")
             return Observation(False, problems=[f"the router of endpoint {ep.name} (pid {pid}) is not running"])
-        return endpoint_observation(ep, resource, self._endpoint_outputs(ep))
+        return endpoint_observation(ep, resource, self._endpoint_outputs(ep), live)
 
     def find_unmanaged(self, known: list[StateResource]) -> list[str]:
-        owned: set[str] = set()
-        owned_pids: set[int] = set()  # warm instances and launchers share a family mark: owned by pid
+        """Processes of this project's state folder that belong to no recorded endpoint or
+        deployment. Those of a recorded deployment that it does not count are its own business:
+        its observation reports them (unsettled) and the next operation on it adopts or stops them."""
+        routers: set[str] = set()
+        deployments: set[str] = set()
         for res in known:
             if res.type == "endpoint":
-                owned.add(f"{str(res.attributes.get('name', res.name)).lower()}/router")
+                routers.add(f"{str(res.attributes.get('name', res.name)).lower()}/router")
             elif res.type == "deployment":
                 runner = self._runner(res.attributes)
-                recorded = [i for i in res.outputs.get("instances") or [] if "id" in i]
-                owned |= {runner.mark(int(i["id"])) for i in recorded}
-                owned_pids |= {int(i["pid"]) for i in recorded if i.get("pid")}
-                stopping = runner.stopping()  # SIGTERM'd, still exiting
-                owned |= {runner.mark(i.id) for i in stopping}
-                owned_pids |= {i.pid for i in stopping} | runner.launcher_pids()
+                deployments.add(f"{runner.endpoint}/{runner.name}/")
         found = []
         for pid, env in procs.marked_processes():
             if env.get(procs.MARK_STATE_DIR) != str(self.state_dir):
                 continue
             mark = env.get(procs.MARK_ID, "")
-            if mark not in owned and pid not in owned_pids:
+            if mark not in routers and not any(mark.startswith(prefix) for prefix in deployments):
                 role = env.get(procs.MARK_ROLE, "process")
                 found.append(f"{role} {mark} (pid {pid}) runs but no recorded resource owns it")
         return found
+
+    def _strays(self, runner: DeploymentRunner, found: list[Instance]) -> list[str]:
+        """Processes with the deployment's marks that no pid file names (a crash between spawn and
+        record), and stopped instances still running past their grace period."""
+        out: list[str] = []
+        now = time.time()
+        stopping = runner.stopping()
+        for inst in stopping:
+            if inst.alive and (inst.kill_after or 0.0) < now:
+                out.append(f"{inst.label} was stopped and still runs past its grace period")
+        known = ({i.pid for i in found if i.alive} | {i.pid for i in stopping if i.alive}
+                 | runner.launcher_pids(prune=False))
+        for pid in runner.marked_pids():
+            if pid not in known:
+                out.append(f"a process with its marks (pid {pid}) runs that no pid file records "
+                           "(left by an interrupted apply)")
+        return out
 
     def capacity(self) -> Capacity:
         memory_gb: float | None = None
@@ -218,6 +236,7 @@ class LocalProvider(InstanceProvider):
         launcher = self._launcher(runner, request, digest, config, create=n > 1 or keep_launcher)
         try:
             new = runner.start(digest, config, n, launcher)
+            crash_point("instances.started", request.address)
             if runner.warm_failure:
                 request.emit(f"warm start failed ({runner.warm_failure}); the rest start cold")
             ids = ", ".join(str(i.id) for i in new)
@@ -233,6 +252,7 @@ class LocalProvider(InstanceProvider):
             raise start_error(request.address, failure)
         for inst in new:
             request.emit(f"instance {inst.id} ready (pid {inst.pid}, port {inst.port})")
+        crash_point("instances.ready", request.address)  # ready, not yet in the router's pool
         return new
 
     def _launcher(self, runner: DeploymentRunner, request: ApplyRequest, digest: str,

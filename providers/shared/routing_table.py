@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.shared import probes, procs
+from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import ConfigError, Diagnostic
 
 ROUTER_START_TIMEOUT = 20.0
@@ -128,6 +129,7 @@ class EndpointFiles:
             version = int(table.get("version") or 0) + 1
             table.update(version=version, endpoint=self.name, keys_file=str(self.keys), **self.table_fields())
             procs.write_json(self.table, table)
+        crash_point("table.written", self.name)  # written, not yet loaded: the router serves the old one
         if self.reload() and wait:
             self.wait_version(version)
         return version

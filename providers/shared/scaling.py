@@ -1,6 +1,17 @@
 """Helpers every instance-running provider (local, docker) shares: one definition of how a
 deployment's attributes turn into router settings, counts and drain times, and of the error a
-failed start becomes."""
+failed start becomes; and ``InstanceProvider``, the template both implement.
+
+What observe reports is what runs, read from the router's live table (``GET /-/router``: its
+version, split and pools) and from every instance found (its configuration digest, whether it
+answers): a deployment counts the instances that answer *and* are in the router's pool; every
+other instance found, an upstream in the pool that no instance serves, instances of more than one
+configuration (or of another than the recorded one) and processes with the deployment's marks
+that nothing records make it *unsettled* (``Observation.unsettled``), which the next plan repairs.
+An endpoint whose router serves another version of its table than the one written is unsettled
+too. Everything a killed apply can leave behind is one of these, so a plan after a crash always
+sees it, and the repair adopts (pools) or stops it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +26,7 @@ from providers.base import ApplyRequest, Keys, Observation, Provider, ProviderCo
 from providers.shared import files, procs
 from providers.shared.probes import StartFailure
 from providers.shared.routing_table import router_limits
+from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 from reconciler.model.resources import digest_of
 from reconciler.plan.types import Batch
@@ -130,15 +142,55 @@ def config_digest(attrs: dict[str, Any], model: dict[str, Any] | None, **runtime
     })
 
 
-def endpoint_observation(ep: Any, resource: StateResource, outputs: dict[str, Any]) -> Observation:
-    """What an endpoint whose router answers looks like: its auth mode and routing from the table."""
+def endpoint_observation(ep: Any, resource: StateResource, outputs: dict[str, Any],
+                         live: dict[str, Any] | None = None) -> Observation:
+    """What an endpoint whose router answers looks like: its auth mode from the table, its split
+    as the router serves it (``live``: its ``GET /-/router``), unsettled when the router serves
+    another version of the table than the one written (a change was not loaded)."""
     table = ep.read_table()
+    live = live if live is not None else ep.status()
+    serving = table
+    unsettled: list[str] = []
+    if live is not None:
+        if live.get("version") != table.get("version"):
+            unsettled.append(f"its router serves version {live.get('version')} of the routing table, but version "
+                             f"{table.get('version')} was written (a change was not loaded)")
+        elif "traffic" in live and any(normal_traffic(live.get(k)) != normal_traffic(table.get(k))
+                                       for k in ("traffic", "mirror_traffic")):
+            unsettled.append("its routing table was changed without the router loading it (the router serves "
+                             f"{_split(live)}, the table says {_split(table)})")
+        if "traffic" in live:  # a router of an older recon does not report its split: the table's
+            serving = live
     observed = {
         "auth_mode": table.get("auth_mode", resource.attributes.get("auth_mode")),
-        "traffic": normal_traffic(table.get("traffic")),
-        "mirror_traffic": normal_traffic(table.get("mirror_traffic")),
+        "traffic": normal_traffic(serving.get("traffic")),
+        "mirror_traffic": normal_traffic(serving.get("mirror_traffic")),
     }
-    return Observation(True, attributes=observed, outputs=outputs)
+    return Observation(True, attributes=observed, outputs=outputs, unsettled=unsettled)
+
+
+def live_pool(ep: Any, deployment: str) -> set[str] | None:
+    """The upstreams the endpoint's router sends ``deployment``'s requests to: from its live table
+    when it answers, else from the table written (None: there is no table)."""
+    status = ep.status()
+    if status is not None:
+        entry = (status.get("deployments") or {}).get(deployment) or {}
+        return set((entry.get("upstreams") or {}).keys())
+    if not ep.table.exists():
+        return None
+    entry = (ep.read_table().get("deployments") or {}).get(deployment) or {}
+    return {str(u) for u in entry.get("upstreams") or []}
+
+
+def _split(table: dict[str, Any]) -> str:
+    traffic = normal_traffic(table.get("traffic"))
+    mirror = normal_traffic(table.get("mirror_traffic"))
+    text = ", ".join(f"{k} {v}%" for k, v in sorted(traffic.items())) or "no traffic"
+    return text + ("; mirror " + ", ".join(f"{k} {v}%" for k, v in sorted(mirror.items())) if mirror else "")
+
+
+def _short(digest: str | None) -> str:
+    return str(digest or "?").removeprefix("sha256:")[:12]
 
 
 def model_observation(state_dir: Path, resource: StateResource) -> Observation:
@@ -183,6 +235,7 @@ class InstanceProvider(Provider):
         elif resource.type == "endpoint":
             ep = self._endpoint(attrs.get("name", resource.name))
             self._stop_endpoint_instances(ep)
+            crash_point("delete.instances_stopped", resource.address)
             self._discard_endpoint(ep)
         elif resource.type == "deployment":
             runner = self._runner(attrs)
@@ -192,6 +245,7 @@ class InstanceProvider(Provider):
                 if ep.table.exists():
                     ep.remove_deployment(runner.name)
                     ep.wait_drained(upstreams(live), drain_timeout(attrs))
+                crash_point("delete.unrouted", resource.address)
                 runner.stop_all()
 
     def create(self, request: ApplyRequest) -> dict[str, Any]:
@@ -224,7 +278,7 @@ class InstanceProvider(Provider):
         runner = self._runner(request.attributes)
         desired_digest, desired = self._desired(request, runner)
         with procs.file_lock(runner.lock_path):
-            live = runner.live()
+            live = self._settle_starting(runner, runner.live())
             healthy = self._healthy(runner, live, request.attributes.get("liveness_probe"))
             broken = [i for i in live if i not in healthy]
             if broken:
@@ -334,6 +388,8 @@ class InstanceProvider(Provider):
         """Pool becomes ``serving``; ``retire`` is drained, then stopped (``_stop``)."""
         self._pool(runner, serving, request)
         self._endpoint_of(runner).wait_drained(upstreams(retire), drain_timeout(request.attributes))
+        if retire:
+            crash_point("instances.retiring", request.address)
         self._stop(runner, retire, wait)
 
     def _stop(self, runner: Any, instances: list[Any], wait: bool) -> None:
@@ -349,23 +405,59 @@ class InstanceProvider(Provider):
         problems: list[str] = []
         alive = [i for i in found if i.alive]
         answered = self._healthy(runner, alive, attrs.get("liveness_probe"))
-        healthy = [i for i in alive if i in answered]
+        pool = live_pool(self._endpoint_of(runner), runner.name)
+        serving = [i for i in alive if i in answered and (pool is None or i.upstream() in pool)]
         for inst in found:
             if not inst.alive:
                 problems.append(f"{inst.label} {inst.down_reason}")
             elif inst not in answered:
                 problems.append(f"{inst.label} does not answer its liveness probe")
-        problems += self._instance_problems(runner, resource, found, healthy)
-        observed: dict[str, Any] = {"instance_count": len(healthy)}
+        problems += self._instance_problems(runner, resource, found, serving)
+        unsettled = self._unsettled(runner, resource, found, serving, pool)
+        observed: dict[str, Any] = {"instance_count": len(serving)}
         declared = dict(attrs.get("environment_variables") or {})
-        for inst in alive:
+        recorded_digest = resource.outputs.get("config_digest")
+        for inst in alive:  # an instance of another configuration is unsettled, not changed variables
+            if recorded_digest and inst.config_digest != recorded_digest:
+                continue
             seen = runner.check_environment(inst, declared)
             if seen is not None:
                 observed["environment_variables"] = seen
                 problems.append(f"{inst.label} runs with other environment variables")
                 break
-        outputs = {**resource.outputs, "instances": [i.to_output() for i in healthy]}
-        return Observation(True, attributes=observed, outputs=outputs, problems=problems)
+        outputs = {**resource.outputs, "instances": [i.to_output() for i in serving]}
+        return Observation(True, attributes=observed, outputs=outputs, problems=problems, unsettled=unsettled)
+
+    def _unsettled(self, runner: Any, resource: StateResource, found: list[Any], serving: list[Any],
+                   pool: set[str] | None) -> list[str]:
+        """Why the deployment is not the set of serving instances of one configuration its record
+        describes (see the module docstring); empty when it is."""
+        out: list[str] = []
+        for inst in found:
+            if inst in serving:
+                continue
+            if not inst.alive:
+                out.append(f"{inst.label} {inst.down_reason}")
+            elif pool is not None and inst.upstream() not in pool:
+                out.append(f"{inst.label} runs, but the router does not send it requests")
+            else:
+                out.append(f"{inst.label} does not answer its liveness probe")
+        listening = {i.upstream() for i in found if i.alive}
+        out += [f"the router sends its requests to {up}, where none of its {self.instance_noun}s listens"
+                for up in sorted((pool or set()) - listening)]
+        digests = sorted({i.config_digest for i in serving})
+        recorded = resource.outputs.get("config_digest")
+        if len(digests) > 1:
+            out.append(f"its instances run {len(digests)} configurations ({', '.join(map(_short, digests))}): "
+                       "a rolling update did not finish")
+        elif digests and recorded and digests[0] != recorded:
+            out.append(f"its instances run configuration {_short(digests[0])}, the state records {_short(recorded)}")
+        return out + self._strays(runner, found)
+
+    def _strays(self, runner: Any, found: list[Any]) -> list[str]:
+        """Processes or containers with the deployment's marks that are none of ``found`` (left by
+        an interrupted apply before it recorded them); the next operation on it stops them."""
+        return []
 
     def _instance_problems(self, runner: Any, resource: StateResource, found: list[Any],
                            healthy: list[Any]) -> list[str]:
@@ -429,6 +521,18 @@ class InstanceProvider(Provider):
     def _settle(self, runner: Any, instances: list[Any], config: Any) -> list[Any]:
         """Instances a crashed apply left starting: ready ones kept, the others stopped."""
         return instances
+
+    def _settle_starting(self, runner: Any, live: list[Any]) -> list[Any]:
+        """``_settle`` for instances of any configuration (an interrupted apply may have left some
+        of each starting): those that become ready are kept, the others stopped."""
+        by_digest: dict[str, list[Any]] = {}
+        for inst in live:
+            by_digest.setdefault(inst.config_digest, []).append(inst)
+        settled: list[Any] = []
+        for digest, group in by_digest.items():
+            config = runner.load_config(digest) if digest else None
+            settled += self._settle(runner, group, config) if config is not None else group
+        return sorted(settled, key=lambda i: i.id)
 
     def _rollout_done(self, runner: Any) -> None:
         """Every batch of a rollout is done: wait for the retired instances to be gone."""

@@ -7,8 +7,13 @@ failed" while independent steps finish. Independent steps run at the same time, 
 resource's ``after``, the recorded resource as ``prior``, and the ``after`` (or recorded
 attributes) of the resources it references.
 
-The state is written after every finished step and after every rollout batch, by one writer
-(``_Recorder``, under a lock), so a crash loses nothing that happened. Retryable provider errors
+Intent before action: before steps start, the state records on each resource the operation
+about to change it (``StateResource.pending``: the step and the attributes it moves to; a create
+adds the resource with its pending create), in one write for the steps starting together. The
+state is written again after every finished step and after every rollout batch, clearing or
+advancing the intent, by one writer (``_Recorder``, under a lock). A SIGKILL at any moment
+therefore leaves either the result recorded or the intent: the next plan sees the half-done
+operation and finishes or rolls it back. Retryable provider errors
 are retried with bounded exponential backoff (the sleep is injectable); permanent ones never.
 A ``CancelToken`` (Ctrl-C) stops new steps from starting while those in flight finish their
 current batch; a second cancel stops waiting at once. The engine never prints: it reports through
@@ -39,6 +44,7 @@ from reconciler.apply.outcomes import (
     RetryPolicy,
     StepOutcome,
 )
+from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import (
     PlanError,
     ProviderError,
@@ -48,7 +54,7 @@ from reconciler.model.errors import (
     StateError,
 )
 from reconciler.plan.types import Batch, Plan, Step, StepKind
-from reconciler.state.document import State, StateResource
+from reconciler.state.document import Pending, State, StateResource
 
 T = TypeVar("T")
 
@@ -239,6 +245,7 @@ class _Engine:
         self, pending: list[str], running: dict[Future[StepOutcome], str], pool: ThreadPoolExecutor
     ) -> None:
         stop = self._stopping()
+        starting: list[Step] = []
         for sid in list(pending):
             step = self.steps[sid]
             blocked = [d for d in self.deps[sid] if d in self.outcomes and not self.outcomes[d].succeeded]
@@ -251,11 +258,71 @@ class _Engine:
                     CANCELLED if upstream_cancelled else SKIPPED,
                     "upstream steps were cancelled" if upstream_cancelled else UPSTREAM_FAILED,
                 )
-            elif all(d in self.outcomes for d in self.deps[sid]) and len(running) < self.parallelism:
-                running[pool.submit(self._run_step, step)] = sid
+            elif all(d in self.outcomes for d in self.deps[sid]) and len(running) + len(starting) < self.parallelism:
+                starting.append(step)
             else:
                 continue
             pending.remove(sid)
+        if not starting:
+            return
+        current = self.recorder.current()
+        before = {s.address: current.get(s.address) for s in starting}
+        self._record_intents(starting)
+        if self.recorder.error is not None:  # the intent is not stored: the steps must not act
+            self.recorder.change(before, functools.partial(_restore, before))
+            for step in starting:
+                self._not_run(step, CANCELLED, "the state could not be written")
+            return
+        crash_point("engine.intent", " ".join(s.id for s in starting))
+        for step in starting:
+            running[pool.submit(self._run_step, step)] = step.id
+
+    def _record_intents(self, steps: list[Step]) -> None:
+        """One state write: each step's operation recorded on its resource before it acts."""
+        intents = [(step, self._intent(step)) for step in steps]
+        changes = {step.address: self.plan.change(step.address) for step in steps}
+
+        def mutate(state: State) -> None:
+            for step, intent in intents:
+                if intent is not None:
+                    _write_intent(state, step, intent, changes[step.address], self.plan.provider)
+
+        self.recorder.change({s.address for s in steps}, mutate)
+
+    def _intent(self, step: Step) -> Pending | None:
+        """What the step will record when done (None: a delete of what is not recorded)."""
+        try:
+            attributes = self._target(step)
+        except PlanError:
+            return None  # the step fails on its own, before acting
+        if attributes is None:
+            return None
+        batches = len(step.batches or _batches(step.params)) if step.kind is StepKind.ROLLOUT else 0
+        return Pending(step=step.id, kind=step.kind.value, attributes=attributes, batches=batches)
+
+    def _target(self, step: Step) -> dict[str, Any] | None:
+        """The attributes ``step`` moves its resource to (what is recorded once it is done)."""
+        prior = self.recorder.current().get(step.address)
+        if step.kind is StepKind.DELETE:
+            return dict(prior.attributes) if prior is not None else None
+        if step.kind is StepKind.SCALE:
+            base = dict(prior.attributes) if prior is not None else self._after(step)
+            return {**base, "instance_count": int(step.params["to"])}
+        if step.kind is StepKind.SET_TRAFFIC:
+            rc = self.plan.change(step.address)
+            if rc is not None and rc.after is not None:
+                base = dict(rc.after)
+            elif prior is not None:
+                base = dict(prior.attributes)
+            else:
+                return None
+            traffic, mirror = _traffic_params(step)
+            return {**base, "traffic": traffic, "mirror_traffic": mirror}
+        after = self._after(step)
+        rc = self.plan.change(step.address)
+        if rc is not None and rc.type == "endpoint":  # traffic changes only in set_traffic
+            return _without_traffic(after, prior if step.kind is StepKind.UPDATE else None)
+        return after
 
     def _not_run(self, step: Step, outcome: str, reason: str) -> None:
         self.outcomes[step.id] = StepOutcome(step.id, step.address, step.kind, outcome, reason=reason)
@@ -278,7 +345,9 @@ class _Engine:
         for step in steps:
             rc = self.plan.change(step.address)
             if step.kind is StepKind.CREATE and rc is not None and rc.after is not None:
-                if step.address not in state.resources:
+                if step.address in state.resources:  # its pending create stays, for the record
+                    _set_status(state, {step.address}, "tainted")
+                else:
                     state.resources[step.address] = StateResource(
                         address=rc.address,
                         type=rc.type,
@@ -315,8 +384,9 @@ class _Engine:
                 exc = ProviderError(f"{step.address}: internal error: {type(exc).__name__}: {exc}")
             outcome.outcome, outcome.error = FAILED, str(exc)
             outcome.detail = list(getattr(exc, "detail", []))
-            if step.kind is not StepKind.CREATE:  # a failed create left nothing behind (contract)
-                self.recorder.change([step.address], lambda s: _set_status(s, {step.address}, "failed"))
+            # a failed create left nothing behind (contract): its pending record goes; anything
+            # else is applied again by the next plan
+            self.recorder.change([step.address], functools.partial(_record_failure, step))
             self.hooks("step_failed", step, exc)
         outcome.elapsed = time.monotonic() - start
         if outcome.outcome != FAILED:
@@ -353,6 +423,8 @@ class _Engine:
         rc = self.plan.change(step.address)
         state = self.recorder.current()
         prior = state.get(step.address)
+        if step.kind is StepKind.CREATE and prior is not None and prior.pending is not None:
+            prior = None  # only the intent is recorded: nothing of it was ever created in full
         if prior is not None:  # the provider gets copies: the recorded resources are shared
             prior = prior.model_copy(deep=True)
         if rc is None and prior is None:
@@ -390,6 +462,7 @@ class _Engine:
         after = self._after(step)
         sent = _without_traffic(after, None) if rc.type == "endpoint" else after
         outputs = self._call(step, outcome, lambda: self.provider.create(self._request(step, sent)))
+        crash_point("engine.acted", step.id)
         resource = StateResource(
             address=rc.address,
             type=rc.type,
@@ -409,6 +482,7 @@ class _Engine:
         # routing changes only in a set_traffic step: an update keeps the recorded traffic
         sent = _without_traffic(after, prior) if rc.type == "endpoint" else after
         outputs = self._call(step, outcome, lambda: self.provider.update(self._request(step, sent)))
+        crash_point("engine.acted", step.id)
 
         def record(s: State) -> None:
             s.resources[rc.address] = StateResource(
@@ -424,18 +498,23 @@ class _Engine:
         self.recorder.change([rc.address], record)
 
     def _scale(self, step: Step, outcome: StepOutcome) -> None:
-        """Scale first, template later: the instances added run the recorded configuration."""
+        """Scale first, template later: the instances added run the recorded configuration. A
+        repair (an interrupted apply left instances of the desired configuration beside the
+        recorded one) asks for the desired attributes, so that those are the instances kept."""
         count = int(step.params["to"])
         prior = self.recorder.current().get(step.address)
-        base = dict(prior.attributes) if prior is not None else self._after(step)
+        repair = bool(step.params.get("repair")) and self.plan.change(step.address) is not None
+        base = self._after(step) if repair or prior is None else dict(prior.attributes)
         sent = {**base, "instance_count": count}
         outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent), count))
+        crash_point("engine.acted", step.id)
 
         def record(s: State) -> None:
             res = s.resources.get(step.address)
             if res is not None:
                 res.attributes["instance_count"] = count
                 res.outputs.update(outputs)
+                res.pending = None
 
         self.recorder.change([step.address], record)
 
@@ -450,6 +529,7 @@ class _Engine:
             start = time.monotonic()
             request = self._request(step, after)
             outputs = self._call(step, outcome, functools.partial(self.provider.roll_batch, request, batch))
+            crash_point("engine.acted", f"{step.id} batch {batch.index}")
             last = i == len(batches) - 1
             self.recorder.change(
                 [step.address], functools.partial(_record_batch_into, step.address, after, outputs, last)
@@ -458,8 +538,7 @@ class _Engine:
             self.hooks("batch_finished", step, batch, len(batches), time.monotonic() - start)
 
     def _set_traffic(self, step: Step, outcome: StepOutcome) -> None:
-        traffic = {k: int(v) for k, v in (step.params.get("traffic") or {}).items()}
-        mirror = {k: int(v) for k, v in (step.params.get("mirror_traffic") or {}).items()}
+        traffic, mirror = _traffic_params(step)
         state = self.recorder.current()
         endpoint = state.get(step.address)
         if endpoint is None:
@@ -471,6 +550,7 @@ class _Engine:
         outputs = self._call(
             step, outcome, lambda: self.provider.set_routing(self._request(step, sent), traffic, mirror)
         )
+        crash_point("engine.acted", step.id)
 
         def record(s: State) -> None:
             res = s.resources.get(step.address)
@@ -478,6 +558,7 @@ class _Engine:
                 res.attributes["traffic"] = {k: v for k, v in traffic.items() if v}
                 res.attributes["mirror_traffic"] = {k: v for k, v in mirror.items() if v}
                 res.outputs.update(outputs)
+                res.pending = None
 
         self.recorder.change([step.address], record)
 
@@ -489,6 +570,7 @@ class _Engine:
         if resource.type == "deployment":
             _check_drained(state, resource)
         self._call(step, outcome, lambda: self.provider.delete(resource))
+        crash_point("engine.acted", step.id)
         self.recorder.change([step.address], lambda s: s.resources.pop(step.address, None))
 
 
@@ -536,6 +618,51 @@ def _batches(params: dict[str, Any]) -> list[Batch]:
     return [Batch(index=i + 1, size=n) for i, n in enumerate(sizes)]
 
 
+def _traffic_params(step: Step) -> tuple[dict[str, int], dict[str, int]]:
+    traffic = {k: int(v) for k, v in (step.params.get("traffic") or {}).items()}
+    mirror = {k: int(v) for k, v in (step.params.get("mirror_traffic") or {}).items()}
+    return traffic, mirror
+
+
+def _write_intent(state: State, step: Step, intent: Pending, rc: Any, provider: str) -> None:
+    """Record ``intent`` on the step's resource; a create records the resource with it."""
+    res = state.resources.get(step.address)
+    if res is not None:
+        res.pending = intent
+    elif step.kind is StepKind.CREATE and rc is not None:
+        state.resources[step.address] = StateResource(
+            address=rc.address,
+            type=rc.type,
+            name=rc.name,
+            provider=provider,
+            attributes=dict(intent.attributes),
+            depends_on=list(rc.depends_on),
+            pending=intent,
+        )
+
+
+def _restore(resources: dict[str, StateResource | None], state: State) -> None:
+    """Put back the recorded resources as they were (None: not recorded)."""
+    for address, res in resources.items():
+        if res is None:
+            state.resources.pop(address, None)
+        else:
+            state.resources[address] = res
+
+
+def _record_failure(step: Step, state: State) -> None:
+    """A failed step: a create left nothing (contract), anything else is applied again."""
+    res = state.resources.get(step.address)
+    if res is None:
+        return
+    if step.kind is StepKind.CREATE:
+        if res.pending is not None and res.pending.kind == "create":
+            del state.resources[step.address]
+        return
+    res.status = "failed"
+    res.pending = None
+
+
 def _record_batch_into(
     address: str, after: dict[str, Any], outputs: dict[str, Any], last: bool, state: State
 ) -> None:
@@ -553,6 +680,9 @@ def _record_batch(
     if last:
         res.attributes = dict(after)
         res.status = "ready"
+        res.pending = None
+    elif res.pending is not None:
+        res.pending = res.pending.model_copy(update={"batches_done": res.pending.batches_done + 1})
 
 
 def _set_status(state: State, addresses: set[str], status: str) -> None:
@@ -568,8 +698,10 @@ def _check_routable(state: State, endpoint: str, traffic: dict[str, int], mirror
     for name in sorted({k for k, v in {**traffic, **mirror}.items() if v}):
         address = f"deployment.{ep}.{name.lower()}"
         res = state.get(address)
-        if res is None or res.status != "ready":
+        if res is None or res.status != "ready" or res.pending is not None:
             why = "does not exist" if res is None else f"is {res.status}"
+            if res is not None and res.pending is not None:
+                why = f"has an unfinished {res.pending.kind}"
             raise PlanError(f"{endpoint}: refusing to route traffic to {address}: it {why}")
 
 

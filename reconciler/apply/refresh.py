@@ -7,6 +7,13 @@
   path); the refreshed state carries the observed value, so the plan repairs it.
 - ``unmanaged``: an object carrying recon's marks that no state knows (reported, never deleted).
 
+Two more facts are drift of the ``status`` path, so that plan and drift always agree: an object
+the provider finds ``unsettled`` (instances of two configurations, instances outside the router's
+pool, a router serving another table: ``Observation.unsettled``), which the refreshed state marks
+``failed``; and an operation recorded as ``pending`` (an apply was killed part-way). The next plan
+repairs both. A ``missing`` item carries the recorded attributes, so the plan can remove the
+record of an object that is gone and no longer declared.
+
 Traffic is compared in normal form (zero entries dropped, names lowercased), so nothing drifts
 falsely. Whatever goes wrong inside the provider reaches the caller as ``ProviderError`` only.
 """
@@ -48,9 +55,13 @@ def refresh_resource(
 ) -> tuple[StateResource | None, list[DriftItem]]:
     """One resource: its refreshed record (None when gone) and the drift found."""
     obs = _observe(provider, resource)
+    interrupted = _interrupted(resource)
     if not obs.exists:
         detail = "; ".join(obs.problems) or "the object no longer exists"
-        return None, [DriftItem(address=resource.address, kind="missing", detail=detail)]
+        if interrupted:
+            detail += f"; {interrupted}"
+        recorded = dict(resource.attributes)
+        return None, [DriftItem(address=resource.address, kind="missing", detail=detail, recorded=recorded)]
     recorded = _normal(resource.type, resource.attributes)
     seen = _normal(resource.type, {k: v for k, v in obs.attributes.items() if k in recorded})
     overlay = {**recorded, **seen}
@@ -67,12 +78,30 @@ def refresh_resource(
         )
         for c in changes
     ]
-    if not changes and not obs.outputs:
+    items += [
+        DriftItem(address=resource.address, kind="changed", path="status", recorded=resource.status,
+                  actual="unsettled", detail=reason)
+        for reason in obs.unsettled
+    ]
+    if interrupted:
+        items.append(DriftItem(address=resource.address, kind="changed", path="status",
+                               recorded=resource.status, actual="interrupted", detail=interrupted))
+    if not changes and not obs.outputs and not obs.unsettled:
         return resource, items
     update: dict[str, Any] = {"outputs": {**resource.outputs, **obs.outputs}}
     if changes:
         update["attributes"] = overlay
+    if obs.unsettled and resource.status == "ready":
+        update["status"] = "failed"  # applied again by the next plan
     return resource.model_copy(update=update), items
+
+
+def _interrupted(resource: StateResource) -> str | None:
+    """The words for an operation an apply left pending on ``resource`` (None: none)."""
+    if resource.pending is None:
+        return None
+    return (f"an apply was interrupted during its {resource.pending.describe()}; "
+            "the next apply finishes or rolls it back")
 
 
 def refresh(state: State, provider: Provider) -> tuple[State, list[DriftItem]]:

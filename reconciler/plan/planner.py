@@ -20,6 +20,23 @@ The steps apply carries out, and the rules that order them (DOMAIN.md "Traffic")
 
 Endpoint traffic absent from the file (``traffic_declared`` False) keeps the recorded traffic: it is
 never zeroed (the Azure SDK hazard).
+
+After a crash (the refreshed state is the truth, see ``reconciler.apply.refresh``):
+
+- a resource recorded with a ``pending`` create (an apply was killed while creating it) is created
+  again (providers keep what the killed create left when it matches) or, no longer declared, deleted;
+- a resource with another ``pending`` operation, refreshed as unsettled, or whose last operation
+  failed is *repaired*: applied again even when nothing differs. A deployment gets a scale to its
+  count (interrupted or unsettled: the instances outside the router's pool are adopted or stopped)
+  and then a rollout over every instance (instances already at the desired configuration stay), which finishes the
+  interrupted operation when the configuration is still the one it moved to and rolls it back when
+  the configuration went back; an endpoint gets an update and its traffic set again;
+- a resource refreshed as missing and no longer declared (or destroyed) gets a delete step that
+  only removes its record (deleting what is gone is not an error).
+
+So every drift item but ``unmanaged`` (never touched) has a step in the plan: plan and drift never
+disagree, and an apply after a crash records the truth (a resource that drifted to exactly what the
+configuration declares is applied again, idempotently, so that the state records it).
 """
 
 from __future__ import annotations
@@ -92,6 +109,9 @@ class _Change:
     reason: str | None = None
     source: str | None = None
     depends_on: list[str] = field(default_factory=list)
+    repair: bool = False  # applied again although nothing may differ (see the module docstring)
+    rescale: bool = False  # a deployment's repair scales it too (interrupted or unsettled, not only failed)
+    repair_words: str = "a repair"  # why, in the rollout's description
 
 
 def _source(resource: Resource | None) -> str | None:
@@ -154,7 +174,9 @@ def _norm_endpoint(attrs: Attrs) -> Attrs:
 class _Planner:
     """One planning pass. Holds only this pass's working data; ``make_plan`` is the public face."""
 
-    def __init__(self, desired: DesiredState, prior: State, destroy: bool) -> None:
+    def __init__(
+        self, desired: DesiredState, prior: State, destroy: bool, drift: Iterable[DriftItem] = ()
+    ) -> None:
         self.desired = desired
         self.prior = prior
         self.destroy = destroy
@@ -162,11 +184,24 @@ class _Planner:
         self.warnings: list[dict[str, Any]] = []
         self.before: dict[str, Attrs] = {}
         self.after: dict[str, Attrs] = {}
+        self.unsettled: dict[str, list[str]] = {}  # address -> why refresh found it unsettled
+        self.drifted: dict[str, list[str]] = {}  # address -> attribute paths refresh found changed
+        self.gone: set[str] = set()  # found missing, no longer declared: only the record goes
         for address, sr in prior.resources.items():
             self.before[address] = _norm_endpoint(sr.attributes) if sr.type == "endpoint" else sr.attributes
         if not destroy:
             for address, r in desired.resources.items():
                 self.after[address] = self._after_of(r)
+        for item in drift:
+            if item.kind == "changed" and item.path == "status" and item.actual == "unsettled":
+                self.unsettled.setdefault(item.address, []).append(str(item.detail or "unsettled"))
+            elif item.kind == "changed" and item.path != "status":
+                self.drifted.setdefault(item.address, []).append(str(item.path))
+            elif (item.kind == "missing" and isinstance(item.recorded, dict)
+                  and item.address not in self.before and item.address not in self.after):
+                attrs = item.recorded
+                self.before[item.address] = _norm_endpoint(attrs) if item.address.startswith("endpoint.") else attrs
+                self.gone.add(item.address)
 
     # -- desired attributes ---------------------------------------------------------------------
     def _after_of(self, r: Resource) -> Attrs:
@@ -189,6 +224,13 @@ class _Planner:
             return r.type
         sr = self.prior.resources.get(address)
         return sr.type if sr is not None else address.split(".", 1)[0]
+
+    def _name_of(self, address: str, r: Resource | None, sr: StateResource | None) -> str:
+        if r is not None:
+            return r.name
+        if sr is not None:
+            return sr.name
+        return str((self.before.get(address) or {}).get("name") or address)
 
     def needs(self, address: str) -> list[str]:
         """What a resource needs, in the desired state or (when gone from it) the recorded one."""
@@ -251,16 +293,52 @@ class _Planner:
         before, after = self.before.get(address), self.after.get(address)
         rtype = self._type_of(address)
         provider = sr.provider if sr is not None and after is None else self.desired.provider.kind
-        name = r.name if r is not None else (sr.name if sr is not None else address)
+        name = self._name_of(address, r, sr)
         ch = _Change(address, rtype, name, provider, Action.NOOP, before, after, source=_source(r))
         ch.depends_on = self.needs(address)
+        pending = sr.pending if sr is not None else None
         if before is None:
             ch.action = Action.CREATE
         elif after is None:
             ch.action = Action.DELETE
+            if address in self.gone:
+                ch.reason = "it is gone already (refresh found it missing): only its record is removed"
+            elif pending is not None:
+                ch.reason = f"an apply was interrupted during its {pending.describe()}: it is deleted"
+        elif pending is not None and pending.kind == "create" and (sr is None or sr.status != "tainted"):
+            ch.action, ch.before = Action.CREATE, None
+            ch.reason = ("an apply was interrupted while creating it: it is created again (what the "
+                         "interrupted create left is kept where it matches)")
         else:
             self._compare(ch, sr, r)
         return ch
+
+    def _repair_reason(self, ch: _Change, sr: StateResource | None) -> str | None:
+        """Why a resource is applied again although its attributes may not differ (None: it is not)."""
+        if sr is None:
+            return None
+        if sr.pending is not None and sr.pending.kind == "delete":
+            return (f"an apply was interrupted while deleting it ({sr.pending.describe()}), and it is still "
+                    "declared: it is applied again")
+        if sr.pending is not None:
+            target = {k: v for k, v in sr.pending.attributes.items() if k not in IGNORED[ch.type]}
+            after = {k: v for k, v in (ch.after or {}).items() if k not in IGNORED[ch.type]}
+            recorded = {k: v for k, v in (sr.attributes or {}).items() if k not in IGNORED[ch.type]}
+            if _same(target, after, ch.type):
+                how = "which finishes it"
+            elif _same(recorded, after, ch.type):
+                how = "which rolls it back to the recorded configuration"
+            else:
+                how = "to the configuration declared now"
+            return f"an apply was interrupted during its {sr.pending.describe()}: it is applied again, {how}"
+        if ch.address in self.unsettled:
+            return "it is not settled (" + "; ".join(self.unsettled[ch.address]) + "): it is applied again"
+        if sr.status == "failed":
+            return "the last operation on it failed: it is applied again"
+        if ch.address in self.drifted and not ch.changes:  # drifted to what is declared: recorded by applying it
+            paths = ", ".join(sorted(set(self.drifted[ch.address])))
+            return f"it changed outside of recon ({paths}) to what the configuration declares: it is applied again"
+        return None
 
     def _compare(self, ch: _Change, sr: StateResource | None, r: Resource | None) -> None:
         ch.changes = diff_attributes(
@@ -269,15 +347,17 @@ class _Planner:
         self._validate(ch, r)
         forcing = sorted({c.path.split(".", 1)[0] for c in ch.changes if c.forces_replacement})
         status = sr.status if sr is not None else "ready"
+        repair = self._repair_reason(ch, sr)
         if forcing:
             ch.action, ch.replace_paths = Action.REPLACE, forcing
             ch.reason = self._replace_reason(ch, forcing, r)
         elif status == "tainted":
             ch.action, ch.reason = Action.REPLACE, "it is tainted (a create did not finish): it is replaced"
-        elif ch.changes:
-            ch.action = Action.UPDATE
-        elif status == "failed":
-            ch.action, ch.reason = Action.UPDATE, "the last operation on it failed: it is applied again"
+        elif ch.changes or repair:
+            ch.action, ch.repair, ch.reason = Action.UPDATE, repair is not None, repair
+            ch.rescale = sr is not None and (sr.pending is not None or ch.address in self.unsettled)
+            if sr is not None and sr.status == "failed" and not ch.rescale:
+                ch.repair_words = "the last operation failed"
 
     def _replace_reason(self, ch: _Change, paths: list[str], r: Resource | None) -> str:
         what = ", ".join(paths)
@@ -319,6 +399,12 @@ class _Planner:
                         f"{where}{ch.address}: properties.{key}: properties cannot be changed after "
                         f"creation ({old[key]!r} -> {new[key]!r}); only new keys may be added"
                     )
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any], rtype: str) -> bool:
+    if rtype == "endpoint":
+        a, b = _norm_endpoint(dict(a)), _norm_endpoint(dict(b))
+    return not diff_attributes(dict(a), dict(b))
 
 
 def _propagate_endpoint_replace(changes: dict[str, _Change]) -> None:
@@ -366,7 +452,7 @@ def _make_plan(
     capacity: Capacity | None,
     recon_version: str,
 ) -> Plan:
-    p = _Planner(desired, prior, destroy)
+    p = _Planner(desired, prior, destroy, drift)
     in_scope = p.scope(targets)
     changes = {a: p.classify(a) for a in in_scope}
     if destroy and targets:
@@ -415,7 +501,7 @@ def _check_traffic_kept(p: _Planner, changes: Mapping[str, _Change]) -> None:
 def _quota(
     p: _Planner, changes: Mapping[str, _Change], desired: DesiredState, capacity: Capacity | None
 ) -> Any:
-    before = {a: b for a, b in p.before.items() if p._type_of(a) == "deployment"}
+    before = {a: b for a, b in p.before.items() if p._type_of(a) == "deployment" and a not in p.gone}
     after = {a: b for a, b in before.items() if a not in changes}  # untouched by a partial plan
     for a, c in changes.items():
         if c.type == "deployment" and c.after is not None:
@@ -626,7 +712,7 @@ class _Steps:
             base = ((e.before or {}).get("traffic") or {}, (e.before or {}).get("mirror_traffic") or {})
         ep = str(e.after.get("name", e.name)).lower()
         self._check_targets(e, ep, set(at) | set(am))
-        if (dict(at), dict(am)) == (dict(base[0]), dict(base[1])):
+        if (dict(at), dict(am)) == (dict(base[0]), dict(base[1])) and not e.repair:
             return
         sid = f"set_traffic:{e.address}"
         deps = {self.ready[e.address]} if e.address in self.ready else set()
@@ -702,7 +788,7 @@ class _Steps:
             self.ready[c.address] = sid
         elif c.action is Action.UPDATE:
             top = {ch.path.split(".", 1)[0] for ch in c.changes}
-            if c.type == "endpoint" and top and top <= TRAFFIC_PATHS:
+            if c.type == "endpoint" and top and top <= TRAFFIC_PATHS and not c.repair:
                 return  # only traffic: the SET_TRAFFIC step does it
             self.ready[c.address] = self.add(
                 f"update:{c.address}", StepKind.UPDATE, c.address, f"update {c.type} {short} in place"
@@ -736,21 +822,28 @@ class _Steps:
         b = c.before or {}
         top = {ch.path.split(".", 1)[0] for ch in c.changes}
         template = sorted(top - METADATA_PATHS - SCALE_PATHS)
-        if not c.changes:  # the last operation failed: roll everything again
-            template = ["all again: the last operation failed"]
+        if c.repair and not template:  # applied again: roll every instance (those at the desired
+            template = [f"all again: {c.repair_words}"]  # configuration stay)
         last: str | None = None
-        if "instance_count" in top:
+        # a repair waits for its endpoint to be back (its router holds the pools)
+        e = endpoint_address(str(a.get("endpoint_name", "")))
+        ep_ready = {self.ready[e]} if c.repair and e in self.ready else set()
+        if "instance_count" in top or c.rescale:
             frm, to = int(b.get("instance_count") or 0), int(a.get("instance_count") or 0)
+            what = (f"scale deployment {label} from {frm} to {to} instances" if frm != to else
+                    f"bring deployment {label} to {to} serving instance{'s' if to != 1 else ''} (a repair: "
+                    "instances outside the router's pool are adopted or stopped)")
             last = self.add(
                 f"scale:{c.address}",
                 StepKind.SCALE,
                 c.address,
-                f"scale deployment {label} from {frm} to {to} instances",
-                params={"from": frm, "to": to},
+                what,
+                deps=set(ep_ready),
+                params={"from": frm, "to": to, **({"repair": True} if c.rescale else {})},
             )
         if template:
             n = int(a.get("instance_count") or 0)
-            deps = self._asset_deps(a) | ({last} if last else set())
+            deps = self._asset_deps(a) | ({last} if last else set()) | ep_ready
             batches = rollout_batches(n)
             last = self.add(
                 f"rollout:{c.address}",
@@ -763,7 +856,7 @@ class _Steps:
                 params={"instances": n, "batch_size": batch_size(n)},
                 batches=batches,
             )
-            if "instance_count" in top:
+            if "instance_count" in top and not c.repair:
                 self._warn_scale_and_rollout(c, label, b, a, template)
         elif top & METADATA_PATHS:
             last = self.add(

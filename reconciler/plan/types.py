@@ -126,7 +126,9 @@ class Batch(BaseModel):
 class Step(BaseModel):
     """One operation. ``depends_on`` holds step ids that must finish first.
 
-    ``params`` by kind: SCALE {"from": n, "to": m}; ROLLOUT {"instances": n, "batch_size": b};
+    ``params`` by kind: SCALE {"from": n, "to": m} (+ "repair": true when it repairs what an
+    interrupted apply left: the instances kept are preferably those at the desired configuration);
+    ROLLOUT {"instances": n, "batch_size": b};
     SET_TRAFFIC {"traffic": {...}, "mirror_traffic": {...}, "phase": "final"|"drain"};
     CREATE/UPDATE/DELETE {}.
     """

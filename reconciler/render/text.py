@@ -207,11 +207,15 @@ def render_drift_text(drift: list[DriftItem], plan: Plan | None = None, color: b
 
 
 def render_state_list(state: State) -> str:
-    """One address a line, sorted (``recon state list``); status other than ready is noted."""
+    """One address a line, sorted (``recon state list``); status other than ready, and an operation
+    an interrupted apply left pending, are noted."""
     lines = []
     for address in sorted(state.resources):
-        status = state.resources[address].status
-        lines.append(address if status == "ready" else f"{address}  ({status})")
+        res = state.resources[address]
+        notes: list[str] = [res.status] if res.status != "ready" else []
+        if res.pending is not None:
+            notes.append(f"interrupted {res.pending.kind}")
+        lines.append(f"{address}  ({', '.join(notes)})" if notes else address)
     return "\n".join(lines)
 
 
@@ -224,6 +228,8 @@ def render_state_show(resource: StateResource) -> str:
         "attributes": resource.attributes,
         "outputs": resource.outputs,
     }
+    if resource.pending is not None:  # what an interrupted apply was doing to it
+        body["pending"] = resource.pending.model_dump(mode="json")
     lines = [f"# {resource.address}:", f'resource "recon_{resource.type}" {json.dumps(resource.name)} {{']
     lines += _hcl_body(body, "    ")
     return "\n".join(lines + ["}"])

@@ -6,6 +6,15 @@ writes and stale plans are detected. Each resource records its provider, what it
 (to order deletions whose configuration is gone), its attributes as last applied (canonical form,
 the same shape as the planner's desired attributes) and what the provider reported (``outputs``:
 ids, scoring URI, provisioning state, instances). Secrets never go in here.
+
+Intent before action: before apply asks a provider to change a resource it records the operation
+on the resource (``pending``: the step and the attributes it moves to) and clears it when it
+records the result. A ``pending`` operation found by the next run is one an apply was killed in the
+middle of: the next plan finishes it or rolls it back (``reconciler.plan.planner``), so a SIGKILL
+at any moment leaves a state that is read truthfully.
+
+Format versions: 1 (release 0.1.0) had no ``pending``; 2 adds it. Both are read; version 2 is
+written. A resource without ``pending`` is stored exactly as in version 1.
 """
 
 from __future__ import annotations
@@ -14,12 +23,40 @@ import json
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from reconciler.model.errors import StateError
 from reconciler.model.resources import ResourceType
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
+#: the format versions this recon reads (1: release 0.1.0, without ``pending``)
+READABLE_FORMAT_VERSIONS = (1, 2)
+
+PendingKind = Literal["create", "update", "scale", "rollout", "set_traffic", "delete"]
+
+
+class Pending(BaseModel):
+    """An operation apply started on a resource and has not recorded as finished.
+
+    Written before the provider is called, cleared when the result is recorded (or the step
+    failed). ``step``: the plan step's id; ``kind``: its kind; ``attributes``: what the resource
+    records once the step is done (the configuration it is moving to); ``batches``/``batches_done``:
+    a rollout's progress. Found by a later run, it means that apply was killed part-way.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str
+    kind: PendingKind
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    batches: int = 0
+    batches_done: int = 0
+
+    def describe(self) -> str:
+        """``rollout (step rollout:deployment.ep.blue, 2 of 5 batches done)``, for people."""
+        progress = f", {self.batches_done} of {self.batches} batches done" if self.batches else ""
+        return f"{self.kind} (step {self.step}{progress})"
+
 
 class StateResource(BaseModel):
     """One managed object as last recorded.
@@ -27,7 +64,9 @@ class StateResource(BaseModel):
     ``attributes``: the canonical desired attributes that were applied (what the plan's
     ``after`` was). ``outputs``: what the provider reported (ids, ``scoring_uri``,
     ``provisioning_state``, ``instances`` ...). ``status``: ``ready`` when the last operation
-    finished, ``tainted``/``failed`` when it did not (the next plan repairs it).
+    finished, ``tainted``/``failed`` when it did not (the next plan repairs it). ``pending``: an
+    operation started and not recorded as finished (see ``Pending``); None otherwise, and then
+    not stored at all.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -40,6 +79,14 @@ class StateResource(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     outputs: dict[str, Any] = Field(default_factory=dict)
     status: Literal["ready", "failed", "tainted"] = "ready"
+    pending: Pending | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_pending(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("pending", 0) is None:
+            del data["pending"]  # a settled resource is stored as format 1 stored it
+        return data
 
 
 class State(BaseModel):
@@ -75,11 +122,18 @@ class State(BaseModel):
         if not isinstance(raw, dict):
             raise StateError(f"{source} is not a recon state document (expected a JSON object)")
         version = raw.get("format_version")
-        if version != STATE_FORMAT_VERSION:
+        if version not in READABLE_FORMAT_VERSIONS or isinstance(version, bool):
+            readable = " and ".join(str(v) for v in READABLE_FORMAT_VERSIONS)
             raise StateError(
-                f"{source} has format_version {version!r}; this recon reads version {STATE_FORMAT_VERSION}"
+                f"{source} has format_version {version!r}; this recon reads versions {readable} "
+                "(a newer recon wrote it? upgrade recon)"
             )
+        if version == 1 and isinstance(raw.get("resources"), dict):
+            for res in raw["resources"].values():
+                if isinstance(res, dict) and "pending" in res:
+                    raise StateError(f"{source}: format_version 1 has no pending operations ({res.get('address')})")
         try:
-            return cls.model_validate(raw)
+            # read in any readable version, held (and written again) in the current one
+            return cls.model_validate({**raw, "format_version": STATE_FORMAT_VERSION})
         except ValueError as exc:
             raise StateError(f"{source} is not a valid recon state: {exc}") from exc

@@ -135,7 +135,9 @@ def test_an_apply_killed_mid_operation_leaves_a_state_the_next_apply_completes(
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     state = recon.state()["resources"]
-    assert "endpoint.my-endpoint" in state and "deployment.my-endpoint.blue" not in state
+    assert "endpoint.my-endpoint" in state and "pending" not in state["endpoint.my-endpoint"]
+    # the deployment's intent was recorded before its PUT: the next plan sees the interrupted create
+    assert state["deployment.my-endpoint.blue"]["pending"]["kind"] == "create"
     arm.finish()  # Azure finished the deployment meanwhile
     plan = recon("plan")
     assert "deployment.my-endpoint.blue will be created" in plan.stdout

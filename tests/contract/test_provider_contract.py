@@ -95,6 +95,43 @@ def test_update_endpoint_in_place_keeps_traffic(provider: Harness) -> None:
     assert obs.exists and obs.attributes.get("traffic", {"blue": 100}) == {"blue": 100}
 
 
+def test_objects_left_as_recorded_are_settled(provider: Harness) -> None:
+    # Observation.unsettled is optional, but never a false alarm: a plan would repair what is fine
+    made = provider.stack(count=2, names=("blue", "green"))
+    ep = made["endpoint.ep"]
+    provider.provider.set_routing(provider.request("endpoint", "ep", ep.address, ep.attributes),
+                                  {"blue": 70, "green": 30}, {})
+    request = provider.deployment(count=2, release="v2")
+    for index in (1, 2):
+        provider.record(request, provider.provider.roll_batch(request, Batch(index=index, size=1)))
+    for address, res in provider.recorded.items():
+        assert provider.provider.observe(res).unsettled == [], address
+
+
+def test_create_again_after_an_interrupted_create_keeps_one_object(provider: Harness) -> None:
+    # An apply killed during a create records only its intent; the next apply creates again (with
+    # the same request): whatever the first create made is kept or replaced, never doubled.
+    made = provider.stack(count=2)
+    for address in ("endpoint.ep", BLUE):
+        res = made[address]
+        request = provider.request(res.type, res.name, address, res.attributes)
+        provider.record(request, provider.provider.create(request))
+    obs = provider.provider.observe(provider.recorded[BLUE])
+    assert obs.exists and observed_count(obs, 2) == 2 and obs.unsettled == []
+    assert provider.provider.observe(provider.recorded["endpoint.ep"]).unsettled == []
+
+
+def test_scale_to_the_count_it_has_is_a_repair_that_changes_nothing(provider: Harness) -> None:
+    # the planner's repair of an interrupted operation scales a deployment to its count
+    provider.stack(count=2)
+    before = provider.recorded[BLUE].outputs.get("instances")
+    request = provider.deployment(count=2)
+    provider.record(request, provider.provider.scale(request, 2))
+    assert provider.recorded[BLUE].outputs.get("instances") == before
+    obs = provider.provider.observe(provider.recorded[BLUE])
+    assert observed_count(obs, 2) == 2 and obs.unsettled == []
+
+
 def test_delete_then_observe_says_gone(provider: Harness) -> None:
     made = provider.stack(count=1)
     for address in (BLUE, "endpoint.ep", "model.m:1"):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.killloop import plan_covers_drift
 from tests.e2e.test_local_sample import _pids_of
 
 pytestmark = pytest.mark.slow
@@ -66,14 +67,19 @@ def test_apply_killed_at_random_moments_always_converges(sample_project, make_re
         time.sleep(rng.uniform(0.2, 4.0))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        # the state always loads, whatever moment the apply died at
+        # the state always loads, whatever moment the apply died at, and the plan made from it
+        # repairs whatever drift it shows (nothing left running belongs to no recorded resource)
         json.loads(recon("state", "pull").stdout)
+        plan_covers_drift(root, f"kill {i}")
     recon("apply", "--auto-approve")
     state = recon.state()
     blue = state["resources"]["deployment.my-endpoint.blue"]
     assert blue["attributes"]["environment_variables"]["RELEASE"] == "v19"
     again = recon("plan", "--detailed-exitcode", check=False)
     assert again.returncode == 0, again.stdout
+    drift = recon("drift", check=False)
+    assert drift.returncode == 0, drift.stdout
+    assert all("pending" not in r and r["status"] == "ready" for r in state["resources"].values())
     time.sleep(1.0)  # stopped instances may take a moment to exit
     assert len(_pids_of(root)) == _expected_processes(state), "orphaned or duplicated processes"
     assert len(blue["outputs"]["instances"]) == blue["attributes"]["instance_count"]

@@ -75,7 +75,7 @@ def test_failed_rollout_batch_is_rolled_back_shows_logs_and_is_resumed(env: Env)
     assert failed.step_id == "rollout:deployment.ep.blue" and failed.batches_done == 2
     assert any("init() raised" in line for line in failed.detail)
     blue = env.state().resources["deployment.ep.blue"]
-    assert blue.status == "failed"
+    assert blue.status == "failed" and blue.pending is None  # failed, not interrupted: no intent is left
     assert blue.attributes["environment_variables"] == {}  # the old configuration is still recorded
     instances = env.world.objects()["deployment.ep.blue"]["instances"]
     assert len(instances) == 10 and len(old & {i["id"] for i in instances}) == 6  # 2 batches of 2 replaced
@@ -152,11 +152,12 @@ def test_stale_plan_is_refused_when_the_serial_moved(env: Env) -> None:
     manager = env.manager()
     plan = plan_for(manager, blue_green(env.root, blue=3))
     other = env.manager()
+    made_at = plan.serial
     other.write(other.read())  # someone else wrote the state meanwhile
     calls = len(env.world.calls())
     with pytest.raises(
         StalePlanError,
-        match=r"the state has serial 7 \(the plan was made at serial 6\); run recon plan again",
+        match=rf"the state has serial {made_at + 1} \(the plan was made at serial {made_at}\); run recon plan again",
     ):
         apply_plan(
             plan, provider=env.provider, state_manager=env.manager(), desired_digest=plan.desired_digest

@@ -17,21 +17,59 @@ from reconciler.state.document import State
 from .helpers import Env, Recording, blue_green, desired, model, plan_for
 
 
-def test_state_is_written_after_every_step(env: Env) -> None:
-    hooks = Recording()
+class _Intents(Recording):
+    """Reads the stored state from disk when each step starts and ends."""
+
+    def __init__(self, env: Env) -> None:
+        super().__init__()
+        self.env = env
+        self.at_start: dict[str, Any] = {}
+        self.at_end: dict[str, Any] = {}
+
+    def pre_step(self, step: Step) -> None:
+        res = self.env.state().resources.get(step.address)
+        self.at_start[step.id] = res.pending if res is not None else None
+        super().pre_step(step)
+
+    def post_step(self, step: Step, result: Any, elapsed: float) -> None:
+        res = self.env.state().resources.get(step.address)
+        self.at_end[step.id] = res.pending if res is not None else None
+        super().post_step(step, result, elapsed)
+
+
+def test_state_records_each_steps_intent_before_it_acts_and_its_result_after(env: Env) -> None:
     want = blue_green(env.root)
     manager = env.manager()
     plan = plan_for(manager, want)
+    hooks = _Intents(env)
     result = apply_plan(
         plan, provider=env.provider, state_manager=manager, desired_digest=want.digest, hooks=hooks
     )
     assert result.ok
     serials = [c[1] for c in hooks.named("state_persisted")]
-    assert serials == list(range(1, len(plan.steps) + 1))
-    assert result.serial == env.state().serial == len(plan.steps)
-    # each step's write comes right after its provider call, before the next dependent step starts
+    assert serials == list(range(1, len(serials) + 1)) and result.serial == env.state().serial == serials[-1]
+    for step in plan.steps:  # stored before the provider is called: a crash here is visible
+        intent = hooks.at_start[step.id]
+        assert intent is not None and intent.step == step.id and intent.kind == step.kind.value, step.id
+        assert hooks.at_end[step.id] is None, f"{step.id}: the result clears the intent"
+    creates = [s for s in plan.steps if s.kind.value == "create"]
+    blue = next(s for s in creates if s.address == "deployment.ep.blue")
+    assert hooks.at_start[blue.id].attributes["instance_count"] == 2  # the configuration it moves to
+    # each step's result is written before a dependent step starts
     names = [c[0] for c in hooks.calls if c[0] in ("post_step", "state_persisted")]
-    assert names.count("state_persisted") == names.count("post_step")
+    assert names.count("state_persisted") >= names.count("post_step")
+    assert all(r.pending is None for r in env.state().resources.values())
+
+
+def test_steps_that_start_together_record_their_intents_in_one_write(env: Env) -> None:
+    want = _many_models(env, 6)
+    manager = env.manager()
+    plan = plan_for(manager, want)
+    hooks = Recording()
+    assert apply_plan(plan, provider=env.provider, state_manager=manager, desired_digest=want.digest,
+                      hooks=hooks, parallelism=6).ok
+    # one write for the six intents, one per result
+    assert len(hooks.named("state_persisted")) == 1 + len(plan.steps)
 
 
 class _Watching(Recording):
@@ -68,7 +106,7 @@ def test_state_is_written_after_every_rollout_batch(env: Env) -> None:
         hooks=hooks,
     )
     assert result.ok
-    assert len(hooks.named("state_persisted")) == 5
+    assert len(hooks.named("state_persisted")) == 1 + 5  # the intent, then each batch
     # mid-rollout the old attributes stay recorded, the outputs already name the new instances
     assert [s[1] for s in hooks.seen] == [{}, {}, {}, {}, {"RELEASE": "v2"}]
     assert all(s[2] == 10 for s in hooks.seen)
@@ -201,13 +239,29 @@ class _FailingWrites:
 
 def test_state_write_failure_stops_new_steps_and_keeps_the_unsaved_state(env: Env) -> None:
     want = blue_green(env.root, green=None)
-    manager = _FailingWrites(env, ok_writes=2)
+    manager = _FailingWrites(env, ok_writes=3)  # intent and result of step 1, intent of step 2
     plan = plan_for(env.manager(), want)
     result = apply_plan(
         plan, provider=env.provider, state_manager=manager, desired_digest=want.digest, parallelism=1
     )
     assert result.state_error == "disk full" and not result.ok
     assert result.unsaved_state is not None
-    assert len(result.unsaved_state.resources) == 3  # what was done after the failure is kept
-    assert env.state().serial == 2
+    # what was done after the failure is kept (step 2's result), without an intent left over
+    assert len(result.unsaved_state.resources) == 2
+    assert all(r.pending is None for r in result.unsaved_state.resources.values())
+    assert env.state().serial == 3
     assert any(o.outcome == "cancelled" for o in result.outcomes)
+
+
+def test_a_step_whose_intent_cannot_be_written_never_acts(env: Env) -> None:
+    want = blue_green(env.root, green=None)
+    manager = _FailingWrites(env, ok_writes=2)  # intent and result of step 1 only
+    plan = plan_for(env.manager(), want)
+    result = apply_plan(
+        plan, provider=env.provider, state_manager=manager, desired_digest=want.digest, parallelism=1
+    )
+    assert result.state_error == "disk full" and not result.ok
+    second = result.outcomes[1]
+    assert second.outcome == "cancelled" and second.reason == "the state could not be written"
+    assert [c for c in env.world.calls() if c["address"] == second.address] == []  # never called
+    assert result.unsaved_state is not None and second.address not in result.unsaved_state.resources

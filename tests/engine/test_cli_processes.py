@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +24,8 @@ def recon(root: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "reconciler", "-C", str(root), *args]
 
 
-def start(root: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "NO_COLOR": "1", "RECON_CACHE_DIR": str(root / ".cache")}
+def start(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "NO_COLOR": "1", "RECON_CACHE_DIR": str(root / ".cache"), **(env or {})}
     return subprocess.Popen(
         recon(root, *args),
         env=env,
@@ -35,8 +36,9 @@ def start(root: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def finish(root: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = start(root, *args)
+def finish(root: Path, *args: str, timeout: float = 120,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = start(root, *args, env=env)
     out, err = proc.communicate(timeout=timeout)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
@@ -165,3 +167,30 @@ def test_second_ctrl_c_stops_at_once_with_exit_130(sample_project: Any) -> None:
     assert "locked" not in finish(root, "plan").stderr  # the lock was released
     configure(root)
     converged(root)
+
+
+@pytest.mark.slow
+def test_apply_killed_at_every_engine_crash_point_converges(sample_project: Any, tmp_path: Path) -> None:
+    """Exhaustive over the engine's crash points (intent recorded; provider done, result not
+    recorded) of one apply that scales, rolls and routes: after each kill the plan repairs every
+    drift item, and one apply converges with the world exactly as recorded."""
+    from tests.e2e.killloop import plan_covers_drift
+
+    root = fake_project(sample_project)
+    assert finish(root, "apply", "--auto-approve").returncode == 0
+    set_blue(root, count=3, release="v2")
+    snapshot = tmp_path / "before"
+    shutil.copytree(root / ".recon", snapshot)
+    trace = tmp_path / "trace.txt"
+    env = {"RECON_CRASH_TRACE": str(trace)}
+    assert finish(root, "apply", "--auto-approve", env=env).returncode == 0
+    points = trace.read_text().splitlines()
+    assert len(points) >= 6 and any(p.startswith("engine.intent") for p in points), points
+    for n in range(1, len(points) + 1):
+        shutil.rmtree(root / ".recon")
+        shutil.copytree(snapshot, root / ".recon")
+        killed = finish(root, "apply", "--auto-approve", env={"RECON_CRASH_AT": f"*#{n}"})
+        assert killed.returncode == -signal.SIGKILL, (n, points[n - 1], killed.stdout)
+        plan_covers_drift(root, f"killed at {points[n - 1]}")
+        converged(root)
+        assert State.from_bytes((root / ".recon" / "state.json").read_bytes()).resources[BLUE].pending is None

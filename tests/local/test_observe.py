@@ -67,7 +67,11 @@ def test_changed_environment_variable_is_drift_and_a_rollout_repairs_it(project:
         while not port_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         seen = project.provider.observe(dep)
-        assert seen.attributes["instance_count"] == 1  # the process restarted by hand is adopted
+        # the process restarted by hand is the instance now, but it listens on another port than
+        # the router's pool names: it serves nothing, which is what the count says
+        assert seen.attributes["instance_count"] == 0
+        assert any("the router does not send it requests" in u for u in seen.unsettled), seen.unsettled
+        assert any(f"127.0.0.1:{inst['port']}, where none" in u for u in seen.unsettled), seen.unsettled
         assert seen.attributes["environment_variables"] == {"VERSION": "tampered", "MODE": "fast"}
         assert any("other environment variables" in p for p in seen.problems)
         # The plan's repair is a rollout to the recorded configuration: the tampered one is replaced.
@@ -77,6 +81,7 @@ def test_changed_environment_variable_is_drift_and_a_rollout_repairs_it(project:
         assert by_hand.pid not in {i["pid"] for i in out["instances"]}
         fixed = project.provider.observe(project.resources["deployment.ep.blue"])
         assert "environment_variables" not in fixed.attributes and fixed.attributes["instance_count"] == 1
+        assert fixed.unsettled == []
     finally:
         if by_hand.poll() is None:
             by_hand.kill()
@@ -97,22 +102,32 @@ def test_instance_failing_its_liveness_probe_is_not_counted(project: Project) ->
         os.kill(frozen, signal.SIGCONT)
 
 
-def test_stray_marked_process_is_reported_unmanaged(project: Project) -> None:
+def test_stray_marked_process_of_a_recorded_deployment_is_unsettled_others_unmanaged(project: Project) -> None:
     serve(project, 1)
     state_dir = project.provider.state_dir
     known = list(project.resources.values())
+    dep = project.resources["deployment.ep.blue"]
     assert project.provider.find_unmanaged(known) == []
-    env = {**os.environ, procs.MARK_ID: "ep/blue/99", procs.MARK_STATE_DIR: str(state_dir),
-           procs.MARK_WORKSPACE: "test-ws", procs.MARK_ROLE: "instance"}
-    stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    assert project.provider.observe(dep).unsettled == []
+    strays = []
+    for mark in ("ep/blue/99", "ep/other/1"):
+        env = {**os.environ, procs.MARK_ID: mark, procs.MARK_STATE_DIR: str(state_dir),
+               procs.MARK_WORKSPACE: "test-ws", procs.MARK_ROLE: "instance"}
+        strays.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env))
     try:
+        # one of the recorded deployment's: the deployment is unsettled (its next operation stops it)
+        seen = project.provider.observe(dep)
+        assert seen.attributes["instance_count"] == 1
+        assert any(f"pid {strays[0].pid}" in u and "no pid file" in u for u in seen.unsettled), seen.unsettled
+        # one of a deployment no state records: unmanaged, reported, never touched
         found = project.provider.find_unmanaged(known)
-        assert len(found) == 1 and "ep/blue/99" in found[0] and str(stray.pid) in found[0]
-        # without the state, the router and the instance are unmanaged too
-        assert len(project.provider.find_unmanaged([])) == 3
+        assert len(found) == 1 and "ep/other/1" in found[0] and str(strays[1].pid) in found[0]
+        # without the state, the router and the instances are unmanaged too
+        assert len(project.provider.find_unmanaged([])) == 4
     finally:
-        stray.kill()
-        stray.wait()
+        for stray in strays:
+            stray.kill()
+            stray.wait()
 
 
 def test_assets_whose_files_are_gone_do_not_exist(project: Project) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -173,12 +174,25 @@ def test_traffic_split_header_routing_and_routing_drift(project: Project) -> Non
     assert status == 200 and headers["azureml-model-deployment"] == "green" and body["version"] == "green"
     seen = project.provider.observe(project.resources["endpoint.ep"])
     assert seen.attributes == {"auth_mode": "key", "traffic": {"blue": 50, "green": 50}, "mirror_traffic": {}}
-    # someone edits the routing table by hand: the observed traffic shows it
+    # someone edits the routing table by hand: the router still serves 50/50, and observe says both
     table_file = project.provider.state_dir / "run" / "ep" / "table.json"
     table = json.loads(table_file.read_text())
     table["traffic"] = {"blue": 100}
     table_file.write_text(json.dumps(table))
-    assert project.provider.observe(project.resources["endpoint.ep"]).attributes["traffic"] == {"blue": 100}
+    seen = project.provider.observe(project.resources["endpoint.ep"])
+    assert seen.attributes["traffic"] == {"blue": 50, "green": 50}  # what is served
+    assert seen.unsettled == ["its routing table was changed without the router loading it (the router "
+                              "serves blue 50%, green 50%, the table says blue 100%)"]
+    # ... and reloads it: the observed traffic is the new split
+    router = json.loads((project.provider.state_dir / "run" / "ep" / "router.json").read_text())
+    os.kill(router["pid"], signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seen = project.provider.observe(project.resources["endpoint.ep"])
+        if seen.attributes["traffic"] == {"blue": 100}:
+            break
+        time.sleep(0.05)
+    assert seen.attributes["traffic"] == {"blue": 100} and seen.unsettled == []
 
 
 def test_endpoint_update_changes_auth_mode_in_place(project: Project) -> None:

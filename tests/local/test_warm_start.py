@@ -188,13 +188,15 @@ def test_launchers_and_their_instances_are_owned_and_leftovers_are_not(project: 
                  procs.MARK_STATE_DIR: str(project.provider.state_dir), procs.MARK_ROLE: "instance"}
     stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=stray_env,
                              start_new_session=True)
+    dep = project.resources["deployment.ep.blue"]
     try:
-        found = project.provider.find_unmanaged(known)
-        assert len(found) == 1 and str(stray.pid) in found[0]
+        assert project.provider.find_unmanaged(known) == []  # the deployment's own business:
+        found = project.provider.observe(dep).unsettled  # it is unsettled
+        assert len(found) == 1 and str(stray.pid) in found[0], found
         # ... and the next operation on the deployment stops it; the instances stay
         runner.live()
         assert stray.wait(10) is not None
-        assert project.provider.find_unmanaged(known) == []
+        assert project.provider.observe(dep).unsettled == []
         assert all(procs.is_alive(i["pid"], i["start_time"]) for i in out["instances"])
     finally:
         if stray.poll() is None:

@@ -12,7 +12,7 @@ from reconciler.plan.types import Action, DriftItem, Plan, ResourceChange
 from reconciler.render import render_drift
 from reconciler.render.graph import render_graph
 from reconciler.render.text import render_state_list, render_state_show
-from reconciler.state.document import State, StateResource
+from reconciler.state.document import Pending, State, StateResource
 from tests.render.plans import BLUE, EP, MODEL, full_plan
 
 
@@ -185,6 +185,18 @@ def _state() -> State:
 
 def test_state_list_is_sorted_and_notes_status() -> None:
     assert render_state_list(_state()).splitlines() == [f"{BLUE}  (tainted)", EP]
+
+
+def test_state_list_and_show_name_an_interrupted_operation() -> None:
+    state = _state()
+    intent = Pending(step=f"rollout:{BLUE}", kind="rollout", attributes={"instance_count": 2}, batches=2)
+    state.resources[EP] = state.resources[EP].model_copy(update={"pending": Pending(step="x", kind="update")})
+    state.resources[BLUE] = state.resources[BLUE].model_copy(update={"pending": intent})
+    assert render_state_list(state).splitlines() == [
+        f"{BLUE}  (tainted, interrupted rollout)", f"{EP}  (interrupted update)"]
+    text = render_state_show(state.resources[BLUE])
+    assert "    pending" in text and f'step         = "rollout:{BLUE}"' in text
+    assert "pending" not in render_state_show(_state().resources[BLUE])
 
 
 def test_state_show_lists_attributes_and_outputs() -> None:

@@ -987,6 +987,8 @@ class Router:
             "status": "stopping" if self.stopping else "ok",
             "endpoint": table.endpoint if table else None,
             "version": table.version if table else None,
+            "traffic": dict(table.traffic) if table else {},  # the live split, as loaded
+            "mirror_traffic": dict(table.mirror) if table else {},
             "pid": os.getpid(),
             "in_flight": self.active - 1,
             "deployments": {p.spec.name: {"upstreams": {u.addr: {"in_flight": u.in_flight} for u in p.upstreams},
