@@ -283,10 +283,7 @@ def check_digest(plan: Plan, expected: str, what: str) -> None:
 
 
 # -- apply and destroy -------------------------------------------------------------------------
-@cli.command("apply")
-@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--auto-approve", is_flag=True, help="Apply without asking for approval.")
-@click.option(
+parallelism_option = click.option(
     "--parallelism",
     type=click.IntRange(min=1),
     default=10,
@@ -294,6 +291,12 @@ def check_digest(plan: Plan, expected: str, what: str) -> None:
     metavar="N",
     help="How many independent steps run at the same time.",
 )
+
+
+@cli.command("apply")
+@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--auto-approve", is_flag=True, help="Apply without asking for approval.")
+@parallelism_option
 @target_option("Apply only ADDRESS and what it needs (repeatable).")
 @click.option(
     "--expect-digest",
@@ -344,14 +347,7 @@ def apply_cmd(
 
 @cli.command("destroy")
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking for approval.")
-@click.option(
-    "--parallelism",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    metavar="N",
-    help="How many independent steps run at the same time.",
-)
+@parallelism_option
 @target_option("Destroy only ADDRESS and what cannot exist without it (repeatable).")
 @lock_timeout_option
 @click.pass_context

@@ -258,16 +258,9 @@ def _count_types(resources: Any) -> str:
 
 
 def _warning_line(w: dict[str, Any]) -> str:
-    where = w.get("file") or ""
-    if where and w.get("line") is not None:
-        where += f":{w['line']}"
-    text = f"{where}: " if where else ""
-    if w.get("path"):
-        text += f"{w['path']}: "
-    text += str(w.get("message", ""))
-    if w.get("hint"):
-        text += f" ({w['hint']})"
-    return printable(text)  # a value from a file cannot forge a line of output
+    from reconciler.render.common import warning_text
+
+    return warning_text(w)
 
 
 @cli.command("plan")

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from reconciler import __version__
+from reconciler.model.errors import printable
 from reconciler.plan.types import (
     Action,
     DriftItem,
@@ -212,7 +213,7 @@ def warning_text(w: dict[str, Any]) -> str:
     text += str(w.get("message", ""))
     if w.get("hint"):
         text += f" ({w['hint']})"
-    return text
+    return printable(text)  # a value from a file cannot forge a line of output
 
 
 def quota_status(fam: QuotaFamily) -> str:
