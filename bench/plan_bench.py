@@ -76,9 +76,21 @@ def parse_all(root: Path) -> int:
     return count
 
 
+RECON_EXE: str | None = None  # --recon: the recon executable to time (default: the one on PATH)
+
+
 def recon_command() -> list[str]:
-    exe = shutil.which("recon")
+    exe = RECON_EXE or shutil.which("recon")
     return [exe] if exe else [sys.executable, "-m", "reconciler"]
+
+
+def child_env() -> dict[str, str]:
+    """The recon process's environment: as a user's shell has it. PYTHONDONTWRITEBYTECODE (which
+    CI sets) is dropped: with it, an editable checkout without __pycache__ compiles every module
+    of recon on every run (about 0.1 s), which no installed recon does."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["NO_COLOR"] = "1"
+    return env
 
 
 def plan_argv(root: Path) -> list[str] | None:
@@ -91,7 +103,7 @@ def plan_argv(root: Path) -> list[str] | None:
 
 
 def run_plan_process(argv: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env={**os.environ, "NO_COLOR": "1"})
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=child_env())
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[:2000]}")
     return json.loads(proc.stdout)
@@ -127,6 +139,7 @@ def bench_recon(root: Path, runs: int) -> dict[str, Any]:
     out["process_s"] = out["process_cpu_s"] = None
     if argv is not None:
         out["command"] = " ".join(["recon", *argv[len(recon_command()):]]).replace(str(root), "DIR")
+        run_plan_process(argv)  # warm-up: bytecode written, files in the page cache
         out["process_s"], out["process_cpu_s"], plan_json = median_time(lambda: run_plan_process(argv), runs)
         if changed_addresses(plan_json) != out["changed"]:
             raise RuntimeError("the CLI's plan and the in-process plan differ")
@@ -343,12 +356,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-json", type=Path, default=None, help="print the markdown of an earlier --json run")
     ap.add_argument("--workdir", type=Path, default=None, help="where projects go (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the generated projects")
+    ap.add_argument("--recon", default=None,
+                    help="the recon executable to time (default: `recon` on PATH), e.g. a release venv's bin/recon")
     args = ap.parse_args(argv)
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
         print(markdown(saved["rows"], saved["machine"]))
         return 0
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    global RECON_EXE
+    RECON_EXE = args.recon
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="recon-plan-bench-"))
     machine = {"cores": os.cpu_count(), "python": sys.version.split()[0], "load_before": load_average(),

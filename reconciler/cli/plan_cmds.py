@@ -98,7 +98,7 @@ def require_configuration(project: Any) -> None:
     from reconciler.model.settings import SETTINGS_FILE
 
     skip = frozenset({SETTINGS_FILE})
-    if sources.discover(project.root, skip, tuple(project.settings.exclude)):
+    if sources.any_yaml(project.root, skip, tuple(project.settings.exclude)):
         return
     recorded = _recorded_or_none(project)
     if recorded is not None and recorded.resources:

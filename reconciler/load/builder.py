@@ -147,7 +147,7 @@ class Builder:
         if "\0" in value:  # no file has such a name, and the OS refuses to look one up
             self.run.error(f, path, f"{what} path contains a NUL character", "remove the \\0 from the path")
             return None
-        key = (str(base or f.folder), value)
+        key = (str(base) if base is not None else f.folder, value)
         target = self.run.resolved.get(key)
         if target is None:
             target = self.run.resolved[key] = Path(os.path.normpath(os.path.join(*key)))
@@ -174,7 +174,7 @@ class Builder:
                 f,
                 path,
                 f"{what} {kind} not found: {self.run.rel(target)}",
-                f"create it, or fix the path (relative to {self.run.rel(base or f.folder)})",
+                f"create it, or fix the path (relative to {self.run.rel(base if base is not None else f.folder)})",
             )
             return None
         return target

@@ -249,13 +249,13 @@ def load_project(root: Path, recorded: State | None = None) -> DesiredState:
     settings = _load_settings(run)
     max_bytes = settings.limits["yaml_file_mb"] * inputs.MB
     files = _discover(run, settings.exclude, max_bytes)
-    parsed_files = sources.parse_files([f.path for f in files], max_bytes, settings.limits["yaml_nodes"])
+    parsed_files = sources.parse_files([f.spath for f in files], max_bytes, settings.limits["yaml_nodes"])
     for f, parsed in zip(files, parsed_files, strict=True):
         _parse(run, f, parsed)
     conda_refs = _conda_references(files)
     documents: list[LoadedFile] = []
     for f in files:
-        if not f.ok or str(f.path) in conda_refs or _looks_like_conda(f.data):
+        if not f.ok or f.spath in conda_refs or _looks_like_conda(f.data):
             continue
         f.kind = _classify(run, f)
         if f.kind is not None and _validate(run, f):
@@ -274,7 +274,7 @@ def _conda_references(files: list[LoadedFile]) -> set[str]:
             continue
         for holder in (data, data.get("environment")):
             if isinstance(holder, dict) and isinstance(holder.get("conda_file"), str):
-                refs.add(os.path.normpath(f.folder / holder["conda_file"]))
+                refs.add(os.path.normpath(os.path.join(f.folder, holder["conda_file"])))
     return refs
 
 

@@ -19,7 +19,7 @@ class LoadedFile(sources.SourceFile):
 
     __slots__ = ("data", "kind", "doc", "ok", "placeholder", "name_line", "inline")
 
-    def __init__(self, path: Path, rel: str, max_bytes: int = sources.MAX_BYTES) -> None:
+    def __init__(self, path: Path | str, rel: str, max_bytes: int = sources.MAX_BYTES) -> None:
         super().__init__(path, rel, max_bytes)
         self.data: Any = None
         self.kind: str | None = None

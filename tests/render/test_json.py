@@ -89,3 +89,19 @@ def test_empty_plan_and_stability() -> None:
         "plan_digest",
     ]
     assert EP in render_json(full_plan())
+
+
+def test_same_json_as_the_standard_library_encoder_and_its_fallback() -> None:
+    """orjson writes the plan; the document must be the one the standard library would write
+    (equal once parsed, keys in the same order), non-ASCII kept as is, and a value orjson refuses
+    (an integer beyond 64 bits) must still render through the standard library."""
+    from reconciler.render.json import _dumps
+
+    plan = full_plan()
+    text = render_json(plan)
+    doc = json.loads(text)
+    assert text == json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    odd = {"name": "modèle-ü", "big": 2**70, "nested": {"z": 1, "a": [1.5, None, True]}}
+    out = _dumps(odd)
+    assert out == '{"name":"modèle-ü","big":1180591620717411303424,"nested":{"z":1,"a":[1.5,null,true]}}'
+    assert list(json.loads(_dumps({"z": 1, "a": 2}))) == ["z", "a"]
