@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -96,8 +96,9 @@ class Project:
     def read_state(self) -> State:
         return self.state_manager.read()  # type: ignore[no-any-return]
 
-    def load_desired(self, recorded: State | None = None) -> DesiredState:
-        """The desired state (``loader.load_project``); raises ``ConfigError`` with every diagnostic."""
+    def load_desired(self, recorded: State | Callable[[], State | None] | None = None) -> DesiredState:
+        """The desired state (``loader.load_project``: ``recorded`` may be a function that reads
+        it); raises ``ConfigError`` with every diagnostic."""
         from reconciler.load import loader
 
         return loader.load_project(self.root, recorded)
@@ -142,14 +143,22 @@ class Project:
     def _plan(self, targets: list[str], destroy: bool, refresh: bool) -> Plan:
         from reconciler.plan.planner import make_plan
 
-        recorded = self.read_state()
         drift: list[DriftItem] = []
-        prior = recorded
         capacity = None
         if refresh:
+            recorded = self.read_state()
             prior, drift = self.refresh(recorded)
             capacity = self.capacity()
-        desired = self.load_desired(recorded)
+            desired = self.load_desired(recorded)
+        else:  # nothing to ask the provider: the state is read while the files are parsed
+            read: list[State] = []
+
+            def read_state() -> State:
+                read.append(self.read_state())
+                return read[0]
+
+            desired = self.load_desired(read_state)
+            recorded = prior = read[0]
         return make_plan(
             desired,
             prior,

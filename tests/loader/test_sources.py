@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +226,56 @@ def test_discover_order_and_skips(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path / "z", target_is_directory=True)
     found = [rel for _, rel in sources.discover(tmp_path, frozenset({"recon.yaml"}), ("ci/**",))]
     assert found == ["a.yaml", "b.yml", "m/n.yml", "z/x.yml", "z/y/w.yml"]
+
+
+def test_parse_files_shares_chunks_and_runs_meanwhile_while_the_worker_parses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunks go to whichever process is free: while this process is busy in ``meanwhile``
+    (the state read), the worker takes more of them; the result is the serial one all the same."""
+    paths = _tree(tmp_path, 400)
+    serial = [sources.read_and_parse(p) for p in paths]
+    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(sources, "CHUNK_FILES", 8)
+    log = tmp_path / "who.log"
+    real = sources.read_and_parse
+
+    def logged(p: Any, *args: Any) -> Any:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, f"{os.getpid()}\n".encode())  # one short append: atomic between processes
+        os.close(fd)
+        return real(p, *args)
+
+    monkeypatch.setattr(sources, "read_and_parse", logged)
+    calls: list[int] = []
+
+    def meanwhile() -> None:
+        calls.append(os.getpid())
+        time.sleep(0.5)
+
+    assert sources.parse_files(paths, meanwhile=meanwhile) == serial
+    assert calls == [os.getpid()]
+    pids = log.read_text().split()
+    mine, theirs = pids.count(str(os.getpid())), len(pids) - pids.count(str(os.getpid()))
+    assert mine + theirs == len(paths)
+    assert theirs > mine  # the worker parsed while this process slept
+
+
+def test_parse_files_meanwhile_error_goes_up_and_leaves_no_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _tree(tmp_path, 200)
+    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
+
+    def broken() -> None:
+        raise ValueError("the state cannot be read")
+
+    with pytest.raises(ValueError, match="state cannot be read"):
+        sources.parse_files(paths, meanwhile=broken)
+    with pytest.raises(ChildProcessError):  # the worker was reaped: no child of ours is left
+        os.waitpid(-1, os.WNOHANG)
+    calls: list[int] = []
+    assert sources.parse_files(paths[:5], meanwhile=lambda: calls.append(1)) == [
+        sources.read_and_parse(p) for p in paths[:5]
+    ]
+    assert calls == [1]  # without a worker too, once
