@@ -166,6 +166,12 @@ class FileBackend:
         self.history_dir = self.path.parent / hist
         self._lock_fd: int | None = None
         self._lock_info: LockInfo | None = None
+        # What this backend knows of the journal since its own last append: (base, lineage,
+        # serial, end offset, (inode, size, mtime_ns) of the file then). While the file is as it
+        # left it, the next append need not read and parse every line again (an apply of N
+        # steps would read O(N^2) bytes); anything else (a compaction, another writer) and the
+        # journal is read whole, as before.
+        self._journal_end: tuple[int, str, int, int, tuple[int, int, int]] | None = None
 
     def describe(self) -> str:
         return f"file {self.path}"
@@ -214,8 +220,7 @@ class FileBackend:
                 base = self._base()
                 if base is None:
                     raise StateError(f"cannot append to the journal of {self.path}: there is no full state yet")
-                entries, good = parse_journal(self._journal_bytes(), base[0], base[1])
-                found = base[0] + len(entries)
+                found, good = self._journal_tail(base)
                 if found != expected_serial or base[1] != lineage or serial != found + 1:
                     raise StateConflictError(
                         f"another apply changed the state (serial {found}, expected {expected_serial}); "
@@ -231,12 +236,29 @@ class FileBackend:
                     while view:
                         view = view[os.write(fd, view):]
                     os.fsync(fd)
+                    st = os.fstat(fd)
+                    self._journal_end = (base[0], base[1], serial, good + len(line),
+                                         (st.st_ino, st.st_size, st.st_mtime_ns))
                 finally:
                     os.close(fd)
                 if new_file:
                     _fsync_dir(self.path.parent)
         except OSError as exc:
             raise StateError(f"cannot write the state journal {self.journal_path}: {exc.strerror or exc}") from exc
+
+    def _journal_tail(self, base: tuple[int, str]) -> tuple[int, int]:
+        """(serial, byte length) of the whole lines of the journal over ``base``."""
+        known = self._journal_end
+        if known is not None and known[:2] == base:
+            try:
+                st = os.stat(self.journal_path)
+                if (st.st_ino, st.st_size, st.st_mtime_ns) == known[4]:
+                    return known[2], known[3]
+            except OSError:
+                pass
+        self._journal_end = None
+        entries, good = parse_journal(self._journal_bytes(), base[0], base[1])
+        return base[0] + len(entries), good
 
     def compact(self, data: bytes, serial: int, lineage: str) -> None:
         if _header(data, "the new state") != (serial, lineage):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import heapq
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -213,10 +214,22 @@ class _Engine:
         self.deps = {s.id: [d for d in s.depends_on if d in self.steps] for s in plan.steps}
         self.outcomes: dict[str, StepOutcome] = {}
         _check_acyclic(self.deps)
+        # Which pending steps can be decided (all their upstream steps ended, or one failed),
+        # by plan order: scheduling looks at those only, not at every pending step each time
+        # (an apply of 5,000 steps would look 5,000 times at thousands of them).
+        self.order = {s.id: i for i, s in enumerate(plan.steps)}
+        self.dependents: dict[str, list[str]] = {sid: [] for sid in self.steps}
+        self.waiting = {sid: len(deps) for sid, deps in self.deps.items()}
+        for sid, deps in self.deps.items():
+            for d in deps:
+                self.dependents[d].append(sid)
+        self.ready = [(self.order[sid], sid) for sid, n in self.waiting.items() if n == 0]
+        heapq.heapify(self.ready)  # every upstream step ended
+        self.blocked: list[tuple[int, str]] = []  # an upstream step failed or did not run
 
     # -- scheduling ------------------------------------------------------------------------------
     def run(self) -> ApplyResult:
-        pending = [s.id for s in self.plan.steps]
+        pending = {s.id for s in self.plan.steps}
         running: dict[Future[StepOutcome], str] = {}
         pool = ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="recon-apply")
         try:
@@ -242,27 +255,25 @@ class _Engine:
         return None
 
     def _schedule(
-        self, pending: list[str], running: dict[Future[StepOutcome], str], pool: ThreadPoolExecutor
+        self, pending: set[str], running: dict[Future[StepOutcome], str], pool: ThreadPoolExecutor
     ) -> None:
         stop = self._stopping()
         starting: list[Step] = []
-        for sid in list(pending):
-            step = self.steps[sid]
-            blocked = [d for d in self.deps[sid] if d in self.outcomes and not self.outcomes[d].succeeded]
-            if stop is not None:
-                self._not_run(step, CANCELLED, stop)
-            elif blocked:
-                upstream_cancelled = all(self.outcomes[d].outcome == CANCELLED for d in blocked)
-                self._not_run(
-                    step,
-                    CANCELLED if upstream_cancelled else SKIPPED,
-                    "upstream steps were cancelled" if upstream_cancelled else UPSTREAM_FAILED,
-                )
-            elif all(d in self.outcomes for d in self.deps[sid]) and len(running) + len(starting) < self.parallelism:
-                starting.append(step)
-            else:
+        if stop is not None:
+            for sid in sorted(pending, key=self.order.__getitem__):
+                self._not_run(self.steps[sid], CANCELLED, stop)
+            pending.clear()
+        self._drop_blocked(pending)  # first what cannot run (each may block more downstream)
+        while self.ready and len(running) + len(starting) < self.parallelism:
+            _, sid = heapq.heappop(self.ready)
+            if sid not in pending:
                 continue
-            pending.remove(sid)
+            if any(not self.outcomes[d].succeeded for d in self.deps[sid]):
+                self._not_run_after(self.steps[sid])
+            else:
+                starting.append(self.steps[sid])
+            pending.discard(sid)
+        self._drop_blocked(pending)
         if not starting:
             return
         current = self.recorder.current()
@@ -324,21 +335,46 @@ class _Engine:
             return _without_traffic(after, prior if step.kind is StepKind.UPDATE else None)
         return after
 
+    def _drop_blocked(self, pending: set[str]) -> None:
+        while self.blocked:
+            _, sid = heapq.heappop(self.blocked)
+            if sid in pending:
+                self._not_run_after(self.steps[sid])
+                pending.discard(sid)
+
+    def _not_run_after(self, step: Step) -> None:
+        """``step`` does not run: an upstream step failed (skipped) or was cancelled."""
+        blocked = [d for d in self.deps[step.id] if d in self.outcomes and not self.outcomes[d].succeeded]
+        upstream_cancelled = all(self.outcomes[d].outcome == CANCELLED for d in blocked)
+        self._not_run(
+            step,
+            CANCELLED if upstream_cancelled else SKIPPED,
+            "upstream steps were cancelled" if upstream_cancelled else UPSTREAM_FAILED,
+        )
+
     def _not_run(self, step: Step, outcome: str, reason: str) -> None:
-        self.outcomes[step.id] = StepOutcome(step.id, step.address, step.kind, outcome, reason=reason)
+        self._ended(StepOutcome(step.id, step.address, step.kind, outcome, reason=reason))
         self.hooks("step_skipped", step, reason)
 
     def _finish(self, sid: str, future: Future[StepOutcome]) -> None:
-        self.outcomes[sid] = future.result()
+        self._ended(future.result())
+
+    def _ended(self, outcome: StepOutcome) -> None:
+        """Record a step's outcome; its downstream steps it makes decidable are queued."""
+        self.outcomes[outcome.step_id] = outcome
+        for sid in self.dependents.get(outcome.step_id, ()):
+            self.waiting[sid] -= 1
+            if not outcome.succeeded:
+                heapq.heappush(self.blocked, (self.order[sid], sid))
+            elif self.waiting[sid] == 0:
+                heapq.heappush(self.ready, (self.order[sid], sid))
 
     def _abandon(self, running: dict[Future[StepOutcome], str]) -> None:
         """Second Ctrl-C: stop waiting. What was in flight is unknown: an unfinished create is
         recorded "tainted" (the next plan replaces it), anything else "failed" (applied again)."""
         steps = [self.steps[sid] for sid in running.values()]
         for step in steps:
-            self.outcomes[step.id] = StepOutcome(
-                step.id, step.address, step.kind, CANCELLED, reason="interrupted"
-            )
+            self._ended(StepOutcome(step.id, step.address, step.kind, CANCELLED, reason="interrupted"))
         self.recorder.change([s.address for s in steps], lambda s: self._mark_interrupted(s, steps))
 
     def _mark_interrupted(self, state: State, steps: list[Step]) -> None:
