@@ -150,9 +150,13 @@ def test_a_kill_at_any_moment_of_a_journaled_apply_leaves_a_state_that_loads(tar
             compactions += 1
         proc.kill()
         proc.wait()
+        # Lines the writer printed before the kill but this test had not read yet: the last step
+        # it acknowledged may be later than ``acked`` (a busy machine lets it run ahead).
+        printed = [int(x.split()[1]) for x in proc.stdout.read().splitlines() if x.startswith("STEP")]
+        last = max([acked, *printed])
         mgr: StateManager = target.manager()
         state = mgr.read()
-        assert state.serial in (acked, acked + 1), (round_, acked, state.serial)
+        assert last <= state.serial <= last + 1, (round_, acked, last, state.serial)
         assert state.resources["model.m0:1"].attributes["step"] == state.serial
         assert len(state.resources) == 3000
         with mgr.journaled():
