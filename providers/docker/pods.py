@@ -146,7 +146,7 @@ def launcher_volume() -> dict[str, dict[str, str]]:
 
 def stop_in_pod(engine: Engine, name: str, folder: Path, ids: list[int], pids: list[int], grace: float) -> None:
     """SIGTERM instances ``ids`` of pod ``name`` (its launcher SIGKILLs them after ``grace``); when
-    the launcher does not answer, ``kill`` run in the pod does it."""
+    the launcher does not answer, the shell's ``kill`` run in the pod does it."""
     try:
         channel = connect(folder, f"the launcher of pod {name}", timeout=5.0)
         try:
@@ -161,7 +161,7 @@ def stop_in_pod(engine: Engine, name: str, folder: Path, ids: list[int], pids: l
         return
     with mapped(f"stop instances {ids} in pod {name}"):
         try:
-            exec_id = engine.api.exec_create(name, ["kill", "-TERM", *[str(p) for p in pids]])
+            exec_id = engine.api.exec_create(name, ["sh", "-c", "kill -TERM " + " ".join(str(p) for p in pids)])
             engine.api.exec_start(exec_id)
         except Exception as exc:
             if "is not running" not in str(exc) and "No such container" not in str(exc):

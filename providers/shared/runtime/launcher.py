@@ -27,8 +27,8 @@ seconds; answered ``{"stopping": [...]}`` at once). It keeps ``FILE`` (the roste
 moment: ``{"launcher": pid, "instances": [{"id", "pid", "stopping"}]}``, rewritten after each fork,
 stop and exit of a child, so that whoever reads it sees which instances live. SIGTERM (``docker
 stop``) is passed on to every instance. It exits, ending the container, once no connection is open
-and no instance lives (after ``--first-wait`` seconds when nothing ever connected or forked): a
-killed ``recon apply`` leaves no empty launcher behind.
+and no instance lives, after a first connection (or ``--first-wait`` seconds when nothing ever
+connected): a killed ``recon apply`` leaves no empty launcher behind.
 """
 
 from __future__ import annotations
@@ -172,6 +172,7 @@ class Resident:
         self.children: dict[int, dict[str, Any]] = {}  # pid -> {"id", "pid", "stopping", "kill_at"}
         self.buffers: dict[socket.socket, bytes] = {}
         self.forked = False
+        self.connected = False
         self.terminating = False
         self.wake_r, wake_w = os.pipe()
         os.set_blocking(wake_w, False)
@@ -207,7 +208,7 @@ class Resident:
                 self.stop_all(now)
             self.kill_overdue(now)
             if not self.children and (self.terminating or (not self.buffers and (
-                    self.forked or now - started > first_wait))):
+                    self.forked or self.connected or now - started > first_wait))):
                 return 0
             timeouts = [c["kill_at"] - now for c in self.children.values() if c["kill_at"] is not None]
             timeout = max(0.0, min([1.0, *timeouts]))
@@ -222,6 +223,7 @@ class Resident:
 
     def accept(self) -> None:
         conn, _ = self.listener.accept()
+        self.connected = True
         self.buffers[conn] = b""
         self.selector.register(conn, selectors.EVENT_READ)
         self.send(conn, self.hello)
