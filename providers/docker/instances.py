@@ -278,6 +278,7 @@ class ContainerRunner:
             volumes[str(HOST_SCRIPT)] = {"bind": HOST_IN_IMAGE, "mode": "ro"}
         if warm:
             self.warm_dir.mkdir(parents=True, exist_ok=True)
+            self.warm_dir.chmod(0o700)  # pods' control sockets are in it: this user's (and root's) only
             volumes[str(self.warm_dir)] = {"bind": pods.WARM_MOUNT, "mode": "rw"}
         return volumes
 
