@@ -183,14 +183,23 @@ class ContainerRunner:
         digest = str((c.labels or {}).get("recon.config_digest", ""))
         env, ip = _env(c), self.ep.internal_ip(c)
         out = []
+        health = procs.read_json(folder / "health.json")  # the pod's health check: failures in a row
+        failures = health if isinstance(health, dict) else {}
         for entry in pods.read_roster(folder) if c.status == "running" else []:
             if entry.get("stopping"):
                 continue
             n = int(entry["id"])
-            out.append(ContainerInstance(n, c.id, f"{c.name}/{n}", digest, c.status, None, env, ip,
+            failed = failures.get(str(n))
+            status = None if not isinstance(failed, int) else (
+                "unhealthy" if failed >= self._failure_threshold(digest) else "healthy")
+            out.append(ContainerInstance(n, c.id, f"{c.name}/{n}", digest, c.status, status, env, ip,
                                          port=procs.read_port(folder / f"{n}.port"), pod=c.name,
                                          pid=int(entry.get("pid") or 0)))
         return out
+
+    def _failure_threshold(self, digest: str) -> int:
+        config = self.load_config(digest)
+        return int(probe_settings(config.liveness_probe if config else None)["failure_threshold"])
 
     def live(self) -> list[ContainerInstance]:
         """Running instances; stopped containers of this deployment are removed, and so are pods
@@ -200,7 +209,7 @@ class ContainerRunner:
         for c in found:
             if (c.labels or {}).get("recon.role") == "pod" and (
                     c.status != "running" or not pods.read_roster(self.warm_dir / c.name)):
-                self.engine.remove_container(c.id, grace=1.0)
+                self.remove_pod(c.id)
         self._prune_pod_folders({c.name for c in found if c.status == "running"})
         alive = []
         for inst in self.recorded(found):
@@ -306,6 +315,7 @@ class ContainerRunner:
                     config.image, command=pods.launcher_command(name, pods.FIRST_WAIT),
                     entrypoint=self._python(config), name=name, labels=labels, environment=self.environment(config),
                     volumes=volumes, working_dir=config.code_mount, network=self.ep.network_name,
+                    healthcheck=_pod_healthcheck(config.liveness_probe, f"{pods.WARM_MOUNT}/{name}"),
                     nano_cpus=nano_cpus, mem_limit=mem_bytes, detach=True, stop_signal="SIGTERM",
                     auto_remove=True,
                 )
@@ -413,9 +423,17 @@ class ContainerRunner:
                 if any(e.get("stopping") for e in roster) and time.monotonic() < deadline:
                     busy = True
                 elif not [e for e in roster if not e.get("stopping")]:
-                    self.engine.remove_container(c.id, grace=1.0)
+                    self.remove_pod(c.id)
             if not busy:
                 return
+            time.sleep(WARM_POLL)
+
+    def remove_pod(self, container_id: str, timeout: float = 10.0) -> None:
+        """Remove a pod and wait until the engine no longer lists it (a pod whose launcher ended is
+        being removed by the engine already, which ``remove_container`` does not wait for)."""
+        self.engine.remove_container(container_id, grace=1.0)
+        deadline = time.monotonic() + timeout
+        while self.engine.container(container_id) is not None and time.monotonic() < deadline:
             time.sleep(WARM_POLL)
 
     def stop_all(self) -> None:
@@ -455,6 +473,18 @@ def _healthcheck(probe: dict[str, Any] | None) -> dict[str, Any]:
     return {"test": ["CMD-SHELL", f'"$(command -v python || command -v python3)" -c "{code}" || exit 1'],
             "interval": int(max(1.0, s["period"]) * 1e9), "timeout": int((timeout + 1) * 1e9),
             "retries": max(1, int(s["failure_threshold"])), "start_period": int(s["initial_delay"] * 1e9)}
+
+
+def _pod_healthcheck(probe: dict[str, Any] | None, folder: str) -> dict[str, Any]:
+    """The pod's Docker health check: each probe period, ``launcher.py --probe`` GETs every
+    instance of the pod and counts its failures in a row in the pod's ``health.json`` (the pod
+    itself stays healthy: an instance is unhealthy when its count reaches the failure threshold)."""
+    s = probe_settings(probe)
+    timeout = max(1.0, s["timeout"])
+    command = (f'"$(command -v python || command -v python3)" {pods.LAUNCHER_IN_IMAGE} --probe {folder} '
+               f"--probe-timeout {timeout:g}")
+    return {"test": ["CMD-SHELL", command], "interval": int(max(1.0, s["period"]) * 1e9),
+            "timeout": int((timeout + 5) * 1e9), "retries": 1, "start_period": int(s["initial_delay"] * 1e9)}
 
 
 def _fname(digest: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,27 @@ def test_a_library_that_does_not_import_is_named_and_the_rest_preloaded(harness:
     harness.record(request, harness.provider.scale(request, 2))
     assert any("not importable: no_such_library_here" in line for line in lines), lines
     assert all(a["preloaded"] for a in _answers(harness, 6))
+
+
+def test_a_hung_forked_instance_fails_its_liveness_probe_and_is_replaced(harness: Harness) -> None:
+    harness.stack(count=0)
+    request = harness.deployment(count=2)
+    probe = {"initial_delay": 0, "period": 1, "timeout": 1, "success_threshold": 1, "failure_threshold": 2}
+    request = harness.request("deployment", "blue", request.address,
+                              {**request.attributes, "liveness_probe": probe}, request.refs)
+    harness.record(request, harness.provider.scale(request, 2))
+    hung = harness.recorded[BLUE].outputs["instances"][0]
+    pod = _roles(harness)["pod"][0]
+    assert pod.exec_run(["sh", "-c", f"kill -STOP {hung['pid']}"]).exit_code == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        obs = harness.provider.observe(harness.recorded[BLUE])
+        if any("liveness probe" in p for p in obs.problems):
+            break
+        time.sleep(0.5)
+    assert obs.attributes["instance_count"] == 1, obs
+    assert any(f"instance {hung['id']} " in p and "liveness probe" in p for p in obs.problems), obs.problems
+    harness.record(request, harness.provider.scale(request, 2))  # the repair: replaced
+    obs = harness.provider.observe(harness.recorded[BLUE])
+    assert obs.attributes["instance_count"] == 2 and not obs.problems, obs
+    assert hung["id"] not in {i["id"] for i in harness.recorded[BLUE].outputs["instances"]}

@@ -28,7 +28,9 @@ moment: ``{"launcher": pid, "instances": [{"id", "pid", "stopping"}]}``, rewritt
 stop and exit of a child, so that whoever reads it sees which instances live. SIGTERM (``docker
 stop``) is passed on to every instance. It exits, ending the container, once no connection is open
 and no instance lives, after a first connection (or ``--first-wait`` seconds when nothing ever
-connected): a killed ``recon apply`` leaves no empty launcher behind.
+connected): a killed ``recon apply`` leaves no empty launcher behind. ``--probe FOLDER`` (the pod's Docker health
+check) probes the instances the roster lists and counts their consecutive failures in
+``FOLDER/health.json``.
 """
 
 from __future__ import annotations
@@ -278,6 +280,7 @@ class Resident:
         for pid, child in self.children.items():
             if child["id"] in ids and not child["stopping"]:
                 _signal(pid, signal.SIGTERM)
+                _signal(pid, signal.SIGCONT)  # a stopped (hung) instance gets the SIGTERM too
                 child.update(stopping=True, kill_at=time.monotonic() + grace)
                 stopping.append(child["id"])
         self.write_roster()
@@ -318,6 +321,54 @@ def _signal(pid: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
+def probe(folder: str, timeout: float) -> int:
+    """Liveness of a pod's instances (run by the pod's Docker health check each probe period): GET /
+    on every instance the roster lists that listens (its port file), all at once; ``health.json``
+    beside the roster keeps each one's consecutive failures (0 after an answer). Always exits 0:
+    the pod is healthy as long as it runs; its instances' health is the file's."""
+    import threading
+    import urllib.request
+
+    try:
+        with open(os.path.join(folder, "roster.json")) as f:
+            roster = [e for e in json.load(f).get("instances") or [] if not e.get("stopping")]
+    except (OSError, ValueError, AttributeError):
+        return 0
+    try:
+        with open(os.path.join(folder, "health.json")) as f:
+            before = {str(k): int(v) for k, v in json.load(f).items()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        before = {}
+    answered: dict[str, bool] = {}
+
+    def check(key: str, port: int) -> None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as resp:
+                answered[key] = resp.status == 200
+        except Exception:  # noqa: BLE001 - any failure is a failed probe
+            answered[key] = False
+
+    threads = []
+    for entry in roster:
+        key = str(entry.get("id"))
+        try:
+            with open(os.path.join(folder, f"{key}.port")) as f:
+                port = int(f.read().strip())
+        except (OSError, ValueError):
+            continue  # not ready yet: readiness is the control plane's to wait for
+        threads.append(threading.Thread(target=check, args=(key, port), daemon=True))
+        threads[-1].start()
+        answered.setdefault(key, False)
+    for t in threads:
+        t.join(timeout + 1.0)
+    health = {k: 0 if ok else before.get(k, 0) + 1 for k, ok in answered.items()}
+    tmp = os.path.join(folder, f"health.json.tmp.{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(health, f)
+    os.replace(tmp, os.path.join(folder, "health.json"))
+    return 0
+
+
 def resident(args: argparse.Namespace) -> int:
     sys.path.insert(0, HERE)
     importlib.import_module("host")
@@ -334,7 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--first-wait", dest="first_wait", type=float, default=60.0,
                    help="resident mode: exit after this long when nothing connected or was forked")
     p.add_argument("--modules-file", default=None)
+    p.add_argument("--probe", default=None, metavar="FOLDER",
+                   help="probe the instances of the pod whose roster is in FOLDER, then exit")
+    p.add_argument("--probe-timeout", dest="probe_timeout", type=float, default=2.0)
     args = p.parse_args(argv)
+    if args.probe:
+        return probe(args.probe, args.probe_timeout)
     if args.listen:
         if not args.roster:
             p.error("--listen needs --roster")
