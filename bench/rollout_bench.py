@@ -27,10 +27,11 @@ With warm starts (the local provider's default) a floor sample is still one inst
 a scale that adds one instance starts no launcher. The rollout starts one launcher for its five
 batches and forks the instances from it, which is why it can come in under the floor. ``--provider
 local-cold`` (``warm_start: false``) measures the same rollout with every instance its own
-interpreter, for comparison.
+interpreter, for comparison. On Docker the same holds (``--provider docker``: instances forked in a
+pod container of their configuration; ``docker-cold``: one container per instance).
 The medians of ``--runs`` runs are reported; the load average is noted next to each run (2 shared cores).
 
-    python bench/rollout_bench.py [--provider local|docker] [--runs 3] [--workers 4]
+    python bench/rollout_bench.py [--provider local|local-cold|docker|docker-cold] [--runs 3] [--workers 4]
         [--floor-samples 4] [--json [FILE]] [--keep]
 
 ``--provider docker`` needs providers/docker (the Docker provider) and a running engine with the base
@@ -76,6 +77,10 @@ RECON_YAML = {
                   "  warm_start: false\n",
     "docker": (
         "workspace: rollout-bench\nprovider:\n  kind: docker\n  image_overrides:\n"
+        '    "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest": "local/py-base:bookworm"\n'
+    ),
+    "docker-cold": (
+        "workspace: rollout-bench\nprovider:\n  kind: docker\n  warm_start: false\n  image_overrides:\n"
         '    "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest": "local/py-base:bookworm"\n'
     ),
 }
@@ -265,7 +270,7 @@ def set_release(root: Path, release: str) -> None:
 
 
 def check_provider(kind: str) -> None:
-    if kind != "docker":
+    if not kind.startswith("docker"):
         return
     if importlib.util.find_spec("providers.docker") is None:
         raise SystemExit("--provider docker: the Docker provider (providers/docker) is not in this checkout yet; "
@@ -425,8 +430,9 @@ def markdown(provider: str, runs: list[Run]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--provider", choices=["local", "local-cold", "docker", "kubernetes"], default="local",
-                    help="local-cold: the local provider with warm_start: false (every instance its own interpreter)")
+    ap.add_argument("--provider", choices=["local", "local-cold", "docker", "docker-cold", "kubernetes"],
+                    default="local", help="local-cold, docker-cold: the provider with warm_start: false (every "
+                    "instance its own interpreter, or its own container)")
     ap.add_argument("--runs", type=int, default=3, help="rollouts measured (median reported)")
     ap.add_argument("--workers", type=int, default=4, help="load generator connections")
     ap.add_argument("--floor-samples", type=int, default=4,

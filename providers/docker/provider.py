@@ -8,24 +8,29 @@ two networks and a router container (``endpoint``), a deployment is a set of con
 
 Settings (``provider:`` in recon.yaml): ``image_overrides`` {image: replacement}, ``keep_images``
 (bool: destroy keeps built images), ``publish_host`` (default 127.0.0.1), ``router_image`` (default:
-``python:3.12-slim``, or the replacement of Azure's base image when only that one is overridden).
+``python:3.12-slim``, or the replacement of Azure's base image when only that one is overridden),
+``warm_start`` (bool, default true: the instances one operation starts are forked in a pod
+container of their configuration whose launcher imported the deployment's libraries once; see
+``pods``; false: one container per instance).
 
 Outputs recorded per type (plain JSON, never secrets):
 
 - environment: ``image``, ``built``, ``warnings``
 - model: ``model_dir`` (the host folder mounted read-only at Azure's ``AZUREML_MODEL_DIR``)
 - endpoint: ``port``, ``scoring_uri``, ``router_container``, ``network``, ``provisioning_state``
-- deployment: ``instances`` [{id, container, name, ip, config_digest}], ``config_digest``, ``image``,
-  ``provisioning_state``
+- deployment: ``instances`` [{id, container, name, ip, config_digest} (+ pod, port, pid when forked in
+  a pod)], ``config_digest``, ``image``, ``provisioning_state``
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.base import ApplyRequest, Capacity, Observation, ProviderContext
+from providers.docker import pods
 from providers.docker.endpoint import DockerEndpoint
 from providers.docker.engine import Engine
 from providers.docker.images import DEFAULT_BASE_IMAGE, ImageBuilder
@@ -37,11 +42,13 @@ from providers.docker.instances import (
     code_mount_for,
 )
 from providers.shared import files
+from providers.shared.probes import ready_budget
 from providers.shared.scaling import (
     STOP_GRACE,
     InstanceProvider,
     config_digest,
     endpoint_observation,
+    instance_count,
     live_pool,
     start_error,
 )
@@ -71,6 +78,10 @@ class DockerProvider(InstanceProvider):
         self.router_image = str(settings.get("router_image") or default_router or DEFAULT_ROUTER_IMAGE)
         self.router_image = overrides.get(self.router_image, self.router_image)
         self._capacity: Capacity | None = None
+        self.warm_start = bool(settings.get("warm_start", True))
+        # (endpoint, deployment, config digest) -> the pod kept between the batches of a rollout
+        self._pods: dict[tuple[str, str, str], pods.Pod] = {}
+        self._pods_lock = threading.Lock()
 
     # == reading ====================================================================================
     def _observe_environment(self, resource: StateResource) -> Observation:
@@ -114,7 +125,7 @@ class DockerProvider(InstanceProvider):
             role, ep = labels.get("recon.role", "container"), labels.get("recon.endpoint", "")
             if role == "router" and ep in owned_endpoints:
                 continue
-            if role == "instance" and (ep, labels.get("recon.deployment", "")) in owned_deployments:
+            if role in ("instance", "pod") and (ep, labels.get("recon.deployment", "")) in owned_deployments:
                 continue
             found.append(f"{role} container {c.name} ({c.status}) carries recon's labels but no recorded "
                          "resource owns it")
@@ -136,6 +147,7 @@ class DockerProvider(InstanceProvider):
             self.images.remove(resource.attributes)
 
     def _stop_endpoint_instances(self, ep: DockerEndpoint) -> None:
+        self._close_pods(lambda key: key[0] == ep.name)
         for c in self.engine.containers({"recon.state_dir": str(self.state_dir), "recon.endpoint": ep.name}):
             self.engine.remove_container(c.id, grace=STOP_GRACE)
 
@@ -149,13 +161,14 @@ class DockerProvider(InstanceProvider):
         runner = self._runner(deployment.attributes)
         found = runner.recorded()
         if instance is not None:
-            return next((runner.tail(i.container, tail) for i in found if i.id == instance), [])
+            return next((runner.tail_instance(i, tail) for i in found if i.id == instance), [])
         lines: list[str] = []
         for inst in found:
-            lines += [f"[{inst.id}] {line}" for line in runner.tail(inst.container, tail)]
+            lines += [f"[{inst.id}] {line}" for line in runner.tail_instance(inst, tail)]
         return lines[-tail:] if tail else lines
 
     def close(self) -> None:
+        self._close_pods(lambda key: True)
         self.engine.close()
 
     # == environments ===============================================================================
@@ -186,7 +199,8 @@ class DockerProvider(InstanceProvider):
 
     # == deployments ================================================================================
     def _runner(self, attrs: dict[str, Any]) -> ContainerRunner:
-        return ContainerRunner(self.engine, self._endpoint(str(attrs["endpoint_name"])), str(attrs["name"]))
+        return ContainerRunner(self.engine, self._endpoint(str(attrs["endpoint_name"])), str(attrs["name"]),
+                               record_modules=self.warm_start)
 
     def _keepable(self, runner: ContainerRunner, instance: ContainerInstance) -> bool:
         return runner.is_live(instance)
@@ -251,13 +265,29 @@ class DockerProvider(InstanceProvider):
 
     def _start_ready(self, runner: ContainerRunner, request: ApplyRequest, digest: str,
                      config: DockerLaunch, n: int, keep_launcher: bool = False) -> list[ContainerInstance]:
-        """Start ``n`` containers and wait until ready; on failure remove them and raise."""
+        """Start ``n`` instances and wait until ready; on failure remove them and raise.
+
+        Warm (forked in a pod of the configuration) when more than one instance starts or the
+        next batches of a rollout will want the pod (``keep_launcher``), unless ``warm_start`` is
+        off or the pod cannot start (then they start cold, one container each); the connection to
+        the pod is closed afterwards unless ``keep_launcher`` (the pod lives on while its
+        instances do)."""
         if n <= 0:
             return []
-        new = runner.start(digest, config, n)
-        crash_point("instances.started", request.address)
-        request.emit("starting instance(s) " + ", ".join(f"{i.id} ({i.name})" for i in new))
-        failure = runner.wait_ready(new, config.readiness_probe)
+        kept = False
+        # one instance and no later batch: a pod would only add its own start to the cold one
+        pod = self._pod(runner, request, digest, config, n, create=n > 1 or keep_launcher)
+        try:
+            new = runner.start(digest, config, n, pod)
+            crash_point("instances.started", request.address)
+            if runner.warm_failure:
+                request.emit(f"warm start failed ({runner.warm_failure}); the rest start cold")
+            request.emit("starting instance(s) " + ", ".join(f"{i.id} ({i.name})" for i in new))
+            failure = runner.wait_ready(new, config.readiness_probe)
+            kept = keep_launcher and failure is None and not runner.warm_failure
+        finally:
+            if not kept:
+                self._close_pod(runner, digest)
         if failure is not None:
             runner.stop(new, grace=2.0)
             raise start_error(request.address, failure, what="container")
@@ -265,6 +295,58 @@ class DockerProvider(InstanceProvider):
             request.emit(f"instance {inst.id} ready ({inst.name}, {inst.upstream()})")
         crash_point("instances.ready", request.address)  # ready, not yet in the router's pool
         return new
+
+    def _pod(self, runner: ContainerRunner, request: ApplyRequest, digest: str, config: DockerLaunch,
+             n: int, create: bool) -> pods.Pod | None:
+        """The pod this process keeps for the configuration, or (with ``create``) a new one; None
+        for cold starts."""
+        if not self.warm_start:
+            return None
+        key = (runner.endpoint, runner.name, digest)
+        with self._pods_lock:
+            pod = self._pods.get(key)
+        if pod is not None or not create:
+            return pod
+        planned = max(n, instance_count(request.attributes, n))
+        cap = self.capacity()
+        nano = min(config.nano_cpus * planned, int((cap.cpus or 0) * 1e9) or config.nano_cpus * planned) \
+            if config.nano_cpus else None
+        mem = min(config.mem_bytes * planned, int((cap.memory_gb or 0) * 1024**3) or config.mem_bytes * planned) \
+            if config.mem_bytes else None
+        try:
+            pod = runner.start_pod(digest, config, nano, mem, ready_budget(config.readiness_probe))
+        except pods.LauncherError as ex:
+            request.emit(f"warm start unavailable ({ex}); instances start cold")
+            return None
+        crash_point("pod.started", request.address)
+        with self._pods_lock:
+            self._pods[key] = pod
+        skipped = f" (not importable: {', '.join(pod.failed[:5])})" if pod.failed else ""
+        request.emit(f"pod {pod.name}: {pod.preloaded} library modules imported in {pod.import_seconds:.1f}s"
+                     f"{skipped}; instances fork from it")
+        return pod
+
+    def _close_pod(self, runner: ContainerRunner, digest: str) -> None:
+        self._close_pods(lambda key: key == (runner.endpoint, runner.name, digest))
+
+    def _close_pods(self, which: Any) -> None:
+        with self._pods_lock:
+            closing = [k for k in self._pods if which(k)]
+            gone = [self._pods.pop(k) for k in closing]
+        for pod in gone:
+            pod.close()
+
+    def _stop(self, runner: ContainerRunner, instances: list[ContainerInstance], wait: bool) -> None:
+        """Forked instances may be left to their pod's launcher to stop (``wait=False``: it
+        SIGKILLs them after the grace period whatever happens to this process); containers are
+        stopped and removed before this returns."""
+        runner.stop(instances, grace=STOP_GRACE, wait=wait)
+
+    def _rollout_done(self, runner: ContainerRunner) -> None:
+        runner.wait_pods_stopped(timeout=STOP_GRACE + 5.0)
+
+    def _strays(self, runner: ContainerRunner, found: list[ContainerInstance]) -> list[str]:
+        return [f"pod {name} runs with no instance (left by an interrupted apply)" for name in runner.empty_pods()]
 
     def _settle(self, runner: ContainerRunner, instances: list[ContainerInstance],
                 config: DockerLaunch) -> list[ContainerInstance]:

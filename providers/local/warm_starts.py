@@ -13,8 +13,6 @@ when ``warm_start: false``.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import socket
 import time
 from pathlib import Path
@@ -22,10 +20,9 @@ from typing import Any
 
 from providers.shared import procs
 from providers.shared.runtime import LAUNCHER_SCRIPT
+from providers.shared.warm import Channel, LauncherError
 
-
-class LauncherError(Exception):
-    """The launcher could not start or stopped answering: start instances without it."""
+__all__ = ["Launcher", "LauncherError"]
 
 
 class Launcher:
@@ -51,17 +48,13 @@ class Launcher:
         self.record_path = record_path
         procs.write_json(record_path, {"pid": self.process.pid, "start_time": self.process.start_time})
         self._socket = ours
-        self._reader = ours.makefile("rb")
-        self._writer = ours.makefile("wb")
+        self._channel = Channel(ours, f"the launcher (pid {self.process.pid})")
         ours.settimeout(timeout)
         try:
-            hello = self._receive()
+            hello = self._channel.greeting()
         except LauncherError:
             self.close()
             raise
-        if not hello.get("ready"):
-            self.close()
-            raise LauncherError(f"unexpected greeting {hello!r}")
         self.preloaded = int(hello.get("preloaded") or 0)
         self.failed = [str(n) for n in hello.get("failed") or []]
         self.import_seconds = time.monotonic() - started_at
@@ -79,40 +72,13 @@ class Launcher:
         """One instance: the child runs ``host.main(argv)`` with stdout/stderr appended to
         ``log_path`` and writes ``record`` (with its pid and start time) to ``pid_file`` first."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        request = {"id": instance_id, "argv": argv, "log": str(log_path), "pid_file": str(pid_file),
-                   "record": record}
-        try:
-            self._writer.write(json.dumps(request).encode() + b"\n")
-            self._writer.flush()
-        except OSError as ex:
-            raise LauncherError(f"the launcher (pid {self.pid}) is gone: {ex}") from ex
-        answer = self._receive()
-        if answer.get("id") != instance_id or not isinstance(answer.get("pid"), int):
-            raise LauncherError(f"the launcher (pid {self.pid}) answered {answer!r}")
-        pid = int(answer["pid"])
+        pid = self._channel.fork(instance_id, argv, str(log_path), str(pid_file), record)
         return procs.Started(pid, procs.start_time(pid))
 
     def close(self) -> None:
         """End the launcher (its instances keep running) and forget its record."""
-        for stream in (self._writer, self._reader, self._socket):
-            with contextlib.suppress(OSError):
-                stream.close()
+        self._channel.close()
         if not procs.wait_dead(self.process.pid, self.process.start_time, 2.0):
             procs.kill(self.process.pid, self.process.start_time)
         procs.reap(self.process.pid)
         self.record_path.unlink(missing_ok=True)
-
-    def _receive(self) -> dict[str, Any]:
-        try:
-            line = self._reader.readline()
-        except (OSError, TimeoutError) as ex:
-            raise LauncherError(f"the launcher (pid {self.pid}) did not answer: {ex}") from ex
-        if not line:
-            raise LauncherError(f"the launcher (pid {self.pid}) exited")
-        try:
-            message = json.loads(line)
-        except ValueError as ex:
-            raise LauncherError(f"the launcher (pid {self.pid}) said {line[:200]!r}") from ex
-        if not isinstance(message, dict) or "error" in message:
-            raise LauncherError(f"the launcher (pid {self.pid}): {message!r}")
-        return message

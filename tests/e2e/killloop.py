@@ -302,8 +302,8 @@ def _normal(traffic: Any) -> dict[str, int]:
 
 
 def _upstream(instance: dict[str, Any]) -> str:
-    if instance.get("ip"):
-        return f"{instance['ip']}:5001"
+    if instance.get("ip"):  # a container (port 5001), or a process forked in a pod (a port of its own)
+        return f"{instance['ip']}:{instance.get('port') or 5001}"
     return f"127.0.0.1:{instance['port']}"
 
 

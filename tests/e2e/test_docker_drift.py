@@ -1,7 +1,8 @@
 """Drift on the Docker provider, through the real CLI: a container killed with ``docker kill``, one
 recreated by hand with another environment variable, a router removed, and a stray container with
-recon's labels. ``recon drift`` reports each (exit 2) and ``recon apply`` repairs them; the stray
-is reported, never deleted.
+recon's labels (one container per instance, ``warm_start: false``); with warm starts, an instance
+process killed in its pod and a pod killed. ``recon drift`` reports each (exit 2) and ``recon
+apply`` repairs them; the stray is reported, never deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ workspace: docker-drift
 provider:
   kind: docker
   keep_images: true
+  warm_start: false
   image_overrides:
     "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest": "local/py-base:bookworm"
 """
@@ -96,3 +98,39 @@ def test_killed_recreated_and_stray_containers_are_drift_and_repaired(sample_pro
         assert stray.status == "running", "recon must never delete what it does not own"
     finally:
         stray.remove(force=True)
+
+
+def test_a_killed_warm_instance_and_a_killed_pod_are_drift_and_repaired(sample_project, make_recon) -> None:
+    root = _project(sample_project)
+    (root / "recon.yaml").write_text(RECON_YAML.replace("  warm_start: false\n", ""))
+    _set_blue(root, count=3, version="v1")
+    recon = make_recon(root)
+    recon("apply", "--auto-approve", timeout=1200)
+    state_dir = (root / ".recon").resolve()
+    instances = recon.state()["resources"]["deployment.my-endpoint.blue"]["outputs"]["instances"]
+    assert len({i["pod"] for i in instances}) == 1, instances
+    pod = client().containers.get(instances[0]["pod"])
+
+    # 1. one instance process killed inside its pod
+    killed = pod.exec_run(["sh", "-c", f"kill -KILL {instances[0]['pid']}"])
+    assert killed.exit_code == 0, killed.output
+    drift = recon("drift", check=False)
+    assert drift.returncode == 2 and "instance_count" in drift.stdout, drift.stdout + drift.stderr
+    recon("apply", "--auto-approve")
+    assert recon("drift", check=False).returncode == 0
+    assert len(recon.state()["resources"]["deployment.my-endpoint.blue"]["outputs"]["instances"]) == 3
+
+    # 2. the whole pod killed (auto-removed: it is gone)
+    pod.kill()
+    drift = recon("drift", check=False)
+    assert drift.returncode == 2 and "instance_count" in drift.stdout, drift.stdout + drift.stderr
+    recon("apply", "--auto-approve")
+    assert recon("drift", check=False).returncode == 0
+    after = recon.state()["resources"]["deployment.my-endpoint.blue"]["outputs"]["instances"]
+    holders = {i.get("pod") or i["name"] for i in after}
+    present = {c.name for c in labelled_containers(state_dir) if c.labels.get("recon.role") in ("instance", "pod")}
+    assert len(after) == 3 and present == holders, (after, present)
+    request = root.parent.parent / "model-1" / "sample-request.json"
+    recon("invoke", "my-endpoint", "--request-file", str(request))
+    recon("destroy", "--auto-approve")
+    assert not labelled_containers(state_dir), "destroy leaves no container"

@@ -79,7 +79,11 @@ def test_rolling_update_in_batches_and_a_failing_version_rolls_back(sample_proje
         assert load.total.failed == 0, load.total.failures[:5]
 
     state_dir = (root / ".recon").resolve()
-    running = [c for c in labelled_containers(state_dir) if c.labels.get("recon.role") == "instance"]
-    assert len(running) == 3 and all(c.status == "running" for c in running), "the failed batch was removed"
+    # the 3 recorded instances live in containers (warm starts: in pods) that all run, and nothing else does
+    instances = recon.state()["resources"]["deployment.my-endpoint.blue"]["outputs"]["instances"]
+    holders = {i.get("pod") or i["name"] for i in instances}
+    running = [c for c in labelled_containers(state_dir) if c.labels.get("recon.role") in ("instance", "pod")]
+    assert len(instances) == 3 and {c.name for c in running} == holders, (instances, [c.name for c in running])
+    assert all(c.status == "running" for c in running), "the failed batch was removed"
     pending = recon("plan", "--detailed-exitcode", check=False)
     assert pending.returncode == 2, "the failed rollout is still pending work"

@@ -44,7 +44,8 @@ def _docker_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], se
             network = str(res["outputs"]["network"])
             recorded |= {str(res["outputs"]["router_container"]), f"network {network}", f"network {network}-pub"}
         elif res["type"] == "deployment":
-            recorded |= {str(i["name"]) for i in res["outputs"].get("instances") or []}
+            # an instance forked in a pod (warm starts) is recorded with its pod: the container
+            recorded |= {str(i.get("pod") or i["name"]) for i in res["outputs"].get("instances") or []}
     state_dir = (loop.root / ".recon").resolve()
     present = {f"network {n.name}" for n in labelled_networks(state_dir)}
     for c in labelled_containers(state_dir):
