@@ -267,13 +267,25 @@ def test_parse_files_meanwhile_error_goes_up_and_leaves_no_worker(
     paths = _tree(tmp_path, 200)
     monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
 
+    forks: list[int] = []
+    real_fork = sources.os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(sources.os, "fork", counting_fork)
+
     def broken() -> None:
         raise ValueError("the state cannot be read")
 
     with pytest.raises(ValueError, match="state cannot be read"):
         sources.parse_files(paths, meanwhile=broken)
-    with pytest.raises(ChildProcessError):  # the worker was reaped: no child of ours is left
-        os.waitpid(-1, os.WNOHANG)
+    assert len(forks) == 1
+    with pytest.raises(ChildProcessError):  # the worker was reaped: it is no child of ours any more
+        os.waitpid(forks[0], os.WNOHANG)
     calls: list[int] = []
     assert sources.parse_files(paths[:5], meanwhile=lambda: calls.append(1)) == [
         sources.read_and_parse(p) for p in paths[:5]
