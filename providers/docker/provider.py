@@ -52,6 +52,7 @@ from providers.shared.scaling import (
     live_pool,
     start_error,
 )
+from providers.shared.warm import ready_line
 from reconciler.model.catalog import lookup, merged_catalog
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
@@ -321,9 +322,7 @@ class DockerProvider(InstanceProvider):
         crash_point("pod.started", request.address)
         with self._pods_lock:
             self._pods[key] = pod
-        skipped = f" (not importable: {', '.join(pod.failed[:5])})" if pod.failed else ""
-        request.emit(f"pod {pod.name}: {pod.preloaded} library modules imported in {pod.import_seconds:.1f}s"
-                     f"{skipped}; instances fork from it")
+        request.emit(ready_line(f"pod {pod.name}", pod.preloaded, pod.import_seconds, pod.failed))
         return pod
 
     def _close_pod(self, runner: ContainerRunner, digest: str) -> None:

@@ -37,6 +37,7 @@ from providers.shared.scaling import (
     endpoint_observation,
     start_error,
 )
+from providers.shared.warm import ready_line
 from reconciler.model.crashpoints import crash_point
 from reconciler.state.document import StateResource
 
@@ -277,9 +278,8 @@ class LocalProvider(InstanceProvider):
             return None
         with self._launchers_lock:
             self._launchers[key] = launcher
-        skipped = f" (not importable: {', '.join(launcher.failed[:5])})" if launcher.failed else ""
-        request.emit(f"launcher pid {launcher.pid}: {launcher.preloaded} library modules imported in "
-                     f"{launcher.import_seconds:.1f}s{skipped}; instances fork from it")
+        request.emit(ready_line(f"launcher pid {launcher.pid}", launcher.preloaded, launcher.import_seconds,
+                                launcher.failed))
         return launcher
 
     def _close_launcher(self, runner: DeploymentRunner, digest: str) -> None:

@@ -17,6 +17,12 @@ class LauncherError(Exception):
     """The launcher could not start or stopped answering: start instances without it."""
 
 
+def ready_line(who: str, preloaded: int, seconds: float, failed: list[str]) -> str:
+    """What a provider says once a launcher (``who``: "launcher pid 42", "pod NAME") is ready."""
+    skipped = f" (not importable: {', '.join(failed[:5])})" if failed else ""
+    return f"{who}: {preloaded} library modules imported in {seconds:.1f}s{skipped}; instances fork from it"
+
+
 class Channel:
     """A connected control socket: ``send`` a request, ``receive`` an answer (``LauncherError``
     when the launcher is gone, says something that is not an answer, or reports an error)."""

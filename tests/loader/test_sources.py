@@ -167,12 +167,8 @@ def _tree(root: Path, n: int) -> list[Path]:
     return paths
 
 
-def test_parse_files_split_over_a_worker_equals_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = _tree(tmp_path, 301)
-    serial = [sources.read_and_parse(p) for p in paths]
-    assert serial[1].problem is not None and serial[1].problem.message.startswith("cannot read the file")
-    assert serial[0].problem is not None and serial[0].problem.line == 2
-    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
+def count_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the workers ``parse_files`` forks from now on (in this process)."""
     forks: list[int] = []
     real_fork = sources.os.fork
 
@@ -183,6 +179,16 @@ def test_parse_files_split_over_a_worker_equals_serial(tmp_path: Path, monkeypat
         return pid
 
     monkeypatch.setattr(sources.os, "fork", counting_fork)
+    return forks
+
+
+def test_parse_files_split_over_a_worker_equals_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _tree(tmp_path, 301)
+    serial = [sources.read_and_parse(p) for p in paths]
+    assert serial[1].problem is not None and serial[1].problem.message.startswith("cannot read the file")
+    assert serial[0].problem is not None and serial[0].problem.line == 2
+    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
+    forks = count_forks(monkeypatch)
     assert sources.parse_files(paths) == serial
     assert len(forks) == 1  # the split really ran
 
@@ -267,16 +273,7 @@ def test_parse_files_meanwhile_error_goes_up_and_leaves_no_worker(
     paths = _tree(tmp_path, 200)
     monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
 
-    forks: list[int] = []
-    real_fork = sources.os.fork
-
-    def counting_fork() -> int:
-        pid = real_fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
-    monkeypatch.setattr(sources.os, "fork", counting_fork)
+    forks = count_forks(monkeypatch)
 
     def broken() -> None:
         raise ValueError("the state cannot be read")
