@@ -7,6 +7,9 @@ apply`` repairs them; the stray is reported, never deleted.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from tests.docker.engine import client, labelled_containers, require_engine
@@ -100,13 +103,18 @@ def test_killed_recreated_and_stray_containers_are_drift_and_repaired(sample_pro
         stray.remove(force=True)
 
 
-def test_a_killed_warm_instance_and_a_killed_pod_are_drift_and_repaired(sample_project, make_recon) -> None:
+def applied_warm(sample_project: Any, make_recon: Any) -> tuple[Path, Any, Path]:
+    """The sample with warm starts on and blue at 3 instances (v1), applied: (root, recon, state dir)."""
     root = _project(sample_project)
     (root / "recon.yaml").write_text(RECON_YAML.replace("  warm_start: false\n", ""))
     _set_blue(root, count=3, version="v1")
     recon = make_recon(root)
     recon("apply", "--auto-approve", timeout=1200)
-    state_dir = (root / ".recon").resolve()
+    return root, recon, (root / ".recon").resolve()
+
+
+def test_a_killed_warm_instance_and_a_killed_pod_are_drift_and_repaired(sample_project, make_recon) -> None:
+    root, recon, state_dir = applied_warm(sample_project, make_recon)
     instances = recon.state()["resources"]["deployment.my-endpoint.blue"]["outputs"]["instances"]
     assert len({i["pod"] for i in instances}) == 1, instances
     pod = client().containers.get(instances[0]["pod"])

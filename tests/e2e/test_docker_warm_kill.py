@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tests.docker.engine import labelled_containers, require_engine
-from tests.e2e.test_docker_drift import RECON_YAML
-from tests.e2e.test_local_resilience import _project, _set_blue
+from tests.e2e.test_docker_drift import applied_warm
+from tests.e2e.test_local_resilience import _set_blue
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -49,12 +49,7 @@ def _converges(recon: Any, state_dir: Path, count: int) -> None:
 
 
 def test_apply_killed_mid_warm_rollout_converges_with_nothing_stray(sample_project, make_recon) -> None:
-    root = _project(sample_project)
-    (root / "recon.yaml").write_text(RECON_YAML.replace("  warm_start: false\n", ""))
-    _set_blue(root, count=3, version="v1")
-    recon = make_recon(root)
-    recon("apply", "--auto-approve", timeout=1200)
-    state_dir = (root / ".recon").resolve()
+    root, recon, state_dir = applied_warm(sample_project, make_recon)
 
     for release, point in (("v2", f"pod.started@{BLUE}"), ("v3", f"instances.started@{BLUE}#2")):
         _set_blue(root, count=3, version=release)
