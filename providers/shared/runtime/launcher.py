@@ -148,21 +148,34 @@ def serve(control: socket.socket, modules_file: str | None) -> int:
         line = reader.readline()
         if not line:
             return 0  # the CLI closed the socket or is gone
-        try:
-            request = json.loads(line)
-        except ValueError:
-            say({"error": "not a JSON request"})
-            continue
-        sys.stdout.flush()
-        sys.stderr.flush()
-        try:
-            pid = os.fork()
-        except OSError as ex:
-            say({"id": request.get("id"), "error": f"fork failed: {ex}"})
-            continue
-        if pid == 0:
-            become_instance(request, control)
-        say({"id": request.get("id"), "pid": pid})
+        request = parse_request(line)
+        say(fork_instance(request, control)[0] if request is not None else NOT_JSON)
+
+
+NOT_JSON = {"error": "not a JSON request"}
+
+
+def parse_request(line: bytes) -> dict[str, Any] | None:
+    """One request line of the control socket (None: not a JSON object)."""
+    try:
+        request = json.loads(line)
+    except ValueError:
+        return None
+    return request if isinstance(request, dict) else None
+
+
+def fork_instance(request: dict[str, Any], *inherited: socket.socket | int) -> tuple[dict[str, Any], int | None]:
+    """Fork the instance ``request`` asks for (the child never returns: ``become_instance`` closes
+    ``inherited``); the answer for the CLI and the child's pid (None when the fork failed)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+    except OSError as ex:
+        return {"id": request.get("id"), "error": f"fork failed: {ex}"}, None
+    if pid == 0:
+        become_instance(request, *inherited)
+    return {"id": request.get("id"), "pid": pid}, pid
 
 
 class Resident:
@@ -251,29 +264,21 @@ class Resident:
             conn.sendall(json.dumps(message).encode() + b"\n")
 
     def handle(self, conn: socket.socket, line: bytes) -> None:
-        try:
-            request = json.loads(line)
-        except ValueError:
-            self.send(conn, {"error": "not a JSON request"})
+        request = parse_request(line)
+        if request is None:
+            self.send(conn, NOT_JSON)
             return
         if request.get("op") == "stop":
             self.send(conn, {"stopping": self.stop(request.get("ids") or [], float(request.get("grace") or 10.0))})
             return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        try:
-            pid = os.fork()
-        except OSError as ex:
-            self.send(conn, {"id": request.get("id"), "error": f"fork failed: {ex}"})
-            return
-        if pid == 0:
-            selector_fd = getattr(self.selector, "fileno", lambda: -1)()
-            become_instance(request, self.listener, *self.buffers, self.wake_r, self.wake_w,
-                            *([selector_fd] if selector_fd >= 0 else []))
-        self.forked = True
-        self.children[pid] = {"id": request.get("id"), "stopping": False, "kill_at": None}
-        self.write_roster()
-        self.send(conn, {"id": request.get("id"), "pid": pid})
+        selector_fd = getattr(self.selector, "fileno", lambda: -1)()
+        answer, pid = fork_instance(request, self.listener, *self.buffers, self.wake_r, self.wake_w,
+                                    *([selector_fd] if selector_fd >= 0 else []))
+        if pid is not None:
+            self.forked = True
+            self.children[pid] = {"id": request.get("id"), "stopping": False, "kill_at": None}
+            self.write_roster()
+        self.send(conn, answer)
 
     def stop(self, ids: list[Any], grace: float) -> list[Any]:
         stopping = []
