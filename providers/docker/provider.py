@@ -310,10 +310,8 @@ class DockerProvider(InstanceProvider):
             return pod
         planned = max(n, instance_count(request.attributes, n))
         cap = self.capacity()
-        nano = min(config.nano_cpus * planned, int((cap.cpus or 0) * 1e9) or config.nano_cpus * planned) \
-            if config.nano_cpus else None
-        mem = min(config.mem_bytes * planned, int((cap.memory_gb or 0) * 1024**3) or config.mem_bytes * planned) \
-            if config.mem_bytes else None
+        nano = _pod_limit(config.nano_cpus, planned, int((cap.cpus or 0) * 1e9))
+        mem = _pod_limit(config.mem_bytes, planned, int((cap.memory_gb or 0) * 1024**3))
         try:
             pod = runner.start_pod(digest, config, nano, mem, ready_budget(config.readiness_probe))
         except pods.LauncherError as ex:
@@ -370,6 +368,14 @@ class DockerProvider(InstanceProvider):
 
     def _config_outputs(self, runner: ContainerRunner, config: DockerLaunch | None) -> dict[str, Any]:
         return {"image": config.image if config else None}
+
+def _pod_limit(per_instance: int | None, instances: int, engine_total: int) -> int | None:
+    """A pod's CPU or memory limit: an instance's times the instances it is started for, at most
+    what the engine has (``engine_total``; 0 when unknown); None when instances have no limit."""
+    if not per_instance:
+        return None
+    return min(per_instance * instances, engine_total or per_instance * instances)
+
 
 def _cpu_quantity(value: Any) -> float:
     """Kubernetes CPU quantity: ``1``, ``0.5``, ``500m``."""
