@@ -414,17 +414,23 @@ class ContainerRunner:
         """Wait until the pods ``names`` (default: all of the deployment's) stop nothing any more;
         a pod left with no instance is removed."""
         deadline = time.monotonic() + timeout
+        listed = 0.0
+        waiting: dict[str, Any] | None = None  # pod name -> its container (None once the engine no longer lists it)
         while True:
-            busy = False
-            for c in self.containers():
-                if (c.labels or {}).get("recon.role") != "pod" or (names is not None and c.name not in names):
-                    continue
-                roster = pods.read_roster(self.warm_dir / c.name) if c.status == "running" else []
+            if waiting is None or time.monotonic() - listed > 1.0:  # the engine once a second; rosters are files
+                listed = time.monotonic()
+                current = {c.name: c for c in self.containers() if (c.labels or {}).get("recon.role") == "pod"
+                           and (names is None or c.name in names)}
+                waiting = current if waiting is None else {name: current.get(name) for name in waiting}
+            for name, c in list(waiting.items()):
+                running = c is not None and c.status == "running"
+                roster = pods.read_roster(self.warm_dir / name) if running else []
                 if any(e.get("stopping") for e in roster) and time.monotonic() < deadline:
-                    busy = True
-                elif not [e for e in roster if not e.get("stopping")]:
+                    continue
+                if c is not None and not [e for e in roster if not e.get("stopping")]:
                     self.remove_pod(c.id)
-            if not busy:
+                del waiting[name]
+            if not waiting:
                 return
             time.sleep(WARM_POLL)
 
