@@ -18,6 +18,7 @@ Nothing here prints; errors are ``ReconcilerError`` subclasses.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -151,14 +152,9 @@ class Project:
             capacity = self.capacity()
             desired = self.load_desired(recorded)
         else:  # nothing to ask the provider: the state is read while the files are parsed
-            read: list[State] = []
-
-            def read_state() -> State:
-                read.append(self.read_state())
-                return read[0]
-
-            desired = self.load_desired(read_state)
-            recorded = prior = read[0]
+            read_once = functools.cache(self.read_state)
+            desired = self.load_desired(read_once)
+            recorded = prior = read_once()
         return make_plan(
             desired,
             prior,

@@ -243,9 +243,9 @@ def load_project(root: Path, recorded: State | Callable[[], State | None] | None
 
     ``recorded`` resolves references to assets that are not declared in the files
     (``azureml:NAME:VERSION``, ``@latest``) and picks versions for unversioned assets. It may be
-    a function that reads it: it is then called while the files are being parsed, in a worker
-    process when the project is large (the state read of a large project costs what parsing a
-    fifth of its files does), and what it raises goes up.
+    a function that reads it: it is then called once, in this process, while a worker process
+    parses files when the project is large (the state read of a large project costs what parsing
+    a fifth of its files does), and what it raises goes up.
     Raises ConfigError with every diagnostic of the run; warnings go in ``.warnings``.
     """
     run = LoadRun(Path(root).absolute())
