@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar, cast
 
 from providers.base import ApplyRequest, Provider
 from reconciler.apply.hooks import ApplyHooks
@@ -54,7 +54,26 @@ from reconciler.model.errors import (
     StalePlanError,
     StateError,
 )
-from reconciler.plan.types import Batch, Plan, Step, StepKind
+from reconciler.model.resources import (
+    Attributes,
+    DeploymentAttrs,
+    EndpointAttrs,
+    Traffic,
+    as_attributes,
+    as_deployment,
+    as_endpoint,
+    normal_traffic,
+)
+from reconciler.plan.types import (
+    Batch,
+    Plan,
+    ResourceChange,
+    RolloutParams,
+    ScaleParams,
+    Step,
+    StepKind,
+    TrafficParams,
+)
 from reconciler.state.document import Pending, State, StateResource
 
 T = TypeVar("T")
@@ -308,31 +327,32 @@ class _Engine:
             return None  # the step fails on its own, before acting
         if attributes is None:
             return None
-        batches = len(step.batches or _batches(step.params)) if step.kind is StepKind.ROLLOUT else 0
+        batches = len(_rollout_batches(step)) if step.kind is StepKind.ROLLOUT else 0
         return Pending(step=step.id, kind=step.kind.value, attributes=attributes, batches=batches)
 
-    def _target(self, step: Step) -> dict[str, Any] | None:
+    def _target(self, step: Step) -> Attributes | None:
         """The attributes ``step`` moves its resource to (what is recorded once it is done)."""
         prior = self.recorder.current().get(step.address)
         if step.kind is StepKind.DELETE:
-            return dict(prior.attributes) if prior is not None else None
+            return _recorded(prior) if prior is not None else None
         if step.kind is StepKind.SCALE:
-            base = dict(prior.attributes) if prior is not None else self._after(step)
-            return {**base, "instance_count": int(step.params["to"])}
+            base = as_deployment(_recorded(prior) if prior is not None else self._after(step))
+            scaled: DeploymentAttrs = {**base, "instance_count": step.params_as(ScaleParams).to}
+            return scaled
         if step.kind is StepKind.SET_TRAFFIC:
             rc = self.plan.change(step.address)
             if rc is not None and rc.after is not None:
-                base = dict(rc.after)
+                endpoint = as_endpoint(dict(rc.after))
             elif prior is not None:
-                base = dict(prior.attributes)
+                endpoint = as_endpoint(_recorded(prior))
             else:
                 return None
-            traffic, mirror = _traffic_params(step)
-            return {**base, "traffic": traffic, "mirror_traffic": mirror}
+            routed: EndpointAttrs = {**endpoint, **_traffic_params(step)}
+            return routed
         after = self._after(step)
         rc = self.plan.change(step.address)
         if rc is not None and rc.type == "endpoint":  # traffic changes only in set_traffic
-            return _without_traffic(after, prior if step.kind is StepKind.UPDATE else None)
+            return _without_traffic(as_endpoint(after), prior if step.kind is StepKind.UPDATE else None)
         return after
 
     def _drop_blocked(self, pending: set[str]) -> None:
@@ -455,7 +475,7 @@ class _Engine:
                 self.hooks("step_retrying", step, attempt, delay, exc)
                 self.sleep(delay)
 
-    def _request(self, step: Step, attributes: dict[str, Any]) -> ApplyRequest:
+    def _request(self, step: Step, attributes: Attributes) -> ApplyRequest:
         rc = self.plan.change(step.address)
         state = self.recorder.current()
         prior = state.get(step.address)
@@ -471,32 +491,32 @@ class _Engine:
             other = self.plan.change(address)
             recorded = state.get(address)
             if other is not None and other.after is not None:
-                refs[address] = other.after
+                refs[address] = _plain(other.after)
             elif recorded is not None:
                 refs[address] = copy.deepcopy(recorded.attributes)
         return ApplyRequest(
             step.address,
             rtype,
             name,
-            attributes,
+            _plain(attributes),
             prior,
             refs,
             on_event=lambda line: self.hooks("event", step, line),
             on_status=lambda text: self.hooks("status", step, text),
         )
 
-    def _after(self, step: Step) -> dict[str, Any]:
+    def _after(self, step: Step) -> Attributes:
         rc = self.plan.change(step.address)
         if rc is None or rc.after is None:
             raise PlanError(f"step {step.id}: the plan has no desired attributes for {step.address}")
-        return dict(rc.after)
+        return as_attributes(dict(rc.after))
 
     # -- step kinds ------------------------------------------------------------------------------
     def _create(self, step: Step, outcome: StepOutcome) -> None:
         rc = self.plan.change(step.address)
         assert rc is not None
         after = self._after(step)
-        sent = _without_traffic(after, None) if rc.type == "endpoint" else after
+        sent = _without_traffic(as_endpoint(after), None) if rc.type == "endpoint" else after
         outputs = self._call(step, outcome, lambda: self.provider.create(self._request(step, sent)))
         crash_point("engine.acted", step.id)
         resource = StateResource(
@@ -504,7 +524,7 @@ class _Engine:
             type=rc.type,
             name=rc.name,
             provider=self.plan.provider,
-            attributes=sent,
+            attributes=_plain(sent),
             depends_on=list(rc.depends_on),
             outputs=outputs,
         )
@@ -516,7 +536,7 @@ class _Engine:
         prior = self.recorder.current().get(step.address)
         after = self._after(step)
         # routing changes only in a set_traffic step: an update keeps the recorded traffic
-        sent = _without_traffic(after, prior) if rc.type == "endpoint" else after
+        sent = _without_traffic(as_endpoint(after), prior) if rc.type == "endpoint" else after
         outputs = self._call(step, outcome, lambda: self.provider.update(self._request(step, sent)))
         crash_point("engine.acted", step.id)
 
@@ -526,7 +546,7 @@ class _Engine:
                 type=rc.type,
                 name=rc.name,
                 provider=self.plan.provider,
-                attributes=sent,
+                attributes=_plain(sent),
                 depends_on=list(rc.depends_on),
                 outputs={**_outputs(prior), **outputs},
             )
@@ -537,11 +557,12 @@ class _Engine:
         """Scale first, template later: the instances added run the recorded configuration. A
         repair (an interrupted apply left instances of the desired configuration beside the
         recorded one) asks for the desired attributes, so that those are the instances kept."""
-        count = int(step.params["to"])
+        params = step.params_as(ScaleParams)
+        count = params.to
         prior = self.recorder.current().get(step.address)
-        repair = bool(step.params.get("repair")) and self.plan.change(step.address) is not None
-        base = self._after(step) if repair or prior is None else dict(prior.attributes)
-        sent = {**base, "instance_count": count}
+        repair = params.repair and self.plan.change(step.address) is not None
+        base = as_deployment(self._after(step) if repair or prior is None else _recorded(prior))
+        sent: DeploymentAttrs = {**base, "instance_count": count}
         outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent), count))
         crash_point("engine.acted", step.id)
 
@@ -556,7 +577,7 @@ class _Engine:
 
     def _rollout(self, step: Step, outcome: StepOutcome) -> None:
         after = self._after(step)
-        batches = step.batches or _batches(step.params)
+        batches = _rollout_batches(step)
         for i, batch in enumerate(batches):
             if i > 0 and self._stopping() is not None:
                 outcome.outcome, outcome.reason = CANCELLED, f"stopped after batch {i}/{len(batches)}"
@@ -574,15 +595,16 @@ class _Engine:
             self.hooks("batch_finished", step, batch, len(batches), time.monotonic() - start)
 
     def _set_traffic(self, step: Step, outcome: StepOutcome) -> None:
-        traffic, mirror = _traffic_params(step)
+        routing = _traffic_params(step)
+        traffic, mirror = routing["traffic"], routing["mirror_traffic"]
         state = self.recorder.current()
         endpoint = state.get(step.address)
         if endpoint is None:
             raise PlanError(f"{step.address}: cannot set traffic, the endpoint is not recorded")
         _check_routable(state, step.address, traffic, mirror)
         rc = self.plan.change(step.address)
-        base = dict(rc.after) if rc is not None and rc.after is not None else dict(endpoint.attributes)
-        sent = {**base, "traffic": traffic, "mirror_traffic": mirror}
+        base = as_endpoint(dict(rc.after) if rc is not None and rc.after is not None else _recorded(endpoint))
+        sent: EndpointAttrs = {**base, "traffic": traffic, "mirror_traffic": mirror}
         outputs = self._call(
             step, outcome, lambda: self.provider.set_routing(self._request(step, sent), traffic, mirror)
         )
@@ -591,8 +613,8 @@ class _Engine:
         def record(s: State) -> None:
             res = s.resources.get(step.address)
             if res is not None:
-                res.attributes["traffic"] = {k: v for k, v in traffic.items() if v}
-                res.attributes["mirror_traffic"] = {k: v for k, v in mirror.items() if v}
+                res.attributes["traffic"] = normal_traffic(traffic)
+                res.attributes["mirror_traffic"] = normal_traffic(mirror)
                 res.outputs.update(outputs)
                 res.pending = None
 
@@ -625,21 +647,32 @@ def _check_acyclic(deps: dict[str, list[str]]) -> None:
             v.difference_update(ready)
 
 
-def _references(rtype: str, attributes: dict[str, Any], depends_on: list[str]) -> list[str]:
-    refs = list(depends_on)
+def _references(rtype: str, attributes: Attributes, depends_on: list[str]) -> list[str]:
+    refs: list[str | None] = list(depends_on)
     if rtype == "deployment":
-        refs += [attributes.get("model"), attributes.get("environment")]  # type: ignore[list-item]
-        refs.append(f"endpoint.{str(attributes.get('endpoint_name', '')).lower()}")
+        dep = as_deployment(attributes)
+        refs += [dep.get("model"), dep.get("environment")]
+        refs.append(f"endpoint.{str(dep.get('endpoint_name', '')).lower()}")
     return [r for i, r in enumerate(refs) if isinstance(r, str) and r and r not in refs[:i]]
 
 
-def _without_traffic(after: dict[str, Any], prior: StateResource | None) -> dict[str, Any]:
+def _recorded(resource: StateResource) -> Attributes:
+    """A copy of the recorded attributes (the recorded resources are shared: never changed in place)."""
+    return as_attributes(dict(resource.attributes))
+
+
+def _plain(attrs: Attributes) -> dict[str, Any]:
+    """Canonical attributes as the plain JSON data the provider interface and the state record hold."""
+    return cast(dict[str, Any], attrs)
+
+
+def _without_traffic(after: EndpointAttrs, prior: StateResource | None) -> EndpointAttrs:
     """An endpoint as created/updated: traffic as recorded (none on create); set_traffic sets it."""
-    recorded = prior.attributes if prior is not None else {}
+    recorded = as_endpoint(prior.attributes) if prior is not None else None
     return {
         **after,
-        "traffic": dict(recorded.get("traffic") or {}),
-        "mirror_traffic": dict(recorded.get("mirror_traffic") or {}),
+        "traffic": dict(recorded.get("traffic") or {}) if recorded else {},
+        "mirror_traffic": dict(recorded.get("mirror_traffic") or {}) if recorded else {},
     }
 
 
@@ -647,20 +680,23 @@ def _outputs(resource: StateResource | None) -> dict[str, Any]:
     return dict(resource.outputs) if resource is not None else {}
 
 
-def _batches(params: dict[str, Any]) -> list[Batch]:
-    instances = int(params.get("instances", 1))
-    size = max(1, int(params.get("batch_size", instances)))
-    sizes = [min(size, instances - start) for start in range(0, instances, size)] or [1]
-    return [Batch(index=i + 1, size=n) for i, n in enumerate(sizes)]
+def _rollout_batches(step: Step) -> list[Batch]:
+    """A rollout's batches; one batch of one when it has no instances (the provider still applies
+    the new configuration to the deployment: nothing else would)."""
+    return step.params_as(RolloutParams).batches or [Batch(index=1, size=1)]
 
 
-def _traffic_params(step: Step) -> tuple[dict[str, int], dict[str, int]]:
-    traffic = {k: int(v) for k, v in (step.params.get("traffic") or {}).items()}
-    mirror = {k: int(v) for k, v in (step.params.get("mirror_traffic") or {}).items()}
-    return traffic, mirror
+class _Routing(TypedDict):
+    traffic: Traffic
+    mirror_traffic: Traffic
 
 
-def _write_intent(state: State, step: Step, intent: Pending, rc: Any, provider: str) -> None:
+def _traffic_params(step: Step) -> _Routing:
+    params = step.params_as(TrafficParams)
+    return {"traffic": dict(params.traffic), "mirror_traffic": dict(params.mirror_traffic)}
+
+
+def _write_intent(state: State, step: Step, intent: Pending, rc: ResourceChange | None, provider: str) -> None:
     """Record ``intent`` on the step's resource; a create records the resource with it."""
     res = state.resources.get(step.address)
     if res is not None:
@@ -671,7 +707,7 @@ def _write_intent(state: State, step: Step, intent: Pending, rc: Any, provider: 
             type=rc.type,
             name=rc.name,
             provider=provider,
-            attributes=dict(intent.attributes),
+            attributes=dict(_plain(intent.attributes)),
             depends_on=list(rc.depends_on),
             pending=intent,
         )
@@ -700,13 +736,13 @@ def _record_failure(step: Step, state: State) -> None:
 
 
 def _record_batch_into(
-    address: str, after: dict[str, Any], outputs: dict[str, Any], last: bool, state: State
+    address: str, after: Attributes, outputs: dict[str, Any], last: bool, state: State
 ) -> None:
     _record_batch(state, address, after, outputs, last)
 
 
 def _record_batch(
-    state: State, address: str, after: dict[str, Any], outputs: dict[str, Any], last: bool
+    state: State, address: str, after: Attributes, outputs: dict[str, Any], last: bool
 ) -> None:
     """Mid-rollout the old attributes stay (the next plan resumes); the outputs name the instances."""
     res = state.resources.get(address)
@@ -714,7 +750,7 @@ def _record_batch(
         return
     res.outputs.update(outputs)
     if last:
-        res.attributes = dict(after)
+        res.attributes = dict(_plain(after))
         res.status = "ready"
         res.pending = None
     elif res.pending is not None:

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reconciler.load.crossdoc import CrossDocumentRules
 from reconciler.load.digests import Digests
@@ -23,14 +23,27 @@ from reconciler.load.references import AssetIndex
 from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.model import catalog, checks, schema
 from reconciler.model.resources import (
+    Attributes,
+    BuildContext,
+    CodeRef,
+    ContainerResources,
+    DeploymentAttrs,
     DesiredState,
+    EndpointAttrs,
+    EnvironmentAttrs,
+    Identity,
+    ModelAttrs,
+    Probe,
+    RequestSettings,
     Resource,
+    ScaleSettings,
     SourceRef,
     asset_address,
     canonical_json,
     deployment_address,
     endpoint_address,
     fast_model,
+    normal_traffic,
 )
 from reconciler.model.settings import ProjectSettings
 from reconciler.state.document import State
@@ -94,7 +107,7 @@ class Builder:
         address: str,
         rtype: Any,
         name: str,
-        attrs: dict[str, Any],
+        attrs: Attributes,
         depends_on: tuple[str, ...] = (),
         path: tuple[Any, ...] = ("name",),
     ) -> None:
@@ -131,7 +144,9 @@ class Builder:
         owner: str = "",
     ) -> str | None:
         """Add a model or environment; returns its address (None when it is invalid)."""
-        attrs = self._model_attrs(f, doc, prefix) if kind == "model" else self._env_attrs(f, doc, prefix)
+        attrs: ModelAttrs | EnvironmentAttrs | None = (
+            self._model_attrs(f, doc, prefix) if kind == "model" else self._env_attrs(f, doc, prefix)
+        )
         if attrs is None:
             return None
         digest = attrs["content_digest"]
@@ -143,7 +158,7 @@ class Builder:
         else:
             version = self.assets.pick_version(kind, name, digest)
             self.assets.declare(kind, name, version)
-        attrs.update(name=name, version=version, anonymous=anonymous)
+        attrs["name"], attrs["version"], attrs["anonymous"] = name, version, anonymous
         address = asset_address(kind, name, version)
         if anonymous and address in self.origin:  # its deployment is declared twice: reported there
             return address
@@ -152,7 +167,8 @@ class Builder:
 
     def _model_attrs(
         self, f: LoadedFile, doc: schema.InlineModelDoc, prefix: tuple[Any, ...]
-    ) -> dict[str, Any] | None:
+    ) -> ModelAttrs | None:
+        """A model's attributes; name, version and anonymous are set by ``_asset``."""
         where = (*prefix, "path")
         if _is_remote(doc.path):
             rel, digest = doc.path, "sha256:" + hashlib.sha256(doc.path.encode()).hexdigest()
@@ -168,13 +184,18 @@ class Builder:
             "description": doc.description,
             "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
             "content_digest": digest,
+            "name": "",
+            "version": "",
+            "anonymous": False,
         }
 
     def _env_attrs(
         self, f: LoadedFile, doc: schema.InlineEnvironmentDoc, prefix: tuple[Any, ...]
-    ) -> dict[str, Any] | None:
+    ) -> EnvironmentAttrs | None:
+        """An environment's attributes; name, version and anonymous are set by ``_asset``."""
         ok = True
-        conda_rel = conda = conda_digest = build = build_digest = None
+        conda_rel = conda = conda_digest = build_digest = None
+        build: BuildContext | None = None
         if doc.conda_file is not None:
             target = self.files.local(f, doc.conda_file, (*prefix, "conda_file"), "conda", False)
             if target is None:
@@ -218,6 +239,9 @@ class Builder:
             "description": doc.description,
             "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
             "content_digest": "sha256:" + hashlib.sha256(canonical_json(content).encode()).hexdigest(),
+            "name": "",
+            "version": "",
+            "anonymous": False,
         }
 
     # -- endpoints and deployments
@@ -236,7 +260,8 @@ class Builder:
         owner = f"{ep}-{name}"
         model = self._asset_field(f, doc.model, "model", owner)
         env = self._asset_field(f, doc.environment, "environment", owner)
-        code = script = None
+        code: CodeRef | None = None
+        script = None
         cc = doc.code_configuration
         if cc is not None:
             where = ("code_configuration", "code")
@@ -257,7 +282,7 @@ class Builder:
         count = doc.instance_count
         if count is None:
             count = scale.get("min_instances", 1)
-        attrs: dict[str, Any] = {
+        attrs: DeploymentAttrs = {
             "name": name,
             "endpoint_name": ep,
             "kind": "kubernetes" if k8s else "managed",
@@ -349,17 +374,17 @@ _PROBE_DEFAULTS = {
 }
 
 
-def _probe(probe: schema.ProbeDoc | None) -> dict[str, Any]:
+def _probe(probe: schema.ProbeDoc | None) -> Probe:
     out: dict[str, Any] = dict(_PROBE_DEFAULTS)
     if probe is not None:
         out.update({k: v for k, v in probe if v is not None})
-    return out
+    return cast(Probe, out)
 
 
-def _resources(res: schema.ResourcesDoc | None) -> dict[str, Any] | None:
+def _resources(res: schema.ResourcesDoc | None) -> ContainerResources | None:
     if res is None:
         return None
-    out: dict[str, Any] = {}
+    out: dict[str, dict[str, str]] = {}
     for part in ("requests", "limits"):
         amounts = getattr(res, part)
         out[part] = (
@@ -367,10 +392,10 @@ def _resources(res: schema.ResourcesDoc | None) -> dict[str, Any] | None:
             if amounts
             else {}
         )
-    return out
+    return cast(ContainerResources, out)
 
 
-def _scale(doc: Any) -> dict[str, Any]:
+def _scale(doc: Any) -> ScaleSettings:
     s = doc.scale_settings
     stype = (s.type or "default").lower() if s is not None else "default"
     if stype != "target_utilization":
@@ -385,28 +410,29 @@ def _scale(doc: Any) -> dict[str, Any]:
         else 70,
     }
 
-def _request_settings(rs: schema.RequestSettingsDoc | None) -> dict[str, int]:
-    out = {
+
+def _request_settings(rs: schema.RequestSettingsDoc | None) -> RequestSettings:
+    out: dict[str, int] = {
         "request_timeout_ms": 5000,
         "max_concurrent_requests_per_instance": 1,
         "max_queue_wait_ms": 500,
     }
     if rs is not None:
         out.update({k: v for k, v in rs if v is not None})
-    return out
+    return cast(RequestSettings, out)
 
 
-def _endpoint_attrs(f: LoadedFile, doc: Any) -> dict[str, Any]:
+def _endpoint_attrs(f: LoadedFile, doc: Any) -> EndpointAttrs:
     """An endpoint's canonical attributes."""
     k8s = f.kind == "kubernetes_endpoint"
     name = doc.name.lower()
-    identity = None
+    identity: Identity | None = None
     if doc.identity is not None:
         identity = {
             "type": doc.identity.type.replace(" ", "").lower(),
             "user_assigned_identities": doc.identity.user_assigned_identities,
         }
-    attrs = {
+    attrs: EndpointAttrs = {
         "name": name,
         "kind": "kubernetes" if k8s else "managed",
         "auth_mode": (doc.auth_mode or "key").lower(),
@@ -417,8 +443,8 @@ def _endpoint_attrs(f: LoadedFile, doc: Any) -> dict[str, Any]:
         else doc.public_network_access.lower(),
         "description": doc.description,
         "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
-        "traffic": {k.lower(): v for k, v in (doc.traffic or {}).items() if v},
-        "mirror_traffic": {k.lower(): v for k, v in (doc.mirror_traffic or {}).items() if v},
+        "traffic": normal_traffic(doc.traffic),
+        "mirror_traffic": normal_traffic(doc.mirror_traffic),
         "traffic_declared": "traffic" in f.data,
     }
     return attrs

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from reconciler.plan.types import PLAN_FORMAT_VERSION, DriftItem, Plan, ResourceChange
+from reconciler.plan.types import PLAN_FORMAT_VERSION, DriftItem, Plan, ResourceChange, RolloutParams, Step
 from reconciler.render.common import drift_counts, group_drift, recon_version, split_repairs
 
 __all__ = ["render_drift_json", "render_json", "resource_drift"]
@@ -32,13 +32,24 @@ def render_json(plan: Plan) -> str:
         "resource_changes": [_rc_json(rc) for rc in plan.resource_changes],
         "resource_drift": resource_drift(plan.drift, plan),
         "drift": [d.model_dump(mode="json") for d in plan.drift],
-        "steps": [s.model_dump(mode="json") for s in plan.steps],
+        "steps": [_step_json(s) for s in plan.steps],
         "quota": plan.quota.model_dump(mode="json"),
         "warnings": list(plan.warnings),
         "errors": list(plan.errors),
         "summary": plan.counts(),
     }
     return _dumps(doc)
+
+
+def _step_json(step: Step) -> dict[str, Any]:
+    """A step as ``docs/plan-json.md`` has it: a rollout's ``batches`` spelled out (the plan stores
+    only ``instances`` and ``batch_size``; every other kind has none)."""
+    entry = step.model_dump(mode="json")
+    description = entry.pop("description")
+    batches = step.params.batches if isinstance(step.params, RolloutParams) else []
+    entry["batches"] = [b.model_dump(mode="json") for b in batches]
+    entry["description"] = description
+    return entry
 
 
 def _rc_json(rc: ResourceChange) -> dict[str, Any]:
