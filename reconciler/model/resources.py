@@ -192,6 +192,12 @@ def as_attributes(attrs: Mapping[str, Any]) -> Attributes:
     return cast(Attributes, attrs)
 
 
+def as_plain(attrs: Attributes) -> dict[str, Any]:
+    """Canonical attributes as the plain JSON data the provider interface and the state record
+    hold (the same dict: no copy)."""
+    return cast(dict[str, Any], attrs)
+
+
 def normal_traffic(traffic: Mapping[str, Any] | None) -> Traffic:
     """Traffic normal form: names lowercased, zero entries dropped (0% is the same as absent)."""
     if not traffic:
