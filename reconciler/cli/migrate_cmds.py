@@ -2,8 +2,9 @@
 
 Thin: parse the options, call ``reconciler.migrate.import_v1``, print what was written. Bad input
 is a ``ConfigError`` whose diagnostics name the file and key; the command prints them as
-``Error: ...`` lines and exits 1, having written nothing. Paths are relative to the working folder
-(not to ``-C``), as the v1 CLI took them.
+``Error: ...`` lines and exits 1, having written nothing. Relative paths in options (the configs,
+``--model-path``, ``--out``) resolve against ``-C DIR`` as in every recon command, else against the
+working folder, as the v1 CLI took them.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import click
 
-from reconciler.cli.app import cli
+from reconciler.cli.app import ProjectPath, cli
 from reconciler.model.errors import ConfigError
 
-_file = click.Path(exists=True, dir_okay=False, path_type=Path)
+_file = ProjectPath(exists=True, dir_okay=False, path_type=Path)
 
 
 @cli.command("import-v1")
@@ -24,7 +25,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--inference-config", "--ic", "inference_config", type=_file,
               help="inferenceconfig.json: entryScript, sourceDirectory, environment.")
 @click.option("--model", "-m", "model", metavar="azureml:NAME:VERSION", help="The registered model to serve.")
-@click.option("--model-path", "model_path", type=click.Path(exists=True, path_type=Path),
+@click.option("--model-path", "model_path", type=ProjectPath(exists=True, path_type=Path),
               help="The model's files (with --model: declared as that name and version).")
 @click.option("--endpoint", "-n", "endpoint", required=True, help="The endpoint name (the v1 service name).")
 @click.option("--versions", "versions", type=_file,
@@ -35,7 +36,7 @@ _file = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--compute", metavar="NAME", help="The Kubernetes compute (default: compute_target_name).")
 @click.option("--deployment-name", "deployment_name", default="blue", show_default=True,
               help="The deployment's name when the config has no version_name.")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "out", type=ProjectPath(file_okay=False, path_type=Path), required=True,
               help="The folder to write the v2 YAML and MIGRATION.md into.")
 @click.pass_context
 def import_v1_cmd(ctx: click.Context, deployment_config: Path, inference_config: Path | None, model: str | None,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from reconciler.apply import gcpause
-from reconciler.cli.app import cli, project_root, use_color
+from reconciler.cli.app import ProjectPath, cli, project_root, use_color
 from reconciler.cli.spellings import Duration
 from reconciler.model.errors import PlanError, ReconcilerError, StateError, StateLockedError, printable
 
@@ -274,7 +274,7 @@ def _warning_line(w: dict[str, Any]) -> str:
 @click.option(
     "--out",
     "out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=ProjectPath(dir_okay=False, path_type=Path),
     metavar="FILE",
     help="Save the plan for `recon apply FILE`.",
 )
@@ -333,7 +333,7 @@ def plan_cmd(
 
 
 @cli.command("show")
-@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("planfile", required=False, type=ProjectPath(dir_okay=False, path_type=Path))
 @click.option(
     "--format",
     "fmt",
