@@ -78,9 +78,12 @@ def test_import_v1_reads_and_writes_in_the_folder_named_by_c(tmp_path: Path, els
     v1 = V1(root=tmp_path / "service", runner=CliRunner())
     v1.root.mkdir()
     v1.model()
+    v1.inference()  # entryScript score.py in ./source_dir: relative to where `az ml model deploy` ran
     (v1.root / "deploymentconfig.json").write_text(json.dumps({"computeType": "aks", "numReplicas": 1}))
-    done = recon(elsewhere, "-C", str(v1.root), "import-v1", "--dc", "deploymentconfig.json", "--endpoint",
-                 "my-service", "--model-path", "model", "--compute", "aks-compute", "--out", "v2")
+    done = recon(elsewhere, "-C", str(v1.root), "import-v1", "--dc", "deploymentconfig.json", "--ic",
+                 "inferenceconfig.json", "--endpoint", "my-service", "--model-path", "model", "--compute",
+                 "aks-compute", "--out", "v2")
     assert done.returncode == 0, done.stderr
     assert (v1.root / "v2" / "endpoint.yml").is_file() and not (elsewhere / "v2").exists()
     assert (v1.root / "v2" / "MIGRATION.md").is_file()
+    assert "score.py" in (v1.root / "v2" / "blue-deployment.yml").read_text()
