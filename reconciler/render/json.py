@@ -34,6 +34,7 @@ def render_json(plan: Plan) -> str:
         "drift": [d.model_dump(mode="json") for d in plan.drift],
         "steps": [s.model_dump(mode="json") for s in plan.steps],
         "quota": plan.quota.model_dump(mode="json"),
+        "cost": plan.cost.model_dump(mode="json") if plan.cost is not None else None,
         "warnings": list(plan.warnings),
         "errors": list(plan.errors),
         "summary": plan.counts(),

@@ -84,6 +84,7 @@ class Ci:
         s = wf.step(doc, job, step_id)
         values = {"secrets.RECON_STATE_DSN": self.dsn, **values}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "GITHUB_"))}
+        env["RECON_PRICES_URL"] = os.environ["RECON_PRICES_URL"]  # the emulated Retail Prices API
         for scope in (doc.get("env", {}), doc["jobs"][job].get("env", {}), s.get("env", {})):
             env |= {k: wf.substitute(str(v), values) for k, v in scope.items()}
         env["RECON_DIR"] = PROJECT  # the one line a user edits: where recon.yaml is

@@ -12,7 +12,7 @@ from tests.render.plans import BLUE, EP, GREEN, MODEL, OLD, empty_plan, full_pla
 def test_round_trips_through_json_loads_with_top_level_keys() -> None:
     plan = full_plan()
     doc = json.loads(render_json(plan))
-    assert doc["format_version"] == PLAN_FORMAT_VERSION == "1.0"
+    assert doc["format_version"] == PLAN_FORMAT_VERSION == "1.1"
     assert doc["plan_digest"] == plan.digest
     assert doc["recon_version"] == "0.1.0"
     assert (doc["lineage"], doc["serial"], doc["workspace"], doc["provider"]) == (
