@@ -123,7 +123,10 @@ class AzureProvider(Provider):
                 seen[key] = _address_of(key, kind, live)
         code = attrs.get("code")
         code_id = str((props.get("codeConfiguration") or {}).get("codeId") or "")
-        if code and code_id and not code_id.endswith(f"/codes/{bodies.code_name(code['digest'])}/versions/1"):
+        if code and "asset" in code:
+            if code_id and "@" not in str(code["asset"]) and code_id != bodies.code_id(self.ws, code):
+                seen["code"] = {"asset": code_id}
+        elif code and code_id and not code_id.endswith(f"/codes/{bodies.code_name(code['digest'])}/versions/1"):
             seen["code"] = {**code, "digest": "sha256:" + code_id.split("/codes/")[-1].split("/")[0]}
         counted = deployment_cores({**attrs, **seen})
         if counted is not None:
@@ -275,8 +278,11 @@ class AzureProvider(Provider):
     # == deployments ================================================================================
     def _put_deployment(self, request: ApplyRequest, emit: Emit) -> dict[str, Any] | None:
         attrs = request.attributes
-        if attrs.get("code"):
-            self.assets.ensure_code(attrs["code"], emit, request.address)
+        code = attrs.get("code")
+        if code and "asset" in code:  # registered: named as it is (@latest resolved now)
+            attrs = {**attrs, "code": self.assets.registered_code(code, emit, request.address)}
+        elif code:
+            self.assets.ensure_code(code, emit, request.address)
         body = bodies.deployment_body(attrs, self.cfg.location, self.ws, request.refs)
         return self.arm.lro("PUT", self.deployment_path(attrs["endpoint_name"], attrs["name"]), body, emit,
                             f"PUT {request.address}")

@@ -2,9 +2,9 @@
 
 Pipeline: ``load_settings`` (recon.yaml) -> discover and parse the files (``sources``: PyYAML's
 semantics, duplicate keys noticed while constructing) -> classify each document's kind ->
-validate it (``schema``) -> build canonical resources and apply the cross-document rules
-(``builder``: assets first, then endpoints, then deployments with their references; traffic,
-mirror, duplicates, service limits). Every problem of the run is collected; ``ConfigError``
+validate it (``schema``, ``checks``) -> build canonical resources and apply the cross-document rules
+(``builder``: assets first, then endpoints, then deployments with their references
+(``references``); ``crossdoc``: parents, traffic, mirror, service limits). Every problem of the run is collected; ``ConfigError``
 carries them all. Lines are only looked up for files that have a problem: those files are
 re-composed into a node tree and the field path walked to its line.
 
@@ -25,10 +25,10 @@ from typing import Any
 from reconciler.load import cost_settings, inputs, sources
 from reconciler.load.builder import Builder
 from reconciler.load.run import LoadedFile, LoadRun
-from reconciler.model import catalog, schema
+from reconciler.model import catalog, checks, schema
+from reconciler.model.checks import Problem
 from reconciler.model.errors import ConfigError, Diagnostic
 from reconciler.model.resources import DesiredState, InstanceType, ProviderSettings
-from reconciler.model.schema import Problem
 from reconciler.model.settings import DEFAULT_LIMITS, SETTINGS_FILE, ProjectSettings
 from reconciler.state.document import State
 
@@ -112,7 +112,7 @@ def _load_settings(run: LoadRun, provider_kinds: Collection[str] | None = None) 
     if not isinstance(raw, dict):
         run.error(f, (), "recon.yaml must be a mapping", "see the README for its keys")
         return ProjectSettings(source=SETTINGS_FILE)
-    doc, problems = schema.parse_model(schema.ReconFileDoc, raw)
+    doc, problems = checks.parse_model(schema.ReconFileDoc, raw)
     for p in problems:
         run.report(f, p)
     if doc is None:
@@ -142,7 +142,7 @@ def _settings_from(
             kind = "local"
         elif provider_kinds is not None and kind not in provider_kinds:
             choices = sorted(k for k in provider_kinds if k != "fake")
-            hint = schema.suggest(kind, choices) if kind else None
+            hint = checks.suggest(kind, choices) if kind else None
             run.error(
                 f,
                 ("provider", "kind"),
@@ -155,8 +155,8 @@ def _settings_from(
     custom = {name: InstanceType(**t.model_dump()) for name, t in (doc.instance_types or {}).items()}
     state: dict[str, Any] = {"backend": "file", "path": ".recon/state.json"}
     if doc.state is not None:
-        problems: list[schema.Problem] = []
-        backend = schema.check_enum(doc.state.backend, schema.STATE_BACKENDS, ("state", "backend"), problems)
+        problems: list[checks.Problem] = []
+        backend = checks.check_enum(doc.state.backend, schema.STATE_BACKENDS, ("state", "backend"), problems)
         for p in problems:
             run.report(f, p)
         state = {k: v for k, v in doc.state.model_dump().items() if v is not None}
@@ -357,11 +357,11 @@ def _validate(run: LoadRun, f: LoadedFile) -> bool:
     they are reported, and the run fails at the end, but the other rules run too)."""
     assert f.kind is not None
     model = schema.KIND_MODELS[f.kind]
-    doc, problems = schema.parse_model(model, f.data)
+    doc, problems = checks.parse_model(model, f.data)
     if doc is None and problems and isinstance(f.data, dict):
         # drop the offending top-level fields and try again, so the other rules still run
         bad = {p.path[0] for p in problems if p.path}
-        doc, _ = schema.parse_model(model, {k: v for k, v in f.data.items() if k not in bad})
+        doc, _ = checks.parse_model(model, {k: v for k, v in f.data.items() if k not in bad})
     placeholders = _placeholders(f.data, ()) if f.placeholder else []
     problems += placeholders
     if doc is not None and not placeholders:
@@ -375,19 +375,19 @@ def _validate(run: LoadRun, f: LoadedFile) -> bool:
 def _check(f: LoadedFile, doc: Any) -> list[Problem]:
     kind = f.kind or ""
     if kind.endswith("endpoint"):
-        return schema.check_endpoint(doc)
+        return checks.check_endpoint(doc)
     if kind == "model":
-        return schema.check_model(doc)
+        return checks.check_model(doc)
     if kind == "environment":
-        return schema.check_environment(doc)
-    problems = schema.check_deployment(doc, kind.split("_")[0])
+        return checks.check_environment(doc)
+    problems = checks.check_deployment(doc, kind.split("_")[0])
     for key, model, check in (
-        ("model", schema.InlineModelDoc, schema.check_model),
-        ("environment", schema.InlineEnvironmentDoc, schema.check_environment),
+        ("model", schema.InlineModelDoc, checks.check_model),
+        ("environment", schema.InlineEnvironmentDoc, checks.check_environment),
     ):
         value = getattr(doc, key)
         if isinstance(value, dict):
-            inline, more = schema.parse_model(model, value, (key,))
+            inline, more = checks.parse_model(model, value, (key,))
             problems += more
             if inline is not None:
                 problems += check(inline, (key,))

@@ -467,7 +467,7 @@ class Emulator:
             if isinstance(ref, str) and ref.lower().startswith(self.workspace_path.lower()) and ref.lower() not in self.resources:
                 errors.append(f"properties.{key}: {kind[:-1]} {ref.rsplit('/', 3)[-3]} version {ref.rsplit('/', 1)[-1]} not found")
         code = (props.get("codeConfiguration") or {}).get("codeId")
-        if code and code.lower() not in self.resources:
+        if code and code.lower().startswith(self.workspace_path.lower()) and code.lower() not in self.resources:
             errors.append(f"properties.codeConfiguration.codeId: code asset {code} not found")
         return errors
 
@@ -491,6 +491,8 @@ class Emulator:
 
     # -- assets -------------------------------------------------------------------------------------------------
     def _asset_routes(self, method: str, rel: list[str], body: Any, fault: Fault | None) -> tuple[int, dict[str, str], Any]:
+        if len(rel) == 2 and method == "GET":  # the container: its latest version
+            return self._asset_container(rel[0], rel[1])
         if len(rel) < 4 or rel[2] != "versions":
             return _error(404, "ResourceNotFound", "/".join(rel))
         kind, name, version = rel[0].lower(), rel[1], rel[3]
@@ -531,6 +533,15 @@ class Emulator:
                     "properties": {**props, "provisioningState": "Succeeded"}}
         self.resources[key] = resource
         return (200 if current else 201), {}, resource
+
+    def _asset_container(self, kind: str, name: str) -> tuple[int, dict[str, str], Any]:
+        prefix = f"{self.workspace_path}/{kind}/{name}/versions/".lower()
+        versions = [k[len(prefix):] for k in self.resources if k.startswith(prefix)]
+        if not versions:
+            return _error(404, "ResourceNotFound", f"{kind} {name} not found")
+        latest = max(versions, key=lambda v: (v.isdigit(), int(v) if v.isdigit() else 0, v))
+        path = f"{self.workspace_path}/{kind}/{name}"
+        return 200, {}, {"id": path, "name": name, "properties": {"latestVersion": latest}}
 
     def _pending_upload(self, body: Any) -> tuple[int, dict[str, str], Any]:
         errors = S.validate(body, S.PENDING_UPLOAD)
