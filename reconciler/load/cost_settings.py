@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from reconciler.load.run import LoadedFile, LoadRun
-from reconciler.model import schema
+from reconciler.model import checks, schema
 from reconciler.model.settings import CURRENCIES, Budget, PricingSettings
 
 _REGION_RE = re.compile(r"^[a-z][a-z0-9]{1,39}$")  # armRegionName: eastus, westeurope, southcentralus
@@ -36,7 +36,7 @@ def pricing_settings(run: LoadRun, f: LoadedFile, doc: schema.ReconFileDoc) -> P
     if p.currency is not None:
         currency = p.currency.upper()
         if currency not in CURRENCIES:
-            hint = schema.suggest(currency, CURRENCIES)
+            hint = checks.suggest(currency, CURRENCIES)
             run.error(
                 f,
                 ("pricing", "currency"),
