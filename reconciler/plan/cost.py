@@ -125,9 +125,9 @@ def _all_attrs(plan: Plan, unchanged: Mapping[str, Attrs]) -> Iterable[Attrs]:
 
 
 def money(amount: float, currency: str, *, sign: bool = False, decimals: int | None = None) -> str:
-    """``$1,204``, ``+$602``, ``-€12.50``, ``CHF 3.30``: whole units from 100 up, cents below
+    """``$1,204``, ``+$602``, ``-€12``, ``CHF 3.30``: whole units from 10 up, cents below
     (``decimals`` fixes the places)."""
-    places = decimals if decimals is not None else (0 if abs(amount) >= 100 or amount == 0 else 2)
+    places = decimals if decimals is not None else (0 if abs(amount) >= 10 or amount == 0 else 2)
     if currency in ("JPY", "KRW"):
         places = 0
     text = f"{math.floor(abs(amount) * 10**places + 0.5 + 1e-9) / 10**places:,.{places}f}"  # half up

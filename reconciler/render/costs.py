@@ -4,6 +4,7 @@
   apply $3.30/h``, or ``Cost: prices unavailable: <why>``; None when no deployment exists before or after.
 - ``cost_rows(report)``: one row per changed deployment (symbol, address, what, per month, change, peak).
 - ``basis(report)``: what the numbers mean and where the prices come from.
+- ``peak_text(report, steps)``: which step the apply costs most per hour in.
 - ``budget_text(report)``: the budget and whether the plan keeps it.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reconciler.plan.cost import money, side_words
-from reconciler.plan.types import Action, CostReport, CostSide, DeploymentCost
+from reconciler.plan.types import Action, CostReport, CostSide, DeploymentCost, Step
 
 _SOURCE_WORDS = {"azure-retail-prices": "Azure retail prices", "recon.yaml": "prices from recon.yaml"}
 
@@ -120,6 +121,16 @@ def unchanged_text(report: CostReport) -> str | None:
         f"{n:,} unchanged deployment{'s' if n != 1 else ''}: "
         f"{span(report.unchanged_monthly_min, report.unchanged_monthly_max, report.currency)}/month"
     )
+
+
+def peak_text(report: CostReport, steps: list[Step]) -> str | None:
+    """``Peak during apply: $1.10/h while step 3 runs (create:deployment.my-endpoint.green)``; None
+    when the apply never costs more than before or after it."""
+    if report.peak_step is None or report.peak_hourly is None:
+        return None
+    number = next((i for i, s in enumerate(steps, 1) if s.id == report.peak_step), None)
+    where = f"step {number} ({report.peak_step})" if number else report.peak_step
+    return f"Peak during apply: {money(report.peak_hourly, report.currency, decimals=2)}/h while {where} runs"
 
 
 def budget_text(report: CostReport) -> str | None:

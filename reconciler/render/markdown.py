@@ -41,7 +41,7 @@ from reconciler.render.common import (
     usage_text,
     warning_text,
 )
-from reconciler.render.costs import basis, budget_text, cost_line, cost_rows, unchanged_text
+from reconciler.render.costs import basis, budget_text, cost_line, cost_rows, peak_text, unchanged_text
 
 __all__ = ["GITHUB_COMMENT_LIMIT", "plan_marker", "render_drift_markdown", "render_markdown"]
 
@@ -359,7 +359,7 @@ def _quota_section(plan: Plan) -> _Section:
     return _Section("### Quota (vCPUs)", intro, blocks + extra, noun="quota lines")
 
 
-def _cost_sections(report: CostReport) -> list[_Section]:
+def _cost_sections(report: CostReport, steps: list[Step]) -> list[_Section]:
     """The cost headline (what the plan's text ends with), then a table of the changed deployments,
     the unchanged ones, the budget and what has no price."""
     line = cost_line(report)
@@ -378,7 +378,8 @@ def _cost_sections(report: CostReport) -> list[_Section]:
         for r in cost_rows(report)
     ] if report.unavailable is None else []
     header = "| deployment | instances and price | per month | change | peak while applying |\n|---|---|--:|--:|--:|"
-    tail = [_Block(esc(t), _KEEP_QUOTA) for t in (unchanged_text(report), budget_text(report)) if t]
+    notes = (unchanged_text(report), peak_text(report, steps), budget_text(report))
+    tail = [_Block(f"- {esc(t)}", _KEEP_QUOTA) for t in notes if t]
     tail += [_Block(f"- ⚠️ not priced: {esc(u)}", _KEEP_WARNING) for u in report.unpriced]
     return [
         _Section("### Cost", "", blocks, noun="cost lines"),
@@ -423,7 +424,7 @@ def _plan_sections(plan: Plan, resources_intro: str) -> list[_Section]:
     if q.families or q.errors or q.capacity:
         sections.append(_quota_section(plan))
     if plan.cost is not None:
-        sections += _cost_sections(plan.cost)
+        sections += _cost_sections(plan.cost, plan.steps)
     return [s for s in sections if s.blocks]
 
 

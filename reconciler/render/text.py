@@ -38,7 +38,7 @@ from reconciler.render.common import (
     usage_text,
     warning_text,
 )
-from reconciler.render.costs import basis, budget_text, cost_line, cost_rows, unchanged_text
+from reconciler.render.costs import basis, budget_text, cost_line, cost_rows, peak_text, unchanged_text
 from reconciler.state.document import State, StateResource
 
 __all__ = ["render_drift_text", "render_state_list", "render_state_show", "render_text"]
@@ -85,7 +85,7 @@ def render_text(plan: Plan, color: bool = False) -> str:
         out += _steps_lines(plan.steps)
     out += _quota_lines(plan, paint)
     if plan.cost is not None:
-        out += _cost_lines(plan.cost, paint)
+        out += _cost_lines(plan.cost, plan.steps, paint)
     if plan.drift:
         out += _drift_lines(plan.drift, paint)
     out += _diagnostic_lines(plan, paint)
@@ -175,7 +175,7 @@ def _quota_lines(plan: Plan, paint: _Paint) -> list[str]:
     return lines + [""]
 
 
-def _cost_lines(report: CostReport, paint: _Paint) -> list[str]:
+def _cost_lines(report: CostReport, steps: list[Step], paint: _Paint) -> list[str]:
     """Per changed deployment: instances and price, per month before -> after, the change, and the
     most it costs an hour while the apply runs when that is more than before and after."""
     rows = cost_rows(report)
@@ -184,15 +184,13 @@ def _cost_lines(report: CostReport, paint: _Paint) -> list[str]:
     lines = [f"Cost ({basis(report)}):"]
     width = max((len(r.address) for r in rows), default=0)
     for r in rows:
-        text = f"  {paint.symbol(r.symbol)} {r.address.ljust(width)}  {r.what}: {r.monthly}/month ({r.change})"
+        text = f"  {paint.symbol(r.symbol)} {r.address.ljust(width)}  {r.what}: {r.monthly} a month ({r.change})"
         if r.peak:
             text += f"; up to {r.peak} while applying"
         lines.append(text)
-    for extra in (unchanged_text(report), budget_text(report)):
+    for extra in (unchanged_text(report), peak_text(report, steps), budget_text(report)):
         if extra:
             lines.append(f"  {extra}")
-    if report.peak_step:
-        lines.append(f"  peak during apply while {report.peak_step} runs")
     lines += [f"  not priced: {u}" for u in report.unpriced]
     return lines + [""]
 

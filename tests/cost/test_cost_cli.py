@@ -66,7 +66,7 @@ def test_text_plan_ends_with_the_cost_line(project: Path) -> None:
     assert lines[-3:-1] == [COST_LINE, "Plan: 3 to add, 1 to change, 0 to destroy."]
     block = out[out.index("Cost (USD") :]
     assert block.startswith("Cost (USD, 730 h a month x instances x hourly price; Azure retail prices for eastus of ")
-    assert "  + deployment.my-endpoint.green  2 x Standard_F4s_v2 at $0.20/h: $0 -> $292/month (+$292)" in block
+    assert "  + deployment.my-endpoint.green  2 x Standard_F4s_v2 at $0.20/h: $0 -> $292 a month (+$292)" in block
     assert "  1 unchanged deployment: $183/month" in block
     # peak: blue (0.25) and green (2 x 0.20) together, as after the apply: no step holds more
     assert "peak during apply while" not in block
@@ -110,6 +110,7 @@ def test_markdown_comment_has_a_cost_section(project: Path, tmp_path: Path) -> N
         "| `+` `deployment.my-endpoint.green` | 2 x Standard\\_F4s\\_v2 at \\$0.20/h | \\$0 → \\$292 | +\\$292 |  |"
         in section
     )
+    assert "- 1 unchanged deployment: \\$183/month" in section
 
 
 def test_recon_yaml_prices_win_and_price_other_instance_types(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -224,7 +224,7 @@ def test_cost_is_not_part_of_the_digest() -> None:
 @pytest.mark.parametrize(
     ("amount", "currency", "text"),
     [(1204.4, "USD", "$1,204"), (182.5, "USD", "$183"), (3.3, "EUR", "€3.30"), (0, "GBP", "£0"),
-     (-365, "USD", "-$365"), (12.5, "CHF", "CHF 12.50"), (1234.5, "JPY", "¥1,235")],
+     (-365, "USD", "-$365"), (12.5, "CHF", "CHF 13"), (7.3, "CHF", "CHF 7.30"), (1234.5, "JPY", "¥1,235")],
 )
 def test_money(amount: float, currency: str, text: str) -> None:
     assert money(amount, currency) == text
