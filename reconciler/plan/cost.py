@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.errors import Diagnostic
+from reconciler.model.resources import fast_model
 from reconciler.model.settings import SETTINGS_FILE, Budget
 from reconciler.plan.types import (
     Action,
@@ -170,39 +171,51 @@ class _Dep:
     after: CostSide | None
     steps: list[Step]
     rates: list[float] = field(default_factory=list)  # before, during 1, after 1, during 2, ...
-
-    @property
-    def peak(self) -> float:
-        return max(self.rates)
+    peak: float = 0.0  # max(rates)
 
 
 class _Pricer:
+    """Prices deployments' sides, remembering each (type, min, max) it priced (plans repeat them:
+    10,000 deployments are a handful of sides), the prices used and what has no price."""
+
     def __init__(self, table: PriceTable) -> None:
         self.table = table
         self.used: dict[str, PriceUsed] = {}
-        self.unpriced: list[str] = []
+        self.unpriced: dict[str, None] = {}  # "ADDRESS: why", in order, once each
+        self.sides: dict[tuple[str | None, int, int], CostSide] = {}
+        self.found: dict[str, Price | None] = {}
+
+    def price(self, sku: str) -> Price | None:
+        key = sku.lower()
+        if key not in self.found:
+            price = self.found[key] = self.table.find(sku)
+            if price is not None:
+                self.used[key] = PriceUsed(instance_type=sku, per_hour=price.per_hour, source=price.source,
+                                           date=price.date, product=price.product, meter=price.meter)
+        return self.found[key]
 
     def side(self, address: str, attrs: Attrs | None) -> CostSide | None:
         if attrs is None:
             return None
         low, high = _counts(attrs)
         sku = instance_type_of(attrs)
-        price = self.table.find(sku) if sku else None
+        price = self.price(sku) if sku else None
         if price is None:
             self._unpriced(address, attrs, sku)
-            return CostSide(instance_type=sku, instances_min=low, instances_max=high,
-                            price_per_hour=None, monthly_min=None, monthly_max=None)
-        if sku is not None and sku.lower() not in self.used:
-            self.used[sku.lower()] = PriceUsed(instance_type=sku, per_hour=price.per_hour, source=price.source,
-                                               date=price.date, product=price.product, meter=price.meter)
-        return CostSide(
-            instance_type=sku,
-            instances_min=low,
-            instances_max=high,
-            price_per_hour=price.per_hour,
-            monthly_min=_round(HOURS_PER_MONTH * low * price.per_hour),
-            monthly_max=_round(HOURS_PER_MONTH * high * price.per_hour),
-        )
+        key = (sku, low, high)
+        side = self.sides.get(key)
+        if side is None:
+            per_hour = price.per_hour if price is not None else None
+            side = self.sides[key] = fast_model(
+                CostSide,
+                instance_type=sku,
+                instances_min=low,
+                instances_max=high,
+                price_per_hour=per_hour,
+                monthly_min=_round(HOURS_PER_MONTH * low * per_hour) if per_hour is not None else None,
+                monthly_max=_round(HOURS_PER_MONTH * high * per_hour) if per_hour is not None else None,
+            )
+        return side
 
     def _unpriced(self, address: str, attrs: Attrs, sku: str | None) -> None:
         if sku is None:
@@ -212,9 +225,7 @@ class _Pricer:
                    "(a node's share per hour)")
         else:
             why = self.table.why_missing(sku)
-        entry = f"{address}: {why}"
-        if entry not in self.unpriced:
-            self.unpriced.append(entry)
+        self.unpriced[f"{address}: {why}"] = None
 
 
 def _round(x: float) -> float:
@@ -264,45 +275,54 @@ def _deployments(plan: Plan, pricer: _Pricer) -> list[_Dep]:
         dep = _Dep(rc.address, rc.action, pricer.side(rc.address, before), pricer.side(rc.address, rc.after),
                    steps.get(rc.address, []))
         dep.rates = _chain_rates(dep)
+        dep.peak = max(dep.rates)
         deps.append(dep)
     return deps
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class _Overlap:
-    """The steps' order as a graph, to find what may run at the same time as a step."""
+    """The steps' order as a graph, to find what may run at the same time as a step: for every step,
+    the deployment steps among its ancestors and among its descendants, gathered once along the
+    plan's order (a topological order: every step after those it depends on)."""
 
     def __init__(self, steps: list[Step], deps: list[_Dep]) -> None:
-        self.parents = {s.id: s.depends_on for s in steps}
-        self.children: dict[str, list[str]] = {}
-        for s in steps:
-            for d in s.depends_on:
-                self.children.setdefault(d, []).append(s.id)
         # step id -> (deployment, its 1-based place in that deployment's steps)
         self.place = {s.id: (dep, i) for dep in deps for i, s in enumerate(dep.steps, 1)}
+        children: dict[str, list[str]] = {}
+        for s in steps:
+            for d in s.depends_on:
+                children.setdefault(d, []).append(s.id)
+        self.ancestors = self._gather([(s.id, s.depends_on) for s in steps])
+        self.descendants = self._gather([(s.id, children.get(s.id, [])) for s in reversed(steps)])
 
-    def _walk(self, start: str, edges: Mapping[str, list[str]]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(edges.get(start, ()))
-        while todo:
-            sid = todo.pop()
-            if sid not in seen:
-                seen.add(sid)
-                todo.extend(edges.get(sid, ()))
-        return seen
+    def _gather(self, order: list[tuple[str, list[str]]]) -> dict[str, frozenset[str]]:
+        found: dict[str, frozenset[str]] = {}
+        for sid, edges in order:
+            parts = []
+            for e in edges:
+                part = found.get(e, _NONE)
+                if e in self.place:
+                    part = part | {e}
+                if part:
+                    parts.append(part)
+            found[sid] = parts[0] if len(parts) == 1 else frozenset().union(*parts) if parts else _NONE
+        return found
 
     def load(self, step: Step, base: float) -> float:
         """The most the deployments may cost per hour while ``step`` runs."""
         own, i = self.place[step.id]
         bounds: dict[int, tuple[_Dep, int, int]] = {}  # other deployments' allowed positions
-        for sid, done in [(a, True) for a in self._walk(step.id, self.parents)] + [
-            (d, False) for d in self._walk(step.id, self.children)
-        ]:
-            if sid not in self.place or self.place[sid][0] is own:
-                continue
-            dep, j = self.place[sid]
-            _, lo, hi = bounds.get(id(dep), (dep, 0, len(dep.rates) - 1))
-            lo, hi = (max(lo, 2 * j), hi) if done else (lo, min(hi, 2 * j - 2))
-            bounds[id(dep)] = (dep, lo, hi)
+        for sids, done in ((self.ancestors[step.id], True), (self.descendants[step.id], False)):
+            for sid in sids:
+                dep, j = self.place[sid]
+                if dep is own:
+                    continue
+                _, lo, hi = bounds.get(id(dep), (dep, 0, len(dep.rates) - 1))
+                lo, hi = (max(lo, 2 * j), hi) if done else (lo, min(hi, 2 * j - 2))
+                bounds[id(dep)] = (dep, lo, hi)
         total = base - own.peak + own.rates[2 * i - 1]
         for dep, lo, hi in bounds.values():
             total += max(dep.rates[lo : max(lo, hi) + 1]) - dep.peak
@@ -342,19 +362,19 @@ def estimate(
         "currency": table.currency,
         "region": table.region,
         "hours_per_month": HOURS_PER_MONTH,
-        "deployments": [_deployment_cost(d) for d in deps],
+        "deployments": _deployment_costs(deps),
         "unchanged_count": len(sides),
         "unchanged_monthly_min": un_min,
         "unchanged_monthly_max": un_max,
         "prices": sorted(pricer.used.values(), key=lambda p: p.instance_type.lower()),
         "sources": sorted({p.source for p in pricer.used.values()}),
         "price_date": min((p.date for p in pricer.used.values() if p.date), default=None),
-        "unpriced": pricer.unpriced,
+        "unpriced": list(pricer.unpriced),
         "budget_monthly": budget.monthly if budget else None,
         "budget_increase": budget.increase if budget else None,
     }
     if not pricer.used and pricer.unpriced:  # nothing could be priced: no totals, only why
-        report["unavailable"] = _common_reason(pricer.unpriced, table)
+        report["unavailable"] = _common_reason(list(pricer.unpriced), table)
         return CostReport(**report)
     report["before_min"] = _round(un_min + _sum(d.before.monthly_min for d in deps if d.before))
     report["before_max"] = _round(un_max + _sum(d.before.monthly_max for d in deps if d.before))
@@ -374,24 +394,38 @@ def _common_reason(unpriced: list[str], table: PriceTable) -> str:
     return next(iter(reasons)) if len(reasons) == 1 else "; ".join(sorted(unpriced))
 
 
-def _deployment_cost(d: _Dep) -> DeploymentCost:
-    def change(attr: str) -> float | None:
-        b = getattr(d.before, attr) if d.before else 0.0
-        a = getattr(d.after, attr) if d.after else 0.0
+def _changes(before: CostSide | None, after: CostSide | None) -> tuple[float | None, float | None]:
+    def one(b: float | None, a: float | None) -> float | None:
         return None if a is None or b is None else _round(a - b)
 
-    priced = (d.before is None or d.before.price_per_hour is not None) and (
-        d.after is None or d.after.price_per_hour is not None
+    return (
+        one(before.monthly_min if before else 0.0, after.monthly_min if after else 0.0),
+        one(before.monthly_max if before else 0.0, after.monthly_max if after else 0.0),
     )
-    return DeploymentCost(
-        address=d.address,
-        action=d.action,
-        before=d.before,
-        after=d.after,
-        change_min=change("monthly_min"),
-        change_max=change("monthly_max"),
-        peak_hourly=_round(d.peak) if priced else None,
-    )
+
+
+def _deployment_costs(deps: list[_Dep]) -> list[DeploymentCost]:
+    memo: dict[tuple[int, int], tuple[float | None, float | None]] = {}  # sides are shared: so are changes
+    out = []
+    for d in deps:
+        key = (id(d.before), id(d.after))
+        if key not in memo:
+            memo[key] = _changes(d.before, d.after)
+        change_min, change_max = memo[key]
+        priced = (d.before is None or d.before.price_per_hour is not None) and (
+            d.after is None or d.after.price_per_hour is not None
+        )
+        out.append(fast_model(
+            DeploymentCost,
+            address=d.address,
+            action=d.action,
+            before=d.before,
+            after=d.after,
+            change_min=change_min,
+            change_max=change_max,
+            peak_hourly=_round(d.peak) if priced else None,
+        ))
+    return out
 
 
 # -- the budget gate ----------------------------------------------------------------------------
