@@ -67,9 +67,20 @@ class PricesUnavailable(Exception):
 
 
 def region_of(settings: ProjectSettings) -> str:
-    """``pricing.region``, else the provider's ``location`` (azure), else eastus."""
-    location = str(settings.provider.settings.get("location") or "").replace(" ", "").lower()
-    return settings.pricing.region or location or DEFAULT_REGION
+    """``pricing.region``, else the azure provider's ``location`` (recon.yaml, else
+    ``AZURE_LOCATION``), else eastus."""
+    location = settings.provider.settings.get("location")
+    if not location and settings.provider.kind == "azure":
+        location = os.environ.get("AZURE_LOCATION")
+    return settings.pricing.region or str(location or "").replace(" ", "").lower() or DEFAULT_REGION
+
+
+def _plain(url: str) -> str:
+    """``url`` without any user name or password in it (for messages and the cache)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def odata_filter(region: str, sku: str) -> str:
@@ -104,7 +115,7 @@ def price_table(
         return PriceTable(currency, region, known, unavailable=why)
     url = os.environ.get(ENV_URL) or pricing.url
     clock = now or (lambda: datetime.now(UTC))
-    cache = PriceCache(cache_root / "prices" / f"{region}-{currency}.json", url, region, currency, clock)
+    cache = PriceCache(cache_root / "prices" / f"{region}-{currency}.json", _plain(url), region, currency, clock)
     todo = [s for s in needed if not cache.fresh(s, pricing.cache_hours)]
     unavailable = cache.failure() if todo else None
     if todo and unavailable is None:
@@ -234,7 +245,7 @@ class _Fetcher:
     def __init__(self, url: str, region: str, currency: str, timeout: float, sleep: Callable[[float], None]) -> None:
         self.url, self.region, self.currency, self.timeout, self.sleep = url, region, currency, timeout, sleep
         self.deadline = time.monotonic() + timeout
-        self.host = urlsplit(url).netloc or url
+        self.host = urlsplit(_plain(url)).netloc or "the Retail Prices API"
 
     def fetch(self, skus: list[str], cache: PriceCache) -> None:
         import httpx  # only a plan that asks the API pays for importing it

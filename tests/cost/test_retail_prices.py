@@ -231,3 +231,21 @@ def test_the_filter_quotes_names_as_odata_does() -> None:
     text = odata_filter("eastus", "Odd'Name")
     assert "armSkuName eq 'Odd''Name'" in text
     assert ("armSkuName", "Odd'Name") in parse_filter(text)  # the emulator reads it back
+
+
+def test_the_azure_location_is_the_default_region(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_LOCATION", "westeurope")
+    az = settings(provider=ProviderSettings(kind="azure", settings={}))
+    assert price_table(az, [DS3], tmp_path).region == "westeurope"
+    assert price_table(settings(), [DS3], tmp_path).region == "eastus"  # other providers: not theirs
+
+
+def test_a_password_in_the_url_stays_out_of_messages_and_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(ENV_URL, f"http://reader:s3cret@127.0.0.1:{port}/api/retail/prices")
+    table = price_table(settings(), [DS3], tmp_path)
+    assert table.unavailable is not None and table.unavailable.startswith(f"cannot reach 127.0.0.1:{port}: ")
+    assert "s3cret" not in table.unavailable
+    assert "s3cret" not in (tmp_path / "prices" / "eastus-USD.json").read_text()
