@@ -23,6 +23,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -166,7 +167,9 @@ class Project:
             capacity=capacity,
             recon_version=__version__,
         )
-        return self.priced(plan, prior)
+        # when it was made (display only, not in the digest): the plan JSON's created_at and Terraform's timestamp
+        made = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.priced(plan.model_copy(update={"created_at": made}), prior)
 
     def priced(self, plan: Plan, prior: State) -> Plan:
         """``plan`` with its cost, and a budget exceeded among its errors (docs/cost.md).

@@ -76,7 +76,7 @@ def test_json_cost_object(project: Path) -> None:
     code, out, err = run(project, "plan", "--format", "json")
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["format_version"] == "1.1"
+    assert (doc["format_version"], doc["recon_format_version"]) == ("1.2", "2.1")  # 2.1 added cost
     cost = doc["cost"]
     assert (cost["currency"], cost["region"], cost["hours_per_month"]) == ("USD", "eastus", 730)
     assert (cost["before_min"], cost["before_max"]) == (182.5, 182.5)
