@@ -84,6 +84,7 @@ class Builder:
             quota=self.settings.quota,
             instance_types=self.settings.instance_types,
             state_settings=self.settings.state,
+            rollout=self.settings.rollout,
             resources=dict(sorted(self.resources.items())),
             warnings=[d.to_dict() for d in self.run.diagnostics if d.severity == "warning"],
         )

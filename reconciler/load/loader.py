@@ -25,7 +25,7 @@ from typing import Any
 from reconciler.load import inputs, sources
 from reconciler.load.builder import Builder
 from reconciler.load.run import LoadedFile, LoadRun
-from reconciler.model import catalog, checks, schema
+from reconciler.model import catalog, checks, rollout_checks, schema
 from reconciler.model.checks import Problem
 from reconciler.model.errors import ConfigError, Diagnostic
 from reconciler.model.resources import DesiredState, InstanceType, ProviderSettings
@@ -164,6 +164,9 @@ def _settings_from(
         if state["backend"] == "file":
             state.setdefault("path", ".recon/state.json")
             _check_state_path(run, f, state["path"])
+    rollout, rollout_problems = rollout_checks.parse_rollout(doc.rollout)
+    for p in rollout_problems:
+        run.report(f, p)
     return ProjectSettings(
         workspace=doc.workspace or "",
         provider=provider,
@@ -173,6 +176,7 @@ def _settings_from(
         state=state,
         exclude=tuple(doc.exclude or ()),
         limits=_limits(run, f, limits_raw),
+        rollout=rollout,
         source=SETTINGS_FILE,
     )
 

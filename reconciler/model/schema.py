@@ -241,6 +241,7 @@ class ReconFileDoc(_Strict):
     state: StateDoc | None = None
     exclude: list[str] | None = None
     limits: Any = None  # checked by the loader (endpoints/deployments: positive integers)
+    rollout: Any = None  # checked by reconciler.model.rollout_checks (guarded rollouts)
 
 
 KIND_MODELS: dict[str, type[_Strict]] = {

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.model import catalog, schema
 from reconciler.model.resources import InstanceType, ProviderSettings
+from reconciler.model.rollout import RolloutSettings
 
 SETTINGS_FILE = "recon.yaml"
 
@@ -26,6 +27,7 @@ class ProjectSettings(BaseModel):
     state: dict[str, Any] = Field(default_factory=lambda: {"backend": "file", "path": ".recon/state.json"})
     exclude: tuple[str, ...] = ()
     limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    rollout: RolloutSettings | None = None  # ``rollout:`` (guarded rollouts); None: no section
     source: str | None = None  # "recon.yaml" when the file exists
 
 
