@@ -76,7 +76,7 @@ class RemoteRules:
                 where,
                 f"{value} is a registered code asset: the {self.kind} provider runs the scoring code "
                 "from a folder of the project",
-                f"point code at the folder that holds {value.rsplit(':', 1)[0].rsplit('/', 1)[-1]}'s files, {_AZURE}",
+                f"point code at a folder of the project that holds the scoring code (code: ./src), {_AZURE}",
             )
             return None
         return {"asset": value}
