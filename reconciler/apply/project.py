@@ -21,6 +21,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -155,7 +156,7 @@ class Project:
             read_once = functools.cache(self.read_state)
             desired = self.load_desired(read_once)
             recorded = prior = read_once()
-        return make_plan(
+        plan = make_plan(
             desired,
             prior,
             drift=drift,
@@ -164,6 +165,9 @@ class Project:
             capacity=capacity,
             recon_version=__version__,
         )
+        # when it was made (display only, not in the digest): the plan JSON's created_at and Terraform's timestamp
+        made = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return plan.model_copy(update={"created_at": made})
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:

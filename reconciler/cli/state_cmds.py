@@ -14,7 +14,7 @@ from typing import Any
 import click
 import yaml
 
-from reconciler.cli.app import cli, project_root
+from reconciler.cli.app import ProjectPath, cli, project_root
 from reconciler.model.errors import StateError, StateLockedError
 from reconciler.state.document import State
 from reconciler.state.manager import StateManager, holder_alive, open_state_manager
@@ -103,7 +103,7 @@ def state_pull(ctx: click.Context, serial: int | None) -> None:
 
 
 @state_group.command("push")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=ProjectPath(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Write even if the lineage differs or the serial is lower.")
 @click.pass_context
 def state_push(ctx: click.Context, file: Path, force: bool) -> None:

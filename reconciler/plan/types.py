@@ -85,23 +85,6 @@ class ResourceChange(BaseModel):
     reason: str | None = None
     source: str | None = None  # "file:line" of the declaration, display only
 
-    def to_terraform(self) -> dict[str, Any]:
-        """Terraform plan JSON's resource_changes entry."""
-        return {
-            "address": self.address,
-            "mode": "managed",
-            "type": f"recon_{self.type}",
-            "name": self.name,
-            "provider_name": f"recon/{self.provider}",
-            "change": {
-                "actions": self.action.terraform_actions,
-                "before": self.before,
-                "after": self.after,
-                "replace_paths": [p.split(".") for p in self.replace_paths],
-            },
-            "action_reason": self.reason,
-        }
-
 
 class StepKind(StrEnum):
     """The operations apply carries out."""

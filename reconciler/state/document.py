@@ -10,7 +10,7 @@ ids, scoring URI, provisioning state, instances). Secrets never go in here.
 Intent before action: before apply asks a provider to change a resource it records the operation
 on the resource (``pending``: the step and the attributes it moves to) and clears it when it
 records the result. A ``pending`` operation found by the next run is one an apply was killed in the
-middle of: the next plan finishes it or rolls it back (``reconciler.plan.planner``), so a SIGKILL
+middle of: the next plan finishes it or rolls it back (``reconciler.plan.actions``), so a SIGKILL
 at any moment leaves a state that is read truthfully.
 
 Format versions: 1 (release 0.1.0) had no ``pending``; 2 adds it. Both are read; version 2 is
