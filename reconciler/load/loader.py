@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from reconciler.load import inputs, kinds, sources
+from reconciler.load import cost_settings, inputs, kinds, sources
 from reconciler.load.builder import Builder
 from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.model import catalog, checks, schema
@@ -162,6 +162,9 @@ def _settings_from(
         state=state,
         exclude=tuple(doc.exclude or ()),
         limits=_limits(run, f, limits_raw),
+        pricing=cost_settings.pricing_settings(run, f, doc),
+        prices=cost_settings.price_table(run, f, doc.prices),
+        budget=cost_settings.budget(run, f, doc),
         source=SETTINGS_FILE,
     )
 

@@ -279,6 +279,20 @@ class StateDoc(_Strict):
     name: str | None = None
 
 
+class PricingDoc(_Strict):
+    fetch: bool | None = None
+    region: str | None = None
+    currency: str | None = None
+    cache_hours: float | None = None
+    url: str | None = None
+    timeout: float | None = None
+
+
+class BudgetDoc(_Strict):
+    monthly: float | None = None
+    increase: float | None = None
+
+
 class ReconFileDoc(_Strict):
     workspace: str | None = None
     provider: dict[str, Any] | None = None
@@ -287,6 +301,9 @@ class ReconFileDoc(_Strict):
     state: StateDoc | None = None
     exclude: list[str] | None = None
     limits: Any = None  # checked by the loader (endpoints/deployments: positive integers)
+    pricing: PricingDoc | None = None
+    prices: Any = None  # checked by the loader (instance type: a price per hour >= 0)
+    budget: BudgetDoc | None = None
 
 
 KIND_MODELS: dict[str, type[_Strict]] = {
