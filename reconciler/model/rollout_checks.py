@@ -31,8 +31,8 @@ from reconciler.model.rollout import (
     ON_FAILURE,
     ON_INCONCLUSIVE,
     Analysis,
-    OnFailure,
     LatencyLimit,
+    OnFailure,
     RolloutSettings,
     format_duration,
 )
