@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.model import catalog, schema
 from reconciler.model.resources import InstanceType, ProviderSettings
+from reconciler.model.rollout import RolloutSettings
 
 SETTINGS_FILE = "recon.yaml"
 
@@ -64,6 +65,7 @@ class ProjectSettings(BaseModel):
     pricing: PricingSettings = Field(default_factory=PricingSettings)
     prices: dict[str, float] = Field(default_factory=dict)  # per hour, by instance type; wins over the API
     budget: Budget | None = None
+    rollout: RolloutSettings | None = None  # ``rollout:`` (guarded rollouts); None: no section
     source: str | None = None  # "recon.yaml" when the file exists
 
 
