@@ -14,7 +14,7 @@ The rules:
 3. Providers: ``reconciler`` below ``plan`` never imports ``providers``; ``plan`` imports only
    ``providers.base``; ``apply`` and ``cli`` import ``providers.base`` and the registry
    (``providers``), never a provider's package.
-4. A provider package (``providers/<kind>/``, ``providers/fake.py``) imports only ``providers.base``,
+4. A provider package (``providers/<kind>/``, ``providers/fake/``) imports only ``providers.base``,
    ``providers.shared.*``, its own modules, and from ``reconciler`` only the protocol modules
    (``reconciler.model.*``, ``reconciler.plan.types``, ``reconciler.state.document``). One provider
    never imports another. ``providers.shared`` and ``providers.base`` follow the same rule and import

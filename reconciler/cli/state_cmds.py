@@ -139,9 +139,12 @@ def state_history(ctx: click.Context, limit: int) -> None:
     if not entries:
         click.echo(f"No state history in {mgr.describe()}.")
         return
-    click.echo(f"{'SERIAL':>7}  {'WRITTEN (UTC)':<25}  {'SIZE':>9}  {'WHO':<24}  LINEAGE")
+    noted = any(e.note for e in entries)
+    header = f"{'SERIAL':>7}  {'WRITTEN (UTC)':<25}  {'SIZE':>9}  {'WHO':<24}  {'LINEAGE':<36}"
+    click.echo((header + "  NOTE" if noted else header).rstrip())
     for e in entries:
-        click.echo(f"{e.serial:>7}  {e.written_at:<25}  {e.size:>9}  {e.who or '-':<24}  {e.lineage}")
+        line = f"{e.serial:>7}  {e.written_at:<25}  {e.size:>9}  {e.who or '-':<24}  {e.lineage:<36}"
+        click.echo((f"{line}  {e.note}" if e.note else line).rstrip())
 
 
 @state_group.command("migrate")

@@ -20,8 +20,10 @@ from typing import Any, cast
 from reconciler.load.crossdoc import CrossDocumentRules
 from reconciler.load.digests import Digests
 from reconciler.load.references import AssetIndex
+from reconciler.load.remote import RemoteRules
 from reconciler.load.run import LoadedFile, LoadRun
-from reconciler.model import catalog, checks, schema
+from reconciler.load.scripts import syntax_error
+from reconciler.model import catalog, checks, conda, schema
 from reconciler.model.resources import (
     Attributes,
     BuildContext,
@@ -57,7 +59,12 @@ def _s(value: Any) -> str:
 
 
 def _is_remote(value: str) -> bool:
+    """A build context Azure fetches (a git or https URL)."""
     return "://" in value or value.startswith("azureml:")
+
+
+def _digest_of(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
 class Builder:
@@ -69,7 +76,8 @@ class Builder:
         self.resources: dict[str, Resource] = {}
         self.origin: dict[str, tuple[LoadedFile, int]] = {}
         self.files = Digests(run, settings.limits)
-        self.assets = AssetIndex(run, recorded)
+        self.remote = RemoteRules(run, settings.provider.kind)
+        self.assets = AssetIndex(run, recorded, self.remote)
         self.endpoints: dict[str, LoadedFile] = {}
         self.deployments: dict[str, list[LoadedFile]] = {}
 
@@ -97,6 +105,7 @@ class Builder:
             quota=self.settings.quota,
             instance_types=self.settings.instance_types,
             state_settings=self.settings.state,
+            rollout=self.settings.rollout,
             resources=dict(sorted(self.resources.items())),
             warnings=[d.to_dict() for d in self.run.diagnostics if d.severity == "warning"],
         )
@@ -170,7 +179,10 @@ class Builder:
     ) -> ModelAttrs | None:
         """A model's attributes; name, version and anonymous are set by ``_asset``."""
         where = (*prefix, "path")
-        if _is_remote(doc.path):
+        remote = self.remote.model_path(f, where, doc.path, anonymous=bool(prefix) and doc.name is None)
+        if remote is None:
+            return None
+        if remote:
             rel, digest = doc.path, "sha256:" + hashlib.sha256(doc.path.encode()).hexdigest()
         else:
             target = self.files.local(f, doc.path, where, "model", None)
@@ -178,16 +190,18 @@ class Builder:
             if target is None or found is None:
                 return None
             rel, digest = self.run.rel(target), found
-        return {
+        attrs = {
             "path": rel,
             "type": (doc.type or "custom_model").lower(),
             "description": doc.description,
             "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
             "content_digest": digest,
+            **_extra(doc, "system_metadata", "default_deployment_template", "allowed_deployment_templates"),
             "name": "",
             "version": "",
             "anonymous": False,
         }
+        return cast(ModelAttrs, attrs)
 
     def _env_attrs(
         self, f: LoadedFile, doc: schema.InlineEnvironmentDoc, prefix: tuple[Any, ...]
@@ -196,7 +210,10 @@ class Builder:
         ok = True
         conda_rel = conda = conda_digest = build_digest = None
         build: BuildContext | None = None
-        if doc.conda_file is not None:
+        if isinstance(doc.conda_file, dict):  # the conda environment written inline
+            conda, conda_digest = self._inline_conda(f, doc.conda_file, (*prefix, "conda_file"))
+            ok = conda is not None
+        elif isinstance(doc.conda_file, str):
             target = self.files.local(f, doc.conda_file, (*prefix, "conda_file"), "conda", False)
             if target is None:
                 ok = False
@@ -227,7 +244,7 @@ class Builder:
             "build": build_digest,
             "dockerfile_path": build["dockerfile_path"] if build else None,
         }
-        return {
+        attrs = {
             "image": doc.image,
             "conda_file": conda_rel,
             "conda": conda,
@@ -238,11 +255,22 @@ class Builder:
             "os_type": (doc.os_type or "linux").lower(),
             "description": doc.description,
             "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
-            "content_digest": "sha256:" + hashlib.sha256(canonical_json(content).encode()).hexdigest(),
+            "content_digest": _digest_of(content),
+            **_extra(doc, "auto_delete_setting"),
             "name": "",
             "version": "",
             "anonymous": False,
         }
+        return cast(EnvironmentAttrs, attrs)
+
+    def _inline_conda(self, f: LoadedFile, value: dict[str, Any], where: tuple[Any, ...]) -> tuple[Any, Any]:
+        """An inline ``conda_file``: checked as a conda file is; its digest is its content's."""
+        problems = conda.check_conda(value)
+        if problems:
+            first = problems[0]
+            self.run.error(f, (*where, *first.path), f"not a conda environment: {first.message}", first.hint)
+            return None, None
+        return value, _digest_of(value)
 
     # -- endpoints and deployments
 
@@ -263,14 +291,17 @@ class Builder:
         code: CodeRef | None = None
         script = None
         cc = doc.code_configuration
-        if cc is not None:
+        if cc is not None and cc.code is not None and self.remote.is_code_asset(cc.code):
+            code = self.remote.code(f, ("code_configuration", "code"), cc.code)
+            script = _posix_path(cc.scoring_script) if code else None
+        elif cc is not None:
             where = ("code_configuration", "code")
             code_dir = self.files.local(f, cc.code or ".", where, "code", True)
             code_digest = self.files.digest(f, where, "code", code_dir) if code_dir is not None else None
             if code_dir is not None and code_digest is not None:
                 code = {"path": self.run.rel(code_dir), "digest": code_digest}
                 script = _posix_path(cc.scoring_script)
-                self.files.local(
+                found = self.files.local(
                     f,
                     cc.scoring_script,
                     ("code_configuration", "scoring_script"),
@@ -278,7 +309,10 @@ class Builder:
                     False,
                     base=code_dir,
                 )
+                if found is not None:
+                    self._script_syntax(f, found)
         scale = _scale(doc)
+        self.remote.autoscale(f, scale, managed=not k8s)
         count = doc.instance_count
         if count is None:
             count = scale.get("min_instances", 1)
@@ -305,7 +339,7 @@ class Builder:
             "egress_public_network_access": None
             if k8s or doc.egress_public_network_access is None
             else doc.egress_public_network_access.lower(),
-            "data_collector": doc.data_collector,
+            "data_collector": f.data.get("data_collector"),  # as written (checked against Azure's schema)
             "extra": {
                 k: v
                 for k, v in (
@@ -320,6 +354,19 @@ class Builder:
         if address not in self.origin:
             self.deployments.setdefault(endpoint_address(ep), []).append(f)
         self._add(f, address, "deployment", name, attrs, depends)
+
+    def _script_syntax(self, f: LoadedFile, script: Path) -> None:
+        """A scoring script that is not valid Python is refused, as the Azure ML CLI refuses it."""
+        wrong = syntax_error(script)
+        if wrong is not None:
+            line, what = wrong
+            at = f"line {line}: " if line else ""
+            self.run.error(
+                f,
+                ("code_configuration", "scoring_script"),
+                f"the scoring script {self.run.rel(script)} is not valid Python: {at}{what}",
+                "fix the script; instances would fail at init() (Azure's CLI refuses it too, before it sends)",
+            )
 
     def _asset_field(self, f: LoadedFile, value: Any, kind: str, owner: str) -> str | None:
         if isinstance(value, str):
@@ -359,6 +406,18 @@ class Builder:
 def _posix_path(value: str) -> str:
     """A relative path normalised and written with ``/`` (scoring scripts, as Azure records them)."""
     return Path(os.path.normpath(value)).as_posix()
+
+
+def _extra(doc: Any, *fields: str) -> dict[str, Any]:
+    """``{"extra": {...}}`` with the newer optional fields the document sets (none: no key at all,
+    so that a project that does not use them plans exactly as before)."""
+    values = {k: getattr(doc, k) for k in fields if getattr(doc, k, None) is not None}
+    found = {k: v.model_dump() if hasattr(v, "model_dump") else _dumped(v) for k, v in values.items()}
+    return {"extra": found} if found else {}
+
+
+def _dumped(value: Any) -> Any:
+    return [v.model_dump() if hasattr(v, "model_dump") else v for v in value] if isinstance(value, list) else value
 
 
 def _is_address(value: str) -> bool:

@@ -16,32 +16,21 @@ mtime_ns), so a folder shared by many deployments is read once.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from reconciler.load import inputs, sources
+from reconciler.load import cost_settings, inputs, kinds, sources
 from reconciler.load.builder import Builder
 from reconciler.load.run import LoadedFile, LoadRun
-from reconciler.model import catalog, checks, schema
+from reconciler.model import catalog, checks, rollout_checks, schema
 from reconciler.model.checks import Problem
 from reconciler.model.errors import ConfigError, Diagnostic
 from reconciler.model.resources import DesiredState, InstanceType, ProviderSettings
 from reconciler.model.settings import DEFAULT_LIMITS, SETTINGS_FILE, ProjectSettings
 from reconciler.state.document import State
 
-SCHEMA_HINT = "add `$schema: https://azuremlschemas.azureedge.net/latest/<kind>.schema.json` (kind: managedOnlineEndpoint, managedOnlineDeployment, kubernetesOnlineEndpoint, kubernetesOnlineDeployment, model, environment), or exclude the file in recon.yaml (`exclude: [path/glob]`)"
-_SCHEMA_KINDS = {
-    "managedonlineendpoint": "managed_endpoint",
-    "managedonlinedeployment": "managed_deployment",
-    "kubernetesonlineendpoint": "kubernetes_endpoint",
-    "kubernetesonlinedeployment": "kubernetes_deployment",
-    "model": "model",
-    "environment": "environment",
-}
-_SCHEMA_RE = re.compile(r"([A-Za-z]+)\.schema\.json\s*$")
 _CONDA_KEYS = {"name", "channels", "dependencies", "prefix", "variables"}
 # --- files and parsing --------------------------------------------------------------------
 
@@ -164,6 +153,9 @@ def _settings_from(
         if state["backend"] == "file":
             state.setdefault("path", ".recon/state.json")
             _check_state_path(run, f, state["path"])
+    rollout, rollout_problems = rollout_checks.parse_rollout(doc.rollout)
+    for p in rollout_problems:
+        run.report(f, p)
     return ProjectSettings(
         workspace=doc.workspace or "",
         provider=provider,
@@ -173,6 +165,10 @@ def _settings_from(
         state=state,
         exclude=tuple(doc.exclude or ()),
         limits=_limits(run, f, limits_raw),
+        pricing=cost_settings.pricing_settings(run, f, doc),
+        prices=cost_settings.price_table(run, f, doc.prices),
+        budget=cost_settings.budget(run, f, doc),
+        rollout=rollout,
         source=SETTINGS_FILE,
     )
 
@@ -266,7 +262,7 @@ def load_project(root: Path, recorded: State | Callable[[], State | None] | None
     for f in files:
         if not f.ok or f.spath in conda_refs or _looks_like_conda(f.data):
             continue
-        f.kind = _classify(run, f)
+        f.kind = kinds.classify(run, f)
         if f.kind is not None and _validate(run, f):
             documents.append(f)
     desired = Builder(run, settings, recorded).build(documents)
@@ -297,56 +293,6 @@ def _looks_like_conda(data: Any) -> bool:
     )
 
 
-def _classify(run: LoadRun, f: LoadedFile) -> str | None:
-    """The document's kind from ``$schema``, else from its fields; None (and an error) if unknown."""
-    data = f.data
-    if data is None:
-        run.warn(f, (), "empty YAML file ignored", "delete it or exclude it in recon.yaml")
-        return None
-    if not isinstance(data, dict):
-        run.error(f, (), f"a resource document must be a mapping, not a {type(data).__name__}", SCHEMA_HINT)
-        return None
-    declared = data.get("$schema")
-    if declared is not None:
-        m = _SCHEMA_RE.search(str(declared))
-        kind = _SCHEMA_KINDS.get(m.group(1).lower()) if m else None
-        if kind is None:
-            run.error(
-                f,
-                ("$schema",),
-                f"{declared!r} is not a kind recon manages",
-                "recon reads managed/kubernetes online endpoints and deployments, models and "
-                "environments; exclude other files in recon.yaml (`exclude: [glob]`)",
-            )
-        return kind
-    return _guess_kind(run, f, data)
-
-
-def _guess_kind(run: LoadRun, f: LoadedFile, data: dict[str, Any]) -> str | None:
-    keys = set(data)
-    if "endpoint_name" in keys:
-        k8s = str(data.get("type", "")).lower() == "kubernetes" or "resources" in keys
-        return "kubernetes_deployment" if k8s else "managed_deployment"
-    if "compute" in keys:
-        return "kubernetes_endpoint"
-    if keys & {"auth_mode", "traffic", "mirror_traffic", "public_network_access", "identity"}:
-        return "managed_endpoint"
-    envish = keys & {"image", "build", "conda_file", "inference_config", "os_type"}
-    if envish and "path" not in keys:
-        return "environment"
-    if "path" in keys and not envish:
-        return "model"
-    run.error(
-        f,
-        (),
-        "cannot tell which kind of resource this file declares (fields: "
-        + ", ".join(sorted(map(str, keys)))
-        + ")",
-        SCHEMA_HINT,
-    )
-    return None
-
-
 def _validate(run: LoadRun, f: LoadedFile) -> bool:
     """Schema and per-document rules; the parsed document goes to ``f.doc``.
 
@@ -364,7 +310,7 @@ def _validate(run: LoadRun, f: LoadedFile) -> bool:
     if doc is not None and not placeholders:
         problems += _check(f, doc)
     for p in problems:
-        run.report(f, p)
+        run.report(f, kinds.explain(f.kind, p))
     f.doc = doc
     return doc is not None and not placeholders
 

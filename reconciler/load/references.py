@@ -2,8 +2,9 @@
 
 ``AssetIndex`` knows the versions the project declares and the versions the recorded state holds
 (anonymous assets excluded). It resolves ``azureml:NAME:VERSION`` and ``azureml:NAME@latest`` to
-an address (registry and ARM ids stay verbatim, with a warning that local providers cannot
-materialise them; Azure's curated ``azureml-*`` environments likewise), and picks the version of an
+an address (registry and ARM ids stay verbatim, and so do Azure's curated ``azureml-*``
+environments: ``remote.RemoteRules`` says whether the project's provider can use them), refuses a
+reference that does not split into one name and one version, and picks the version of an
 asset declared without one: the recorded version with the same content, else the next integer
 after every known version. A reference to nothing known is an error naming the known versions or
 the closest name.
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from reconciler.load.remote import RemoteRules
 from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.model import checks
+from reconciler.model.remote import unsplittable
 from reconciler.model.resources import EnvironmentAttrs, ModelAttrs, as_asset, asset_address
 from reconciler.state.document import State
 
@@ -26,8 +29,9 @@ def _version_key(version: str) -> tuple[int, int, str]:
 class AssetIndex:
     """Declared and recorded versions of models and environments, by kind and name."""
 
-    def __init__(self, run: LoadRun, recorded: State | None) -> None:
+    def __init__(self, run: LoadRun, recorded: State | None, remote: RemoteRules) -> None:
         self.run = run
+        self.remote = remote
         self.declared: dict[str, dict[str, set[str]]] = {"model": {}, "environment": {}}
         self.recorded: dict[str, dict[str, dict[str, ModelAttrs | EnvironmentAttrs]]] = {
             "model": {},
@@ -57,13 +61,7 @@ class AssetIndex:
     def resolve(self, f: LoadedFile, kind: str, ref: str, path: tuple[Any, ...]) -> str | None:
         """``azureml:NAME:VERSION`` / ``azureml:NAME@latest`` -> an address; registry/ARM ids stay verbatim."""
         if ref.startswith("azureml://") or ref.startswith("azureml:/"):
-            self.run.warn(
-                f,
-                path,
-                f"{ref} is an external {kind} reference",
-                f"local providers cannot materialise it; declare the {kind} in the project to run it locally",
-            )
-            return ref
+            return ref if self.remote.external_reference(f, path, kind, ref) else None
         if not ref.startswith("azureml:"):
             self.run.error(
                 f,
@@ -89,6 +87,12 @@ class AssetIndex:
             version = max(versions, key=_version_key)
         elif ":" in body:
             name, version = body.split(":", 1)
+            if unsplittable(version) is not None:
+                self.run.error(
+                    f, path, f"{ref!r} does not split into one name and one version",
+                    f"write azureml:NAME:VERSION (one colon between them), e.g. azureml:{name}:1",
+                )
+                return None
             if kind == "model" and not (version.isdigit() and int(version) >= 1):
                 self.run.error(
                     f,
@@ -107,13 +111,8 @@ class AssetIndex:
         return self._unresolved(f, kind, ref, name, path)
 
     def _unresolved(self, f: LoadedFile, kind: str, ref: str, name: str, path: tuple[Any, ...]) -> str | None:
-        if kind == "environment" and name.lower().startswith("azureml-"):
-            self.run.warn(
-                f,
-                path,
-                f"{ref} is an Azure curated environment",
-                "local providers cannot materialise it; declare an environment in the project to run it locally",
-            )
+        if kind == "environment" and name.lower().startswith("azureml-"):  # curated: Azure's own
+            self.remote.external_reference(f, path, kind, ref)
             return ref
         known = sorted(
             self.declared[kind].get(name, set()) | set(self.recorded[kind].get(name, {})), key=_version_key

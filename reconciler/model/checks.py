@@ -17,6 +17,9 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from reconciler.model.collector import check_data_collector
+from reconciler.model.quantities import parse_cpu, parse_memory_gb
+from reconciler.model.remote import unsplittable
 from reconciler.model.schema import (
     AUTH_MODES,
     DEPLOYMENT_TYPES,
@@ -36,7 +39,10 @@ from reconciler.model.schema import (
     ManagedDeploymentDoc,
     ManagedEndpointDoc,
     ProbeDoc,
+    ResourcesDoc,
 )
+
+GPU = "nvidia.com/gpu"
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,12 @@ def check_name(name: str, path: tuple[Any, ...], what: str, out: list[Problem]) 
                 "render the template before running recon, or exclude this file in recon.yaml",
             )
         )
-    elif not NAME_RE.match(name) or "--" in name:
+    elif not NAME_RE.match(name):
         out.append(
             Problem(
                 path,
                 f"{name!r} is not a valid {what} name",
-                "start with a letter; use letters, digits and single hyphens; do not end with a hyphen",
+                "start with a letter; use letters, digits and hyphens; do not end with a hyphen",
             )
         )
     elif not 3 <= len(name) <= 32:
@@ -208,15 +214,7 @@ def check_deployment(doc: ManagedDeploymentDoc | KubernetesDeploymentDoc, kind: 
     out: list[Problem] = []
     check_name(doc.name, ("name",), "deployment", out)
     check_name(doc.endpoint_name, ("endpoint_name",), "endpoint", out)
-    check_enum(doc.type, DEPLOYMENT_TYPES, ("type",), out)
-    if doc.type is not None and doc.type.lower() in DEPLOYMENT_TYPES and doc.type.lower() != kind:
-        out.append(
-            Problem(
-                ("type",),
-                f"type {doc.type!r} contradicts the {kind} deployment schema",
-                f"use type: {kind} or the matching $schema",
-            )
-        )
+    check_enum(doc.type, DEPLOYMENT_TYPES, ("type",), out)  # the kind follows it (the loader's)
     if kind == "kubernetes":
         total = len(doc.name) + len(doc.endpoint_name)
         if not 6 <= total <= 62:
@@ -299,11 +297,42 @@ def check_deployment(doc: ManagedDeploymentDoc | KubernetesDeploymentDoc, kind: 
             )
     _check_probe(doc.liveness_probe, "liveness_probe", out)
     _check_probe(doc.readiness_probe, "readiness_probe", out)
+    if doc.data_collector is not None:
+        out += [Problem(*found) for found in check_data_collector(doc.data_collector)]
+    if isinstance(doc, KubernetesDeploymentDoc) and doc.resources is not None:
+        _check_resources(doc.resources, out)
     return out
+
+
+def _check_resources(res: ResourcesDoc, out: list[Problem]) -> None:
+    """Kubernetes quantities that parse, and a GPU request equal to its limit (Kubernetes does not
+    overcommit extended resources: a pod whose GPU request differs from its limit is refused)."""
+    for part in ("requests", "limits"):
+        amounts = getattr(res, part)
+        if amounts is None:
+            continue
+        for key, parse, example in (("cpu", parse_cpu, '"500m" or "2"'), ("memory", parse_memory_gb, '"512Mi" or "2Gi"')):
+            value = getattr(amounts, key)
+            if value is not None and parse(value) is None:
+                out.append(Problem(("resources", part, key), f"{value!r} is not a Kubernetes quantity",
+                                   f"write e.g. {key}: {example}"))
+        gpu = amounts.gpu
+        if gpu is not None and not gpu.strip().isdigit():
+            out.append(Problem(("resources", part, GPU), f"{gpu!r} is not a whole number of GPUs",
+                               f'write e.g. {GPU}: "1"'))
+    requested = res.requests.gpu if res.requests else None
+    limit = res.limits.gpu if res.limits else None
+    wanted = int(requested) if requested is not None and requested.strip().isdigit() else 0
+    if wanted and (limit is None or (limit.strip().isdigit() and int(limit) != wanted)):
+        out.append(Problem(
+            ("resources", "requests", GPU),
+            f"{wanted} GPU(s) requested " + (f"with a limit of {limit}" if limit else "without a GPU limit"),
+            f'Kubernetes requires them equal: set resources.limits.{GPU}: "{wanted}"'))
 
 
 def check_model(doc: InlineModelDoc, prefix: tuple[Any, ...] = ()) -> list[Problem]:
     out: list[Problem] = []
+    _check_splittable(doc.name, None, "model", prefix, out)
     check_enum(doc.type, MODEL_TYPES, (*prefix, "type"), out)
     if doc.version is not None and not _is_positive_int(doc.version):
         out.append(
@@ -345,6 +374,27 @@ def check_environment(doc: InlineEnvironmentDoc, prefix: tuple[Any, ...] = ()) -
                 "install the conda environment in the Dockerfile",
             )
         )
-    if doc.version is not None and (isinstance(doc.version, bool) or not isinstance(doc.version, str | int)):
+    if doc.version is not None and (isinstance(doc.version, bool) or not isinstance(doc.version, str | int | float)):
         out.append(Problem((*prefix, "version"), f"wrong type: got {doc.version!r}", "expected a string"))
+    elif doc.version is not None:
+        _check_splittable(doc.name, str(doc.version), "environment", prefix, out)
+    else:
+        _check_splittable(doc.name, None, "environment", prefix, out)
+    if doc.conda_file is not None and not isinstance(doc.conda_file, str | dict):
+        out.append(Problem((*prefix, "conda_file"), f"wrong type: got {doc.conda_file!r}",
+                           "expected the path of a conda environment file, or the environment as a mapping"))
     return out
+
+
+def _check_splittable(
+    name: str | None, version: str | None, kind: str, prefix: tuple[Any, ...], out: list[Problem]
+) -> None:
+    """An asset's name and version must stand in ``azureml:NAME:VERSION`` and ``azureml:NAME@latest``
+    (Azure splits a reference at its separators: a name with a colon would name another asset)."""
+    for field, text in (("name", name), ("version", version)):
+        why = unsplittable(text) if text is not None else None
+        if why is not None:
+            ref = f"azureml:{name}:{version or 1}" if field == "name" else f"azureml:{name}:{version}"
+            out.append(Problem((*prefix, field), f"{kind} {field} {text!r} contains {why}: {ref} cannot be "
+                               "split into one name and one version",
+                               f"use letters, digits, '-', '_' and '.' in a {kind}'s {field}"))

@@ -6,9 +6,9 @@ scheme and a host (``https://``, ``wasbs://``, ``abfss://``, ``azureml://datasto
 registers such a model without uploading anything.
 
 A deployment's ``code_configuration.code`` names a registered code asset when it starts with
-``azureml:`` or is a code version's ARM id (the strings the Azure ML CLI v2 does not look for on
-disk): ``azureml:NAME:VERSION``, ``azureml:NAME@latest``, ``azureml:/subscriptions/.../codes/NAME/
-versions/V`` (or without ``azureml:``) and ``azureml://registries/REGISTRY/codes/NAME/versions/V``.
+``azureml:`` (the strings the Azure ML CLI v2 does not look for on disk): ``azureml:NAME:VERSION``,
+``azureml:NAME@latest``, ``azureml:/subscriptions/.../codes/NAME/versions/V`` and
+``azureml://registries/REGISTRY/codes/NAME/versions/V``.
 
 Both are Azure's to fetch. The providers that run instances from the project's own files
 (``RUNS_PROJECT_FILES``: local, docker, kubernetes) cannot: a plan for them refuses such a path at
@@ -37,7 +37,7 @@ _REGISTRY_CODE = re.compile(rf"^azureml://registries/{_SEGMENT}/codes/{_SEGMENT}
 _NAMED = re.compile(rf"^azureml:({_SEGMENT})(?::({_SEGMENT})|@({_SEGMENT}))$")
 CODE_FORMS = (
     "azureml:NAME:VERSION, azureml:NAME@latest, azureml://registries/REGISTRY/codes/NAME/versions/VERSION, "
-    "an ARM id (/subscriptions/.../codes/NAME/versions/VERSION), or a folder"
+    "an ARM id (azureml:/subscriptions/.../codes/NAME/versions/VERSION), or a folder"
 )
 
 
@@ -54,8 +54,10 @@ def is_uri(value: str) -> bool:
 
 
 def is_code_asset(value: str) -> bool:
-    """Whether ``code_configuration.code`` names a registered code asset rather than a folder."""
-    return value.startswith("azureml:") or bool(_ARM_CODE.match(value))
+    """Whether ``code_configuration.code`` names a registered code asset rather than a folder: it
+    starts with ``azureml:`` (an ARM id without it is a path to the Azure ML CLI, which then fails to
+    open the scoring script under it)."""
+    return value.startswith("azureml:")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class CodeAsset:
 
 def code_asset(value: str) -> CodeAsset | str:
     """The code asset ``value`` names, or what is wrong with it (a message; the hint is ``CODE_FORMS``)."""
-    if _REGISTRY_CODE.match(value) or _ARM_CODE.match(value.removeprefix("azureml:")):
+    if _REGISTRY_CODE.match(value) or (value.startswith("azureml:/") and _ARM_CODE.match(value[len("azureml:"):])):
         return CodeAsset(value)
     if value.startswith(("azureml://", "azureml:/")):
         return f"{value!r} is not a code asset's ARM id or registry URI"

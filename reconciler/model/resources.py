@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal, NotRequired, Required, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconciler.model.rollout import RolloutSettings
+
 ResourceType = Literal["environment", "model", "endpoint", "deployment"]
 
 #: ``{deployment name: percent}``: names lowercased, no zero entries (``normal_traffic``)
@@ -56,6 +58,7 @@ class EnvironmentAttrs(TypedDict):
     description: str | None
     tags: dict[str, str]
     content_digest: str
+    extra: NotRequired[dict[str, Any]]  # newer optional fields the file sets (auto_delete_setting)
 
 
 class ModelAttrs(TypedDict):
@@ -70,6 +73,7 @@ class ModelAttrs(TypedDict):
     description: str | None
     tags: dict[str, str]
     content_digest: str
+    extra: NotRequired[dict[str, Any]]  # newer optional fields the file sets (system_metadata, templates)
 
 
 class Identity(TypedDict):
@@ -94,9 +98,12 @@ class EndpointAttrs(TypedDict):
     traffic_declared: bool
 
 
-class CodeRef(TypedDict):
+class CodeRef(TypedDict, total=False):
+    """A code folder of the project (``path``, ``digest``) or a registered code asset (``asset``)."""
+
     path: str
     digest: str
+    asset: str
 
 
 class ScaleSettings(TypedDict, total=False):
@@ -280,19 +287,21 @@ class DesiredState(BaseModel):
     quota: dict[str, int] | None = None
     instance_types: dict[str, InstanceType] = Field(default_factory=dict)  # catalog incl. built-ins
     state_settings: dict[str, Any] = Field(default_factory=dict)
+    rollout: RolloutSettings | None = None  # recon.yaml ``rollout:`` (the gates the plan puts on steps)
     resources: dict[str, Resource] = Field(default_factory=dict)
     warnings: list[dict[str, Any]] = Field(default_factory=list)  # Diagnostic.to_dict() entries
 
     @cached_property
     def digest(self) -> str:  # computed once: it is a JSON dump of every resource
-        return digest_of(
-            {
-                "resources": {a: r.attributes for a, r in sorted(self.resources.items())},
-                "provider": self.provider.model_dump(),
-                "quota": self.quota,
-                "instance_types": {k: v.model_dump() for k, v in sorted(self.instance_types.items())},
-            }
-        )
+        data: dict[str, Any] = {
+            "resources": {a: r.attributes for a, r in sorted(self.resources.items())},
+            "provider": self.provider.model_dump(),
+            "quota": self.quota,
+            "instance_types": {k: v.model_dump() for k, v in sorted(self.instance_types.items())},
+        }
+        if self.rollout is not None:  # absent: the digest of a project without the section is unchanged
+            data["rollout"] = self.rollout.model_dump(mode="json")
+        return digest_of(data)
 
 
 def canonical_json(value: Any) -> str:

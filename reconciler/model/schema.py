@@ -4,8 +4,12 @@ The models mirror the Azure ML CLI v2 schemas (managedOnlineEndpoint, kubernetes
 managedOnlineDeployment, kubernetesOnlineDeployment, model, environment) and recon.yaml. Every model
 forbids unknown fields. Enumerated values stay plain strings here and are checked (case-insensitively,
 as Azure does) by ``reconciler.model.checks``, which also applies the per-document service limits.
-Fields that accept several shapes (``model``, ``environment``, asset ``version``) are typed ``Any``
-and checked by hand so that an error names one expected type, not a union's noise.
+Fields that accept several shapes (``model``, ``environment``, asset ``version``, ``conda_file``) are
+typed ``Any`` and checked by hand so that an error names one expected type, not a union's noise.
+
+Azure's loader also reads what ``az ml ... show`` writes into an exported file: read-only fields
+(``id``, ``provisioning_state``, ``creation_context``, ``utc_time_created``, ...). They are accepted
+here, as Azure accepts them, and never used: they change no plan (``_ReadOnly*``).
 
 This module holds what a document may contain (the models, the accepted values, the service
 limits); ``reconciler.model.checks`` holds what is wrong with one (``Problem``, ``parse_model``,
@@ -16,9 +20,11 @@ limits); ``reconciler.model.checks`` holds what is wrong with one (``Problem``, 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from reconciler.model.collector import DataCollectorDoc
 
 NAME_RE = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 WORKSPACE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
@@ -48,6 +54,26 @@ class _Document(_Strict):
     schema_: str | None = Field(None, alias="$schema")
 
 
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML's true/false: Azure's integer fields refuse them too
+        raise ValueError(f"got {value!r}, not a whole number")
+    return value
+
+
+# A whole number as Azure's loader reads one (marshmallow's Integer): 50, 50.0 and "50" alike.
+Percent = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+
+class _ReadOnlyEndpoint(_Strict):
+    """What ``az ml online-endpoint show`` adds to an endpoint: the service's, never used."""
+
+    id: Any = None
+    provisioning_state: Any = None
+    scoring_uri: Any = None
+    openapi_uri: Any = None
+    location: Any = None
+
+
 # --- endpoints -------------------------------------------------------------------------------
 
 
@@ -56,20 +82,20 @@ class IdentityDoc(_Strict):
     user_assigned_identities: Any = None
 
 
-class ManagedEndpointDoc(_Document):
+class ManagedEndpointDoc(_Document, _ReadOnlyEndpoint):
     name: str
     description: str | None = None
     tags: dict[str, Any] | None = None
     properties: dict[str, Any] | None = None
     auth_mode: str | None = None
     identity: IdentityDoc | None = None
-    traffic: dict[str, StrictInt] | None = None
-    mirror_traffic: dict[str, StrictInt] | None = None
+    traffic: dict[str, Percent] | None = None
+    mirror_traffic: dict[str, Percent] | None = None
     public_network_access: str | None = None
     kind: str | None = None
 
 
-class KubernetesEndpointDoc(_Document):
+class KubernetesEndpointDoc(_Document, _ReadOnlyEndpoint):
     name: str
     compute: str
     description: str | None = None
@@ -77,8 +103,8 @@ class KubernetesEndpointDoc(_Document):
     properties: dict[str, Any] | None = None
     auth_mode: str | None = None
     identity: IdentityDoc | None = None
-    traffic: dict[str, StrictInt] | None = None
-    mirror_traffic: dict[str, StrictInt] | None = None
+    traffic: dict[str, Percent] | None = None
+    mirror_traffic: dict[str, Percent] | None = None
     kind: str | None = None
 
 
@@ -101,18 +127,27 @@ class BuildDoc(_Strict):
     dockerfile_path: str | None = None
 
 
-class InlineEnvironmentDoc(_Strict):
+class _ReadOnlyAsset(_Strict):
+    """What ``az ml model|environment show`` adds to an asset: the service's, never used."""
+
+    id: Any = None
+    creation_context: Any = None
+    latest_version: Any = None
+    intellectual_property: Any = None
+
+
+class InlineEnvironmentDoc(_ReadOnlyAsset):
     name: str | None = None
     version: Any = None
     description: str | None = None
     tags: dict[str, Any] | None = None
-    properties: dict[str, Any] | None = None
     image: str | None = None
-    conda_file: str | None = None
+    conda_file: Any = None  # a path, or the conda environment inline (checked by hand)
     build: BuildDoc | None = None
     inference_config: InferenceConfigDoc | None = None
     os_type: str | None = None
     datastore: str | None = None
+    auto_delete_setting: dict[str, Any] | None = None  # newer: kept, sent to Azure
 
 
 class EnvironmentDoc(InlineEnvironmentDoc):
@@ -120,7 +155,11 @@ class EnvironmentDoc(InlineEnvironmentDoc):
     name: str  # required at top level
 
 
-class InlineModelDoc(_Strict):
+class DeploymentTemplateRef(_Strict):
+    asset_id: str
+
+
+class InlineModelDoc(_ReadOnlyAsset):
     name: str | None = None
     version: Any = None
     description: str | None = None
@@ -132,6 +171,11 @@ class InlineModelDoc(_Strict):
     stage: str | None = None
     job_name: str | None = None
     datastore: str | None = None
+    utc_time_created: Any = None  # read-only
+    # newer optional fields: kept, sent to Azure
+    system_metadata: dict[str, Any] | None = None
+    default_deployment_template: DeploymentTemplateRef | None = None
+    allowed_deployment_templates: list[DeploymentTemplateRef] | None = None
 
 
 class ModelDoc(InlineModelDoc):
@@ -153,10 +197,6 @@ class ProbeDoc(_Strict):
     timeout: int | None = None
     success_threshold: int | None = None
     failure_threshold: int | None = None
-    method: str | None = None
-    path: str | None = None
-    port: int | None = None
-    scheme: str | None = None
 
 
 class RequestSettingsDoc(_Strict):
@@ -174,9 +214,11 @@ class ScaleSettingsDoc(_Strict):
 
 
 class ResourceAmountsDoc(_Strict):
-    cpu: str | int | float | None = None
+    """Kubernetes quantities, as strings (Azure's schema refuses ``cpu: 0.5``: write ``cpu: "0.5"``)."""
+
+    cpu: str | None = None
     memory: str | None = None
-    gpu: str | int | None = Field(None, alias="nvidia.com/gpu")
+    gpu: str | None = Field(None, alias="nvidia.com/gpu")
 
 
 class ResourcesDoc(_Strict):
@@ -202,8 +244,12 @@ class _DeploymentDoc(_Document):
     liveness_probe: ProbeDoc | None = None
     readiness_probe: ProbeDoc | None = None
     app_insights_enabled: bool | None = None
-    data_collector: dict[str, Any] | None = None
+    data_collector: DataCollectorDoc | None = None
     model_mount_path: str | None = None
+    # read-only (``az ml online-deployment show``): never used
+    id: Any = None
+    provisioning_state: Any = None
+    creation_context: Any = None
 
 
 class ManagedDeploymentDoc(_DeploymentDoc):
@@ -233,6 +279,20 @@ class StateDoc(_Strict):
     name: str | None = None
 
 
+class PricingDoc(_Strict):
+    fetch: bool | None = None
+    region: str | None = None
+    currency: str | None = None
+    cache_hours: float | None = None
+    url: str | None = None
+    timeout: float | None = None
+
+
+class BudgetDoc(_Strict):
+    monthly: float | None = None
+    increase: float | None = None
+
+
 class ReconFileDoc(_Strict):
     workspace: str | None = None
     provider: dict[str, Any] | None = None
@@ -241,6 +301,10 @@ class ReconFileDoc(_Strict):
     state: StateDoc | None = None
     exclude: list[str] | None = None
     limits: Any = None  # checked by the loader (endpoints/deployments: positive integers)
+    pricing: PricingDoc | None = None
+    prices: Any = None  # checked by the loader (instance type: a price per hour >= 0)
+    budget: BudgetDoc | None = None
+    rollout: Any = None  # checked by reconciler.model.rollout_checks (guarded rollouts)
 
 
 KIND_MODELS: dict[str, type[_Strict]] = {

@@ -76,6 +76,7 @@ def _document(plan: Plan, unknowns: bool) -> dict[str, Any]:
         "drift": [d.model_dump(mode="json") for d in plan.drift],
         "steps": [_step_json(s) for s in plan.steps],
         "quota": plan.quota.model_dump(mode="json"),
+        "cost": plan.cost.model_dump(mode="json") if plan.cost is not None else None,
         "warnings": list(plan.warnings),
         "errors": list(plan.errors),
         "summary": plan.counts(),

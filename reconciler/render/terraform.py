@@ -44,7 +44,7 @@ STATE_FORMAT_VERSION = "1.0"
 #: recon's own version is ``recon_version``.
 TERRAFORM_VERSION = "1.15.5"
 #: recon's own version of its plan JSON: the meaning of recon's keys (``docs/plan-json.md``).
-RECON_FORMAT_VERSION = "2.0"
+RECON_FORMAT_VERSION = "2.1"  # 2.1 added ``cost``
 
 # The keywords Terraform's jsonplan gives ``action_reason`` that recon's plans can have.
 REPLACE_CANNOT_UPDATE = "replace_because_cannot_update"

@@ -132,7 +132,7 @@ def test_show_json_of_a_plan_file_as_terraform_show_json(runner: CliRunner, proj
     assert code == 0
     code, out, _ = run(runner, project, "show", "-json", str(tmp_path / "p.plan"))
     doc = json.loads(out)
-    assert code == 0 and (doc["format_version"], doc["recon_format_version"]) == ("1.2", "2.0")
+    assert code == 0 and (doc["format_version"], doc["recon_format_version"]) == ("1.2", "2.1")
     assert len(doc["planned_values"]["root_module"]["resources"]) == 4
     assert doc["timestamp"] and doc["timestamp"] == doc["created_at"]
     code, flag, _ = run(runner, project, "show", "--json", str(tmp_path / "p.plan"))

@@ -43,6 +43,7 @@ STRICTER: dict[str, str] = {
         "its model folder (./models) is not in the corpus, which carries data only: " + _MISSING,
     # endpoints
     "cases:endpoint/traffic-missing-deployment.yml": _TRAFFIC,
+    "cases:endpoint/traffic-text-percentage.yml": _TRAFFIC + " (a percentage written as text is read as Azure reads it)",
     "cases:endpoint/mirror-traffic-over-limit.yml": _TRAFFIC + "; and Azure mirrors at most 50%",
     "cases:endpoint/kubernetes-mirror-traffic.yml": _TRAFFIC + "; and Kubernetes endpoints do not mirror traffic",
     "cases:endpoint/no-schema-name-only.yml":
@@ -68,6 +69,16 @@ STRICTER: dict[str, str] = {
     "cases:deployment/environment-three-parts.yml":
         "azureml:judge-env:1:2 does not split into one name and one version: Azure's resolver would take "
         "version '1:2', which no environment can have",
+    "cases:deployment/code-no-version.yml":
+        "azureml:NAME names no version: Azure's create command refuses it when it resolves the reference "
+        "('Version must be provided'); recon says so at plan time",
+    "cases:deployment/kubernetes-gpu-request-without-limit.yml":
+        "Kubernetes requires a GPU request to equal its limit (extended resources are not overcommitted): "
+        "the cluster refuses the pod when Azure creates it",
+    "cases:deployment/kubernetes-gpu-request-above-limit.yml":
+        "Kubernetes requires a GPU request to equal its limit: the cluster refuses the pod",
+    "cases:deployment/kubernetes-memory-bad.yml":
+        "not a Kubernetes quantity: the cluster refuses the pod; recon reads quantities to count capacity",
     "cases:deployment/instance-type-unknown.yml":
         "recon counts quota by the instance type's cores and memory: an unknown size must be declared "
         "under instance_types in recon.yaml (Azure refuses an unknown size at create time)",
@@ -85,11 +96,22 @@ STRICTER: dict[str, str] = {
     "cases:model/no-path.yml":
         "a model without files has nothing to deploy; recon versions a model by its content",
     "cases:model/version-text.yml": "model versions are positive integers (Azure numbers them 1, 2, 3 ...)",
+    "cases:model/name-colon.yml":
+        "azureml:judge:model:1, the reference to this model, does not split into one name and one version",
     "cases:model/version-zero.yml": "model versions are positive integers (Azure numbers them 1, 2, 3 ...)",
     # environments
     "cases:environment/conda-inline-not-conda.yml":
         "recon reads a conda environment to install it (local, docker, kubernetes) and checks that it is one; "
         "Azure's loader passes any mapping on, and its image build fails on it later",
+    "cases:environment/version-colon.yml":
+        "azureml:judge-env:1:2, the reference to this version, does not split into one name and one version",
+    "cases:environment/name-colon.yml":
+        "azureml:judge:env:1, the reference to this environment, does not split into one name and one version",
+    "cases:environment/name-at.yml":
+        "azureml:judge@env:1, the reference to this environment, does not split (@ starts a label)",
+    "cases:environment/name-slash.yml":
+        "azureml:judge/env:1, the reference to this environment, does not split: Azure's resolver refuses it "
+        "('Could not parse ...')",
     "cases:environment/build-and-conda.yml":
         "a build context's Dockerfile makes the whole image: recon builds it for local, docker and kubernetes "
         "and would have to guess how the conda file fits; install it in the Dockerfile",
@@ -107,48 +129,7 @@ NOT_AZURE_KINDS: dict[str, str] = {
 }
 
 # Discrepancies not yet fixed (issue 25): each is expected to disagree until it is, and fails once it agrees.
-KNOWN: dict[str, str] = {
-    "cases:deployment/code-registered.yml": "a registered code asset as code",
-    "cases:deployment/code-latest.yml": "a registered code asset as code",
-    "cases:deployment/code-arm-id.yml": "a registered code asset as code",
-    "cases:deployment/code-registry.yml": "a registered code asset as code",
-    "cases:deployment/code-script-syntax-error.yml": "a scoring script that is not Python",
-    "cases:deployment/data-collector-collection-unknown-field.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-collections-list.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-enabled-bad.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-enabled-boolean.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-enabled-missing.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-data-version-number.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-no-collections.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-rolling-rate-bad.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-sampling-rate-bad.yml": "data_collector validated as Azure does",
-    "cases:deployment/data-collector-unknown-field.yml": "data_collector validated as Azure does",
-    "cases:deployment/environment-inline-conda-mapping.yml": "conda_file as an inline mapping",
-    "cases:deployment/kubernetes-cpu-number.yml": "Kubernetes amounts are strings to Azure",
-    "cases:deployment/kubernetes-gpu-number.yml": "Kubernetes amounts are strings to Azure",
-    "cases:deployment/kubernetes-no-type-no-resources.yml": "the kind of a deployment follows type:",
-    "cases:deployment/type-kubernetes-managed-schema.yml": "the kind of a deployment follows type:",
-    "cases:deployment/model-inline-named-runs-uri.yml": "a model path may be a URI",
-    "cases:deployment/probe-http-fields.yml": "probes have Azure's five fields only",
-    "cases:deployment/read-only-fields.yml": "read-only fields Azure exports",
-    "cases:deployment/scale-target-utilization.yml": "managed deployments scale by instance_count only",
-    "cases:endpoint/kubernetes-without-compute.yml": "the kind of an endpoint follows compute:",
-    "cases:endpoint/managed-with-compute.yml": "the kind of an endpoint follows compute:",
-    "cases:endpoint/name-double-hyphen.yml": "Azure's name rule",
-    "cases:endpoint/read-only-fields.yml": "read-only fields Azure exports",
-    "cases:endpoint/traffic-text-percentage.yml": "a percentage written as text",
-    "cases:environment/auto-delete-setting.yml": "newer optional fields",
-    "cases:environment/conda-inline.yml": "conda_file as an inline mapping",
-    "cases:environment/properties.yml": "environments have no properties",
-    "cases:environment/read-only-fields.yml": "read-only fields Azure exports",
-    "cases:environment/version-decimal.yml": "a number as an environment version",
-    "cases:model/deployment-templates.yml": "newer optional fields",
-    "cases:model/intellectual-property.yml": "read-only fields Azure exports",
-    "cases:model/read-only-fields.yml": "read-only fields Azure exports",
-    "cases:model/remote-models-uri.yml": "a model path may be a URI",
-    "cases:model/remote-runs.yml": "a model path may be a URI",
-    "cases:model/system-metadata.yml": "read-only fields Azure exports",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _files(root: Path, skip: str | None = None) -> list[str]:

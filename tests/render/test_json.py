@@ -12,7 +12,7 @@ def test_round_trips_through_json_loads_with_top_level_keys() -> None:
     plan = full_plan()
     doc = json.loads(render_json(plan))
     assert doc["format_version"] == "1.2"  # Terraform's plan JSON format, as its readers check it
-    assert doc["recon_format_version"] == "2.0"
+    assert doc["recon_format_version"] == "2.1"
     assert doc["plan_digest"] == plan.digest
     assert doc["recon_version"] == "0.1.0"
     assert (doc["lineage"], doc["serial"], doc["workspace"], doc["provider"]) == (

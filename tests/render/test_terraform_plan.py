@@ -48,7 +48,7 @@ def test_terraform_sections_come_first_in_terraform_order_then_recons_keys() -> 
     doc = _doc(full_plan())
     assert list(doc)[: len(TERRAFORM_KEYS)] == TERRAFORM_KEYS
     assert doc["terraform_version"] == "1.15.5"
-    assert doc["recon_format_version"] == "2.0" and doc["recon_version"] == "0.1.0"
+    assert doc["recon_format_version"] == "2.1" and doc["recon_version"] == "0.1.0"
     assert doc["plan_digest"] == full_plan().digest
 
 
@@ -229,5 +229,5 @@ def test_drift_report_carries_both_format_versions() -> None:
 
     plan = full_plan()
     doc = json.loads(render_drift_json([DriftItem(address=BLUE, kind="missing")], plan))
-    assert (doc["format_version"], doc["recon_format_version"]) == ("1.2", "2.0")
+    assert (doc["format_version"], doc["recon_format_version"]) == ("1.2", "2.1")
     assert doc["resource_drift"][0]["index"] == "my-endpoint"
