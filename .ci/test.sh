@@ -3,11 +3,13 @@
 #   1. install recon with its test extras (editable), once per pyproject.toml change; ruff and mypy (blocking);
 #   2. make the services the tests use available (each step idempotent, each a script of its own):
 #      a Docker engine (setup-docker.sh), the local/py-base:bookworm image (build-base-image.sh),
-#      PostgreSQL 15's server binaries (setup-postgres.sh), Azurite from npm (setup-azurite.sh);
+#      PostgreSQL 15's server binaries (setup-postgres.sh), Azurite from npm (setup-azurite.sh), azureml-core
+#      (the SDK v1) in a virtualenv of its own for import-v1's oracle test (setup-azureml-core.sh);
 #   3. run pytest over tests/ (arguments go to pytest; a path among them replaces tests/).
 #      "No tests ran" (exit 5) is a failure.
-# Environment: SKIP_INSTALL=1, SKIP_DOCKER=1, SKIP_POSTGRES=1, SKIP_AZURITE=1, SKIP_KUBERNETES=1 skip steps (outside CI only: with
-# CI=true every step runs); PYTHON picks the interpreter (default python3).
+# Environment: SKIP_INSTALL=1, SKIP_DOCKER=1, SKIP_POSTGRES=1, SKIP_AZURITE=1, SKIP_AZUREML_CORE=1,
+# SKIP_KUBERNETES=1, SKIP_PLAN_READERS=1 skip steps (outside CI only: with CI=true every step runs);
+# PYTHON picks the interpreter (default python3).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -48,6 +50,15 @@ if skip SKIP_KUBERNETES; then log "SKIP_KUBERNETES=1: no Kubernetes build (its t
     log "Kubernetes binaries: $(bash "$here/setup-kubernetes.sh" status) (build log: $k8s_cache/build.log)"
     nice -n 19 setsid bash "$here/setup-kubernetes.sh" build >>"$k8s_cache/build.log" 2>&1 </dev/null &
 fi
+# The plan readers of tests/readers (a Go program over hashicorp/terraform-json, and OPA), built once per
+# machine from the Go module proxy into RECON_READERS_CACHE, in the background like the Kubernetes
+# binaries; tests/readers waits for `setup-plan-readers.sh status`.
+if skip SKIP_PLAN_READERS; then log "SKIP_PLAN_READERS=1: no plan readers build (tests/readers will fail)"; else
+    readers_cache="${RECON_READERS_CACHE:-/var/cache/recon-plan-readers}"
+    mkdir -p "$readers_cache"
+    log "plan readers: $(bash "$here/setup-plan-readers.sh" status) (build log: $readers_cache/build.log)"
+    nice -n 19 setsid bash "$here/setup-plan-readers.sh" build >>"$readers_cache/build.log" 2>&1 </dev/null &
+fi
 if skip SKIP_INSTALL; then log "SKIP_INSTALL=1: not installing"; else step install install_package; fi
 lint() {  # ruff and mypy (strict, pyproject.toml) over the package; pinned versions, so blocking
     "$PYTHON" -m ruff check --quiet .
@@ -65,6 +76,10 @@ fi
 if skip SKIP_POSTGRES; then log "SKIP_POSTGRES=1: no PostgreSQL setup"; else step postgres bash "$here/setup-postgres.sh"; fi
 # Azurite (npm) for the Azure provider's tests; tests/azure starts it (and installs it if this was skipped)
 if skip SKIP_AZURITE; then log "SKIP_AZURITE=1: no Azurite setup"; else step azurite bash "$here/setup-azurite.sh"; fi
+# azureml-core for tests/migrate/test_oracle.py (which runs this script too, so a skipped step only moves the wait)
+if skip SKIP_AZUREML_CORE; then log "SKIP_AZUREML_CORE=1: no azureml-core setup"; else
+    step azureml-core env PYTHON="$PYTHON" bash "$here/setup-azureml-core.sh"
+fi
 
 # Arguments go to pytest; without a path among them, the whole of tests/ runs.
 pytest_args=("$@")

@@ -7,8 +7,8 @@ from typing import Any
 
 from providers.base import Provider, ProviderContext
 
-# kind -> "module:Class"; imported only when used, so that a missing SDK (docker, kubernetes)
-# is an error only for projects that ask for that provider.
+# kind -> "module:Class"; imported only when used, so that a missing SDK (docker, kubernetes, azure:
+# pip extras) is an error only for projects that ask for that provider, one that names the extra.
 # (azure: its SDKs are imported on the first request, so `recon validate` works without them.)
 PROVIDERS: dict[str, str] = {
     "local": "providers.local:LocalProvider",
@@ -21,6 +21,7 @@ PROVIDERS: dict[str, str] = {
 
 def get_provider(kind: str, settings: dict[str, Any], context: ProviderContext) -> Provider:
     from reconciler.model.errors import ConfigError, Diagnostic
+    from reconciler.model.extras import EXTRAS, require_extra
 
     target = PROVIDERS.get(kind)
     if target is None:
@@ -32,6 +33,8 @@ def get_provider(kind: str, settings: dict[str, Any], context: ProviderContext) 
                 hint="use one of: " + ", ".join(sorted(k for k in PROVIDERS if k != "fake")),
             )
         )
+    if kind in EXTRAS:  # its SDK, a pip extra: say which and how to install it before importing
+        require_extra(kind)
     module_name, _, class_name = target.partition(":")
     module = importlib.import_module(module_name)
     cls: type[Provider] = getattr(module, class_name)

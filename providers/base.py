@@ -38,6 +38,15 @@ Contract (after pulumi's dynamic ResourceProvider and Terraform's provider proto
 - No SDK type or exception leaves a provider: errors are ``ProviderError`` subclasses
   (``RetryableError`` / ``PermanentError``); results are plain dicts of JSON data.
 - Secrets (endpoint keys) never appear in outputs: ``credentials()`` reads them on demand.
+- Guarded rollouts (``measuring``, ``open_window``, ``close_window``): a provider that can measure
+  what clients get says so in ``measuring`` (the plan refuses ``rollout.analysis`` otherwise).
+  ``open_window(request)`` returns an opaque mark (JSON data) of an endpoint's counters now;
+  ``close_window(request, mark)`` reads them again and returns what happened since as
+  ``WindowStats`` (``reconciler.model.windows``: its docstring fixes what counts as a request and
+  as an error). ``request`` is the endpoint's (its attributes name it). Neither changes anything:
+  ``close_window`` may be called several times with one mark (the engine looks during a bake to
+  stop early on a clear failure). A deployment's outputs carry ``config_digest``, the label its
+  instances' series have in the stats, so the engine tells a rollout's new instances from its old.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from reconciler.model.errors import PermanentError
+from reconciler.model.windows import WindowStats
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
@@ -107,6 +118,22 @@ class Keys:
     scoring_uri: str
 
 
+@dataclass(frozen=True)
+class Measuring:
+    """What a provider can measure for guarded rollouts (``Provider.measuring``).
+
+    ``windows``: ``open_window``/``close_window`` work (False: the plan refuses ``rollout.analysis``).
+    ``digests``: its series tell a deployment's configurations apart (old and new instances during a
+    rolling update); without, a rolling update is judged once, after its last batch.
+    ``min_bake_s``: the grain of its metrics (Azure Monitor: one minute); a shorter bake is raised
+    to it, and the plan says so. ``source``: where the numbers come from, for people."""
+
+    windows: bool = False
+    digests: bool = True
+    min_bake_s: float = 0.0
+    source: str = ""
+
+
 EventSink = Callable[[str], None]
 
 
@@ -145,6 +172,7 @@ class Provider(ABC):
     """Base class of every provider. Constructed with its ``provider:`` settings from recon.yaml."""
 
     name: ClassVar[str]
+    measuring: ClassVar[Measuring] = Measuring()
 
     def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
         self.settings = settings
@@ -182,6 +210,15 @@ class Provider(ABC):
     def set_routing(
         self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
     ) -> dict[str, Any]: ...
+
+    # -- measuring (guarded rollouts) ---------------------------------------------------------
+    def open_window(self, request: ApplyRequest) -> dict[str, Any]:
+        """An opaque mark (JSON data) of the endpoint's counters now (see the module docstring)."""
+        raise PermanentError(f"provider {self.name} cannot measure requests (no metrics)")
+
+    def close_window(self, request: ApplyRequest, mark: dict[str, Any]) -> WindowStats:
+        """What the endpoint's deployments answered since ``mark``; changes nothing."""
+        raise PermanentError(f"provider {self.name} cannot measure requests (no metrics)")
 
     # -- operating -----------------------------------------------------------------------------
     def credentials(self, endpoint: StateResource) -> Keys:

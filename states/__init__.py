@@ -67,6 +67,9 @@ def open_backend(root: Path, settings: dict[str, Any] | None) -> StateBackend:
             "state.dsn",
             f"set {DSN_ENV} in the environment (keeps the password out of the repository) or state.dsn",
         )
+    from reconciler.model.extras import require_extra
+
+    require_extra("postgres")  # psycopg: say so, and how to install it, before anything connects
     from states.postgres import HISTORY_KEEP, PostgresBackend
 
     return PostgresBackend(

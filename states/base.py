@@ -15,6 +15,7 @@ end, so that an apply of N changes over a state of S resources writes O(N) bytes
 from __future__ import annotations
 
 import getpass
+import json
 import socket
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -58,6 +59,32 @@ class HistoryEntry:
     written_at: str  # ISO 8601 UTC
     size: int
     who: str = ""
+    note: str = ""  # why that version was written, when the writer said (``State.note``)
+
+
+_NOTE_KEY = b'\n  "note": '
+
+
+def note_of_document(head: bytes) -> str:
+    """The ``note`` of a full state document from its first bytes (top-level keys are sorted and
+    indented by two, so ``note`` comes before ``recon_version`` and ``resources``); "" if none."""
+    at = head.find(_NOTE_KEY)
+    if at < 0:
+        return ""
+    try:
+        value, _ = json.JSONDecoder().raw_decode(head[at + len(_NOTE_KEY):].decode("utf-8", "replace"))
+    except ValueError:
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def note_of_delta(delta: bytes) -> str:
+    """The ``note`` of a version stored as a journal delta (``{"del", "set", "top"}``); "" if none."""
+    try:
+        value = json.loads(delta).get("top", {}).get("note")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 @runtime_checkable

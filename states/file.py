@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState, who_am_i
+from states.base import HistoryEntry, StoredState, note_of_delta, note_of_document, who_am_i
 
 HISTORY_KEEP = 20
 HOLDER_INFO_WAIT_S = 1.0  # a lock held with no holder info yet: how long to look again
@@ -368,7 +368,8 @@ class FileBackend:
         base = self._base()
         for b, lineage, serial, at, delta in self._journals():
             if (b, lineage) == base or (self.history_dir / f"{b}.json").exists():
-                entries[serial] = HistoryEntry(serial=serial, lineage=lineage, written_at=at, size=len(delta))
+                entries[serial] = HistoryEntry(serial=serial, lineage=lineage, written_at=at, size=len(delta),
+                                               note=note_of_delta(delta))
         for entry in self._full_history(limit):
             entries[entry.serial] = entry
         return [entries[s] for s in sorted(entries, reverse=True)[:limit]]
@@ -388,7 +389,8 @@ class FileBackend:
             except OSError:  # a version written before the writer was recorded
                 who = ""
             entries.append(
-                HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data), who=who)
+                HistoryEntry(serial=serial, lineage=lineage, written_at=written, size=len(data), who=who,
+                             note=note_of_document(data[:4096]))
             )
         return entries
 

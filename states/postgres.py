@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState, who_am_i
+from states.base import HistoryEntry, StoredState, note_of_delta, note_of_document, who_am_i
 
 HISTORY_KEEP = 50
 CONNECT_TIMEOUT_S = 10
@@ -339,16 +339,19 @@ class PostgresBackend:
         conn = self._db()
         with self._errors("cannot read the state history"):
             rows = conn.execute(
-                "SELECT DISTINCT ON (serial) serial, lineage, written_at, size, who FROM ("
-                " SELECT serial, lineage, written_at, length(data) AS size, who, 0 AS kind, id FROM recon_states"
+                # a full version's note is near its start (sorted top-level keys); a delta's in its "top"
+                "SELECT DISTINCT ON (serial) serial, lineage, written_at, size, who, kind, head FROM ("
+                " SELECT serial, lineage, written_at, length(data) AS size, who, 0 AS kind, id,"
+                "  substring(data from 1 for 4096) AS head FROM recon_states"
                 "  WHERE name = %(name)s"
                 " UNION ALL"
-                " SELECT serial, lineage, written_at, length(delta), who, 1, id FROM recon_journal"
+                " SELECT serial, lineage, written_at, length(delta), who, 1, id, delta FROM recon_journal"
                 "  WHERE name = %(name)s) AS v ORDER BY serial DESC, kind, id DESC LIMIT %(limit)s",
                 {"name": self.name, "limit": limit},
             ).fetchall()
         return [
-            HistoryEntry(serial=r[0], lineage=r[1], written_at=r[2].isoformat(timespec="seconds"), size=r[3], who=r[4])
+            HistoryEntry(serial=r[0], lineage=r[1], written_at=r[2].isoformat(timespec="seconds"), size=r[3], who=r[4],
+                         note=note_of_delta(bytes(r[6])) if r[5] else note_of_document(bytes(r[6])))
             for r in rows
         ]
 

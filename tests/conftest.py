@@ -5,13 +5,18 @@
   lacks, written with Azure's own contract (init() loads the scikit-learn model from
   AZUREML_MODEL_DIR, run() returns predictions).
 - ``runner``: click's CliRunner, as click's own tests do.
+- ``retail_prices``: an emulator of the Azure Retail Prices API on 127.0.0.1 (``tests.prices_emulator``),
+  in a process of its own for the whole session: ``RECON_PRICES_URL`` points every plan a test
+  makes, in this process or in the ``recon`` processes it starts, at it. No test reaches the real API.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -53,6 +58,38 @@ def run(raw_data):
     logging.info("Request processed")
     return result.tolist()
 '''
+
+
+@pytest.fixture(scope="session", autouse=True)
+def retail_prices() -> Iterator[str]:
+    """The emulated Retail Prices API's URL, in ``RECON_PRICES_URL`` for the whole session. The
+    emulator runs in a process of its own: a thread here would change how recon parses (it forks
+    workers only in a process without other threads)."""
+    from reconciler.apply.prices import ENV_URL
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.prices_emulator"],
+        cwd=Path(__file__).resolve().parents[1],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    url = proc.stdout.readline().strip().removeprefix(f"{ENV_URL}=")
+    assert url.startswith("http://127.0.0.1:"), url
+    before = os.environ.get(ENV_URL)
+    os.environ[ENV_URL] = url
+    yield url
+    if before is None:
+        os.environ.pop(ENV_URL, None)
+    else:
+        os.environ[ENV_URL] = before
+    proc.stdin.close()  # the emulator stops when its stdin closes
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")

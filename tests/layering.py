@@ -7,14 +7,14 @@ wherever it stands: at the top, inside a function (a lazy import is still a depe
 The rules:
 
 1. Stages of ``reconciler`` import only their own stage or lower ones:
-   model < state < load, migrate < plan < apply < render < cli (``load`` and ``migrate`` are
-   siblings: neither imports the other).
+   model < state < load < migrate < plan < apply < render < cli (``migrate``, the side entrance of
+   ``recon import-v1``, reads its files through ``load``; nothing below the CLI imports ``migrate``).
 2. ``states`` (the storage backends) imports from ``reconciler`` only ``reconciler.model.*``; only
    ``reconciler.state`` and ``reconciler.cli`` import ``states``.
 3. Providers: ``reconciler`` below ``plan`` never imports ``providers``; ``plan`` imports only
    ``providers.base``; ``apply`` and ``cli`` import ``providers.base`` and the registry
    (``providers``), never a provider's package.
-4. A provider package (``providers/<kind>/``, ``providers/fake.py``) imports only ``providers.base``,
+4. A provider package (``providers/<kind>/``, ``providers/fake/``) imports only ``providers.base``,
    ``providers.shared.*``, its own modules, and from ``reconciler`` only the protocol modules
    (``reconciler.model.*``, ``reconciler.plan.types``, ``reconciler.state.document``). One provider
    never imports another. ``providers.shared`` and ``providers.base`` follow the same rule and import
@@ -34,7 +34,7 @@ from pathlib import Path
 import networkx as nx
 
 PACKAGES = ("reconciler", "providers", "states")
-STAGES = {"model": 0, "state": 1, "load": 2, "migrate": 2, "plan": 3, "apply": 4, "render": 5, "cli": 6}
+STAGES = {"model": 0, "state": 1, "load": 2, "migrate": 3, "plan": 4, "apply": 5, "render": 6, "cli": 7}
 PROTOCOL = ("reconciler.model", "reconciler.plan.types", "reconciler.state.document")
 PROVIDER_COMMON = ("providers.base", "providers.shared")
 ROUTER = "providers.shared.runtime.router"  # the router package: runs from its own zip archive

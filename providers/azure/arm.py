@@ -271,8 +271,12 @@ class ArmClient:
         return self._client
 
     def url(self, path: str) -> str:
+        """The URL of an ARM path: Azure ML's api-version added unless the path names its own
+        (Azure Monitor's metrics have theirs)."""
         if path.startswith("https://"):
             return path
+        if "api-version=" in path:
+            return f"{self.settings.arm_endpoint}{path}"
         sep = "&" if "?" in path else "?"
         return f"{self.settings.arm_endpoint}{path}{sep}api-version={API_VERSION}"
 

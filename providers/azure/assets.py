@@ -19,13 +19,14 @@ upload only: it is never logged, returned or part of an error message (``arm.scr
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from providers.azure import bodies
-from providers.azure._recon import PermanentError, RetryableError, digest_of
+from providers.azure._recon import PermanentError, RetryableError, digest_of, is_uri
 from providers.azure.arm import ArmClient, ArmError, Emit, scrub
 
 PENDING_UPLOAD = {"pendingUploadType": "TemporaryBlobReference"}
@@ -78,6 +79,19 @@ class Assets:
             self._register(path, bodies.code_body(uri, str(code["digest"])), emit)
         return path
 
+    def registered_code(self, code: dict[str, Any], emit: Emit, what: str) -> dict[str, Any]:
+        """A registered code asset ``{"asset": ...}`` with ``azureml:NAME@latest`` resolved to the
+        code container's latest version (as the Azure ML CLI resolves it when it sends)."""
+        m = re.fullmatch(r"azureml:([^:/@]+)@latest", str(code["asset"]))
+        if m is None:
+            return code
+        container = self.arm.get(f"{self.ws}/codes/{m[1]}", emit)
+        latest = ((container or {}).get("properties") or {}).get("latestVersion")
+        if not latest:
+            raise PermanentError(f"{what}: code_configuration.code {code['asset']}: the workspace has no "
+                                 f"code asset {m[1]!r} (register it, or name a version: azureml:{m[1]}:VERSION)")
+        return {**code, "asset": f"azureml:{m[1]}:{latest}"}
+
     def _lock(self, key: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(key, threading.Lock())
@@ -103,6 +117,8 @@ class Assets:
             self._same_content(existing, digest, address, "model")
             emit(f"model {name}:{version} is already registered with this content: not uploaded again")
             return self._outputs(existing, path)
+        if is_uri(str(attrs.get("path") or "")):  # Azure fetches it from there: nothing to upload
+            return self._outputs(self.arm.put(path, bodies.model_body(attrs, str(attrs["path"])), emit), path)
         source = self._local(attrs.get("path"), f"{address}: path")
         uri = self._upload(path, source, emit, f"model {name}:{version}")
         return self._outputs(self.arm.put(path, bodies.model_body(attrs, uri), emit), path)

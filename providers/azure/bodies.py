@@ -99,7 +99,18 @@ def reference_id(workspace_path: str, kind: str, value: str, refs: dict[str, dic
     m = re.fullmatch(r"azureml:([^:/@]+):(.+)", value)
     if m:
         return asset_id(workspace_path, kind, m[1], m[2])
+    if value.startswith("azureml:/subscriptions/"):  # an ARM id as the CLI writes it: ARM takes the id
+        return value.removeprefix("azureml:")
     return value
+
+
+def code_id(workspace_path: str, code: dict[str, Any]) -> str:
+    """A deployment's ``codeId``: a folder is uploaded as ``codes/{digest}/versions/1``; a registered
+    code asset (``{"asset": "azureml:NAME:VERSION"}``, an ARM id, a registry URI) is named as it is
+    (``azureml:NAME@latest`` is resolved by the provider before the body is made)."""
+    if "asset" in code:
+        return reference_id(workspace_path, "codes", str(code["asset"]), {})
+    return asset_id(workspace_path, "codes", code_name(code["digest"]), "1")
 
 
 def compute_id(workspace_path: str, compute: str | None) -> str | None:
@@ -238,7 +249,7 @@ def deployment_body(attrs: dict[str, Any], location: str, workspace_path: str,
         "environmentId": reference_id(workspace_path, "environments", attrs["environment"], refs)
         if attrs.get("environment") else None,
         "codeConfiguration": {
-            "codeId": asset_id(workspace_path, "codes", code_name(code["digest"]), "1"),
+            "codeId": code_id(workspace_path, code),
             "scoringScript": attrs.get("scoring_script"),
         } if code else None,
         "environmentVariables": {str(k): str(v) for k, v in (attrs.get("environment_variables") or {}).items()},
@@ -359,7 +370,12 @@ def _int(value: float) -> int | float:
 
 # -- assets ----------------------------------------------------------------------------------------
 def model_body(attrs: dict[str, Any], model_uri: str) -> dict[str, Any]:
-    """PUT models/{name}/versions/{version}."""
+    """PUT models/{name}/versions/{version}. ``model_uri``: where the files were uploaded, or the
+    model's own URI (``runs:/...``, ``azureml://...``, ``https://...``: Azure fetches it). The newer
+    optional fields of the file (``extra``) go as azure-ai-ml sends them."""
+    extra = attrs.get("extra") or {}
+    default = extra.get("default_deployment_template")
+    allowed = extra.get("allowed_deployment_templates")
     props = _drop_none({
         "description": attrs.get("description"),
         "tags": dict(attrs.get("tags") or {}),
@@ -367,6 +383,10 @@ def model_body(attrs: dict[str, Any], model_uri: str) -> dict[str, Any]:
         "modelType": MODEL_TYPES.get(str(attrs.get("type") or "custom_model"), "custom_model"),
         "modelUri": model_uri,
         "isAnonymous": bool(attrs.get("anonymous")),
+        "systemMetadata": extra.get("system_metadata"),
+        "defaultDeploymentTemplate": {"assetId": default["asset_id"]} if isinstance(default, dict) else None,
+        "allowedDeploymentTemplates": [{"assetId": t["asset_id"]} for t in allowed if isinstance(t, dict)]
+        if isinstance(allowed, list) else None,
     })
     return {"properties": props}
 
@@ -405,7 +425,7 @@ def observed_asset(body: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = [
-    "asset_id", "code_body", "code_name", "compute_id", "deployment_body", "deployment_patch", "endpoint_body",
+    "asset_id", "code_body", "code_id", "code_name", "compute_id", "deployment_body", "deployment_patch", "endpoint_body",
     "environment_body", "iso_duration", "model_body", "observed_asset", "observed_deployment", "observed_endpoint",
     "reference_id", "same_template", "template_of",
 ]

@@ -26,6 +26,12 @@ Why traffic goes by PUT and not PATCH: in 2024-04-01 an endpoint's PATCH body
 (``PartialMinimalTrackedResourceWithIdentity``) holds only ``tags`` and ``identity``; the split is
 in ``properties``, which only PUT sets (azure-ai-ml and ``az ml`` do the same).
 
+Guarded rollouts (``open_window``/``close_window``) read Azure Monitor's metrics of the endpoint
+(``monitor.py``): minute grain (a bake is at least a minute), and one series per deployment (Azure
+updates a deployment in one operation and its metrics carry no configuration: a rolling update is
+judged as a whole, after it). Rolling back is the engine's: the previous split by ``set_routing``
+(a PUT of the endpoint), the previous configuration by ``roll_batch`` (a PUT of the deployment).
+
 Outputs recorded (plain JSON, never a secret): ``id`` (ARM id), ``provisioning_state``; endpoints
 ``scoring_uri``; deployments ``instances`` ({count, config_digest}: Azure names no individual
 instance over ARM) and ``config_digest``; models ``model_uri``. Keys are read with listKeys when
@@ -38,12 +44,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.azure import bodies
-from providers.azure._recon import Batch, PermanentError, StateResource, digest_of
+from providers.azure._recon import Batch, PermanentError, SeriesStats, StateResource, WindowStats, digest_of
 from providers.azure.arm import ArmClient, Emit, OperationFailed
 from providers.azure.assets import Assets
+from providers.azure.monitor import GRAIN_S, Monitor
 from providers.azure.quota import deployment_cores, live_quota
 from providers.azure.settings import parse_settings
-from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
+from providers.base import ApplyRequest, Capacity, Keys, Measuring, Observation, Provider, ProviderContext
 
 
 def _quiet(_line: str) -> None:
@@ -62,6 +69,8 @@ class AzureProvider(Provider):
     """Applies plans to an Azure ML workspace through Azure Resource Manager."""
 
     name: ClassVar[str] = "azure"
+    measuring: ClassVar[Measuring] = Measuring(windows=True, digests=False, min_bake_s=float(GRAIN_S),
+                                               source="Azure Monitor")
 
     def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
         super().__init__(settings, context)
@@ -69,6 +78,7 @@ class AzureProvider(Provider):
         self.arm = ArmClient(self.cfg)
         self.assets = Assets(self.arm, Path(context.project_root).resolve())
         self.ws = self.cfg.workspace_path
+        self.monitor = Monitor(self.arm)
         self._ours: dict[str, tuple[str, float]] = {}  # deployment address -> (family, vCPUs) seen
 
     # == paths ======================================================================================
@@ -123,7 +133,10 @@ class AzureProvider(Provider):
                 seen[key] = _address_of(key, kind, live)
         code = attrs.get("code")
         code_id = str((props.get("codeConfiguration") or {}).get("codeId") or "")
-        if code and code_id and not code_id.endswith(f"/codes/{bodies.code_name(code['digest'])}/versions/1"):
+        if code and "asset" in code:
+            if code_id and "@" not in str(code["asset"]) and code_id != bodies.code_id(self.ws, code):
+                seen["code"] = {"asset": code_id}
+        elif code and code_id and not code_id.endswith(f"/codes/{bodies.code_name(code['digest'])}/versions/1"):
             seen["code"] = {**code, "digest": "sha256:" + code_id.split("/codes/")[-1].split("/")[0]}
         counted = deployment_cores({**attrs, **seen})
         if counted is not None:
@@ -230,6 +243,25 @@ class AzureProvider(Provider):
             return
         self.arm.lro("DELETE", path, None, _quiet, f"DELETE {resource.address}")
 
+    # == measuring (guarded rollouts) ================================================================
+    def open_window(self, request: ApplyRequest) -> dict[str, Any]:
+        """A mark of now for the endpoint of ``request`` (its ARM id, the time, the mirrored deployments)."""
+        path = self.endpoint_path(str(request.attributes.get("name", request.name)))
+        live = self.arm.get(path, request.emit)
+        if live is None:
+            raise PermanentError(f"{request.address}: cannot measure: Azure has no such endpoint in workspace "
+                                 f"{self.cfg.workspace}")
+        return self.monitor.mark(path, live)
+
+    def close_window(self, request: ApplyRequest, mark: dict[str, Any]) -> WindowStats:
+        """Azure Monitor's counts of each deployment over the whole minutes since ``mark`` (see monitor.py)."""
+        window = self.monitor.read(mark, request.emit)
+        series = [SeriesStats(deployment=name, digest=None, traffic="mirror" if name in window.mirror else "live",
+                              requests=round(c.requests), errors_5xx=round(c.failed), timeouts=round(c.timeouts),
+                              latency_p99_s=None if c.p99_ms is None else c.p99_ms / 1000.0)
+                  for name, c in sorted(window.deployments.items())]
+        return WindowStats(series=series, window_s=window.end - window.start, source=window.describe())
+
     # == operating ==================================================================================
     def credentials(self, endpoint: StateResource) -> Keys:
         path = self.endpoint_path(str(endpoint.attributes.get("name", endpoint.name)))
@@ -275,8 +307,11 @@ class AzureProvider(Provider):
     # == deployments ================================================================================
     def _put_deployment(self, request: ApplyRequest, emit: Emit) -> dict[str, Any] | None:
         attrs = request.attributes
-        if attrs.get("code"):
-            self.assets.ensure_code(attrs["code"], emit, request.address)
+        code = attrs.get("code")
+        if code and "asset" in code:  # registered: named as it is (@latest resolved now)
+            attrs = {**attrs, "code": self.assets.registered_code(code, emit, request.address)}
+        elif code:
+            self.assets.ensure_code(code, emit, request.address)
         body = bodies.deployment_body(attrs, self.cfg.location, self.ws, request.refs)
         return self.arm.lro("PUT", self.deployment_path(attrs["endpoint_name"], attrs["name"]), body, emit,
                             f"PUT {request.address}")

@@ -24,7 +24,9 @@ Tuning (recon.yaml only): ``poll_interval`` (seconds between polls when ARM send
 ``x-ms-async-operation-timeout``; default 3600), ``conflict_wait`` (seconds recon waits for
 another operation on the same resource to end on a 409, in all; default 600), ``retry_total``
 (azure-core's retries of one request on 408/429/5xx and dropped connections; default 6),
-``request_timeout`` (seconds a single HTTP request may take; default 120).
+``request_timeout`` (seconds a single HTTP request may take; default 120), ``metrics_delay``
+(guarded rollouts: seconds recon waits, after a window's last minute, for Azure Monitor to have
+that minute's metrics; default 180).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ ENVIRONMENT = {
     "arm_endpoint": "AZURE_RESOURCE_MANAGER_ENDPOINT",
 }
 TUNING = {"poll_interval": 5.0, "operation_timeout": 3600.0, "conflict_wait": 600.0, "retry_total": 6,
-          "request_timeout": 120.0}
+          "request_timeout": 120.0, "metrics_delay": 180.0}
 KNOWN = set(ENVIRONMENT) | set(TUNING)
 WORKSPACE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -69,6 +71,7 @@ class AzureSettings:
     conflict_wait: float = 600.0
     retry_total: int = 6
     request_timeout: float = 120.0
+    metrics_delay: float = 180.0
 
     @property
     def scope(self) -> str:

@@ -3,7 +3,9 @@
 It owns nothing but the wiring: settings (``loader.load_settings``), the state manager
 (``state.manager.open_state_manager``), the provider (``providers.get_provider``) with its
 ``ProviderContext``, the desired state (``loader.load_project``) and a ``plan`` convenience that reads
-the state, refreshes it through the provider and calls the pure ``make_plan``.
+the state, refreshes it through the provider, calls the pure ``make_plan`` and prices the plan
+(``prices.price_table``: recon.yaml's ``prices:`` and the Azure Retail Prices API, cached; then the
+pure ``cost.add_cost``, which also applies recon.yaml's ``budget:``).
 
 Everything is opened lazily, so ``recon validate`` never touches a provider. Use it as a context
 manager (or call ``close``) so that provider clients and backend connections are released::
@@ -21,6 +23,7 @@ import contextlib
 import functools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -155,7 +158,7 @@ class Project:
             read_once = functools.cache(self.read_state)
             desired = self.load_desired(read_once)
             recorded = prior = read_once()
-        return make_plan(
+        plan = make_plan(
             desired,
             prior,
             drift=drift,
@@ -164,6 +167,24 @@ class Project:
             capacity=capacity,
             recon_version=__version__,
         )
+        # when it was made (display only, not in the digest): the plan JSON's created_at and Terraform's timestamp
+        made = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.priced(plan.model_copy(update={"created_at": made}), prior)
+
+    def priced(self, plan: Plan, prior: State) -> Plan:
+        """``plan`` with its cost, and a budget exceeded among its errors (docs/cost.md).
+        Deployments recorded in ``prior`` that the plan does not list (outside ``--target``) cost
+        the same before and after. Never fails: prices that cannot be had are a reason in the plan."""
+        from reconciler.apply.prices import price_table
+        from reconciler.plan.cost import add_cost, api_instance_types
+
+        listed = {rc.address for rc in plan.resource_changes}
+        unchanged = {
+            a: r.attributes for a, r in prior.resources.items() if r.type == "deployment" and a not in listed
+        }
+        skus = api_instance_types(plan, unchanged, self.settings.prices)
+        table = price_table(self.settings, skus, cache_dir())
+        return add_cost(plan, table, self.settings.budget, unchanged)
 
     # -- lifetime -------------------------------------------------------------------------------
     def close(self) -> None:

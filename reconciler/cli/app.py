@@ -50,6 +50,22 @@ def project_root(ctx: click.Context) -> Path:
     return obj.root
 
 
+class ProjectPath(click.Path):
+    """A ``click.Path`` option or argument whose relative value resolves against ``-C DIR``, as
+    Terraform's ``-chdir`` and ``git -C`` treat every path: ``recon -C DIR plan -out=tf.plan`` writes
+    ``DIR/tf.plan``. Without ``-C`` (or with the folder recon runs in) a value is left as typed;
+    ``-`` (standard input) is never a path."""
+
+    def convert(
+        self, value: str | os.PathLike[str], param: click.Parameter | None, ctx: click.Context | None
+    ) -> str | bytes | os.PathLike[str]:
+        obj = ctx.find_object(CliContext) if ctx is not None else None
+        relative = os.fspath(value) != "-" and not os.path.isabs(value)
+        if obj is not None and relative and obj.root != Path.cwd().resolve():
+            value = obj.root / value
+        return super().convert(value, param, ctx)
+
+
 def use_color() -> bool:
     """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
@@ -160,7 +176,8 @@ class ReconGroup(click.Group):
     type=click.Path(file_okay=False, path_type=Path),
     default=".",
     show_default=True,
-    help="Run as if recon was started in DIR (the project root).",
+    help="Run as if recon was started in DIR (the project root): relative paths in options and "
+    "arguments resolve against it.",
 )
 @click.version_option(version=__version__, prog_name="recon")
 @click.pass_context

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 from reconciler.apply.engine import apply_plan
 from reconciler.apply.outcomes import ApplyResult, CancelToken
-from reconciler.cli.app import cli, project_root, use_color
+from reconciler.cli.app import ProjectPath, cli, project_root, use_color
 from reconciler.cli.plan_cmds import (
     lock_timeout_option,
     require_configuration,
@@ -294,7 +294,7 @@ parallelism_option = click.option(
 
 
 @cli.command("apply")
-@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("planfile", required=False, type=ProjectPath(dir_okay=False, path_type=Path))
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for approval.")
 @parallelism_option
 @target_option("Apply only ADDRESS and what it needs (repeatable).")
@@ -473,7 +473,7 @@ def _endpoint_address(name: str) -> str:
 @click.option(
     "--request-file",
     required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=ProjectPath(exists=True, dir_okay=False, path_type=Path),
     help="The JSON body to POST (as `az ml online-endpoint invoke --request-file`).",
 )
 @click.option("--deployment", default=None, help="Send to this deployment, ignoring the traffic split.")

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from reconciler.apply import gcpause
-from reconciler.cli.app import cli, project_root, use_color
+from reconciler.cli.app import ProjectPath, cli, project_root, use_color
 from reconciler.cli.spellings import Duration
 from reconciler.model.errors import PlanError, ReconcilerError, StateError, StateLockedError, printable
 
@@ -135,17 +135,18 @@ def state_lock(project: Any, operation: str, timeout: float) -> Iterator[None]:
         yield
 
 
-def render_plan(plan: Plan, fmt: str, plan_location: str | None = None) -> str:
-    """The plan in ``fmt`` (the renderer is imported lazily: only commands that print need it)."""
+def render_plan(plan: Plan, fmt: str, plan_location: str | None = None) -> str | bytes:
+    """The plan in ``fmt`` (the renderer is imported lazily: only commands that print need it); the
+    JSON as UTF-8 bytes, which ``click.echo`` writes as they are."""
     with gcpause.paused():
         return _render_plan(plan, fmt, plan_location)
 
 
-def _render_plan(plan: Plan, fmt: str, plan_location: str | None) -> str:
+def _render_plan(plan: Plan, fmt: str, plan_location: str | None) -> str | bytes:
     if fmt == "json":
-        from reconciler.render.json import render_json
+        from reconciler.render.json import render_json_bytes
 
-        return render_json(plan)
+        return render_json_bytes(plan)
     if fmt == "markdown":
         from reconciler.render.markdown import GITHUB_COMMENT_LIMIT, render_markdown
 
@@ -200,6 +201,12 @@ def _not_a_plan(path: Path, data: bytes) -> str:
     except ValueError:
         doc = None
     version = doc.get("format_version") if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and "planned_values" in doc:  # what `show -json` prints, recon's or Terraform's
+        whose = "recon's plan JSON (`recon show -json`)" if "recon_format_version" in doc else "a Terraform plan JSON"
+        return (
+            f"{path} is {whose}, written for tools to read, not a saved plan; save one with: "
+            f"recon plan --out {path}"
+        )
     if isinstance(doc, dict) and isinstance(version, str) and "resource_changes" in doc:
         made_by = doc.get("recon_version") or "another version of recon"
         return (
@@ -267,7 +274,7 @@ def _warning_line(w: dict[str, Any]) -> str:
 @click.option(
     "--out",
     "out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=ProjectPath(dir_okay=False, path_type=Path),
     metavar="FILE",
     help="Save the plan for `recon apply FILE`.",
 )
@@ -326,7 +333,7 @@ def plan_cmd(
 
 
 @cli.command("show")
-@click.argument("planfile", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("planfile", required=False, type=ProjectPath(dir_okay=False, path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -335,10 +342,21 @@ def plan_cmd(
     show_default=True,
     help="text for people, json for tools (docs/plan-json.md), markdown for a pull-request comment.",
 )
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The same as --format json (Terraform's `show -json`): the plan JSON, or without PLANFILE "
+    "the state in Terraform's state JSON.",
+)
 @plan_location_option
 @click.pass_context
-def show_cmd(ctx: click.Context, planfile: Path | None, fmt: str, plan_location: str | None) -> None:
+def show_cmd(
+    ctx: click.Context, planfile: Path | None, fmt: str, as_json: bool, plan_location: str | None
+) -> None:
     """Show a saved plan, or without PLANFILE the recorded state."""
+    if as_json:
+        fmt = "json"
     if planfile is not None:
         plan = read_plan_file(planfile)
         click.echo(render_plan(plan, fmt, plan_location=plan_location or str(planfile)))
@@ -349,8 +367,10 @@ def show_cmd(ctx: click.Context, planfile: Path | None, fmt: str, plan_location:
 
 
 def _render_state(state: State, fmt: str) -> str:
-    if fmt == "json":
-        return state.to_bytes().decode().rstrip("\n")
+    if fmt == "json":  # as `terraform show -json`; `recon state pull` prints the state document itself
+        from reconciler.render.json import render_state_json
+
+        return render_state_json(state)
     if not state.resources:
         return "The state is empty: nothing is managed yet."
     from reconciler.render.text import render_state_show

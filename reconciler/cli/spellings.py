@@ -27,6 +27,7 @@ TERRAFORM_NAMES = (
     "lock-timeout",
     "refresh",
     "destroy",
+    "json",
 )
 _WORD = re.compile(r"-([a-z][a-z0-9]+(?:-[a-z0-9]+)*)(?:=(.*))?", re.DOTALL)
 _TRUE = {"true", "1", "yes", "on"}

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import yaml
 
-from reconciler.cli.app import cli, project_root
+from reconciler.cli.app import ProjectPath, cli, project_root
 from reconciler.model.errors import StateError, StateLockedError
 from reconciler.state.document import State
 from reconciler.state.manager import StateManager, holder_alive, open_state_manager
@@ -103,7 +103,7 @@ def state_pull(ctx: click.Context, serial: int | None) -> None:
 
 
 @state_group.command("push")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=ProjectPath(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Write even if the lineage differs or the serial is lower.")
 @click.pass_context
 def state_push(ctx: click.Context, file: Path, force: bool) -> None:
@@ -139,9 +139,12 @@ def state_history(ctx: click.Context, limit: int) -> None:
     if not entries:
         click.echo(f"No state history in {mgr.describe()}.")
         return
-    click.echo(f"{'SERIAL':>7}  {'WRITTEN (UTC)':<25}  {'SIZE':>9}  {'WHO':<24}  LINEAGE")
+    noted = any(e.note for e in entries)
+    header = f"{'SERIAL':>7}  {'WRITTEN (UTC)':<25}  {'SIZE':>9}  {'WHO':<24}  {'LINEAGE':<36}"
+    click.echo((header + "  NOTE" if noted else header).rstrip())
     for e in entries:
-        click.echo(f"{e.serial:>7}  {e.written_at:<25}  {e.size:>9}  {e.who or '-':<24}  {e.lineage}")
+        line = f"{e.serial:>7}  {e.written_at:<25}  {e.size:>9}  {e.who or '-':<24}  {e.lineage:<36}"
+        click.echo((f"{line}  {e.note}" if e.note else line).rstrip())
 
 
 @state_group.command("migrate")

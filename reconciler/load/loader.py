@@ -2,9 +2,9 @@
 
 Pipeline: ``load_settings`` (recon.yaml) -> discover and parse the files (``sources``: PyYAML's
 semantics, duplicate keys noticed while constructing) -> classify each document's kind ->
-validate it (``schema``) -> build canonical resources and apply the cross-document rules
-(``builder``: assets first, then endpoints, then deployments with their references; traffic,
-mirror, duplicates, service limits). Every problem of the run is collected; ``ConfigError``
+validate it (``schema``, ``checks``) -> build canonical resources and apply the cross-document rules
+(``builder``: assets first, then endpoints, then deployments with their references
+(``references``); ``crossdoc``: parents, traffic, mirror, service limits). Every problem of the run is collected; ``ConfigError``
 carries them all. Lines are only looked up for files that have a problem: those files are
 re-composed into a node tree and the field path walked to its line.
 
@@ -16,32 +16,21 @@ mtime_ns), so a folder shared by many deployments is read once.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from reconciler.load import inputs, sources
+from reconciler.load import cost_settings, inputs, kinds, sources
 from reconciler.load.builder import Builder
 from reconciler.load.run import LoadedFile, LoadRun
-from reconciler.model import catalog, schema
+from reconciler.model import catalog, checks, rollout_checks, schema
+from reconciler.model.checks import Problem
 from reconciler.model.errors import ConfigError, Diagnostic
 from reconciler.model.resources import DesiredState, InstanceType, ProviderSettings
-from reconciler.model.schema import Problem
 from reconciler.model.settings import DEFAULT_LIMITS, SETTINGS_FILE, ProjectSettings
 from reconciler.state.document import State
 
-SCHEMA_HINT = "add `$schema: https://azuremlschemas.azureedge.net/latest/<kind>.schema.json` (kind: managedOnlineEndpoint, managedOnlineDeployment, kubernetesOnlineEndpoint, kubernetesOnlineDeployment, model, environment), or exclude the file in recon.yaml (`exclude: [path/glob]`)"
-_SCHEMA_KINDS = {
-    "managedonlineendpoint": "managed_endpoint",
-    "managedonlinedeployment": "managed_deployment",
-    "kubernetesonlineendpoint": "kubernetes_endpoint",
-    "kubernetesonlinedeployment": "kubernetes_deployment",
-    "model": "model",
-    "environment": "environment",
-}
-_SCHEMA_RE = re.compile(r"([A-Za-z]+)\.schema\.json\s*$")
 _CONDA_KEYS = {"name", "channels", "dependencies", "prefix", "variables"}
 # --- files and parsing --------------------------------------------------------------------
 
@@ -112,7 +101,7 @@ def _load_settings(run: LoadRun, provider_kinds: Collection[str] | None = None) 
     if not isinstance(raw, dict):
         run.error(f, (), "recon.yaml must be a mapping", "see the README for its keys")
         return ProjectSettings(source=SETTINGS_FILE)
-    doc, problems = schema.parse_model(schema.ReconFileDoc, raw)
+    doc, problems = checks.parse_model(schema.ReconFileDoc, raw)
     for p in problems:
         run.report(f, p)
     if doc is None:
@@ -142,7 +131,7 @@ def _settings_from(
             kind = "local"
         elif provider_kinds is not None and kind not in provider_kinds:
             choices = sorted(k for k in provider_kinds if k != "fake")
-            hint = schema.suggest(kind, choices) if kind else None
+            hint = checks.suggest(kind, choices) if kind else None
             run.error(
                 f,
                 ("provider", "kind"),
@@ -155,8 +144,8 @@ def _settings_from(
     custom = {name: InstanceType(**t.model_dump()) for name, t in (doc.instance_types or {}).items()}
     state: dict[str, Any] = {"backend": "file", "path": ".recon/state.json"}
     if doc.state is not None:
-        problems: list[schema.Problem] = []
-        backend = schema.check_enum(doc.state.backend, schema.STATE_BACKENDS, ("state", "backend"), problems)
+        problems: list[checks.Problem] = []
+        backend = checks.check_enum(doc.state.backend, schema.STATE_BACKENDS, ("state", "backend"), problems)
         for p in problems:
             run.report(f, p)
         state = {k: v for k, v in doc.state.model_dump().items() if v is not None}
@@ -164,6 +153,9 @@ def _settings_from(
         if state["backend"] == "file":
             state.setdefault("path", ".recon/state.json")
             _check_state_path(run, f, state["path"])
+    rollout, rollout_problems = rollout_checks.parse_rollout(doc.rollout)
+    for p in rollout_problems:
+        run.report(f, p)
     return ProjectSettings(
         workspace=doc.workspace or "",
         provider=provider,
@@ -173,6 +165,10 @@ def _settings_from(
         state=state,
         exclude=tuple(doc.exclude or ()),
         limits=_limits(run, f, limits_raw),
+        pricing=cost_settings.pricing_settings(run, f, doc),
+        prices=cost_settings.price_table(run, f, doc.prices),
+        budget=cost_settings.budget(run, f, doc),
+        rollout=rollout,
         source=SETTINGS_FILE,
     )
 
@@ -266,7 +262,7 @@ def load_project(root: Path, recorded: State | Callable[[], State | None] | None
     for f in files:
         if not f.ok or f.spath in conda_refs or _looks_like_conda(f.data):
             continue
-        f.kind = _classify(run, f)
+        f.kind = kinds.classify(run, f)
         if f.kind is not None and _validate(run, f):
             documents.append(f)
     desired = Builder(run, settings, recorded).build(documents)
@@ -297,56 +293,6 @@ def _looks_like_conda(data: Any) -> bool:
     )
 
 
-def _classify(run: LoadRun, f: LoadedFile) -> str | None:
-    """The document's kind from ``$schema``, else from its fields; None (and an error) if unknown."""
-    data = f.data
-    if data is None:
-        run.warn(f, (), "empty YAML file ignored", "delete it or exclude it in recon.yaml")
-        return None
-    if not isinstance(data, dict):
-        run.error(f, (), f"a resource document must be a mapping, not a {type(data).__name__}", SCHEMA_HINT)
-        return None
-    declared = data.get("$schema")
-    if declared is not None:
-        m = _SCHEMA_RE.search(str(declared))
-        kind = _SCHEMA_KINDS.get(m.group(1).lower()) if m else None
-        if kind is None:
-            run.error(
-                f,
-                ("$schema",),
-                f"{declared!r} is not a kind recon manages",
-                "recon reads managed/kubernetes online endpoints and deployments, models and "
-                "environments; exclude other files in recon.yaml (`exclude: [glob]`)",
-            )
-        return kind
-    return _guess_kind(run, f, data)
-
-
-def _guess_kind(run: LoadRun, f: LoadedFile, data: dict[str, Any]) -> str | None:
-    keys = set(data)
-    if "endpoint_name" in keys:
-        k8s = str(data.get("type", "")).lower() == "kubernetes" or "resources" in keys
-        return "kubernetes_deployment" if k8s else "managed_deployment"
-    if "compute" in keys:
-        return "kubernetes_endpoint"
-    if keys & {"auth_mode", "traffic", "mirror_traffic", "public_network_access", "identity"}:
-        return "managed_endpoint"
-    envish = keys & {"image", "build", "conda_file", "inference_config", "os_type"}
-    if envish and "path" not in keys:
-        return "environment"
-    if "path" in keys and not envish:
-        return "model"
-    run.error(
-        f,
-        (),
-        "cannot tell which kind of resource this file declares (fields: "
-        + ", ".join(sorted(map(str, keys)))
-        + ")",
-        SCHEMA_HINT,
-    )
-    return None
-
-
 def _validate(run: LoadRun, f: LoadedFile) -> bool:
     """Schema and per-document rules; the parsed document goes to ``f.doc``.
 
@@ -354,17 +300,17 @@ def _validate(run: LoadRun, f: LoadedFile) -> bool:
     they are reported, and the run fails at the end, but the other rules run too)."""
     assert f.kind is not None
     model = schema.KIND_MODELS[f.kind]
-    doc, problems = schema.parse_model(model, f.data)
+    doc, problems = checks.parse_model(model, f.data)
     if doc is None and problems and isinstance(f.data, dict):
         # drop the offending top-level fields and try again, so the other rules still run
         bad = {p.path[0] for p in problems if p.path}
-        doc, _ = schema.parse_model(model, {k: v for k, v in f.data.items() if k not in bad})
+        doc, _ = checks.parse_model(model, {k: v for k, v in f.data.items() if k not in bad})
     placeholders = _placeholders(f.data, ()) if f.placeholder else []
     problems += placeholders
     if doc is not None and not placeholders:
         problems += _check(f, doc)
     for p in problems:
-        run.report(f, p)
+        run.report(f, kinds.explain(f.kind, p))
     f.doc = doc
     return doc is not None and not placeholders
 
@@ -372,19 +318,19 @@ def _validate(run: LoadRun, f: LoadedFile) -> bool:
 def _check(f: LoadedFile, doc: Any) -> list[Problem]:
     kind = f.kind or ""
     if kind.endswith("endpoint"):
-        return schema.check_endpoint(doc)
+        return checks.check_endpoint(doc)
     if kind == "model":
-        return schema.check_model(doc)
+        return checks.check_model(doc)
     if kind == "environment":
-        return schema.check_environment(doc)
-    problems = schema.check_deployment(doc, kind.split("_")[0])
+        return checks.check_environment(doc)
+    problems = checks.check_deployment(doc, kind.split("_")[0])
     for key, model, check in (
-        ("model", schema.InlineModelDoc, schema.check_model),
-        ("environment", schema.InlineEnvironmentDoc, schema.check_environment),
+        ("model", schema.InlineModelDoc, checks.check_model),
+        ("environment", schema.InlineEnvironmentDoc, checks.check_environment),
     ):
         value = getattr(doc, key)
         if isinstance(value, dict):
-            inline, more = schema.parse_model(model, value, (key,))
+            inline, more = checks.parse_model(model, value, (key,))
             problems += more
             if inline is not None:
                 problems += check(inline, (key,))

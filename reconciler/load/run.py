@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.load import sources
+from reconciler.model.checks import Problem
 from reconciler.model.errors import Diagnostic
-from reconciler.model.schema import Problem
 
 
 class LoadedFile(sources.SourceFile):

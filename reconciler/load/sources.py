@@ -431,6 +431,8 @@ class SourceFile:
         if self._tree is None:
             try:
                 text = inputs.read_file(self.spath, self.max_bytes, walked=True).decode("utf-8")
+                if self.spath.endswith(".json"):  # JSON's tabs are whitespace YAML refuses; lines stay
+                    text = text.replace("\t", " ")  # (JSON has no literal tab inside a string)
                 self._tree = yaml.compose(text, Loader=yaml.SafeLoader)
             except (yaml.YAMLError, inputs.Refused, UnicodeDecodeError, RecursionError):
                 self._tree = False

@@ -7,16 +7,18 @@ spellings: the SDK's snake_case kwargs and the v1 CLI's camelCase ``deploymentco
 documents; ``report`` writes MIGRATION.md. Only ``import_v1`` writes files.
 
 Contract of ``import_v1``: either every output file is written into ``opts.out`` (YAML that recon
-and ``az ml`` accept, plus MIGRATION.md) and their names are returned, or ``ConfigError`` is raised
-naming each bad file and key and nothing is written. No key is ever written.
+and ``az ml`` accept, plus MIGRATION.md) and their names are returned with the warnings (settings v1
+itself ignored, each at its file, line and key), or ``ConfigError`` is raised naming each bad file
+and key and nothing is written. No key is ever written.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field
 
-from reconciler.migrate.report import migration_md
+from reconciler.migrate.report import NOT_CARRIED, migration_md
 from reconciler.migrate.service import Options, Service, load_service
 from reconciler.migrate.translate import translate
 from reconciler.model.errors import ConfigError, Diagnostic
@@ -24,8 +26,18 @@ from reconciler.model.errors import ConfigError, Diagnostic
 TARGETS = ("kubernetes", "managed")
 
 
-def import_v1(opts: Options) -> list[str]:
-    """Translate and write (see the module docstring); the written files' names, MIGRATION.md last."""
+@dataclass(frozen=True)
+class Imported:
+    """What ``import_v1`` wrote (names under ``opts.out``, MIGRATION.md last), the warnings, and how
+    many given settings MIGRATION.md lists as not carried over."""
+
+    files: list[str]
+    warnings: list[Diagnostic] = field(default_factory=list)
+    not_carried: int = 0
+
+
+def import_v1(opts: Options) -> Imported:
+    """Translate and write (see the module docstring)."""
     if opts.target not in TARGETS:
         raise ConfigError(Diagnostic(f"unknown target {opts.target!r}", file="--target",
                                      hint="use kubernetes or managed"))
@@ -35,10 +47,12 @@ def import_v1(opts: Options) -> list[str]:
     svc = load_service(opts)
     out = translate(opts, svc)
     names = sorted(out.files)
-    out.files["MIGRATION.md"] = migration_md(opts, svc, out.rows, names)
+    out.warnings.sort(key=lambda d: (d.file or "", d.line or 0))
+    out.files["MIGRATION.md"] = migration_md(opts, svc, out.rows, names, out.warnings)
     _no_secret(svc, out.files)
     _write(opts, out.files)
-    return [*names, "MIGRATION.md"]
+    dropped = sum(1 for r in out.rows if r.became.startswith(NOT_CARRIED) and r.value != "not set")
+    return Imported([*names, "MIGRATION.md"], out.warnings, dropped)
 
 
 def _no_secret(svc: Service, files: dict[str, str]) -> None:
@@ -64,4 +78,4 @@ def _write(opts: Options, files: dict[str, str]) -> None:
         raise ConfigError(Diagnostic(f"cannot write the output: {exc.strerror or exc}", file=str(opts.out))) from exc
 
 
-__all__ = ["Options", "import_v1"]
+__all__ = ["Imported", "Options", "import_v1"]

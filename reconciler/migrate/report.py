@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from reconciler.migrate.rows import Row
 from reconciler.migrate.service import Options, Service
+from reconciler.model.errors import Diagnostic
 
-NOT_CARRIED = ("dropped", "no ", "never written", "not kept")
+NOT_CARRIED = ("dropped", "no ", "never written", "not kept", "ignored", "not carried")
 
 
 def _cell(text: str) -> str:
@@ -23,7 +24,8 @@ def _table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def migration_md(opts: Options, svc: Service, rows: list[Row], files: list[str]) -> str:
+def migration_md(opts: Options, svc: Service, rows: list[Row], files: list[str],
+                 warnings: list[Diagnostic] | None = None) -> str:
     """See the module docstring."""
     kind = "kubernetesOnlineEndpoint" if opts.target == "kubernetes" else "managedOnlineEndpoint"
     sources = [svc.config.label] + ([svc.versions_file.label] if svc.versions_file else [])
@@ -47,6 +49,10 @@ def migration_md(opts: Options, svc: Service, rows: list[Row], files: list[str])
     for v in svc.versions:
         role = "default (takes the rest)" if v.is_default else ("control" if v.is_control else "version")
         lines.append(f"| {v.name} | {role} | {svc.traffic.get(v.name, 0)}% |")
+    if warnings:
+        lines += ["", "## Warnings", "", "Settings v1 itself did not use, or values recon did not take as written "
+                  "(each also printed by `recon import-v1`):", ""]
+        lines += [f"- `{_cell(w.format())}`" for w in warnings]
     lines += ["", "## Every v1 setting", ""] + _table(rows)
     dropped = [r for r in rows if r.became.startswith(NOT_CARRIED) and r.value not in ("not set",)]
     lines += ["", "## Not carried over (no v2 equivalent)", ""]

@@ -54,10 +54,14 @@ SERVICE_DEFAULTS: dict[str, Any] = {
     "enable_app_insights": False,
     "namespace": None,
     "compute_target_name": None,
+    "compute_target": None,  # ComputeTarget / computeTarget: in Microsoft's examples, never read by v1
     "blobfuse_enabled": True,
     "primary_key": None,
     "secondary_key": None,
 }
+COMPUTE_TYPES = ("aks", "aksendpoint")  # as v1 compared them: case-insensitively
+OTHER_COMPUTE = {"aci": "an Azure Container Instances service, not an AKS one",
+                 "local": "a local Docker service, not an AKS one"}
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 Path = tuple[str | int, ...]
 
@@ -119,14 +123,18 @@ def check_version(s: dict[str, Setting], f: V1File, at: Path) -> list[Diagnostic
     if v["autoscale_enabled"] and v["num_replicas"] is not None:
         bad("num_replicas", "autoscale is enabled and num_replicas is set (v1 refused this too)",
             "remove num_replicas, or set autoscale_enabled: false")
+    if not v["autoscale_enabled"] and v["num_replicas"] is None:
+        bad("autoscale_enabled", "autoscale is disabled and num_replicas is not set (v1 refused this too)",
+            "give num_replicas, or enable autoscale")
+    # as azureml-core's validate_configuration: each of these must be above zero
     for name in ("autoscale_min_replicas", "autoscale_max_replicas", "autoscale_refresh_seconds",
-                 "scoring_timeout_ms", "replica_max_concurrent_requests", "num_replicas",
-                 "period_seconds", "timeout_seconds", "success_threshold", "failure_threshold"):
+                 "scoring_timeout_ms", "replica_max_concurrent_requests", "num_replicas", "max_request_wait_time",
+                 "period_seconds", "initial_delay_seconds", "timeout_seconds", "success_threshold",
+                 "failure_threshold"):
         if v[name] is not None and v[name] < 1:
-            bad(name, f"{v[name]} is too small", "use a whole number of at least 1")
-    for name in ("max_request_wait_time", "initial_delay_seconds", "gpu_cores"):
-        if v[name] < 0:
-            bad(name, f"{v[name]} is negative", "use 0 or more")
+            bad(name, f"{v[name]} is too small (v1 refused it too)", "use a whole number of at least 1")
+    if v["gpu_cores"] < 0:
+        bad("gpu_cores", f"{v['gpu_cores']} is negative", "use 0 or more")
     if v["autoscale_min_replicas"] > v["autoscale_max_replicas"]:
         bad("autoscale_min_replicas",
             f"autoscale_min_replicas {v['autoscale_min_replicas']} is above autoscale_max_replicas "
@@ -153,17 +161,17 @@ def _check_amounts(v: dict[str, Any], bad: Any) -> None:
 def check_service(s: dict[str, Setting], f: V1File) -> list[Diagnostic]:
     """v1's rules for the service-wide settings."""
     out: list[Diagnostic] = []
-    if s["auth_enabled"].value and s["token_auth_enabled"].value:
+    # token auth alone is token auth: key auth's default (true) gives way, as azureml-core lets it
+    if s["auth_enabled"].key is not None and s["auth_enabled"].value and s["token_auth_enabled"].value:
         key = s["token_auth_enabled"].key or "token_auth_enabled"
-        auth_key = s["auth_enabled"].key
-        why = "both are true" if auth_key else "auth_enabled defaults to true"
-        out.append(f.diagnostic((key,), f"cannot enable both key auth and token auth ({why}), as in v1",
+        out.append(f.diagnostic((key,), "cannot enable both key auth and token auth (both are true), as in v1",
                                 "set auth_enabled: false to use token auth, or drop token_auth_enabled"))
-    ctype = s["compute_type"].value
-    if str(ctype).lower() != "aks":
-        out.append(f.diagnostic((s["compute_type"].key or "computeType",),
-                                f"computeType {ctype!r} is not an AKS service",
-                                "import-v1 migrates AksWebservice and AksEndpoint configs (computeType: aks)"))
+    ctype = str(s["compute_type"].value)
+    if ctype.lower() not in COMPUTE_TYPES:
+        what = OTHER_COMPUTE.get(ctype.lower(), "not an AKS service")
+        out.append(f.diagnostic((s["compute_type"].key or "computeType",), f"computeType {ctype!r}: {what}",
+                                "import-v1 migrates AKS services: computeType AKS (an AksWebservice) or "
+                                "AKSENDPOINT (an AksEndpoint)"))
     ns = s["namespace"].value
     if ns is not None and not NAMESPACE_RE.match(ns):
         out.append(f.diagnostic(("namespace",), f"{ns!r} is not a Kubernetes namespace",

@@ -4,8 +4,9 @@ Contract: ``traffic_map(versions, problems)`` returns ``{deployment: percent}`` 
 appends a diagnostic and returns ``{}``. Rules (AksEndpoint): exactly one version is the default
 (a single version is; otherwise the one marked ``is_default``, else the config's own version);
 every other version, control or treatment, keeps its ``traffic_percentile`` (absent: 0); those
-shares may total at most 100, and the default version takes the rest. A default version that also
-states a ``traffic_percentile`` must state exactly the rest.
+shares may total at most 100, and the default version takes the rest. The default version's own
+``traffic_percentile`` is not a share of its own (v1 gave it what the others left): when it states
+another number, a warning says so and the rest is what it takes.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def pick_default(versions: list[Version], problems: list[Diagnostic]) -> Version
     return None
 
 
-def traffic_map(versions: list[Version], problems: list[Diagnostic]) -> dict[str, int]:
+def traffic_map(versions: list[Version], problems: list[Diagnostic], warnings: list[Diagnostic]) -> dict[str, int]:
     """See the module docstring."""
     default = pick_default(versions, problems)
     if default is None:
@@ -66,9 +67,9 @@ def traffic_map(versions: list[Version], problems: list[Diagnostic]) -> dict[str
     rest = 100 - taken
     stated = default.settings["traffic_percentile"].value
     if stated is not None and stated != rest:
-        problems.append(default.file.diagnostic(
+        warnings.append(default.file.diagnostic(
             _key(default, "traffic_percentile"),
-            f"the default version {default.name!r} states {stated}% but takes the rest, {rest}%",
-            f"drop its traffic_percentile or make it {rest}"))
-        return {}
+            f"ignored: {default.name!r} is the default version: it takes the traffic the others leave, {rest}%, "
+            f"not the {stated}% it states (as in v1)", f"drop its traffic_percentile or make it {rest}",
+            severity="warning"))
     return {v.name: (rest if v is default else _share(v)) for v in versions}

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
+from reconciler.migrate.code import rel
 from reconciler.migrate.deployment import deployment_fields
-from reconciler.migrate.envs import code_and_environment, rel
+from reconciler.migrate.envs import code_and_environment
+from reconciler.migrate.ignored import ignored_row
 from reconciler.migrate.rows import Row, plain, row
 from reconciler.migrate.service import Options, Service
 from reconciler.migrate.version import Version
@@ -32,10 +34,12 @@ MODEL_RE = re.compile(r"^(azureml:)?(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*):(?P<ver
 
 @dataclass
 class Output:
-    """The files of one import (path under the output folder -> text) and MIGRATION.md's rows."""
+    """The files of one import (path under the output folder -> text), MIGRATION.md's rows, and the
+    warnings (settings v1 ignored, values recon did not take as written)."""
 
     files: dict[str, str] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
+    warnings: list[Diagnostic] = field(default_factory=list)
 
 
 def dump(doc: dict[str, Any]) -> str:
@@ -45,8 +49,8 @@ def dump(doc: dict[str, Any]) -> str:
 
 def translate(opts: Options, svc: Service) -> Output:
     """See the module docstring."""
-    out = Output()
-    endpoint = _endpoint(opts, svc, out.rows)
+    out = Output(warnings=list(svc.warnings))
+    endpoint = _endpoint(opts, svc, out)
     out.files["endpoint.yml"] = dump(endpoint)
     for v in svc.versions:
         name = f"{v.name}-deployment.yml"
@@ -54,37 +58,68 @@ def translate(opts: Options, svc: Service) -> Output:
     return out
 
 
-def _endpoint(opts: Options, svc: Service, rows: list[Row]) -> dict[str, Any]:
-    s, target = svc.settings, opts.target
+def _endpoint(opts: Options, svc: Service, out: Output) -> dict[str, Any]:
+    s, target, rows = svc.settings, opts.target, out.rows
     doc: dict[str, Any] = {"$schema": SCHEMA.format(KINDS[target][0]), "name": svc.endpoint}
-    rows.append(row("endpoint", s["compute_type"], f"`{KINDS[target][0]}` (endpoint.yml)"))
-    compute = opts.compute or s["compute_target_name"].value
+    kind = "an AksEndpoint" if str(s["compute_type"].value).lower() == "aksendpoint" else "an AksWebservice"
+    rows.append(row("endpoint", s["compute_type"], f"{kind}: `{KINDS[target][0]}` (endpoint.yml)"))
     if target == "kubernetes":
-        if compute is None:
-            raise ConfigError(Diagnostic("a Kubernetes endpoint needs the compute it runs on", file="--compute",
-                                         hint="give --compute NAME (the AKS cluster attached as Kubernetes "
-                                              "compute) or compute_target_name in the deployment config"))
-        doc["compute"] = compute if compute.startswith("azureml:") else f"azureml:{compute}"
-        how = "from --compute" if opts.compute else ""
-        rows.append(row("endpoint", s["compute_target_name"], f"`compute: {doc['compute']}` {how}".strip()))
+        doc["compute"] = _compute(opts, svc, out)
     else:
-        rows.append(row("endpoint", s["compute_target_name"],
-                        f"dropped: a managed endpoint has no compute (instance_type {opts.instance_type})"))
+        for name in ("compute_target_name", "compute_target"):
+            rows.append(row("endpoint", s[name],
+                            f"dropped: a managed endpoint has no compute (instance_type {opts.instance_type})"))
     doc["auth_mode"] = _auth(s, rows)
     doc["traffic"] = dict(svc.traffic)
     for name in ("description", "tags", "properties"):
         meta = svc.meta.get(name)
         if meta is not None and meta.value:
             doc[name] = meta.value if name == "description" else {str(k): str(v) for k, v in meta.value.items()}
-    _service_rows(s, target, rows)
+    _service_rows(svc, target, rows)
     return doc
+
+
+def _compute(opts: Options, svc: Service, out: Output) -> str:
+    """``--compute``, else the config's compute key: ``computeTargetName`` (read by v1 for an
+    AksWebservice), else ``ComputeTarget``/``computeTarget`` (in Microsoft's examples, but the v1 CLI
+    took the compute from ``--ct``): a key v1 did not read is used with a warning that says so."""
+    s = svc.settings
+    endpoint = str(s["compute_type"].value).lower() == "aksendpoint"
+    chosen = None if opts.compute else next((s[n] for n in ("compute_target_name", "compute_target")
+                                             if s[n].value is not None), None)
+    name = opts.compute or (chosen.value if chosen is not None else None)
+    if name is None:
+        raise ConfigError(Diagnostic("a Kubernetes endpoint needs the compute it runs on", file="--compute",
+                                     hint="give --compute NAME (the AKS cluster attached as Kubernetes "
+                                          "compute; v1's --ct) or computeTargetName in the deployment config"))
+    compute = name if name.startswith("azureml:") else f"azureml:{name}"
+    for n in ("compute_target_name", "compute_target"):
+        setting = s[n]
+        if setting.value is None:
+            out.rows.append(row("endpoint", setting, "not set"))
+        elif setting is not chosen:
+            out.rows.append(row("endpoint", setting, f"not used: `compute: {compute}` comes from "
+                                                     f"{'--compute' if opts.compute else 'computeTargetName'}"))
+        else:
+            unread = n == "compute_target" or (endpoint and setting.key == "computeTargetName")
+            if unread:
+                out.warnings.append(svc.config.diagnostic((str(setting.key),), f"the v1 CLI did not read "
+                                    f"{setting.key} {'for an AksEndpoint ' if endpoint else ''}(it took the "
+                                    f"compute from --ct); recon uses it as the endpoint's compute",
+                                    "give --compute NAME to choose another", severity="warning"))
+            out.rows.append(row("endpoint", setting, f"`compute: {compute}` (endpoint.yml)"
+                                + (" (v1's CLI did not read this key: see the warning)" if unread else "")))
+    if opts.compute:
+        out.rows.append(plain("endpoint", "--compute", opts.compute, f"`compute: {compute}` (endpoint.yml)"))
+    return compute
 
 
 def _auth(s: dict[str, Any], rows: list[Row]) -> str:
     key, token = s["auth_enabled"], s["token_auth_enabled"]
     if token.value:
         rows.append(row("endpoint", token, "`auth_mode: aml_token` (endpoint.yml)"))
-        rows.append(row("endpoint", key, "off: token auth replaces it"))
+        rows.append(row("endpoint", key, "off: token auth replaces it" + ("" if key.key else " (its default, "
+                                                                          "true, gives way to token auth)")))
         return "aml_token"
     rows.append(row("endpoint", token, "off: no token auth"))
     if key.value:
@@ -95,7 +130,8 @@ def _auth(s: dict[str, Any], rows: list[Row]) -> str:
     return "key"
 
 
-def _service_rows(s: dict[str, Any], target: str, rows: list[Row]) -> None:
+def _service_rows(svc: Service, target: str, rows: list[Row]) -> None:
+    s = svc.settings
     ns = s["namespace"]
     rows.append(row("endpoint", ns, "no field in v2 YAML: the namespace is chosen when the cluster is attached "
                                     "(`az ml compute attach --type Kubernetes --namespace NS`)"
@@ -107,6 +143,7 @@ def _service_rows(s: dict[str, Any], target: str, rows: list[Row]) -> None:
                                              "`az ml online-endpoint get-credentials` (or `recon keys`)"))
     if target == "managed":
         rows.append(plain("endpoint", "namespace/cpu/memory", None, "replaced by the managed instance type"))
+    rows += [ignored_row("endpoint", ig) for ig in svc.ignored]
 
 
 def _deployment(opts: Options, svc: Service, v: Version, file: str, out: Output) -> dict[str, Any]:
@@ -116,9 +153,10 @@ def _deployment(opts: Options, svc: Service, v: Version, file: str, out: Output)
         doc["type"] = "kubernetes"
     doc["model"] = _model(opts, v, out)
     inference = _inference_path(opts, v)
-    ce = code_and_environment(inference, opts.out, v.name)
+    ce = code_and_environment(inference, opts.base or Path.cwd(), opts.out, v.name)
     out.files.update(ce.files)
     out.rows += ce.rows
+    out.warnings += ce.warnings
     if ce.code_configuration is not None:
         doc["code_configuration"] = ce.code_configuration
     if ce.environment is not None:
@@ -129,7 +167,7 @@ def _deployment(opts: Options, svc: Service, v: Version, file: str, out: Output)
         doc["instance_type"] = opts.instance_type
     fields, rows = deployment_fields(v, svc, target, file)
     doc.update(fields)
-    out.rows += rows + _traffic_rows(v, svc)
+    out.rows += rows + [ignored_row(f"deployment {v.name}", ig) for ig in v.ignored] + _traffic_rows(v, svc)
     return doc
 
 
@@ -137,8 +175,13 @@ def _traffic_rows(v: Version, svc: Service) -> list[Row]:
     scope, share = f"deployment {v.name}", svc.traffic.get(v.name, 0)
     named = v.extra.get("version_name")
     rows = [row(scope, named, f"`name: {v.name}` ({v.name}-deployment.yml)") if named is not None
-            else plain(scope, "version_name", None, f"`name: {v.name}` (from --deployment-name)"),
-            row(scope, v.settings["traffic_percentile"], f"`traffic.{v.name}: {share}` (endpoint.yml)")]
+            else plain(scope, "version_name", None, f"`name: {v.name}` (from --deployment-name, or as v1 "
+                                                    "named an AksEndpoint's version: the endpoint's name)")]
+    stated = v.settings["traffic_percentile"]
+    if v.is_default and stated.value is not None and stated.value != share:
+        rows.append(row(scope, stated, f"ignored: the default version takes the rest, `traffic.{v.name}: {share}`"))
+    else:
+        rows.append(row(scope, stated, f"`traffic.{v.name}: {share}` (endpoint.yml)"))
     role = "default: takes the rest of the traffic" if v.is_default else "keeps its traffic_percentile"
     rows.append(plain(scope, "is_default", v.is_default, role))
     if v.is_control:

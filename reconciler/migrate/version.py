@@ -4,9 +4,13 @@ the traffic rules."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from reconciler.migrate.files import V1File
 from reconciler.migrate.settings import Setting
+
+if TYPE_CHECKING:
+    from reconciler.migrate.ignored import Ignored
 
 
 @dataclass
@@ -20,3 +24,4 @@ class Version:
     is_default: bool = False
     is_control: bool = False
     extra: dict[str, Setting] = field(default_factory=dict)  # model, inference config, flags
+    ignored: list[Ignored] = field(default_factory=list)  # given, but v1 did not use them

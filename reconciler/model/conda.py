@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.model.schema import Problem
+from reconciler.model.checks import Problem
 
 KEYS = ("name", "channels", "dependencies", "prefix", "variables")
 HINT = "a conda environment: `name:`, `channels: [...]` and `dependencies: [...]` with an optional `- pip: [...]` list"

@@ -4,6 +4,7 @@ Hierarchy::
 
     ReconcilerError                 root: the CLI turns any of these into a clean message, exit 1
     ├── ConfigError                 the desired state is wrong; carries every Diagnostic of the run
+    ├── MissingExtraError           a provider or state backend whose pip extra is not installed
     ├── PlanError                   a plan cannot be made or carried out (quota, capacity, ...)
     │   └── StalePlanError          a saved plan no longer matches the state or the desired state
     ├── StateError                  the state cannot be read or written
@@ -89,6 +90,15 @@ class ConfigError(ReconcilerError):
             diagnostics = [diagnostics]
         self.diagnostics: list[Diagnostic] = list(diagnostics)
         super().__init__("\n".join(d.format() for d in self.diagnostics))
+
+
+class MissingExtraError(ReconcilerError):
+    """The project asks for a provider or state backend whose SDK, a pip extra, is not installed.
+    The message names it and the pip command (``reconciler.model.extras``)."""
+
+    def __init__(self, message: str, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
 
 
 class PlanError(ReconcilerError):

@@ -50,6 +50,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reconciler.model.rollout import RolloutSettings
+
 ResourceType = Literal["environment", "model", "endpoint", "deployment"]
 
 
@@ -128,19 +130,21 @@ class DesiredState(BaseModel):
     quota: dict[str, int] | None = None
     instance_types: dict[str, InstanceType] = Field(default_factory=dict)  # catalog incl. built-ins
     state_settings: dict[str, Any] = Field(default_factory=dict)
+    rollout: RolloutSettings | None = None  # recon.yaml ``rollout:`` (the gates the plan puts on steps)
     resources: dict[str, Resource] = Field(default_factory=dict)
     warnings: list[dict[str, Any]] = Field(default_factory=list)  # Diagnostic.to_dict() entries
 
     @cached_property
     def digest(self) -> str:  # computed once: it is a JSON dump of every resource
-        return digest_of(
-            {
-                "resources": {a: r.attributes for a, r in sorted(self.resources.items())},
-                "provider": self.provider.model_dump(),
-                "quota": self.quota,
-                "instance_types": {k: v.model_dump() for k, v in sorted(self.instance_types.items())},
-            }
-        )
+        data: dict[str, Any] = {
+            "resources": {a: r.attributes for a, r in sorted(self.resources.items())},
+            "provider": self.provider.model_dump(),
+            "quota": self.quota,
+            "instance_types": {k: v.model_dump() for k, v in sorted(self.instance_types.items())},
+        }
+        if self.rollout is not None:  # absent: the digest of a project without the section is unchanged
+            data["rollout"] = self.rollout.model_dump(mode="json")
+        return digest_of(data)
 
 
 def canonical_json(value: Any) -> str:

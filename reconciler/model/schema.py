@@ -3,23 +3,28 @@
 The models mirror the Azure ML CLI v2 schemas (managedOnlineEndpoint, kubernetesOnlineEndpoint,
 managedOnlineDeployment, kubernetesOnlineDeployment, model, environment) and recon.yaml. Every model
 forbids unknown fields. Enumerated values stay plain strings here and are checked (case-insensitively,
-as Azure does) by ``check_document``, which also applies the per-document service limits.
-Fields that accept several shapes (``model``, ``environment``, asset ``version``) are typed ``Any``
-and checked by hand so that an error names one expected type, not a union's noise.
+as Azure does) by ``reconciler.model.checks``, which also applies the per-document service limits.
+Fields that accept several shapes (``model``, ``environment``, asset ``version``, ``conda_file``) are
+typed ``Any`` and checked by hand so that an error names one expected type, not a union's noise.
 
-Nothing here reads files or knows line numbers: problems come back as ``Problem`` values with a
-field path, and the loader places them in a file and on a line. Cross-document rules (traffic,
-references, duplicates, counts) live in the loader.
+Azure's loader also reads what ``az ml ... show`` writes into an exported file: read-only fields
+(``id``, ``provisioning_state``, ``creation_context``, ``utc_time_created``, ...). They are accepted
+here, as Azure accepts them, and never used: they change no plan (``_ReadOnly*``).
+
+This module holds what a document may contain (the models, the accepted values, the service
+limits); ``reconciler.model.checks`` holds what is wrong with one (``Problem``, ``parse_model``,
+``check_*``). Cross-document rules (traffic, references, duplicates, counts) live in
+``reconciler.load.crossdoc``.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import dataclass
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from reconciler.model.collector import DataCollectorDoc
 
 NAME_RE = re.compile(r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$")
 WORKSPACE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$")
@@ -49,6 +54,26 @@ class _Document(_Strict):
     schema_: str | None = Field(None, alias="$schema")
 
 
+def _not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML's true/false: Azure's integer fields refuse them too
+        raise ValueError(f"got {value!r}, not a whole number")
+    return value
+
+
+# A whole number as Azure's loader reads one (marshmallow's Integer): 50, 50.0 and "50" alike.
+Percent = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+
+class _ReadOnlyEndpoint(_Strict):
+    """What ``az ml online-endpoint show`` adds to an endpoint: the service's, never used."""
+
+    id: Any = None
+    provisioning_state: Any = None
+    scoring_uri: Any = None
+    openapi_uri: Any = None
+    location: Any = None
+
+
 # --- endpoints -------------------------------------------------------------------------------
 
 
@@ -57,20 +82,20 @@ class IdentityDoc(_Strict):
     user_assigned_identities: Any = None
 
 
-class ManagedEndpointDoc(_Document):
+class ManagedEndpointDoc(_Document, _ReadOnlyEndpoint):
     name: str
     description: str | None = None
     tags: dict[str, Any] | None = None
     properties: dict[str, Any] | None = None
     auth_mode: str | None = None
     identity: IdentityDoc | None = None
-    traffic: dict[str, StrictInt] | None = None
-    mirror_traffic: dict[str, StrictInt] | None = None
+    traffic: dict[str, Percent] | None = None
+    mirror_traffic: dict[str, Percent] | None = None
     public_network_access: str | None = None
     kind: str | None = None
 
 
-class KubernetesEndpointDoc(_Document):
+class KubernetesEndpointDoc(_Document, _ReadOnlyEndpoint):
     name: str
     compute: str
     description: str | None = None
@@ -78,8 +103,8 @@ class KubernetesEndpointDoc(_Document):
     properties: dict[str, Any] | None = None
     auth_mode: str | None = None
     identity: IdentityDoc | None = None
-    traffic: dict[str, StrictInt] | None = None
-    mirror_traffic: dict[str, StrictInt] | None = None
+    traffic: dict[str, Percent] | None = None
+    mirror_traffic: dict[str, Percent] | None = None
     kind: str | None = None
 
 
@@ -102,18 +127,27 @@ class BuildDoc(_Strict):
     dockerfile_path: str | None = None
 
 
-class InlineEnvironmentDoc(_Strict):
+class _ReadOnlyAsset(_Strict):
+    """What ``az ml model|environment show`` adds to an asset: the service's, never used."""
+
+    id: Any = None
+    creation_context: Any = None
+    latest_version: Any = None
+    intellectual_property: Any = None
+
+
+class InlineEnvironmentDoc(_ReadOnlyAsset):
     name: str | None = None
     version: Any = None
     description: str | None = None
     tags: dict[str, Any] | None = None
-    properties: dict[str, Any] | None = None
     image: str | None = None
-    conda_file: str | None = None
+    conda_file: Any = None  # a path, or the conda environment inline (checked by hand)
     build: BuildDoc | None = None
     inference_config: InferenceConfigDoc | None = None
     os_type: str | None = None
     datastore: str | None = None
+    auto_delete_setting: dict[str, Any] | None = None  # newer: kept, sent to Azure
 
 
 class EnvironmentDoc(InlineEnvironmentDoc):
@@ -121,7 +155,11 @@ class EnvironmentDoc(InlineEnvironmentDoc):
     name: str  # required at top level
 
 
-class InlineModelDoc(_Strict):
+class DeploymentTemplateRef(_Strict):
+    asset_id: str
+
+
+class InlineModelDoc(_ReadOnlyAsset):
     name: str | None = None
     version: Any = None
     description: str | None = None
@@ -133,6 +171,11 @@ class InlineModelDoc(_Strict):
     stage: str | None = None
     job_name: str | None = None
     datastore: str | None = None
+    utc_time_created: Any = None  # read-only
+    # newer optional fields: kept, sent to Azure
+    system_metadata: dict[str, Any] | None = None
+    default_deployment_template: DeploymentTemplateRef | None = None
+    allowed_deployment_templates: list[DeploymentTemplateRef] | None = None
 
 
 class ModelDoc(InlineModelDoc):
@@ -154,10 +197,6 @@ class ProbeDoc(_Strict):
     timeout: int | None = None
     success_threshold: int | None = None
     failure_threshold: int | None = None
-    method: str | None = None
-    path: str | None = None
-    port: int | None = None
-    scheme: str | None = None
 
 
 class RequestSettingsDoc(_Strict):
@@ -175,9 +214,11 @@ class ScaleSettingsDoc(_Strict):
 
 
 class ResourceAmountsDoc(_Strict):
-    cpu: str | int | float | None = None
+    """Kubernetes quantities, as strings (Azure's schema refuses ``cpu: 0.5``: write ``cpu: "0.5"``)."""
+
+    cpu: str | None = None
     memory: str | None = None
-    gpu: str | int | None = Field(None, alias="nvidia.com/gpu")
+    gpu: str | None = Field(None, alias="nvidia.com/gpu")
 
 
 class ResourcesDoc(_Strict):
@@ -203,8 +244,12 @@ class _DeploymentDoc(_Document):
     liveness_probe: ProbeDoc | None = None
     readiness_probe: ProbeDoc | None = None
     app_insights_enabled: bool | None = None
-    data_collector: dict[str, Any] | None = None
+    data_collector: DataCollectorDoc | None = None
     model_mount_path: str | None = None
+    # read-only (``az ml online-deployment show``): never used
+    id: Any = None
+    provisioning_state: Any = None
+    creation_context: Any = None
 
 
 class ManagedDeploymentDoc(_DeploymentDoc):
@@ -234,6 +279,20 @@ class StateDoc(_Strict):
     name: str | None = None
 
 
+class PricingDoc(_Strict):
+    fetch: bool | None = None
+    region: str | None = None
+    currency: str | None = None
+    cache_hours: float | None = None
+    url: str | None = None
+    timeout: float | None = None
+
+
+class BudgetDoc(_Strict):
+    monthly: float | None = None
+    increase: float | None = None
+
+
 class ReconFileDoc(_Strict):
     workspace: str | None = None
     provider: dict[str, Any] | None = None
@@ -242,6 +301,10 @@ class ReconFileDoc(_Strict):
     state: StateDoc | None = None
     exclude: list[str] | None = None
     limits: Any = None  # checked by the loader (endpoints/deployments: positive integers)
+    pricing: PricingDoc | None = None
+    prices: Any = None  # checked by the loader (instance type: a price per hour >= 0)
+    budget: BudgetDoc | None = None
+    rollout: Any = None  # checked by reconciler.model.rollout_checks (guarded rollouts)
 
 
 KIND_MODELS: dict[str, type[_Strict]] = {
@@ -252,317 +315,3 @@ KIND_MODELS: dict[str, type[_Strict]] = {
     "model": ModelDoc,
     "environment": EnvironmentDoc,
 }
-
-
-# --- validation ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in one document: dotted-path parts, message, what would be right."""
-
-    path: tuple[str | int, ...]
-    message: str
-    hint: str | None = None
-    severity: str = "error"
-
-    @property
-    def dotted(self) -> str:
-        return ".".join(str(p) for p in self.path)
-
-
-_EXPECTED = {
-    "int": "an integer",
-    "string": "a string",
-    "bool": "true or false",
-    "dict": "a mapping",
-    "model": "a mapping",
-    "list": "a list",
-    "float": "a number",
-    "union": "a string or a number",
-}
-
-
-def suggest(word: str, choices: Any) -> str | None:
-    """``did you mean 'x'?`` for the closest choice, or None."""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
-
-
-def _submodel(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (Union, type(int | None)) or get_args(annotation):
-        for arg in get_args(annotation):
-            found = _submodel(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names (aliases where set) allowed at ``loc`` inside ``model``."""
-    current: type[BaseModel] | None = model
-    for part in loc:
-        if current is None:
-            return []
-        field = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
-        current = _submodel(field.annotation) if field is not None else None
-    if current is None:
-        return []
-    return [f.alias or n for n, f in current.model_fields.items()]
-
-
-def _from_pydantic(model: type[BaseModel], exc: ValidationError, prefix: tuple[Any, ...]) -> list[Problem]:
-    problems: list[Problem] = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        kind = err["type"]
-        where = prefix + loc
-        if kind == "extra_forbidden":
-            allowed = _fields_at(model, loc[:-1])
-            hint = suggest(str(loc[-1]), allowed) or (
-                "allowed fields: " + ", ".join(sorted(allowed)) if allowed else None
-            )
-            problems.append(Problem(where, f"unknown field {loc[-1]!r}", hint))
-        elif kind == "missing":
-            problems.append(Problem(where, "required field is missing", f"add `{loc[-1]}:`"))
-        else:
-            expected = _EXPECTED.get(kind.split("_")[0])
-            got = err.get("input")
-            message = f"wrong type: got {got!r}" if expected else err["msg"]
-            hint = f"expected {expected}" if expected else None
-            if kind == "int_from_float":
-                hint = "expected a whole number"
-            problems.append(Problem(where, message, hint))
-    return problems
-
-
-def parse_model(model: type[BaseModel], data: Any, prefix: tuple[Any, ...] = ()) -> tuple[Any, list[Problem]]:
-    """Validate ``data`` against ``model``: (instance or None, problems)."""
-    if not isinstance(data, dict):
-        return None, [Problem(prefix, f"wrong type: got {type(data).__name__}", "expected a mapping")]
-    try:
-        return model.model_validate(data), []
-    except ValidationError as exc:
-        return None, _from_pydantic(model, exc, prefix)
-
-
-def check_enum(
-    value: str | None, allowed: tuple[str, ...], path: tuple[Any, ...], out: list[Problem]
-) -> str | None:
-    """Lowercased ``value`` when it is one of ``allowed`` (case-insensitive); else a problem."""
-    if value is None:
-        return None
-    folded = str(value).lower()
-    if folded in allowed:
-        return folded
-    hint = suggest(folded, allowed) or ""
-    out.append(
-        Problem(
-            path,
-            f"{value!r} is not an accepted value",
-            f"use one of: {', '.join(allowed)}" + (f"; {hint}" if hint else ""),
-        )
-    )
-    return None
-
-
-def check_name(name: str, path: tuple[Any, ...], what: str, out: list[Problem]) -> None:
-    """The SDK rule for endpoint and deployment names."""
-    if PLACEHOLDER_RE.search(name):
-        out.append(
-            Problem(
-                path,
-                f"{name!r} is a template placeholder, not a {what} name",
-                "render the template before running recon, or exclude this file in recon.yaml",
-            )
-        )
-    elif not NAME_RE.match(name) or "--" in name:
-        out.append(
-            Problem(
-                path,
-                f"{name!r} is not a valid {what} name",
-                "start with a letter; use letters, digits and single hyphens; do not end with a hyphen",
-            )
-        )
-    elif not 3 <= len(name) <= 32:
-        out.append(
-            Problem(path, f"{what} name {name!r} has {len(name)} characters", "use 3 to 32 characters")
-        )
-
-
-def _positive(value: int | None, path: tuple[Any, ...], out: list[Problem], minimum: int = 1) -> None:
-    if value is not None and value < minimum:
-        out.append(Problem(path, f"{value} is too small", f"use an integer >= {minimum}"))
-
-
-def check_endpoint(doc: ManagedEndpointDoc | KubernetesEndpointDoc) -> list[Problem]:
-    out: list[Problem] = []
-    check_name(doc.name, ("name",), "endpoint", out)
-    check_enum(doc.auth_mode, AUTH_MODES, ("auth_mode",), out)
-    if doc.identity is not None:
-        check_enum(doc.identity.type.replace(" ", ""), IDENTITY_TYPES, ("identity", "type"), out)
-    if isinstance(doc, ManagedEndpointDoc):
-        check_enum(doc.public_network_access, NETWORK_ACCESS, ("public_network_access",), out)
-    for key in ("traffic", "mirror_traffic"):
-        for dep, pct in (getattr(doc, key) or {}).items():
-            if not 0 <= pct <= 100:
-                out.append(
-                    Problem((key, dep), f"{pct} is not a percentage", "use a whole number from 0 to 100")
-                )
-    return out
-
-
-def _check_probe(probe: ProbeDoc | None, name: str, out: list[Problem]) -> None:
-    if probe is None:
-        return
-    for field in ("initial_delay", "period", "timeout", "success_threshold", "failure_threshold"):
-        _positive(getattr(probe, field), (name, field), out, 0 if field == "initial_delay" else 1)
-
-
-def check_deployment(doc: ManagedDeploymentDoc | KubernetesDeploymentDoc, kind: str) -> list[Problem]:
-    """Names, enums and service limits of one deployment document (``kind``: managed|kubernetes)."""
-    out: list[Problem] = []
-    check_name(doc.name, ("name",), "deployment", out)
-    check_name(doc.endpoint_name, ("endpoint_name",), "endpoint", out)
-    check_enum(doc.type, DEPLOYMENT_TYPES, ("type",), out)
-    if doc.type is not None and doc.type.lower() in DEPLOYMENT_TYPES and doc.type.lower() != kind:
-        out.append(
-            Problem(
-                ("type",),
-                f"type {doc.type!r} contradicts the {kind} deployment schema",
-                f"use type: {kind} or the matching $schema",
-            )
-        )
-    if kind == "kubernetes":
-        total = len(doc.name) + len(doc.endpoint_name)
-        if not 6 <= total <= 62:
-            out.append(
-                Problem(
-                    ("name",),
-                    f"endpoint name plus deployment name have {total} characters",
-                    "on Kubernetes they must total 6 to 62 characters",
-                )
-            )
-    if isinstance(doc, ManagedDeploymentDoc):
-        check_enum(doc.egress_public_network_access, NETWORK_ACCESS, ("egress_public_network_access",), out)
-        if doc.instance_type is None:
-            out.append(
-                Problem(
-                    ("instance_type",),
-                    "a managed deployment needs an instance_type",
-                    "add e.g. `instance_type: Standard_DS3_v2`",
-                )
-            )
-    _positive(doc.instance_count, ("instance_count",), out)
-    limit = MAX_INSTANCES_MANAGED if kind == "managed" else None
-    if limit and doc.instance_count is not None and doc.instance_count > limit:
-        out.append(
-            Problem(
-                ("instance_count",),
-                f"{doc.instance_count} instances exceed the service limit",
-                f"a managed deployment has at most {limit} instances",
-            )
-        )
-    scale = doc.scale_settings
-    if scale is not None:
-        stype = check_enum(scale.type, SCALE_TYPES, ("scale_settings", "type"), out)
-        _positive(scale.min_instances, ("scale_settings", "min_instances"), out)
-        _positive(scale.max_instances, ("scale_settings", "max_instances"), out)
-        _positive(scale.polling_interval, ("scale_settings", "polling_interval"), out)
-        pct = scale.target_utilization_percentage
-        if pct is not None and not 1 <= pct <= 100:
-            out.append(
-                Problem(
-                    ("scale_settings", "target_utilization_percentage"),
-                    f"{pct} is not a percentage",
-                    "use 1 to 100",
-                )
-            )
-        if limit and scale.max_instances is not None and scale.max_instances > limit:
-            out.append(
-                Problem(
-                    ("scale_settings", "max_instances"),
-                    f"{scale.max_instances} instances exceed the service limit",
-                    f"a managed deployment has at most {limit} instances",
-                )
-            )
-        lo, hi = scale.min_instances or 1, scale.max_instances
-        if stype == "target_utilization" and hi is not None and lo > hi:
-            out.append(
-                Problem(
-                    ("scale_settings", "min_instances"),
-                    f"min_instances {lo} is above max_instances {hi}",
-                    "make min_instances <= max_instances",
-                )
-            )
-    rs = doc.request_settings
-    if rs is not None:
-        _positive(rs.request_timeout_ms, ("request_settings", "request_timeout_ms"), out)
-        _positive(
-            rs.max_concurrent_requests_per_instance,
-            ("request_settings", "max_concurrent_requests_per_instance"),
-            out,
-        )
-        _positive(rs.max_queue_wait_ms, ("request_settings", "max_queue_wait_ms"), out, 0)
-        top = MAX_TIMEOUT_MS[kind]
-        if rs.request_timeout_ms is not None and rs.request_timeout_ms > top:
-            out.append(
-                Problem(
-                    ("request_settings", "request_timeout_ms"),
-                    f"{rs.request_timeout_ms} ms exceeds the service limit",
-                    f"a {kind} deployment allows at most {top} ms",
-                )
-            )
-    _check_probe(doc.liveness_probe, "liveness_probe", out)
-    _check_probe(doc.readiness_probe, "readiness_probe", out)
-    return out
-
-
-def check_model(doc: InlineModelDoc, prefix: tuple[Any, ...] = ()) -> list[Problem]:
-    out: list[Problem] = []
-    check_enum(doc.type, MODEL_TYPES, (*prefix, "type"), out)
-    if doc.version is not None and not _is_positive_int(doc.version):
-        out.append(
-            Problem(
-                (*prefix, "version"),
-                f"model version {doc.version!r} is not a positive integer",
-                "use 1, 2, 3 ...",
-            )
-        )
-    return out
-
-
-def _is_positive_int(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return value >= 1
-    return isinstance(value, str) and value.isdigit() and int(value) >= 1
-
-
-def check_environment(doc: InlineEnvironmentDoc, prefix: tuple[Any, ...] = ()) -> list[Problem]:
-    out: list[Problem] = []
-    check_enum(doc.os_type, OS_TYPES, (*prefix, "os_type"), out)
-    if doc.image is None and doc.build is None:
-        out.append(
-            Problem(
-                prefix or ("image",),
-                "an environment needs an image or a build context",
-                "add `image: <registry/image:tag>` or `build: {path: <folder>}`",
-            )
-        )
-    if doc.image is not None and doc.build is not None:
-        out.append(Problem((*prefix, "build"), "image and build are mutually exclusive", "keep one of them"))
-    if doc.build is not None and doc.conda_file is not None:
-        out.append(
-            Problem(
-                (*prefix, "conda_file"),
-                "conda_file cannot be combined with build",
-                "install the conda environment in the Dockerfile",
-            )
-        )
-    if doc.version is not None and (isinstance(doc.version, bool) or not isinstance(doc.version, str | int)):
-        out.append(Problem((*prefix, "version"), f"wrong type: got {doc.version!r}", "expected a string"))
-    return out

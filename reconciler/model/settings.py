@@ -9,8 +9,44 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.model import catalog, schema
 from reconciler.model.resources import InstanceType, ProviderSettings
+from reconciler.model.rollout import RolloutSettings
 
 SETTINGS_FILE = "recon.yaml"
+
+#: The Azure Retail Prices API (public, no credentials; docs/cost.md). ``RECON_PRICES_URL`` overrides it.
+RETAIL_PRICES_URL = "https://prices.azure.com/api/retail/prices"
+#: The currencies the Retail Prices API offers (its ``currencyCode`` parameter).
+CURRENCIES: tuple[str, ...] = (
+    "USD", "AUD", "BRL", "CAD", "CHF", "CNY", "DKK", "EUR", "GBP", "INR", "JPY", "KRW", "NOK", "NZD",
+    "RUB", "SEK", "TWD",
+)
+
+
+class PricingSettings(BaseModel):
+    """``pricing:`` in recon.yaml: where the hourly prices of instance types come from (docs/cost.md).
+
+    ``region`` is the ``armRegionName`` prices are asked for (None: the provider's ``location``,
+    else ``eastus``); ``cache_hours`` how long fetched prices are kept on disk; ``timeout`` the
+    seconds one plan may spend asking the API; ``fetch`` False: only the ``prices:`` table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fetch: bool = True
+    region: str | None = None
+    currency: str = "USD"
+    cache_hours: float = 24.0
+    url: str = RETAIL_PRICES_URL
+    timeout: float = 10.0
+
+
+class Budget(BaseModel):
+    """``budget:`` in recon.yaml, in the pricing currency: ``monthly`` bounds the steady monthly cost
+    after the apply (the max under autoscaling), ``increase`` what one plan may add to it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    monthly: float | None = None
+    increase: float | None = None
 
 
 class ProjectSettings(BaseModel):
@@ -26,6 +62,10 @@ class ProjectSettings(BaseModel):
     state: dict[str, Any] = Field(default_factory=lambda: {"backend": "file", "path": ".recon/state.json"})
     exclude: tuple[str, ...] = ()
     limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
+    prices: dict[str, float] = Field(default_factory=dict)  # per hour, by instance type; wins over the API
+    budget: Budget | None = None
+    rollout: RolloutSettings | None = None  # ``rollout:`` (guarded rollouts); None: no section
     source: str | None = None  # "recon.yaml" when the file exists
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PLAN_FORMAT_VERSION = "1.0"
+PLAN_FORMAT_VERSION = "1.1"  # 1.1 added ``cost``
 
 
 class Action(StrEnum):
@@ -84,23 +84,6 @@ class ResourceChange(BaseModel):
     depends_on: list[str] = Field(default_factory=list)
     reason: str | None = None
     source: str | None = None  # "file:line" of the declaration, display only
-
-    def to_terraform(self) -> dict[str, Any]:
-        """Terraform plan JSON's resource_changes entry."""
-        return {
-            "address": self.address,
-            "mode": "managed",
-            "type": f"recon_{self.type}",
-            "name": self.name,
-            "provider_name": f"recon/{self.provider}",
-            "change": {
-                "actions": self.action.terraform_actions,
-                "before": self.before,
-                "after": self.after,
-                "replace_paths": [p.split(".") for p in self.replace_paths],
-            },
-            "action_reason": self.reason,
-        }
 
 
 class StepKind(StrEnum):
@@ -181,6 +164,83 @@ class QuotaReport(BaseModel):
     errors: list[str] = Field(default_factory=list)
 
 
+class CostSide(BaseModel):
+    """One deployment before or after the apply: instances (min and max: equal unless autoscaled)
+    and what they cost per month (730 hours x instances x price; None when not priced)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance_type: str | None
+    instances_min: int
+    instances_max: int
+    price_per_hour: float | None
+    monthly_min: float | None
+    monthly_max: float | None
+
+
+class DeploymentCost(BaseModel):
+    """What one changed deployment costs before and after the apply, and at most while it runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str
+    action: Action
+    before: CostSide | None
+    after: CostSide | None
+    change_min: float | None  # after - before, per month, at the min and at the max instances
+    change_max: float | None
+    peak_hourly: float | None  # the most this deployment costs per hour at any point of the apply
+
+
+class PriceUsed(BaseModel):
+    """One hourly price the plan used: where it came from and as of when."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance_type: str
+    per_hour: float
+    source: str  # "azure-retail-prices" | "recon.yaml"
+    date: str | None = None  # the day the price was fetched (YYYY-MM-DD); None for recon.yaml prices
+    product: str | None = None  # the API's productName and meterName
+    meter: str | None = None
+
+
+class CostReport(BaseModel):
+    """The money beside the quota (docs/cost.md). Per month: 730 hours x instances x hourly price,
+    the min and max instances under autoscaling. ``peak_hourly``: the most the deployments cost per
+    hour at any point while the apply runs (a rolling update's surge, both colours of a blue/green
+    change; a replaced deployment's old and new instances only as far as its steps overlap them).
+    Totals count every deployment that exists before or after (unchanged ones in ``unchanged_*``);
+    deployments without a price are listed in ``unpriced`` and left out of the sums. Advice about
+    the plan, like the warnings: not part of the plan digest."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    currency: str
+    region: str
+    hours_per_month: int = 730
+    unavailable: str | None = None  # why nothing could be priced (then every total is None)
+    before_min: float | None = None
+    before_max: float | None = None
+    after_min: float | None = None
+    after_max: float | None = None
+    change_min: float | None = None
+    change_max: float | None = None
+    peak_hourly: float | None = None
+    peak_step: str | None = None  # the step id while which the peak is reached (None: before or after)
+    deployments: list[DeploymentCost] = Field(default_factory=list)
+    unchanged_count: int = 0
+    unchanged_monthly_min: float = 0.0
+    unchanged_monthly_max: float = 0.0
+    prices: list[PriceUsed] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)  # of the prices used: azure-retail-prices, recon.yaml
+    price_date: str | None = None  # the oldest day an API price used was fetched (YYYY-MM-DD)
+    unpriced: list[str] = Field(default_factory=list)  # "ADDRESS: why it has no price"
+    budget_monthly: float | None = None
+    budget_increase: float | None = None
+    errors: list[str] = Field(default_factory=list)  # a budget exceeded (also in Plan.errors)
+
+
 class DriftItem(BaseModel):
     """Something that changed behind recon's back, kept apart from pending changes.
 
@@ -216,6 +276,7 @@ class Plan(BaseModel):
     resource_changes: list[ResourceChange] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
     quota: QuotaReport = Field(default_factory=QuotaReport)
+    cost: CostReport | None = None  # None: not priced (a plan made without prices, or by validate)
     drift: list[DriftItem] = Field(default_factory=list)
     warnings: list[dict[str, Any]] = Field(default_factory=list)  # Diagnostic.to_dict() entries
     errors: list[str] = Field(default_factory=list)  # a plan with errors is not applicable
@@ -246,16 +307,16 @@ class Plan(BaseModel):
         """sha256 of what the plan will do and what it was made from: equal plans have equal
         digests. Left out: ``created_at`` and ``recon_version`` (display only; they differ between
         the CI run that planned, which reviewers saw, and the run that applies on merge, which
-        ``apply --expect-digest`` compares), ``warnings`` and the provider's capacity report
-        (advice about the plan, not part of it: a capacity warning comes and goes with
-        ``--no-refresh``). No field holds an absolute path (sources and asset paths are relative
+        ``apply --expect-digest`` compares), ``warnings``, ``cost`` (prices move from day to day;
+        a budget exceeded is in ``errors``) and the provider's capacity report (advice about the
+        plan, not part of it: a capacity warning comes and goes with ``--no-refresh``). No field holds an absolute path (sources and asset paths are relative
         to the project).
 
         No-op entries enter by address only: their attributes are fixed by ``desired_digest``
         (after) and by ``lineage``/``serial``/``drift`` (before), and dumping them was most of the
         cost of a 16,000-resource plan's digest."""
         data = self.model_dump(
-            mode="json", exclude={"created_at", "recon_version", "resource_changes", "warnings"}
+            mode="json", exclude={"created_at", "recon_version", "resource_changes", "warnings", "cost"}
         )
         data["quota"].pop("capacity", None)
         data["resource_changes"] = [

@@ -1,7 +1,7 @@
 """Plans and drift reports as Markdown for pull-request comments and CI job summaries.
 
 One layout for both, sections always in this order (empty ones left out): summary, destroys and
-replaces, resources, rollout, quota, drift, warnings. The first line is a hidden marker carrying
+replaces, resources, rollout, quota, cost, drift, warnings. The first line is a hidden marker carrying
 the digest (``<!-- recon:plan digest=sha256:... -->``) that CI uses to find and update its comment
 and that ``recon apply --expect-digest`` checks; it survives every cut.
 
@@ -10,7 +10,7 @@ HTML, code fence), so no value can inject markup, links or mentions. Plans carry
 
 A comment longer than ``max_chars`` (GitHub accepts 65,536) loses whole lines and blocks, least
 important first: attribute details collapse to one line per resource, then resource lines go,
-then rollout steps, warnings, drift, quota, destroys and errors. Each cut section says how many
+then rollout steps, warnings, drift, quota and cost lines, destroys, the cost headline and errors. Each cut section says how many
 entries it lost, and the summary says how many characters and resources were left out and where
 the full plan is. The result is never longer than ``max_chars``.
 """
@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from reconciler.model.resources import digest_of
-from reconciler.plan.types import Action, DriftItem, FieldChange, Plan, ResourceChange, Step
+from reconciler.plan.types import Action, CostReport, DriftItem, FieldChange, Plan, ResourceChange, Step
 from reconciler.render.common import (
     capacity_status,
     capacity_text,
@@ -41,6 +41,7 @@ from reconciler.render.common import (
     usage_text,
     warning_text,
 )
+from reconciler.render.costs import basis, budget_text, cost_line, cost_rows, peak_text, unchanged_text
 
 __all__ = ["GITHUB_COMMENT_LIMIT", "plan_marker", "render_drift_markdown", "render_markdown"]
 
@@ -64,7 +65,7 @@ _PINNED = 1_000  # never cut
 # Escaping
 # --------------------------------------------------------------------------------------------
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~#!{}@])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&|~#!{}@$])")  # "$": GitHub reads $...$ as math
 
 
 def _one_line(text: object) -> str:
@@ -358,6 +359,35 @@ def _quota_section(plan: Plan) -> _Section:
     return _Section("### Quota (vCPUs)", intro, blocks + extra, noun="quota lines")
 
 
+def _cost_sections(report: CostReport, steps: list[Step]) -> list[_Section]:
+    """The cost headline (what the plan's text ends with), then a table of the changed deployments,
+    the unchanged ones, the budget and what has no price."""
+    line = cost_line(report)
+    if line is None:
+        return []
+    head = line.removeprefix("Cost: ").replace(" -> ", " → ")
+    blocks = [_Block(f"**{esc(head)}**", _KEEP_DESTROY)]
+    if report.unavailable is None:
+        blocks.append(_Block(f"_{esc(basis(report))}_", _KEEP_DESTROY))
+    rows = [
+        _Block(
+            f"| {code(r.symbol)} {code(r.address, table=True)} | {esc(r.what)} | "
+            f"{esc(r.monthly.replace(' -> ', ' → '))} | {esc(r.change)} | {esc(r.peak or '')} |",
+            _KEEP_QUOTA,
+        )
+        for r in cost_rows(report)
+    ] if report.unavailable is None else []
+    header = "| deployment | instances and price | per month | change | peak while applying |\n|---|---|--:|--:|--:|"
+    notes = (unchanged_text(report), peak_text(report, steps), budget_text(report))
+    tail = [_Block(f"- {esc(t)}", _KEEP_QUOTA) for t in notes if t]
+    tail += [_Block(f"- ⚠️ not priced: {esc(u)}", _KEEP_WARNING) for u in report.unpriced]
+    return [
+        _Section("### Cost", "", blocks, noun="cost lines"),
+        _Section("", header, rows, noun="deployments"),
+        _Section("", "", tail, noun="cost notes"),
+    ]
+
+
 def _drift_section(drift: list[DriftItem], empty_text: str | None) -> _Section:
     blocks = []
     for d in drift:
@@ -393,6 +423,8 @@ def _plan_sections(plan: Plan, resources_intro: str) -> list[_Section]:
     q = plan.quota
     if q.families or q.errors or q.capacity:
         sections.append(_quota_section(plan))
+    if plan.cost is not None:
+        sections += _cost_sections(plan.cost, plan.steps)
     return [s for s in sections if s.blocks]
 
 

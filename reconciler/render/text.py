@@ -5,8 +5,9 @@ the same plan always renders to the same bytes (colour only when asked for). Str
 without a trailing newline; the caller adds one when writing.
 
 - ``render_text(plan, color=False)``: symbols, ``before -> after``, reasons for replacements, the
-  ordered steps, the quota table, drift apart from changes, warnings, errors, then exactly
-  ``Plan: N to add, N to change, N to destroy.``
+  ordered steps, the quota table, the cost per deployment, drift apart from changes, warnings,
+  errors, the cost line (``Cost: $1,204/month -> $1,806/month (+$602); peak during apply
+  $3.30/h``), then exactly ``Plan: N to add, N to change, N to destroy.``
 - ``render_drift_text(drift, plan=None)``: ``recon drift``.
 - ``render_state_list(state)`` / ``render_state_show(resource)``: ``recon state list|show``.
 """
@@ -17,7 +18,7 @@ import json
 import re
 from typing import Any
 
-from reconciler.plan.types import Action, DriftItem, FieldChange, Plan, ResourceChange, Step
+from reconciler.plan.types import Action, CostReport, DriftItem, FieldChange, Plan, ResourceChange, Step
 from reconciler.render.common import (
     capacity_status,
     capacity_text,
@@ -37,6 +38,7 @@ from reconciler.render.common import (
     usage_text,
     warning_text,
 )
+from reconciler.render.costs import basis, budget_text, cost_line, cost_rows, peak_text, unchanged_text
 from reconciler.state.document import State, StateResource
 
 __all__ = ["render_drift_text", "render_state_list", "render_state_show", "render_text"]
@@ -82,11 +84,16 @@ def render_text(plan: Plan, color: bool = False) -> str:
             out += _resource_lines(rc, paint) + [""]
         out += _steps_lines(plan.steps)
     out += _quota_lines(plan, paint)
+    if plan.cost is not None:
+        out += _cost_lines(plan.cost, plan.steps, paint)
     if plan.drift:
         out += _drift_lines(plan.drift, paint)
     out += _diagnostic_lines(plan, paint)
     if plan.errors:
         out.append(paint("This plan has errors and cannot be applied.", "31"))
+    line = cost_line(plan.cost)
+    if line is not None:
+        out.append(line)
     out.append(paint.bold(summary_line(plan)))
     return "\n".join(out)
 
@@ -165,6 +172,26 @@ def _quota_lines(plan: Plan, paint: _Paint) -> list[str]:
         if not f.ok:
             lines += [f"  {f.family} usage:"] + [f"    {usage_text(u)}" for u in f.usages]
     lines += [f"  {paint('Error:', '31')} {e}" for e in q.errors]
+    return lines + [""]
+
+
+def _cost_lines(report: CostReport, steps: list[Step], paint: _Paint) -> list[str]:
+    """Per changed deployment: instances and price, per month before -> after, the change, and the
+    most it costs an hour while the apply runs when that is more than before and after."""
+    rows = cost_rows(report)
+    if report.unavailable is not None or not (rows or report.unpriced or report.errors):
+        return []
+    lines = [f"Cost ({basis(report)}):"]
+    width = max((len(r.address) for r in rows), default=0)
+    for r in rows:
+        text = f"  {paint.symbol(r.symbol)} {r.address.ljust(width)}  {r.what}: {r.monthly} a month ({r.change})"
+        if r.peak:
+            text += f"; up to {r.peak} while applying"
+        lines.append(text)
+    for extra in (unchanged_text(report), peak_text(report, steps), budget_text(report)):
+        if extra:
+            lines.append(f"  {extra}")
+    lines += [f"  not priced: {u}" for u in report.unpriced]
     return lines + [""]
 
 

@@ -10,11 +10,13 @@ ids, scoring URI, provisioning state, instances). Secrets never go in here.
 Intent before action: before apply asks a provider to change a resource it records the operation
 on the resource (``pending``: the step and the attributes it moves to) and clears it when it
 records the result. A ``pending`` operation found by the next run is one an apply was killed in the
-middle of: the next plan finishes it or rolls it back (``reconciler.plan.planner``), so a SIGKILL
+middle of: the next plan finishes it or rolls it back (``reconciler.plan.actions``), so a SIGKILL
 at any moment leaves a state that is read truthfully.
 
 Format versions: 1 (release 0.1.0) had no ``pending``; 2 adds it. Both are read; version 2 is
-written. A resource without ``pending`` is stored exactly as in version 1.
+written. A resource without ``pending`` is stored exactly as in version 1. ``note`` (optional, in
+version 2) says why one version was written when that is worth keeping ("rollback of
+deployment.ep.blue: error_rate failed"): ``recon state history`` shows it; the next write drops it.
 """
 
 from __future__ import annotations
@@ -100,7 +102,15 @@ class State(BaseModel):
     serial: int = 0
     recon_version: str = ""
     workspace: str = ""
+    note: str | None = None  # why this version was written (shown by ``recon state history``), not stored when None
     resources: dict[str, StateResource] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _without_empty_note(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("note", 0) is None:
+            del data["note"]  # a version without a note is stored as before
+        return data
 
     def get(self, address: str) -> StateResource | None:
         return self.resources.get(address)

@@ -105,7 +105,9 @@ def replay(stored: StoredState, source: str) -> State:
             for address in delta["del"]:
                 resources.pop(address, None)
             resources.update(delta["set"])
-            raw.update(delta["top"])
+            # the top-level fields are the delta's own, whole: a field it lacks (a note of an
+            # earlier version) is not the replayed version's
+            raw = {**delta["top"], "resources": resources}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StateError(f"{source}: its journal does not apply to its full version: {exc}") from exc
     return State.from_raw(raw, source=source)
@@ -175,8 +177,11 @@ class StateManager:
     def lineage(self) -> str:
         return self._lineage or self._fresh_lineage
 
-    def write(self, state: State, force: bool = False) -> State:
-        """Store ``state`` as the next version; returns it with its new serial and lineage."""
+    def write(self, state: State, force: bool = False, note: str | None = None) -> State:
+        """Store ``state`` as the next version; returns it with its new serial and lineage.
+
+        ``note``: why this version is written, kept with it alone (``recon state history``); the
+        note ``state`` carries (read from an earlier version) is not written again."""
         with self._mutex:
             if not self._read_done:
                 self.read()
@@ -186,6 +191,7 @@ class StateManager:
                     "serial": (self._serial or 0) + 1,
                     "lineage": lineage,
                     "recon_version": state.recon_version or __version__,
+                    "note": note,
                 }
             )
             if self._journal_fits():

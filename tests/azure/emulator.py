@@ -19,6 +19,10 @@ A real HTTPS server on 127.0.0.1 (a test CA, see ``tls.py``) that speaks the doc
 - **Faults**, scripted by tests (``fault()``): any status (429 with Retry-After, 409, 500, 503)
   for the next N matching requests, a dropped connection, an operation that ends ``Failed`` with
   an error body, an operation that never ends (to outlive its ``x-ms-async-operation-timeout``).
+- **Azure Monitor**: ``GET {endpoint id}/providers/Microsoft.Insights/metrics`` serves the online
+  endpoint's ``RequestsPerMinute`` and ``RequestLatency_P99`` in the documented shape, from a model
+  of the endpoint's load and each deployment's behaviour that tests set (``metrics``, see
+  ``metrics.py``); faults apply to it like to any path.
 - **Scoring**: ``POST /inference/{endpoint}/score`` with an endpoint key answers which deployment
   served it (by the traffic split, or the ``azureml-model-deployment`` header), as a stand-in for
   the data plane.
@@ -44,6 +48,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.azure import armschema as S
+from tests.azure.metrics import Metrics
 from tests.azure.tls import TestCA
 
 API_VERSION = "2024-04-01"
@@ -123,6 +128,7 @@ class Emulator:
                                               "standardESv3Family": 50}
         self.other_usage: dict[str, int] = {}
         self.workspace_quota: dict[str, int] = {}
+        self.metrics = Metrics()  # Azure Monitor's metrics of the endpoints (tests/azure/metrics.py)
         self.lock = threading.RLock()
         self.server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -205,7 +211,8 @@ class Emulator:
             return self._score(path, headers, body)
         if headers.get("authorization", "").removeprefix("Bearer ") not in self.tokens:
             return _error(401, "AuthenticationFailed", "no valid bearer token")
-        if query.get("api-version", [None])[0] != API_VERSION:
+        insights = path.lower().endswith("/providers/microsoft.insights/metrics")
+        if not insights and query.get("api-version", [None])[0] != API_VERSION:
             return _error(400, "InvalidApiVersionParameter", f"api-version must be {API_VERSION}")
         fault = self._fault(method, path)
         if fault is not None and fault.kind == "status":
@@ -214,7 +221,19 @@ class Emulator:
                 hdrs["Retry-After"] = fault.retry_after
             return status, hdrs, out
         with self.lock:
+            if insights:
+                return self._metrics(method, path, query)
             return self._route(method, path, body, fault)
+
+    def _metrics(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, dict[str, str], Any]:
+        """Azure Monitor's ``Metrics - List`` of an online endpoint (``tests/azure/metrics.py``)."""
+        if method != "GET":
+            return _error(405, "MethodNotAllowed", method)
+        resource = path[: -len("/providers/Microsoft.Insights/metrics")]
+        prefix = f"{self.workspace_path}/onlineEndpoints/".lower()
+        name = resource[len(prefix):] if resource.lower().startswith(prefix) else ""
+        found = name if name and "/" not in name and self.endpoint(name) is not None else None
+        return self.metrics.handle(found, resource, query)
 
     def _fault(self, method: str, path: str) -> Fault | None:
         with self.lock:
@@ -389,6 +408,7 @@ class Emulator:
                     "identity": {**body.get("identity", {}), "principalId": str(uuid.uuid4()), "tenantId": str(uuid.uuid4())},
                     "kind": "Managed" if "compute" not in props else "Kubernetes", "properties": props}
         self.resources[key] = resource
+        self.metrics.record(name, props["traffic"], props["mirrorTraffic"])
         self.keys.setdefault(name.lower(), {"primaryKey": secrets.token_urlsafe(24), "secondaryKey": secrets.token_urlsafe(24)})
         states = ["Creating", "Updating", "Succeeded"] if current is None else ["Updating", "Succeeded"]
         return self._start("PUT", key, states, fault, resource)
@@ -467,7 +487,7 @@ class Emulator:
             if isinstance(ref, str) and ref.lower().startswith(self.workspace_path.lower()) and ref.lower() not in self.resources:
                 errors.append(f"properties.{key}: {kind[:-1]} {ref.rsplit('/', 3)[-3]} version {ref.rsplit('/', 1)[-1]} not found")
         code = (props.get("codeConfiguration") or {}).get("codeId")
-        if code and code.lower() not in self.resources:
+        if code and code.lower().startswith(self.workspace_path.lower()) and code.lower() not in self.resources:
             errors.append(f"properties.codeConfiguration.codeId: code asset {code} not found")
         return errors
 
@@ -491,6 +511,8 @@ class Emulator:
 
     # -- assets -------------------------------------------------------------------------------------------------
     def _asset_routes(self, method: str, rel: list[str], body: Any, fault: Fault | None) -> tuple[int, dict[str, str], Any]:
+        if len(rel) == 2 and method == "GET":  # the container: its latest version
+            return self._asset_container(rel[0], rel[1])
         if len(rel) < 4 or rel[2] != "versions":
             return _error(404, "ResourceNotFound", "/".join(rel))
         kind, name, version = rel[0].lower(), rel[1], rel[3]
@@ -531,6 +553,15 @@ class Emulator:
                     "properties": {**props, "provisioningState": "Succeeded"}}
         self.resources[key] = resource
         return (200 if current else 201), {}, resource
+
+    def _asset_container(self, kind: str, name: str) -> tuple[int, dict[str, str], Any]:
+        prefix = f"{self.workspace_path}/{kind}/{name}/versions/".lower()
+        versions = [k[len(prefix):] for k in self.resources if k.startswith(prefix)]
+        if not versions:
+            return _error(404, "ResourceNotFound", f"{kind} {name} not found")
+        latest = max(versions, key=lambda v: (v.isdigit(), int(v) if v.isdigit() else 0, v))
+        path = f"{self.workspace_path}/{kind}/{name}"
+        return 200, {}, {"id": path, "name": name, "properties": {"latestVersion": latest}}
 
     def _pending_upload(self, body: Any) -> tuple[int, dict[str, str], Any]:
         errors = S.validate(body, S.PENDING_UPLOAD)
@@ -671,7 +702,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.startswith("/msi/"):
             return
         with self.emu.lock:
-            self.emu.requests.append({"t": time.monotonic(), "method": method, "path": urlsplit(self.path).path, "body": body,
+            self.emu.requests.append({"t": time.monotonic(), "method": method, "path": urlsplit(self.path).path,
+                                      "query": urlsplit(self.path).query, "body": body,
                                       "status": status, "auth": self.headers.get("Authorization", "")})
 
     def do_GET(self) -> None:

@@ -66,3 +66,35 @@ def test_deployments_sharing_a_code_folder_upload_it_once_even_in_parallel(harne
     assert len(arm.calls("POST", f"{code}/startPendingUpload")) == 1
     assert [c["status"] for c in arm.calls("PUT", f"{code}$")] == [201]
     assert arm.deployment("ep", "blue") and arm.deployment("ep", "green")
+
+
+def test_a_model_at_a_uri_is_registered_with_that_uri_and_nothing_uploaded(harness: Harness, arm: Emulator) -> None:
+    request = harness.model()
+    request.attributes["path"] = "azureml://datastores/workspaceblobstore/paths/models/m/"
+    harness.create(request)
+    [put] = arm.calls("PUT", "models/m/versions/1$")
+    assert put["body"]["properties"]["modelUri"] == "azureml://datastores/workspaceblobstore/paths/models/m/"
+    assert not arm.calls("POST", "startPendingUpload")
+
+
+def test_a_registered_code_asset_is_named_and_latest_resolved_when_sent(harness: Harness, arm: Emulator) -> None:
+    harness.stack()
+    ws = arm.workspace_path
+    for version in ("1", "2"):  # registered by someone else, before recon runs
+        arm.resources[f"{ws}/codes/shared-code/versions/{version}".lower()] = {
+            "id": f"{ws}/codes/shared-code/versions/{version}", "properties": {"codeUri": "https://x/y"}}
+    for ref, expected in (("azureml:shared-code:1", f"{ws}/codes/shared-code/versions/1"),
+                          ("azureml:shared-code@latest", f"{ws}/codes/shared-code/versions/2"),
+                          ("azureml://registries/reg/codes/c/versions/3", "azureml://registries/reg/codes/c/versions/3")):
+        request = harness.deployment("blue")
+        request.attributes["code"] = {"asset": ref}
+        harness.provider.update(request)
+        put = arm.calls("PUT", "deployments/blue$")[-1]
+        assert put["body"]["properties"]["codeConfiguration"]["codeId"] == expected, ref
+    uploads = len(arm.calls("POST", "startPendingUpload"))
+    request = harness.deployment("blue")
+    request.attributes["code"] = {"asset": "azureml:missing-code@latest"}
+    with pytest.raises(PermanentError) as caught:
+        harness.provider.update(request)
+    assert "no code asset 'missing-code'" in str(caught.value)
+    assert len(arm.calls("POST", "startPendingUpload")) == uploads  # a registered asset is never uploaded

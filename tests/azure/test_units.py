@@ -143,3 +143,21 @@ def test_a_template_is_judged_by_what_recon_sends_and_autoscaled_counts_are_not_
     auto["sku"]["capacity"] = 4  # the autoscaler's choice
     assert "instance_count" not in bodies.observed_deployment(auto)
     assert bodies.observed_deployment(desired)["instance_count"] == 1
+
+
+def test_registered_references_go_as_arm_takes_them_and_models_carry_their_newer_fields() -> None:
+    ws = "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w"
+    arm_id = f"{ws}/codes/c/versions/4"
+    assert bodies.code_id(ws, {"asset": f"azureml:{arm_id}"}) == arm_id  # the CLI's azureml: prefix dropped
+    assert bodies.code_id(ws, {"asset": "azureml:c:2"}) == f"{ws}/codes/c/versions/2"
+    registry = "azureml://registries/r/codes/c/versions/1"
+    assert bodies.code_id(ws, {"asset": registry}) == registry
+    template = "azureml://registries/r/deploymenttemplates/t/versions/1"
+    attrs = {"name": "m", "version": "1", "content_digest": "sha256:00", "extra": {
+        "system_metadata": {"source": "registry"}, "default_deployment_template": {"asset_id": template},
+        "allowed_deployment_templates": [{"asset_id": template}]}}
+    props = bodies.model_body(attrs, "runs:/run/model")["properties"]
+    assert props["modelUri"] == "runs:/run/model" and props["systemMetadata"] == {"source": "registry"}
+    assert props["defaultDeploymentTemplate"] == {"assetId": template}
+    assert props["allowedDeploymentTemplates"] == [{"assetId": template}]
+    assert "systemMetadata" not in bodies.model_body({**attrs, "extra": {}}, "u")["properties"]

@@ -84,6 +84,7 @@ class Ci:
         s = wf.step(doc, job, step_id)
         values = {"secrets.RECON_STATE_DSN": self.dsn, **values}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RECON_", "GITHUB_"))}
+        env["RECON_PRICES_URL"] = os.environ["RECON_PRICES_URL"]  # the emulated Retail Prices API
         for scope in (doc.get("env", {}), doc["jobs"][job].get("env", {}), s.get("env", {})):
             env |= {k: wf.substitute(str(v), values) for k, v in scope.items()}
         env["RECON_DIR"] = PROJECT  # the one line a user edits: where recon.yaml is
@@ -217,9 +218,13 @@ def test_plan_on_pr_stale_apply_refused_replanned_applied_then_drift(ci: Ci, pg:
             "### Resources",
             "### Rollout",
             "### Quota",
+            "### Cost",
         )
     ]
     assert heads == sorted(heads)
+    # green is 1 x Standard_DS3_v2 at the emulated $0.25/h: 730 x 0.25 = $182.50 a month, like blue
+    assert "Cost: $183/month -> $365/month (+$183); peak during apply $0.50/h" in plan.log
+    assert "**\\$183/month → \\$365/month (+\\$183); peak during apply \\$0.50/h**" in comment
     rollout = comment[comment.index("### Rollout") : comment.index("### Quota")]
     assert GREEN in comment and "set_traffic" in rollout and "90" in rollout and "10" in rollout
     for text in (comment, plan.log, comment_step.log, (work / "plan.bin").read_text()):
@@ -296,3 +301,42 @@ def test_plan_on_pr_stale_apply_refused_replanned_applied_then_drift(ci: Ci, pg:
     assert heads == sorted(heads)
     assert "::error title=recon drift::" in drift.log
     assert pg.password not in summary + drift.log
+
+
+@pytest.mark.slow
+def test_plan_job_fails_a_pull_request_over_budget(ci: Ci) -> None:
+    """recon.yaml's budget gate in the plan job: a pull request that adds more than
+    ``budget.increase`` fails the job as a quota failure does (exit 1, one ``Error:`` line); raising
+    the budget in the same pull request (a change reviewers see) lets it through."""
+    dev = ci.base / "dev"
+    sample = dev / PROJECT
+    boot = ci.checkout("main")
+    assert ci.recon(boot, "apply", "--auto-approve").returncode == 0
+    edit(sample / "recon.yaml", "workspace: ci-demo\n", "workspace: ci-demo\nbudget:\n  increase: 100\n")
+    git(dev, "commit", "-q", "-am", "budget: at most +100 a month per change")
+    git(dev, "push", "-q", "origin", "main")
+
+    git(dev, "checkout", "-q", "-b", "green")
+    shutil.copy(ci.base / "green-deployment.yml", sample / "green-deployment.yml")
+    git(dev, "add", ".")
+    git(dev, "commit", "-q", "-m", "green")
+    git(dev, "push", "-q", "origin", "green")
+    work = ci.checkout("green")
+    plan = ci.run_step("plan.yml", "plan", "plan", work, GH)
+    assert plan.code == 1, plan.log
+    errors = [line for line in plan.log.splitlines() if line.startswith("Error: budget exceeded")]
+    assert errors == [
+        "Error: budget exceeded: this plan adds $183/month ($183/month -> $365/month); budget.increase in "
+        "recon.yaml is $100; from: deployment.my-endpoint.green +$183/month (split the change into smaller "
+        "applies, or raise budget.increase)"
+    ], plan.log
+    assert "changes" not in plan.outputs and not (work / "plan.bin").exists()
+
+    edit(sample / "recon.yaml", "increase: 100", "increase: 200")
+    git(dev, "commit", "-q", "-am", "budget: +200 for green")
+    git(dev, "push", "-q", "origin", "green")
+    work = ci.checkout("green")
+    plan = ci.run_step("plan.yml", "plan", "plan", work, GH)
+    assert plan.code == 0, plan.log
+    assert plan.outputs["changes"] == "true"
+    assert "  Budget: +$200/month a plan (ok)" in plan.log.splitlines()

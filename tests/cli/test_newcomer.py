@@ -214,8 +214,8 @@ def test_an_unknown_recon_yaml_key_lists_every_allowed_field(runner: CliRunner, 
     (project / "recon.yaml").write_text("provider:\n  kind: fake\nbogus: 1\n")
     code, _, err = run(runner, project, "validate")
     assert err.splitlines()[0] == (
-        "Error: recon.yaml:3: bogus: unknown field 'bogus' (allowed fields: exclude, instance_types, limits, "
-        "provider, quota, state, workspace)"
+        "Error: recon.yaml:3: bogus: unknown field 'bogus' (allowed fields: budget, exclude, instance_types, "
+        "limits, prices, pricing, provider, quota, rollout, state, workspace)"
     )
     (project / "recon.yaml").write_text("provider:\n  kind: fake\nlimits: {endpoints: 200}\n")
     assert run(runner, project, "validate")[0] == 0

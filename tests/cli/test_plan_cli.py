@@ -117,8 +117,32 @@ def test_show_without_planfile_shows_the_state(runner: CliRunner, project: Path,
     record_plan_as_applied(project, Plan.model_validate_json((tmp_path / "p.json").read_text()))
     code, out, _ = run(runner, project, "show")
     assert code == 0 and "deployment.my-endpoint.blue" in out
-    code, out, _ = run(runner, project, "show", "--format", "json")
-    assert State.model_validate_json(out).serial == 1
+    code, out, _ = run(runner, project, "show", "--format", "json")  # as `terraform show -json`
+    doc = json.loads(out)
+    assert (doc["format_version"], doc["serial"]) == ("1.0", 1)
+    assert "deployment.my-endpoint.blue" in {r["address"] for r in doc["values"]["root_module"]["resources"]}
+    code, same, _ = run(runner, project, "show", "-json")
+    assert code == 0 and same == out
+    code, pulled, _ = run(runner, project, "state", "pull")  # the state document itself
+    assert State.model_validate_json(pulled).serial == 1
+
+
+def test_show_json_of_a_plan_file_as_terraform_show_json(runner: CliRunner, project: Path, tmp_path: Path) -> None:
+    code, _, _ = run(runner, project, "plan", "--no-refresh", "-out", str(tmp_path / "p.plan"))
+    assert code == 0
+    code, out, _ = run(runner, project, "show", "-json", str(tmp_path / "p.plan"))
+    doc = json.loads(out)
+    assert code == 0 and (doc["format_version"], doc["recon_format_version"]) == ("1.2", "2.1")
+    assert len(doc["planned_values"]["root_module"]["resources"]) == 4
+    assert doc["timestamp"] and doc["timestamp"] == doc["created_at"]
+    code, flag, _ = run(runner, project, "show", "--json", str(tmp_path / "p.plan"))
+    code, fmt, _ = run(runner, project, "show", "--format", "json", str(tmp_path / "p.plan"))
+    assert out == flag == fmt
+    (tmp_path / "p.json").write_text(out)
+    code, _, err = run(runner, project, "apply", str(tmp_path / "p.json"))
+    assert code == 1 and "is recon's plan JSON (`recon show -json`), written for tools to read, not a saved plan" in err
+    code, helptext, _ = run(runner, project, "show", "--help")
+    assert "Terraform's spellings work too: -json." in " ".join(helptext.split())
 
 
 def test_plan_with_quota_error_exits_1_and_saves_nothing(

@@ -168,6 +168,7 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
             "environment": draw(environments),
             "instance_type": "Standard_DS3_v2",
             "instance_count": 1,
+            **({"type": "kubernetes"} if kind == "k8s_deployment" else {}),
         }
     elif kind == "model":
         doc = {"$schema": S.format("model"), "name": "m", "version": 1, "path": draw(paths)}

@@ -450,9 +450,10 @@ def test_line_breaks_and_escapes_in_a_key_cannot_forge_output(tmp_path: Path) ->
 
 
 def test_line_breaks_in_a_warning_cannot_forge_output(tmp_path: Path) -> None:
-    blue = blue_with("model:\n  path: model/\n", 'model: "azureml://registries/r/models/m\\rSuccess! forged\\e[2J"\n')
+    blue = blue_with("environment:\n  image: python:3.11\n",
+                     'environment: "azureml://registries/r/environments/e\\rSuccess! forged\\e[2J"\n')
     code, out = run_cli(project(tmp_path, {"blue.yml": blue}))
     assert code == 0, out
-    warning = next(line for line in out.splitlines() if line.startswith("Warning: blue.yml:4: model:"))
-    assert "m\\rSuccess! forged\\x1b[2J is an external model reference" in warning
+    warning = next(line for line in out.splitlines() if line.startswith("Warning: blue.yml:9: environment:"))
+    assert "e\\rSuccess! forged\\x1b[2J is an external environment reference" in warning
     assert "\r" not in out and "\x1b" not in out

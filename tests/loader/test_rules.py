@@ -11,7 +11,7 @@ from reconciler.model.errors import ConfigError
 from tests.loader.helpers import BLUE, ENDPOINT, S, deployment, find, project
 
 K8S_ENDPOINT = f"$schema: {S}kubernetesOnlineEndpoint.schema.json\nname: my-endpoint\ncompute: azureml:k8s\n"
-K8S_BLUE = BLUE.replace("managedOnlineDeployment", "kubernetesOnlineDeployment")
+K8S_BLUE = BLUE.replace("managedOnlineDeployment", "kubernetesOnlineDeployment") + "type: kubernetes\n"
 GREEN = deployment("green")
 LONG = "a" + "b" * 31
 
@@ -196,7 +196,7 @@ CASES: list[tuple[str, dict[str, str | None], str | None, int | None, str | None
             "blue.yml": K8S_BLUE + "request_settings:\n  request_timeout_ms: 400000\n",
         },
         "blue.yml",
-        14,
+        15,
         "request_settings.request_timeout_ms",
         "300000",
     ),

@@ -72,9 +72,12 @@ class V1:
 
     def run(self, config: Any, *args: str, name: str = "deploymentconfig.json", model: bool = True,
             compute: bool = True) -> Result:
-        """``recon import-v1 --dc <config written as name> ... --out v2``."""
+        """``recon import-v1 --dc <config written as name> ... --out v2``, the inference config's paths
+        relative to the root folder (``--path``), as when ``az ml model deploy`` ran there."""
         dc = write(self.root / name, config)
         argv = ["import-v1", "--deployment-config", str(dc), "--endpoint", "my-service", "--out", str(self.out)]
+        if "--path" not in args:
+            argv += ["--path", str(self.root)]
         if model:
             argv += ["--model-path", str(self.model())]
         if compute:

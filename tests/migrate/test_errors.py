@@ -24,21 +24,26 @@ CASES: list[tuple[str, Any, str, str]] = [
     ("float for an integer", {"scoringTimeoutMs": 1.5}, "2: scoringTimeoutMs", "expected a whole number"),
     ("both auth modes", {"authEnabled": True, "tokenAuthEnabled": True}, "3: tokenAuthEnabled",
      "cannot enable both key auth and token auth (both are true)"),
-    ("token auth with key auth's default", {"tokenAuthEnabled": True}, "2: tokenAuthEnabled",
-     "auth_enabled defaults to true"),
     ("same setting twice", {"num_replicas": 2, "numReplicas": 3}, "3: numReplicas", "repeats 'num_replicas'"),
     ("flat and nested spellings", {"cpu_cores": 1, "containerResourceRequirements": {"cpu": 2}},
      "4: containerResourceRequirements.cpu", "sets the same setting as 'cpu_cores'"),
     ("autoscale with replicas", {"autoScaler": {"autoscaleEnabled": True}, "numReplicas": 2}, "5: numReplicas",
      "autoscale is enabled and num_replicas is set"),
-    ("min above max", {"autoScaler": {"minReplicas": 5, "maxReplicas": 2}}, "3: autoScaler.minReplicas",
-     "above autoscale_max_replicas 2"),
-    ("not a percentage", {"autoScaler": {"targetUtilization": 150}}, "3: autoScaler.targetUtilization",
-     "150 is not a percentage"),
+    ("min above max", {"autoScaler": {"autoscaleEnabled": True, "minReplicas": 5, "maxReplicas": 2}},
+     "4: autoScaler.minReplicas", "above autoscale_max_replicas 2"),
+    ("not a percentage", {"autoScaler": {"autoscaleEnabled": True, "targetUtilization": 150}},
+     "4: autoScaler.targetUtilization", "150 is not a percentage"),
+    ("autoscale off without replicas", {"autoScaler": {"autoscaleEnabled": False}}, "3: autoScaler.autoscaleEnabled",
+     "autoscale is disabled and num_replicas is not set"),
+    ("zero queue wait", {"maxQueueWaitMs": 0}, "2: maxQueueWaitMs", "0 is too small (v1 refused it too)"),
+    ("zero liveness delay", {"livenessProbeRequirements": {"initialDelaySeconds": 0}},
+     "3: livenessProbeRequirements.initialDelaySeconds", "0 is too small"),
     ("limit below request", {"containerResourceRequirements": {"memoryInGB": 2, "memoryInGBLimit": 1}},
      "4: containerResourceRequirements.memoryInGBLimit", "the limit 1 is below the request 2"),
     ("zero replicas", {"numReplicas": 0}, "2: numReplicas", "0 is too small"),
-    ("not an AKS service", {"computeType": "ACI"}, "2: computeType", "computeType 'ACI' is not an AKS service"),
+    ("not an AKS service", {"computeType": "ACI"}, "2: computeType",
+     "computeType 'ACI': an Azure Container Instances service, not an AKS one"),
+    ("a local service", {"computeType": "local"}, "2: computeType", "a local Docker service"),
     ("bad namespace", {"namespace": "Prod_NS"}, "2: namespace", "'Prod_NS' is not a Kubernetes namespace"),
     ("timeout above v2's limit", {"scoringTimeoutMs": 400000}, "2: scoringTimeoutMs",
      "400000 ms is above v2's limit for kubernetes deployments (use at most 300000 ms)"),
@@ -91,13 +96,25 @@ def test_invalid_json_names_the_line(v1: V1) -> None:
 @pytest.mark.parametrize("inference,where,words", [
     ({"entryScript": "score.py", "sourceDirectory": "./source_dir", "entry": 1}, ":4: entry:", "unknown key 'entry'"),
     ({"entryScript": "missing.py", "sourceDirectory": "./source_dir"}, ":2: entryScript:", "does not exist"),
-    ({"entryScript": "score.py", "sourceDirectory": "./nowhere"}, ":3: sourceDirectory:", "is not a folder"),
+    ({"entryScript": "score.py", "sourceDirectory": "./nowhere"}, ":3: sourceDirectory:", "nowhere does not exist"),
+    ({"entryScript": "score.py", "sourceDirectory": "./source_dir/score.py"}, ":3: sourceDirectory:",
+     "is a file, not a folder"),
+    ({"entryScript": "score.txt", "sourceDirectory": "./source_dir"}, ":2: entryScript:", "is not a .py file"),
+    ({"entryScript": "score.py", "sourceDirectory": "./source_dir", "runtime": "spark-py"}, ":4: runtime:",
+     "runtime 'spark-py' has no v2 equivalent"),
+    ({"entryScript": "score.py", "sourceDirectory": "./source_dir", "cudaVersion": "11.0"}, ":4: cudaVersion:",
+     "cudaVersion '11.0' is not one v1 supported"),
+    ({"entryScript": "score.py", "sourceDirectory": "./source_dir", "condaFile": "env.yml",
+      "environment": {"name": "x"}}, ":5: environment:", "environment is given with conda_file"),
+    ({"entryScript": "score.py", "sourceDirectory": "./source_dir", "extraDockerfileSteps": "steps.docker"},
+     ":4: extraDockerfileSteps:", "steps.docker does not exist"),
     ({"entryScript": "score.py", "sourceDirectory": "./source_dir", "environment": {"python": {"condaDependencies": 3}}},
      ":6: environment.python.condaDependencies:", "expected a mapping"),
     ({"sourceDirectory": "./source_dir"}, ":1: ", "entryScript is missing"),
 ])
 def test_bad_inference_config(v1: V1, inference: dict[str, Any], where: str, words: str) -> None:
     v1.inference()  # writes source_dir/score.py
+    (v1.root / "source_dir" / "score.txt").write_text("")
     ic = write(v1.root / "inferenceconfig.json", inference)
     result = v1.run({}, "--inference-config", str(ic))
     assert result.exit_code == 1, result.output
@@ -141,3 +158,95 @@ def test_the_recon_command_exits_1_with_one_line_per_error(tmp_path: Path) -> No
                      "true), as in v1 (set auth_enabled: false to use token auth, or drop token_auth_enabled)",
                      "1 error in the v1 configuration; nothing was written."]
     assert not (tmp_path / "v2").exists()
+
+
+def test_a_scoring_script_that_is_not_python_names_its_line(v1: V1) -> None:
+    ic = v1.inference()
+    (v1.root / "source_dir" / "score.py").write_text("def init():\n    pass\n\ndef run(data)\n    return data\n")
+    result = v1.run({}, "--ic", str(ic))
+    assert result.exit_code == 1, result.output
+    (line,) = _errors(result.output)
+    assert "inferenceconfig.json:2: entryScript: " in line and "score.py is not valid Python" in line
+    assert "at line 4 of the script" in line, line
+
+
+def test_a_key_given_twice_in_json_is_an_error_at_its_line(v1: V1) -> None:
+    dc = v1.root / "deploymentconfig.json"
+    dc.write_text('{\n  "numReplicas": 2,\n  "autoScaler": {"autoscaleEnabled": false},\n  "numReplicas": 3\n}\n')
+    result = v1.runner.invoke(__import__("reconciler.cli", fromlist=["cli"]).cli,
+                              ["import-v1", "--dc", str(dc), "-n", "my-service", "--out", str(v1.out),
+                               "--model-path", str(v1.model()), "--compute", "aks"])
+    assert result.exit_code == 1
+    assert f"Error: {dc}:4: numReplicas: 'numReplicas' is given twice in the same mapping" in result.output
+
+
+def test_tab_indented_json_is_read_and_errors_name_its_lines(v1: V1) -> None:
+    dc = v1.root / "deploymentconfig.json"
+    dc.write_text('{\n\t"computeType": "aks",\n\t"containerResourceRequirements": {\n\t\t"cpu": "half"\n\t}\n}\n')
+    result = v1.runner.invoke(__import__("reconciler.cli", fromlist=["cli"]).cli,
+                              ["import-v1", "--dc", str(dc), "-n", "my-service", "--out", str(v1.out),
+                               "--model-path", str(v1.model()), "--compute", "aks"])
+    assert result.exit_code == 1
+    assert f"Error: {dc}:4: containerResourceRequirements.cpu: wrong type: got 'half'" in result.output
+
+
+def test_a_byte_order_mark_is_allowed(v1: V1) -> None:
+    dc = v1.root / "deploymentconfig.json"
+    dc.write_bytes(b'\xef\xbb\xbf{"computeType": "aks", "numReplicas": 2}')
+    result = v1.runner.invoke(__import__("reconciler.cli", fromlist=["cli"]).cli,
+                              ["import-v1", "--dc", str(dc), "-n", "my-service", "--out", str(v1.out),
+                               "--model-path", str(v1.model()), "--compute", "aks"])
+    assert result.exit_code == 0, result.output
+    assert v1.deployment()["instance_count"] == 2
+
+
+@pytest.mark.parametrize("name,content,words", [
+    ("big.yaml", b"a: " + b"x" * (5 << 20) + b"\n", "MB, more than the 4 MB a YAML file may have"),
+    ("bomb.yaml", b"a: &a [x, x, x, x, x, x, x, x, x, x]\n" + b"".join(
+        b"%c: &%c [*%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c, *%c]\n" % ((c,) * 2 + (c - 1,) * 10)
+        for c in range(ord("b"), ord("i"))) + b"numReplicas: 2\n", "its aliases expand to more than 100,000 nodes"),
+    ("latin1.json", b'{"description": "caf\xe9"}', "not UTF-8"),
+])
+def test_files_are_read_within_the_limits_of_project_files(v1: V1, name: str, content: bytes, words: str) -> None:
+    dc = v1.root / name
+    dc.write_bytes(content)
+    result = v1.runner.invoke(__import__("reconciler.cli", fromlist=["cli"]).cli,
+                              ["import-v1", "--dc", str(dc), "-n", "my-service", "--out", str(v1.out),
+                               "--model-path", str(v1.model()), "--compute", "aks"])
+    assert result.exit_code == 1, result.output
+    (line,) = _errors(result.output)
+    assert line.startswith(f"Error: {dc}") and words in line, line
+
+
+def test_a_fifo_is_refused_without_blocking(v1: V1) -> None:
+    import os
+
+    fifo = v1.root / "deploymentconfig.json"
+    os.mkfifo(fifo)
+    ic = v1.root / "inferenceconfig.json"
+    os.mkfifo(ic)
+    for args in (["--dc", str(fifo)], ["--dc", str(write(v1.root / "dc.json", {})), "--ic", str(ic)]):
+        result = v1.runner.invoke(__import__("reconciler.cli", fromlist=["cli"]).cli,
+                                  ["import-v1", *args, "-n", "my-service", "--out", str(v1.out),
+                                   "--model-path", str(v1.model()), "--compute", "aks"])
+        assert result.exit_code != 0
+        assert "FIFO" in result.output or "is not a file" in result.output or "regular file" in result.output, \
+            result.output
+
+
+def test_paths_resolve_against_the_working_folder_and_say_how_to_change_it(v1: V1, monkeypatch: Any) -> None:
+    ic = v1.inference()
+    elsewhere = v1.root / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = v1.run({}, "--ic", str(ic), "--path", str(elsewhere))
+    assert result.exit_code == 1
+    (line,) = _errors(result.output)
+    assert ":3: sourceDirectory: " in line and f"{elsewhere}/source_dir does not exist" in line
+    assert f"it exists relative to the inference config's folder: give --path {v1.root}" in line
+    monkeypatch.chdir(v1.root)  # where the v1 command ran: no --path needed
+    result = v1.runner.invoke(__import__("reconciler.cli", fromlist=["cli"]).cli,
+                              ["import-v1", "--dc", str(write(v1.root / "dc.json", {})), "--ic", "inferenceconfig.json",
+                               "-n", "my-service", "--out", "v2", "--model-path", "model", "--compute", "aks"])
+    assert result.exit_code == 0, result.output
+    assert v1.deployment()["code_configuration"] == {"code": "../source_dir", "scoring_script": "score.py"}

@@ -120,8 +120,13 @@ def test_legacy_flat_inference_config(v1: V1) -> None:
                                      "condaFile": "env/conda.yml"})
     v1.ok({}, "--ic", str(ic))
     dep = v1.deployment()
-    assert dep["code_configuration"] == {"code": "../source_dir", "scoring_script": "score.py"}
-    assert dep["environment"]["conda_file"] == "../env/conda.yml"
+    # without sourceDirectory v1 packaged the script alone: so does the v2 code folder
+    assert dep["code_configuration"] == {"code": "blue-code", "scoring_script": "score.py"}
+    assert (v1.out / "blue-code" / "score.py").read_text() == (v1.root / "source_dir" / "score.py").read_text()
+    assert dep["environment"] == {"image": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest",
+                                  "conda_file": "../env/conda.yml"}
+    valid = _recon(v1.out, "validate")
+    assert valid.exit_code == 0, valid.output
 
 
 def test_registered_model_with_its_files_is_declared(v1: V1) -> None:
@@ -138,7 +143,8 @@ FULL_CAMEL = {
     "computeType": "aks", "computeTargetName": "my-aks", "versionName": "prod",
     "autoScaler": {"autoscaleEnabled": True, "minReplicas": 2, "maxReplicas": 6, "refreshPeriodInSeconds": 5,
                    "targetUtilization": 60},
-    "containerResourceRequirements": {"cpu": 0.5, "cpuLimit": 1, "memoryInGB": 1.5, "memoryInGBLimit": 2, "gpu": 1},
+    "containerResourceRequirements": {"cpu": 0.5, "cpuLimit": 1, "memoryInGB": 1.5, "memoryInGBLimit": 2, "gpu": 4},
+    "gpuCores": 1,
     "authEnabled": False, "tokenAuthEnabled": True, "appInsightsEnabled": True, "scoringTimeoutMs": 90000,
     "maxConcurrentRequestsPerContainer": 2, "maxQueueWaitMs": 1000,
     "livenessProbeRequirements": {"periodSeconds": 5, "initialDelaySeconds": 60, "timeoutSeconds": 3,

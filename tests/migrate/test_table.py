@@ -22,7 +22,7 @@ ROWS: list[tuple[str, str, Any, str, Any, Any]] = [
     ("autoscale_target_utilization", "autoScaler.targetUtilization", 55,
      "scale_settings.target_utilization_percentage", 55, 70),
     ("autoscale_refresh_seconds", "autoScaler.refreshPeriodInSeconds", 7, "scale_settings.polling_interval", 7, 1),
-    ("autoscale_enabled", "autoScaler.autoscaleEnabled", False, "scale_settings.type", "default",
+    ("autoscale_enabled", "autoScaler.autoscaleEnabled", True, "scale_settings.type", "target_utilization",
      "target_utilization"),
     ("num_replicas", "numReplicas", 3, "instance_count", 3, MISSING),
     ("cpu_cores", "containerResourceRequirements.cpu", 0.5, "resources.requests.cpu", "0.5", "0.1"),
@@ -30,7 +30,7 @@ ROWS: list[tuple[str, str, Any, str, Any, Any]] = [
     ("memory_gb", "containerResourceRequirements.memoryInGB", 2.5, "resources.requests.memory", "2.5Gi", "0.5Gi"),
     ("memory_gb_limit", "containerResourceRequirements.memoryInGBLimit", 4, "resources.limits.memory", "4Gi",
      MISSING),
-    ("gpu_cores", "containerResourceRequirements.gpu", 1, "resources.requests.nvidia.com/gpu", "1", MISSING),
+    ("gpu_cores", "gpuCores", 1, "resources.requests.nvidia.com/gpu", "1", MISSING),
     ("scoring_timeout_ms", "scoringTimeoutMs", 1500, "request_settings.request_timeout_ms", 1500, 60000),
     ("replica_max_concurrent_requests", "maxConcurrentRequestsPerContainer", 4,
      "request_settings.max_concurrent_requests_per_instance", 4, 1),
@@ -64,7 +64,15 @@ def _get(doc: Any, path: str) -> Any:
         return MISSING
 
 
+BOUNDS = ("autoscale_min_replicas", "autoscale_max_replicas", "autoscale_target_utilization",
+          "autoscale_refresh_seconds")
+
+
 def _config(spelling: str, snake: str, camel: str, value: Any) -> dict[str, Any]:
+    """The file giving one setting; an autoscale bound with autoscale enabled (v1 applied it only then)."""
+    if snake in BOUNDS:
+        return ({snake: value, "autoscale_enabled": True} if spelling == "snake"
+                else {"autoScaler": {camel.split(".")[1]: value, "autoscaleEnabled": True}})
     return {snake: value} if spelling == "snake" else nested(camel, value)
 
 
@@ -162,7 +170,8 @@ def test_version_name_names_the_deployment(v1: V1) -> None:
 
 
 def test_managed_target_uses_the_instance_type(v1: V1) -> None:
-    v1.ok({"autoScaler": {"minReplicas": 2, "maxReplicas": 6}, "containerResourceRequirements": {"cpu": 1}},
+    v1.ok({"autoScaler": {"autoscaleEnabled": True, "minReplicas": 2, "maxReplicas": 6},
+           "containerResourceRequirements": {"cpu": 1}},
           "--target", "managed", "--instance-type", "Standard_DS3_v2", compute=False)
     dep, ep = v1.deployment(), v1.endpoint()
     assert ep["$schema"].endswith("/managedOnlineEndpoint.schema.json") and "compute" not in ep

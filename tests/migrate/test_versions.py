@@ -54,6 +54,18 @@ def test_the_config_version_is_default_unless_one_is_marked(v1: V1) -> None:
     assert v1.endpoint()["traffic"] == {"prod": 20, "next": 80}
 
 
+def test_the_default_version_takes_the_rest_whatever_it_states(v1: V1) -> None:
+    versions = [{"version_name": "alpha", "is_default": True, "traffic_percentile": 50},
+                {"version_name": "beta", "traffic_percentile": 20}]
+    result = _run(v1, versions)
+    assert result.exit_code == 0, result.output
+    assert v1.endpoint()["traffic"] == {"prod": 0, "alpha": 80, "beta": 20}
+    warnings = [ln for ln in result.output.splitlines() if ln.startswith("Warning: ")]
+    assert len(warnings) == 1 and "versions.yaml:3: 0.traffic_percentile: ignored: 'alpha' is the default " \
+        "version: it takes the traffic the others leave, 80%, not the 50% it states" in warnings[0], warnings
+    assert "ignored: the default version takes the rest, `traffic.alpha: 80`" in v1.migration()
+
+
 def test_versions_may_bring_their_own_model_and_inference_config(v1: V1) -> None:
     ic = v1.inference("canary-ic.json")
     other = v1.model("model-2", slope=3.0)
@@ -74,8 +86,6 @@ def test_versions_may_bring_their_own_model_and_inference_config(v1: V1) -> None
     ([{"version_name": "alpha", "is_default": True}, {"version_name": "beta", "isDefault": True}],
      ENDPOINT_CONFIG, "1.isDefault", "both is_default"),
     ([{"version_name": "alpha"}, {"version_name": "beta"}], {"auth_enabled": True}, None, "no version is the default"),
-    ([{"version_name": "alpha", "is_default": True, "traffic_percentile": 50},
-      {"version_name": "beta", "traffic_percentile": 20}], ENDPOINT_CONFIG, "0.traffic_percentile", "takes the rest, 80%"),
     ([{"version_name": "gamma", "traffic_percentile": 120}], ENDPOINT_CONFIG, "0.traffic_percentile",
      "not a percentage"),
     ([{"version_name": "prod"}], ENDPOINT_CONFIG, "0.version_name", "given twice"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler.plan.planner import batch_size, make_plan, redistribute, rollout_batches
+from reconciler.plan.planner import make_plan
+from reconciler.plan.steps import batch_size, rollout_batches
+from reconciler.plan.traffic import redistribute
 from reconciler.plan.types import Action, Plan, StepKind
 from reconciler.state.document import State
 from tests.planner.helpers import base, before, changed, deployment, desired, endpoint, state

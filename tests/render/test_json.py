@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from reconciler.plan.types import PLAN_FORMAT_VERSION
 from reconciler.render.json import render_json
 from tests.render.plans import BLUE, EP, GREEN, MODEL, OLD, empty_plan, full_plan
 
@@ -12,7 +11,8 @@ from tests.render.plans import BLUE, EP, GREEN, MODEL, OLD, empty_plan, full_pla
 def test_round_trips_through_json_loads_with_top_level_keys() -> None:
     plan = full_plan()
     doc = json.loads(render_json(plan))
-    assert doc["format_version"] == PLAN_FORMAT_VERSION == "1.0"
+    assert doc["format_version"] == "1.2"  # Terraform's plan JSON format, as its readers check it
+    assert doc["recon_format_version"] == "2.1"
     assert doc["plan_digest"] == plan.digest
     assert doc["recon_version"] == "0.1.0"
     assert (doc["lineage"], doc["serial"], doc["workspace"], doc["provider"]) == (
@@ -37,10 +37,11 @@ def test_resource_changes_follow_terraform_shape() -> None:
     assert by_address["environment.my-env:1"]["change"]["actions"] == ["no-op"]
     green = by_address[GREEN]
     assert green["change"]["replace_paths"] == [["instance_type"]]
-    assert (green["mode"], green["type"], green["name"], green["provider_name"]) == (
+    assert (green["mode"], green["type"], green["name"], green["index"], green["provider_name"]) == (
         "managed",
         "recon_deployment",
         "green",
+        "my-endpoint",
         "recon/local",
     )
     assert green["change"]["before"]["instance_type"] == "Standard_DS3_v2"
@@ -85,8 +86,8 @@ def test_empty_plan_and_stability() -> None:
     assert render_json(full_plan()) == render_json(full_plan())
     assert list(json.loads(render_json(full_plan())))[:3] == [
         "format_version",
-        "recon_version",
-        "plan_digest",
+        "terraform_version",
+        "planned_values",
     ]
     assert EP in render_json(full_plan())
 

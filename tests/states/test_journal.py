@@ -164,3 +164,24 @@ def test_a_kill_at_any_moment_of_a_journaled_apply_leaves_a_state_that_loads(tar
             after = mgr.write(state.model_copy(update={"resources": resources}))
         assert target.manager().read().serial == after.serial
     assert compactions == 10, compactions
+
+
+def test_a_note_belongs_to_its_version_alone(target: Target) -> None:
+    """``State.note`` (a rollback says why it wrote) is shown by history for that version only,
+    stored full or as a delta, and a later version read back has none."""
+    mgr = target.manager()
+    s1 = mgr.write(with_resources(mgr.read(), "endpoint.a"), note="first, full")
+    assert s1.note == "first, full"
+    with mgr.journaled():
+        s2 = mgr.write(with_resources(s1, "endpoint.b"))  # the note read is not written again
+        s3 = mgr.write(with_resources(s2, "endpoint.c"), note='rollback of "b": p99 failed')
+        assert target.manager().read().note == 'rollback of "b": p99 failed'
+        s4 = mgr.write(s3)
+        assert target.manager().read().note is None  # replayed: the journal's last delta has none
+    s5 = mgr.write(with_resources(s4, "endpoint.d"))
+    notes = {e.serial: e.note for e in mgr.history()}
+    assert notes == {5: "", 4: "", 3: 'rollback of "b": p99 failed', 2: "", 1: "first, full"}
+    assert mgr.read_serial(3).note == 'rollback of "b": p99 failed' and mgr.read_serial(4).note is None
+    assert mgr.read_serial(1).note == "first, full" and s5.note is None
+    stored = target.backend().read()
+    assert stored is not None and b'"note"' not in stored.data  # a version without one stores none

@@ -248,3 +248,12 @@ def test_migrate_file_to_postgres_and_back_keeps_lineage_and_serial(
     # the copy keeps working as a state: the next write continues the serial
     mgr = Target("file", root, {"backend": "file", "path": "back/state.json"}).manager()
     assert mgr.write(with_resources(mgr.read(), "endpoint.z")).serial == state.serial + 1
+
+
+def test_history_shows_a_version_s_note(runner: CliRunner, project: Target) -> None:
+    state = _seed(project, "endpoint.a")
+    project.manager().write(state, note="rollback of deployment.ep.blue: error_rate failed")
+    _seed(project, "endpoint.b")
+    rows = _recon(runner, project, "state", "history").stdout.splitlines()
+    assert rows[0].split()[-1] == "NOTE"
+    assert rows[2].endswith("  rollback of deployment.ep.blue: error_rate failed") and not rows[1].endswith("failed")

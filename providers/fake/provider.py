@@ -25,7 +25,10 @@ Settings (``provider: {kind: fake, ...}`` in recon.yaml), for fault injection:
 - ``scoring_uri: "http://127.0.0.1:8080/{name}/score"``: what endpoints report (tests serve it);
 - ``capacity: {"cpus": 8, "memory_gb": 32}``;
 - ``world: memory``: the world lives in this process only (nothing written: benchmarks of what recon
-  itself writes); the default ``file`` shares it between processes.
+  itself writes); the default ``file`` shares it between processes;
+- ``window_requests``: how many live requests clients send an endpoint in each measured window
+  (default 1000; 0: none): guarded rollouts, simulated in ``providers.fake.windows`` (instances
+  answer as their deployment's ``FAKE_ERROR_RATE`` and ``FAKE_LATENCY_S`` variables say).
 
 ``FakeWorld`` has helpers to change objects behind recon's back (drift) and to read the log.
 """
@@ -44,9 +47,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
+from providers.base import ApplyRequest, Capacity, Keys, Measuring, Observation, Provider, ProviderContext
+from providers.fake import windows
 from reconciler.model.errors import PermanentError, RetryableError
 from reconciler.model.resources import digest_of
+from reconciler.model.windows import WindowStats
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
@@ -157,6 +162,7 @@ class FakeProvider(Provider):
     """In-memory-like provider persisted to a JSON file; see the module docstring."""
 
     name: ClassVar[str] = "fake"
+    measuring: ClassVar[Measuring] = Measuring(windows=True, source="the fake's simulated clients")
 
     def __init__(self, settings: dict[str, Any], context: ProviderContext) -> None:
         super().__init__(settings, context)
@@ -212,12 +218,16 @@ class FakeProvider(Provider):
         world["violations"].append(message)
         return FakeInvariantError(f"domain rule broken: {message}")
 
-    def _new_instances(self, world: dict[str, Any], config: str, n: int) -> list[dict[str, Any]]:
+    def _new_instances(
+        self, world: dict[str, Any], config: str, n: int, attributes: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """``n`` instances of ``config``; ``attributes`` (the deployment's) say how they answer."""
         out = []
+        how = windows.behaviour(attributes or {})
         for _ in range(n):
             iid = f"i-{world['next_instance']}"
             world["next_instance"] += 1
-            out.append({"id": iid, "config": config, "alive": True, "logs": [f"{iid}: init() done"]})
+            out.append({"id": iid, "config": config, "alive": True, "logs": [f"{iid}: init() done"], "behaviour": how})
         return out
 
     def _outputs(self, address: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -227,6 +237,8 @@ class FakeProvider(Provider):
             out["scoring_uri"] = template.format(name=obj["name"])
         if obj["type"] == "deployment":
             out["instances"] = [i["id"] for i in obj["instances"]]
+            if obj.get("config_digest"):
+                out["config_digest"] = obj["config_digest"]
         return out
 
     # -- reading ---------------------------------------------------------------------------------
@@ -301,7 +313,8 @@ class FakeProvider(Provider):
             )
         if request.type == "deployment":
             count = int(request.attributes.get("instance_count") or 1)
-            obj["instances"] = self._new_instances(world, template_digest(request.attributes), count)
+            obj["config_digest"] = template_digest(request.attributes)
+            obj["instances"] = self._new_instances(world, obj["config_digest"], count, request.attributes)
         return obj
 
     def _existing(self, world: dict[str, Any], address: str, op: str) -> dict[str, Any]:
@@ -324,7 +337,7 @@ class FakeProvider(Provider):
             alive = [i for i in obj["instances"] if i["alive"]]
             if len(alive) < count:
                 config = template_digest(request.attributes)
-                alive += self._new_instances(world, config, count - len(alive))
+                alive += self._new_instances(world, config, count - len(alive), request.attributes)
             obj["instances"] = alive[:count]
             obj["attributes"]["instance_count"] = count
             request.emit(f"{count} instances running")
@@ -349,7 +362,8 @@ class FakeProvider(Provider):
                     )
                 else:
                     error = None
-                    self._replace(world, obj, stale[: batch.size], desired)
+                    obj["config_digest"] = desired
+                    self._replace(world, obj, stale[: batch.size], desired, request.attributes)
                     if len(stale) <= batch.size:  # every instance runs the desired configuration
                         count = len(obj["instances"])
                         obj["attributes"] = {**copy.deepcopy(request.attributes), "instance_count": count}
@@ -360,11 +374,12 @@ class FakeProvider(Provider):
             return outputs
 
     def _replace(
-        self, world: dict[str, Any], obj: dict[str, Any], old: list[dict[str, Any]], config: str
+        self, world: dict[str, Any], obj: dict[str, Any], old: list[dict[str, Any]], config: str,
+        attributes: dict[str, Any],
     ) -> None:
         gone = {i["id"] for i in old}
         kept = [i for i in obj["instances"] if i["id"] not in gone]
-        obj["instances"] = kept + self._new_instances(world, config, len(old))
+        obj["instances"] = kept + self._new_instances(world, config, len(old), attributes)
 
     def set_routing(
         self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
@@ -435,6 +450,23 @@ class FakeProvider(Provider):
                 del objects[other]
             world["keys"].pop(resource.address, None)
         objects.pop(resource.address, None)  # deleting what is already gone is not an error
+
+    # -- measuring (guarded rollouts) ---------------------------------------------------------------
+    def open_window(self, request: ApplyRequest) -> dict[str, Any]:
+        """A mark naming the endpoint and how many windows were opened before (logged as a call)."""
+        with self.world.transaction() as world:
+            opened = int(world["counters"].get("windows", 0)) + 1
+            world["counters"]["windows"] = opened
+        self._log("open_window", request.address, time.time(), True, {"window": opened})
+        return {"endpoint": request.address, "window": opened}
+
+    def close_window(self, request: ApplyRequest, mark: dict[str, Any]) -> WindowStats:
+        """The window's simulated requests, as the world stands now (logged as a call)."""
+        requests = int(self.settings.get("window_requests", 1000))
+        with self.world.transaction() as world:
+            stats = windows.window(world, str(mark["endpoint"]), requests, int(mark["window"]))
+        self._log("close_window", request.address, time.time(), True, {"window": mark["window"]})
+        return stats
 
     # -- operating -------------------------------------------------------------------------------
     def credentials(self, endpoint: StateResource) -> Keys:

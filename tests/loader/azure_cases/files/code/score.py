@@ -1,0 +1,9 @@
+import json
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    return json.loads(raw_data)
