@@ -5,7 +5,11 @@ nginx from Debian's packages (when installed) with the same split as upstream we
 requests/s and p50/p99 latency at 1 and 32 connections with wrk (a Python load generator when wrk is
 missing) and prints a markdown table. All traffic stays on 127.0.0.1.
 
-    python bench/router_bench.py [--duration 5] [--connections 1,32]
+    python bench/router_bench.py [--duration 5] [--connections 1,32] [--router NAME=PROGRAM ...]
+
+``--router`` (repeatable) measures other router programs beside each other against the same instances
+(a router.py of an older commit, a router.pyz); the default is the router of this checkout, as the
+providers ship it (its zip archive).
 
 Targets (docs/runtime.md, issue 3): at 1 connection the router adds at most 0.5 ms at p50 over the
 direct path; at 32 connections it keeps at least 80% of nginx's throughput.
@@ -31,7 +35,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST_PY = ROOT / "providers" / "shared" / "runtime" / "host.py"
-ROUTER_PY = ROOT / "providers" / "shared" / "runtime" / "router.py"
 KEY = "bench-primary-key"
 BODY = '{"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]}'
 SCORE = '''
@@ -51,6 +54,8 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_us: float | None = None  # the router's CPU time (user + system) per request, routers only
 
 
 def free_port() -> int:
@@ -120,7 +125,8 @@ def run_wrk(name: str, port: int, conns: int, duration: float, tmp: Path) -> Res
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     errors = (int(bad.group(1)) if bad else 0) + (sum(int(g) for g in errs.groups()) if errs else 0)
-    return Result(name, conns, rps, p50, p99, errors)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return Result(name, conns, rps, p50, p99, errors, total)
 
 
 def run_python_load(name: str, port: int, conns: int, duration: float) -> Result:
@@ -152,7 +158,13 @@ def run_python_load(name: str, port: int, conns: int, duration: float) -> Result
         t.join()
     all_lat = sorted(x for per in lat for x in per)
     q = statistics.quantiles(all_lat, n=100)
-    return Result(name, conns, len(all_lat) / duration, q[49], q[98], sum(errors))
+    return Result(name, conns, len(all_lat) / duration, q[49], q[98], sum(errors), len(all_lat))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
@@ -161,22 +173,41 @@ def start(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
 
 def table_md(results: list[Result]) -> str:
     by = {(r.target, r.connections): r for r in results}
-    lines = ["| target | conns | req/s | p50 ms | p99 ms | errors | req/s vs nginx | p50 over direct |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| target | conns | req/s | p50 ms | p99 ms | errors | req/s vs nginx | p50 over direct | CPU us/req |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         ng = by.get(("nginx", r.connections))
         direct = by.get(("direct", r.connections))
         ratio = f"{r.rps / ng.rps:.2f}x" if ng else "-"
         over = f"{r.p50_ms - direct.p50_ms:+.3f} ms" if direct and r.target != "direct" else "-"
+        cpu = f"{r.cpu_us:.0f}" if r.cpu_us is not None else "-"
         lines.append(f"| {r.target} | {r.connections} | {r.rps:,.0f} | {r.p50_ms:.3f} | {r.p99_ms:.3f} | "
-                     f"{r.errors} | {ratio} | {over} |")
+                     f"{r.errors} | {ratio} | {over} | {cpu} |")
     return "\n".join(lines)
+
+
+def routers(given: list[str], tmp: Path) -> dict[str, Path]:
+    """NAME -> router program from ``--router NAME=PROGRAM``; this checkout's router when none is given."""
+    if not given:
+        sys.path.insert(0, str(ROOT))
+        from providers.shared.runtime import router_zipapp
+
+        return {"router": router_zipapp(tmp)}
+    out: dict[str, Path] = {}
+    for item in given:
+        name, sep, program = item.partition("=")
+        if not sep or not name or name in ("direct", "nginx") or not Path(program).is_file():
+            raise SystemExit(f"--router {item}: expected NAME=PROGRAM, a router program file (not {name!r})")
+        out[name] = Path(program).resolve()
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--connections", default="1,32")
+    ap.add_argument("--router", action="append", default=[], metavar="NAME=PROGRAM",
+                    help="a router program to measure (repeatable; default: this checkout's, as router)")
     args = ap.parse_args()
     conn_levels = [int(c) for c in args.connections.split(",")]
     use_wrk = shutil.which("wrk") is not None
@@ -198,10 +229,13 @@ def main() -> int:
                                      for n, p in zip(("blue", "green"), ups, strict=True)},
                      "traffic": {"blue": 50, "green": 50}}
             (tmp / "table.json").write_text(json.dumps(table))
-            targets["router"] = free_port()
-            procs.append(start([sys.executable, str(ROUTER_PY), "--table", str(tmp / "table.json"),
-                                "--host", "127.0.0.1", "--port", str(targets["router"]), "--no-access-log"],
-                               tmp / "router.log", tmp))
+            router_pids: dict[str, int] = {}
+            for name, program in routers(args.router, tmp).items():
+                targets[name] = free_port()
+                procs.append(start([sys.executable, str(program), "--table", str(tmp / "table.json"),
+                                    "--host", "127.0.0.1", "--port", str(targets[name]), "--no-access-log"],
+                                   tmp / f"{name}.log", tmp))
+                router_pids[name] = procs[-1].pid
             if nginx:
                 targets["nginx"] = free_port()
                 conf = nginx_conf(tmp, targets["nginx"], ups)
@@ -209,7 +243,8 @@ def main() -> int:
                                    tmp / "nginx.log", tmp))
             for p in ups:
                 wait_http(p)
-            wait_http(targets["router"], "/-/router")
+            for name in targets.keys() - {"direct", "nginx"}:
+                wait_http(targets[name], "/-/router")
             if nginx:
                 wait_http(targets["nginx"])
             results: list[Result] = []
@@ -217,9 +252,13 @@ def main() -> int:
                 for name, port in targets.items():
                     if use_wrk:
                         run_wrk(name, port, conns, 1.0, tmp)  # warm-up: pools, caches
-                        results.append(run_wrk(name, port, conns, args.duration, tmp))
-                    else:
-                        results.append(run_python_load(name, port, conns, args.duration))
+                    pid = router_pids.get(name)
+                    before = cpu_seconds(pid) if pid else 0.0
+                    result = (run_wrk(name, port, conns, args.duration, tmp) if use_wrk
+                              else run_python_load(name, port, conns, args.duration))
+                    if pid and result.requests:  # CPU per request: what a busy, shared machine blurs least
+                        result.cpu_us = (cpu_seconds(pid) - before) / result.requests * 1e6
+                    results.append(result)
         finally:
             for proc in procs:
                 proc.terminate()

@@ -19,8 +19,9 @@ The rules:
    (``reconciler.model.*``, ``reconciler.plan.types``, ``reconciler.state.document``). One provider
    never imports another. ``providers.shared`` and ``providers.base`` follow the same rule and import
    no provider.
-5. The programs in ``providers/shared/runtime/`` (router, host, launcher) run in other interpreters:
-   they import nothing of recon.
+5. The programs in ``providers/shared/runtime/`` (the router package, host, launcher) run in other
+   interpreters: they import nothing of recon. The router package's modules import only each other,
+   and relatively (in its zip archive the package is ``router``).
 6. No two modules import each other, directly or through others.
 """
 
@@ -36,6 +37,7 @@ PACKAGES = ("reconciler", "providers", "states")
 STAGES = {"model": 0, "state": 1, "load": 2, "migrate": 3, "plan": 4, "apply": 5, "render": 6, "cli": 7}
 PROTOCOL = ("reconciler.model", "reconciler.plan.types", "reconciler.state.document")
 PROVIDER_COMMON = ("providers.base", "providers.shared")
+ROUTER = "providers.shared.runtime.router"  # the router package: runs from its own zip archive
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Import:
     target: str  # the imported module (``from a.b import c`` is a.b.c when c is a module, else a.b)
     file: str
     line: int
+    relative: bool = False  # ``from . import x`` / ``from .x import y``
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.module} imports {self.target}"
@@ -66,10 +69,12 @@ def collect(root: Path) -> tuple[set[str], list[Import]]:
         is_pkg = path.name == "__init__.py"
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             targets: list[str] = []
+            relative = False  # ``from . import x`` / ``from .x import y``
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
+                relative = node.level > 0
                 if node.level:
                     anchor = mod.split(".") if is_pkg else mod.split(".")[:-1]
                     anchor = anchor[: len(anchor) - (node.level - 1)]
@@ -79,7 +84,7 @@ def collect(root: Path) -> tuple[set[str], list[Import]]:
                     targets.append(sub if sub in modules else base)
             for t in targets:
                 if t.split(".")[0] in PACKAGES:
-                    imports.append(Import(mod, t, str(path.relative_to(root)), node.lineno))
+                    imports.append(Import(mod, t, str(path.relative_to(root)), node.lineno, relative))
     return modules, imports
 
 
@@ -103,6 +108,11 @@ def _provider_package(name: str) -> str | None:
 def violation(imp: Import) -> str | None:
     """Why ``imp`` breaks a rule (None when it does not)."""
     src, dst = imp.module, imp.target
+    if _under(src, ROUTER):
+        if _under(dst, ROUTER) and imp.relative:
+            return None
+        return "a runtime program imports recon's modules (it runs in another interpreter; the router " \
+               "package imports only its own modules, relatively)"
     if _under(src, "providers.shared.runtime") and src != "providers.shared.runtime":
         return "a runtime program imports recon's modules (it runs in another interpreter)"
     if dst == "reconciler" or (src == "reconciler.__main__" and dst == "reconciler.cli"):

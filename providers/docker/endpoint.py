@@ -5,10 +5,12 @@
   from the outside world; only the router (also attached) reaches them.
 - ``recon-<endpoint>-<h>-pub``: a normal bridge network used only for the router's published port,
   ``127.0.0.1:<port>`` (``publish_host`` setting), chosen once and kept in ``run/<endpoint>/port``.
-- the router container runs providers/shared/runtime/router.py (bind-mounted read-only) with the image's
-  ``python3``, and the httptools package recon runs with, mounted read-only on its ``PYTHONPATH``
-  (a compiled module: the image's python must be the same minor version as recon's, on glibc); the routing table folder and the keys folder of the project's ``.recon`` are mounted
-  read-only at the same paths, so the table written by the control plane is the one it reads.
+- the router container runs the router program (``run/<endpoint>/router.pyz``, the zip archive of
+  providers/shared/runtime/router/) with the image's ``python3``, and the httptools package recon runs
+  with, mounted read-only on its ``PYTHONPATH`` (a compiled module: the image's python must be the same
+  minor version as recon's, on glibc); the routing table folder (with the archive) and the keys folder
+  of the project's ``.recon`` are mounted read-only at the same paths, so the table written by the
+  control plane is the one it reads.
   Reload: ``docker kill -s HUP``, then a wait until ``GET /-/router`` shows the new version.
 
 ``<h>`` is a short hash of the project's state folder: two projects may use the same endpoint name.
@@ -24,13 +26,12 @@ from typing import Any
 
 from providers.docker.engine import Engine, mapped
 from providers.shared.routing_table import EndpointFiles
-from providers.shared.runtime import ROUTER_SCRIPT
+from providers.shared.runtime import router_digest, router_zipapp
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 
 ROUTER_PORT = 8080
 ROUTER_START_TIMEOUT = 30.0
-ROUTER_MOUNT = "/opt/recon/router.py"
 SITE_MOUNT = "/opt/recon/site"
 
 
@@ -75,7 +76,7 @@ class DockerEndpoint(EndpointFiles):
         h = hashlib.sha256()
         for part in (self.image, str(port), self.publish_host, str(self.table), str(self.keys)):
             h.update(part.encode() + b"\0")
-        h.update(ROUTER_SCRIPT.read_bytes())
+        h.update(router_digest().encode())
         h.update(str(httptools_dir()).encode())
         return h.hexdigest()[:16]
 
@@ -159,11 +160,10 @@ class DockerEndpoint(EndpointFiles):
         if port is None:
             port = free_port(self.publish_host)
             self.portfile.write_text(f"{port}\n")
-        command = ["python3", ROUTER_MOUNT, "--table", str(self.table), "--host", "0.0.0.0",
+        command = ["python3", str(router_zipapp(self.run)), "--table", str(self.table), "--host", "0.0.0.0",
                    "--port", str(ROUTER_PORT)]
         labels = {**self.labels("router"), "recon.router_digest": self.router_digest(port)}
-        volumes = {str(ROUTER_SCRIPT): {"bind": ROUTER_MOUNT, "mode": "ro"},
-                   str(httptools_dir()): {"bind": f"{SITE_MOUNT}/httptools", "mode": "ro"},
+        volumes = {str(httptools_dir()): {"bind": f"{SITE_MOUNT}/httptools", "mode": "ro"},
                    str(self.run): {"bind": str(self.run), "mode": "ro"},
                    str(self.keys.parent): {"bind": str(self.keys.parent), "mode": "ro"}}
         with mapped(f"start the router of endpoint {self.name}"):

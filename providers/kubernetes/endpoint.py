@@ -23,7 +23,7 @@ from providers.kubernetes import manifests as m
 from providers.kubernetes.client import ConflictError
 from providers.kubernetes.objects import KubeParts, pod_ready, ready_addresses
 from providers.shared.routing_table import router_limits
-from providers.shared.runtime import ROUTER_SCRIPT
+from providers.shared.runtime import ROUTER_ARCHIVE_NAME, router_archive, router_digest
 from providers.shared.scaling import router_settings
 from reconciler.model.errors import RetryableError
 from reconciler.model.resources import digest_of
@@ -38,7 +38,7 @@ _ROUTER_LIB: tuple[bytes, str] | None = None
 
 def router_lib() -> tuple[bytes, str]:
     """recon's httptools package as a .tar.gz (its Python files and compiled modules, reproducible),
-    and the digest of router.py with it: what the router pod runs."""
+    and the digest of the router program with it: what the router pod runs."""
     global _ROUTER_LIB
     if _ROUTER_LIB is None:
         import httptools  # type: ignore[import-untyped,unused-ignore]
@@ -50,7 +50,7 @@ def router_lib() -> tuple[bytes, str]:
                 if f.is_file() and f.suffix in (".py", ".so") and "__pycache__" not in f.parts:
                     tar.add(f, arcname=f"httptools/{f.relative_to(package)}", filter=clean_tarinfo)
         data = buf.getvalue()
-        _ROUTER_LIB = data, digest_of({"router": digest_of(ROUTER_SCRIPT.read_text()),
+        _ROUTER_LIB = data, digest_of({"router": router_digest(),
                                        "httptools": hashlib.sha256(data).hexdigest()})
     return _ROUTER_LIB
 
@@ -136,7 +136,8 @@ class EndpointParts(KubeParts):
             table.update(version=version, endpoint=ep, keys_file=KEYS_FILE, instance_key_file=INSTANCE_KEY_FILE,
                          limits=router_limits(self.settings, ep))
             obj = m.configmap(self.kube_settings, name, m.labels(self.workspace, "router", ep),
-                              data={"router.py": ROUTER_SCRIPT.read_text(), "table.json": json.dumps(table, indent=1)})
+                              data={"table.json": json.dumps(table, indent=1)},
+                              binary={ROUTER_ARCHIVE_NAME: base64.b64encode(router_archive()).decode()})
             if current is not None:
                 obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             try:

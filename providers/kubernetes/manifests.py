@@ -2,10 +2,10 @@
 
 Names (all in the provider's namespace; DNS-1123, at most 63 characters, hashed when longer):
 
-- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/shared/runtime/router.py), ConfigMap
-  ``E-router`` (router.py and the routing table), ConfigMap ``E-router-lib`` (the httptools package the
-  router parses HTTP with, as a .tar.gz), Secret ``E-keys`` (the two keys, and the instance key the
-  router presents to the instances);
+- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/shared/runtime/router/),
+  ConfigMap ``E-router`` (router.pyz, the router's zip archive, and the routing table), ConfigMap
+  ``E-router-lib`` (the httptools package the router parses HTTP with, as a .tar.gz), Secret ``E-keys``
+  (the two keys, and the instance key the router presents to the instances);
 - deployment ``D`` of ``E``: Deployment ``E-D`` (its instances), ConfigMap ``E-D-<digest>`` (the code
   snapshot and host.py, one per configuration), HorizontalPodAutoscaler ``E-D`` under
   ``scale_settings.type: target_utilization``;
@@ -316,7 +316,7 @@ def secret(settings: KubeSettings, name: str, lab: dict[str, str], data: dict[st
 
 
 # The router's command: recon's httptools (unpacked by the init container) goes at the end of sys.path,
-# so an httptools the router image brings wins; then router.py runs as __main__.
+# so an httptools the router image brings wins; then router.pyz (the router's zip archive) runs as __main__.
 _ROUTER_BOOT = ("import runpy, sys\n"
                 "sys.path.append(sys.argv[1])\n"
                 "sys.argv = sys.argv[2:]\n"
@@ -324,9 +324,9 @@ _ROUTER_BOOT = ("import runpy, sys\n"
 
 
 def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code_digest: str) -> list[dict[str, Any]]:
-    """The router's Deployment (one replica running router.py) and its Service (port 80).
+    """The router's Deployment (one replica running router.pyz) and its Service (port 80).
 
-    ``code_digest``: of router.py and the httptools archive; a change rolls the router pod (the
+    ``code_digest``: of the router's archive and the httptools archive; a change rolls the router pod (the
     running router re-reads its table, never its code)."""
     endpoint = endpoint.lower()
     name = router_name(endpoint)
@@ -358,7 +358,7 @@ def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code
                         "name": "router",
                         "image": image,
                         "imagePullPolicy": settings.image_pull_policy,
-                        "command": ["python3", "-c", _ROUTER_BOOT, ROUTER_LIB, f"{ROUTER_DIR}/router.py",
+                        "command": ["python3", "-c", _ROUTER_BOOT, ROUTER_LIB, f"{ROUTER_DIR}/router.pyz",
                                     "--table", f"{ROUTER_DIR}/table.json", "--host", "0.0.0.0",
                                     "--port", str(ROUTER_PORT)],
                         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],

@@ -4,8 +4,8 @@ What runs where (names in providers/kubernetes/manifests.py):
 
 - environment: no object; its image (after ``image_overrides``) is what the deployment's pods run.
 - model: a ConfigMap holding the model folder as a .tar.gz (at most 1 MiB, the API's object limit).
-- endpoint: the router of the other providers (providers/shared/runtime/router.py) as a one-replica
-  Deployment and a Service; router.py and the routing table in a ConfigMap, the keys in a Secret.
+- endpoint: the router of the other providers (providers/shared/runtime/router/) as a one-replica
+  Deployment and a Service; its zip archive and the routing table in a ConfigMap, the keys in a Secret.
   The router re-reads the table when the kubelet updates the mounted ConfigMap.
 - deployment: a Deployment (replicas = instance_count, RollingUpdate maxSurge ceil(20%),
   maxUnavailable 0), its code snapshot and host.py in a ConfigMap per configuration, unpacked with

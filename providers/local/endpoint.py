@@ -3,6 +3,7 @@
 ``LocalEndpoint`` adds the router process to the table and keys of ``EndpointFiles``::
 
     run/<endpoint>/router.json    pid file: pid, start_time, port
+    run/<endpoint>/router.pyz     the router program it runs (providers.shared.runtime.router_zipapp)
 
 A table change reaches the router by SIGHUP; ``GET /-/router`` is read with the instance key.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from providers.shared import probes, procs
 from providers.shared.routing_table import ROUTER_START_TIMEOUT, EndpointFiles
-from providers.shared.runtime import ROUTER_SCRIPT
+from providers.shared.runtime import router_zipapp
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 
@@ -65,7 +66,7 @@ class LocalEndpoint(EndpointFiles):
         port = self.chosen_port() or 0
         answer_file = self.run / "router.port"
         answer_file.unlink(missing_ok=True)
-        argv = [sys.executable, str(ROUTER_SCRIPT), "--table", str(self.table), "--host", "127.0.0.1",
+        argv = [sys.executable, str(router_zipapp(self.run)), "--table", str(self.table), "--host", "127.0.0.1",
                 "--port", str(port), "--port-file", str(answer_file)]
         env = {**os.environ, **extra_env}
         started = procs.spawn(argv, env, self.log, cwd=self.run)

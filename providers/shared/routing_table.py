@@ -1,5 +1,5 @@
 """An endpoint's routing table and keys: what the control plane and the router program
-(``runtime/router.py``) share, whoever runs the router (a local process, a container, a pod).
+(``runtime/router/``) share, whoever runs the router (a local process, a container, a pod).
 
 Layout under ``state_dir``::
 
@@ -33,7 +33,7 @@ from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import ConfigError, Diagnostic
 
 ROUTER_START_TIMEOUT = 20.0
-# The router's per-endpoint limits and their defaults (router.py LIMITS; docs/security.md).
+# The router's per-endpoint limits and their defaults (runtime/router/table.py LIMITS; docs/security.md).
 ROUTER_LIMITS = {"max_body_bytes": 100 * 1024 * 1024, "max_connections": 1000, "header_timeout_ms": 10_000,
                  "body_timeout_ms": 30_000, "idle_timeout_ms": 60_000}
 

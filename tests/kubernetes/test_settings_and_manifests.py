@@ -87,7 +87,7 @@ def test_the_router_pod_unpacks_httptools_and_mounts_its_keys() -> None:
     assert volumes["lib-src"]["configMap"]["name"] == "ep-router-lib"
     assert volumes["keys"]["secret"]["secretName"] == "ep-keys"
     boot = pod["containers"][0]["command"]
-    assert "sys.path.append" in boot[2] and boot[3:5] == ["/opt/recon/lib", "/opt/recon/router/router.py"]
+    assert "sys.path.append" in boot[2] and boot[3:5] == ["/opt/recon/lib", "/opt/recon/router/router.pyz"]
     assert all(c["resources"]["requests"] for c in pod["initContainers"] + pod["containers"])  # quota
     assert service["spec"]["selector"] == {"recon.io/endpoint": "ep", "recon.io/role": "router"}
 

@@ -1,5 +1,6 @@
-"""Real processes on 127.0.0.1: instance hosts and routers started from their files, as the local
-provider starts them (docs/runtime.md). Every process started here is stopped at teardown."""
+"""Real processes on 127.0.0.1: instance hosts started from their file and routers from their zip
+archive, as the local provider starts them (docs/runtime.md). Every process started here is stopped at
+teardown."""
 
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-HOST_PY = ROOT / "providers" / "shared" / "runtime" / "host.py"
-ROUTER_PY = ROOT / "providers" / "shared" / "runtime" / "router.py"
+from providers.shared.runtime import HOST_SCRIPT, router_zipapp
+
 PRIMARY, SECONDARY = "primary-key-0123456789", "secondary-key-9876543210"
 
 # A scoring script with Azure's contract; NAME, SLEEP_S and FAIL_INIT steer it per instance.
@@ -102,7 +102,7 @@ def start_host(tmp_path: Path, code_dir: Path, procs: list[subprocess.Popen[byte
         i = next(counter)
         log, port_file = tmp_path / f"host-{name}-{i}.log", tmp_path / f"host-{name}-{i}.port"
         full_env = {**os.environ, "NAME": name, **(env or {})}
-        cmd = [sys.executable, str(HOST_PY), "--entry_script", "score.py", "--port", "0",
+        cmd = [sys.executable, str(HOST_SCRIPT), "--entry_script", "score.py", "--port", "0",
                "--port-file", str(port_file), "--worker_count", str(workers), *(args or [])]
         proc = subprocess.Popen(cmd, cwd=code_dir, env=full_env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         procs.append(proc)
@@ -126,8 +126,14 @@ def write_table(path: Path, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@pytest.fixture(scope="session")
+def router_pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The router as the providers ship it: the zip archive of its package."""
+    return router_zipapp(tmp_path_factory.mktemp("router"))
+
+
 @pytest.fixture
-def start_router(tmp_path: Path, keys_file: Path,
+def start_router(tmp_path: Path, keys_file: Path, router_pyz: Path,
                  procs: list[subprocess.Popen[bytes]]) -> Callable[..., tuple[Proc, Path]]:
     def start(deployments: dict[str, Any], traffic: dict[str, int] | None = None,
               mirror: dict[str, int] | None = None, version: int = 1,
@@ -137,7 +143,7 @@ def start_router(tmp_path: Path, keys_file: Path,
                             "deployments": deployments, "traffic": traffic or {}, "mirror_traffic": mirror or {},
                             **(extra or {})})
         log, port_file = tmp_path / "router.log", tmp_path / "router.port"
-        proc = subprocess.Popen([sys.executable, str(ROUTER_PY), "--table", str(table), "--host", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, str(router_pyz), "--table", str(table), "--host", "127.0.0.1",
                                  "--port", "0", "--port-file", str(port_file)],
                                 stdout=log.open("wb"), stderr=subprocess.STDOUT,
                                 preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile)))
