@@ -32,6 +32,7 @@ from reconciler.render.common import (
     quota_status,
     replace_reason,
     split_repairs,
+    gate_lines,
     step_detail,
     step_summary,
     summary_line,
@@ -140,6 +141,7 @@ def _steps_lines(steps: list[Step]) -> list[str]:
         detail = step_detail(step)
         if detail:
             lines.append(f"  {'':>{width}}  {detail}")
+        lines += [f"  {'':>{width}}  {line}" for line in gate_lines(step)]
     return lines + [""]
 
 
