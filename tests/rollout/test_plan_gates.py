@@ -15,7 +15,17 @@ from reconciler.plan.types import Plan, RolloutParams, StepKind, TrafficParams
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown
 from reconciler.render.text import render_text
-from tests.planner.helpers import base, before, changed, deployment, desired, endpoint, environment, model, state
+from tests.planner.helpers import (
+    base,
+    before,
+    changed,
+    deployment,
+    desired,
+    endpoint,
+    environment,
+    model,
+    state,
+)
 
 GUARDED = RolloutSettings(
     analysis=Analysis(bake_s=30, max_error_rate=0.01, max_latency_p99=LatencyLimit(relative=1.5)),
