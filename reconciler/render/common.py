@@ -126,7 +126,10 @@ def gate_lines(step: Step) -> list[str]:
     lines: list[str] = []
     if isinstance(p, RolloutParams) and p.gate is not None:
         count = len(p.batches) or 1
-        for i in [count] if p.gate.once else range(1, count + 1):
+        if p.gate.once:  # the provider's metrics do not tell the old and new instances apart (azure)
+            lines.append(f"after batch {count}/{count}, the whole deployment (the provider's metrics do not tell "
+                         f"old and new instances apart): {p.gate.describe()}")
+        for i in [] if p.gate.once else range(1, count + 1):
             lines.append(f"batch {i}/{count}: {p.gate.describe()}")
         if p.gate.on_failure == "rollback":
             lines.append(f"on failure: the updated instances roll back to the previous configuration, "

@@ -176,7 +176,8 @@ def test_a_bake_under_the_provider_s_grain_is_raised_and_a_provider_without_dige
     assert gate is not None and gate.once and gate.analysis.bake_s == 60
     assert any("raised to 1m" in w["message"] for w in plan.warnings)
     text = render_text(plan)
-    assert "batch 5/5: bake 1m" in text and "batch 1/5" not in text
+    assert ("after batch 5/5, the whole deployment (the provider's metrics do not tell old and new instances "
+            "apart): bake 1m") in text and "batch 1/5" not in text
 
 
 def test_pause_is_said_in_the_plan() -> None:
