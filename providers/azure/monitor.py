@@ -30,16 +30,19 @@ What counts, by Azure's status codes of online endpoints (its troubleshooting gu
 - not the deployment's answer, in no count: 401 and 403 (authentication) and 429 (Azure's
   throttling and its pending-request limit), like the answers recon's router gives itself.
 
-A window is whole minutes: Azure Monitor's grain is one minute and a partial minute would mix in
+A window is whole minutes: Azure Monitor's grain is one minute, and a partial minute would mix in
 what happened before the step. The mark holds when the window opened; the window starts at the
-next whole minute and lasts ``round(elapsed / 1 min)`` minutes (at least one), ``elapsed`` being
-the time from opening to closing, so a bake of N whole minutes is judged on N whole minutes.
-Closing waits for the last of them to end, then asks again until Azure has that minute's data,
-at most ``metrics_delay`` seconds (Azure Monitor needs a little time to have a minute's metrics;
-an endpoint that got no request in that minute shows nothing either, so an idle endpoint is found
-idle only after ``metrics_delay``). Metrics that cannot be read (a 429 or 5xx that outlived
-azure-core's retries, a per-metric error, an answer cut at ``top``) raise ``MetricsError``: a gate
-never passes on metrics it does not have.
+next whole minute and holds every whole minute after it that Azure Monitor has when it is closed.
+The first close waits for the first minute to end and for its data, asking again every ``POLL_S``
+for at most ``metrics_delay`` seconds after it (Azure Monitor needs a little time to have a
+minute; an endpoint that got no request in that minute shows nothing either, so an idle endpoint
+is found idle only after ``metrics_delay``); later closes add each minute as Azure has it, without
+waiting. The engine closes a window every second of a bake, looking for a clear failure, so on
+azure the first look comes after one whole minute of the new split, and the verdict at the end of
+the bake covers the whole minutes from the step to then.
+
+Metrics that cannot be read (a 429 or 5xx that outlived azure-core's retries, a per-metric error,
+an answer cut at ``top``) raise ``MetricsError``: a gate never passes on metrics it does not have.
 
 Azure Monitor does not tell the old and new configuration of one deployment apart (Azure's rolling
 update of a managed deployment is one ARM operation): every series is a whole deployment.
@@ -49,6 +52,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -191,9 +195,14 @@ def summarise(requests: Any, latency: Any, start: float, end: float) -> dict[str
     return counts
 
 
-def _has_minute(bodies: list[Any], metrics: list[str], minute: float) -> bool:
-    return any(minute in points for body, metric in zip(bodies, metrics, strict=True)
-               for _, points in series_of(body, metric))
+def _minutes_with_data(bodies: list[Any], metrics: list[str]) -> set[float]:
+    """The minutes for which some series of some metric has a value."""
+    return {t for body, metric in zip(bodies, metrics, strict=True) for _, points in series_of(body, metric)
+            for t in points}
+
+
+def _minutes(start: float, end: float) -> list[float]:
+    return [start + k * GRAIN_S for k in range(round((end - start) / GRAIN_S))]
 
 
 class Monitor:
@@ -205,6 +214,7 @@ class Monitor:
         self.arm = arm
         self.now = now
         self.sleep = sleep
+        self._seen: dict[str, tuple[float, Window]] = {}  # per window: when Azure Monitor was asked, its answer
 
     def mark(self, resource: str, endpoint: dict[str, Any]) -> dict[str, Any]:
         """The mark of a window opened now (plain data): the endpoint's ARM id, the time, and the
@@ -212,35 +222,44 @@ class Monitor:
         gets live or mirrored traffic, never both)."""
         opened = self.now()
         mirror = (endpoint.get("properties") or {}).get("mirrorTraffic") or {}
-        return {"source": "azure-monitor", "resource": resource, "opened": opened,
+        return {"source": "azure-monitor", "id": uuid.uuid4().hex, "resource": resource, "opened": opened,
                 "start": iso(next_minute(opened)), "mirror": sorted(k.lower() for k, v in mirror.items() if v)}
 
-    def span(self, mark: dict[str, Any]) -> tuple[float, float]:
-        """The window's whole minutes ``[start, end)`` if it closed now (see the module docstring)."""
+    def read(self, mark: dict[str, Any], emit: Emit) -> Window:
+        """The window since ``mark``: the whole minutes after it that Azure Monitor has so far (at
+        least one: the first call waits for the first). Cheap to call often (the engine looks every
+        second during a bake): Azure Monitor is asked again only when a minute has ended since the
+        last answer, and no more often than every ``POLL_S`` while a minute's data is awaited."""
         opened = float(mark["opened"])
         start = next_minute(opened)
-        minutes = max(1, round((self.now() - opened) / GRAIN_S))
-        return start, start + minutes * GRAIN_S
-
-    def read(self, mark: dict[str, Any], emit: Emit) -> Window:
-        """Close the window: wait for its last whole minute and its data, then query."""
-        start, end = self.span(mark)
-        wait = end - self.now()
-        if wait > 0:
-            emit(f"Azure Monitor: waiting {wait:.0f} s for the window's last whole minute ({iso(end - GRAIN_S)}) to end")
-            self.sleep(wait)
-        deadline = end + self.arm.settings.metrics_delay
         resource = str(mark["resource"])
+        key = str(mark.get("id") or f"{resource}@{opened!r}")
+        delay = self.arm.settings.metrics_delay
         while True:
+            now = self.now()
+            ended = int((now - start) // GRAIN_S)
+            if ended < 1:
+                wait = start + GRAIN_S - now
+                emit(f"Azure Monitor: waiting {wait:.0f} s for the window's first whole minute ({iso(start)}) to end")
+                self.sleep(wait)
+                continue
+            seen = self._seen.get(key)
+            if seen is not None and (seen[1].minutes >= ended or now - seen[0] < POLL_S):
+                return seen[1]
+            end = start + ended * GRAIN_S
             bodies = [self._query(resource, REQUESTS, REQUEST_DIMENSIONS, start, end, emit),
                       self._query(resource, LATENCY, ("deployment",), start, end, emit)]
-            if _has_minute(bodies, [REQUESTS, LATENCY], end - GRAIN_S) or self.now() >= deadline:
-                break
-            pause = min(POLL_S, max(0.0, deadline - self.now()))
-            emit(f"Azure Monitor has no data for {iso(end - GRAIN_S)} yet; asking again in {pause:.0f} s "
-                 f"(for at most {self.arm.settings.metrics_delay:g} s after the minute: metrics_delay)")
+            data = _minutes_with_data(bodies, [REQUESTS, LATENCY])
+            have = [m for m in _minutes(start, end) if m in data or m + GRAIN_S + delay <= now]
+            if have:
+                last = max(have) + GRAIN_S
+                window = Window(start, last, summarise(bodies[0], bodies[1], start, last), list(mark.get("mirror") or []))
+                self._seen[key] = (now, window)
+                return window
+            pause = min(POLL_S, start + GRAIN_S + delay - now)
+            emit(f"Azure Monitor has no data for {iso(start)} yet; asking again in {pause:.0f} s "
+                 f"(for at most {delay:g} s after the minute: metrics_delay)")
             self.sleep(pause)
-        return Window(start, end, summarise(bodies[0], bodies[1], start, end), list(mark.get("mirror") or []))
 
     def _query(self, resource: str, metric: str, dimensions: tuple[str, ...], start: float, end: float,
                emit: Emit) -> Any:

@@ -94,7 +94,7 @@ def test_a_window_counts_each_deployments_requests_failures_and_p99(harness: Har
     # a whole minute at the new split: 10% of 600, of which 30% model errors (424) and 10% timeouts (408)
     assert (green.requests, green.failed, green.timeouts, green.p99_ms) == (60, 18, 6, 2100.0)
     assert (blue.requests, blue.failed, blue.timeouts, blue.p99_ms) == (540, 0, 0, 80.0)
-    assert any("waiting" in line and "last whole minute" in line for line in lines)
+    assert any("waiting" in line and "first whole minute" in line for line in lines)
     # the documented query: one per metric, per minute, split by the metric's own dimensions
     queries = list(arm.metrics.queries)
     assert [q["metricnames"] for q in queries] == ["RequestsPerMinute", "RequestLatency_P99"]
@@ -110,19 +110,22 @@ def test_a_window_counts_each_deployments_requests_failures_and_p99(harness: Har
     assert parse_qs(sent[0]["query"])["metricnames"] == ["RequestsPerMinute"]
 
 
-def test_a_bake_of_whole_minutes_is_judged_on_as_many_whole_minutes(harness: Harness, arm: Emulator,
-                                                                    clock: Clock) -> None:
+def test_the_window_grows_by_each_whole_minute_azure_monitor_has(harness: Harness, arm: Emulator,
+                                                                  clock: Clock) -> None:
     arm.metrics.load["ep"] = 120
     _route(harness, {"blue": 50, "green": 50})
     monitor = _monitor(harness, clock)
-    mark = _open(harness, monitor)
-    clock.sleep(120)
-    window = monitor.read(mark, lambda _: None)
-    assert window.minutes == 2 and window.deployments["green"].requests == 120  # 60 a minute, 2 minutes
-    # looking early (the engine may look during a bake) gives the first whole minute
-    early = _open(harness, monitor)
-    clock.sleep(5)
-    assert monitor.read(early, lambda _: None).minutes == 1
+    mark = _open(harness, monitor)  # 12:00:30: the window starts at 12:01
+    clock.sleep(1)  # the engine's first look, a second into the bake: waits for 12:01-12:02
+    first = monitor.read(mark, lambda _: None)
+    assert (first.minutes, first.deployments["green"].requests) == (1, 60)
+    asked = len(arm.metrics.queries)
+    clock.sleep(1)
+    assert monitor.read(mark, lambda _: None) is first and len(arm.metrics.queries) == asked  # nothing new yet
+    clock.sleep(60)
+    second = monitor.read(mark, lambda _: None)
+    assert (second.minutes, second.deployments["green"].requests) == (2, 120)
+    assert len(arm.metrics.queries) == asked + 2
 
 
 def test_the_last_minute_is_waited_for_until_azure_monitor_has_it(harness: Harness, arm: Emulator,
