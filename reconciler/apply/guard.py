@@ -9,6 +9,9 @@ ends it early, and each look is a progress line ("batch 2/5 baking 30s: 412 requ
 p99 0.08s (old 0.07s)"). Time is counted in the slices slept, so a test's sleep that returns at
 once bakes in no time.
 
+Measurements the provider cannot read (its error, after its own retries) fail the gate like a
+failed check (``judge.unmeasured``): a gate never passes on numbers it does not have.
+
 Inconclusive (too few requests): ``proceed`` goes on (the hooks say so loudly), ``fail`` fails,
 ``wait`` keeps the window open for more bakes until it is conclusive or ``max_wait`` has passed,
 then fails. A failed gate raises ``GateFailed`` after the step's ``on_failure`` was carried out
@@ -18,15 +21,16 @@ back, or paused, is recorded as it is).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from providers.base import ApplyRequest, Provider
 from reconciler.apply.hooks import SerialHooks
-from reconciler.apply.judge import Verdict, clearly_failing, judge
+from reconciler.apply.judge import Verdict, clearly_failing, judge, unmeasured
 from reconciler.apply.outcomes import CancelToken
 from reconciler.model.crashpoints import crash_point
-from reconciler.model.errors import PlanError, ReconcilerError
+from reconciler.model.errors import PlanError, ProviderError, ReconcilerError
 from reconciler.model.rollout import Gate, format_duration
 from reconciler.plan.types import Step
 from reconciler.state.document import State
@@ -73,7 +77,9 @@ class Guard:
         self.cancel = cancel
 
     def open(self, step: Step, gate: Gate, request: ApplyRequest) -> Watch:
-        """A window opened now for ``step`` (its first; ``reopen`` opens the next ones)."""
+        """A window opened now for ``step`` (its first; ``reopen`` opens the next ones). The
+        provider's progress lines while it measures are the step's events."""
+        request = dataclasses.replace(request, on_event=lambda line: self.hooks("event", step, line))
         return Watch(step, gate, request, self.provider.open_window(request))
 
     def reopen(self, watch: Watch) -> None:
@@ -106,7 +112,10 @@ class Guard:
             if self.cancel.aborted:
                 raise ReconcilerError(f"{watch.step.address}: the apply was interrupted while baking {label}")
             crash_point("gate.baking", f"{watch.step.id} {label}")
-            stats = self.provider.close_window(watch.request, watch.mark)
+            try:
+                stats = self.provider.close_window(watch.request, watch.mark)
+            except ProviderError as exc:  # the measurements cannot be read: the gate fails, never passes
+                return elapsed, unmeasured(watch.gate, str(exc)).model_copy(update={"window_s": elapsed})
             if clearly_failing(watch.gate, stats, new_digest):
                 break
             so_far = judge(watch.gate, stats, new_digest, watch.baseline_p99_s)
@@ -114,7 +123,8 @@ class Guard:
         if stats is None:  # a bake of nothing (never: bake > 0); read the window once
             stats = self.provider.close_window(watch.request, watch.mark)
         verdict = judge(watch.gate, stats, new_digest, watch.baseline_p99_s)
-        return elapsed, verdict.model_copy(update={"window_s": elapsed})
+        # the window the numbers cover: the bake, or more when the provider's grain made it longer
+        return elapsed, verdict.model_copy(update={"window_s": max(elapsed, stats.window_s)})
 
 
 def passes(verdict: Verdict) -> bool:

@@ -258,6 +258,8 @@ class StepHandlers:
             outcome.batches_done = i + 1
             self.hooks("batch_finished", step, batch, len(batches), time.monotonic() - start)
             if watch is not None and gate is not None and (last or not gate.once):
+                if gate.once:  # no configurations told apart (azure): judge what runs after the update
+                    self.guard.reopen(watch)
                 label = f"batch {batch.index}/{len(batches)}"
                 verdict = self._judged(step, outcome, watch, label, outputs.get("config_digest"))
                 if verdict is not None:

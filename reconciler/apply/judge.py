@@ -13,7 +13,8 @@ judges and the ones it compares with, and checks them as the gate's ``Analysis``
   where it had enough; with neither, that check is inconclusive (the others still judge).
 
 Which series: a ``batch`` gate judges the deployment's instances at ``new_digest`` (the
-configuration the batch rolled out; None: all of its instances) against its other instances,
+configuration the batch rolled out; None: all of its instances; a series without a digest, from a
+provider that cannot tell configurations apart, counts whole) against its other instances,
 live and mirrored responses together; a ``traffic`` gate the live responses of the deployments
 whose share grew against those whose share shrank; a ``mirror`` gate a deployment's mirrored
 responses against the live responses of the others.
@@ -41,7 +42,7 @@ class Check(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: Literal["requests", "error_rate", "latency_p99"]
+    name: Literal["requests", "error_rate", "latency_p99", "metrics"]
     result: Result
     measured: float | None = None
     threshold: float | None = None
@@ -85,7 +86,8 @@ class Verdict(BaseModel):
 
     def describe_failure(self) -> str:
         """``error rate 31% > 1%; p99 2.1s > 1.5x old (0.1s)`` for the step's error line."""
-        return "; ".join(f"{c.name.replace('_', ' ')} {c.measured_text} > {c.threshold_text}" for c in self.failing())
+        return "; ".join(f"metrics could not be read: {c.note}" if c.name == "metrics"
+                         else f"{c.name.replace('_', ' ')} {c.measured_text} > {c.threshold_text}" for c in self.failing())
 
 
 def format_seconds(value: float | None) -> str:
@@ -99,8 +101,8 @@ def _selectors(gate: Gate, new_digest: str | None) -> tuple[Callable[[SeriesStat
     judged = {d.lower() for d in gate.judged}
     baseline = {d.lower() for d in gate.baseline}
     if gate.kind == "batch":
-        def is_new(s: SeriesStats) -> bool:
-            return s.deployment.lower() in judged and (new_digest is None or s.digest == new_digest)
+        def is_new(s: SeriesStats) -> bool:  # a series without digest: the provider cannot tell (azure)
+            return s.deployment.lower() in judged and (new_digest is None or s.digest in (None, new_digest))
 
         def is_old(s: SeriesStats) -> bool:
             return (s.deployment.lower() in baseline and new_digest is not None and s.digest is not None
@@ -205,6 +207,14 @@ def _latency_check(gate: Gate, judged: Totals, reference: float | None, earlier:
                  measured_text=format_seconds(p99), threshold_text=threshold_text, note=note)
 
 
+def unmeasured(gate: Gate, reason: str) -> Verdict:
+    """The verdict of a window whose measurements could not be read (the provider's error, after its
+    own retries): a failure, since a gate never passes on numbers it does not have (Argo Rollouts
+    likewise fails an analysis whose measurements keep erroring)."""
+    check = Check(name="metrics", result="fail", measured_text="unreadable", threshold_text="readable", note=reason)
+    return Verdict(result="fail", gate=gate, checks=[check])
+
+
 def clearly_failing(gate: Gate, stats: WindowStats, new_digest: str | None = None) -> bool:
     """A window may close before its bake ends: at least ``min_requests`` requests already and an
     error rate over the limit (errors do not un-happen; a latency may still settle)."""
@@ -216,4 +226,4 @@ def clearly_failing(gate: Gate, stats: WindowStats, new_digest: str | None = Non
     return judged.requests >= gate.analysis.min_requests and rate is not None and rate > limit
 
 
-__all__ = ["Check", "Verdict", "clearly_failing", "format_seconds", "judge", "measure"]
+__all__ = ["Check", "Verdict", "clearly_failing", "format_seconds", "judge", "measure", "unmeasured"]

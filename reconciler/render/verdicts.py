@@ -7,7 +7,7 @@ from __future__ import annotations
 from reconciler.apply.judge import Check, Verdict, format_seconds
 from reconciler.model.rollout import format_duration
 
-_NAMES = {"requests": "requests", "error_rate": "error rate", "latency_p99": "p99 latency"}
+_NAMES = {"requests": "requests", "error_rate": "error rate", "latency_p99": "p99 latency", "metrics": "metrics"}
 _RESULTS = {"pass": "pass", "fail": "FAILED", "inconclusive": "inconclusive"}
 
 

@@ -163,3 +163,24 @@ def test_without_buckets_the_highest_p99_stands_for_several_series() -> None:
 def test_window_stats_round_trip_through_json_with_infinite_buckets() -> None:
     stats = window(series("blue", NEW, 10))
     assert WindowStats.model_validate_json(stats.model_dump_json()) == stats
+
+
+def test_series_without_digest_count_whole_for_a_batch_gate() -> None:
+    """A provider that cannot tell configurations apart (azure) reports a deployment as one series
+    without digest: a batch gate judged once, after the update, judges it whole whatever the
+    deployment's new digest is; it has no old instances to compare with."""
+    stats = window(series("blue", None, 200, failed=60))
+    v = judge(batch_gate(), stats, NEW)
+    assert v.result == "fail" and v.requests == 200 and v.failed == 60 and v.baseline_requests == 0
+    assert judge(batch_gate(), window(series("blue", None, 200)), NEW).result == "pass"
+
+
+def test_measurements_that_cannot_be_read_fail_the_gate() -> None:
+    from reconciler.apply.judge import unmeasured
+    from reconciler.render.verdicts import verdict_table
+
+    v = unmeasured(batch_gate(), "Azure Monitor's RequestsPerMinute could not be read: HTTP 503")
+    assert v.result == "fail" and [c.name for c in v.failing()] == ["metrics"]
+    assert v.describe_failure() == "metrics could not be read: Azure Monitor's RequestsPerMinute could not be read: HTTP 503"
+    table = "\n".join(verdict_table(v))
+    assert "metrics" in table and "unreadable" in table and "FAILED" in table and "HTTP 503" in table
