@@ -135,6 +135,14 @@ class DockerEndpoint(EndpointFiles):
         # no instance key on docker: the endpoint's key or a token, as the auth mode of its table says
         return self.read_status(port, self.status_tokens(), timeout)
 
+    def metrics_address(self) -> tuple[int, str | None] | None:
+        port = self.chosen_port()
+        if port is None:
+            return None
+        # the router's own URLs need the endpoint's key, or a token under aml_token (no instance key here)
+        found = self.status_tokens()
+        return port, found[0] if found else None
+
     def table_fields(self) -> dict[str, Any]:
         return {}  # containers are reached on the endpoint's internal network: no instance key
 

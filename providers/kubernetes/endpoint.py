@@ -21,7 +21,7 @@ from typing import Any
 
 from providers.kubernetes import manifests as m
 from providers.kubernetes.client import ConflictError
-from providers.kubernetes.objects import KubeParts, pod_ready, ready_addresses
+from providers.kubernetes.objects import KubeParts, pod_ready, ready_addresses, ready_digests
 from providers.shared.endpoint_tokens import SIGNING_KEY, new_signing_key
 from providers.shared.routing_table import router_limits
 from providers.shared.runtime import ROUTER_ARCHIVE_NAME, router_archive, router_digest
@@ -176,18 +176,31 @@ class EndpointParts(KubeParts):
                                          f"routing table version {version} within {ROUTER_RELOAD_TIMEOUT:g}s")
                 time.sleep(POLL)
 
+    def _router_metrics(self, ep: str) -> list[tuple[str, str | None]]:
+        """``GET /-/metrics`` of every running router pod of the endpoint (through the API server's pod
+        proxy, with the instance key): ``(pod, text or None)``."""
+        pods = [p for p in self.kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
+                if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        key = self._read_secret(ep).get("instanceKey", "")
+        headers = {INSTANCE_KEY_HEADER: key} if key else {}
+        return [(p["metadata"]["name"], self.kube.proxy_text(p["metadata"]["name"], m.ROUTER_PORT, "/-/metrics",
+                                                             headers=headers))
+                for p in sorted(pods, key=lambda p: str(p["metadata"]["name"]))]
+
     def _ready_addresses(self, ep: str, dep: str) -> list[str]:
         """``ip:port`` of the deployment's ready pods that are not being deleted, sorted."""
         return ready_addresses(self._pods(ep, dep))
 
     def _set_pool(self, ep: str, dep: str, attrs: dict[str, Any] | None) -> None:
-        ips = self._ready_addresses(ep, dep)
+        pods = self._pods(ep, dep)
+        ips, digests = ready_addresses(pods), ready_digests(pods)
 
         def mutate(table: dict[str, Any]) -> None:
             entry = table.setdefault("deployments", {}).setdefault(dep, {})
             if attrs is not None:
                 entry.update(router_settings(attrs))
             entry["upstreams"] = sorted(ips)
+            entry["digests"] = digests
 
         self._update_table(ep, mutate)
 

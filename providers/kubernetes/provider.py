@@ -47,6 +47,7 @@ from providers.kubernetes.settings import parse_settings
 from providers.shared.endpoint_tokens import SIGNING_KEY, issue, token_lifetime
 from providers.shared.runtime import HOST_SCRIPT
 from providers.shared.scaling import normal_traffic
+from providers.shared.windows import RouterWindows
 from reconciler.model.errors import PermanentError
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
 from reconciler.model.resources import digest_of
@@ -70,7 +71,7 @@ def _tar_gz(source: Path, arcname: str | None) -> bytes:
     return buf.getvalue()
 
 
-class KubernetesProvider(RolloutParts, Provider):
+class KubernetesProvider(RolloutParts, RouterWindows, Provider):
     """Serves online endpoints as Deployments on a Kubernetes cluster."""
 
     name: ClassVar[str] = "kubernetes"

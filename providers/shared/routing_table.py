@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,13 +161,16 @@ class EndpointFiles:
             self.wait_version(version)
         return version
 
-    def set_pool(self, deployment: str, upstreams: list[str], settings: dict[str, Any]) -> None:
-        """Make the router's pool for ``deployment`` exactly ``upstreams``, with its request settings."""
+    def set_pool(self, deployment: str, upstreams: list[str], settings: dict[str, Any],
+                 digests: dict[str, str] | None = None) -> None:
+        """Make the router's pool for ``deployment`` exactly ``upstreams``, with its request settings and
+        the configuration digest of each upstream (``digests``: what the router's metrics label it with)."""
 
         def mutate(table: dict[str, Any]) -> None:
             entry = table.setdefault("deployments", {}).setdefault(deployment, {})
             entry.update(settings)
             entry["upstreams"] = list(upstreams)
+            entry["digests"] = {u: d for u, d in (digests or {}).items() if u in upstreams}
 
         self.update_table(mutate)
 
@@ -249,6 +252,22 @@ class EndpointFiles:
     def chosen_port(self) -> int | None:
         return procs.read_port(self.portfile)
 
+    # -- metrics (guarded rollouts: providers/shared/windows.py) ---------------------------------
+    def metrics_address(self) -> tuple[int, str | None] | None:
+        """The loopback port of the running router and the key its own URLs are read with (None: no
+        router runs)."""
+        raise NotImplementedError
+
+    def router_metrics(self, timeout: float = 2.0) -> list[tuple[str, str | None]]:
+        """``GET /-/metrics`` of every router of the endpoint (one here): ``(replica, text)``, the text
+        None when the router does not answer; empty when no router runs."""
+        where = self.metrics_address()
+        if where is None:
+            return []
+        got = probes.http_get(where[0], "/-/metrics", timeout, where[1])
+        text = got[1].decode("utf-8", "replace") if got is not None and got[0] == 200 else None
+        return [(f"127.0.0.1:{where[0]}", text)]
+
 def instance_key_path(state_dir: Path, endpoint: str) -> Path:
     return state_dir / "keys" / f"{endpoint.lower()}.instance.json"
 
@@ -268,6 +287,12 @@ def ensure_instance_key(path: Path) -> str:
         procs.write_json(path, {"instanceKey": key}, mode=0o600)
         os.chmod(path, 0o600)
         return key
+
+
+def pool_digests(instances: Sequence[Any]) -> dict[str, str]:
+    """The table's ``digests`` of ``instances`` (each with ``config_digest`` and ``upstream()``, its
+    address or None): address -> the configuration it runs."""
+    return {u: str(i.config_digest or "") for i in instances if (u := i.upstream()) is not None}
 
 
 def _in_flight(status: dict[str, Any], upstreams: list[str]) -> int:

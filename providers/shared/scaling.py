@@ -25,7 +25,8 @@ from typing import Any, Protocol, TypeVar
 from providers.base import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
 from providers.shared import endpoint_tokens, files, procs
 from providers.shared.probes import StartFailure
-from providers.shared.routing_table import router_limits
+from providers.shared.routing_table import pool_digests, router_limits
+from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 from reconciler.model.resources import digest_of
@@ -200,7 +201,7 @@ def model_observation(state_dir: Path, resource: StateResource) -> Observation:
     return Observation(True, outputs=resource.outputs)
 
 
-class InstanceProvider(Provider):
+class InstanceProvider(RouterWindows, Provider):
     """What the providers that run instances behind a router (local, docker) do the same way: the
     create/update dispatch, scaling, rolling batches, routing and credentials. Each provider names
     only its own pieces: how an environment, an endpoint and a deployment's instances are made,
@@ -356,6 +357,9 @@ class InstanceProvider(Provider):
             raise PermanentError(f"endpoint {ep.name} has no token signing key on this machine; run recon apply")
         return endpoint_tokens.issue(signing_key, ep.name, uri, endpoint_tokens.token_lifetime(self.settings))
 
+    def _router_metrics(self, endpoint: str) -> list[Scrape]:
+        return list(self._endpoint(endpoint).router_metrics())
+
     # == shared steps ================================================================================
     def _create_deployment(self, request: ApplyRequest) -> dict[str, Any]:
         runner = self._runner(request.attributes)
@@ -390,7 +394,8 @@ class InstanceProvider(Provider):
 
     def _pool(self, runner: Any, serving: list[Any], request: ApplyRequest) -> None:
         """The router sends the deployment's traffic to ``serving``."""
-        self._endpoint_of(runner).set_pool(runner.name, upstreams(serving), router_settings(request.attributes))
+        self._endpoint_of(runner).set_pool(runner.name, upstreams(serving), router_settings(request.attributes),
+                                           pool_digests(serving))
 
     def _retire(self, runner: Any, serving: list[Any], retire: list[Any], request: ApplyRequest,
                 wait: bool = True) -> None:

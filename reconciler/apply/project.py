@@ -32,7 +32,7 @@ from providers.base import Capacity, Provider, ProviderContext
 from reconciler import __version__
 from reconciler.apply import gcpause
 from reconciler.model.errors import ProviderError
-from reconciler.model.resources import DesiredState
+from reconciler.model.resources import DesiredState, as_deployment
 from reconciler.plan.types import DriftItem, Plan
 from reconciler.state.document import State
 
@@ -180,7 +180,9 @@ class Project:
 
         listed = {rc.address for rc in plan.resource_changes}
         unchanged = {
-            a: r.attributes for a, r in prior.resources.items() if r.type == "deployment" and a not in listed
+            a: as_deployment(r.attributes)
+            for a, r in prior.resources.items()
+            if r.type == "deployment" and a not in listed
         }
         skus = api_instance_types(plan, unchanged, self.settings.prices)
         table = price_table(self.settings, skus, cache_dir())

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reconciler.load.crossdoc import CrossDocumentRules
 from reconciler.load.digests import Digests
@@ -25,14 +25,27 @@ from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.load.scripts import syntax_error
 from reconciler.model import catalog, checks, conda, schema
 from reconciler.model.resources import (
+    Attributes,
+    BuildContext,
+    CodeRef,
+    ContainerResources,
+    DeploymentAttrs,
     DesiredState,
+    EndpointAttrs,
+    EnvironmentAttrs,
+    Identity,
+    ModelAttrs,
+    Probe,
+    RequestSettings,
     Resource,
+    ScaleSettings,
     SourceRef,
     asset_address,
     canonical_json,
     deployment_address,
     endpoint_address,
     fast_model,
+    normal_traffic,
 )
 from reconciler.model.settings import ProjectSettings
 from reconciler.state.document import State
@@ -103,7 +116,7 @@ class Builder:
         address: str,
         rtype: Any,
         name: str,
-        attrs: dict[str, Any],
+        attrs: Attributes,
         depends_on: tuple[str, ...] = (),
         path: tuple[Any, ...] = ("name",),
     ) -> None:
@@ -140,7 +153,9 @@ class Builder:
         owner: str = "",
     ) -> str | None:
         """Add a model or environment; returns its address (None when it is invalid)."""
-        attrs = self._model_attrs(f, doc, prefix) if kind == "model" else self._env_attrs(f, doc, prefix)
+        attrs: ModelAttrs | EnvironmentAttrs | None = (
+            self._model_attrs(f, doc, prefix) if kind == "model" else self._env_attrs(f, doc, prefix)
+        )
         if attrs is None:
             return None
         digest = attrs["content_digest"]
@@ -152,7 +167,7 @@ class Builder:
         else:
             version = self.assets.pick_version(kind, name, digest)
             self.assets.declare(kind, name, version)
-        attrs.update(name=name, version=version, anonymous=anonymous)
+        attrs["name"], attrs["version"], attrs["anonymous"] = name, version, anonymous
         address = asset_address(kind, name, version)
         if anonymous and address in self.origin:  # its deployment is declared twice: reported there
             return address
@@ -161,7 +176,8 @@ class Builder:
 
     def _model_attrs(
         self, f: LoadedFile, doc: schema.InlineModelDoc, prefix: tuple[Any, ...]
-    ) -> dict[str, Any] | None:
+    ) -> ModelAttrs | None:
+        """A model's attributes; name, version and anonymous are set by ``_asset``."""
         where = (*prefix, "path")
         remote = self.remote.model_path(f, where, doc.path, anonymous=bool(prefix) and doc.name is None)
         if remote is None:
@@ -174,20 +190,26 @@ class Builder:
             if target is None or found is None:
                 return None
             rel, digest = self.run.rel(target), found
-        return {
+        attrs = {
             "path": rel,
             "type": (doc.type or "custom_model").lower(),
             "description": doc.description,
             "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
             "content_digest": digest,
             **_extra(doc, "system_metadata", "default_deployment_template", "allowed_deployment_templates"),
+            "name": "",
+            "version": "",
+            "anonymous": False,
         }
+        return cast(ModelAttrs, attrs)
 
     def _env_attrs(
         self, f: LoadedFile, doc: schema.InlineEnvironmentDoc, prefix: tuple[Any, ...]
-    ) -> dict[str, Any] | None:
+    ) -> EnvironmentAttrs | None:
+        """An environment's attributes; name, version and anonymous are set by ``_asset``."""
         ok = True
-        conda_rel = conda = conda_digest = build = build_digest = None
+        conda_rel = conda = conda_digest = build_digest = None
+        build: BuildContext | None = None
         if isinstance(doc.conda_file, dict):  # the conda environment written inline
             conda, conda_digest = self._inline_conda(f, doc.conda_file, (*prefix, "conda_file"))
             ok = conda is not None
@@ -222,7 +244,7 @@ class Builder:
             "build": build_digest,
             "dockerfile_path": build["dockerfile_path"] if build else None,
         }
-        return {
+        attrs = {
             "image": doc.image,
             "conda_file": conda_rel,
             "conda": conda,
@@ -235,7 +257,11 @@ class Builder:
             "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
             "content_digest": _digest_of(content),
             **_extra(doc, "auto_delete_setting"),
+            "name": "",
+            "version": "",
+            "anonymous": False,
         }
+        return cast(EnvironmentAttrs, attrs)
 
     def _inline_conda(self, f: LoadedFile, value: dict[str, Any], where: tuple[Any, ...]) -> tuple[Any, Any]:
         """An inline ``conda_file``: checked as a conda file is; its digest is its content's."""
@@ -263,7 +289,8 @@ class Builder:
         owner = f"{ep}-{name}"
         model = self._asset_field(f, doc.model, "model", owner)
         env = self._asset_field(f, doc.environment, "environment", owner)
-        code = script = None
+        code: CodeRef | None = None
+        script = None
         cc = doc.code_configuration
         if cc is not None and cc.code is not None and self.remote.is_code_asset(cc.code):
             code = self.remote.code(f, ("code_configuration", "code"), cc.code)
@@ -290,7 +317,7 @@ class Builder:
         count = doc.instance_count
         if count is None:
             count = scale.get("min_instances", 1)
-        attrs: dict[str, Any] = {
+        attrs: DeploymentAttrs = {
             "name": name,
             "endpoint_name": ep,
             "kind": "kubernetes" if k8s else "managed",
@@ -407,17 +434,17 @@ _PROBE_DEFAULTS = {
 }
 
 
-def _probe(probe: schema.ProbeDoc | None) -> dict[str, Any]:
+def _probe(probe: schema.ProbeDoc | None) -> Probe:
     out: dict[str, Any] = dict(_PROBE_DEFAULTS)
     if probe is not None:
         out.update({k: v for k, v in probe if v is not None})
-    return out
+    return cast(Probe, out)
 
 
-def _resources(res: schema.ResourcesDoc | None) -> dict[str, Any] | None:
+def _resources(res: schema.ResourcesDoc | None) -> ContainerResources | None:
     if res is None:
         return None
-    out: dict[str, Any] = {}
+    out: dict[str, dict[str, str]] = {}
     for part in ("requests", "limits"):
         amounts = getattr(res, part)
         out[part] = (
@@ -425,10 +452,10 @@ def _resources(res: schema.ResourcesDoc | None) -> dict[str, Any] | None:
             if amounts
             else {}
         )
-    return out
+    return cast(ContainerResources, out)
 
 
-def _scale(doc: Any) -> dict[str, Any]:
+def _scale(doc: Any) -> ScaleSettings:
     s = doc.scale_settings
     stype = (s.type or "default").lower() if s is not None else "default"
     if stype != "target_utilization":
@@ -443,28 +470,29 @@ def _scale(doc: Any) -> dict[str, Any]:
         else 70,
     }
 
-def _request_settings(rs: schema.RequestSettingsDoc | None) -> dict[str, int]:
-    out = {
+
+def _request_settings(rs: schema.RequestSettingsDoc | None) -> RequestSettings:
+    out: dict[str, int] = {
         "request_timeout_ms": 5000,
         "max_concurrent_requests_per_instance": 1,
         "max_queue_wait_ms": 500,
     }
     if rs is not None:
         out.update({k: v for k, v in rs if v is not None})
-    return out
+    return cast(RequestSettings, out)
 
 
-def _endpoint_attrs(f: LoadedFile, doc: Any) -> dict[str, Any]:
+def _endpoint_attrs(f: LoadedFile, doc: Any) -> EndpointAttrs:
     """An endpoint's canonical attributes."""
     k8s = f.kind == "kubernetes_endpoint"
     name = doc.name.lower()
-    identity = None
+    identity: Identity | None = None
     if doc.identity is not None:
         identity = {
             "type": doc.identity.type.replace(" ", "").lower(),
             "user_assigned_identities": doc.identity.user_assigned_identities,
         }
-    attrs = {
+    attrs: EndpointAttrs = {
         "name": name,
         "kind": "kubernetes" if k8s else "managed",
         "auth_mode": (doc.auth_mode or "key").lower(),
@@ -475,8 +503,8 @@ def _endpoint_attrs(f: LoadedFile, doc: Any) -> dict[str, Any]:
         else doc.public_network_access.lower(),
         "description": doc.description,
         "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
-        "traffic": {k.lower(): v for k, v in (doc.traffic or {}).items() if v},
-        "mirror_traffic": {k.lower(): v for k, v in (doc.mirror_traffic or {}).items() if v},
+        "traffic": normal_traffic(doc.traffic),
+        "mirror_traffic": normal_traffic(doc.mirror_traffic),
         "traffic_declared": "traffic" in f.data,
     }
     return attrs

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.errors import Diagnostic
-from reconciler.model.resources import fast_model
+from reconciler.model.resources import DeploymentAttrs, as_deployment, fast_model
 from reconciler.model.settings import SETTINGS_FILE, Budget
 from reconciler.plan.types import (
     Action,
@@ -36,11 +36,12 @@ from reconciler.plan.types import (
     DeploymentCost,
     Plan,
     PriceUsed,
+    RolloutParams,
     Step,
     StepKind,
 )
 
-Attrs = Mapping[str, Any]
+Attrs = DeploymentAttrs
 HOURS_PER_MONTH = 730
 SOURCE_API = "azure-retail-prices"
 SOURCE_TABLE = "recon.yaml"
@@ -119,7 +120,7 @@ def _all_attrs(plan: Plan, unchanged: Mapping[str, Attrs]) -> Iterable[Attrs]:
     yield from unchanged.values()
     for rc in plan.resource_changes:
         if rc.type == "deployment":
-            yield from (a for a in (rc.before, rc.after) if a is not None)
+            yield from (as_deployment(a) for a in (rc.before, rc.after) if a is not None)
 
 
 # -- money --------------------------------------------------------------------------------------
@@ -153,11 +154,11 @@ def hourly(amount: float, currency: str) -> str:
 
 def _counts(attrs: Attrs) -> tuple[int, int]:
     """Instances (min, max): the count, or min/max_instances under target-utilization autoscaling."""
-    scale = attrs.get("scale_settings") or {}
-    count = int(attrs.get("instance_count") or 0)
-    if scale.get("type") == "target_utilization":
-        low = int(scale.get("min_instances") or 1)
-        return low, max(low, int(scale.get("max_instances") or low))
+    scale = attrs["scale_settings"]
+    count = attrs["instance_count"]
+    if scale["type"] == "target_utilization":
+        low = scale.get("min_instances") or 1
+        return low, max(low, scale.get("max_instances") or low)
     return count, count
 
 
@@ -250,7 +251,7 @@ def _chain_rates(dep: _Dep) -> list[float]:
         elif step.kind is StepKind.CREATE:
             during = cur = final
         elif step.kind is StepKind.ROLLOUT:
-            surge = max((b.size for b in step.batches), default=0)
+            surge = max((b.size for b in step.params_as(RolloutParams).batches), default=0)
             during, cur = _rate(dep.after, surge), final
         else:  # scale, update: the larger of the two counts while it runs
             during, cur = max(cur, final), final
@@ -271,8 +272,9 @@ def _deployments(plan: Plan, pricer: _Pricer) -> list[_Dep]:
     for rc in plan.resource_changes:
         if rc.type != "deployment" or rc.action is Action.NOOP:
             continue
-        before = None if rc.address in gone else rc.before
-        dep = _Dep(rc.address, rc.action, pricer.side(rc.address, before), pricer.side(rc.address, rc.after),
+        before = None if rc.address in gone or rc.before is None else as_deployment(rc.before)
+        after = None if rc.after is None else as_deployment(rc.after)
+        dep = _Dep(rc.address, rc.action, pricer.side(rc.address, before), pricer.side(rc.address, after),
                    steps.get(rc.address, []))
         dep.rates = _chain_rates(dep)
         dep.peak = max(dep.rates)
@@ -352,7 +354,7 @@ def estimate(
     and that the plan does not list (outside ``--target``): they cost the same before and after."""
     pricer = _Pricer(table)
     steady = list((unchanged or {}).items()) + [
-        (rc.address, rc.after) for rc in plan.resource_changes
+        (rc.address, as_deployment(rc.after)) for rc in plan.resource_changes
         if rc.type == "deployment" and rc.action is Action.NOOP and rc.after is not None
     ]
     sides = [s for a, attrs in steady if (s := pricer.side(a, attrs)) is not None]

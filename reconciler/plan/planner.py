@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from providers.base import Capacity
-from reconciler.model.resources import DesiredState, endpoint_address
+from reconciler.model.resources import DesiredState, as_deployment, as_endpoint, endpoint_address
 from reconciler.plan import traffic
 from reconciler.plan.actions import Actions, Change, propagate_endpoint_replace, to_resource_change, warning
 from reconciler.plan.quota import check_quota
@@ -95,20 +95,22 @@ def _check_traffic_kept(p: Actions, changes: Mapping[str, Change]) -> None:
     for c in changes.values():
         if c.type != "deployment" or c.action is not Action.DELETE or not c.before:
             continue
-        ep = endpoint_address(str(c.before.get("endpoint_name", "")))
+        ep = endpoint_address(str(as_deployment(c.before).get("endpoint_name", "")))
         if ep in changes or ep not in p.before:
             continue
-        p.errors.extend(traffic.kept_traffic(c.address, c.name, ep, p.before[ep]))
+        p.errors.extend(traffic.kept_traffic(c.address, c.name, ep, as_endpoint(p.before[ep])))
 
 
 def _quota(
     p: Actions, changes: Mapping[str, Change], desired: DesiredState, capacity: Capacity | None
 ) -> Any:
-    before = {a: b for a, b in p.before.items() if p.type_of(a) == "deployment" and a not in p.gone}
+    before = {
+        a: as_deployment(b) for a, b in p.before.items() if p.type_of(a) == "deployment" and a not in p.gone
+    }
     after = {a: b for a, b in before.items() if a not in changes}  # untouched by a partial plan
     for a, c in changes.items():
         if c.type == "deployment" and c.after is not None:
-            after[a] = c.after
+            after[a] = as_deployment(c.after)
     limits = desired.quota
     if capacity is not None and capacity.quota is not None:  # live limits (azure): the smaller wins
         declared = limits or {}

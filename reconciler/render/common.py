@@ -20,8 +20,10 @@ from reconciler.plan.types import (
     QuotaFamily,
     QuotaUsage,
     ResourceChange,
+    RolloutParams,
+    ScaleParams,
     Step,
-    StepKind,
+    TrafficParams,
 )
 
 # A value the planner cannot know before apply (Terraform's "(known after apply)"). The planner
@@ -101,15 +103,15 @@ def step_summary(step: Step) -> str:
     """One line per step: ``rollout deployment.e.blue: 10 instances in 5 batches of 2``."""
     p = step.params
     head = f"{step.kind.value} {step.address}"
-    if step.kind is StepKind.SCALE:
-        return f"{head}: {p.get('from', '?')} -> {p.get('to', '?')} instances"
-    if step.kind is StepKind.ROLLOUT:
-        return f"{head}: {_batches_text(step)}"
-    if step.kind is StepKind.SET_TRAFFIC:
-        text = f"{head}: traffic {pct_map(p.get('traffic'))}"
-        if p.get("mirror_traffic"):
-            text += f", mirror {pct_map(p.get('mirror_traffic'))}"
-        if p.get("phase") == "drain":
+    if isinstance(p, ScaleParams):
+        return f"{head}: {p.from_} -> {p.to} instances"
+    if isinstance(p, RolloutParams):
+        return f"{head}: {_batches_text(p)}"
+    if isinstance(p, TrafficParams):
+        text = f"{head}: traffic {pct_map(p.traffic)}"
+        if p.mirror_traffic:
+            text += f", mirror {pct_map(p.mirror_traffic)}"
+        if p.phase == "drain":
             text += " (drain before delete)"
         return text
     return head
@@ -287,13 +289,14 @@ def _leaf_diff(before: Any, after: Any, prefix: str) -> list[FieldChange]:
     return [] if before == after else [FieldChange(path=prefix, before=before, after=after)]
 
 
-def _batches_text(step: Step) -> str:
-    n = int(step.params.get("instances", sum(b.size for b in step.batches)))
-    size = int(step.params.get("batch_size") or (step.batches[0].size if step.batches else max(1, n)))
-    count = len(step.batches) or (math.ceil(n / size) if size else 0)
+def _batches_text(p: RolloutParams) -> str:
+    batches = p.batches
+    n = p.instances
+    size = p.batch_size or (batches[0].size if batches else max(1, n))
+    count = len(batches) or (math.ceil(n / size) if size else 0)
     noun = "instance" if n == 1 else "instances"
     text = f"{n} {noun} in {count} batch{'es' if count != 1 else ''} of {size}"
-    last = step.batches[-1].size if step.batches else (n - size * (count - 1) if count else 0)
+    last = batches[-1].size if batches else (n - size * (count - 1) if count else 0)
     if count > 1 and last != size:
         text += f" (last batch {last})"
     return text

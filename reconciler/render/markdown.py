@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.model.resources import digest_of
@@ -295,7 +296,7 @@ def _resource_block(rc: ResourceChange) -> _Block:
 
 def _diff_lines(rc: ResourceChange) -> list[str]:
     if rc.action is Action.DELETE:
-        before = rc.before or {}
+        before: Mapping[str, object] = rc.before or {}
         return [
             f"- {_one_line(k)}: {format_value(v)}"
             for k, v in sorted(before.items())
