@@ -111,11 +111,13 @@ def test_switching_auth_mode_swaps_what_is_taken(token_router: tuple[Proc, Path]
     assert call(router.port, {}, key=PRIMARY)[0] == 401
 
 
-def test_router_status_takes_a_token_and_refuses_keys(token_router: tuple[Proc, Path]) -> None:
+def test_router_own_urls_take_a_token_and_refuse_keys(token_router: tuple[Proc, Path]) -> None:
     router, _ = token_router
     status, _, body = call(router.port, method="GET", path="/-/router", key=token())
     assert status == 200 and json.loads(body)["version"] == 1
-    assert call(router.port, method="GET", path="/-/router", key=PRIMARY)[0] == 401
+    assert call(router.port, method="GET", path="/-/metrics", key=token())[0] == 200
+    for path in ("/-/router", "/-/metrics"):
+        assert call(router.port, method="GET", path=path, key=PRIMARY)[0] == 401
 
 
 @pytest.mark.parametrize("problem", ["no signing key", "unknown auth mode"])
