@@ -149,10 +149,12 @@ class Project:
 
         drift: list[DriftItem] = []
         capacity = None
+        measuring = None  # without a refresh the provider is not asked (gates are not checked against it)
         if refresh:
             recorded = self.read_state()
             prior, drift = self.refresh(recorded)
             capacity = self.capacity()
+            measuring = self.provider.measuring
             desired = self.load_desired(recorded)
         else:  # nothing to ask the provider: the state is read while the files are parsed
             read_once = functools.cache(self.read_state)
@@ -165,6 +167,7 @@ class Project:
             targets=targets,
             destroy=destroy,
             capacity=capacity,
+            measuring=measuring,
             recon_version=__version__,
         )
         # when it was made (display only, not in the digest): the plan JSON's created_at and Terraform's timestamp

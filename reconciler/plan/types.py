@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reconciler.model.resources import AttributesField, ResourceType
+from reconciler.model.rollout import Gate
 
 PLAN_FORMAT_VERSION = "1.1"  # 1.1 added ``cost``
 
@@ -122,12 +123,14 @@ class ScaleParams(BaseModel):
 
 class RolloutParams(BaseModel):
     """ROLLOUT: ``instances`` replaced in batches of ``batch_size`` (the last one smaller); the
-    batches are derived from these two, stored once."""
+    batches are derived from these two, stored once. ``gate`` (guarded rollouts, stored only when
+    set): judged after each batch (after the last one only when ``gate.once``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     instances: int
     batch_size: int
+    gate: Gate | None = Field(default=None, exclude_if=lambda gate: gate is None)
 
     @property
     def batches(self) -> list[Batch]:
@@ -138,15 +141,42 @@ class RolloutParams(BaseModel):
         ]
 
 
+class Split(BaseModel):
+    """An endpoint's traffic and mirror traffic (normal form)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+
+
+def _unset(value: object) -> bool:
+    return value is None or value == 0
+
+
 class TrafficParams(BaseModel):
     """SET_TRAFFIC: the endpoint's traffic and mirror traffic after the step (normal form);
-    ``phase``: "drain" (traffic off what is deleted or replaced, before that) or "final"."""
+    ``phase``: "drain" (traffic off what is deleted or replaced, before that) or "final".
+
+    Guarded rollouts (each stored only when set): ``part`` of ``parts`` when a traffic change is
+    split into steps (the final step is the last part); ``gate``, judged after the step routes;
+    ``mirror_gate``, judged on a mirrored deployment's answers before the step routes anything;
+    ``restore``: the split before the traffic change began, routed again when a gate fails."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     traffic: dict[str, int]
     mirror_traffic: dict[str, int]
     phase: Literal["final", "drain"]
+    part: int = Field(default=0, exclude_if=_unset)
+    parts: int = Field(default=0, exclude_if=_unset)
+    gate: Gate | None = Field(default=None, exclude_if=_unset)
+    mirror_gate: Gate | None = Field(default=None, exclude_if=_unset)
+    restore: Split | None = Field(default=None, exclude_if=_unset)
+
+    @property
+    def gates(self) -> list[Gate]:
+        return [g for g in (self.mirror_gate, self.gate) if g is not None]
 
 
 class NoParams(BaseModel):

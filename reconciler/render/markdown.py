@@ -33,6 +33,7 @@ from reconciler.render.common import (
     field_changes,
     format_number,
     format_value,
+    gate_lines,
     quota_status,
     replace_reason,
     split_repairs,
@@ -331,6 +332,7 @@ def _rollout_section(steps: list[Step]) -> _Section:
         detail = step_detail(step)
         if detail:
             line += f" — {esc(detail)}"
+        line += "".join(f"\n   - {esc(g)}" for g in gate_lines(step))
         blocks.append(_Block(line, _KEEP_STEP))
     return _Section("### Rollout", "Steps in the order apply runs them:\n", blocks, noun="steps")
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from reconciler.model.settings import Budget
-from reconciler.plan.cost import SOURCE_API, SOURCE_TABLE, Price, PriceTable, add_cost, estimate, money
+from reconciler.plan.budget import money
+from reconciler.plan.cost import SOURCE_API, SOURCE_TABLE, Price, PriceTable, add_cost, estimate
 from reconciler.plan.planner import make_plan
 from reconciler.plan.types import Action, CostReport, Plan, RolloutParams
 from reconciler.state.document import State
