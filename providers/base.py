@@ -229,3 +229,15 @@ class Provider(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release SDK clients and connections."""
+
+
+__all__ = [
+    "ApplyRequest",
+    "Capacity",
+    "EventSink",
+    "Keys",
+    "Measuring",
+    "Observation",
+    "Provider",
+    "ProviderContext",
+]

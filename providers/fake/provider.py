@@ -147,16 +147,6 @@ class FakeWorld:
             instance["alive"] = False
             return str(instance["id"])
 
-    def remove(self, address: str) -> None:
-        with self.transaction() as world:
-            world["objects"].pop(address, None)
-
-    def add_object(self, address: str, type_: str, attributes: dict[str, Any]) -> None:
-        """An object carrying recon's mark that no state knows (an "unmanaged" object)."""
-        with self.transaction() as world:
-            name = address.rsplit(".", 1)[-1]
-            world["objects"][address] = {"type": type_, "name": name, "attributes": attributes}
-
 
 class FakeProvider(Provider):
     """In-memory-like provider persisted to a JSON file; see the module docstring."""
