@@ -247,19 +247,31 @@ def test_idle_flood_does_not_starve_keyed_requests(start_host: Host, start_route
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_connection_cap_answers_503_when_all_are_busy(start_host: Host, start_router: Router) -> None:
-    slow = start_host("slow", workers=4, env={"SLEEP_S": "4"})  # a window of 4 s in which both are held
+def test_connection_cap_answers_503_when_all_are_busy(
+    start_host: Host, start_router: Router, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"  # both requests are held until the test has seen the 503
+    arrived = tmp_path / "arrived"
+    slow = start_host("slow", workers=4, env={"HOLD_FILE": str(release), "ARRIVED_FILE": str(arrived)})
     router, _ = start_router({"slow": dep(slow, max_concurrent_requests_per_instance=4)}, {"slow": 100},
                              extra={"limits": {"max_connections": 2}})
     results: list[int] = []
     threads = [threading.Thread(target=lambda: results.append(call(router.port, {})[0])) for _ in range(2)]
     for t in threads:
         t.start()
+    # Probe only once both requests are in flight: a connection that has not sent its request yet is
+    # idle, and the router rightly closes the oldest idle connection for a new one.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(arrived.read_text().splitlines() if arrived.exists() else []) < 2:
+        time.sleep(0.05)
     probe = f"GET /-/router HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PRIMARY}\r\n\r\n".encode()
     seen: list[int] = []
-    deadline = time.monotonic() + 10  # a loaded CI machine: the two requests may take seconds to connect
-    while time.monotonic() < deadline and 503 not in seen:  # 200 until both requests hold their connection
-        seen.append(status_of(raw(router.port, probe + b"", timeout=1.0)))
+    deadline = time.monotonic() + 30  # a loaded CI machine: the two requests may take seconds to connect
+    try:
+        while time.monotonic() < deadline and 503 not in seen:  # 200 until both requests hold their connection
+            seen.append(status_of(raw(router.port, probe + b"", timeout=1.0)))
+    finally:
+        release.touch()
     assert seen[-1] == 503 and set(seen) <= {0, 200, 503}  # 0: a probe read that timed out under load
     for t in threads:
         t.join(15)
