@@ -3,13 +3,14 @@
 #   1. install recon with its test extras (editable), once per pyproject.toml change; ruff and mypy (blocking);
 #   2. make the services the tests use available (each step idempotent, each a script of its own):
 #      a Docker engine (setup-docker.sh), the local/py-base:bookworm image (build-base-image.sh),
-#      PostgreSQL 15's server binaries (setup-postgres.sh), Azurite from npm (setup-azurite.sh), azureml-core
-#      (the SDK v1) in a virtualenv of its own for import-v1's oracle test (setup-azureml-core.sh);
+#      PostgreSQL 15's server binaries (setup-postgres.sh), Debian's Prometheus server (setup-prometheus.sh),
+#      Azurite from npm (setup-azurite.sh), azureml-core (the SDK v1) in a virtualenv of its own for
+#      import-v1's oracle test (setup-azureml-core.sh);
 #   3. run pytest over tests/ (arguments go to pytest; a path among them replaces tests/).
 #      "No tests ran" (exit 5) is a failure.
-# Environment: SKIP_INSTALL=1, SKIP_DOCKER=1, SKIP_POSTGRES=1, SKIP_AZURITE=1, SKIP_AZUREML_CORE=1,
-# SKIP_KUBERNETES=1, SKIP_PLAN_READERS=1 skip steps (outside CI only: with CI=true every step runs);
-# PYTHON picks the interpreter (default python3).
+# Environment: SKIP_INSTALL=1, SKIP_DOCKER=1, SKIP_POSTGRES=1, SKIP_PROMETHEUS=1, SKIP_AZURITE=1,
+# SKIP_AZUREML_CORE=1, SKIP_KUBERNETES=1, SKIP_PLAN_READERS=1 skip steps (outside CI only: with CI=true every
+# step runs); PYTHON picks the interpreter (default python3).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -74,6 +75,8 @@ else
     step base-image bash "$here/build-base-image.sh"
 fi
 if skip SKIP_POSTGRES; then log "SKIP_POSTGRES=1: no PostgreSQL setup"; else step postgres bash "$here/setup-postgres.sh"; fi
+# Debian's Prometheus server for tests/runtime/test_prometheus_scrape.py (which runs this script too when it is missing)
+if skip SKIP_PROMETHEUS; then log "SKIP_PROMETHEUS=1: no Prometheus setup"; else step prometheus bash "$here/setup-prometheus.sh"; fi
 # Azurite (npm) for the Azure provider's tests; tests/azure starts it (and installs it if this was skipped)
 if skip SKIP_AZURITE; then log "SKIP_AZURITE=1: no Azurite setup"; else step azurite bash "$here/setup-azurite.sh"; fi
 # azureml-core for tests/migrate/test_oracle.py (which runs this script too, so a skipped step only moves the wait)

@@ -5,11 +5,12 @@ nginx from Debian's packages (when installed) with the same split as upstream we
 requests/s and p50/p99 latency at 1 and 32 connections with wrk (a Python load generator when wrk is
 missing) and prints a markdown table. All traffic stays on 127.0.0.1.
 
-    python bench/router_bench.py [--duration 5] [--connections 1,32] [--router NAME=PROGRAM ...]
+    python bench/router_bench.py [--duration 5] [--connections 1,32] [--rounds 1] [--router NAME=PROGRAM ...]
 
 ``--router`` (repeatable) measures other router programs beside each other against the same instances
 (a router.py of an older commit, a router.pyz); the default is the router of this checkout, as the
-providers ship it (its zip archive).
+providers ship it (its zip archive). ``--rounds N`` measures each target N times, the targets taking
+turns, and reports medians (run one program twice under two names to see the noise first).
 
 Targets (docs/runtime.md, issue 3): at 1 connection the router adds at most 0.5 ms at p50 over the
 direct path; at 32 connections it keeps at least 80% of nginx's throughput.
@@ -167,6 +168,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def median_result(runs: list[Result]) -> Result:
+    """One target at one connection level over several rounds: medians, errors and requests added up."""
+    cpu = [r.cpu_us for r in runs if r.cpu_us is not None]
+    return Result(runs[0].target, runs[0].connections, statistics.median(r.rps for r in runs),
+                  statistics.median(r.p50_ms for r in runs), statistics.median(r.p99_ms for r in runs),
+                  sum(r.errors for r in runs), sum(r.requests for r in runs), statistics.median(cpu) if cpu else None)
+
+
 def start(cmd: list[str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, cwd=cwd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
@@ -206,6 +215,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--connections", default="1,32")
+    ap.add_argument("--rounds", type=int, default=1, help="runs per target, the targets taking turns; medians")
     ap.add_argument("--router", action="append", default=[], metavar="NAME=PROGRAM",
                     help="a router program to measure (repeatable; default: this checkout's, as router)")
     args = ap.parse_args()
@@ -249,16 +259,19 @@ def main() -> int:
                 wait_http(targets["nginx"])
             results: list[Result] = []
             for conns in conn_levels:
-                for name, port in targets.items():
-                    if use_wrk:
-                        run_wrk(name, port, conns, 1.0, tmp)  # warm-up: pools, caches
-                    pid = router_pids.get(name)
-                    before = cpu_seconds(pid) if pid else 0.0
-                    result = (run_wrk(name, port, conns, args.duration, tmp) if use_wrk
-                              else run_python_load(name, port, conns, args.duration))
-                    if pid and result.requests:  # CPU per request: what a busy, shared machine blurs least
-                        result.cpu_us = (cpu_seconds(pid) - before) / result.requests * 1e6
-                    results.append(result)
+                runs: dict[str, list[Result]] = {name: [] for name in targets}
+                for round_ in range(max(1, args.rounds)):  # the targets take turns: load swings hit all alike
+                    for name, port in targets.items():
+                        if use_wrk and round_ == 0:
+                            run_wrk(name, port, conns, 1.0, tmp)  # warm-up: pools, caches
+                        pid = router_pids.get(name)
+                        before = cpu_seconds(pid) if pid else 0.0
+                        result = (run_wrk(name, port, conns, args.duration, tmp) if use_wrk
+                                  else run_python_load(name, port, conns, args.duration))
+                        if pid and result.requests:  # CPU per request: what a busy, shared machine blurs least
+                            result.cpu_us = (cpu_seconds(pid) - before) / result.requests * 1e6
+                        runs[name].append(result)
+                results += [median_result(r) for r in runs.values()]
         finally:
             for proc in procs:
                 proc.terminate()
@@ -268,7 +281,7 @@ def main() -> int:
                 except subprocess.TimeoutExpired:
                     proc.kill()
     tool = "wrk" if use_wrk else "python load generator"
-    print(f"load: {tool}, {args.duration:g}s per run, POST /score ({len(BODY)} bytes), split 50/50 over 2 instances")
+    print(f"load: {tool}, {args.duration:g}s per run, medians of {max(1, args.rounds)}, POST /score ({len(BODY)} bytes), split 50/50 over 2 instances")
     print(f"nginx: {'worker_processes 1, keepalive 64' if nginx else 'not installed (apt-get install nginx)'}\n")
     print(table_md(results))
     return 0

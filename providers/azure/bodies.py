@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from providers.azure._recon import normal_traffic
 from providers.azure.arm import iso_seconds
 
 AUTH_MODES = {"key": "Key", "aml_token": "AMLToken", "aad_token": "AADToken"}
@@ -170,9 +171,8 @@ def observed_endpoint(body: dict[str, Any]) -> dict[str, Any]:
     auth = {v: k for k, v in AUTH_MODES.items()}
     out: dict[str, Any] = {
         "auth_mode": auth.get(str(props.get("authMode")), str(props.get("authMode") or "key").lower()),
-        "traffic": {str(k).lower(): int(v) for k, v in (props.get("traffic") or {}).items() if int(v or 0)},
-        "mirror_traffic": {str(k).lower(): int(v) for k, v in (props.get("mirrorTraffic") or {}).items()
-                           if int(v or 0)},
+        "traffic": normal_traffic(props.get("traffic")),
+        "mirror_traffic": normal_traffic(props.get("mirrorTraffic")),
         "tags": dict(body.get("tags") or {}),
         "description": props.get("description"),
     }

@@ -135,6 +135,13 @@ class DockerEndpoint(EndpointFiles):
         keys = self.read_keys()  # GET /-/router needs the endpoint's key
         return self.read_status(port, keys["primaryKey"] if keys else None, timeout)
 
+    def metrics_address(self) -> tuple[int, str | None] | None:
+        port = self.chosen_port()
+        if port is None:
+            return None
+        keys = self.read_keys()  # the router's own URLs need the endpoint's key (no instance key here)
+        return port, keys["primaryKey"] if keys else None
+
     def instance_key_fields(self) -> dict[str, Any]:
         return {}  # containers are reached on the endpoint's internal network: no instance key
 

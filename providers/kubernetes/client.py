@@ -135,7 +135,7 @@ class Kube:
 
     def _call(self, method: str, path: str, what: str, *, query: list[tuple[str, str]] | None = None,
               body: Any = None, content_type: str = "application/json", timeout: float = 30.0,
-              extra_headers: dict[str, str] | None = None) -> Any:
+              extra_headers: dict[str, str] | None = None, raw_answer: bool = False) -> Any:
         from kubernetes.client.exceptions import ApiException
 
         with mapped(what):
@@ -148,6 +148,8 @@ class Kube:
             if not 200 <= int(response.status) < 300:
                 raise ApiException(http_resp=response)
             raw = response.data
+            if raw_answer:
+                return raw
             return json.loads(raw) if raw else {}
 
     # -- verbs -----------------------------------------------------------------------------------
@@ -246,6 +248,16 @@ class Kube:
         except ProviderError:
             return None
         return data if isinstance(data, dict) else None
+
+    def proxy_text(self, pod: str, port: int, path: str, timeout: float = 3.0,
+                   headers: dict[str, str] | None = None) -> str | None:
+        """``proxy_get`` for an answer that is text, not JSON (a router's ``GET /-/metrics``)."""
+        try:
+            data = self._call("GET", f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{port}/proxy{path}",
+                              f"ask pod {pod}", timeout=timeout, extra_headers=headers, raw_answer=True)
+        except ProviderError:
+            return None
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data or "")
 
     def ensure_namespace(self) -> None:
         if self.get("Namespace", self.namespace) is None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from providers.kubernetes import manifests as m
 from providers.kubernetes.client import ConflictError
-from providers.kubernetes.objects import ClusterScope, pod_ready, ready_addresses
+from providers.kubernetes.objects import ClusterScope, pod_ready, ready_addresses, ready_digests
 from providers.shared.routing_table import Mutation, RoutingTable, new_table, router_limits, router_settings
 from providers.shared.runtime import ROUTER_ARCHIVE_NAME, router_archive
 from reconciler.model.errors import RetryableError
@@ -162,10 +162,25 @@ class Endpoints:
                                          f"routing table version {version} within {ROUTER_RELOAD_TIMEOUT:g}s")
                 time.sleep(POLL)
 
+    def router_metrics(self, ep: str) -> list[tuple[str, str | None]]:
+        """``GET /-/metrics`` of every running router pod of the endpoint (through the API server's pod
+        proxy, with the instance key): ``(pod, text or None)``."""
+        kube = self.scope.kube
+        pods = [p for p in kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
+                if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+        key = self.read_secret(ep).get("instanceKey", "")
+        headers = {INSTANCE_KEY_HEADER: key} if key else {}
+        return [(p["metadata"]["name"], kube.proxy_text(p["metadata"]["name"], m.ROUTER_PORT, "/-/metrics",
+                                                        headers=headers))
+                for p in sorted(pods, key=lambda p: str(p["metadata"]["name"]))]
+
     def ready_addresses(self, ep: str, dep: str) -> list[str]:
         """``ip:port`` of the deployment's ready pods that are not being deleted, sorted."""
         return ready_addresses(self.scope.pods(ep, dep))
 
     def sync_pool(self, ep: str, dep: str, attrs: dict[str, Any] | None) -> None:
-        """The router's pool of ``dep``: its ready pods now (with ``attrs``' request settings)."""
-        self.table(ep).set_pool(dep, self.ready_addresses(ep, dep), router_settings(attrs) if attrs else None)
+        """The router's pool of ``dep``: its ready pods now, each with the configuration it runs (with
+        ``attrs``' request settings)."""
+        pods = self.scope.pods(ep, dep)
+        self.table(ep).set_pool(dep, ready_addresses(pods), router_settings(attrs) if attrs else None,
+                                ready_digests(pods))

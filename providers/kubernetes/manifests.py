@@ -36,6 +36,9 @@ MODEL = "recon.io/model"
 
 INSTANCE_PORT = 5001
 ROUTER_PORT = 8080
+# The usual annotations a Prometheus' kubernetes_sd pod job keeps (docs/runtime.md: the scrape needs the key).
+PROMETHEUS_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/port": str(ROUTER_PORT),
+                          "prometheus.io/path": "/-/metrics"}
 APP_ROOT = "/var/azureml-app"
 HOST_PATH = "/opt/recon/host.py"
 BUNDLE_MOUNT = "/opt/recon/bundle"
@@ -343,7 +346,8 @@ def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
-                "metadata": {"labels": lab, "annotations": {"recon.io/router-digest": short_digest(code_digest)}},
+                "metadata": {"labels": lab, "annotations": {"recon.io/router-digest": short_digest(code_digest),
+                                                            **PROMETHEUS_ANNOTATIONS}},
                 "spec": {
                     "initContainers": [{
                         "name": "unpack",

@@ -70,6 +70,14 @@ def ready_addresses(pods: list[dict[str, Any]]) -> list[str]:
                   if pod_ready(p) and (p.get("status") or {}).get("podIP"))
 
 
+def ready_digests(pods: list[dict[str, Any]]) -> dict[str, str]:
+    """The routing table's ``digests`` of the ready ones of ``pods``: ``ip:port`` -> the configuration
+    digest the pod runs (its ``recon.io/config-digest``)."""
+    return {f"{p['status']['podIP']}:{m.INSTANCE_PORT}":
+            str((p["metadata"].get("annotations") or {}).get("recon.io/config-digest") or "")
+            for p in pods if pod_ready(p) and (p.get("status") or {}).get("podIP")}
+
+
 def pod_ready(pod: dict[str, Any]) -> bool:
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":

@@ -42,12 +42,13 @@ from providers.kubernetes.objects import ClusterScope, instances_of, pod_selecto
 from providers.kubernetes.rollout import Rollouts
 from providers.kubernetes.settings import parse_settings
 from providers.shared.routing_table import normal_traffic
+from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.errors import PermanentError
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
 
-class KubernetesProvider(Provider):
+class KubernetesProvider(RouterWindows, Provider):
     """Serves online endpoints as Deployments on a Kubernetes cluster: the Provider interface over its
     parts, which share one ``ClusterScope`` (the namespace, the settings, the connection)."""
 
@@ -70,6 +71,9 @@ class KubernetesProvider(Provider):
 
     def close(self) -> None:
         self.scope.close()
+
+    def _router_metrics(self, endpoint: str) -> list[Scrape]:
+        return self.endpoints.router_metrics(endpoint)
 
     # == reading ====================================================================================
     def observe(self, resource: StateResource) -> Observation:

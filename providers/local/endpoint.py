@@ -52,6 +52,10 @@ class LocalEndpoint(EndpointFiles):
             return None
         return self.read_status(int(router["port"]), self.status_token(), timeout)
 
+    def metrics_address(self) -> tuple[int, str | None] | None:
+        router = self.router()
+        return (int(router["port"]), self.status_token()) if router is not None else None
+
     def start_router(self, extra_env: dict[str, str]) -> dict[str, Any]:
         """Start the router (on the endpoint's recorded port, or a new free one) and wait for it."""
         running = self.router()

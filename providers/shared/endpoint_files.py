@@ -209,6 +209,22 @@ class EndpointFiles(RoutingTable):
     def chosen_port(self) -> int | None:
         return procs.read_port(self.portfile)
 
+    # -- metrics (guarded rollouts: providers/shared/windows.py) ---------------------------------
+    def metrics_address(self) -> tuple[int, str | None] | None:
+        """The loopback port of the running router and the key its own URLs are read with (None: no
+        router runs)."""
+        raise NotImplementedError
+
+    def router_metrics(self, timeout: float = 2.0) -> list[tuple[str, str | None]]:
+        """``GET /-/metrics`` of every router of the endpoint (one here): ``(replica, text)``, the text
+        None when the router does not answer; empty when no router runs."""
+        where = self.metrics_address()
+        if where is None:
+            return []
+        got = probes.http_get(where[0], "/-/metrics", timeout, where[1])
+        text = got[1].decode("utf-8", "replace") if got is not None and got[0] == 200 else None
+        return [(f"127.0.0.1:{where[0]}", text)]
+
 def instance_key_path(state_dir: Path, endpoint: str) -> Path:
     return state_dir / "keys" / f"{endpoint.lower()}.instance.json"
 

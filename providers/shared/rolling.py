@@ -6,7 +6,7 @@ start becomes."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -52,12 +52,19 @@ def running_digest(healthy: Sequence[_Instance]) -> str | None:
     return running[0][0] if running else None
 
 
-def by_config(instances: Sequence[_I]) -> dict[str, list[_I]]:
-    """``instances`` grouped by the configuration they run (in order of first appearance)."""
+def settle_each_config(live: Sequence[_I], load_config: Callable[[str], Any],
+                       settle: Callable[[list[_I], Any], list[_I]]) -> list[_I]:
+    """``settle`` (keep those that become ready, stop the others) for instances of any configuration
+    (an interrupted apply may have left some of each starting), one configuration at a time;
+    instances of a configuration that cannot be loaded are kept as they are."""
     groups: dict[str, list[_I]] = {}
-    for inst in instances:
+    for inst in live:
         groups.setdefault(inst.config_digest, []).append(inst)
-    return groups
+    settled: list[_I] = []
+    for digest, group in groups.items():
+        config = load_config(digest) if digest else None
+        settled += settle(group, config) if config is not None else group
+    return sorted(settled, key=lambda i: i.id)
 
 
 def surplus(healthy: Sequence[_I], count: int, desired: str) -> list[_I]:
@@ -85,6 +92,12 @@ STOP_GRACE = 10.0  # seconds a drained instance has to finish before SIGKILL
 def upstreams(instances: Sequence[Any]) -> list[str]:
     """The router addresses of the instances that have one, in instance order."""
     return [u for i in sorted(instances, key=lambda i: i.id) if (u := i.upstream()) is not None]
+
+
+def pool_digests(instances: Sequence[Any]) -> dict[str, str]:
+    """The routing table's ``digests`` of ``instances`` (each with ``config_digest`` and ``upstream()``,
+    its address or None): address -> the configuration it runs."""
+    return {u: str(i.config_digest or "") for i in instances if (u := i.upstream()) is not None}
 
 
 def next_instance_ids(run: Path, n: int, used: Sequence[int] = ()) -> list[int]:

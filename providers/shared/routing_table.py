@@ -101,13 +101,16 @@ class RoutingTable(ABC):
         return version
 
     # -- the operations ------------------------------------------------------------------------------
-    def set_pool(self, deployment: str, upstreams: list[str], settings: dict[str, Any] | None = None) -> int:
-        """Make the router's pool for ``deployment`` exactly ``upstreams`` (with its request settings)."""
+    def set_pool(self, deployment: str, upstreams: list[str], settings: dict[str, Any] | None = None,
+                 digests: dict[str, str] | None = None) -> int:
+        """Make the router's pool for ``deployment`` exactly ``upstreams`` (with its request settings) and
+        the configuration digest of each upstream (``digests``: what the router's metrics label it with)."""
 
         def mutate(table: dict[str, Any]) -> None:
             entry = table.setdefault("deployments", {}).setdefault(deployment, {})
             entry.update(settings or {})
             entry["upstreams"] = list(upstreams)
+            entry["digests"] = {u: d for u, d in (digests or {}).items() if u in upstreams}
 
         return self.update_table(mutate)
 

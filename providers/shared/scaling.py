@@ -16,21 +16,23 @@ from providers.shared.observing import deployment_observation, live_pool, model_
 from providers.shared.rolling import (
     STOP_GRACE,
     batch_moves,
-    by_config,
     drain_timeout,
     instance_count,
+    pool_digests,
     running_digest,
+    settle_each_config,
     surplus,
     upstreams,
 )
 from providers.shared.routing_table import router_limits, router_settings
+from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
 
-class InstanceProvider(Provider):
+class InstanceProvider(RouterWindows, Provider):
     """What the providers that run instances behind a router (local, docker) do the same way: the
     create/update dispatch, scaling, rolling batches, routing and credentials. Each provider names
     only its own pieces: how an environment, an endpoint and a deployment's instances are made,
@@ -108,7 +110,8 @@ class InstanceProvider(Provider):
         runner = self._runner(request.attributes)
         desired_digest, desired = self._desired(request, runner)
         with procs.file_lock(runner.lock_path):
-            live = self._settle_starting(runner, runner.live())
+            live = settle_each_config(runner.live(), runner.load_config,
+                                      lambda group, config: self._settle(runner, group, config))
             healthy = self._healthy(runner, live, request.attributes.get("liveness_probe"))
             broken = [i for i in live if i not in healthy]
             if broken:
@@ -167,6 +170,9 @@ class InstanceProvider(Provider):
         keys: Keys = ep.credentials(endpoint.outputs.get("port"))
         return keys
 
+    def _router_metrics(self, endpoint: str) -> list[Scrape]:
+        return list(self._endpoint(endpoint).router_metrics())
+
     # == shared steps ================================================================================
     def _create_deployment(self, request: ApplyRequest) -> dict[str, Any]:
         runner = self._runner(request.attributes)
@@ -201,7 +207,8 @@ class InstanceProvider(Provider):
 
     def _pool(self, runner: Any, serving: list[Any], request: ApplyRequest) -> None:
         """The router sends the deployment's traffic to ``serving``."""
-        self._endpoint_of(runner).set_pool(runner.name, upstreams(serving), router_settings(request.attributes))
+        self._endpoint_of(runner).set_pool(runner.name, upstreams(serving), router_settings(request.attributes),
+                                           pool_digests(serving))
 
     def _retire(self, runner: Any, serving: list[Any], retire: list[Any], request: ApplyRequest,
                 wait: bool = True) -> None:
@@ -268,15 +275,6 @@ class InstanceProvider(Provider):
     def _settle(self, runner: Any, instances: list[Any], config: Any) -> list[Any]:
         """Instances a crashed apply left starting: ready ones kept, the others stopped."""
         return instances
-
-    def _settle_starting(self, runner: Any, live: list[Any]) -> list[Any]:
-        """``_settle`` for instances of any configuration (an interrupted apply may have left some
-        of each starting): those that become ready are kept, the others stopped."""
-        settled: list[Any] = []
-        for digest, group in by_config(live).items():
-            config = runner.load_config(digest) if digest else None
-            settled += self._settle(runner, group, config) if config is not None else group
-        return sorted(settled, key=lambda i: i.id)
 
     def _rollout_done(self, runner: Any) -> None:
         """Every batch of a rollout is done: wait for the retired instances to be gone."""

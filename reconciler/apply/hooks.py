@@ -5,14 +5,16 @@ draw progress for people (a live view on a terminal, plain timestamped lines in 
 implement them to record.
 Every method has a no-op default, so an implementation overrides only what it needs.
 
-The engine guarantees that hook calls never overlap (it serialises them with a lock), even though
+The engine guarantees that hook calls never overlap (``SerialHooks`` serialises them with a lock), even though
 steps run on several threads: an implementation needs no locking of its own. A hook must not
 raise; if it does, the engine ignores the error rather than lose track of the apply.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from reconciler.apply.outcomes import StepOutcome
@@ -55,3 +57,16 @@ class ApplyHooks:
 
 
 __all__ = ["ApplyHooks"]
+
+
+class SerialHooks:
+    """Serialises hook calls from worker threads and keeps a failing hook from stopping apply."""
+
+    def __init__(self, hooks: ApplyHooks) -> None:
+        self._hooks = hooks
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str, *args: Any) -> None:
+        # a display problem must not lose track of the apply
+        with self._lock, contextlib.suppress(Exception):
+            getattr(self._hooks, name)(*args)

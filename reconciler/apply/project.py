@@ -32,7 +32,7 @@ from providers.base import Capacity, Provider, ProviderContext
 from reconciler import __version__
 from reconciler.apply import gcpause
 from reconciler.model.errors import ProviderError
-from reconciler.model.resources import DesiredState
+from reconciler.model.resources import DesiredState, as_deployment
 from reconciler.plan.types import DriftItem, Plan
 from reconciler.state.document import State
 
@@ -149,10 +149,12 @@ class Project:
 
         drift: list[DriftItem] = []
         capacity = None
+        measuring = None  # without a refresh the provider is not asked (gates are not checked against it)
         if refresh:
             recorded = self.read_state()
             prior, drift = self.refresh(recorded)
             capacity = self.capacity()
+            measuring = self.provider.measuring
             desired = self.load_desired(recorded)
         else:  # nothing to ask the provider: the state is read while the files are parsed
             read_once = functools.cache(self.read_state)
@@ -165,6 +167,7 @@ class Project:
             targets=targets,
             destroy=destroy,
             capacity=capacity,
+            measuring=measuring,
             recon_version=__version__,
         )
         # when it was made (display only, not in the digest): the plan JSON's created_at and Terraform's timestamp
@@ -180,7 +183,9 @@ class Project:
 
         listed = {rc.address for rc in plan.resource_changes}
         unchanged = {
-            a: r.attributes for a, r in prior.resources.items() if r.type == "deployment" and a not in listed
+            a: as_deployment(r.attributes)
+            for a, r in prior.resources.items()
+            if r.type == "deployment" and a not in listed
         }
         skus = api_instance_types(plan, unchanged, self.settings.prices)
         table = price_table(self.settings, skus, cache_dir())

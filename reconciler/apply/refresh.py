@@ -20,24 +20,27 @@ falsely. Whatever goes wrong inside the provider reaches the caller as ``Provide
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from providers.base import Observation, Provider
 from reconciler.model.errors import ProviderError
-from reconciler.plan.diff import diff_attributes, normalize_traffic
+from reconciler.model.resources import normal_traffic
+from reconciler.plan.diff import diff_attributes
 from reconciler.plan.types import DriftItem
 from reconciler.state.document import State, StateResource
 
 _TRAFFIC = ("traffic", "mirror_traffic")
 
 
-def _normal(rtype: str, attrs: dict[str, Any]) -> dict[str, Any]:
+def _normal(rtype: str, attrs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Recorded or observed attributes (observed: only some keys) with traffic in normal form."""
     if rtype != "endpoint" or not any(k in attrs for k in _TRAFFIC):
         return attrs
     out = dict(attrs)
     for key in _TRAFFIC:
         if key in out:
-            out[key] = normalize_traffic(out[key])
+            out[key] = normal_traffic(out[key])
     return out
 
 
@@ -60,8 +63,9 @@ def refresh_resource(
         detail = "; ".join(obs.problems) or "the object no longer exists"
         if interrupted:
             detail += f"; {interrupted}"
-        recorded = dict(resource.attributes)
-        return None, [DriftItem(address=resource.address, kind="missing", detail=detail, recorded=recorded)]
+        return None, [
+            DriftItem(address=resource.address, kind="missing", detail=detail, recorded=dict(resource.attributes))
+        ]
     recorded = _normal(resource.type, resource.attributes)
     seen = _normal(resource.type, {k: v for k, v in obs.attributes.items() if k in recorded})
     overlay = {**recorded, **seen}

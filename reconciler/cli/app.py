@@ -1,7 +1,7 @@
 """The click group every command hangs on, and the one place errors become exit codes.
 
-Commands live in sibling modules (``plan_cmds``, ``state_cmds``, ``apply_cmds``) and register on
-``cli``. Each command is thin: parse, call the engine, render, return an exit code.
+Commands live in sibling modules (``plan_cmds``, ``state_cmds``, ``apply_cmds``, ``operate_cmds``,
+``import_cmd``, ``migrate_cmds``) and register on ``cli``. Each command is thin: parse, call the engine, render, return an exit code.
 Exit codes: 0 success; 1 every error, usage errors included (click's own exit 2 would read as
 "changes" under ``--detailed-exitcode``); 2 "changes present" / "drift" where a command documents it,
 and nothing else. Errors print one line starting with ``Error:`` first, details after.
@@ -29,7 +29,7 @@ from reconciler.model.errors import ConfigError, PlanError, ReconcilerError
 COMMAND_MODULES: dict[str, str] = {
     "validate": "plan_cmds", "plan": "plan_cmds", "show": "plan_cmds", "graph": "plan_cmds",
     "apply": "apply_cmds", "destroy": "apply_cmds", "refresh": "apply_cmds", "drift": "apply_cmds",
-    "invoke": "apply_cmds", "logs": "apply_cmds", "keys": "apply_cmds",
+    "invoke": "operate_cmds", "logs": "operate_cmds", "keys": "operate_cmds",
     "state": "state_cmds", "force-unlock": "state_cmds",
     "import": "import_cmd", "import-v1": "migrate_cmds",
 }

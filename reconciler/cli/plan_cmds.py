@@ -94,11 +94,11 @@ def require_configuration(project: Any) -> None:
     """Refuse a folder without a single YAML file (Terraform's "No configuration files"), unless
     the state holds resources: then the plan deletes them. Checked before the state lock, so
     that nothing (not even ``.recon/``) is made in a wrong folder."""
-    from reconciler.load import sources
+    from reconciler.load import discovery
     from reconciler.model.settings import SETTINGS_FILE
 
     skip = frozenset({SETTINGS_FILE})
-    if sources.any_yaml(project.root, skip, tuple(project.settings.exclude)):
+    if discovery.any_yaml(project.root, skip, tuple(project.settings.exclude)):
         return
     recorded = _recorded_or_none(project)
     if recorded is not None and recorded.resources:

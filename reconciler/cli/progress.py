@@ -31,7 +31,7 @@ import click
 
 from reconciler.apply.hooks import ApplyHooks
 from reconciler.apply.outcomes import StepOutcome
-from reconciler.plan.types import Batch, Step, StepKind
+from reconciler.plan.types import Batch, ScaleParams, Step, StepKind, TrafficParams
 
 VERBS = {
     StepKind.CREATE: "Creating",
@@ -236,10 +236,11 @@ class CliHooks(ApplyHooks):
 
 def _params(step: Step) -> str:
     """What a scale or a traffic step sets: `` (1 -> 3 instances)``, `` (blue=90%, green=10%)``."""
-    if step.kind is StepKind.SCALE:
-        return f" ({step.params.get('from')} -> {step.params.get('to')} instances)"
-    if step.kind is StepKind.SET_TRAFFIC:
-        return f" ({traffic_text(step.params)})"
+    p = step.params
+    if isinstance(p, ScaleParams):
+        return f" ({p.from_} -> {p.to} instances)"
+    if isinstance(p, TrafficParams):
+        return f" ({traffic_text(p)})"
     return ""
 
 
@@ -248,9 +249,8 @@ def _elapsed(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def traffic_text(params: dict[str, Any]) -> str:
-    traffic = params.get("traffic") or {}
-    mirror = params.get("mirror_traffic") or {}
+def traffic_text(params: TrafficParams) -> str:
+    traffic, mirror = params.traffic, params.mirror_traffic
     text = ", ".join(f"{k}={v}%" for k, v in sorted(traffic.items())) or "no traffic"
     if mirror:
         text += "; mirror " + ", ".join(f"{k}={v}%" for k, v in sorted(mirror.items()))

@@ -3,55 +3,44 @@
 The loader (``reconciler.load.loader``) reads, parses, classifies and validates each file on its own;
 ``Builder`` turns what passed into the canonical attributes ``reconciler.model.resources`` documents
 (defaults filled, values normalised, paths relative to the project), one declaration per address.
-It leans on three parts: ``digests`` (paths resolved and checked, content digests of model folders,
-code folders, conda files and build contexts), ``references`` (asset references and versions
-against the declared and the recorded assets) and ``crossdoc`` (the rules that need several
-documents: parents, traffic and mirror rules, the service's counts). Problems go to the run's
-diagnostics with file and line.
+It leans on its parts: ``canonical`` (a document's own values normalised), ``assets`` (a model's and
+an environment's attributes), ``digests`` (paths resolved and checked, content digests of model
+folders, code folders, conda files and build contexts), ``references`` (asset references and versions
+against the declared and the recorded assets), ``remote`` (what the provider fetches from outside the
+project) and ``crossdoc`` (the rules that need several documents: parents, traffic and mirror rules,
+the service's counts). Problems go to the run's diagnostics with file and line.
 """
+
 from __future__ import annotations
 
-import functools
-import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
+from reconciler.load import canonical
+from reconciler.load.assets import AssetAttributes
 from reconciler.load.crossdoc import CrossDocumentRules
 from reconciler.load.digests import Digests
 from reconciler.load.references import AssetIndex
 from reconciler.load.remote import RemoteRules
 from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.load.scripts import syntax_error
-from reconciler.model import catalog, checks, conda, schema
+from reconciler.model import catalog, checks
 from reconciler.model.resources import (
+    Attributes,
+    CodeRef,
+    DeploymentAttrs,
     DesiredState,
+    EnvironmentAttrs,
+    ModelAttrs,
     Resource,
     SourceRef,
     asset_address,
-    canonical_json,
     deployment_address,
     endpoint_address,
     fast_model,
 )
 from reconciler.model.settings import ProjectSettings
 from reconciler.state.document import State
-
-
-def _s(value: Any) -> str:
-    """Tag and environment-variable values are strings in Azure; YAML booleans read as true/false."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-def _is_remote(value: str) -> bool:
-    """A build context Azure fetches (a git or https URL)."""
-    return "://" in value or value.startswith("azureml:")
-
-
-def _digest_of(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
 class Builder:
@@ -65,6 +54,7 @@ class Builder:
         self.files = Digests(run, settings.limits)
         self.remote = RemoteRules(run, settings.provider.kind)
         self.assets = AssetIndex(run, recorded, self.remote)
+        self.asset_attrs = AssetAttributes(run, self.files, self.remote)
         self.endpoints: dict[str, LoadedFile] = {}
         self.deployments: dict[str, list[LoadedFile]] = {}
 
@@ -103,7 +93,7 @@ class Builder:
         address: str,
         rtype: Any,
         name: str,
-        attrs: dict[str, Any],
+        attrs: Attributes,
         depends_on: tuple[str, ...] = (),
         path: tuple[Any, ...] = ("name",),
     ) -> None:
@@ -140,7 +130,9 @@ class Builder:
         owner: str = "",
     ) -> str | None:
         """Add a model or environment; returns its address (None when it is invalid)."""
-        attrs = self._model_attrs(f, doc, prefix) if kind == "model" else self._env_attrs(f, doc, prefix)
+        attrs: ModelAttrs | EnvironmentAttrs | None = (
+            self.asset_attrs.model(f, doc, prefix) if kind == "model" else self.asset_attrs.environment(f, doc, prefix)
+        )
         if attrs is None:
             return None
         digest = attrs["content_digest"]
@@ -152,104 +144,17 @@ class Builder:
         else:
             version = self.assets.pick_version(kind, name, digest)
             self.assets.declare(kind, name, version)
-        attrs.update(name=name, version=version, anonymous=anonymous)
+        attrs["name"], attrs["version"], attrs["anonymous"] = name, version, anonymous
         address = asset_address(kind, name, version)
         if anonymous and address in self.origin:  # its deployment is declared twice: reported there
             return address
         self._add(f, address, kind, name, attrs, path=(*prefix, "name") if prefix else ("name",))
         return address
 
-    def _model_attrs(
-        self, f: LoadedFile, doc: schema.InlineModelDoc, prefix: tuple[Any, ...]
-    ) -> dict[str, Any] | None:
-        where = (*prefix, "path")
-        remote = self.remote.model_path(f, where, doc.path, anonymous=bool(prefix) and doc.name is None)
-        if remote is None:
-            return None
-        if remote:
-            rel, digest = doc.path, "sha256:" + hashlib.sha256(doc.path.encode()).hexdigest()
-        else:
-            target = self.files.local(f, doc.path, where, "model", None)
-            found = self.files.digest(f, where, "model", target) if target is not None else None
-            if target is None or found is None:
-                return None
-            rel, digest = self.run.rel(target), found
-        return {
-            "path": rel,
-            "type": (doc.type or "custom_model").lower(),
-            "description": doc.description,
-            "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
-            "content_digest": digest,
-            **_extra(doc, "system_metadata", "default_deployment_template", "allowed_deployment_templates"),
-        }
-
-    def _env_attrs(
-        self, f: LoadedFile, doc: schema.InlineEnvironmentDoc, prefix: tuple[Any, ...]
-    ) -> dict[str, Any] | None:
-        ok = True
-        conda_rel = conda = conda_digest = build = build_digest = None
-        if isinstance(doc.conda_file, dict):  # the conda environment written inline
-            conda, conda_digest = self._inline_conda(f, doc.conda_file, (*prefix, "conda_file"))
-            ok = conda is not None
-        elif isinstance(doc.conda_file, str):
-            target = self.files.local(f, doc.conda_file, (*prefix, "conda_file"), "conda", False)
-            if target is None:
-                ok = False
-            else:
-                conda = self.files.conda_env(f, target, (*prefix, "conda_file"))
-                if conda is None:
-                    ok = False
-                else:
-                    conda_rel, conda_digest = self.run.rel(target), self.files.file_digest(target)
-        if doc.build is not None:
-            dockerfile = doc.build.dockerfile_path or "Dockerfile"
-            if _is_remote(doc.build.path):
-                build = {"path": doc.build.path, "dockerfile_path": dockerfile}
-                build_digest = doc.build.path
-            else:
-                target = self.files.local(f, doc.build.path, (*prefix, "build", "path"), "build context", True)
-                if target is None:
-                    ok = False
-                else:
-                    build = {"path": self.run.rel(target), "dockerfile_path": dockerfile}
-                    build_digest = self.files.digest(f, (*prefix, "build", "path"), "build context", target)
-                    ok = ok and build_digest is not None
-        if not ok:
-            return None
-        content = {
-            "image": doc.image,
-            "conda": conda_digest,
-            "build": build_digest,
-            "dockerfile_path": build["dockerfile_path"] if build else None,
-        }
-        return {
-            "image": doc.image,
-            "conda_file": conda_rel,
-            "conda": conda,
-            "build": build,
-            "inference_config": doc.inference_config.model_dump(exclude_none=True)
-            if doc.inference_config
-            else None,
-            "os_type": (doc.os_type or "linux").lower(),
-            "description": doc.description,
-            "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
-            "content_digest": _digest_of(content),
-            **_extra(doc, "auto_delete_setting"),
-        }
-
-    def _inline_conda(self, f: LoadedFile, value: dict[str, Any], where: tuple[Any, ...]) -> tuple[Any, Any]:
-        """An inline ``conda_file``: checked as a conda file is; its digest is its content's."""
-        problems = conda.check_conda(value)
-        if problems:
-            first = problems[0]
-            self.run.error(f, (*where, *first.path), f"not a conda environment: {first.message}", first.hint)
-            return None, None
-        return value, _digest_of(value)
-
     # -- endpoints and deployments
 
     def _endpoint(self, f: LoadedFile, doc: Any) -> None:
-        attrs = _endpoint_attrs(f, doc)
+        attrs = canonical.endpoint_attrs(f, doc)
         name = attrs["name"]
         address = endpoint_address(name)
         if address not in self.origin:
@@ -262,18 +167,19 @@ class Builder:
         owner = f"{ep}-{name}"
         model = self._asset_field(f, doc.model, "model", owner)
         env = self._asset_field(f, doc.environment, "environment", owner)
-        code = script = None
+        code: CodeRef | None = None
+        script = None
         cc = doc.code_configuration
         if cc is not None and cc.code is not None and self.remote.is_code_asset(cc.code):
             code = self.remote.code(f, ("code_configuration", "code"), cc.code)
-            script = _posix_path(cc.scoring_script) if code else None
+            script = canonical.posix_path(cc.scoring_script) if code else None
         elif cc is not None:
             where = ("code_configuration", "code")
             code_dir = self.files.local(f, cc.code or ".", where, "code", True)
             code_digest = self.files.digest(f, where, "code", code_dir) if code_dir is not None else None
             if code_dir is not None and code_digest is not None:
                 code = {"path": self.run.rel(code_dir), "digest": code_digest}
-                script = _posix_path(cc.scoring_script)
+                script = canonical.posix_path(cc.scoring_script)
                 found = self.files.local(
                     f,
                     cc.scoring_script,
@@ -284,12 +190,12 @@ class Builder:
                 )
                 if found is not None:
                     self._script_syntax(f, found)
-        scale = _scale(doc)
+        scale = canonical.scale_settings(doc)
         self.remote.autoscale(f, scale, managed=not k8s)
         count = doc.instance_count
         if count is None:
             count = scale.get("min_instances", 1)
-        attrs: dict[str, Any] = {
+        attrs: DeploymentAttrs = {
             "name": name,
             "endpoint_name": ep,
             "kind": "kubernetes" if k8s else "managed",
@@ -300,13 +206,13 @@ class Builder:
             "instance_type": self._instance_type(f, doc.instance_type, k8s),
             "instance_count": count,
             "scale_settings": scale,
-            "request_settings": _request_settings(doc.request_settings),
-            "liveness_probe": _probe(doc.liveness_probe),
-            "readiness_probe": _probe(doc.readiness_probe),
-            "environment_variables": {str(k): _s(v) for k, v in (doc.environment_variables or {}).items()},
-            "resources": _resources(doc.resources) if k8s else None,
+            "request_settings": canonical.request_settings(doc.request_settings),
+            "liveness_probe": canonical.probe(doc.liveness_probe),
+            "readiness_probe": canonical.probe(doc.readiness_probe),
+            "environment_variables": {str(k): canonical.text(v) for k, v in (doc.environment_variables or {}).items()},
+            "resources": canonical.container_resources(doc.resources) if k8s else None,
             "properties": dict(doc.properties or {}),
-            "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
+            "tags": {str(k): canonical.text(v) for k, v in (doc.tags or {}).items()},
             "description": doc.description,
             "app_insights_enabled": bool(doc.app_insights_enabled),
             "egress_public_network_access": None
@@ -375,107 +281,5 @@ class Builder:
         return known
 
 
-@functools.lru_cache(maxsize=1024)
-def _posix_path(value: str) -> str:
-    """A relative path normalised and written with ``/`` (scoring scripts, as Azure records them)."""
-    return Path(os.path.normpath(value)).as_posix()
-
-
-def _extra(doc: Any, *fields: str) -> dict[str, Any]:
-    """``{"extra": {...}}`` with the newer optional fields the document sets (none: no key at all,
-    so that a project that does not use them plans exactly as before)."""
-    values = {k: getattr(doc, k) for k in fields if getattr(doc, k, None) is not None}
-    found = {k: v.model_dump() if hasattr(v, "model_dump") else _dumped(v) for k, v in values.items()}
-    return {"extra": found} if found else {}
-
-
-def _dumped(value: Any) -> Any:
-    return [v.model_dump() if hasattr(v, "model_dump") else v for v in value] if isinstance(value, list) else value
-
-
 def _is_address(value: str) -> bool:
     return value.startswith(("model.", "environment."))
-
-
-_PROBE_DEFAULTS = {
-    "initial_delay": 10,
-    "period": 10,
-    "timeout": 2,
-    "success_threshold": 1,
-    "failure_threshold": 30,
-}
-
-
-def _probe(probe: schema.ProbeDoc | None) -> dict[str, Any]:
-    out: dict[str, Any] = dict(_PROBE_DEFAULTS)
-    if probe is not None:
-        out.update({k: v for k, v in probe if v is not None})
-    return out
-
-
-def _resources(res: schema.ResourcesDoc | None) -> dict[str, Any] | None:
-    if res is None:
-        return None
-    out: dict[str, Any] = {}
-    for part in ("requests", "limits"):
-        amounts = getattr(res, part)
-        out[part] = (
-            {k: str(v) for k, v in amounts.model_dump(by_alias=True).items() if v is not None}
-            if amounts
-            else {}
-        )
-    return out
-
-
-def _scale(doc: Any) -> dict[str, Any]:
-    s = doc.scale_settings
-    stype = (s.type or "default").lower() if s is not None else "default"
-    if stype != "target_utilization":
-        return {"type": "default"}
-    return {
-        "type": stype,
-        "min_instances": s.min_instances if s.min_instances is not None else 1,
-        "max_instances": s.max_instances if s.max_instances is not None else 1,
-        "polling_interval": s.polling_interval if s.polling_interval is not None else 1,
-        "target_utilization_percentage": s.target_utilization_percentage
-        if s.target_utilization_percentage is not None
-        else 70,
-    }
-
-def _request_settings(rs: schema.RequestSettingsDoc | None) -> dict[str, int]:
-    out = {
-        "request_timeout_ms": 5000,
-        "max_concurrent_requests_per_instance": 1,
-        "max_queue_wait_ms": 500,
-    }
-    if rs is not None:
-        out.update({k: v for k, v in rs if v is not None})
-    return out
-
-
-def _endpoint_attrs(f: LoadedFile, doc: Any) -> dict[str, Any]:
-    """An endpoint's canonical attributes."""
-    k8s = f.kind == "kubernetes_endpoint"
-    name = doc.name.lower()
-    identity = None
-    if doc.identity is not None:
-        identity = {
-            "type": doc.identity.type.replace(" ", "").lower(),
-            "user_assigned_identities": doc.identity.user_assigned_identities,
-        }
-    attrs = {
-        "name": name,
-        "kind": "kubernetes" if k8s else "managed",
-        "auth_mode": (doc.auth_mode or "key").lower(),
-        "compute": doc.compute if k8s else None,
-        "identity": identity,
-        "public_network_access": None
-        if k8s or doc.public_network_access is None
-        else doc.public_network_access.lower(),
-        "description": doc.description,
-        "tags": {str(k): _s(v) for k, v in (doc.tags or {}).items()},
-        "traffic": {k.lower(): v for k, v in (doc.traffic or {}).items() if v},
-        "mirror_traffic": {k.lower(): v for k, v in (doc.mirror_traffic or {}).items() if v},
-        "traffic_declared": "traffic" in f.data,
-    }
-    return attrs

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from reconciler.load import cost_settings, inputs, kinds, sources
+from reconciler.load import cost_settings, discovery, inputs, kinds, parallel, sources
 from reconciler.load.builder import Builder
 from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.model import catalog, checks, rollout_checks, schema
@@ -66,7 +66,7 @@ def _parse(run: LoadRun, f: LoadedFile, parsed: sources.Parsed) -> None:
 
 
 def _discover(run: LoadRun, exclude: tuple[str, ...], max_bytes: int) -> list[LoadedFile]:
-    found = sources.discover(run.root, frozenset({SETTINGS_FILE}), exclude)
+    found = discovery.discover(run.root, frozenset({SETTINGS_FILE}), exclude)
     return [LoadedFile(path, rel, max_bytes) for path, rel in found]
 
 
@@ -251,7 +251,7 @@ def load_project(root: Path, recorded: State | Callable[[], State | None] | None
     got: list[State | None] = []
     given = recorded
     read_state: Callable[[], State | None] = given if callable(given) else lambda: given
-    parsed_files = sources.parse_files(
+    parsed_files = parallel.parse_files(
         [f.spath for f in files], max_bytes, settings.limits["yaml_nodes"], meanwhile=lambda: got.append(read_state())
     )
     recorded = got[0]

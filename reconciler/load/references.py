@@ -18,7 +18,7 @@ from reconciler.load.remote import RemoteRules
 from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.model import checks
 from reconciler.model.remote import unsplittable
-from reconciler.model.resources import asset_address
+from reconciler.model.resources import EnvironmentAttrs, ModelAttrs, as_asset, asset_address
 from reconciler.state.document import State
 
 
@@ -33,12 +33,15 @@ class AssetIndex:
         self.run = run
         self.remote = remote
         self.declared: dict[str, dict[str, set[str]]] = {"model": {}, "environment": {}}
-        self.recorded: dict[str, dict[str, dict[str, dict[str, Any]]]] = {"model": {}, "environment": {}}
+        self.recorded: dict[str, dict[str, dict[str, ModelAttrs | EnvironmentAttrs]]] = {
+            "model": {},
+            "environment": {},
+        }
         for res in recorded.resources.values() if recorded else ():
             if res.type in self.recorded:
                 name, version = res.attributes.get("name"), res.attributes.get("version")
                 if name is not None and version is not None and not res.attributes.get("anonymous"):
-                    self.recorded[res.type].setdefault(str(name), {})[str(version)] = res.attributes
+                    self.recorded[res.type].setdefault(str(name), {})[str(version)] = as_asset(res.attributes)
 
     def declare(self, kind: str, name: str, version: str | None = None) -> None:
         """``name`` is declared (at ``version``, when the document gives one)."""

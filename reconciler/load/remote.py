@@ -22,6 +22,7 @@ from typing import Any
 
 from reconciler.load.run import LoadedFile, LoadRun
 from reconciler.model.remote import CODE_FORMS, RUNS_PROJECT_FILES, code_asset, is_code_asset, is_uri
+from reconciler.model.resources import CodeRef, ScaleSettings
 
 _AZURE = "or deploy with `provider: {kind: azure}` in recon.yaml (Azure fetches it)"
 
@@ -64,7 +65,7 @@ class RemoteRules:
     def is_code_asset(value: str) -> bool:
         return is_code_asset(value)
 
-    def code(self, f: LoadedFile, where: tuple[Any, ...], value: str) -> dict[str, Any] | None:
+    def code(self, f: LoadedFile, where: tuple[Any, ...], value: str) -> CodeRef | None:
         """A registered code asset's canonical ``code`` (``{"asset": reference}``), or None and an error."""
         found = code_asset(value)
         if isinstance(found, str):
@@ -104,7 +105,7 @@ class RemoteRules:
         )
         return True
 
-    def autoscale(self, f: LoadedFile, scale: dict[str, Any], managed: bool) -> None:
+    def autoscale(self, f: LoadedFile, scale: ScaleSettings, managed: bool) -> None:
         """Target-utilization scaling on a managed deployment: Azure refuses it."""
         if not managed or scale.get("type") != "target_utilization":
             return

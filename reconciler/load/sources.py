@@ -1,6 +1,7 @@
-"""The project's YAML files: discovery, parsing with PyYAML's own semantics, and line lookup.
+"""The project's YAML files: parsing with PyYAML's own semantics, and line lookup.
 
-This is the only module that parses YAML (the CLI only dumps it). Parsing is on the hot path of every
+This is the only module that parses YAML (the CLI only dumps it); ``discovery`` finds the files and
+``parallel`` parses many of them at once (through ``read_and_parse`` here). Parsing is on the hot path of every
 ``plan`` (a 10,000-deployment project is 16,000 files), so it takes two shortcuts that leave every
 result exactly what ``yaml.load(text, Loader=yaml.CSafeLoader)`` returns:
 
@@ -24,13 +25,8 @@ PyYAML's; ``parse_text(text, max_nodes=None)`` keeps no limit at all.
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import pickle
 import re
-import signal
-import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,96 +285,6 @@ def read_and_parse(
     return parse_text(text, max_nodes)
 
 
-CHUNK_FILES = 32  # files a process takes at a time (small enough that neither waits long for the other)
-MAX_CHUNKS = 2000  # at most 8 KB of chunk numbers: the pipe holds them without a reader
-PARALLEL_MIN_FILES = 200  # below this, a worker process costs more than it saves (measured: 163 files 14 -> 12 ms, 1,621 files 181 -> 133 ms)
-
-
-def parse_files(
-    paths: list[Path] | list[str],
-    max_bytes: int = MAX_BYTES,
-    max_nodes: int | None = MAX_NODES,
-    meanwhile: Callable[[], object] | None = None,
-) -> list[Parsed]:
-    """``read_and_parse`` of every path, in order; ``meanwhile`` (the state read, say) is called
-    once in this process, while a worker is already parsing when there is one.
-
-    Parsing is CPU-bound and the files are independent, so a large project is shared with a
-    forked worker process: the files are cut into chunks whose numbers wait in a pipe, each
-    process takes the next number when it is free (a read of 4 bytes from a pipe is atomic), and
-    the worker sends what it parsed back pickled (a tenth of what parsing costs). So neither
-    process waits for the other, whatever ``meanwhile`` takes. Only where forking is safe: a
-    POSIX system with more than one core, and no other thread in this process (a forked child of
-    a threaded process may inherit a lock held by a thread that does not exist in it). Chunks
-    the worker did not send back (it failed, for any reason) are parsed here: the result never
-    depends on whether the worker ran."""
-
-    def read(p: Path | str) -> Parsed:
-        return read_and_parse(p, max_bytes, max_nodes)
-
-    if len(paths) < PARALLEL_MIN_FILES or not _can_fork():
-        if meanwhile is not None:
-            meanwhile()
-        return [read(p) for p in paths]
-    size = max(CHUNK_FILES, -(-len(paths) // MAX_CHUNKS))
-    chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    tasks_r, tasks_w = os.pipe()
-    os.write(tasks_w, b"".join(i.to_bytes(4, "little") for i in range(len(chunks))))  # < 8 KB: fits the pipe
-    os.close(tasks_w)
-    results_r, results_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the worker: parse chunks, send, and leave without running the parent's exit handlers
-        code = 1
-        try:
-            os.close(results_r)
-            done = {i: [read(p) for p in chunks[i]] for i in _take(tasks_r)}
-            with os.fdopen(results_w, "wb") as out:
-                pickle.dump(done, out, protocol=pickle.HIGHEST_PROTOCOL)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(results_w)
-    parsed: dict[int, list[Parsed]] = {}
-    theirs: Any = None
-    try:
-        if meanwhile is not None:
-            meanwhile()
-        for i in _take(tasks_r):
-            parsed[i] = [read(p) for p in chunks[i]]
-        with os.fdopen(results_r, "rb") as received:
-            results_r = -1
-            try:
-                theirs = pickle.load(received)
-            except Exception:  # the worker died or sent garbage: its chunks are parsed below
-                theirs = None
-    except BaseException:  # ``meanwhile`` failed, or an interrupt: the worker is not waited for
-        os.kill(pid, signal.SIGKILL)
-        raise
-    finally:
-        os.close(tasks_r)
-        if results_r != -1:
-            os.close(results_r)
-        os.waitpid(pid, 0)
-    if isinstance(theirs, dict):
-        for i, got in theirs.items():
-            if isinstance(i, int) and 0 <= i < len(chunks) and isinstance(got, list) and len(got) == len(chunks[i]):
-                parsed.setdefault(i, got)
-    result: list[Parsed] = []
-    for i, chunk in enumerate(chunks):
-        result.extend(parsed[i] if i in parsed else [read(p) for p in chunk])
-    return result
-
-
-def _take(tasks: int) -> Iterator[int]:
-    """The chunk numbers this process takes from the shared pipe, until it is empty."""
-    while len(got := os.read(tasks, 4)) == 4:
-        yield int.from_bytes(got, "little")
-
-
-def _can_fork() -> bool:
-    return hasattr(os, "fork") and (os.cpu_count() or 1) > 1 and threading.active_count() == 1
-
-
 def load_data(path: Path, max_bytes: int = MAX_BYTES, max_nodes: int | None = MAX_NODES) -> Any:
     """A data file (a conda environment): its content, with PyYAML's semantics.
 
@@ -479,51 +385,3 @@ class SourceFile:
 
         walk(self.node() or None, ())
         return found
-
-
-def excluded(rel: str, patterns: tuple[str, ...]) -> bool:
-    """Whether ``rel`` (or a folder above it) matches one of recon.yaml's ``exclude`` globs."""
-    parts = rel.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(
-        fnmatch.fnmatch(p, pat) or fnmatch.fnmatch(p, pat.rstrip("/")) for pat in patterns for p in prefixes
-    )
-
-
-def discover(root: Path, skip: frozenset[str], exclude: tuple[str, ...]) -> list[tuple[str, str]]:
-    """Every ``*.yml``/``*.yaml`` file under ``root``: (path, POSIX path relative to root), sorted
-    by folder then name. Hidden files and folders are skipped, as are the relative paths in
-    ``skip`` and those ``exclude`` matches."""
-    return list(_walk_yaml(str(root), "", skip, exclude))
-
-
-def any_yaml(root: Path, skip: frozenset[str], exclude: tuple[str, ...]) -> bool:
-    """Whether ``discover`` would find at least one file; stops at the first."""
-    return next(_walk_yaml(str(root), "", skip, exclude), None) is not None
-
-
-def _walk_yaml(folder: str, prefix: str, skip: frozenset[str], exclude: tuple[str, ...]) -> Iterator[tuple[str, str]]:
-    """``discover``'s walk, lazily: (path, relative path) in its order."""
-    try:
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError:
-        return
-    subfolders: list[os.DirEntry[str]] = []
-    for entry in entries:
-        name = entry.name
-        if name.startswith("."):
-            continue
-        try:
-            is_dir = entry.is_dir()
-        except OSError:  # a link loop: reported as a file below when it has a YAML name
-            is_dir = False
-        if is_dir:
-            if not entry.is_symlink():  # as os.walk: a link to a folder is not followed
-                subfolders.append(entry)
-        elif name.endswith((".yml", ".yaml")):
-            rel = prefix + name
-            if rel not in skip and not (exclude and excluded(rel, exclude)):
-                yield entry.path, rel
-    for entry in subfolders:
-        yield from _walk_yaml(entry.path, f"{prefix}{entry.name}/", skip, exclude)

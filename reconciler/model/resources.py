@@ -9,50 +9,207 @@ Addresses: ``endpoint.NAME``, ``deployment.ENDPOINT.NAME``, ``model.NAME:VERSION
 ``environment.NAME:VERSION``. Deployment and endpoint names in addresses are lowercased
 (the service compares them case-insensitively).
 
-Canonical attributes (keys always present; None where unset):
-
-environment::
-    name, version (str), image, conda_file (rel path|None), conda (parsed conda YAML|None),
-    build {path, dockerfile_path}|None, inference_config|None, os_type ("linux"),
-    description, tags {}, content_digest (sha256 of image + conda content + build context files)
-
-model::
-    name, version (str of a positive int, or the digest for anonymous models), path (rel path of
-    a file or folder), type ("custom_model" | "mlflow_model" | "triton_model"), description, tags {},
-    content_digest (sha256 over relative file names and bytes), anonymous (bool)
-
-endpoint::
-    name, kind ("managed" | "kubernetes"), auth_mode ("key" | "aml_token" | "aad_token"),
-    compute (str|None, kubernetes only), identity (dict|None), public_network_access|None,
-    description, tags {}, traffic {deployment: pct>0} (lowercased names, zero entries dropped),
-    mirror_traffic {deployment: pct>0}, traffic_declared (bool: False when the file has no
-    ``traffic`` key, in which case the recorded traffic is kept, never zeroed)
-
-deployment::
-    name, endpoint_name, kind ("managed" | "kubernetes"), model (address|None),
-    environment (address|None), code {path, digest}|None, scoring_script|None,
-    instance_type|None, instance_count (int), scale_settings {type, min_instances, max_instances,
-    polling_interval, target_utilization_percentage} (type "default" has only {type}),
-    request_settings {request_timeout_ms, max_concurrent_requests_per_instance, max_queue_wait_ms},
-    liveness_probe {initial_delay, period, timeout, success_threshold, failure_threshold, ...},
-    readiness_probe {...}, environment_variables {str: str}, resources {requests, limits}|None,
-    properties {}, tags {}, description, app_insights_enabled (bool),
-    egress_public_network_access|None, data_collector|None, extra {} (other schema fields kept
-    verbatim)
+The canonical attributes of each type are the TypedDicts below (every key always present; None
+where unset): ``EnvironmentAttrs``, ``ModelAttrs``, ``EndpointAttrs``, ``DeploymentAttrs``, and
+``Attributes`` for any of them. They are types for the checker only: at run time attributes are
+plain dicts (what the state and the plan store), so they cost nothing and validate nothing;
+``as_endpoint`` and its siblings tell the checker which type a resource's attributes are, once
+the code knows the resource's type. Traffic has one normal form (``normal_traffic``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, Required, TypedDict, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reconciler.model.rollout import RolloutSettings
 
 ResourceType = Literal["environment", "model", "endpoint", "deployment"]
+
+#: ``{deployment name: percent}``: names lowercased, no zero entries (``normal_traffic``)
+Traffic = dict[str, int]
+
+
+class BuildContext(TypedDict):
+    """An environment's Docker build: the context folder (or a remote URL) and its Dockerfile."""
+
+    path: str
+    dockerfile_path: str
+
+
+class EnvironmentAttrs(TypedDict):
+    """``content_digest``: sha256 of the image, the conda file's content and the build context's files.
+    ``conda``: the parsed conda file. ``version``: as declared, picked, or the digest (anonymous)."""
+
+    name: str
+    version: str
+    anonymous: bool
+    image: str | None
+    conda_file: str | None
+    conda: dict[str, Any] | None
+    build: BuildContext | None
+    inference_config: dict[str, Any] | None
+    os_type: str
+    description: str | None
+    tags: dict[str, str]
+    content_digest: str
+    extra: NotRequired[dict[str, Any]]  # newer optional fields the file sets (auto_delete_setting)
+
+
+class ModelAttrs(TypedDict):
+    """``path``: a file or folder (relative) or a remote URI; ``type``: custom_model, mlflow_model or
+    triton_model; ``content_digest``: sha256 over relative file names and bytes."""
+
+    name: str
+    version: str
+    anonymous: bool
+    path: str
+    type: str
+    description: str | None
+    tags: dict[str, str]
+    content_digest: str
+    extra: NotRequired[dict[str, Any]]  # newer optional fields the file sets (system_metadata, templates)
+
+
+class Identity(TypedDict):
+    type: str  # system_assigned, user_assigned, "system_assigned,user_assigned" or none
+    user_assigned_identities: Any
+
+
+class EndpointAttrs(TypedDict):
+    """``kind``: managed or kubernetes (``compute`` only on kubernetes); ``traffic_declared``: False
+    when the file has no ``traffic`` key, in which case the recorded traffic is kept, never zeroed."""
+
+    name: str
+    kind: str
+    auth_mode: str  # key, aml_token or aad_token
+    compute: str | None
+    identity: Identity | None
+    public_network_access: str | None
+    description: str | None
+    tags: dict[str, str]
+    traffic: Traffic
+    mirror_traffic: Traffic
+    traffic_declared: bool
+
+
+class CodeRef(TypedDict, total=False):
+    """A code folder of the project (``path``, ``digest``) or a registered code asset (``asset``)."""
+
+    path: str
+    digest: str
+    asset: str
+
+
+class ScaleSettings(TypedDict, total=False):
+    """``{"type": "default"}``, or target_utilization with every other key."""
+
+    type: Required[str]
+    min_instances: int
+    max_instances: int
+    polling_interval: int
+    target_utilization_percentage: int
+
+
+class RequestSettings(TypedDict):
+    request_timeout_ms: int
+    max_concurrent_requests_per_instance: int
+    max_queue_wait_ms: int
+
+
+class Probe(TypedDict):
+    initial_delay: int
+    period: int
+    timeout: int
+    success_threshold: int
+    failure_threshold: int
+    method: NotRequired[str]
+    path: NotRequired[str]
+    port: NotRequired[int]
+    scheme: NotRequired[str]
+
+
+class ContainerResources(TypedDict):
+    """A Kubernetes deployment's ``resources``: quantities as strings, by resource name."""
+
+    requests: dict[str, str]
+    limits: dict[str, str]
+
+
+class DeploymentAttrs(TypedDict):
+    """``model``/``environment``: an address, a verbatim registry or ARM reference, or None.
+    ``instance_count``: always set (the file's, else scale_settings.min_instances, else 1).
+    ``extra``: other schema fields kept verbatim (model_mount_path, private_network_connection)."""
+
+    name: str
+    endpoint_name: str
+    kind: str
+    model: str | None
+    environment: str | None
+    code: CodeRef | None
+    scoring_script: str | None
+    instance_type: str | None
+    instance_count: int
+    scale_settings: ScaleSettings
+    request_settings: RequestSettings
+    liveness_probe: Probe
+    readiness_probe: Probe
+    environment_variables: dict[str, str]
+    resources: ContainerResources | None
+    properties: dict[str, Any]
+    tags: dict[str, str]
+    description: str | None
+    app_insights_enabled: bool
+    egress_public_network_access: str | None
+    data_collector: dict[str, Any] | None
+    extra: dict[str, Any]
+
+
+Attributes = EnvironmentAttrs | ModelAttrs | EndpointAttrs | DeploymentAttrs
+
+if TYPE_CHECKING:
+    AttributesField = Attributes
+else:  # what pydantic validates and serialises: the plain dict the TypedDicts describe
+    AttributesField = dict[str, Any]
+
+
+def as_endpoint(attrs: Attributes | Mapping[str, Any]) -> EndpointAttrs:
+    """``attrs`` of a resource known to be an endpoint (for the type checker; no copy, no check)."""
+    return cast(EndpointAttrs, attrs)
+
+
+def as_deployment(attrs: Attributes | Mapping[str, Any]) -> DeploymentAttrs:
+    """``attrs`` of a resource known to be a deployment (for the type checker; no copy, no check)."""
+    return cast(DeploymentAttrs, attrs)
+
+
+def as_asset(attrs: Attributes | Mapping[str, Any]) -> ModelAttrs | EnvironmentAttrs:
+    """``attrs`` of a model or an environment (their common keys: name, version, anonymous,
+    description, tags, content_digest)."""
+    return cast(ModelAttrs | EnvironmentAttrs, attrs)
+
+
+def as_attributes(attrs: Mapping[str, Any]) -> Attributes:
+    """Recorded or observed JSON data as canonical attributes (for the type checker)."""
+    return cast(Attributes, attrs)
+
+
+def as_plain(attrs: Attributes) -> dict[str, Any]:
+    """Canonical attributes as the plain JSON data the provider interface and the state record
+    hold (the same dict: no copy)."""
+    return cast(dict[str, Any], attrs)
+
+
+def normal_traffic(traffic: Mapping[str, Any] | None) -> Traffic:
+    """Traffic normal form: names lowercased, zero entries dropped (0% is the same as absent)."""
+    if not traffic:
+        return {}
+    return {str(k).lower(): int(v) for k, v in traffic.items() if v}
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -89,7 +246,7 @@ class Resource(BaseModel):
     address: str
     type: ResourceType
     name: str
-    attributes: dict[str, Any]
+    attributes: AttributesField
     depends_on: tuple[str, ...] = ()
     source: SourceRef | None = None
 

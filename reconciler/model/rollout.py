@@ -112,7 +112,9 @@ class Gate(BaseModel):
     new configuration against its old ones), ``traffic`` (after a traffic step: the deployments
     whose live share grew against those whose share shrank) or ``mirror`` (before a mirrored
     deployment's first live step: its mirrored responses against the live deployments).
-    ``judged`` and ``baseline`` are deployment names of the endpoint (lowercase)."""
+    ``judged`` and ``baseline`` are deployment names of the endpoint (lowercase). ``once``: a batch
+    gate judged after the last batch only (the provider cannot tell a deployment's configurations
+    apart while both run)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -121,6 +123,7 @@ class Gate(BaseModel):
     judged: list[str] = Field(default_factory=list)
     baseline: list[str] = Field(default_factory=list)
     on_failure: OnFailure = "rollback"
+    once: bool = Field(default=False, exclude_if=lambda once: not once)  # a batch gate judged after the last batch only
 
     def baseline_words(self) -> str:
         """What a relative latency is compared with, for people: ``old`` or ``blue``."""

@@ -12,11 +12,12 @@ Counting rules every provider follows (so that error rates mean one thing everyw
 - ``requests``: the requests sent to that series' instances (answered or not);
 - ``errors_5xx``: answers from an instance with a 5xx status; ``timeouts``: requests an instance did
   not answer in time; ``connect_failures``: requests that could not be sent to it. The three are
-  disjoint (a timeout the router answers with 504 counts as a timeout, not a 5xx): their sum is
-  the requests that failed;
+  disjoint (a timeout, which the router answers with 408 as Azure does, counts as a timeout, not a
+  5xx): their sum is the requests that failed;
 - answers the router gave itself before choosing an upstream (401, 413, 429, 503 no upstream) are
   in no series: they are not the model's fault;
-- ``buckets``: the latency histogram of the answered requests, cumulative (Prometheus' ``le``
+- ``buckets``: the latency histogram of the series' requests (the router's: every request, a timeout
+  with the time it waited), cumulative (Prometheus' ``le``
   buckets, the last one ``inf``), diffed over the window; ``latency_p99_s``: its 0.99 quantile
   (``histogram_quantile``), or a provider's own p99 when it has no buckets (Azure Monitor).
 """

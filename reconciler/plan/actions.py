@@ -27,13 +27,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.errors import Diagnostic, PlanError
-from reconciler.model.resources import DesiredState, Resource, endpoint_address, fast_model
+from reconciler.model.resources import (
+    Attributes,
+    DesiredState,
+    Resource,
+    as_asset,
+    as_attributes,
+    as_deployment,
+    as_endpoint,
+    endpoint_address,
+    fast_model,
+)
 from reconciler.plan import graph, traffic
 from reconciler.plan.diff import diff_attributes
 from reconciler.plan.types import Action, DriftItem, FieldChange, ResourceChange
 from reconciler.state.document import State, StateResource
-
-Attrs = dict[str, Any]
 
 #: attributes that cannot change in place: a change is a replacement (delete, then create)
 REPLACE_PATHS: dict[str, tuple[str, ...]] = {
@@ -60,8 +68,8 @@ class Change:
     name: str
     provider: str
     action: Action
-    before: Attrs | None
-    after: Attrs | None
+    before: Attributes | None
+    after: Attributes | None
     changes: list[FieldChange] = field(default_factory=list)
     replace_paths: list[str] = field(default_factory=list)
     reason: str | None = None
@@ -115,9 +123,10 @@ def _unknown_targets(unknown: list[str], known: set[str]) -> str:
     return "; ".join(parts)
 
 
-def deployment_label(attrs: Mapping[str, Any]) -> str:
+def deployment_label(attrs: Attributes) -> str:
     """``endpoint/deployment`` as people write it."""
-    return f"{attrs.get('endpoint_name', '')}/{attrs.get('name', '')}"
+    a = as_deployment(attrs)
+    return f"{a.get('endpoint_name', '')}/{a.get('name', '')}"
 
 
 class Actions:
@@ -133,13 +142,14 @@ class Actions:
         self.destroy = destroy
         self.errors: list[str] = []
         self.warnings: list[dict[str, Any]] = []
-        self.before: dict[str, Attrs] = {}
-        self.after: dict[str, Attrs] = {}
+        self.before: dict[str, Attributes] = {}
+        self.after: dict[str, Attributes] = {}
         self.unsettled: dict[str, list[str]] = {}  # address -> why refresh found it unsettled
         self.drifted: dict[str, list[str]] = {}  # address -> attribute paths refresh found changed
         self.gone: set[str] = set()  # found missing, no longer declared: only the record goes
         for address, sr in prior.resources.items():
-            self.before[address] = traffic.normal_endpoint(sr.attributes) if sr.type == "endpoint" else sr.attributes
+            recorded = as_attributes(sr.attributes)
+            self.before[address] = traffic.normal_endpoint(as_endpoint(recorded)) if sr.type == "endpoint" else recorded
         if not destroy:
             for address, r in desired.resources.items():
                 self.after[address] = self._after_of(r)
@@ -150,15 +160,18 @@ class Actions:
                 self.drifted.setdefault(item.address, []).append(str(item.path))
             elif (item.kind == "missing" and isinstance(item.recorded, dict)
                   and item.address not in self.before and item.address not in self.after):
-                attrs = item.recorded
-                self.before[item.address] = traffic.normal_endpoint(attrs) if item.address.startswith("endpoint.") else attrs
+                attrs = as_attributes(item.recorded)
+                self.before[item.address] = (
+                    traffic.normal_endpoint(as_endpoint(attrs)) if item.address.startswith("endpoint.") else attrs
+                )
                 self.gone.add(item.address)
 
     # -- desired attributes ---------------------------------------------------------------------
-    def _after_of(self, r: Resource) -> Attrs:
+    def _after_of(self, r: Resource) -> Attributes:
         if r.type != "endpoint":
             return r.attributes
-        return traffic.desired_endpoint(r.attributes, self.before.get(r.address))
+        recorded = self.before.get(r.address)
+        return traffic.desired_endpoint(as_endpoint(r.attributes), None if recorded is None else as_endpoint(recorded))
 
     # -- scope ----------------------------------------------------------------------------------
     def type_of(self, address: str) -> str:
@@ -173,7 +186,8 @@ class Actions:
             return r.name
         if sr is not None:
             return sr.name
-        return str((self.before.get(address) or {}).get("name") or address)
+        before = self.before.get(address)
+        return str(before.get("name") or address) if before is not None else address
 
     def needs(self, address: str) -> list[str]:
         """What a resource needs, in the desired state or (when gone from it) the recorded one."""
@@ -305,7 +319,7 @@ class Actions:
     def _replace_reason(self, ch: Change, paths: list[str], r: Resource | None) -> str:
         what = ", ".join(paths)
         if ch.type == "deployment":
-            b, a = ch.before or {}, ch.after or {}
+            b, a = as_deployment(ch.before or {}), as_deployment(ch.after or {})
             detail = "; ".join(f"{p}: {b.get(p)!r} -> {a.get(p)!r}" for p in paths)
             self.warnings.append(
                 warning(
@@ -320,16 +334,17 @@ class Actions:
         return f"{what} of an endpoint cannot change in place"
 
     def _validate(self, ch: Change, r: Resource | None) -> None:
-        b, a = ch.before or {}, ch.after or {}
         where = f"{ch.source}: " if ch.source else ""
-        immutable = ch.type in ("model", "environment") and not a.get("anonymous", False)
-        if immutable and b.get("content_digest") != a.get("content_digest"):
-            self.errors.append(
-                f"{where}{ch.address}: content_digest: the content of registered {ch.type} "
-                f"{a.get('name')} version {a.get('version')} changed, but its version did not: "
-                "registered versions are immutable; bump the version"
-            )
+        if ch.type in ("model", "environment"):
+            ba, aa = as_asset(ch.before or {}), as_asset(ch.after or {})
+            if not aa.get("anonymous", False) and ba.get("content_digest") != aa.get("content_digest"):
+                self.errors.append(
+                    f"{where}{ch.address}: content_digest: the content of registered {ch.type} "
+                    f"{aa.get('name')} version {aa.get('version')} changed, but its version did not: "
+                    "registered versions are immutable; bump the version"
+                )
         if ch.type == "deployment":
+            b, a = as_deployment(ch.before or {}), as_deployment(ch.after or {})
             old, new = b.get("properties") or {}, a.get("properties") or {}
             for key in sorted(old):
                 if key not in new:
@@ -346,22 +361,24 @@ class Actions:
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any], rtype: str) -> bool:
     if rtype == "endpoint":
-        a, b = traffic.normal_endpoint(dict(a)), traffic.normal_endpoint(dict(b))
-    return not diff_attributes(dict(a), dict(b))
+        a, b = traffic.normal_endpoint(as_endpoint(a)), traffic.normal_endpoint(as_endpoint(b))
+    return not diff_attributes(a, b)
 
 
 def propagate_endpoint_replace(changes: dict[str, Change]) -> None:
     """Deployments of a replaced endpoint go with it: delete before, create after."""
     replaced = {
-        str((c.after or {}).get("name", "")).lower()
+        str(c.after.get("name", "") if c.after else "").lower()
         for c in changes.values()
         if c.type == "endpoint" and c.action is Action.REPLACE
     }
     if not replaced:
         return
     for c in changes.values():
-        ep = str((c.after or c.before or {}).get("endpoint_name", "")).lower()
-        if c.type == "deployment" and ep in replaced and c.action in (Action.NOOP, Action.UPDATE):
+        if c.type != "deployment":
+            continue
+        ep = str(as_deployment(c.after or c.before or {}).get("endpoint_name", "")).lower()
+        if ep in replaced and c.action in (Action.NOOP, Action.UPDATE):
             c.action = Action.REPLACE
             c.reason = f"its endpoint {ep} is replaced"
 

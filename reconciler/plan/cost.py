@@ -2,7 +2,8 @@
 
 No I/O here: the prices come in as a ``PriceTable`` (``reconciler.apply.prices`` fetches them from
 the Azure Retail Prices API and recon.yaml's ``prices:``), the plan comes out with a ``CostReport``
-and, when a ``budget:`` is exceeded, errors in the same place as a quota failure (docs/cost.md).
+and, when a ``budget:`` is exceeded, errors in the same place as a quota failure (docs/cost.md; the
+gate and money in words: ``reconciler.plan.budget``).
 
 Steady cost, per deployment: 730 hours x instances x hourly price, before and after the apply; under
 target-utilization autoscaling at ``min_instances`` and at ``max_instances`` (the min and the max).
@@ -21,14 +22,14 @@ adds to it. Deployments are counted at their max instances.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.model.errors import Diagnostic
-from reconciler.model.resources import fast_model
+from reconciler.model.resources import DeploymentAttrs, as_deployment, fast_model
 from reconciler.model.settings import SETTINGS_FILE, Budget
+from reconciler.plan.budget import budget_errors, budget_warnings
 from reconciler.plan.types import (
     Action,
     CostReport,
@@ -36,18 +37,18 @@ from reconciler.plan.types import (
     DeploymentCost,
     Plan,
     PriceUsed,
+    RolloutParams,
     Step,
     StepKind,
 )
 
-Attrs = Mapping[str, Any]
+Attrs = DeploymentAttrs
 HOURS_PER_MONTH = 730
 SOURCE_API = "azure-retail-prices"
 SOURCE_TABLE = "recon.yaml"
 #: Azure ML's name for a Kubernetes deployment's instance type when it names none
 KUBERNETES_DEFAULT_TYPE = "defaultinstancetype"
 _INSTANCE_STEPS = frozenset({StepKind.CREATE, StepKind.DELETE, StepKind.SCALE, StepKind.ROLLOUT, StepKind.UPDATE})
-_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CNY": "¥", "INR": "₹", "KRW": "₩"}
 
 
 @dataclass(frozen=True)
@@ -119,33 +120,7 @@ def _all_attrs(plan: Plan, unchanged: Mapping[str, Attrs]) -> Iterable[Attrs]:
     yield from unchanged.values()
     for rc in plan.resource_changes:
         if rc.type == "deployment":
-            yield from (a for a in (rc.before, rc.after) if a is not None)
-
-
-# -- money --------------------------------------------------------------------------------------
-
-
-def money(amount: float, currency: str, *, sign: bool = False, decimals: int | None = None) -> str:
-    """``$1,204``, ``+$602``, ``-€12``, ``CHF 3.30``: whole units from 10 up, cents below
-    (``decimals`` fixes the places)."""
-    places = decimals if decimals is not None else (0 if abs(amount) >= 10 or amount == 0 else 2)
-    if currency in ("JPY", "KRW"):
-        places = 0
-    text = f"{math.floor(abs(amount) * 10**places + 0.5 + 1e-9) / 10**places:,.{places}f}"  # half up
-    symbol = _SYMBOLS.get(currency)
-    body = f"{symbol}{text}" if symbol else f"{currency} {text}"
-    if amount < 0 and round(abs(amount), places) != 0:
-        return "-" + body
-    return ("+" + body) if sign else body
-
-
-def hourly(amount: float, currency: str) -> str:
-    """``$0.229/h``: up to four places, at least two."""
-    text = money(amount, currency, decimals=4)
-    if "." in text:
-        head, tail = text.split(".")
-        text = f"{head}.{tail.rstrip('0').ljust(2, '0')}"
-    return text + "/h"
+            yield from (as_deployment(a) for a in (rc.before, rc.after) if a is not None)
 
 
 # -- one deployment -------------------------------------------------------------------------------
@@ -153,11 +128,11 @@ def hourly(amount: float, currency: str) -> str:
 
 def _counts(attrs: Attrs) -> tuple[int, int]:
     """Instances (min, max): the count, or min/max_instances under target-utilization autoscaling."""
-    scale = attrs.get("scale_settings") or {}
-    count = int(attrs.get("instance_count") or 0)
-    if scale.get("type") == "target_utilization":
-        low = int(scale.get("min_instances") or 1)
-        return low, max(low, int(scale.get("max_instances") or low))
+    scale = attrs["scale_settings"]
+    count = attrs["instance_count"]
+    if scale["type"] == "target_utilization":
+        low = scale.get("min_instances") or 1
+        return low, max(low, scale.get("max_instances") or low)
     return count, count
 
 
@@ -250,7 +225,7 @@ def _chain_rates(dep: _Dep) -> list[float]:
         elif step.kind is StepKind.CREATE:
             during = cur = final
         elif step.kind is StepKind.ROLLOUT:
-            surge = max((b.size for b in step.batches), default=0)
+            surge = max((b.size for b in step.params_as(RolloutParams).batches), default=0)
             during, cur = _rate(dep.after, surge), final
         else:  # scale, update: the larger of the two counts while it runs
             during, cur = max(cur, final), final
@@ -271,8 +246,9 @@ def _deployments(plan: Plan, pricer: _Pricer) -> list[_Dep]:
     for rc in plan.resource_changes:
         if rc.type != "deployment" or rc.action is Action.NOOP:
             continue
-        before = None if rc.address in gone else rc.before
-        dep = _Dep(rc.address, rc.action, pricer.side(rc.address, before), pricer.side(rc.address, rc.after),
+        before = None if rc.address in gone or rc.before is None else as_deployment(rc.before)
+        after = None if rc.after is None else as_deployment(rc.after)
+        dep = _Dep(rc.address, rc.action, pricer.side(rc.address, before), pricer.side(rc.address, after),
                    steps.get(rc.address, []))
         dep.rates = _chain_rates(dep)
         dep.peak = max(dep.rates)
@@ -352,7 +328,7 @@ def estimate(
     and that the plan does not list (outside ``--target``): they cost the same before and after."""
     pricer = _Pricer(table)
     steady = list((unchanged or {}).items()) + [
-        (rc.address, rc.after) for rc in plan.resource_changes
+        (rc.address, as_deployment(rc.after)) for rc in plan.resource_changes
         if rc.type == "deployment" and rc.action is Action.NOOP and rc.after is not None
     ]
     sides = [s for a, attrs in steady if (s := pricer.side(a, attrs)) is not None]
@@ -426,65 +402,6 @@ def _deployment_costs(deps: list[_Dep]) -> list[DeploymentCost]:
             peak_hourly=_round(d.peak) if priced else None,
         ))
     return out
-
-
-# -- the budget gate ----------------------------------------------------------------------------
-
-
-def budget_errors(report: CostReport, budget: Budget | None) -> list[str]:
-    """A budget exceeded, in the words of a quota failure: what, how much, the limit, the largest
-    contributors, what to do."""
-    if budget is None or report.after_max is None or report.change_max is None:
-        return []
-    cur = report.currency
-    errors = []
-    top = sorted(report.deployments, key=lambda d: -((d.after.monthly_max or 0) if d.after else 0))
-    if budget.monthly is not None and report.after_max > budget.monthly + 1e-9:
-        largest = [f"{d.address} {money(d.after.monthly_max or 0, cur)}/month ({side_words(d.after, cur)})"
-                   for d in top[:3] if d.after and d.after.monthly_max]
-        errors.append(
-            f"budget exceeded: the deployments cost {money(report.after_max, cur)}/month after this apply "
-            f"(730 h x instances x hourly price{', at max_instances under autoscaling' if _autoscaled(report) else ''}); "
-            f"budget.monthly in recon.yaml is {money(budget.monthly, cur)}"
-            + (f"; of it: {', '.join(largest)}" if largest else "")
-            + " (lower the instance counts or types, or raise budget.monthly)"
-        )
-    if budget.increase is not None and report.change_max > budget.increase + 1e-9:
-        grow = sorted((d for d in report.deployments if (d.change_max or 0) > 0), key=lambda d: -(d.change_max or 0))
-        parts = [f"{d.address} {money(d.change_max or 0, cur, sign=True)}/month" for d in grow[:3]]
-        errors.append(
-            f"budget exceeded: this plan adds {money(report.change_max, cur)}/month "
-            f"({money(report.before_max or 0, cur)}/month -> {money(report.after_max, cur)}/month); "
-            f"budget.increase in recon.yaml is {money(budget.increase, cur)}"
-            + (f"; from: {', '.join(parts)}" if parts else "")
-            + " (split the change into smaller applies, or raise budget.increase)"
-        )
-    return errors
-
-
-def budget_warnings(report: CostReport, budget: Budget | None) -> list[str]:
-    """Why a budget could not be checked (fully or at all)."""
-    if budget is None:
-        return []
-    if report.unavailable is not None:
-        return [f"the budget was not checked: prices unavailable: {report.unavailable}"]
-    if report.unpriced:
-        n = len(report.unpriced)
-        return [f"the budget was checked without {n} deployment{'s' if n != 1 else ''} that ha{'ve' if n != 1 else 's'} "
-                f"no price: {'; '.join(report.unpriced)}"]
-    return []
-
-
-def _autoscaled(report: CostReport) -> bool:
-    return any(s and s.instances_min != s.instances_max for d in report.deployments for s in (d.before, d.after))
-
-
-def side_words(side: CostSide, currency: str) -> str:
-    """``2 x Standard_DS3_v2 at $0.229/h`` (``1-4 x ...`` under autoscaling)."""
-    n = (f"{side.instances_min}-{side.instances_max}" if side.instances_min != side.instances_max
-         else str(side.instances_max))
-    price = hourly(side.price_per_hour, currency) if side.price_per_hour is not None else "no price"
-    return f"{n} x {side.instance_type} at {price}"
 
 
 def add_cost(

@@ -20,13 +20,6 @@ from reconciler.plan.types import FieldChange
 _MISSING = object()
 
 
-def normalize_traffic(traffic: Mapping[str, Any] | None) -> dict[str, int]:
-    """Traffic normal form: names lowercased, zero entries dropped (0% is the same as absent)."""
-    if not traffic:
-        return {}
-    return {str(k).lower(): int(v) for k, v in traffic.items() if v}
-
-
 def diff_attributes(
     before: Mapping[str, Any] | None,
     after: Mapping[str, Any] | None,

@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from reconciler.model.errors import ConfigError, Diagnostic
-from reconciler.model.resources import endpoint_address
+from reconciler.model.resources import Attributes, as_deployment, as_endpoint, endpoint_address
 
 if TYPE_CHECKING:
     import networkx as nx
 
 
-def uses(rtype: str, attributes: Mapping[str, Any], depends_on: Iterable[str] = ()) -> list[str]:
+def uses(rtype: str, attributes: Attributes, depends_on: Iterable[str] = ()) -> list[str]:
     """Addresses a resource needs before it can exist (for a deployment: its model and environment).
 
     For an endpoint: the deployments its traffic and mirror traffic name. Extra ``depends_on``
@@ -38,16 +38,17 @@ def uses(rtype: str, attributes: Mapping[str, Any], depends_on: Iterable[str] = 
     """
     found: list[str] = []
     if rtype == "deployment":
-        for key in ("model", "environment"):
-            ref = attributes.get(key)
+        dep = as_deployment(attributes)
+        for ref in (dep.get("model"), dep.get("environment")):
             if isinstance(ref, str) and ref:
                 found.append(ref)
-        own = endpoint_address(str(attributes.get("endpoint_name", "")))
+        own = endpoint_address(str(dep.get("endpoint_name", "")))
         found.extend(d for d in depends_on if d != own and d not in found)
     elif rtype == "endpoint":
-        ep = str(attributes.get("name", "")).lower()
-        for key in ("traffic", "mirror_traffic"):
-            for name, pct in (attributes.get(key) or {}).items():
+        ep_attrs = as_endpoint(attributes)
+        ep = str(ep_attrs.get("name", "")).lower()
+        for shares in (ep_attrs.get("traffic"), ep_attrs.get("mirror_traffic")):
+            for name, pct in (shares or {}).items():
                 addr = f"deployment.{ep}.{str(name).lower()}"
                 if pct and addr not in found:
                     found.append(addr)
@@ -56,7 +57,7 @@ def uses(rtype: str, attributes: Mapping[str, Any], depends_on: Iterable[str] = 
     return found
 
 
-def resource_graph(resources: Mapping[str, tuple[str, Mapping[str, Any], Iterable[str]]]) -> nx.DiGraph[str]:
+def resource_graph(resources: Mapping[str, tuple[str, Attributes, Iterable[str]]]) -> nx.DiGraph[str]:
     """Graph of addresses: ``resources`` maps address -> (type, attributes, depends_on).
 
     Edges u -> v mean "v uses u". Raises ``ConfigError`` on a cycle.

@@ -9,7 +9,9 @@ One planning pass, in the order the parts run:
 2. ``reconciler.plan.steps``: the ordered steps apply carries out (creates, scales, rolling-update
    batches, traffic, deletes) with the steps each waits for, following the traffic rules of
    ``reconciler.plan.traffic`` (never zeroed when undeclared; drained before deletes).
-3. ``reconciler.plan.quota``: quota and capacity before, after and at the peak of the apply.
+3. ``reconciler.plan.gates``: with ``rollout.analysis`` in recon.yaml, a gate on every judged step
+   (rolling-update batches, traffic steps; a traffic change split into ``traffic_steps``).
+4. ``reconciler.plan.quota``: quota and capacity before, after and at the peak of the apply.
 
 The drift a refresh found (``reconciler.apply.refresh`` makes it; the planner only reads the
 ``DriftItem`` values it is given) steers repairs: every drift item but ``unmanaged`` (never touched)
@@ -23,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from providers.base import Capacity
-from reconciler.model.resources import DesiredState, endpoint_address
+from providers.base import Capacity, Measuring
+from reconciler.model.resources import DesiredState, as_deployment, as_endpoint, endpoint_address
 from reconciler.plan import traffic
 from reconciler.plan.actions import Actions, Change, propagate_endpoint_replace, to_resource_change, warning
+from reconciler.plan.gates import guard_steps
 from reconciler.plan.quota import check_quota
 from reconciler.plan.steps import build_steps
 from reconciler.plan.types import Action, DriftItem, Plan
@@ -41,16 +44,18 @@ def make_plan(
     targets: Iterable[str] = (),
     destroy: bool = False,
     capacity: Capacity | None = None,
+    measuring: Measuring | None = None,
     recon_version: str = "",
 ) -> Plan:
     """The plan that moves ``prior`` (the refreshed recorded state) to ``desired``.
 
     ``targets``: plan only these addresses and what they depend on (a partial plan, with a warning).
     ``destroy``: delete everything recorded, traffic first. ``capacity``: what the provider can place.
+    ``measuring``: what it can measure (``rollout.analysis`` puts gates on steps: ``reconciler.plan.gates``).
     Problems that make the plan unapplicable (quota, immutable assets and properties, traffic kept
     pointing at a deleted deployment) are in ``Plan.errors``; the plan is still returned, for display.
     """
-    return _make_plan(desired, prior, list(drift), list(targets), destroy, capacity, recon_version)
+    return _make_plan(desired, prior, list(drift), list(targets), destroy, capacity, measuring, recon_version)
 
 
 def _make_plan(
@@ -60,6 +65,7 @@ def _make_plan(
     targets: list[str],
     destroy: bool,
     capacity: Capacity | None,
+    measuring: Measuring | None,
     recon_version: str,
 ) -> Plan:
     p = Actions(desired, prior, destroy, drift)
@@ -68,7 +74,7 @@ def _make_plan(
     if destroy and targets:
         _check_traffic_kept(p, changes)
     propagate_endpoint_replace(changes)
-    steps = build_steps(changes, p)
+    steps = guard_steps(build_steps(changes, p), changes, p, measuring)
     quota = _quota(p, changes, desired, capacity)
     _capacity_warning(p, quota.capacity)
     rcs = [to_resource_change(c) for c in changes.values()]
@@ -95,20 +101,22 @@ def _check_traffic_kept(p: Actions, changes: Mapping[str, Change]) -> None:
     for c in changes.values():
         if c.type != "deployment" or c.action is not Action.DELETE or not c.before:
             continue
-        ep = endpoint_address(str(c.before.get("endpoint_name", "")))
+        ep = endpoint_address(str(as_deployment(c.before).get("endpoint_name", "")))
         if ep in changes or ep not in p.before:
             continue
-        p.errors.extend(traffic.kept_traffic(c.address, c.name, ep, p.before[ep]))
+        p.errors.extend(traffic.kept_traffic(c.address, c.name, ep, as_endpoint(p.before[ep])))
 
 
 def _quota(
     p: Actions, changes: Mapping[str, Change], desired: DesiredState, capacity: Capacity | None
 ) -> Any:
-    before = {a: b for a, b in p.before.items() if p.type_of(a) == "deployment" and a not in p.gone}
+    before = {
+        a: as_deployment(b) for a, b in p.before.items() if p.type_of(a) == "deployment" and a not in p.gone
+    }
     after = {a: b for a, b in before.items() if a not in changes}  # untouched by a partial plan
     for a, c in changes.items():
         if c.type == "deployment" and c.after is not None:
-            after[a] = c.after
+            after[a] = as_deployment(c.after)
     limits = desired.quota
     if capacity is not None and capacity.quota is not None:  # live limits (azure): the smaller wins
         declared = limits or {}

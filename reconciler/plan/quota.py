@@ -21,10 +21,10 @@ from typing import Any
 
 from providers.base import Capacity
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
-from reconciler.model.resources import InstanceType, fast_model
+from reconciler.model.resources import DeploymentAttrs, InstanceType, fast_model
 from reconciler.plan.types import QuotaFamily, QuotaReport, QuotaUsage
 
-Attrs = Mapping[str, Any]
+Attrs = DeploymentAttrs
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ def _lookup(catalog: Mapping[str, InstanceType]) -> dict[str, tuple[str, Instanc
 
 
 def _instances(attrs: Attrs) -> int:
-    scale = attrs.get("scale_settings") or {}
-    if scale.get("type") == "target_utilization":
-        return int(scale.get("max_instances") or attrs.get("instance_count") or 1)
-    return int(attrs.get("instance_count") or 0)
+    scale = attrs["scale_settings"]
+    if scale["type"] == "target_utilization":
+        return scale.get("max_instances") or attrs["instance_count"]
+    return attrs["instance_count"]
 
 
 def _need(address: str, attrs: Attrs, catalog: dict[str, tuple[str, InstanceType]]) -> _Need | None:
@@ -174,7 +174,8 @@ def check_quota(
 def _per_instance(attrs: Attrs, catalog: dict[str, tuple[str, InstanceType]]) -> tuple[float, float, bool]:
     """CPUs and GiB per instance, and whether they were asked for explicitly (``resources.requests``)
     rather than taken from the VM size in the catalog."""
-    requests = ((attrs.get("resources") or {}).get("requests")) or {}
+    resources = attrs.get("resources")
+    requests = (resources.get("requests") if resources else None) or {}
     cpu = parse_cpu(requests["cpu"]) if "cpu" in requests else None
     mem = parse_memory_gb(requests["memory"]) if "memory" in requests else None
     explicit = cpu is not None or mem is not None
@@ -196,7 +197,7 @@ def check_capacity(
     cpus = mem = cat_cpus = cat_mem = 0.0
     for attrs in after.values():
         c, m, explicit = _per_instance(attrs, catalog)
-        n = int(attrs.get("instance_count") or 0)
+        n = attrs["instance_count"]
         if capacity.rollout_reserve:  # room for a rollout's surge: ceil(1.2 x instances), max under autoscaling
             n = reserved_instances(_instances(attrs), False)
         if explicit:

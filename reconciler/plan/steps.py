@@ -27,10 +27,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reconciler.model.resources import endpoint_address, fast_model
+from reconciler.model.resources import (
+    DeploymentAttrs,
+    Traffic,
+    as_deployment,
+    as_endpoint,
+    endpoint_address,
+    fast_model,
+)
 from reconciler.plan import graph, traffic
 from reconciler.plan.actions import Actions, Change, deployment_label, warning
-from reconciler.plan.types import Action, Batch, Step, StepKind
+from reconciler.plan.types import (
+    Action,
+    Batch,
+    NoParams,
+    RolloutParams,
+    ScaleParams,
+    Step,
+    StepKind,
+    StepParams,
+    TrafficParams,
+)
 
 TRAFFIC_PATHS = frozenset({"traffic", "mirror_traffic"})
 SCALE_PATHS = frozenset({"instance_count"})
@@ -45,15 +62,13 @@ def batch_size(instances: int) -> int:
     return max(1, (instances + 4) // 5)
 
 
-def rollout_batches(instances: int) -> list[Batch]:
-    size = batch_size(instances)
-    out: list[Batch] = []
-    left = instances
-    while left > 0:
-        out.append(Batch(index=len(out) + 1, size=min(size, left)))
-        left -= size
-    return out
+def rollout_params(instances: int) -> RolloutParams:
+    """A rolling update of ``instances`` in batches of ``batch_size(instances)``."""
+    return RolloutParams(instances=instances, batch_size=batch_size(instances))
 
+
+def rollout_batches(instances: int) -> list[Batch]:
+    return rollout_params(instances).batches
 
 
 @dataclass
@@ -61,8 +76,7 @@ class _StepSpec:
     kind: StepKind
     address: str
     deps: set[str] = field(default_factory=set)
-    params: dict[str, Any] = field(default_factory=dict)
-    batches: list[Batch] = field(default_factory=list)
+    params: StepParams = field(default_factory=NoParams)
     description: str = ""
 
 
@@ -76,16 +90,16 @@ class _Steps:
         self.ready: dict[str, str] = {}  # address -> step after which it exists and is ready
         self.touched: dict[str, list[str]] = {}  # address -> its create/scale/rollout/update steps
         self.drained: dict[str, set[str]] = {}  # endpoint address -> deployment names drained
-        self.drain_result: dict[str, tuple[dict[str, int], dict[str, int]]] = {}
+        self.drain_result: dict[str, tuple[Traffic, Traffic]] = {}
         self.by_endpoint: dict[str, list[Change]] = {}
         self.users: dict[str, list[str]] = {}  # asset address -> deployments that used it (before)
         for c in changes.values():
             if c.type != "deployment":
                 continue
-            attrs = c.after or c.before or {}
+            attrs = as_deployment(c.after or c.before or {})
             self.by_endpoint.setdefault(endpoint_address(str(attrs.get("endpoint_name", ""))), []).append(c)
-            for key in ("model", "environment"):
-                ref = (c.before or {}).get(key)
+            before = as_deployment(c.before or {})
+            for ref in (before.get("model"), before.get("environment")):
                 if ref:
                     self.users.setdefault(ref, []).append(c.address)
 
@@ -128,7 +142,6 @@ class _Steps:
             address=s.address,
             depends_on=deps,
             params=s.params,
-            batches=s.batches,
             description=s.description,
         )
 
@@ -136,12 +149,13 @@ class _Steps:
     def _drain(self, e: Change) -> None:
         if e.before is None:
             return
-        bt, bm = e.before.get("traffic") or {}, e.before.get("mirror_traffic") or {}
-        name = str(e.before.get("name", e.name)).lower()
+        before = as_endpoint(e.before)
+        bt, bm = before.get("traffic") or {}, before.get("mirror_traffic") or {}
+        name = str(before.get("name", e.name)).lower()
         replaced = None
         if e.action not in (Action.DELETE, Action.REPLACE):
             replaced = {
-                str((d.before or {}).get("name", "")).lower()
+                str(d.before.get("name", "") if d.before else "").lower()
                 for d in self.by_endpoint.get(e.address, [])
                 if d.action is Action.REPLACE
             }
@@ -159,7 +173,7 @@ class _Steps:
             StepKind.SET_TRAFFIC,
             e.address,
             f"move traffic off {', '.join(sorted(hit))} of endpoint {name} first: {traffic.describe(new_t, new_m)}",
-            params={"traffic": new_t, "mirror_traffic": new_m, "phase": "drain"},
+            params=TrafficParams(traffic=new_t, mirror_traffic=new_m, phase="drain"),
         )
 
     def _warn_drain(self, e: Change, ep: str, dep: str, pct: int, new_t: Mapping[str, int]) -> None:
@@ -181,14 +195,16 @@ class _Steps:
     def _final_traffic(self, e: Change) -> None:
         if e.after is None:
             return
-        at, am = e.after.get("traffic") or {}, e.after.get("mirror_traffic") or {}
+        after = as_endpoint(e.after)
+        at, am = after.get("traffic") or {}, after.get("mirror_traffic") or {}
         if e.action in (Action.CREATE, Action.REPLACE):
             base: tuple[Mapping[str, int], Mapping[str, int]] = ({}, {})
         elif e.address in self.drain_result:
             base = self.drain_result[e.address]
         else:
-            base = ((e.before or {}).get("traffic") or {}, (e.before or {}).get("mirror_traffic") or {})
-        ep = str(e.after.get("name", e.name)).lower()
+            before = as_endpoint(e.before or {})
+            base = (before.get("traffic") or {}, before.get("mirror_traffic") or {})
+        ep = str(after.get("name", e.name)).lower()
         self._check_targets(e, ep, set(at) | set(am))
         if (dict(at), dict(am)) == (dict(base[0]), dict(base[1])) and not e.repair:
             return
@@ -204,7 +220,7 @@ class _Steps:
             e.address,
             f"set traffic of endpoint {ep}: {traffic.describe(at, am)}",
             deps=deps,
-            params={"traffic": dict(at), "mirror_traffic": dict(am), "phase": "final"},
+            params=TrafficParams(traffic=dict(at), mirror_traffic=dict(am), phase="final"),
         )
         # traffic leaves a deployment before it is deleted
         for d in (set(base[0]) | set(base[1])) - (set(at) | set(am)):
@@ -213,7 +229,7 @@ class _Steps:
                 self.specs[delete].deps.add(sid)
 
     def _check_targets(self, e: Change, ep: str, names: set[str]) -> None:
-        declared = bool(e.after) and bool((e.after or {}).get("traffic_declared", True))
+        declared = bool(e.after) and bool(as_endpoint(e.after or {}).get("traffic_declared", True))
         for d in sorted(names):
             addr = f"deployment.{ep}.{d}"
             if addr in self.p.after or (addr not in self.changes and addr in self.p.before):
@@ -227,7 +243,7 @@ class _Steps:
         )
         deps = self.specs[sid].deps
         if c.type == "deployment":
-            b = c.before or {}
+            b = as_deployment(c.before or {})
             e = endpoint_address(str(b.get("endpoint_name", "")))
             if str(b.get("name", "")).lower() in self.drained.get(e, set()):
                 deps.add(f"set_traffic:{e}:drain")
@@ -270,11 +286,11 @@ class _Steps:
                 f"update:{c.address}", StepKind.UPDATE, c.address, f"update {c.type} {short} in place"
             )
 
-    def _asset_deps(self, attrs: Mapping[str, Any]) -> set[str]:
-        return {self.ready[ref] for key in ("model", "environment") if (ref := attrs.get(key)) in self.ready}
+    def _asset_deps(self, attrs: DeploymentAttrs) -> set[str]:
+        return {self.ready[ref] for ref in (attrs.get("model"), attrs.get("environment")) if ref in self.ready}
 
     def _deployment(self, c: Change) -> None:
-        a = c.after or {}
+        a = as_deployment(c.after or {})
         label = deployment_label(a)
         if c.action in (Action.CREATE, Action.REPLACE):
             deps = self._asset_deps(a)
@@ -283,7 +299,7 @@ class _Steps:
                 deps.add(self.ready[e])
             if c.action is Action.REPLACE:
                 deps.add(f"delete:{c.address}")
-            n = int(a.get("instance_count") or 0)
+            n = a["instance_count"]
             self.ready[c.address] = self.add(
                 f"create:{c.address}",
                 StepKind.CREATE,
@@ -294,8 +310,8 @@ class _Steps:
         elif c.action is Action.UPDATE:
             self._deployment_update(c, a, label)
 
-    def _deployment_update(self, c: Change, a: Mapping[str, Any], label: str) -> None:
-        b = c.before or {}
+    def _deployment_update(self, c: Change, a: DeploymentAttrs, label: str) -> None:
+        b = as_deployment(c.before or {})
         top = {ch.path.split(".", 1)[0] for ch in c.changes}
         template = sorted(top - METADATA_PATHS - SCALE_PATHS)
         if c.repair and not template:  # applied again: roll every instance (those at the desired
@@ -305,7 +321,7 @@ class _Steps:
         e = endpoint_address(str(a.get("endpoint_name", "")))
         ep_ready = {self.ready[e]} if c.repair and e in self.ready else set()
         if "instance_count" in top or c.rescale:
-            frm, to = int(b.get("instance_count") or 0), int(a.get("instance_count") or 0)
+            frm, to = b["instance_count"], a["instance_count"]
             what = (f"scale deployment {label} from {frm} to {to} instances" if frm != to else
                     f"bring deployment {label} to {to} serving instance{'s' if to != 1 else ''} (a repair: "
                     "instances outside the router's pool are adopted or stopped)")
@@ -315,12 +331,13 @@ class _Steps:
                 c.address,
                 what,
                 deps=set(ep_ready),
-                params={"from": frm, "to": to, **({"repair": True} if c.rescale else {})},
+                params=ScaleParams(from_=frm, to=to, repair=c.rescale),
             )
         if template:
-            n = int(a.get("instance_count") or 0)
+            n = a["instance_count"]
             deps = self._asset_deps(a) | ({last} if last else set()) | ep_ready
-            batches = rollout_batches(n)
+            params = rollout_params(n)
+            batches = params.batches
             last = self.add(
                 f"rollout:{c.address}",
                 StepKind.ROLLOUT,
@@ -329,8 +346,7 @@ class _Steps:
                 f"instance{'s' if n != 1 else ''} in {len(batches)} batch{'es' if len(batches) != 1 else ''} "
                 f"of {batch_size(n)}",
                 deps=deps,
-                params={"instances": n, "batch_size": batch_size(n)},
-                batches=batches,
+                params=params,
             )
             if "instance_count" in top and not c.repair:
                 self._warn_scale_and_rollout(c, label, b, a, template)
@@ -346,7 +362,7 @@ class _Steps:
             self.ready[c.address] = last
 
     def _warn_scale_and_rollout(
-        self, c: Change, label: str, b: Mapping[str, Any], a: Mapping[str, Any], template: list[str]
+        self, c: Change, label: str, b: DeploymentAttrs, a: DeploymentAttrs, template: list[str]
     ) -> None:
         self.p.warnings.append(
             warning(

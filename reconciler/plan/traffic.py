@@ -16,29 +16,26 @@ The steps that carry these out are built in ``reconciler.plan.steps``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
 
-from reconciler.plan.diff import normalize_traffic
-
-Attrs = dict[str, Any]
+from reconciler.model.resources import EndpointAttrs, Traffic, normal_traffic
 
 
-def normal_endpoint(attrs: Attrs) -> Attrs:
+def normal_endpoint(attrs: EndpointAttrs) -> EndpointAttrs:
     """Endpoint attributes with traffic in normal form (a copy only when something changes)."""
     t, m = attrs.get("traffic"), attrs.get("mirror_traffic")
-    nt, nm = normalize_traffic(t), normalize_traffic(m)
+    nt, nm = normal_traffic(t), normal_traffic(m)
     if t == nt and m == nm:
         return attrs
     return {**attrs, "traffic": nt, "mirror_traffic": nm}
 
 
-def desired_endpoint(attrs: Attrs, recorded: Attrs | None) -> Attrs:
+def desired_endpoint(attrs: EndpointAttrs, recorded: EndpointAttrs | None) -> EndpointAttrs:
     """The endpoint's desired attributes: traffic in normal form; traffic the file does not
     declare is the recorded traffic (mirror traffic too, unless the file declares some)."""
     attrs = normal_endpoint(attrs)
     if attrs.get("traffic_declared", True) or recorded is None:
         return attrs
-    kept = {**attrs, "traffic": dict(recorded.get("traffic") or {})}
+    kept: EndpointAttrs = {**attrs, "traffic": dict(recorded.get("traffic") or {})}
     if not attrs.get("mirror_traffic"):
         kept["mirror_traffic"] = dict(recorded.get("mirror_traffic") or {})
     return kept
@@ -71,7 +68,7 @@ def redistribute(traffic: Mapping[str, int], removed: Iterable[str]) -> dict[str
 
 def drain(
     traffic: Mapping[str, int], mirror: Mapping[str, int], replaced: set[str] | None
-) -> tuple[set[str], dict[str, int], dict[str, int]] | None:
+) -> tuple[set[str], Traffic, Traffic] | None:
     """What a drain step moves before deletions: (the deployments it takes traffic from, traffic
     and mirror traffic after it), or None when nothing needs draining.
 
@@ -98,12 +95,12 @@ def dangling(source: str | None, address: str, endpoint: str, deployment: str, d
     return msg
 
 
-def kept_traffic(deployment: str, name: str, endpoint: str, endpoint_attrs: Mapping[str, Any]) -> list[str]:
+def kept_traffic(deployment: str, name: str, endpoint: str, endpoint_attrs: EndpointAttrs) -> list[str]:
     """Errors for a deployment destroyed alone (a targeted destroy) while ``endpoint``, which
     stays, still sends it live or mirrored traffic."""
     errors = []
-    for key in ("traffic", "mirror_traffic"):
-        pct = {k.lower(): v for k, v in (endpoint_attrs.get(key) or {}).items()}.get(name.lower())
+    for key, shares in (("traffic", endpoint_attrs.get("traffic")), ("mirror_traffic", endpoint_attrs.get("mirror_traffic"))):
+        pct = {k.lower(): v for k, v in (shares or {}).items()}.get(name.lower())
         if pct:
             errors.append(
                 f"{deployment} cannot be destroyed alone: {endpoint} still sends it {pct}% "

@@ -17,9 +17,12 @@ import hashlib
 import json
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from reconciler.model.resources import AttributesField, ResourceType
+from reconciler.model.rollout import Gate
 
 PLAN_FORMAT_VERSION = "1.1"  # 1.1 added ``cost``
 
@@ -73,12 +76,12 @@ class ResourceChange(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     address: str
-    type: Literal["environment", "model", "endpoint", "deployment"]
+    type: ResourceType
     name: str
     provider: str
     action: Action
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
+    before: AttributesField | None = None
+    after: AttributesField | None = None
     changes: list[FieldChange] = Field(default_factory=list)
     replace_paths: list[str] = Field(default_factory=list)
     depends_on: list[str] = Field(default_factory=list)
@@ -106,14 +109,93 @@ class Batch(BaseModel):
     size: int
 
 
-class Step(BaseModel):
-    """One operation. ``depends_on`` holds step ids that must finish first.
+class ScaleParams(BaseModel):
+    """SCALE: from ``from_`` instances (stored as ``from``) to ``to``. ``repair``: it repairs what an
+    interrupted apply left (the instances kept are preferably those at the desired configuration);
+    stored only when true."""
 
-    ``params`` by kind: SCALE {"from": n, "to": m} (+ "repair": true when it repairs what an
-    interrupted apply left: the instances kept are preferably those at the desired configuration);
-    ROLLOUT {"instances": n, "batch_size": b};
-    SET_TRAFFIC {"traffic": {...}, "mirror_traffic": {...}, "phase": "final"|"drain"};
-    CREATE/UPDATE/DELETE {}.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    from_: int = Field(validation_alias="from", serialization_alias="from")
+    to: int
+    repair: bool = Field(default=False, exclude_if=lambda repair: not repair)
+
+
+class RolloutParams(BaseModel):
+    """ROLLOUT: ``instances`` replaced in batches of ``batch_size`` (the last one smaller); the
+    batches are derived from these two, stored once. ``gate`` (guarded rollouts, stored only when
+    set): judged after each batch (after the last one only when ``gate.once``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instances: int
+    batch_size: int
+    gate: Gate | None = Field(default=None, exclude_if=lambda gate: gate is None)
+
+    @property
+    def batches(self) -> list[Batch]:
+        size = max(1, self.batch_size)
+        return [
+            Batch(index=i + 1, size=min(size, self.instances - start))
+            for i, start in enumerate(range(0, self.instances, size))
+        ]
+
+
+class Split(BaseModel):
+    """An endpoint's traffic and mirror traffic (normal form)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+
+
+def _unset(value: object) -> bool:
+    return value is None or value == 0
+
+
+class TrafficParams(BaseModel):
+    """SET_TRAFFIC: the endpoint's traffic and mirror traffic after the step (normal form);
+    ``phase``: "drain" (traffic off what is deleted or replaced, before that) or "final".
+
+    Guarded rollouts (each stored only when set): ``part`` of ``parts`` when a traffic change is
+    split into steps (the final step is the last part); ``gate``, judged after the step routes;
+    ``mirror_gate``, judged on a mirrored deployment's answers before the step routes anything;
+    ``restore``: the split before the traffic change began, routed again when a gate fails."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int]
+    phase: Literal["final", "drain"]
+    part: int = Field(default=0, exclude_if=_unset)
+    parts: int = Field(default=0, exclude_if=_unset)
+    gate: Gate | None = Field(default=None, exclude_if=_unset)
+    mirror_gate: Gate | None = Field(default=None, exclude_if=_unset)
+    restore: Split | None = Field(default=None, exclude_if=_unset)
+
+    @property
+    def gates(self) -> list[Gate]:
+        return [g for g in (self.mirror_gate, self.gate) if g is not None]
+
+
+class NoParams(BaseModel):
+    """CREATE, UPDATE, DELETE: everything they need is the resource's change."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+StepParams = ScaleParams | RolloutParams | TrafficParams | NoParams
+_P = TypeVar("_P", ScaleParams, RolloutParams, TrafficParams, NoParams)
+
+
+class Step(BaseModel):
+    """One operation. ``depends_on`` holds step ids that must finish first; ``params`` is the
+    kind's own type (``PARAMS`` maps each kind to it).
+
+    Plans saved before the types read as well: their ``params`` were plain dicts of the same
+    fields, and a ROLLOUT also carried its ``batches`` (derived now from ``instances`` and
+    ``batch_size``; a saved list that disagrees with them is refused).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -122,9 +204,49 @@ class Step(BaseModel):
     kind: StepKind
     address: str
     depends_on: list[str] = Field(default_factory=list)
-    params: dict[str, Any] = Field(default_factory=dict)
-    batches: list[Batch] = Field(default_factory=list)
+    params: StepParams = Field(default_factory=NoParams)
     description: str = ""  # display only
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params_of_kind(cls, data: Any) -> Any:
+        """``params`` as the kind's type; a saved plan's ROLLOUT ``batches`` checked and dropped."""
+        if not isinstance(data, dict) or "kind" not in data:
+            return data
+        try:
+            expected = PARAMS[StepKind(data["kind"])]
+        except ValueError:
+            return data  # the field's own validation names the bad kind
+        data = dict(data)
+        params = data.get("params", {})
+        saved = data.pop("batches", None)
+        if isinstance(params, dict):
+            params = data["params"] = expected.model_validate(params)
+        elif not isinstance(params, expected):
+            raise ValueError(f"a {data['kind']} step takes {expected.__name__}, not {type(params).__name__}")
+        if saved and isinstance(params, RolloutParams):
+            if [Batch.model_validate(b) for b in saved] != params.batches:
+                raise ValueError("batches disagree with params.instances and params.batch_size")
+        elif saved:
+            raise ValueError(f"a {data['kind']} step has no batches")
+        return data
+
+    def params_as(self, kind: type[_P]) -> _P:
+        """``params`` as ``kind`` (the type of this step's kind); anything else is an error."""
+        if not isinstance(self.params, kind):
+            raise TypeError(f"step {self.id}: {kind.__name__} asked of a {self.kind} step")
+        return self.params
+
+
+#: the type of ``Step.params`` for each kind
+PARAMS: dict[StepKind, type[BaseModel]] = {
+    StepKind.CREATE: NoParams,
+    StepKind.UPDATE: NoParams,
+    StepKind.DELETE: NoParams,
+    StepKind.SCALE: ScaleParams,
+    StepKind.ROLLOUT: RolloutParams,
+    StepKind.SET_TRAFFIC: TrafficParams,
+}
 
 
 class QuotaUsage(BaseModel):

@@ -20,8 +20,10 @@ from reconciler.plan.types import (
     QuotaFamily,
     QuotaUsage,
     ResourceChange,
+    RolloutParams,
+    ScaleParams,
     Step,
-    StepKind,
+    TrafficParams,
 )
 
 # A value the planner cannot know before apply (Terraform's "(known after apply)"). The planner
@@ -101,18 +103,51 @@ def step_summary(step: Step) -> str:
     """One line per step: ``rollout deployment.e.blue: 10 instances in 5 batches of 2``."""
     p = step.params
     head = f"{step.kind.value} {step.address}"
-    if step.kind is StepKind.SCALE:
-        return f"{head}: {p.get('from', '?')} -> {p.get('to', '?')} instances"
-    if step.kind is StepKind.ROLLOUT:
-        return f"{head}: {_batches_text(step)}"
-    if step.kind is StepKind.SET_TRAFFIC:
-        text = f"{head}: traffic {pct_map(p.get('traffic'))}"
-        if p.get("mirror_traffic"):
-            text += f", mirror {pct_map(p.get('mirror_traffic'))}"
-        if p.get("phase") == "drain":
+    if isinstance(p, ScaleParams):
+        return f"{head}: {p.from_} -> {p.to} instances"
+    if isinstance(p, RolloutParams):
+        return f"{head}: {_batches_text(p)}"
+    if isinstance(p, TrafficParams):
+        part = f" (traffic step {p.part}/{p.parts})" if p.parts else ""
+        text = f"{head}{part}: traffic {pct_map(p.traffic)}"
+        if p.mirror_traffic:
+            text += f", mirror {pct_map(p.mirror_traffic)}"
+        if p.phase == "drain":
             text += " (drain before delete)"
         return text
     return head
+
+
+def gate_lines(step: Step) -> list[str]:
+    """A guarded step's gates, one line each, then what a failure does: ``batch 2/5: bake 30s,
+    5xx <= 1%, p99 <= 1.5x old, >= 50 requests``; ``then bake 30s, ...`` after a traffic step;
+    none for an unguarded step."""
+    p = step.params
+    lines: list[str] = []
+    if isinstance(p, RolloutParams) and p.gate is not None:
+        count = len(p.batches) or 1
+        if p.gate.once:  # the provider's metrics do not tell the old and new instances apart (azure)
+            lines.append(f"after batch {count}/{count}, the whole deployment (the provider's metrics do not tell "
+                         f"old and new instances apart): {p.gate.describe()}")
+        for i in [] if p.gate.once else range(1, count + 1):
+            lines.append(f"batch {i}/{count}: {p.gate.describe()}")
+        if p.gate.on_failure == "rollback":
+            lines.append(f"on failure: the updated instances roll back to the previous configuration, "
+                         f"{p.batch_size} at a time")
+        else:
+            lines.append("on failure: pause where it is (recon plan then shows how to go on)")
+    elif isinstance(p, TrafficParams) and p.gates:
+        if p.mirror_gate is not None:
+            lines.append(f"first, {'+'.join(p.mirror_gate.judged)} on its mirrored answers: {p.mirror_gate.describe()}")
+        if p.gate is not None:
+            lines.append(f"then {p.gate.describe()}")
+        gate = p.gate or p.mirror_gate
+        if gate is not None and gate.on_failure == "pause":
+            lines.append("on failure: pause where it is (recon plan then shows how to go on)")
+        elif p.restore is not None:
+            lines.append(f"on failure: traffic back to {pct_map(p.restore.traffic)}"
+                         + (f", mirror {pct_map(p.restore.mirror_traffic)}" if p.restore.mirror_traffic else ""))
+    return lines
 
 
 _FILLER = {"of", "from", "to", "in", "place", "the", "a", "and", "at"}
@@ -287,13 +322,14 @@ def _leaf_diff(before: Any, after: Any, prefix: str) -> list[FieldChange]:
     return [] if before == after else [FieldChange(path=prefix, before=before, after=after)]
 
 
-def _batches_text(step: Step) -> str:
-    n = int(step.params.get("instances", sum(b.size for b in step.batches)))
-    size = int(step.params.get("batch_size") or (step.batches[0].size if step.batches else max(1, n)))
-    count = len(step.batches) or (math.ceil(n / size) if size else 0)
+def _batches_text(p: RolloutParams) -> str:
+    batches = p.batches
+    n = p.instances
+    size = p.batch_size or (batches[0].size if batches else max(1, n))
+    count = len(batches) or (math.ceil(n / size) if size else 0)
     noun = "instance" if n == 1 else "instances"
     text = f"{n} {noun} in {count} batch{'es' if count != 1 else ''} of {size}"
-    last = step.batches[-1].size if step.batches else (n - size * (count - 1) if count else 0)
+    last = batches[-1].size if batches else (n - size * (count - 1) if count else 0)
     if count > 1 and last != size:
         text += f" (last batch {last})"
     return text

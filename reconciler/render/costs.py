@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reconciler.plan.cost import money, side_words
+from reconciler.plan.budget import money, side_words
 from reconciler.plan.types import Action, CostReport, CostSide, DeploymentCost, Step
 
 _SOURCE_WORDS = {"azure-retail-prices": "Azure retail prices", "recon.yaml": "prices from recon.yaml"}

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from reconciler.plan.types import DriftItem, Plan
+from reconciler.plan.types import DriftItem, Plan, RolloutParams, Step
 from reconciler.render import terraform as tf
 from reconciler.render.common import UNKNOWN, drift_counts, group_drift, recon_version, split_repairs
 from reconciler.state.document import State
@@ -74,7 +74,7 @@ def _document(plan: Plan, unknowns: bool) -> dict[str, Any]:
         "destroy": plan.destroy,
         "applicable": plan.applicable,
         "drift": [d.model_dump(mode="json") for d in plan.drift],
-        "steps": [s.model_dump(mode="json") for s in plan.steps],
+        "steps": [_step_json(s) for s in plan.steps],
         "quota": plan.quota.model_dump(mode="json"),
         "cost": plan.cost.model_dump(mode="json") if plan.cost is not None else None,
         "warnings": list(plan.warnings),
@@ -108,6 +108,17 @@ def render_state_json(state: State) -> str:
         workspace=state.workspace,
     )
     return _dumps(doc)
+
+
+def _step_json(step: Step) -> dict[str, Any]:
+    """A step as ``docs/plan-json.md`` has it: a rollout's ``batches`` spelled out (the plan stores
+    only ``instances`` and ``batch_size``; every other kind has none)."""
+    entry = step.model_dump(mode="json")
+    description = entry.pop("description")
+    batches = step.params.batches if isinstance(step.params, RolloutParams) else []
+    entry["batches"] = [b.model_dump(mode="json") for b in batches]
+    entry["description"] = description
+    return entry
 
 
 def resource_drift(drift: list[DriftItem], plan: Plan | None = None) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from reconciler.model.resources import digest_of
@@ -32,6 +33,7 @@ from reconciler.render.common import (
     field_changes,
     format_number,
     format_value,
+    gate_lines,
     quota_status,
     replace_reason,
     split_repairs,
@@ -295,7 +297,7 @@ def _resource_block(rc: ResourceChange) -> _Block:
 
 def _diff_lines(rc: ResourceChange) -> list[str]:
     if rc.action is Action.DELETE:
-        before = rc.before or {}
+        before: Mapping[str, object] = rc.before or {}
         return [
             f"- {_one_line(k)}: {format_value(v)}"
             for k, v in sorted(before.items())
@@ -330,6 +332,7 @@ def _rollout_section(steps: list[Step]) -> _Section:
         detail = step_detail(step)
         if detail:
             line += f" — {esc(detail)}"
+        line += "".join(f"\n   - {esc(g)}" for g in gate_lines(step))
         blocks.append(_Block(line, _KEEP_STEP))
     return _Section("### Rollout", "Steps in the order apply runs them:\n", blocks, noun="steps")
 

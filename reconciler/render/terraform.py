@@ -13,6 +13,7 @@ tell every resource apart. An endpoint has no index; a deployment's index is its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.plan.types import Action, DriftItem, Plan, ResourceChange
@@ -99,7 +100,7 @@ def _endpoint_replaced(rc: ResourceChange, plan: Plan) -> bool:
     return ep is not None and ep.action is Action.REPLACE
 
 
-def split_unknown(values: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+def split_unknown(values: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, dict[str, Any]]:
     """``values`` without what is known only after apply, and Terraform's ``after_unknown`` (the
     same paths set to true). recon's planner knows every value today; the marker is
     ``render.common.UNKNOWN``."""
@@ -125,7 +126,7 @@ def _has_unknown(value: Any) -> bool:
     return bool(value == UNKNOWN)
 
 
-def sensitive(values: dict[str, Any] | None) -> dict[str, Any] | bool:
+def sensitive(values: Mapping[str, Any] | None) -> dict[str, Any] | bool:
     """Terraform's ``*_sensitive``: false for an absent object, else the sensitive leaves set to true.
     recon's plans carry no secret (keys and tokens never enter them), so there are none."""
     return False if values is None else {}

@@ -28,6 +28,7 @@ from reconciler.render.common import (
     field_changes,
     format_number,
     format_value,
+    gate_lines,
     group_drift,
     quota_status,
     replace_reason,
@@ -140,6 +141,7 @@ def _steps_lines(steps: list[Step]) -> list[str]:
         detail = step_detail(step)
         if detail:
             lines.append(f"  {'':>{width}}  {detail}")
+        lines += [f"  {'':>{width}}  {line}" for line in gate_lines(step)]
     return lines + [""]
 
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from reconciler.model.errors import StateError
-from reconciler.model.resources import ResourceType
+from reconciler.model.resources import Attributes, AttributesField, ResourceType
 
 STATE_FORMAT_VERSION = 2
 #: the format versions this recon reads (1: release 0.1.0, without ``pending``)
@@ -51,7 +51,7 @@ class Pending(BaseModel):
 
     step: str
     kind: PendingKind
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: AttributesField = Field(default_factory=lambda: cast(Attributes, {}))
     batches: int = 0
     batches_done: int = 0
 

@@ -129,6 +129,7 @@ class Emulator:
         self.other_usage: dict[str, int] = {}
         self.workspace_quota: dict[str, int] = {}
         self.metrics = Metrics()  # Azure Monitor's metrics of the endpoints (tests/azure/metrics.py)
+        self.metrics.body_of = lambda endpoint, name: json.dumps(self.deployment(endpoint, name) or {})
         self.lock = threading.RLock()
         self.server: ThreadingHTTPServer | None = None
         self.port = 0

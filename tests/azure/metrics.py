@@ -16,7 +16,9 @@ with the emulator's clock; a minute's share is weighted by how long each split h
 mirrored copies count under the deployment they went to), and each deployment answers as its
 ``Behaviour`` says (model errors: the container answers 500, Azure 424; server errors 503;
 timeouts 408; throttled 429; its p99), which may change with its live share (``from_share``:
-"the metrics go bad after the 50% step"). A minute is served once it has ended and ``delay``
+"the metrics go bad after the 50% step") or with the configuration it runs (``running``: text its
+ARM body must contain, "the metrics go bad once the update to model version 2 is done"; read when
+a query is answered, so a configuration holds for every minute it is asked about). A minute is served once it has ended and ``delay``
 seconds have passed (Azure Monitor's ingestion). ``clock`` is injectable, so a test can run
 minutes in no time.
 """
@@ -55,6 +57,7 @@ class Behaviour:
     timeouts: float = 0.0
     throttled: float = 0.0
     from_share: int = 0
+    running: str = ""
 
 
 def iso(t: float) -> str:
@@ -76,6 +79,7 @@ class Metrics:
         self.behaviours: dict[tuple[str, str], list[Behaviour]] = {}
         self.history: dict[str, list[tuple[float, dict[str, int], dict[str, int]]]] = {}
         self.queries: list[dict[str, str]] = []
+        self.body_of: Callable[[str, str], str] = lambda endpoint, deployment: ""  # the deployment's ARM body
 
     # -- the model, for tests ---------------------------------------------------------------------
     def behave(self, endpoint: str, deployment: str, *behaviours: Behaviour) -> None:
@@ -101,8 +105,9 @@ class Metrics:
 
     def behaviour(self, endpoint: str, deployment: str, live_share: float) -> Behaviour:
         chosen = Behaviour()
+        body = self.body_of(endpoint, deployment)
         for b in self.behaviours.get((endpoint.lower(), deployment.lower()), []):
-            if live_share >= b.from_share:
+            if live_share >= b.from_share and b.running in body:
                 chosen = b
         return chosen
 

@@ -304,3 +304,36 @@ def test_a_mirrored_deployment_is_measured_as_mirror_traffic(harness: Harness, a
     stats = harness.provider.close_window(request, mark)
     assert {(s.deployment, s.traffic, s.requests) for s in stats.series} == {("blue", "live", 600),
                                                                              ("green", "mirror", 60)}
+
+
+def test_a_rolling_update_is_judged_as_a_whole_after_it_and_rolled_back_by_a_put(
+        harness: Harness, arm: Emulator, clock: Clock) -> None:
+    from reconciler.apply.judge import judge
+    from reconciler.model.rollout import Analysis, Gate, LatencyLimit
+    from reconciler.plan.types import Batch
+
+    _on_clock(harness, clock)
+    arm.metrics.load["ep"] = 600
+    arm.metrics.behave("ep", "blue", Behaviour(p99_ms=80.0), Behaviour(p99_ms=2500.0, running='"RELEASE": "v2"'))
+    _route(harness, {"blue": 100})
+    before = harness.recorded["deployment.ep.blue"]
+    update = harness.deployment("blue", release="v2")
+    harness.provider.roll_batch(update, Batch(index=1, size=1))  # Azure replaces every instance itself
+    request = _endpoint_request(harness)
+    mark = harness.provider.open_window(request)
+    clock.sleep(60)
+    stats = harness.provider.close_window(request, mark)
+    assert [(s.deployment, s.digest, s.requests) for s in stats.series] == [("blue", None, 600)]
+    gate = Gate(kind="batch", analysis=Analysis(bake_s=60, min_requests=50, max_latency_p99=LatencyLimit(absolute_s=1.0)),
+                judged=["blue"], baseline=["blue"])
+    verdict = judge(gate, stats, None)  # no configuration to tell apart: the whole deployment is judged
+    assert verdict.result == "fail" and verdict.latency_p99_s == pytest.approx(2.5)
+    # the rollback the engine asks for: the previous configuration, one PUT of the previous body
+    arm.clear_log()
+    previous = harness.request("deployment", "blue", before.address, before.attributes, update.refs)
+    harness.provider.roll_batch(previous, Batch(index=1, size=1))
+    writes = [(r["method"], r["path"].rsplit("/", 2)[-2:]) for r in arm.requests if r["method"] != "GET"]
+    assert writes[0] == ("PUT", ["deployments", "blue"])
+    put = next(r for r in arm.requests if r["method"] == "PUT")
+    assert put["body"]["properties"]["environmentVariables"]["RELEASE"] == "v1"
+    assert '"RELEASE": "v1"' in arm.metrics.body_of("ep", "blue")

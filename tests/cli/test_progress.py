@@ -27,7 +27,7 @@ TRAFFIC = Step(
     id="set_traffic:endpoint.ep",
     kind=StepKind.SET_TRAFFIC,
     address="endpoint.ep",
-    params={"traffic": {"blue": 90, "green": 10}},
+    params={"traffic": {"blue": 90, "green": 10}, "mirror_traffic": {}, "phase": "final"},
 )
 
 

@@ -88,10 +88,11 @@ class Harness:
         attrs = endpoint_attrs(name)
         return self.request("endpoint", name, f"endpoint.{name}", attrs)
 
-    def deployment(self, name: str = "blue", count: int = 1, release: str = "v1") -> ApplyRequest:
+    def deployment(self, name: str = "blue", count: int = 1, release: str = "v1", score: str = SCORE_PY,
+                   variables: dict[str, str] | None = None, request_settings: dict[str, Any] | None = None) -> ApplyRequest:
         code = self.root / "code"
         code.mkdir(exist_ok=True)
-        (code / "score.py").write_text(SCORE_PY)
+        (code / "score.py").write_text(score)
         model, env, ep = self.model(), self.environment(), self.endpoint()
         attrs = deployment_attrs(
             name,
@@ -102,7 +103,8 @@ class Harness:
             instance_count=count,
             liveness_probe=dict(FAST_PROBE),
             readiness_probe=dict(FAST_PROBE),
-            environment_variables={"RELEASE": release},
+            environment_variables={"RELEASE": release, **(variables or {})},
+            **({"request_settings": request_settings} if request_settings else {}),
         )
         refs = {model.address: model.attributes, env.address: env.attributes, ep.address: ep.attributes}
         return self.request("deployment", name, f"deployment.ep.{name}", attrs, refs)
@@ -180,21 +182,26 @@ PROVIDER_KINDS["kubernetes"] = ("providers.kubernetes", "KubernetesProvider", {}
 @pytest.fixture(params=[pytest.param(k, marks=pytest.mark.kubernetes) if k == "kubernetes" else k
                         for k in PROVIDER_KINDS])
 def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    module_name, class_name, settings = PROVIDER_KINDS[request.param]
-    if request.param == "kubernetes":
+    yield from provider_harness(request.param, request, tmp_path)
+
+
+def provider_harness(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
+    """The body of the ``provider`` fixture for one provider ``kind`` (other suites' fixtures use it)."""
+    module_name, class_name, settings = PROVIDER_KINDS[kind]
+    if kind == "kubernetes":
         from tests.kubernetes.conftest import kubernetes_contract_settings
 
         settings = kubernetes_contract_settings(request)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        pytest.skip(f"provider {request.param} is not importable yet: {exc}")
-    if request.param == "docker":
+        pytest.skip(f"provider {kind} is not importable yet: {exc}")
+    if kind == "docker":
         from tests.docker.engine import require_engine
 
         require_engine()
     stack = contextlib.ExitStack()
-    if request.param == "azure":
+    if kind == "azure":
         from tests.azure.fixtures import emulated_workspace
 
         settings = {**settings, **stack.enter_context(emulated_workspace()).settings()}
@@ -203,7 +210,7 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness
     context = ProviderContext(
         project_root=root, state_dir=root / ".recon", cache_dir=tmp_path / "cache", workspace="contract"
     )
-    harness = Harness(request.param, getattr(module, class_name)(dict(settings), context), root)
+    harness = Harness(kind, getattr(module, class_name)(dict(settings), context), root)
     try:
         yield harness
     finally:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 
 from reconciler.model.settings import Budget
-from reconciler.plan.cost import SOURCE_API, SOURCE_TABLE, Price, PriceTable, add_cost, estimate, money
+from reconciler.plan.budget import money
+from reconciler.plan.cost import SOURCE_API, SOURCE_TABLE, Price, PriceTable, add_cost, estimate
 from reconciler.plan.planner import make_plan
-from reconciler.plan.types import Action, CostReport, Plan
+from reconciler.plan.types import Action, CostReport, Plan, RolloutParams
 from reconciler.state.document import State
 from tests.planner.helpers import base, changed, deployment, desired, endpoint, environment, model, state
 
@@ -77,7 +78,7 @@ def test_scale_up_costs_the_larger_count_and_a_rolling_update_its_surge() -> Non
         desired(*res[:3], changed(res[3], instance_count=5, environment_variables={"A": "1"})), prior
     )
     assert [s.kind.value for s in plan.steps] == ["scale", "rollout"]
-    assert [b.size for b in plan.steps[1].batches] == [1] * 5
+    assert [b.size for b in plan.steps[1].params_as(RolloutParams).batches] == [1] * 5
     c = priced(plan)
     assert c.peak_hourly == 1.5  # (5 + 1) x 0.25
     assert c.peak_step == f"rollout:{BLUE}"

@@ -111,17 +111,11 @@ def hand_plan(state: State, steps: list[Step], changes: list[Any], digest: str =
     )
 
 
-def step(kind: str, address: str, *deps: str, batches: int = 0, **params: Any) -> Step:
+def step(kind: str, address: str, *deps: str, **params: Any) -> Step:
+    """A step made by hand; ``params`` are its kind's (``reconciler.plan.types.PARAMS``), as a saved plan holds them."""
     from reconciler.plan.types import StepKind
 
-    return Step(
-        id=f"{kind}:{address}",
-        kind=StepKind(kind),
-        address=address,
-        depends_on=list(deps),
-        params=params,
-        batches=[Batch(index=i + 1, size=1) for i in range(batches)],
-    )
+    return Step(id=f"{kind}:{address}", kind=StepKind(kind), address=address, depends_on=list(deps), params=params)
 
 
 class Env:

@@ -198,7 +198,7 @@ def test_plan_with_errors_is_refused(env: Env) -> None:
 def test_engine_refuses_traffic_to_a_deployment_that_is_not_ready(env: Env) -> None:
     assert _apply(env, blue_green(env.root, green=None)).ok
     state = env.state()
-    plan = hand_plan(state, [step("set_traffic", "endpoint.ep", traffic={"green": 100})], [])
+    plan = hand_plan(state, [step("set_traffic", "endpoint.ep", traffic={"green": 100}, mirror_traffic={}, phase="final")], [])
     result = apply_plan(plan, provider=env.provider, state_manager=env.manager(), desired_digest=None)
     (failed,) = result.errors
     assert "refusing to route traffic to deployment.ep.green: it does not exist" in (failed.error or "")

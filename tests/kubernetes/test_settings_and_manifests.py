@@ -8,10 +8,12 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from providers.kubernetes import manifests as m
+from providers.kubernetes.objects import ready_addresses, ready_digests
 from providers.kubernetes.settings import parse_settings
 from reconciler.model.errors import ConfigError
 
@@ -90,6 +92,26 @@ def test_the_router_pod_unpacks_httptools_and_mounts_its_keys() -> None:
     assert "sys.path.append" in boot[2] and boot[3:5] == ["/opt/recon/lib", "/opt/recon/router/router.pyz"]
     assert all(c["resources"]["requests"] for c in pod["initContainers"] + pod["containers"])  # quota
     assert service["spec"]["selector"] == {"recon.io/endpoint": "ep", "recon.io/role": "router"}
+
+
+def test_router_pods_carry_the_prometheus_annotations() -> None:
+    deployment, _ = m.router_manifests(parse_settings({"namespace": "ns"}), "ws", "ep", "sha256:" + "b" * 64)
+    template = deployment["spec"]["template"]
+    notes = template["metadata"]["annotations"]
+    assert {k: notes[k] for k in notes if k.startswith("prometheus.io/")} == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": "8080", "prometheus.io/path": "/-/metrics"}
+    assert template["spec"]["containers"][0]["ports"][0]["containerPort"] == 8080
+
+
+def test_a_pool_is_written_with_each_pod_digest() -> None:
+    def pod(ip: str, digest: str, ready: bool = True) -> dict[str, Any]:
+        return {"metadata": {"name": ip, "annotations": {"recon.io/config-digest": digest}},
+                "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": str(ready)}]}}
+
+    pods = [pod("10.0.0.9", "sha256:new"), pod("10.0.0.2", "sha256:old"), pod("10.0.0.5", "sha256:new", False)]
+    port = m.INSTANCE_PORT
+    assert ready_addresses(pods) == [f"10.0.0.2:{port}", f"10.0.0.9:{port}"]
+    assert ready_digests(pods) == {f"10.0.0.2:{port}": "sha256:old", f"10.0.0.9:{port}": "sha256:new"}
 
 
 def test_capacity_counts_only_nodes_the_pods_tolerate() -> None:

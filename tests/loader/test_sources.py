@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reconciler.load import sources
+from reconciler.load import discovery, parallel, sources
 from tests.conftest import CORPUS
 
 SAFE: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -170,7 +170,7 @@ def _tree(root: Path, n: int) -> list[Path]:
 def count_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The pids of the workers ``parse_files`` forks from now on (in this process)."""
     forks: list[int] = []
-    real_fork = sources.os.fork
+    real_fork = parallel.os.fork
 
     def counting_fork() -> int:
         pid = real_fork()
@@ -178,7 +178,7 @@ def count_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
             forks.append(pid)
         return pid
 
-    monkeypatch.setattr(sources.os, "fork", counting_fork)
+    monkeypatch.setattr(parallel.os, "fork", counting_fork)
     return forks
 
 
@@ -187,37 +187,37 @@ def test_parse_files_split_over_a_worker_equals_serial(tmp_path: Path, monkeypat
     serial = [sources.read_and_parse(p) for p in paths]
     assert serial[1].problem is not None and serial[1].problem.message.startswith("cannot read the file")
     assert serial[0].problem is not None and serial[0].problem.line == 2
-    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 10)
     forks = count_forks(monkeypatch)
-    assert sources.parse_files(paths) == serial
+    assert parallel.parse_files(paths) == serial
     assert len(forks) == 1  # the split really ran
 
 
 def test_parse_files_survives_a_failing_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = _tree(tmp_path, 120)
     serial = [sources.read_and_parse(p) for p in paths]
-    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 10)
 
     def broken_dump(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("the worker cannot send")
 
-    monkeypatch.setattr(sources.pickle, "dump", broken_dump)  # the forked worker inherits it
-    assert sources.parse_files(paths) == serial
+    monkeypatch.setattr(parallel.pickle, "dump", broken_dump)  # the forked worker inherits it
+    assert parallel.parse_files(paths) == serial
 
 
 def test_parse_files_does_not_fork_beside_other_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = _tree(tmp_path, 40)
-    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 10)
 
     def no_fork() -> int:
         raise AssertionError("forked while another thread runs")
 
-    monkeypatch.setattr(sources.os, "fork", no_fork)
+    monkeypatch.setattr(parallel.os, "fork", no_fork)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        assert sources.parse_files(paths) == [sources.read_and_parse(p) for p in paths]
+        assert parallel.parse_files(paths) == [sources.read_and_parse(p) for p in paths]
     finally:
         stop.set()
         other.join()
@@ -230,7 +230,7 @@ def test_discover_order_and_skips(tmp_path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("a: 1\n")
     (tmp_path / "link").symlink_to(tmp_path / "z", target_is_directory=True)
-    found = [rel for _, rel in sources.discover(tmp_path, frozenset({"recon.yaml"}), ("ci/**",))]
+    found = [rel for _, rel in discovery.discover(tmp_path, frozenset({"recon.yaml"}), ("ci/**",))]
     assert found == ["a.yaml", "b.yml", "m/n.yml", "z/x.yml", "z/y/w.yml"]
 
 
@@ -241,8 +241,8 @@ def test_parse_files_shares_chunks_and_runs_meanwhile_while_the_worker_parses(
     (the state read), the worker takes more of them; the result is the serial one all the same."""
     paths = _tree(tmp_path, 400)
     serial = [sources.read_and_parse(p) for p in paths]
-    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
-    monkeypatch.setattr(sources, "CHUNK_FILES", 8)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(parallel, "CHUNK_FILES", 8)
     log = tmp_path / "who.log"
     real = sources.read_and_parse
 
@@ -259,7 +259,7 @@ def test_parse_files_shares_chunks_and_runs_meanwhile_while_the_worker_parses(
         calls.append(os.getpid())
         time.sleep(0.5)
 
-    assert sources.parse_files(paths, meanwhile=meanwhile) == serial
+    assert parallel.parse_files(paths, meanwhile=meanwhile) == serial
     assert calls == [os.getpid()]
     pids = log.read_text().split()
     mine, theirs = pids.count(str(os.getpid())), len(pids) - pids.count(str(os.getpid()))
@@ -271,7 +271,7 @@ def test_parse_files_meanwhile_error_goes_up_and_leaves_no_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths = _tree(tmp_path, 200)
-    monkeypatch.setattr(sources, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_FILES", 10)
 
     forks = count_forks(monkeypatch)
 
@@ -279,12 +279,12 @@ def test_parse_files_meanwhile_error_goes_up_and_leaves_no_worker(
         raise ValueError("the state cannot be read")
 
     with pytest.raises(ValueError, match="state cannot be read"):
-        sources.parse_files(paths, meanwhile=broken)
+        parallel.parse_files(paths, meanwhile=broken)
     assert len(forks) == 1
     with pytest.raises(ChildProcessError):  # the worker was reaped: it is no child of ours any more
         os.waitpid(forks[0], os.WNOHANG)
     calls: list[int] = []
-    assert sources.parse_files(paths[:5], meanwhile=lambda: calls.append(1)) == [
+    assert parallel.parse_files(paths[:5], meanwhile=lambda: calls.append(1)) == [
         sources.read_and_parse(p) for p in paths[:5]
     ]
     assert calls == [1]  # without a worker too, once

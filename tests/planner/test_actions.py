@@ -6,7 +6,7 @@ import pytest
 
 from reconciler.model.errors import PlanError
 from reconciler.plan.planner import make_plan
-from reconciler.plan.types import Action, Plan, StepKind
+from reconciler.plan.types import Action, Plan, StepKind, TrafficParams
 from reconciler.state.document import State
 from tests.planner.helpers import base, changed, deployment, desired, endpoint, environment, model, state
 
@@ -175,7 +175,7 @@ def test_destroy_deletes_everything_traffic_first() -> None:
     assert {rc.action for rc in plan.resource_changes} == {Action.DELETE}
     ids = [s.id for s in plan.steps]
     assert ids[0] == "set_traffic:endpoint.my-endpoint:drain"
-    assert plan.steps[0].params == {"traffic": {}, "mirror_traffic": {}, "phase": "drain"}
+    assert plan.steps[0].params == TrafficParams(traffic={}, mirror_traffic={}, phase="drain")
     assert ids.index("delete:deployment.my-endpoint.blue") < ids.index("delete:endpoint.my-endpoint")
     assert ids.index("delete:deployment.my-endpoint.blue") < ids.index("delete:model.my-model:1")
     assert ids.index("delete:deployment.my-endpoint.blue") < ids.index("delete:environment.my-env:1")

@@ -12,7 +12,7 @@ from providers.base import Observation
 from reconciler.apply.refresh import refresh
 from reconciler.model.errors import StateError
 from reconciler.plan.planner import make_plan
-from reconciler.plan.types import Action, Plan, StepKind
+from reconciler.plan.types import Action, Plan, ScaleParams, StepKind, TrafficParams
 from reconciler.state.document import STATE_FORMAT_VERSION, Pending, State, StateResource
 from tests.planner.helpers import base, changed, deployment, desired, endpoint, state
 from tests.planner.test_refresh_graph import WorldProvider
@@ -87,7 +87,7 @@ def test_interrupted_rollout_is_finished_or_rolled_back_by_scale_and_rollout(con
     assert change is not None and change.action is Action.UPDATE and how in (change.reason or "")
     assert _kinds(plan, BLUE) == [StepKind.SCALE, StepKind.ROLLOUT]
     scale = next(s for s in plan.steps if s.kind is StepKind.SCALE)
-    assert scale.params == {"from": 1, "to": 1, "repair": True} and "repair" in scale.description
+    assert scale.params == ScaleParams(from_=1, to=1, repair=True) and "repair" in scale.description
     _assert_drift_planned(plan)
 
 
@@ -98,7 +98,7 @@ def test_interrupted_traffic_change_sets_the_traffic_again() -> None:
     plan = make_plan(desired(*res), refreshed, drift=drift)
     assert _kinds(plan, EP) == [StepKind.UPDATE, StepKind.SET_TRAFFIC]
     traffic = next(s for s in plan.steps if s.kind is StepKind.SET_TRAFFIC)
-    assert traffic.params["traffic"] == {"blue": 100}
+    assert traffic.params_as(TrafficParams).traffic == {"blue": 100}
     assert _kinds(plan, BLUE) == []  # nothing wrong with the deployment
 
 

@@ -13,7 +13,7 @@ from reconciler.model.errors import ConfigError, ProviderError
 from reconciler.plan.diff import diff_attributes
 from reconciler.plan.graph import desired_graph, resource_graph, step_order
 from reconciler.plan.planner import make_plan
-from reconciler.plan.types import Action, Batch, StepKind
+from reconciler.plan.types import Action, Batch, ScaleParams, StepKind
 from reconciler.state.document import StateResource
 from tests.planner.helpers import base, desired, endpoint, state
 
@@ -83,7 +83,7 @@ def test_refresh_changed_attribute_is_drift_and_the_plan_repairs_it() -> None:
     plan = make_plan(desired(*res), refreshed, drift=drift)
     assert plan.drift == drift
     assert [s.kind for s in plan.steps] == [StepKind.SCALE, StepKind.ROLLOUT]
-    assert plan.steps[0].params == {"from": 0, "to": 1}
+    assert plan.steps[0].params == ScaleParams(from_=0, to=1)
 
 
 def test_refresh_missing_resource_is_dropped_so_the_plan_recreates_it() -> None:

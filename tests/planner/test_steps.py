@@ -7,7 +7,7 @@ import pytest
 from reconciler.plan.planner import make_plan
 from reconciler.plan.steps import batch_size, rollout_batches
 from reconciler.plan.traffic import redistribute
-from reconciler.plan.types import Action, Plan, StepKind
+from reconciler.plan.types import Action, Plan, RolloutParams, ScaleParams, StepKind, TrafficParams
 from reconciler.state.document import State
 from tests.planner.helpers import base, before, changed, deployment, desired, endpoint, state
 
@@ -19,7 +19,8 @@ def assert_traffic_safe(plan: Plan) -> None:
     for s in plan.steps:
         if s.kind is SET:
             ep = s.address.split(".", 1)[1]
-            for name in {**s.params["traffic"], **s.params["mirror_traffic"]}:
+            routed = s.params_as(TrafficParams)
+            for name in {**routed.traffic, **routed.mirror_traffic}:
                 for kind in ("create", "rollout", "scale"):
                     sid = f"{kind}:deployment.{ep}.{name}"
                     if sid in steps:
@@ -33,7 +34,7 @@ def assert_traffic_safe(plan: Plan) -> None:
                     t.kind is SET
                     and t.address == f"endpoint.{ep}"
                     and before(plan, t.id, s.id)
-                    and name not in {**t.params["traffic"], **t.params["mirror_traffic"]}
+                    and name not in {**t.params_as(TrafficParams).traffic, **t.params_as(TrafficParams).mirror_traffic}
                     for t in plan.steps
                 ), f"{s.id} runs while traffic may still point at it"
 
@@ -57,7 +58,7 @@ def test_new_endpoint_created_without_traffic_then_deployments_then_traffic() ->
         "create:model.my-model:1",
         "create:endpoint.my-endpoint",
     }
-    assert plan.steps[-1].params == {"traffic": {"blue": 100}, "mirror_traffic": {}, "phase": "final"}
+    assert plan.steps[-1].params == TrafficParams(traffic={"blue": 100}, mirror_traffic={}, phase="final")
     assert plan.steps[-1].depends_on == ["create:endpoint.my-endpoint", "create:deployment.my-endpoint.blue"]
     assert_traffic_safe(plan)
 
@@ -89,7 +90,7 @@ def test_mirror_traffic_waits_for_the_mirror_deployment() -> None:
     ep = endpoint(traffic={"blue": 100}, mirror_traffic={"green": 10})
     plan = make_plan(desired(res[0], res[1], ep, res[3], green), state(*res))
     step = plan.steps[-1]
-    assert step.params["mirror_traffic"] == {"green": 10}
+    assert step.params_as(TrafficParams).mirror_traffic == {"green": 10}
     assert before(plan, "create:deployment.my-endpoint.green", step.id)
 
 
@@ -120,8 +121,8 @@ def test_replaced_deployment_with_live_traffic_is_drained_first() -> None:
         "set_traffic:endpoint.my-endpoint",
     ]
     drain = plan.steps[0]
-    assert drain.params == {"traffic": {"green": 100}, "mirror_traffic": {}, "phase": "drain"}
-    assert plan.steps[-1].params["traffic"] == {"blue": 80, "green": 20}
+    assert drain.params == TrafficParams(traffic={"green": 100}, mirror_traffic={}, phase="drain")
+    assert plan.steps[-1].params_as(TrafficParams).traffic == {"blue": 80, "green": 20}
     assert before(plan, "create:deployment.my-endpoint.blue", "set_traffic:endpoint.my-endpoint")
     assert any("80% of live traffic" in w["message"] and "blue/green" in w["hint"] for w in plan.warnings)
     assert plan.change("endpoint.my-endpoint").action is Action.NOOP
@@ -132,8 +133,8 @@ def test_replaced_only_deployment_drains_to_zero() -> None:
     res = base()
     new_blue = changed(res[3], instance_type="Standard_F4s_v2")
     plan = make_plan(desired(*res[:3], new_blue), state(*res))
-    assert plan.steps[0].params["traffic"] == {}
-    assert plan.steps[-1].params["traffic"] == {"blue": 100}
+    assert plan.steps[0].params_as(TrafficParams).traffic == {}
+    assert plan.steps[-1].params_as(TrafficParams).traffic == {"blue": 100}
     assert any("nowhere" in w["message"] for w in plan.warnings)
     assert_traffic_safe(plan)
 
@@ -202,8 +203,9 @@ def test_rollout_step_batches_in_plan(n: int, size: int, count: int) -> None:
     plan = make_plan(desired(*res[:3], new), state(*res[:3], old))
     (step,) = plan.steps
     assert step.kind is StepKind.ROLLOUT
-    assert step.params == {"instances": n, "batch_size": size}
-    assert len(step.batches) == count and {b.size for b in step.batches} == {size}
+    assert step.params == RolloutParams(instances=n, batch_size=size)
+    batches = step.params_as(RolloutParams).batches
+    assert len(batches) == count and {b.size for b in batches} == {size}
 
 
 def test_scale_then_rollout_with_warning() -> None:
@@ -213,8 +215,8 @@ def test_scale_then_rollout_with_warning() -> None:
     plan = make_plan(desired(*res[:3], new), state(*res[:3], old))
     assert [s.kind for s in plan.steps] == [StepKind.SCALE, StepKind.ROLLOUT]
     scale, rollout = plan.steps
-    assert scale.params == {"from": 2, "to": 4}
-    assert rollout.depends_on == [scale.id] and rollout.params["instances"] == 4
+    assert scale.params == ScaleParams(from_=2, to=4)
+    assert rollout.depends_on == [scale.id] and rollout.params_as(RolloutParams).instances == 4
     assert any("separate applies" in (w["hint"] or "") for w in plan.warnings)
 
 
@@ -222,7 +224,7 @@ def test_scale_only_has_no_rollout_and_no_warning() -> None:
     res = base()
     new = changed(res[3], instance_count=3)
     plan = make_plan(desired(*res[:3], new), state(*res))
-    assert [(s.kind, s.params) for s in plan.steps] == [(StepKind.SCALE, {"from": 1, "to": 3})]
+    assert [(s.kind, s.params) for s in plan.steps] == [(StepKind.SCALE, ScaleParams(from_=1, to=3))]
     assert plan.warnings == []
 
 

@@ -32,6 +32,8 @@ class Server(Protocol):
 
     def handle(self, client: ClientConn, req: Request) -> None: ...
 
+    def refused(self, status: int) -> None: ...
+
 
 class Stop(Exception):
     """Raised in a parser callback once the connection has been answered and closed."""
@@ -181,6 +183,7 @@ class ClientConn(asyncio.Protocol):
 
     def fail(self, status: int, message: str) -> None:
         self.stopped = True
+        self.router.refused(status)  # counted (recon_router_responses_total) even when the client is gone
         if not self.closed:
             self.transport.write(serialize(simple(status, message), False, []))
             self.transport.close()

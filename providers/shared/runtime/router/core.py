@@ -18,7 +18,7 @@ from typing import Any
 
 from .clients import ClientConn
 from .messages import Request, Response, serialize, simple
-from .pools import Pools
+from .pools import Pools, Upstream
 from .status import CONTROL_PATHS, Telemetry, log, own_answer
 from .table import LIMITS, Credentials, Split, Table, load
 from .upstream import Exchange
@@ -82,6 +82,7 @@ class Router:
         self.table = table
         self.limits = table.limit_values()
         self.pools.update(table.deployments)
+        self.telemetry.metrics.attach(self.pools.by_name.values())
 
     def check_files(self) -> None:
         table = self.table
@@ -132,8 +133,8 @@ class Router:
             req.request_id = f"{self.id_prefix}-{self.id_counter}"
             rid = req.request_id.encode()
         if req.target in CONTROL_PATHS:
-            resp = own_answer(req, self.table, self.pools, self.active - 1, self.stopping)
-            self._answer(client, req, resp, "", time.perf_counter())
+            resp = own_answer(req, self.table, self.pools, self.active - 1, self.stopping, self.telemetry.metrics)
+            self._answer(client, req, resp, "", time.perf_counter(), own=False)
             return
         mirror_to = None
         pools = self.pools.by_name
@@ -157,19 +158,27 @@ class Router:
         Exchange(self, client, req, pool, mirror_to, rid).start()
 
     def finished(self, ex: Exchange, resp: Response | None) -> None:
+        self.telemetry.exchange_done(ex.last_up, ex.client is None, ex.outcome, ex.started, ex.pool.spec.name)
         if ex.client is None:  # a mirrored copy: its answer is thrown away
             self.mirrors -= 1
             return
         assert resp is not None
-        self._answer(ex.client, ex.req, resp, ex.pool.spec.name, ex.started, ex.served_by)
+        self._answer(ex.client, ex.req, resp, ex.pool.spec.name, ex.started, ex.served_by, ex.last_up is None)
         if ex.mirror_to is not None:  # after the live answer is written: it never waits for the copy
             pool = self.pools.by_name.get(ex.mirror_to)
             if pool is not None and pool.upstreams:
                 self.mirrors += 1
                 Exchange(self, None, ex.req, pool, None, ex.request_id).start()
 
+    def retried(self, ex: Exchange, up: Upstream) -> None:
+        """``ex`` got no byte back from ``up`` and goes to another instance."""
+        self.telemetry.metrics.retried(up, ex.client is None)
+
+    def refused(self, status: int) -> None:
+        self.telemetry.refused(status)
+
     def _answer(self, client: ClientConn, req: Request, resp: Response, dep: str, started: float,
-                addr: str = "") -> None:
+                addr: str = "", own: bool = True) -> None:
         self.active -= 1
         keep = req.keep_alive and not self.stopping
         extra: list[tuple[bytes, bytes]] = []
@@ -178,4 +187,4 @@ class Router:
         if dep:
             extra.append((b"azureml-model-deployment", dep.encode()))
         client.respond(serialize(resp, keep, extra), keep)
-        self.telemetry.request_done(req, resp, dep, addr, started)
+        self.telemetry.request_done(req, resp, dep, addr, started, own)

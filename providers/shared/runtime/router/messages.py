@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 HEAD_LIMIT = 64 * 1024
 STATUS_PATH = b"/-/router"  # the router's own status (status.py): the control plane's key opens it too
+METRICS_PATH = b"/-/metrics"  # what it measured, for Prometheus (metrics.py): opened like STATUS_PATH
+CONTROL_PATHS = frozenset({STATUS_PATH, METRICS_PATH})
 INSTANCE_KEY_HEADER = b"x-recon-instance-key"
 # Headers that belong to one connection, never forwarded (plus the key, which instances must not see).
 HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
@@ -37,7 +39,7 @@ class Request:
     deployment_header: str = ""
     request_id: str = ""
     expect: bool = False
-    instance_key: bytes = b""  # x-recon-instance-key: taken for /-/router only
+    instance_key: bytes = b""  # x-recon-instance-key: taken for the router's own URLs only
 
 
 @dataclass

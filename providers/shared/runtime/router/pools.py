@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .table import DeploymentSpec
+
+if TYPE_CHECKING:
+    from .metrics import Series
 
 
 class Connection(Protocol):
@@ -46,6 +49,9 @@ class Upstream:
         self.in_flight = 0
         self.idle: list[Connection] = []
         self.pool: Pool | None = None  # the deployment it serves now; None once removed (draining)
+        # where its requests are counted (metrics.Metrics.attach): live ones, mirrored copies
+        self.live: Series | None = None
+        self.mirror: Series | None = None
 
     def close_idle(self) -> None:
         for conn in self.idle:

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .messages import STATUS_PATH, Request
+from .messages import CONTROL_PATHS, Request
 
 MAX_BODY = 100 * 1024 * 1024
 # Per-endpoint limits (table "limits"): name -> default. ``Table.limit_values`` keeps this order.
@@ -37,6 +37,14 @@ class DeploymentSpec:
     request_timeout_ms: int = 5000
     max_concurrent: int = 1
     max_queue_wait_ms: int = 500
+    digests: tuple[str, ...] = ()  # the configuration each upstream runs, by position ("": not given)
+
+    def digest_of(self, addr: str) -> str:
+        """The configuration digest the table gives the upstream at ``addr`` ("" when none)."""
+        for up, digest in zip(self.upstreams, self.digests, strict=False):
+            if up == addr:
+                return digest
+        return ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,16 @@ def _percentages(raw: Any, where: str, deployments: dict[str, DeploymentSpec]) -
     return out
 
 
+def _digests(raw: Any, upstreams: list[str], where: str) -> tuple[str, ...]:
+    """The digest of each upstream, by position, from ``{"host:port": "digest"}`` ("" for those it
+    does not name; tables written before the digests have none)."""
+    if raw is None:
+        return ("",) * len(upstreams)
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise TableError(f"{where}: expected an object of 'host:port' to configuration digest")
+    return tuple(raw.get(addr, "") for addr in upstreams)
+
+
 def _deployments(doc: dict[str, Any]) -> dict[str, DeploymentSpec]:
     deployments: dict[str, DeploymentSpec] = {}
     raw_deps = doc.get("deployments") or {}
@@ -95,7 +113,7 @@ def _deployments(doc: dict[str, Any]) -> dict[str, DeploymentSpec]:
         if not isinstance(ups, list) or not all(isinstance(u, str) and ":" in u for u in ups):
             raise TableError(f"{where}.upstreams: expected a list of 'host:port'")
         deployments[name.lower()] = DeploymentSpec(
-            name=name, upstreams=tuple(ups),
+            name=name, upstreams=tuple(ups), digests=_digests(d.get("digests"), ups, f"{where}.digests"),
             request_timeout_ms=_int(d, "request_timeout_ms", 5000, where),
             max_concurrent=max(1, _int(d, "max_concurrent_requests_per_instance", 1, where)),
             max_queue_wait_ms=_int(d, "max_queue_wait_ms", 500, where))
@@ -153,9 +171,10 @@ class Credentials:
     instance_key: bytes = b""
 
     def authorized(self, req: Request) -> bool:
-        """The endpoint's key; ``/-/router`` (status, upstream addresses) also takes the instance key
-        (what the control plane uses), and needs one of them even when the endpoint has no auth."""
-        status_url = req.target == STATUS_PATH
+        """The endpoint's key; the router's own URLs (``/-/router``: status, upstream addresses;
+        ``/-/metrics``) also take the instance key (what the control plane uses), and need one of them
+        even when the endpoint has no auth."""
+        status_url = req.target in CONTROL_PATHS
         if self.auth_mode == "none" and not (status_url and self.instance_key):
             return True
         if status_url and self.instance_key and req.instance_key:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import httptools  # type: ignore[import-untyped,unused-ignore]
 
 from .messages import HOP, Request, Response, encode_request, simple
+from .metrics import FAILED, TIMEOUT
 from .pools import Pool, Upstream, release
 from .table import MAX_BODY
 
@@ -34,6 +35,8 @@ class Owner(Protocol):
     instance_key: bytes
 
     def finished(self, ex: Exchange, resp: Response | None) -> None: ...
+
+    def retried(self, ex: Exchange, up: Upstream) -> None: ...
 
 
 class _Stop(Exception):
@@ -186,7 +189,8 @@ class Exchange:
     """One request proxied to a deployment: slot, connection, retries, timeout, answer."""
 
     __slots__ = ("router", "client", "req", "pool", "mirror_to", "tried", "up", "conn", "timer", "queue_timer",
-                 "waiting", "done", "started", "data", "last_error", "served_by", "request_id")
+                 "waiting", "done", "started", "data", "last_error", "served_by", "request_id", "last_up",
+                 "outcome")
 
     def __init__(self, router: Owner, client: ClientConn | None, req: Request, pool: Pool,
                  mirror_to: str | None, request_id: bytes) -> None:
@@ -201,6 +205,10 @@ class Exchange:
         self.request_id = request_id
         self.last_error = ""
         self.served_by = ""
+        # for the metrics: the instance it was last sent to (None: none, the router answers itself)
+        # and how it ended there (the instance's status, TIMEOUT, else FAILED)
+        self.last_up: Upstream | None = None
+        self.outcome = FAILED
         self.timer = router.loop.call_later(pool.spec.request_timeout_ms / 1000, self.on_timeout)
 
     @property
@@ -236,7 +244,9 @@ class Exchange:
                         else simple(502, f"Bad gateway: {self.last_error}"))
 
     def send(self, up: Upstream) -> None:
-        self.up = up
+        if self.last_up is not None:  # sent again: the last instance gave no byte back
+            self.router.retried(self, self.last_up)
+        self.up = self.last_up = up
         if up.idle:
             conn: UpstreamConn = up.idle.pop()  # type: ignore[assignment]
             self.conn = conn
@@ -268,6 +278,7 @@ class Exchange:
             return
         self.served_by = self.up.addr if self.up else ""
         self._release()
+        self.outcome = resp.status
         if resp.status >= 400:  # the instance answered with an error: Azure's "Model Error"
             resp.headers.append((b"ms-azureml-model-error-statuscode", b"%d" % resp.status))
             resp.headers.append((b"ms-azureml-model-error-reason", resp.reason))
@@ -292,6 +303,7 @@ class Exchange:
         if self.conn is not None:
             self.conn.abort()  # the answer can no longer be used: never reuse this connection
         self._release()
+        self.outcome = TIMEOUT
         if self.waiting:
             self.waiting = False
             if self.queue_timer is not None:
