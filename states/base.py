@@ -155,3 +155,16 @@ class SupportsHistory(Protocol):
     def history(self, limit: int = 20) -> list[HistoryEntry]: ...
 
     def read_serial(self, serial: int) -> StoredState | None: ...
+
+
+__all__ = [
+    "HistoryEntry",
+    "StateBackend",
+    "StoredState",
+    "SupportsHistory",
+    "SupportsJournal",
+    "SupportsLocking",
+    "note_of_delta",
+    "note_of_document",
+    "who_am_i",
+]

@@ -31,7 +31,7 @@ import base64
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
+from providers.base import ApplyRequest, Capacity, EndpointToken, Keys, Observation, Provider, ProviderContext
 from providers.kubernetes import manifests as m
 from providers.kubernetes.archives import router_lib, tar_gz
 from providers.kubernetes.capacity import namespace_capacity
@@ -41,6 +41,7 @@ from providers.kubernetes.endpoint import Endpoints
 from providers.kubernetes.objects import ClusterScope, instances_of, pod_selector
 from providers.kubernetes.rollout import Rollouts
 from providers.kubernetes.settings import parse_settings
+from providers.shared.endpoint_tokens import SIGNING_KEY, issue, token_lifetime
 from providers.shared.routing_table import normal_traffic
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.errors import PermanentError
@@ -145,6 +146,7 @@ class KubernetesProvider(RouterWindows, Provider):
             ep = str(attrs["name"]).lower()
             if self.kube.get("Deployment", m.router_name(ep)) is None:
                 return self._create_endpoint(request)
+            self.endpoints.ensure_keys(ep)  # a Secret of an older recon gets its token signing key before aml_token
             self.endpoints.table(ep).set_auth_mode(attrs.get("auth_mode"))
             return self.endpoints.outputs(ep)
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
@@ -202,12 +204,20 @@ class KubernetesProvider(RouterWindows, Provider):
         return self.endpoints.outputs(ep)
 
     # == operating ==================================================================================
-    def credentials(self, endpoint: StateResource) -> Keys:
+    def credentials(self, endpoint: StateResource) -> Keys | EndpointToken:
+        """The keys, or under ``auth_mode: aml_token`` (as the router's table says) a token signed with the
+        key of the endpoint's Secret."""
         ep = str(endpoint.attributes.get("name", endpoint.name)).lower()
-        keys = self.endpoints.read_keys(ep)
-        if keys is None:
+        secret = self.endpoints.read_secret(ep)
+        if not (secret.get("primaryKey") and secret.get("secondaryKey")):
             raise PermanentError(f"endpoint {ep} has no keys: its Secret {self.ns}/{m.keys_name(ep)} is gone")
-        return Keys(keys["primaryKey"], keys["secondaryKey"], self.endpoints.scoring_uri(ep))
+        uri = self.endpoints.scoring_uri(ep)
+        if self.endpoints.table(ep).read_table().get("auth_mode") != "aml_token":
+            return Keys(secret["primaryKey"], secret["secondaryKey"], uri)
+        if not secret.get(SIGNING_KEY):
+            raise PermanentError(f"endpoint {ep} has no token signing key in its Secret {self.ns}/"
+                                 f"{m.keys_name(ep)}; run recon apply")
+        return issue(secret[SIGNING_KEY], ep, uri, token_lifetime(self.settings))
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
         attrs = deployment.attributes

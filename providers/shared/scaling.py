@@ -10,8 +10,8 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from providers.base import ApplyRequest, Keys, Observation, Provider, ProviderContext
-from providers.shared import files, procs
+from providers.base import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
+from providers.shared import endpoint_tokens, files, procs
 from providers.shared.observing import deployment_observation, live_pool, model_observation, serving_instances
 from providers.shared.rolling import (
     STOP_GRACE,
@@ -47,6 +47,7 @@ class InstanceProvider(RouterWindows, Provider):
         self.state_dir = Path(context.state_dir).resolve()
         self.project_root = Path(context.project_root).resolve()
         router_limits(settings, "")  # a bad router_limits setting is an error before anything runs
+        endpoint_tokens.token_lifetime(settings)  # so is a bad token_lifetime_s
 
     # == the provider interface ======================================================================
     def observe(self, resource: StateResource) -> Observation:
@@ -98,6 +99,7 @@ class InstanceProvider(RouterWindows, Provider):
             return {**prior, **self.create(request)}
         if request.type == "endpoint":
             ep = self._endpoint(request.attributes["name"])
+            ep.ensure_keys()  # a keys file of an older recon gets its token signing key before aml_token
             ep.set_auth_mode(request.attributes.get("auth_mode"))
             if ep.router() is None:
                 return self._create_endpoint(request)
@@ -165,10 +167,12 @@ class InstanceProvider(RouterWindows, Provider):
         ep.set_split(traffic, mirror_traffic, router_limits(self.settings, ep.name))
         return self._endpoint_outputs(ep)
 
-    def credentials(self, endpoint: StateResource) -> Keys:
+    def credentials(self, endpoint: StateResource) -> Keys | EndpointToken:
+        """The keys, or under ``auth_mode: aml_token`` (as the router's table says) a token it minted."""
         ep = self._endpoint(endpoint.attributes.get("name", endpoint.name))
-        keys: Keys = ep.credentials(endpoint.outputs.get("port"))
-        return keys
+        found: Keys | EndpointToken = ep.credentials(endpoint.outputs.get("port"),
+                                                      endpoint_tokens.token_lifetime(self.settings))
+        return found
 
     def _router_metrics(self, endpoint: str) -> list[Scrape]:
         return list(self._endpoint(endpoint).router_metrics())

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from providers.base import Provider
+from reconciler.apply.guard import GateFailed
 from reconciler.apply.handlers import StepHandlers, rollout_batches
 from reconciler.apply.hooks import ApplyHooks, SerialHooks
 from reconciler.apply.outcomes import (
@@ -327,8 +328,10 @@ class _Engine:
             outcome.outcome, outcome.error = FAILED, str(exc)
             outcome.detail = list(getattr(exc, "detail", []))
             # a failed create left nothing behind (contract): its pending record goes; anything
-            # else is applied again by the next plan
-            self.recorder.change([step.address], functools.partial(record_failure, step))
+            # else is applied again by the next plan. A failed gate recorded the truth itself (what
+            # was rolled back, or where it paused): nothing more is recorded
+            if not isinstance(exc, GateFailed):
+                self.recorder.change([step.address], functools.partial(record_failure, step))
             self.hooks("step_failed", step, exc)
         outcome.elapsed = time.monotonic() - start
         if outcome.outcome != FAILED:

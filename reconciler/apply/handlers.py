@@ -20,9 +20,12 @@ from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
 from providers.base import ApplyRequest, Provider
+from reconciler.apply.guard import Guard, Watch, endpoint_request, passes
 from reconciler.apply.hooks import SerialHooks
+from reconciler.apply.judge import Verdict
 from reconciler.apply.outcomes import CANCELLED, CancelToken, RetryPolicy, StepOutcome
 from reconciler.apply.recording import Recorder, record_batch_into
+from reconciler.apply.rollback import Undo
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PlanError, RetryableError
 from reconciler.model.resources import (
@@ -34,9 +37,19 @@ from reconciler.model.resources import (
     as_deployment,
     as_endpoint,
     as_plain,
+    endpoint_address,
     normal_traffic,
 )
-from reconciler.plan.types import Batch, Plan, RolloutParams, ScaleParams, Step, StepKind, TrafficParams
+from reconciler.plan.types import (
+    Batch,
+    Plan,
+    RolloutParams,
+    ScaleParams,
+    Split,
+    Step,
+    StepKind,
+    TrafficParams,
+)
 from reconciler.state.document import State, StateResource
 
 T = TypeVar("T")
@@ -64,6 +77,8 @@ class StepHandlers:
         self.sleep = sleep
         self.retry = retry
         self.stopping = stopping  # why no more batches may start (None: they may)
+        self.guard = Guard(provider, hooks, sleep, cancel)  # guarded rollouts: windows baked and judged
+        self.undo = Undo(provider, recorder, hooks, self._call)  # and what a failed gate leads to
 
     def target(self, step: Step) -> Attributes | None:
         """The attributes ``step`` moves its resource to (what is recorded once it is done)."""
@@ -220,6 +235,13 @@ class StepHandlers:
     def _rollout(self, step: Step, outcome: StepOutcome) -> None:
         after = self._after(step)
         batches = rollout_batches(step)
+        gate = step.params_as(RolloutParams).gate
+        prior = self.recorder.current().get(step.address)
+        previous = _recorded(prior) if prior is not None else None
+        watch = None
+        if gate is not None:  # the first window opens now: the old instances answer during batch 1
+            endpoint = endpoint_address(str(as_deployment(after).get("endpoint_name", "")))
+            watch = self.guard.open(step, gate, endpoint_request(self.recorder.current(), endpoint))
         for i, batch in enumerate(batches):
             if i > 0 and self.stopping() is not None:
                 outcome.outcome, outcome.reason = CANCELLED, f"stopped after batch {i}/{len(batches)}"
@@ -230,13 +252,69 @@ class StepHandlers:
             outputs = self._call(step, outcome, functools.partial(self.provider.roll_batch, request, batch))
             crash_point("engine.acted", f"{step.id} batch {batch.index}")
             last = i == len(batches) - 1
+            # a guarded rollout stays pending until its last gate passed: a SIGKILL during that bake
+            # leaves it to be applied (and judged) again
+            settled = last and watch is None
             self.recorder.change(
-                [step.address], functools.partial(record_batch_into, step.address, after, outputs, last)
+                [step.address], functools.partial(record_batch_into, step.address, after, outputs, settled)
             )
             outcome.batches_done = i + 1
             self.hooks("batch_finished", step, batch, len(batches), time.monotonic() - start)
+            if watch is not None and gate is not None and (last or not gate.once):
+                label = f"batch {batch.index}/{len(batches)}"
+                verdict = self._judged(step, outcome, watch, label, outputs.get("config_digest"))
+                if verdict is not None:
+                    assert previous is not None  # a rollout rolls a recorded deployment
+                    back = functools.partial(self.undo.rollout, step, outcome, functools.partial(self._request, step),
+                                             previous, sum(b.size for b in batches[: i + 1]), verdict)
+                    raise self.undo.failed(step, outcome, gate, verdict, label, back)
+        if watch is not None:  # every gate passed: the rollout is recorded done
+            self.recorder.change([step.address], functools.partial(record_batch_into, step.address, after, {}, True))
+
+    def _judged(self, step: Step, outcome: StepOutcome, watch: Watch, label: str,
+                digest: str | None = None) -> Verdict | None:
+        """Bake and judge ``watch``'s window; None when the step may go on (the next window is
+        open then), else the verdict that fails it."""
+        verdict = self.guard.watch(watch, label, digest)
+        outcome.verdicts.append(verdict)
+        if passes(verdict):
+            self.guard.reopen(watch)
+            return None
+        return verdict
 
     def _set_traffic(self, step: Step, outcome: StepOutcome) -> None:
+        params = step.params_as(TrafficParams)
+        if params.mirror_gate is not None:  # judged on its mirrored answers before anything moves
+            gate = params.mirror_gate
+            watch = self.guard.open(step, gate, endpoint_request(self.recorder.current(), step.address))
+            verdict = self._judged(step, outcome, watch, "its mirrored answers")
+            if verdict is not None:
+                raise self.undo.failed(step, outcome, gate, verdict, "its mirrored answers",
+                                       functools.partial(self.undo.not_routed, step, verdict))
+        self._route(step, outcome)
+        if params.gate is not None:
+            gate = params.gate
+            label = f"traffic step {params.part}/{params.parts}" if params.parts else "the traffic change"
+            watch = self.guard.open(step, gate, endpoint_request(self.recorder.current(), step.address))
+            verdict = self._judged(step, outcome, watch, label)
+            if verdict is not None:
+                raise self.undo.failed(step, outcome, gate, verdict, label,
+                                       functools.partial(self._restore, step, outcome, params.restore, verdict))
+
+    def _restore(self, step: Step, outcome: StepOutcome, restore: Split | None, verdict: Verdict) -> str:
+        """A failed traffic step's rollback: the split before the traffic change, routed again."""
+        if restore is None:
+            return "nothing to restore: the split before the change was not a whole one"
+
+        def request(split: Split) -> ApplyRequest:
+            endpoint = self.recorder.current().get(step.address)
+            base = as_endpoint(_recorded(endpoint)) if endpoint is not None else as_endpoint(self._after(step))
+            routed: EndpointAttrs = {**base, "traffic": dict(split.traffic), "mirror_traffic": dict(split.mirror_traffic)}
+            return self._request(step, routed)
+
+        return self.undo.traffic(step, outcome, request, restore, verdict)
+
+    def _route(self, step: Step, outcome: StepOutcome) -> None:
         routing = _traffic_params(step)
         traffic, mirror = routing["traffic"], routing["mirror_traffic"]
         state = self.recorder.current()

@@ -17,6 +17,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from reconciler.apply.judge import Verdict
     from reconciler.apply.outcomes import StepOutcome
     from reconciler.plan.types import Batch, Step
 
@@ -51,6 +52,14 @@ class ApplyHooks:
     def status(self, step: Step, text: str) -> None:
         """What the provider is doing right now ("collecting numpy"); the next status replaces it.
         A live view shows it in place; plain output (CI logs) shows it only now and then."""
+
+    def gate_progress(self, step: Step, label: str, verdict: Verdict, elapsed: float, bake: float) -> None:
+        """A guarded step's window, looked at during its bake (``label``: "batch 2/5", "traffic
+        step 1/3", "mirror"): what it holds so far, ``elapsed`` of ``bake`` seconds."""
+
+    def gate_judged(self, step: Step, label: str, verdict: Verdict) -> None:
+        """A window was judged: ``verdict.result`` is pass, fail or inconclusive (what follows an
+        inconclusive one is the gate's ``on_inconclusive``)."""
 
     def state_persisted(self, serial: int) -> None:
         """The state was written; ``serial`` is its new serial."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from reconciler.apply.judge import Verdict
 from reconciler.model.errors import RetryableError
 from reconciler.plan.types import StepKind
 from reconciler.state.document import State
@@ -71,6 +72,10 @@ class StepOutcome:
     detail: list[str] = field(default_factory=list)
     reason: str | None = None  # why it was skipped or cancelled
     batches_done: int = 0
+    # guarded rollouts: every window judged in the step, in order; the last one decided a failure
+    verdicts: list[Verdict] = field(default_factory=list)
+    gate_failed: bool = False  # failed by a gate (``on_failure`` carried out: see ``undone``)
+    undone: str | None = None  # what the failure left: "rolled back ..." or "paused ..."
 
     @property
     def succeeded(self) -> bool:

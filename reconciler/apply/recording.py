@@ -21,6 +21,7 @@ from reconciler.model.errors import StateError
 from reconciler.model.resources import Attributes, as_plain
 from reconciler.plan.types import ResourceChange, Step, StepKind
 from reconciler.state.document import Pending, State, StateResource
+from reconciler.state.manager import StateManager
 
 
 class StateWriter(Protocol):
@@ -52,9 +53,10 @@ class Recorder:
         with self._lock:
             return self._state.model_copy(update={"resources": dict(self._state.resources)})
 
-    def change(self, addresses: Iterable[str], mutate: Callable[[State], object]) -> None:
+    def change(self, addresses: Iterable[str], mutate: Callable[[State], object], note: str | None = None) -> None:
         """Apply ``mutate`` to a copy in which the resources at ``addresses`` (the only ones it may
-        change or remove; it may add others) are private copies, and write it."""
+        change or remove; it may add others) are private copies, and write it (with ``note``, why
+        this version is written, kept with it in the state's history)."""
         with self._lock:
             resources = dict(self._state.resources)
             for address in addresses:
@@ -66,7 +68,10 @@ class Recorder:
                 self._state = new
                 return
             try:
-                self._state = self._manager.write(new)
+                if note is not None and isinstance(self._manager, StateManager):
+                    self._state = self._manager.write(new, note=note)
+                else:
+                    self._state = self._manager.write(new)
             except StateError as exc:
                 self.error = str(exc)
                 self._state = new

@@ -50,6 +50,7 @@ from reconciler.model.errors import (
     StateLockedError,
 )
 from reconciler.plan.types import Plan
+from reconciler.render import FORMATS
 from reconciler.state.document import State
 
 ERRORED_STATE = "errored.state.json"
@@ -414,7 +415,7 @@ def _targeted(state: State, targets: tuple[str, ...]) -> State:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "markdown"]),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="text for people, json for tools, markdown for a CI job summary.",

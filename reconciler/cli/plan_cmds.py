@@ -27,6 +27,7 @@ from reconciler.apply import gcpause
 from reconciler.cli.app import ProjectPath, cli, project_root, use_color
 from reconciler.cli.spellings import Duration
 from reconciler.model.errors import PlanError, ReconcilerError, StateError, StateLockedError, printable
+from reconciler.render import FORMATS
 
 if TYPE_CHECKING:  # imported where used: a command pays only for what it runs
     from reconciler.apply.project import Project
@@ -40,7 +41,6 @@ def open_project(root: Path) -> Project:
     return Project(root)
 
 FC = TypeVar("FC", bound=Callable[..., Any])
-PLAN_FORMATS = ["text", "json", "markdown"]
 DIGEST_LABEL = "Plan digest:"
 
 plan_location_option = click.option(
@@ -281,7 +281,7 @@ def _warning_line(w: dict[str, Any]) -> str:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(PLAN_FORMATS),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="text for people, json for tools (docs/plan-json.md), markdown for a pull-request comment.",
@@ -337,7 +337,7 @@ def plan_cmd(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(PLAN_FORMATS),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="text for people, json for tools (docs/plan-json.md), markdown for a pull-request comment.",

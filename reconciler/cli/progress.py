@@ -29,9 +29,12 @@ from typing import Any
 
 import click
 
+from reconciler.apply.guard import GateFailed
 from reconciler.apply.hooks import ApplyHooks
+from reconciler.apply.judge import Verdict
 from reconciler.apply.outcomes import StepOutcome
 from reconciler.plan.types import Batch, ScaleParams, Step, StepKind, TrafficParams
+from reconciler.render.verdicts import progress_words, verdict_table
 
 VERBS = {
     StepKind.CREATE: "Creating",
@@ -124,6 +127,9 @@ class CliHooks(ApplyHooks):
         shown = set(lines)
         for line in lines[1:]:  # continuation lines belong to the stamped line above them
             self._line(f"    {line}", err=True, stamp=False)
+        if isinstance(error, GateFailed):  # what was measured, as a table under the error
+            for line in verdict_table(error.verdict):
+                self._line(f"    {line}", err=True, stamp=False)
         detail = [d for d in getattr(error, "detail", None) or [] if d not in shown]
         if detail:
             self._line("  its last log lines:", err=True, stamp=False)
@@ -155,6 +161,27 @@ class CliHooks(ApplyHooks):
             if running is not None:
                 running.status = ""  # the line says what happened; the status said what was going on
         self._say(step, text)
+
+    def gate_progress(self, step: Step, label: str, verdict: Verdict, elapsed: float, bake: float) -> None:
+        with self._lock:  # the live line: "batch 2/5 baking 30s (12s): 412 requests, 0.2% errors, ..."
+            running = self._running.get(step.id)
+            if running is not None:
+                running.status = progress_words(label, verdict, elapsed, bake)
+
+    def gate_judged(self, step: Step, label: str, verdict: Verdict) -> None:
+        with self._lock:
+            running = self._running.get(step.id)
+            if running is not None:
+                running.status = ""
+        if verdict.result == "pass":
+            self._say(step, f"{label} passed its gate: {verdict.summary()}")
+        elif verdict.result == "inconclusive":
+            analysis = verdict.gate.analysis
+            then = {"proceed": "going on without a verdict", "wait": "baking again (on_inconclusive: wait)",
+                    "fail": "that fails it"}[analysis.on_inconclusive]
+            self._say(step, f"Warning: {label} is INCONCLUSIVE: {verdict.summary()}, fewer than "
+                            f"min_requests {analysis.min_requests}; {then} (on_inconclusive: "
+                            f"{analysis.on_inconclusive})", err=True)
 
     def status(self, step: Step, text: str) -> None:
         with self._lock:

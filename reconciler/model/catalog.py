@@ -91,3 +91,18 @@ def lookup(catalog: dict[str, InstanceType], name: str) -> str | None:
         if known.lower() == folded:
             return known
     return None
+
+
+__all__ = [
+    "DSV2",
+    "ESV3",
+    "EXEMPT_SKUS",
+    "FSV2",
+    "NCADS_A100",
+    "NCAS_T4",
+    "NCSV3",
+    "SMALL_SKUS",
+    "builtin_instance_types",
+    "lookup",
+    "merged_catalog",
+]

@@ -398,3 +398,17 @@ def _check_splittable(
             out.append(Problem((*prefix, field), f"{kind} {field} {text!r} contains {why}: {ref} cannot be "
                                "split into one name and one version",
                                f"use letters, digits, '-', '_' and '.' in a {kind}'s {field}"))
+
+
+__all__ = [
+    "GPU",
+    "Problem",
+    "check_deployment",
+    "check_endpoint",
+    "check_enum",
+    "check_environment",
+    "check_model",
+    "check_name",
+    "parse_model",
+    "suggest",
+]

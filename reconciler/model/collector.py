@@ -84,3 +84,15 @@ def _check_data(data: Any, where: tuple[Any, ...]) -> list[Found]:
         elif value is not None and not isinstance(value, str):
             out.append(((*where, key), f"wrong type: got {value!r}", f"expected a string: {key}: \"{value}\""))
     return out
+
+
+__all__ = [
+    "CollectionDoc",
+    "DataAssetDoc",
+    "DataCollectorDoc",
+    "ENABLED",
+    "Found",
+    "ROLLING_RATES",
+    "RequestLoggingDoc",
+    "check_data_collector",
+]

@@ -86,3 +86,10 @@ def _dependencies(deps: Any) -> list[Problem]:
             )
         )
     return problems
+
+
+__all__ = [
+    "HINT",
+    "KEYS",
+    "check_conda",
+]

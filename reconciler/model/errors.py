@@ -210,3 +210,21 @@ class RetryableError(ProviderError):
 
 class PermanentError(ProviderError):
     """A failure that will not go away by retrying."""
+
+
+__all__ = [
+    "ConfigError",
+    "Diagnostic",
+    "LockInfo",
+    "MissingExtraError",
+    "PermanentError",
+    "PlanError",
+    "ProviderError",
+    "ReconcilerError",
+    "RetryableError",
+    "StalePlanError",
+    "StateConflictError",
+    "StateError",
+    "StateLockedError",
+    "printable",
+]

@@ -35,3 +35,9 @@ def parse_memory_gb(value: Any) -> float | None:
     if not m:
         return None
     return float(m.group(1)) * _MEM_UNITS[(m.group(2) or "").lower()]
+
+
+__all__ = [
+    "parse_cpu",
+    "parse_memory_gb",
+]

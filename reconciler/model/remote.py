@@ -94,3 +94,14 @@ def unsplittable(text: str) -> str | None:
         if char in text:
             return f"{what} ({char!r})"
     return None
+
+
+__all__ = [
+    "CODE_FORMS",
+    "CodeAsset",
+    "RUNS_PROJECT_FILES",
+    "code_asset",
+    "is_code_asset",
+    "is_uri",
+    "unsplittable",
+]

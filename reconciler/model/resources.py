@@ -323,3 +323,39 @@ def deployment_address(endpoint: str, name: str) -> str:
 
 def asset_address(kind: str, name: str, version: str) -> str:
     return f"{kind}.{name}:{version}"
+
+
+__all__ = [
+    "Attributes",
+    "AttributesField",
+    "BuildContext",
+    "CodeRef",
+    "ContainerResources",
+    "DeploymentAttrs",
+    "DesiredState",
+    "EndpointAttrs",
+    "EnvironmentAttrs",
+    "Identity",
+    "InstanceType",
+    "ModelAttrs",
+    "Probe",
+    "ProviderSettings",
+    "RequestSettings",
+    "Resource",
+    "ResourceType",
+    "ScaleSettings",
+    "SourceRef",
+    "Traffic",
+    "as_asset",
+    "as_attributes",
+    "as_deployment",
+    "as_endpoint",
+    "as_plain",
+    "asset_address",
+    "canonical_json",
+    "deployment_address",
+    "digest_of",
+    "endpoint_address",
+    "fast_model",
+    "normal_traffic",
+]

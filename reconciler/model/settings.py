@@ -78,3 +78,14 @@ DEFAULT_LIMITS: dict[str, int] = {
     "tree_files": 100_000,  # each model, code or build folder
     "tree_gb": 64,  # each model, code or build folder, in total
 }
+
+
+__all__ = [
+    "Budget",
+    "CURRENCIES",
+    "DEFAULT_LIMITS",
+    "PricingSettings",
+    "ProjectSettings",
+    "RETAIL_PRICES_URL",
+    "SETTINGS_FILE",
+]

@@ -447,3 +447,29 @@ class Plan(BaseModel):
         ]
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+__all__ = [
+    "Action",
+    "Batch",
+    "CostReport",
+    "CostSide",
+    "DeploymentCost",
+    "DriftItem",
+    "FieldChange",
+    "NoParams",
+    "PARAMS",
+    "PLAN_FORMAT_VERSION",
+    "Plan",
+    "PriceUsed",
+    "QuotaFamily",
+    "QuotaReport",
+    "QuotaUsage",
+    "ResourceChange",
+    "RolloutParams",
+    "ScaleParams",
+    "Step",
+    "StepKind",
+    "StepParams",
+    "TrafficParams",
+]

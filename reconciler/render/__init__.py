@@ -1,35 +1,19 @@
 """Rendering: views of plans, drift, graphs and state for people and machines.
 
 ``common`` holds what the views share; ``text``, ``json``, ``markdown`` and ``graph`` are the views,
-and no view imports another. ``render_plan`` and ``render_drift`` pick a view by ``--format``; each
-view is imported only when asked for.
+and no view imports another. ``render_drift`` picks a drift view by ``--format`` (a plan's view is
+picked by the CLI, ``cli.plan_cmds.render_plan``, which adds what only a terminal shows); each view is
+imported only when asked for.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from reconciler.plan.types import DriftItem, Plan
 
-FORMATS = ("text", "json", "markdown")
-
-
-def render_plan(plan: Plan, fmt: str = "text", color: bool = False, **markdown_options: Any) -> str:
-    """A plan in ``fmt``: text, json or markdown (options go to ``markdown.render_markdown``)."""
-    if fmt == "text":
-        from reconciler.render.text import render_text
-
-        return render_text(plan, color=color)
-    if fmt == "json":
-        from reconciler.render.json import render_json
-
-        return render_json(plan)
-    if fmt == "markdown":
-        from reconciler.render.markdown import render_markdown
-
-        return render_markdown(plan, **markdown_options)
-    raise ValueError(f"unknown plan format {fmt!r} (expected text, json or markdown)")
+FORMATS = ("text", "json", "markdown")  #: every view of a plan and of drift (``--format``)
 
 
 def render_drift(
@@ -57,4 +41,4 @@ def render_drift(
     raise ValueError(f"unknown drift format {fmt!r} (expected text, json or markdown)")
 
 
-__all__ = ["FORMATS", "render_drift", "render_plan"]
+__all__ = ["FORMATS", "render_drift"]

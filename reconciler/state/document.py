@@ -151,3 +151,13 @@ class State(BaseModel):
             return cls.model_validate({**raw, "format_version": STATE_FORMAT_VERSION})
         except ValueError as exc:
             raise StateError(f"{source} is not a valid recon state: {exc}") from exc
+
+
+__all__ = [
+    "Pending",
+    "PendingKind",
+    "READABLE_FORMAT_VERSIONS",
+    "STATE_FORMAT_VERSION",
+    "State",
+    "StateResource",
+]

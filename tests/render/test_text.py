@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from reconciler.cli.plan_cmds import digest_footer, render_plan
 from reconciler.plan.types import Action, FieldChange, Plan, ResourceChange, Step, StepKind
-from reconciler.render import render_plan
 from reconciler.render.common import UNKNOWN, format_value
 from reconciler.render.text import render_text
 from tests.render.plans import BLUE, EP, GREEN, MODEL, OLD, empty_plan, full_plan
@@ -157,13 +157,12 @@ def test_output_is_byte_stable() -> None:
     assert render_text(full_plan()) == render_text(full_plan())
 
 
-def test_render_plan_dispatches_and_rejects_unknown_formats() -> None:
+def test_the_cli_picks_the_plan_view_by_format() -> None:
     plan = full_plan()
-    assert render_plan(plan, "text") == render_text(plan)
-    assert render_plan(plan, "json").startswith("{")
-    assert render_plan(plan, "markdown").startswith("<!-- recon:plan")
-    with pytest.raises(ValueError, match="unknown plan format"):
-        render_plan(plan, "yaml")
+    assert render_plan(plan, "text") == render_text(plan) + digest_footer(plan)
+    assert render_plan(plan, "json").startswith(b"{")  # type: ignore[arg-type]
+    assert str(render_plan(plan, "markdown")).startswith("<!-- recon:plan")
+    assert digest_footer(plan).endswith(plan.digest)
 
 
 def test_step_descriptions_only_when_they_add_something() -> None:
