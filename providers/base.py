@@ -37,7 +37,10 @@ Contract (after pulumi's dynamic ResourceProvider and Terraform's provider proto
   request. The engine only calls it when every named deployment exists and is ready.
 - No SDK type or exception leaves a provider: errors are ``ProviderError`` subclasses
   (``RetryableError`` / ``PermanentError``); results are plain dicts of JSON data.
-- Secrets (endpoint keys) never appear in outputs: ``credentials()`` reads them on demand.
+- Secrets (endpoint keys, token signing keys) never appear in outputs: ``credentials()`` reads them on
+  demand and returns what ``az ml online-endpoint get-credentials`` returns for the endpoint's auth mode:
+  its ``Keys`` (``auth_mode: key``) or a fresh ``EndpointToken`` (``aml_token``: minted by the provider
+  from a signing key it keeps, or Azure's ``token`` action), never the signing key.
 - Guarded rollouts (``measuring``, ``open_window``, ``close_window``): a provider that can measure
   what clients get says so in ``measuring`` (the plan refuses ``rollout.analysis`` otherwise).
   ``open_window(request)`` returns an opaque mark (JSON data) of an endpoint's counters now;
@@ -116,6 +119,35 @@ class Keys:
     primary_key: str
     secondary_key: str
     scoring_uri: str
+
+    @property
+    def bearer(self) -> str:
+        """What a client sends: ``Authorization: Bearer <this>``."""
+        return self.primary_key
+
+
+@dataclass(frozen=True)
+class EndpointToken:
+    """An ``aml_token`` endpoint's credential, as Azure's ``token`` action answers it (``EndpointAuthToken``,
+    what ``az ml online-endpoint get-credentials`` prints for such an endpoint): ``access_token`` (a bearer
+    token), ``expiry_time_utc`` and ``refresh_after_time_utc`` (Unix seconds: it is refused from the first,
+    ask for a new one after the second), ``token_type`` (``Bearer``). Never stored."""
+
+    access_token: str
+    expiry_time_utc: int
+    refresh_after_time_utc: int
+    token_type: str
+    scoring_uri: str
+
+    @property
+    def bearer(self) -> str:
+        """What a client sends: ``Authorization: Bearer <this>``."""
+        return self.access_token
+
+    def as_azure(self) -> dict[str, Any]:
+        """Azure's names and order (the REST ``EndpointAuthToken``, ``get-credentials``' JSON)."""
+        return {"accessToken": self.access_token, "expiryTimeUtc": self.expiry_time_utc,
+                "refreshAfterTimeUtc": self.refresh_after_time_utc, "tokenType": self.token_type}
 
 
 @dataclass(frozen=True)
@@ -221,7 +253,8 @@ class Provider(ABC):
         raise PermanentError(f"provider {self.name} cannot measure requests (no metrics)")
 
     # -- operating -----------------------------------------------------------------------------
-    def credentials(self, endpoint: StateResource) -> Keys:
+    def credentials(self, endpoint: StateResource) -> Keys | EndpointToken:
+        """The endpoint's keys, or a fresh token when it is an ``aml_token`` endpoint (module docstring)."""
         raise NotImplementedError(f"provider {self.name} has no endpoint keys")
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:

@@ -24,6 +24,7 @@ import yaml
 
 from providers.azure._recon import normal_traffic
 from providers.azure.arm import iso_seconds
+from providers.base import EndpointToken
 
 AUTH_MODES = {"key": "Key", "aml_token": "AMLToken", "aad_token": "AADToken"}
 IDENTITY_TYPES = {
@@ -179,6 +180,20 @@ def observed_endpoint(body: dict[str, Any]) -> dict[str, Any]:
     if props.get("publicNetworkAccess"):
         out["public_network_access"] = str(props["publicNetworkAccess"]).lower()
     return out
+
+
+def endpoint_token(answer: Any, scoring_uri: str) -> EndpointToken:
+    """The ``token`` action's answer (``EndpointAuthToken``: ``accessToken``, ``tokenType``, and
+    ``expiryTimeUtc``/``refreshAfterTimeUtc`` in Unix seconds) as recon's ``EndpointToken``."""
+    body = answer if isinstance(answer, dict) else {}
+
+    def seconds(key: str) -> int:
+        value = body.get(key)
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+    return EndpointToken(access_token=str(body.get("accessToken") or ""), expiry_time_utc=seconds("expiryTimeUtc"),
+                         refresh_after_time_utc=seconds("refreshAfterTimeUtc"),
+                         token_type=str(body.get("tokenType") or "Bearer"), scoring_uri=scoring_uri)
 
 
 # -- deployments -----------------------------------------------------------------------------------

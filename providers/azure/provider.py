@@ -50,7 +50,16 @@ from providers.azure.assets import Assets
 from providers.azure.monitor import GRAIN_S, Monitor
 from providers.azure.quota import deployment_cores, live_quota
 from providers.azure.settings import parse_settings
-from providers.base import ApplyRequest, Capacity, Keys, Measuring, Observation, Provider, ProviderContext
+from providers.base import (
+    ApplyRequest,
+    Capacity,
+    EndpointToken,
+    Keys,
+    Measuring,
+    Observation,
+    Provider,
+    ProviderContext,
+)
 
 
 def _quiet(_line: str) -> None:
@@ -263,18 +272,26 @@ class AzureProvider(Provider):
         return WindowStats(series=series, window_s=window.end - window.start, source=window.describe())
 
     # == operating ==================================================================================
-    def credentials(self, endpoint: StateResource) -> Keys:
+    def credentials(self, endpoint: StateResource) -> Keys | EndpointToken:
+        """``listKeys`` of a ``Key`` endpoint, the ``token`` action of an ``AMLToken`` one (what
+        ``az ml online-endpoint get-credentials`` calls), as the live endpoint's auth mode says."""
         path = self.endpoint_path(str(endpoint.attributes.get("name", endpoint.name)))
         live = self.arm.get(path)
         if live is None:
             raise PermanentError(f"{endpoint.address}: Azure has no such endpoint in workspace {self.cfg.workspace}")
-        mode = (live.get("properties") or {}).get("authMode")
+        props = live.get("properties") or {}
+        mode, uri = props.get("authMode"), str(props.get("scoringUri") or "")
+        if mode == "AMLToken":
+            token = bodies.endpoint_token(self.arm.post(f"{path}/token") or {}, uri)
+            if not token.access_token:
+                raise PermanentError(f"{endpoint.address}: Azure's token action answered no accessToken")
+            return token
         if mode != "Key":
-            raise PermanentError(f"{endpoint.address} uses auth mode {mode}: it has no keys (recon invoke "
-                                 "needs auth_mode: key)")
+            raise PermanentError(f"{endpoint.address} uses auth mode {mode}: scoring needs a Microsoft Entra token "
+                                 "for https://ml.azure.com (az account get-access-token --resource "
+                                 "https://ml.azure.com); recon keys and recon invoke take keys and AML tokens")
         keys = self.arm.post(f"{path}/listKeys") or {}
-        return Keys(str(keys.get("primaryKey") or ""), str(keys.get("secondaryKey") or ""),
-                    str((live.get("properties") or {}).get("scoringUri") or ""))
+        return Keys(str(keys.get("primaryKey") or ""), str(keys.get("secondaryKey") or ""), uri)
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
         attrs = deployment.attributes

@@ -132,15 +132,16 @@ class DockerEndpoint(EndpointFiles):
         port = self.chosen_port()
         if port is None:
             return None
-        keys = self.read_keys()  # GET /-/router needs the endpoint's key
-        return self.read_status(port, keys["primaryKey"] if keys else None, timeout)
+        # no instance key on docker: the endpoint's key or a token, as the auth mode of its table says
+        return self.read_status(port, self.status_tokens(), timeout)
 
     def metrics_address(self) -> tuple[int, str | None] | None:
         port = self.chosen_port()
         if port is None:
             return None
-        keys = self.read_keys()  # the router's own URLs need the endpoint's key (no instance key here)
-        return port, keys["primaryKey"] if keys else None
+        # the router's own URLs need the endpoint's key, or a token under aml_token (no instance key here)
+        found = self.status_tokens()
+        return port, found[0] if found else None
 
     def table_fields(self) -> dict[str, Any]:
         return {}  # containers are reached on the endpoint's internal network: no instance key

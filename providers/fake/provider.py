@@ -47,8 +47,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Keys, Measuring, Observation, Provider, ProviderContext
+from providers.base import (
+    ApplyRequest,
+    Capacity,
+    EndpointToken,
+    Keys,
+    Measuring,
+    Observation,
+    Provider,
+    ProviderContext,
+)
 from providers.fake import windows
+from providers.shared import endpoint_tokens
 from reconciler.model.errors import PermanentError, RetryableError
 from reconciler.model.resources import digest_of
 from reconciler.model.windows import WindowStats
@@ -299,7 +309,8 @@ class FakeProvider(Provider):
             obj["traffic"] = old.get("traffic", {})
             obj["mirror_traffic"] = old.get("mirror_traffic", {})
             world["keys"].setdefault(
-                request.address, {"primary": secrets.token_hex(16), "secondary": secrets.token_hex(16)}
+                request.address, {"primary": secrets.token_hex(16), "secondary": secrets.token_hex(16),
+                                  "signing": secrets.token_hex(32)}
             )
         if request.type == "deployment":
             count = int(request.attributes.get("instance_count") or 1)
@@ -459,13 +470,18 @@ class FakeProvider(Provider):
         return stats
 
     # -- operating -------------------------------------------------------------------------------
-    def credentials(self, endpoint: StateResource) -> Keys:
+    def credentials(self, endpoint: StateResource) -> Keys | EndpointToken:
+        """The keys; a token (signed as recon's routers take it) when the endpoint is ``aml_token``."""
         world = self.world.read()
         keys = world["keys"].get(endpoint.address)
         obj = world["objects"].get(endpoint.address)
         if keys is None or obj is None:
             raise PermanentError(f"{endpoint.address} does not exist")
-        return Keys(keys["primary"], keys["secondary"], self._outputs(endpoint.address, obj)["scoring_uri"])
+        uri = self._outputs(endpoint.address, obj)["scoring_uri"]
+        if obj["attributes"].get("auth_mode") == "aml_token":
+            signing = keys.get("signing") or keys["primary"]
+            return endpoint_tokens.issue(signing, obj["name"], uri, endpoint_tokens.token_lifetime(self.settings))
+        return Keys(keys["primary"], keys["secondary"], uri)
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
         obj = self.world.read()["objects"].get(deployment.address)

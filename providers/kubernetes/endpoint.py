@@ -22,6 +22,7 @@ from typing import Any
 from providers.kubernetes import manifests as m
 from providers.kubernetes.client import ConflictError
 from providers.kubernetes.objects import KubeParts, pod_ready, ready_addresses, ready_digests
+from providers.shared.endpoint_tokens import SIGNING_KEY, new_signing_key
 from providers.shared.routing_table import router_limits
 from providers.shared.runtime import ROUTER_ARCHIVE_NAME, router_archive, router_digest
 from providers.shared.scaling import router_settings
@@ -69,13 +70,14 @@ class EndpointParts(KubeParts):
     """Keys, routing table and router reload of the provider's endpoints."""
 
     def _ensure_keys(self, ep: str) -> None:
-        """The endpoint's Secret: its two keys and the instance key, each made once and kept."""
+        """The endpoint's Secret: its two keys, its token signing key and the instance key, each made once
+        and kept (a Secret of an older recon gets the signing key)."""
         current = self._read_secret(ep)
         wanted = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32),
-                  "instanceKey": secrets.token_urlsafe(32), **current}
+                  SIGNING_KEY: new_signing_key(), "instanceKey": secrets.token_urlsafe(32), **current}
         if wanted == current:
             return
-        data = {m.KEYS_FILE: json.dumps({k: wanted[k] for k in ("primaryKey", "secondaryKey")}),
+        data = {m.KEYS_FILE: json.dumps({k: wanted[k] for k in ("primaryKey", "secondaryKey", SIGNING_KEY)}),
                 m.INSTANCE_KEY_FILE: json.dumps({"instanceKey": wanted["instanceKey"]})}
         self.kube.apply(m.secret(self.kube_settings, m.keys_name(ep), m.labels(self.workspace, "keys", ep), data))
 
@@ -90,7 +92,8 @@ class EndpointParts(KubeParts):
         return f"http://{host}/score"
 
     def _read_secret(self, ep: str) -> dict[str, str]:
-        """primaryKey, secondaryKey and instanceKey from the endpoint's Secret (those it holds)."""
+        """primaryKey, secondaryKey, tokenSigningKey and instanceKey from the endpoint's Secret (those it
+        holds)."""
         obj = self.kube.get("Secret", m.keys_name(ep))
         out: dict[str, str] = {}
         for item in (m.KEYS_FILE, m.INSTANCE_KEY_FILE):
@@ -101,7 +104,7 @@ class EndpointParts(KubeParts):
                 data = None
             if isinstance(data, dict):
                 out.update({k: str(v) for k, v in data.items()
-                            if k in ("primaryKey", "secondaryKey", "instanceKey") and v})
+                            if k in ("primaryKey", "secondaryKey", SIGNING_KEY, "instanceKey") and v})
         return out
 
     def _read_keys(self, ep: str) -> dict[str, str] | None:

@@ -48,7 +48,7 @@ ROUTER_LIB_SRC = "/opt/recon/lib-src"
 ROUTER_LIB = "/opt/recon/lib"
 KEYS_DIR = "/etc/recon/keys"
 INSTANCE_KEY_DIR = "/etc/recon/instance"
-KEYS_FILE = "keys.json"  # in Secret E-keys: {"primaryKey", "secondaryKey"}
+KEYS_FILE = "keys.json"  # in Secret E-keys: {"primaryKey", "secondaryKey", "tokenSigningKey"}
 INSTANCE_KEY_FILE = "instance.json"  # in Secret E-keys: {"instanceKey"}, also mounted into instances
 # An instance pod keeps serving this long after it is marked for deletion, before its SIGTERM: the time
 # recon takes to see it and take it out of the router's table (providers/kubernetes/rollout.py).

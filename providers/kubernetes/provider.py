@@ -31,7 +31,7 @@ import tarfile
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Keys, Observation, Provider, ProviderContext
+from providers.base import ApplyRequest, Capacity, EndpointToken, Keys, Observation, Provider, ProviderContext
 from providers.kubernetes import manifests as m
 from providers.kubernetes.endpoint import clean_tarinfo, router_lib
 from providers.kubernetes.objects import (
@@ -44,6 +44,7 @@ from providers.kubernetes.objects import (
 )
 from providers.kubernetes.rollout import RolloutParts
 from providers.kubernetes.settings import parse_settings
+from providers.shared.endpoint_tokens import SIGNING_KEY, issue, token_lifetime
 from providers.shared.runtime import HOST_SCRIPT
 from providers.shared.scaling import normal_traffic
 from providers.shared.windows import RouterWindows
@@ -260,6 +261,7 @@ class KubernetesProvider(RolloutParts, RouterWindows, Provider):
             ep = str(attrs["name"]).lower()
             if self.kube.get("Deployment", m.router_name(ep)) is None:
                 return self._create_endpoint(request)
+            self._ensure_keys(ep)  # a Secret of an older recon gets its token signing key before aml_token
             self._update_table(ep, lambda t: t.update(auth_mode=attrs.get("auth_mode") or "key"))
             return self._endpoint_outputs(ep)
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
@@ -322,12 +324,19 @@ class KubernetesProvider(RolloutParts, RouterWindows, Provider):
         return self._endpoint_outputs(ep)
 
     # == operating ==================================================================================
-    def credentials(self, endpoint: StateResource) -> Keys:
+    def credentials(self, endpoint: StateResource) -> Keys | EndpointToken:
+        """The keys, or under ``auth_mode: aml_token`` (as the router's table says) a token signed with the
+        key of the endpoint's Secret."""
         ep = str(endpoint.attributes.get("name", endpoint.name)).lower()
-        keys = self._read_keys(ep)
-        if keys is None:
+        secret = self._read_secret(ep)
+        if not (secret.get("primaryKey") and secret.get("secondaryKey")):
             raise PermanentError(f"endpoint {ep} has no keys: its Secret {self.ns}/{m.keys_name(ep)} is gone")
-        return Keys(keys["primaryKey"], keys["secondaryKey"], self._scoring_uri(ep))
+        if self._read_table(ep).get("auth_mode") != "aml_token":
+            return Keys(secret["primaryKey"], secret["secondaryKey"], self._scoring_uri(ep))
+        if not secret.get(SIGNING_KEY):
+            raise PermanentError(f"endpoint {ep} has no token signing key in its Secret {self.ns}/"
+                                 f"{m.keys_name(ep)}; run recon apply")
+        return issue(secret[SIGNING_KEY], ep, self._scoring_uri(ep), token_lifetime(self.settings))
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
         attrs = deployment.attributes

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from providers.shared.endpoint_tokens import token_lifetime
 from providers.shared.routing_table import router_limits
 from reconciler.model.errors import ConfigError, Diagnostic
 
@@ -15,7 +16,7 @@ DEFAULT_ROUTER_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor
 KNOWN = {"router_limits", "kubeconfig", "context", "namespace", "image_overrides", "default_image", "router_image",
          "image_pull_policy", "node_selector", "tolerations", "progress_deadline_seconds",
          "rollout_timeout_seconds", "scoring_host", "router_reload_check",
-         "catalog_resources"}
+         "catalog_resources", "token_lifetime_s"}
 
 
 @dataclass(frozen=True)
@@ -100,4 +101,5 @@ def parse_settings(raw: dict[str, Any]) -> KubeSettings:
                 raise _error(key, f"wrong type: got {raw[key]!r}", "expected true or false")
             values[key] = raw[key]
     router_limits(raw, "")  # the router's limits (as on local and docker): a bad one is an error at its key
+    token_lifetime(raw)  # aml_token endpoints' tokens (as on local and docker)
     return KubeSettings(**values)

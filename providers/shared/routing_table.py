@@ -5,7 +5,8 @@ Layout under ``state_dir``::
 
     run/<endpoint>/port           the endpoint's port, chosen once and kept across restarts
     run/<endpoint>/table.json     the routing table (docs/runtime.md), written atomically under a lock
-    keys/<endpoint>.json          primaryKey / secondaryKey, mode 0600, never in state or outputs
+    keys/<endpoint>.json          primaryKey / secondaryKey / tokenSigningKey (what signs the endpoint's
+                                  tokens under auth_mode aml_token), mode 0600, never in state or outputs
     keys/<endpoint>.instance.json instanceKey, mode 0600: the router presents it to the endpoint's
                                   instances (which answer nothing else but GET /) and the control
                                   plane to the router's ``GET /-/router``
@@ -29,10 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from providers.shared import probes, procs
+from providers.shared.endpoint_tokens import SIGNING_KEY, issue, new_signing_key
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import ConfigError, Diagnostic
 
 ROUTER_START_TIMEOUT = 20.0
+STATUS_TOKEN_LIFETIME_S = 60  # a token recon reads its own router's status with (docker: no instance key)
 # The router's per-endpoint limits and their defaults (runtime/router/table.py LIMITS; docs/security.md).
 ROUTER_LIMITS = {"max_body_bytes": 100 * 1024 * 1024, "max_connections": 1000, "header_timeout_ms": 10_000,
                  "body_timeout_ms": 30_000, "idle_timeout_ms": 60_000}
@@ -85,14 +88,25 @@ class EndpointFiles:
 
     # -- keys ------------------------------------------------------------------------------------
     def ensure_keys(self) -> None:
-        """Make the endpoint's two keys unless they exist (a restarted router keeps its keys)."""
-        if self.read_keys() is not None:
+        """Make the endpoint's two keys and its token signing key, each unless it exists (a restarted
+        router keeps its keys; a keys file of an older recon gets its signing key)."""
+        if self.read_keys() is not None and self.token_signing_key() is not None:
             return
         self.keys.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(self.keys.parent, 0o700)
-        data = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32)}
-        procs.write_json(self.keys, data, mode=0o600)
+        with procs.file_lock(self.keys.parent / f".{self.keys.name}.lock"):
+            current = procs.read_json(self.keys)
+            current = current if isinstance(current, dict) else {}
+            data = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32),
+                    SIGNING_KEY: new_signing_key(), **{k: v for k, v in current.items() if v}}
+            if data != current:
+                procs.write_json(self.keys, data, mode=0o600)
         os.chmod(self.keys, 0o600)
+
+    def token_signing_key(self) -> str | None:
+        """What signs the endpoint's tokens (None: no keys file yet, or one of an older recon)."""
+        data = procs.read_json(self.keys)
+        return str(data[SIGNING_KEY]) if isinstance(data, dict) and data.get(SIGNING_KEY) else None
 
     def instance_key(self) -> str:
         """The endpoint's instance key, made on first use."""
@@ -100,12 +114,25 @@ class EndpointFiles:
 
     def status_token(self) -> str | None:
         """What ``GET /-/router`` is read with: the instance key when there is one (it makes none: a plan
-        only reads), else the endpoint's primary key."""
+        only reads), else the endpoint's own credential (``status_tokens``)."""
+        found = self.status_tokens()
+        return found[0] if found else None
+
+    def status_tokens(self) -> list[str]:
+        """What ``GET /-/router`` may be read with, best first: the instance key when there is one; else
+        the endpoint's credential under the auth mode of its table (a short-lived token under
+        ``aml_token``, the primary key under ``key``), then the other mode's (a table just written may
+        not be the one the router serves yet)."""
         data = procs.read_json(self.instance_key_file)
         if isinstance(data, dict) and data.get("instanceKey"):
-            return str(data["instanceKey"])
-        keys = self.read_keys()
-        return keys["primaryKey"] if keys else None
+            return [str(data["instanceKey"])]
+        keys, signing_key = self.read_keys(), self.token_signing_key()
+        found = [keys["primaryKey"]] if keys else []
+        if signing_key:
+            found.append(issue(signing_key, self.name, "", STATUS_TOKEN_LIFETIME_S).access_token)
+        if self.read_table().get("auth_mode") == "aml_token":
+            found.reverse()
+        return found
 
     def read_keys(self) -> dict[str, str] | None:
         data = procs.read_json(self.keys)
@@ -181,16 +208,23 @@ class EndpointFiles:
     def stop_router(self) -> None:
         raise NotImplementedError
 
-    def read_status(self, port: int, token: str | None, timeout: float) -> dict[str, Any] | None:
-        """``GET /-/router`` on 127.0.0.1:``port`` read with ``token``, as a dict (None: no answer)."""
-        got = probes.http_get(port, "/-/router", timeout, token)
-        if got is None or got[0] != 200:
-            return None
-        try:
-            data = json.loads(got[1])
-        except ValueError:
-            return None
-        return data if isinstance(data, dict) else None
+    def read_status(self, port: int, token: str | list[str] | None, timeout: float) -> dict[str, Any] | None:
+        """``GET /-/router`` on 127.0.0.1:``port`` read with ``token`` (or the first of a list the router
+        does not refuse with 401), as a dict (None: no answer)."""
+        for one in token if isinstance(token, list) and token else [token if isinstance(token, str) else None]:
+            got = probes.http_get(port, "/-/router", timeout, one)
+            if got is None:
+                return None
+            if got[0] == 401:
+                continue
+            if got[0] != 200:
+                return None
+            try:
+                data = json.loads(got[1])
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+        return None
 
     def wait_version(self, version: int, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from providers.base import ApplyRequest, Keys, Observation, Provider, ProviderContext
-from providers.shared import files, procs
+from providers.base import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
+from providers.shared import endpoint_tokens, files, procs
 from providers.shared.probes import StartFailure
 from providers.shared.routing_table import pool_digests, router_limits
 from providers.shared.windows import RouterWindows, Scrape
@@ -216,6 +216,7 @@ class InstanceProvider(RouterWindows, Provider):
         self.state_dir = Path(context.state_dir).resolve()
         self.project_root = Path(context.project_root).resolve()
         router_limits(settings, "")  # a bad router_limits setting is an error before anything runs
+        endpoint_tokens.token_lifetime(settings)  # so is a bad token_lifetime_s
 
     # == the provider interface ======================================================================
     def observe(self, resource: StateResource) -> Observation:
@@ -267,6 +268,7 @@ class InstanceProvider(RouterWindows, Provider):
             return {**prior, **self.create(request)}
         if request.type == "endpoint":
             ep = self._endpoint(request.attributes["name"])
+            ep.ensure_keys()  # a keys file of an older recon gets its token signing key before aml_token
             ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key"))
             if ep.router() is None:
                 return self._create_endpoint(request)
@@ -340,13 +342,20 @@ class InstanceProvider(RouterWindows, Provider):
         ep.update_table(mutate)
         return self._endpoint_outputs(ep)
 
-    def credentials(self, endpoint: StateResource) -> Keys:
+    def credentials(self, endpoint: StateResource) -> Keys | EndpointToken:
+        """The keys, or under ``auth_mode: aml_token`` (as the router's table says) a token it minted."""
         ep = self._endpoint(endpoint.attributes.get("name", endpoint.name))
         keys = ep.read_keys()
         if keys is None:
             raise PermanentError(f"endpoint {ep.name} has no keys on this machine ({ep.keys} is missing)")
         port = ep.chosen_port() or endpoint.outputs.get("port")
-        return Keys(keys["primaryKey"], keys["secondaryKey"], f"http://{self._uri_host()}:{port}/score")
+        uri = f"http://{self._uri_host()}:{port}/score"
+        if ep.read_table().get("auth_mode") != "aml_token":
+            return Keys(keys["primaryKey"], keys["secondaryKey"], uri)
+        signing_key = ep.token_signing_key()
+        if signing_key is None:
+            raise PermanentError(f"endpoint {ep.name} has no token signing key on this machine; run recon apply")
+        return endpoint_tokens.issue(signing_key, ep.name, uri, endpoint_tokens.token_lifetime(self.settings))
 
     def _router_metrics(self, endpoint: str) -> list[Scrape]:
         return list(self._endpoint(endpoint).router_metrics())

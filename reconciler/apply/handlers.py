@@ -252,8 +252,11 @@ class StepHandlers:
             outputs = self._call(step, outcome, functools.partial(self.provider.roll_batch, request, batch))
             crash_point("engine.acted", f"{step.id} batch {batch.index}")
             last = i == len(batches) - 1
+            # a guarded rollout stays pending until its last gate passed: a SIGKILL during that bake
+            # leaves it to be applied (and judged) again
+            settled = last and watch is None
             self.recorder.change(
-                [step.address], functools.partial(record_batch_into, step.address, after, outputs, last)
+                [step.address], functools.partial(record_batch_into, step.address, after, outputs, settled)
             )
             outcome.batches_done = i + 1
             self.hooks("batch_finished", step, batch, len(batches), time.monotonic() - start)
@@ -265,6 +268,8 @@ class StepHandlers:
                     back = functools.partial(self.undo.rollout, step, outcome, functools.partial(self._request, step),
                                              previous, sum(b.size for b in batches[: i + 1]), verdict)
                     raise self.undo.failed(step, outcome, gate, verdict, label, back)
+        if watch is not None:  # every gate passed: the rollout is recorded done
+            self.recorder.change([step.address], functools.partial(record_batch_into, step.address, after, {}, True))
 
     def _judged(self, step: Step, outcome: StepOutcome, watch: Watch, label: str,
                 digest: str | None = None) -> Verdict | None:

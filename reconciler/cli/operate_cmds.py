@@ -15,6 +15,7 @@ import click
 if TYPE_CHECKING:
     import urllib.request
 
+from providers.base import EndpointToken
 from reconciler.cli.app import ProjectPath, cli, project_root
 from reconciler.cli.plan_cmds import open_project
 from reconciler.model.errors import ProviderError, StateError
@@ -61,12 +62,13 @@ def _endpoint_address(name: str) -> str:
 def invoke_cmd(
     ctx: click.Context, endpoint: str, request_file: Path, deployment: str | None, timeout: float
 ) -> None:
-    """POST a request file to ENDPOINT's scoring URI with its key and print the answer."""
+    """POST a request file to ENDPOINT's scoring URI with its key (or, for an aml_token endpoint, a fresh
+    token) and print the answer."""
     project = _project(ctx)
     resource = _recorded(project, _endpoint_address(endpoint), "endpoint")
-    keys = project.provider.credentials(resource)
-    uri = resource.outputs.get("scoring_uri") or keys.scoring_uri
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {keys.primary_key}"}
+    credentials = project.provider.credentials(resource)
+    uri = resource.outputs.get("scoring_uri") or credentials.scoring_uri
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {credentials.bearer}"}
     if deployment:
         headers["azureml-model-deployment"] = deployment
     import urllib.request  # only for invoke (it brings http.client and ssl)
@@ -166,16 +168,21 @@ def _instance_ids(resource: StateResource) -> list[int]:
 @click.argument("endpoint")
 @click.pass_context
 def keys_cmd(ctx: click.Context, endpoint: str) -> None:
-    """Print ENDPOINT's keys and scoring URI as JSON (as `az ml online-endpoint get-credentials`).
+    """Print ENDPOINT's credentials as JSON, as `az ml online-endpoint get-credentials` does: its keys
+    and scoring URI (auth_mode: key), or a new token (auth_mode: aml_token: accessToken, expiryTimeUtc,
+    refreshAfterTimeUtc, tokenType).
 
     This is the one command that prints a secret, on purpose."""
     project = _project(ctx)
     resource = _recorded(project, _endpoint_address(endpoint), "endpoint")
-    keys = project.provider.credentials(resource)
+    credentials = project.provider.credentials(resource)
+    if isinstance(credentials, EndpointToken):
+        click.echo(json.dumps(credentials.as_azure(), indent=2))
+        return
     doc = {
-        "primaryKey": keys.primary_key,
-        "secondaryKey": keys.secondary_key,
-        "scoring_uri": resource.outputs.get("scoring_uri") or keys.scoring_uri,
+        "primaryKey": credentials.primary_key,
+        "secondaryKey": credentials.secondary_key,
+        "scoring_uri": resource.outputs.get("scoring_uri") or credentials.scoring_uri,
     }
     click.echo(json.dumps(doc, indent=2))
 

@@ -154,6 +154,7 @@ class Builder:
 
     def _endpoint(self, f: LoadedFile, doc: Any) -> None:
         attrs = canonical.endpoint_attrs(f, doc)
+        self.remote.auth_mode(f, attrs["auth_mode"])
         name = attrs["name"]
         address = endpoint_address(name)
         if address not in self.origin:

@@ -11,9 +11,12 @@ The providers that run instances from the project's own files (local, docker, ku
 saying what to do instead. An environment reference is different: those providers run the
 instances on a default runtime (the host's Python, a base image) and say so, so it stays a warning.
 
-One more rule depends on where the project deploys: Azure refuses target-utilization scaling on a
+Two more rules depend on where the project deploys: Azure refuses target-utilization scaling on a
 managed deployment (``ManagedOnlineEndpoint supports DefaultScaleSettings only``); recon's own
-providers autoscale it, with a warning that Azure would not.
+providers autoscale it, with a warning that Azure would not. And ``auth_mode: aad_token`` means
+Microsoft Entra ID tokens, which only Azure can check (its identity platform signs them, with keys
+published online, for a user Azure's role assignments authorise): recon's own providers refuse it
+rather than serve the endpoint with a weaker check (docs/security.md).
 """
 
 from __future__ import annotations
@@ -116,3 +119,16 @@ class RemoteRules:
             self.run.warn(f, ("scale_settings", "type"), f"{said}; the {self.kind} provider autoscales it", hint)
         else:
             self.run.error(f, ("scale_settings", "type"), said, hint)
+
+    def auth_mode(self, f: LoadedFile, mode: str) -> None:
+        """``aad_token`` on a provider that runs recon's router: refused (see the module docstring)."""
+        if mode != "aad_token" or not self.runs_project_files:
+            return
+        self.run.error(
+            f,
+            ("auth_mode",),
+            f"aad_token (Microsoft Entra ID tokens) cannot be checked by the {self.kind} provider's router: "
+            "only Azure verifies Entra tokens and the roles that allow scoring",
+            "use auth_mode: aml_token (expiring tokens recon signs: recon keys prints one) or key, "
+            + _AZURE.replace("fetches it", "checks Entra tokens"),
+        )

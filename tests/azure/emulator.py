@@ -5,8 +5,10 @@ A real HTTPS server on 127.0.0.1 (a test CA, see ``tls.py``) that speaks the doc
 - **Auth**: a managed-identity token endpoint (``/msi/token``, App Service style: azure-identity's
   ``ManagedIdentityCredential`` reads ``IDENTITY_ENDPOINT``/``IDENTITY_HEADER``); every ARM request
   needs ``Authorization: Bearer <a token it issued>`` (401 otherwise).
-- **Resources**: online endpoints and deployments, model/environment/code versions, listKeys,
-  getLogs, startPendingUpload (a SAS URL into Azurite), the region's usages and quotas.
+- **Resources**: online endpoints and deployments, model/environment/code versions, listKeys, token
+  (an ``AMLToken`` endpoint's ``EndpointAuthToken``: ``accessToken``, ``expiryTimeUtc``,
+  ``refreshAfterTimeUtc`` in Unix seconds, ``tokenType``; ``token_lifetime_s`` from now), getLogs,
+  startPendingUpload (a SAS URL into Azurite), the region's usages and quotas.
 - **Bodies** are validated against the resource model (``armschema``): an unknown property or a
   mistyped value is a 400 ``InvalidRequestContent``, as ARM answers; domain rules ARM enforces
   too (a deployment's endpoint exists, traffic names existing deployments and sums to 0 or 100,
@@ -23,9 +25,10 @@ A real HTTPS server on 127.0.0.1 (a test CA, see ``tls.py``) that speaks the doc
   endpoint's ``RequestsPerMinute`` and ``RequestLatency_P99`` in the documented shape, from a model
   of the endpoint's load and each deployment's behaviour that tests set (``metrics``, see
   ``metrics.py``); faults apply to it like to any path.
-- **Scoring**: ``POST /inference/{endpoint}/score`` with an endpoint key answers which deployment
-  served it (by the traffic split, or the ``azureml-model-deployment`` header), as a stand-in for
-  the data plane.
+- **Scoring**: ``POST /inference/{endpoint}/score`` with an endpoint key (``Key``), or an unexpired
+  token of the endpoint's ``token`` action (``AMLToken``: never a key), answers which deployment served
+  it (by the traffic split, or the ``azureml-model-deployment`` header), as a stand-in for the data
+  plane; anything else is a 401.
 
 ``Retry-After`` is ``retry_after`` (default ``0.05``: ARM sends whole seconds, the tests send a
 fraction so that a suite of long-running operations runs in seconds; azure-core reads both).
@@ -120,6 +123,8 @@ class Emulator:
         self.resources: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, Operation] = {}
         self.keys: dict[str, dict[str, str]] = {}
+        self.data_tokens: dict[str, dict[str, int]] = {}  # endpoint -> {token: expiry} (the token action's)
+        self.token_lifetime_s = 24 * 3600
         self.logs: dict[str, list[str]] = {}
         self.faults: list[Fault] = []
         self.requests: list[dict[str, Any]] = []
@@ -179,6 +184,12 @@ class Emulator:
     def clear_log(self) -> None:
         with self.lock:
             self.requests.clear()
+
+    def expire_tokens(self, endpoint: str) -> None:
+        """Every token the ``token`` action gave for ``endpoint`` expires now."""
+        with self.lock:
+            past = int(time.time()) - 1
+            self.data_tokens[endpoint.lower()] = dict.fromkeys(self.data_tokens.get(endpoint.lower(), {}), past)
 
     # -- serving ---------------------------------------------------------------------------------------
     def serve(self) -> Emulator:
@@ -367,6 +378,8 @@ class Emulator:
             if self.endpoint(name) is None:
                 return _error(404, "ResourceNotFound", f"no endpoint {name}")
             return 200, {}, dict(self.keys[name.lower()])
+        if len(rel) == 3 and rel[2] == "token" and method == "POST":
+            return self._data_token(name)
         if len(rel) >= 4 and rel[2] == "deployments":
             dpath = f"{path}/deployments/{rel[3]}"
             if len(rel) == 4:
@@ -413,6 +426,20 @@ class Emulator:
         self.keys.setdefault(name.lower(), {"primaryKey": secrets.token_urlsafe(24), "secondaryKey": secrets.token_urlsafe(24)})
         states = ["Creating", "Updating", "Succeeded"] if current is None else ["Updating", "Succeeded"]
         return self._start("PUT", key, states, fault, resource)
+
+    def _data_token(self, name: str) -> tuple[int, dict[str, str], Any]:
+        """``OnlineEndpoints_GetToken``: a new token of an ``AMLToken`` endpoint (an opaque stand-in for
+        Azure's JWT), refreshable after half its lifetime."""
+        ep = self.endpoint(name)
+        if ep is None:
+            return _error(404, "ResourceNotFound", f"no endpoint {name}")
+        if ep["properties"].get("authMode") != "AMLToken":
+            return _error(400, "BadArgument", f"endpoint {name} uses auth mode {ep['properties'].get('authMode')}: "
+                                              "tokens are for AMLToken endpoints (use listKeys)")
+        now, token = int(time.time()), secrets.token_urlsafe(32)
+        self.data_tokens.setdefault(name.lower(), {})[token] = now + self.token_lifetime_s
+        return 200, {}, {"accessToken": token, "tokenType": "Bearer", "expiryTimeUtc": now + self.token_lifetime_s,
+                         "refreshAfterTimeUtc": now + self.token_lifetime_s // 2}
 
     def _traffic_errors(self, endpoint: str, body: Any) -> list[str]:
         props = body.get("properties") or {}
@@ -620,7 +647,11 @@ class Emulator:
             if ep is None:
                 return 404, {}, {"error": "no such endpoint"}
             token = headers.get("authorization", "").removeprefix("Bearer ")
-            if not token or token not in keys.values():
+            if ep["properties"].get("authMode") == "AMLToken":
+                expiry = self.data_tokens.get(name.lower(), {}).get(token)
+                if expiry is None or time.time() >= expiry:
+                    return 401, {}, {"error": "token auth failed"}
+            elif not token or token not in keys.values():
                 return 401, {}, {"error": "key auth failed"}
             chosen = headers.get("azureml-model-deployment") or _pick(ep["properties"].get("traffic") or {})
             if not chosen or self.deployment(name, chosen) is None:

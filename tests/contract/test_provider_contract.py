@@ -8,10 +8,11 @@ recorded, ``observe`` trusted to tell what exists.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from providers.base import Keys, Observation
+from providers.base import EndpointToken, Keys, Observation
 from reconciler.model.errors import ProviderError
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
@@ -168,6 +169,28 @@ def test_secrets_never_appear_in_outputs(provider: Harness) -> None:
     observed = [provider.provider.observe(r).outputs for r in made.values()]
     text = json.dumps([provider.outputs_seen, observed, [r.attributes for r in made.values()]], default=str)
     assert keys.primary_key not in text and keys.secondary_key not in text
+
+
+def test_an_aml_token_endpoint_gives_tokens_not_keys(provider: Harness) -> None:
+    """``auth_mode: aml_token``: ``credentials()`` is a fresh token in Azure's ``EndpointAuthToken`` shape
+    (never a key, never a signing key, in no output); back to ``key``, it is the keys again."""
+    request = provider.endpoint()
+    request.attributes["auth_mode"] = "aml_token"
+    ep = provider.create(request)
+    assert provider.provider.observe(ep).attributes.get("auth_mode", "aml_token") == "aml_token"
+    first, second = provider.provider.credentials(ep), provider.provider.credentials(ep)
+    assert isinstance(first, EndpointToken) and isinstance(second, EndpointToken)
+    assert first.bearer == first.access_token and first.access_token != second.access_token  # new each time
+    assert first.token_type == "Bearer" and first.scoring_uri
+    assert time.time() < first.refresh_after_time_utc < first.expiry_time_utc
+    assert list(first.as_azure()) == ["accessToken", "expiryTimeUtc", "refreshAfterTimeUtc", "tokenType"]
+    observed = [provider.provider.observe(ep).outputs, provider.outputs_seen, ep.attributes]
+    assert first.access_token not in json.dumps(observed, default=str)
+    attrs = {**ep.attributes, "auth_mode": "key"}
+    provider.record(provider.request("endpoint", "ep", ep.address, attrs),
+                    provider.provider.update(provider.request("endpoint", "ep", ep.address, attrs)))
+    keys = provider.provider.credentials(provider.recorded["endpoint.ep"])
+    assert isinstance(keys, Keys) and keys.bearer == keys.primary_key
 
 
 def test_logs_are_lines_of_text(provider: Harness) -> None:

@@ -20,6 +20,7 @@ the provider's.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import signal
@@ -34,7 +35,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from reconciler.cli import cli
-from reconciler.cli.registries import open_project
+from reconciler.cli.registries import open_project, open_state_manager
 
 EP = "kl-ep"
 
@@ -64,6 +65,12 @@ class Config:
     green: int | None = None
     traffic: tuple[tuple[str, int], ...] = (("blue", 100),)
     mirror: tuple[tuple[str, int], ...] = ()
+    gates: str | None = None  # guarded rollouts: recon.yaml's rollout.analysis with this on_inconclusive
+
+    def guarded(self, on_inconclusive: str = "proceed", **changes: Any) -> Config:
+        """This configuration judged by gates; no client sends anything in the loop, so every window
+        is inconclusive: ``proceed`` goes on, ``fail`` fails the gate and rolls back."""
+        return dataclasses.replace(self, gates=on_inconclusive, **changes)
 
 
 @dataclass(frozen=True)
@@ -92,8 +99,10 @@ BLUE, GREEN_ADDR, ENDPOINT = f"deployment.{EP}.blue", f"deployment.{EP}.green", 
 
 
 def cycle(n: int) -> list[KillPoint]:
-    """The kill points of cycle ``n`` (1, 2 or 3): each cycle goes through every transition, from
-    nothing to nothing, and kills each transition at another moment."""
+    """The kill points of cycle ``n`` (1 to 4): each cycle goes through every transition, from
+    nothing to nothing, and kills each transition at another moment. Cycle 4 is guarded (a
+    ``rollout:`` section): it kills during a bake, after a rollback's intent, after a rollback batch,
+    between traffic steps and after a traffic step's split was restored."""
     shift = SHIFTED if n < 3 else MIRRORED
     shrunk = SHRUNK if n < 3 else SHRUNK_MIRRORED
     points = {
@@ -128,7 +137,29 @@ def cycle(n: int) -> list[KillPoint]:
                       recover="destroy"),
         ],
     }
+    if n == 4:
+        return _guarded_cycle()
     return points[n]
+
+
+def _guarded_cycle() -> list[KillPoint]:
+    shrunk_v3 = dataclasses.replace(SHRUNK, release="v3")
+    return [
+        KillPoint("create: the first traffic's window baking", f"gate.baking@set_traffic:{ENDPOINT}",
+                  CREATE.guarded()),
+        KillPoint("scale-up: intent recorded, nothing done (guarded)", f"engine.intent@scale:{BLUE}",
+                  SCALED.guarded()),
+        KillPoint("rolling update: gate failed, rollback intent recorded, nothing rolled back",
+                  f"rollback.intent@rollout:{BLUE}", ROLLED.guarded("fail"), rollback=SCALED),
+        KillPoint("new deployment: first traffic step routed, not recorded",
+                  f"engine.acted@set_traffic:{ENDPOINT}:step1", GREEN.guarded()),
+        KillPoint("traffic shift: gate failed, split restored, not recorded",
+                  f"rollback.routed@set_traffic:{ENDPOINT}:step1", SHIFTED.guarded("fail"), rollback=GREEN),
+        KillPoint("scale-down: with a new release whose gate failed, a rollback batch done, not recorded",
+                  f"rollback.batch@rollout:{BLUE}", shrunk_v3.guarded("fail"), rollback=SHRUNK),
+        KillPoint("destroy: a deployment unrouted, not stopped (guarded)", f"delete.unrouted@{GREEN_ADDR}",
+                  None),
+    ]
 
 
 @dataclass
@@ -154,7 +185,10 @@ class KillLoop:
     # -- the project ------------------------------------------------------------------------------
     def write(self, config: Config) -> None:
         root = self.root
-        (root / "recon.yaml").write_text(self.recon_yaml)
+        gates = "" if config.gates is None else (
+            f"rollout:\n  analysis:\n    bake: 1s\n    on_inconclusive: {config.gates}\n"
+            "  traffic_steps: [10, 50, 100]\n")
+        (root / "recon.yaml").write_text(self.recon_yaml + gates)
         (root / "model").mkdir(exist_ok=True)
         (root / "model" / "weights.txt").write_text("0.5\n")
         (root / "code").mkdir(exist_ok=True)
@@ -202,8 +236,14 @@ class KillLoop:
         assert done.returncode == 0, f"recovery failed:\n{done.stdout}\n{done.stderr}"
 
     def state(self) -> dict[str, Any]:
-        path = self.root / ".recon" / "state.json"
-        return json.loads(path.read_text()) if path.exists() else {"resources": {}}
+        """The state as recon reads it (its file and the journal a killed apply left over it)."""
+        if not (self.root / ".recon" / "state.json").exists():
+            return {"resources": {}}
+        manager = open_state_manager(self.root, None)
+        try:
+            return manager.read().model_dump(mode="json")
+        finally:
+            manager.close()
 
     # -- one kill point ---------------------------------------------------------------------------
     def run(self, kp: KillPoint) -> None:

@@ -16,6 +16,10 @@ class LoadStats:
     failed: int = 0
     served_by: collections.Counter[str] = field(default_factory=collections.Counter)
     failures: list[str] = field(default_factory=list)
+    failure_times: list[float] = field(default_factory=list)  # time.monotonic() of each failure
+
+    def failed_between(self, start: float, end: float) -> int:
+        return sum(start <= t <= end for t in self.failure_times)
 
     def split(self) -> dict[str, float]:
         total = sum(self.served_by.values())
@@ -25,8 +29,9 @@ class LoadStats:
 class LoadGenerator:
     """Sends POST /score continuously from ``workers`` threads until stopped.
 
-    Every answer that is not 200 (or a connection error) counts as a failed request. The
-    ``azureml-model-deployment`` response header says which deployment served each answer.
+    Every answer that is not 200 (or a connection error) counts as a failed request, with the time
+    it came (``failure_times``). The ``azureml-model-deployment`` response header says which
+    deployment served each answer.
     """
 
     def __init__(self, scoring_uri: str, key: str, body: bytes, workers: int = 2) -> None:
@@ -57,11 +62,13 @@ class LoadGenerator:
                         else:
                             stats.failed += 1
                             stats.failures.append(f"HTTP {resp.status} from {served}")
+                            stats.failure_times.append(time.monotonic())
             except (OSError, http.client.HTTPException) as exc:
                 with self._lock:
                     for stats in (self.stats, self.total):
                         stats.failed += 1
                         stats.failures.append(f"{type(exc).__name__}: {exc}")
+                        stats.failure_times.append(time.monotonic())
                 conn.close()
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
                 time.sleep(0.01)

@@ -1,7 +1,9 @@
-"""The kill loop on the local provider (real processes) and on Docker (a real engine): 21 kill
-points each (three cycles of seven, one test per cycle and provider), over create, scale-up,
+"""The kill loop on the local provider (real processes) and on Docker (a real engine): 28 kill
+points each (four cycles of seven, one test per cycle and provider), over create, scale-up,
 rolling update, a new deployment with a traffic shift, another shift (with mirroring), scale-down
-and destroy; see ``tests/e2e/killloop.py`` for what is checked after every kill."""
+and destroy, the fourth cycle guarded by gates (killed while baking, after a rollback's intent,
+after a rollback batch, between traffic steps); see ``tests/e2e/killloop.py`` for what is checked
+after every kill."""
 
 from __future__ import annotations
 
@@ -53,12 +55,14 @@ def _docker_objects(loop: KillLoop, state: dict[str, Any]) -> tuple[set[str], se
     return recorded, present
 
 
-CYCLES = [1, 2, 3]  # each from nothing to nothing: one test per cycle keeps a test well inside the timeout
+CYCLES = [1, 2, 3, 4]  # each from nothing to nothing: one test per cycle keeps a test well inside the timeout
 
 
-def test_the_loop_kills_every_transition_at_21_points_without_repeating_one() -> None:
+def test_the_loop_kills_every_transition_at_28_points_without_repeating_one() -> None:
     points = [kp for n in CYCLES for kp in cycle(n)]
-    assert len(points) == 21 and len({(kp.point, kp.config) for kp in points}) == 21
+    assert len(points) == 28 and len({(kp.point, kp.config) for kp in points}) == 28
+    guarded = {kp.point.split("@")[0] for kp in cycle(4)}
+    assert {"gate.baking", "rollback.intent", "rollback.batch", "rollback.routed"} <= guarded
     for n in CYCLES:  # each cycle goes through every transition once, destroy last
         kinds = [kp.label.split(":")[0] for kp in cycle(n)]
         assert kinds == ["create", "scale-up", "rolling update", "new deployment", "traffic shift", "scale-down",

@@ -232,3 +232,20 @@ def test_traffic_steps_filter_is_a_plan_property(tmp_path: Path) -> None:
     plan = plan_for(env.manager(), want)
     parts = [s.params_as(TrafficParams).part for s in plan.steps if s.kind is StepKind.SET_TRAFFIC]
     assert parts == [1, 2, 3]
+
+
+def test_a_guarded_rollout_is_recorded_done_only_after_its_last_gate(tmp_path: Path) -> None:
+    """A SIGKILL during the last bake must leave work for the next plan (to roll and judge again)."""
+    env = started(tmp_path, count=2)
+    seen: list[object] = []
+
+    class Look(ApplyHooks):
+        def gate_progress(self, step: Step, label: str, verdict: Verdict, elapsed: float, bake: float) -> None:
+            if label == "batch 2/2" and not seen:
+                seen.append(env.state().resources[BLUE].pending)
+
+    want = guarded(blue_green(tmp_path, blue=2, green=None, env_vars={"V": "2"}))
+    assert apply(env, want, Look()).ok
+    [pending] = seen
+    assert pending is not None and pending.batches_done == 2  # type: ignore[attr-defined]
+    assert env.state().resources[BLUE].pending is None and remaining(env, want) == {}

@@ -30,6 +30,9 @@ class Server(Protocol):
 
     def authorized(self, req: Request) -> bool: ...
 
+    @property
+    def denial(self) -> str: ...
+
     def handle(self, client: ClientConn, req: Request) -> None: ...
 
     def refused(self, status: int) -> None: ...
@@ -138,7 +141,7 @@ class ClientConn(asyncio.Protocol):
         req.keep_alive = parser.should_keep_alive()
         router = self.router
         if not router.authorized(req):
-            self.fail(401, "Unauthorized: missing or invalid key (Authorization: Bearer <key>)")
+            self.fail(401, router.denial)
             raise Stop
         limits = router.limits
         if self.length > limits[0]:

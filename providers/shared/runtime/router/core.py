@@ -95,6 +95,11 @@ class Router:
     def authorized(self, req: Request) -> bool:
         return self.credentials.authorized(req)
 
+    @property
+    def denial(self) -> str:
+        """What a 401 says: the credential this endpoint takes (a key, or a token)."""
+        return self.credentials.denial
+
     def evict_one(self) -> bool:
         """At the connection cap: close the oldest connection with nothing authorized in progress."""
         for client in self.clients:

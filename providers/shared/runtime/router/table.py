@@ -2,8 +2,9 @@
 
 - ``parse_table``: the JSON document checked and normalised (names lowercased, 0% entries dropped);
   a ``TableError`` keeps the table in force.
-- ``Credentials``: the endpoint's keys and the instance key, and the one place a request's key is
-  checked (``authorized``).
+- ``Credentials``: the endpoint's keys, its token signing key and the instance key, and the one place a
+  request's credential is checked (``authorized``): a key under ``auth_mode: key``, a token under
+  ``auth_mode: aml_token`` (``tokens``), never the other.
 - ``Split``: which deployment the next request goes to (the traffic split) and whether it is copied
   (mirroring). It survives table reloads that leave the split unchanged, so a reload does not restart
   the rotation.
@@ -13,15 +14,20 @@ from __future__ import annotations
 
 import hmac
 import json
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from . import tokens
 from .messages import CONTROL_PATHS, Request
 
 MAX_BODY = 100 * 1024 * 1024
 # Per-endpoint limits (table "limits"): name -> default. ``Table.limit_values`` keeps this order.
 LIMITS = {"max_body_bytes": MAX_BODY, "max_connections": 1000, "header_timeout_ms": 10_000,
           "body_timeout_ms": 30_000, "idle_timeout_ms": 60_000}
+AUTH_MODES = ("key", "aml_token", "none")  # what the router enforces; anything else: the table is refused
+TOKEN_CACHE = 1024  # tokens already verified, with their expiry: a token's next requests skip the HMAC
 
 
 class TableError(ValueError):
@@ -125,6 +131,8 @@ def parse_table(doc: Any) -> Table:
         raise TableError("the table must be a JSON object")
     deployments = _deployments(doc)
     auth_mode = doc.get("auth_mode", "key")
+    if auth_mode not in AUTH_MODES:
+        raise TableError(f"auth_mode: {auth_mode!r} is not one the router enforces ({', '.join(AUTH_MODES)})")
     keys_file = doc.get("keys_file")
     if auth_mode != "none" and not isinstance(keys_file, str):
         raise TableError(f"keys_file: required for auth_mode {auth_mode!r}")
@@ -152,28 +160,59 @@ def read_instance_key(path: str | None) -> bytes:
     return key.encode()
 
 
-def read_keys(path: str) -> tuple[bytes, ...]:
+def read_keys(path: str, auth_mode: str = "key") -> tuple[tuple[bytes, ...], bytes]:
+    """The endpoint's keys and its token signing key; what ``auth_mode`` needs must be there."""
     with open(path) as f:
         doc = json.load(f)
     keys = tuple(str(doc[k]).encode() for k in ("primaryKey", "secondaryKey") if doc.get(k))
-    if not keys:
+    token_key = str(doc.get("tokenSigningKey") or "").encode()
+    if auth_mode == "aml_token" and not token_key:
+        raise TableError(f"{path}: no tokenSigningKey (auth_mode 'aml_token' verifies tokens with it)")
+    if auth_mode == "key" and not keys:
         raise TableError(f"{path}: no primaryKey or secondaryKey")
-    return keys
+    return keys, token_key
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """The keys a request may present: the endpoint's (``keys``) and the instance key the control plane
-    uses for the router's own URLs (and the router presents to the instances)."""
+    """What a request may present: under ``auth_mode: key`` the endpoint's keys (``keys``), under
+    ``aml_token`` a token of ``endpoint`` signed with ``token_key`` (and then never a key); and the
+    instance key the control plane uses for the router's own URLs (and the router presents to the
+    instances). ``clock``: Unix seconds, what token expiries are compared with."""
 
     auth_mode: str = "none"
     keys: tuple[bytes, ...] = ()
     instance_key: bytes = b""
+    token_key: bytes = b""
+    endpoint: str = ""
+    clock: Callable[[], float] = time.time
+    verified: dict[bytes, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def denial(self) -> str:
+        """The 401's message: what this endpoint takes."""
+        if self.auth_mode == "aml_token":
+            return "Unauthorized: missing, invalid or expired token (Authorization: Bearer <accessToken>)"
+        return "Unauthorized: missing or invalid key (Authorization: Bearer <key>)"
+
+    def token_ok(self, token: bytes) -> bool:
+        """``token`` is a valid token of this endpoint now (verified once, then remembered until it expires)."""
+        now = self.clock()
+        exp = self.verified.get(token)
+        if exp is not None:
+            return now < exp
+        exp = tokens.verify(token, self.token_key, self.endpoint, now)
+        if exp is None:
+            return False
+        if len(self.verified) >= TOKEN_CACHE:
+            self.verified.clear()
+        self.verified[token] = exp
+        return True
 
     def authorized(self, req: Request) -> bool:
-        """The endpoint's key; the router's own URLs (``/-/router``: status, upstream addresses;
-        ``/-/metrics``) also take the instance key (what the control plane uses), and need one of them
-        even when the endpoint has no auth."""
+        """The endpoint's key or token (as its auth mode says); the router's own URLs (``/-/router``:
+        status, upstream addresses; ``/-/metrics``) also take the instance key (what the control plane
+        uses), and need one of them even when the endpoint has no auth."""
         status_url = req.target in CONTROL_PATHS
         if self.auth_mode == "none" and not (status_url and self.instance_key):
             return True
@@ -186,7 +225,9 @@ class Credentials:
             return False
         token = auth[7:].strip()
         ok = False
-        for key in self.keys if self.auth_mode != "none" else ():
+        if self.auth_mode == "aml_token":
+            ok = self.token_ok(token)
+        for key in self.keys if self.auth_mode == "key" else ():
             ok |= hmac.compare_digest(token, key)
         if status_url and self.instance_key:
             ok |= hmac.compare_digest(token, self.instance_key)
@@ -197,8 +238,10 @@ def load(path: str) -> tuple[Table, Credentials]:
     """The table at ``path`` and the keys it names (raises OSError, ValueError or KeyError)."""
     with open(path) as f:
         table = parse_table(json.load(f))
-    keys = read_keys(table.keys_file) if table.auth_mode != "none" and table.keys_file else ()
-    return table, Credentials(table.auth_mode, keys, read_instance_key(table.instance_key_file))
+    keys, token_key = (read_keys(table.keys_file, table.auth_mode) if table.auth_mode != "none" and table.keys_file
+                       else ((), b""))
+    return table, Credentials(table.auth_mode, keys, read_instance_key(table.instance_key_file), token_key,
+                              table.endpoint.lower())
 
 
 class Split:
