@@ -23,7 +23,7 @@ from providers.shared.runtime import HOST_SCRIPT, router_zipapp
 
 PRIMARY, SECONDARY = "primary-key-0123456789", "secondary-key-9876543210"
 
-# A scoring script with Azure's contract; NAME, SLEEP_S, HOLD_FILE and FAIL_INIT steer it per instance.
+# A scoring script with Azure's contract; NAME, SLEEP_S, HOLD_FILE, ARRIVED_FILE and FAIL_INIT steer it per instance.
 SCORE_PY = '''\
 import json, os, time
 NAME = os.environ.get("NAME", "x")
@@ -39,6 +39,9 @@ def run(raw_data):
     if data.get("fail"):
         raise ValueError("run exploded: " + str(data["fail"]))
     time.sleep(float(data.get("sleep", os.environ.get("SLEEP_S", "0"))))
+    if os.environ.get("ARRIVED_FILE"):  # one line per request that reached the script
+        with open(os.environ["ARRIVED_FILE"], "a") as f:
+            f.write("1\\n")
     hold = os.environ.get("HOLD_FILE")  # held until the test creates this file (at most 60 s)
     deadline = time.monotonic() + 60
     while hold and not os.path.exists(hold) and time.monotonic() < deadline:

@@ -251,13 +251,19 @@ def test_connection_cap_answers_503_when_all_are_busy(
     start_host: Host, start_router: Router, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"  # both requests are held until the test has seen the 503
-    slow = start_host("slow", workers=4, env={"HOLD_FILE": str(release)})
+    arrived = tmp_path / "arrived"
+    slow = start_host("slow", workers=4, env={"HOLD_FILE": str(release), "ARRIVED_FILE": str(arrived)})
     router, _ = start_router({"slow": dep(slow, max_concurrent_requests_per_instance=4)}, {"slow": 100},
                              extra={"limits": {"max_connections": 2}})
     results: list[int] = []
     threads = [threading.Thread(target=lambda: results.append(call(router.port, {})[0])) for _ in range(2)]
     for t in threads:
         t.start()
+    # Probe only once both requests are in flight: a connection that has not sent its request yet is
+    # idle, and the router rightly closes the oldest idle connection for a new one.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(arrived.read_text().splitlines() if arrived.exists() else []) < 2:
+        time.sleep(0.05)
     probe = f"GET /-/router HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PRIMARY}\r\n\r\n".encode()
     seen: list[int] = []
     deadline = time.monotonic() + 30  # a loaded CI machine: the two requests may take seconds to connect
