@@ -286,10 +286,10 @@ def time_scale(root: Path, extra: int, samples: int) -> list[float]:
     """Seconds the provider's ``scale`` takes to add ``extra`` ready instances (each sample scales
     back afterwards, not timed). Through the Provider interface, under the state lock."""
     from providers.base import ApplyRequest
-    from reconciler.apply.project import Project
+    from reconciler.cli.registries import open_project
 
     times: list[float] = []
-    with Project(root) as project, project.locked("rollout-bench"):
+    with open_project(root) as project, project.locked("rollout-bench"):
         state = project.read_state()
         res = state.get(DEPLOYMENT)
         if res is None:

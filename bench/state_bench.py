@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.append(str(ROOT / "tests"))  # last: tests/states must not hide the states package
 
+from reconciler.cli.registries import open_state_manager  # noqa: E402
 from reconciler.state.document import State, StateResource  # noqa: E402
-from reconciler.state.manager import StateManager, open_state_manager, serialise  # noqa: E402
+from reconciler.state.manager import StateManager, serialise  # noqa: E402
 
 
 def _deployment(i: int) -> StateResource:

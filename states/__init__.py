@@ -1,13 +1,17 @@
-"""State storage backends. ``open_backend`` picks one from recon.yaml's ``state:`` settings.
+"""State storage backends, and their registry: ``open_backend`` opens the one recon.yaml's ``state:``
+names (``reconciler.model.settings.StateSettings``). Only the CLI calls it
+(``reconciler.cli.registries``); the backends implement ``reconciler.state.backend``'s protocol.
 
 ```yaml
 state:
   backend: file                # default; path relative to the project root
   path: .recon/state.json
+  history: 20                  # versions kept besides the current one
 ---
 state:
   backend: postgres            # DSN from here or, better, from RECON_STATE_DSN (no password in git)
   name: production             # one database can hold many states
+  connect_timeout: 10          # seconds
 ```
 """
 
@@ -15,57 +19,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from reconciler.model.errors import ConfigError, Diagnostic
-from states.base import HistoryEntry, StateBackend, StoredState, SupportsHistory, SupportsLocking
+from reconciler.model.settings import DEFAULT_STATE_PATH, StateSettings
+from reconciler.state.backend import StateBackend
 
-DEFAULT_PATH = ".recon/state.json"
 DSN_ENV = "RECON_STATE_DSN"
 BACKENDS = ("file", "postgres")
-_KEYS = {"file": {"backend", "path", "history"}, "postgres": {"backend", "dsn", "name", "history", "connect_timeout"}}
 
 
-def _bad(message: str, path: str, hint: str | None = None) -> ConfigError:
-    return ConfigError(Diagnostic(message, file="recon.yaml", path=path, hint=hint))
-
-
-def state_section(settings: dict[str, Any] | None) -> dict[str, Any]:
-    """The ``state:`` section, given either that section or the whole recon.yaml mapping."""
-    settings = dict(settings or {})
-    if "backend" not in settings and isinstance(settings.get("state"), dict):
-        settings = dict(settings["state"])
-    elif "backend" not in settings and "state" in settings:
-        return {}
-    return {k: v for k, v in settings.items() if v is not None}
-
-
-def open_backend(root: Path, settings: dict[str, Any] | None) -> StateBackend:
-    """The backend recon.yaml's ``state:`` names (file ``.recon/state.json`` by default)."""
-    section = state_section(settings)
-    kind = str(section.get("backend") or "file").lower()
-    if kind not in BACKENDS:
-        raise _bad(f"unknown state backend {kind!r}", "state.backend", "use one of: file, postgres")
-    unknown = sorted(set(section) - _KEYS[kind])
-    if unknown:
-        raise _bad(
-            f"unknown key {unknown[0]!r} for the {kind} state backend",
-            f"state.{unknown[0]}",
-            "allowed: " + ", ".join(sorted(_KEYS[kind])),
-        )
-    if kind == "file":
-        path = Path(str(section.get("path") or DEFAULT_PATH))
+def open_backend(root: Path, settings: StateSettings) -> StateBackend:
+    """The backend recon.yaml's ``state:`` names (``StateSettings``: the loader checked its keys)."""
+    if settings.backend == "file":
+        path = Path(settings.path or DEFAULT_STATE_PATH)
         from states.file import HISTORY_KEEP as FILE_KEEP
         from states.file import FileBackend
 
-        keep = int(section.get("history") or FILE_KEEP)
-        return FileBackend(path if path.is_absolute() else Path(root) / path, history_keep=keep)
-    dsn = section.get("dsn") or os.environ.get(DSN_ENV)
+        return FileBackend(path if path.is_absolute() else Path(root) / path, history_keep=settings.history or FILE_KEEP)
+    dsn = settings.dsn or os.environ.get(DSN_ENV)
     if not dsn:
-        raise _bad(
-            "the postgres state backend needs a connection string",
-            "state.dsn",
-            f"set {DSN_ENV} in the environment (keeps the password out of the repository) or state.dsn",
+        raise ConfigError(
+            Diagnostic(
+                "the postgres state backend needs a connection string",
+                file="recon.yaml",
+                path="state.dsn",
+                hint=f"set {DSN_ENV} in the environment (keeps the password out of the repository) or state.dsn",
+            )
         )
     from reconciler.model.extras import require_extra
 
@@ -74,21 +53,10 @@ def open_backend(root: Path, settings: dict[str, Any] | None) -> StateBackend:
 
     return PostgresBackend(
         str(dsn),
-        name=str(section.get("name") or "default"),
-        history_keep=int(section.get("history") or HISTORY_KEEP),
-        connect_timeout=int(section.get("connect_timeout") or 10),
+        name=settings.name or "default",
+        history_keep=settings.history or HISTORY_KEEP,
+        connect_timeout=settings.connect_timeout,
     )
 
 
-__all__ = [
-    "BACKENDS",
-    "DEFAULT_PATH",
-    "DSN_ENV",
-    "HistoryEntry",
-    "StateBackend",
-    "StoredState",
-    "SupportsHistory",
-    "SupportsLocking",
-    "open_backend",
-    "state_section",
-]
+__all__ = ["BACKENDS", "DSN_ENV", "open_backend"]

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState, note_of_delta, note_of_document, who_am_i
+from reconciler.state.backend import HistoryEntry, StoredState, note_of_delta, note_of_document, who_am_i
 
 HISTORY_KEEP = 20
 HOLDER_INFO_WAIT_S = 1.0  # a lock held with no holder info yet: how long to look again

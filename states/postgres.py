@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
-from states.base import HistoryEntry, StoredState, note_of_delta, note_of_document, who_am_i
+from reconciler.state.backend import HistoryEntry, StoredState, note_of_delta, note_of_document, who_am_i
 
 HISTORY_KEEP = 50
 CONNECT_TIMEOUT_S = 10

@@ -9,11 +9,12 @@ The rules:
 1. Stages of ``reconciler`` import only their own stage or lower ones:
    model < state < load < migrate < plan < apply < render < cli (``migrate``, the side entrance of
    ``recon import-v1``, reads its files through ``load``; nothing below the CLI imports ``migrate``).
-2. ``states`` (the storage backends) imports from ``reconciler`` only ``reconciler.model.*``; only
-   ``reconciler.state`` and ``reconciler.cli`` import ``states``.
-3. Providers: ``reconciler`` below ``plan`` never imports ``providers``; ``plan`` imports only
-   ``providers.base``; ``apply`` and ``cli`` import ``providers.base`` and the registry
-   (``providers``), never a provider's package.
+2. ``states`` (the storage backends) imports from ``reconciler`` only ``reconciler.model.*`` and the
+   backend protocol, ``reconciler.state.backend``; only ``reconciler.cli`` imports ``states`` (its
+   registry, ``states.open_backend``: registries are called at the edge).
+3. Providers: ``reconciler`` below ``plan`` never imports ``providers``; ``plan`` and ``apply`` import
+   only ``providers.base``; only ``cli`` imports the registry (``providers``), and no stage imports a
+   provider's package.
 4. A provider package (``providers/<kind>/``, ``providers/fake/``) imports only ``providers.base``,
    ``providers.shared.*``, its own modules, and from ``reconciler`` only the protocol modules
    (``reconciler.model.*``, ``reconciler.plan.types``, ``reconciler.state.document``). One provider
@@ -123,20 +124,22 @@ def violation(imp: Import) -> str | None:
             return f"{src} is outside every stage package"
         if dst_stage is not None and dst_stage != src_stage and STAGES[dst_stage] >= STAGES[src_stage]:
             return f"stage {src_stage} imports stage {dst_stage}, which is not below it"
-        if _under(dst, "states") and src_stage not in ("state", "cli"):
-            return "only reconciler.state and reconciler.cli use the storage backends"
+        if _under(dst, "states") and src_stage != "cli":
+            return "only the CLI uses the storage backends' registry (states)"
         if _under(dst, "providers"):
             rank = STAGES[src_stage]
             if rank < STAGES["plan"]:
                 return f"stage {src_stage} imports a provider module"
             if src_stage == "plan" and dst != "providers.base":
                 return "the planner may use only providers.base"
+            if dst == "providers" and src_stage != "cli":
+                return "only the CLI calls the provider registry (providers.get_provider)"
             if dst not in ("providers", "providers.base"):
                 return "reconciler uses providers only through providers.base and the registry"
         return None
     if src.startswith("states"):
-        if dst.startswith("reconciler") and not _under(dst, "reconciler.model"):
-            return "a storage backend imports from reconciler only reconciler.model"
+        if dst.startswith("reconciler") and not (_under(dst, "reconciler.model") or dst == "reconciler.state.backend"):
+            return "a storage backend imports from reconciler only reconciler.model and reconciler.state.backend"
         if _under(dst, "providers"):
             return "a storage backend imports a provider module"
         return None

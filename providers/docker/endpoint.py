@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.docker.engine import Engine, mapped
-from providers.shared.routing_table import EndpointFiles
+from providers.shared.endpoint_files import EndpointFiles
 from providers.shared.runtime import router_digest, router_zipapp
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
@@ -143,7 +143,7 @@ class DockerEndpoint(EndpointFiles):
         found = self.status_tokens()
         return port, found[0] if found else None
 
-    def table_fields(self) -> dict[str, Any]:
+    def instance_key_fields(self) -> dict[str, Any]:
         return {}  # containers are reached on the endpoint's internal network: no instance key
 
     def reload(self) -> bool:
@@ -201,6 +201,17 @@ class DockerEndpoint(EndpointFiles):
 
     def stop_router(self) -> None:
         self.engine.remove_container(self.router_name, grace=10.0)
+
+    @property
+    def uri_host(self) -> str:
+        """Where clients reach the published port (the loopback when it is published on every address)."""
+        return "127.0.0.1" if self.publish_host in ("0.0.0.0", "") else self.publish_host
+
+    def discard(self) -> None:
+        """The router container and the networks go first, then the table, port and keys."""
+        self.stop_router()
+        self.remove_networks()
+        super().discard()
 
     def router_logs(self, tail: int) -> list[str]:
         container = self.engine.container(self.router_name)

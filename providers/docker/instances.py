@@ -32,7 +32,7 @@ from providers.docker.endpoint import DockerEndpoint, project_hash
 from providers.docker.engine import Engine, mapped
 from providers.shared import probes, procs
 from providers.shared.probes import StartFailure, probe_settings
-from providers.shared.scaling import next_instance_ids
+from providers.shared.rolling import next_instance_ids
 
 INSTANCE_PORT = 5001
 HOST_IN_IMAGE = "/opt/recon/host.py"

@@ -42,16 +42,10 @@ from providers.docker.instances import (
     code_mount_for,
 )
 from providers.shared import files
+from providers.shared.observing import endpoint_observation, live_pool
 from providers.shared.probes import ready_budget
-from providers.shared.scaling import (
-    STOP_GRACE,
-    InstanceProvider,
-    config_digest,
-    endpoint_observation,
-    instance_count,
-    live_pool,
-    start_error,
-)
+from providers.shared.rolling import STOP_GRACE, config_digest, instance_count, start_error
+from providers.shared.scaling import InstanceProvider
 from providers.shared.warm import ready_line
 from reconciler.model.catalog import lookup, merged_catalog
 from reconciler.model.crashpoints import crash_point
@@ -152,11 +146,6 @@ class DockerProvider(InstanceProvider):
         for c in self.engine.containers({"recon.state_dir": str(self.state_dir), "recon.endpoint": ep.name}):
             self.engine.remove_container(c.id, grace=STOP_GRACE)
 
-    def _discard_endpoint(self, ep: DockerEndpoint) -> None:
-        ep.stop_router()
-        ep.remove_networks()
-        super()._discard_endpoint(ep)
-
     # == operating ==================================================================================
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
         runner = self._runner(deployment.attributes)
@@ -182,9 +171,6 @@ class DockerProvider(InstanceProvider):
         return DockerEndpoint(self.engine, self.state_dir, str(name), self.context.workspace, self.router_image,
                               self.publish_host)
 
-    def _uri_host(self) -> str:
-        return "127.0.0.1" if self.publish_host in ("0.0.0.0", "") else self.publish_host
-
     def _start_router(self, ep: DockerEndpoint, request: ApplyRequest) -> str:
         if not self.engine.image_exists(self.router_image):
             self.images._pull(self.router_image, request.address, request.emit)
@@ -194,7 +180,7 @@ class DockerProvider(InstanceProvider):
     def _endpoint_outputs(self, ep: DockerEndpoint) -> dict[str, Any]:
         router = ep.router() or {}
         port = ep.chosen_port()
-        return {"port": port, "scoring_uri": f"http://{self._uri_host()}:{port}/score",
+        return {"port": port, "scoring_uri": f"http://{ep.uri_host}:{port}/score",
                 "router_container": ep.router_name, "network": ep.network_name,
                 "provisioning_state": "Succeeded" if router else "Failed"}
 

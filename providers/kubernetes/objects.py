@@ -1,5 +1,5 @@
-"""What the Kubernetes provider's parts share: settings, the lazy connection, and pure functions over
-the objects the API returns (pods, Deployments, nodes' taints)."""
+"""What the Kubernetes provider's parts share: the namespace's scope (settings, the lazy connection), and
+pure functions over the objects the API returns (pods, Deployments, nodes' taints)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,24 @@ from providers.kubernetes.client import Kube
 from providers.kubernetes.settings import KubeSettings
 
 
-class KubeParts:
-    """The provider's settings and its one connection (made on first use), for the parts it is built of
-    (providers/kubernetes/endpoint.py, rollout.py, provider.py)."""
+class ClusterScope:
+    """The provider's namespace on its cluster: the settings, the workspace recon labels its objects
+    with, and one connection (made on first use), shared by the parts the provider is built of
+    (routers.py, rollouts.py, deployments.py)."""
 
-    settings: dict[str, Any]
-    kube_settings: KubeSettings
-    ns: str
-    workspace: str
-    _kube: Kube | None
+    def __init__(self, settings: KubeSettings, workspace: str) -> None:
+        self.settings = settings
+        self.workspace = workspace
+        self._kube: Kube | None = None
+
+    @property
+    def ns(self) -> str:
+        return self.settings.namespace
 
     @property
     def kube(self) -> Kube:
         if self._kube is None:
-            self._kube = Kube(self.kube_settings)
+            self._kube = Kube(self.settings)
         return self._kube
 
     def close(self) -> None:
@@ -31,7 +35,8 @@ class KubeParts:
             self._kube.close()
             self._kube = None
 
-    def _pods(self, ep: str, dep: str) -> list[dict[str, Any]]:
+    def pods(self, ep: str, dep: str) -> list[dict[str, Any]]:
+        """The instance pods of deployment ``dep`` of endpoint ``ep`` that are not being deleted."""
         return [p for p in self.kube.items("Pod", pod_selector(ep, dep))
                 if not (p.get("metadata") or {}).get("deletionTimestamp")]
 

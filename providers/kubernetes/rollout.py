@@ -9,8 +9,9 @@ from typing import Any
 
 from providers.base import ApplyRequest
 from providers.kubernetes import manifests as m
-from providers.kubernetes.endpoint import EndpointParts
-from providers.kubernetes.objects import pod_ready, rollout_complete
+from providers.kubernetes.client import Kube
+from providers.kubernetes.endpoint import Endpoints
+from providers.kubernetes.objects import ClusterScope, pod_ready, rollout_complete
 from reconciler.model.errors import PermanentError, RetryableError
 from reconciler.plan.types import Batch
 
@@ -20,10 +21,19 @@ FAILING_REASONS = ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "Inv
                    "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 
 
-class RolloutParts(EndpointParts):
-    """Rollout waits, failures and rollbacks of the provider's Deployments."""
+class Rollouts:
+    """Rollout waits, failures and rollbacks of the provider's Deployments (and of its routers'); while
+    a deployment rolls, its router's pool follows its ready pods (``endpoints``)."""
 
-    def _undo(self, name: str, digest: str, request: ApplyRequest) -> None:
+    def __init__(self, scope: ClusterScope, endpoints: Endpoints) -> None:
+        self.scope = scope
+        self.endpoints = endpoints
+
+    @property
+    def kube(self) -> Kube:
+        return self.scope.kube
+
+    def undo(self, name: str, digest: str, request: ApplyRequest) -> None:
         """Back to the newest older ReplicaSet's template (``kubectl rollout undo``): the old pods keep serving."""
         obj = self.kube.get("Deployment", name)
         if obj is None:
@@ -43,13 +53,13 @@ class RolloutParts(EndpointParts):
         labels = {**obj["metadata"].get("labels", {}), m.DIGEST: m.short_digest(old_digest)}
         patch: dict[str, Any] = {
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": self.ns, "labels": labels,
+            "metadata": {"name": name, "namespace": self.scope.ns, "labels": labels,
                          "annotations": {"recon.io/config-digest": old_digest}},
             "spec": {"selector": obj["spec"]["selector"], "template": template}}
         self.kube.apply(patch)
         request.emit(f"rolled {name} back to its previous template; the old pods keep serving")
 
-    def _wait_complete(self, ep: str, dep: str, request: ApplyRequest) -> None:
+    def wait_complete(self, ep: str, dep: str, request: ApplyRequest) -> None:
         """Traffic moves only to a deployment whose rollout is complete."""
         name = m.deployment_name(ep, dep)
         deadline = time.monotonic() + 60
@@ -63,7 +73,7 @@ class RolloutParts(EndpointParts):
                 raise RetryableError(f"endpoint {ep}: the rollout of {name} is not complete; traffic stays")
             time.sleep(POLL)
 
-    def _wait_rollout(self, name: str, selector: dict[str, str], count: int, request: ApplyRequest,
+    def wait(self, name: str, selector: dict[str, str], count: int, request: ApplyRequest,
                       what: str | None = None, until_updated: int | None = None, generation: int = 0,
                       batch: Batch | None = None, pool: tuple[str, str] | None = None) -> None:
         """Wait until ``until_updated`` (default: all) pods run the Deployment's template and are
@@ -74,23 +84,23 @@ class RolloutParts(EndpointParts):
         one joins when ready, and one the Deployment controller retires leaves while its preStop pause
         keeps it serving (manifests.PRESTOP_SECONDS), so no request goes to a stopped pod."""
         what = what or name
-        deadline = time.monotonic() + self.kube_settings.rollout_timeout_seconds
+        deadline = time.monotonic() + self.scope.settings.rollout_timeout_seconds
         last = ""
         refused_since: list[float] = []  # when a ReplicaFailure condition was first seen (it must persist)
         while True:
-            if pool is not None and self.kube.get("ConfigMap", m.router_name(pool[0])) is not None:
+            if pool is not None and self.endpoints.has_table(pool[0]):
                 # against the table itself: pods change between two batches too (the controller rolls on)
-                routed = ((self._read_table(pool[0]).get("deployments") or {}).get(pool[1]) or {}).get("upstreams")
-                if self._ready_addresses(*pool) != sorted(routed or []):
-                    self._set_pool(pool[0], pool[1], None)
+                routed = self.endpoints.table(pool[0]).routed(pool[1])
+                if self.endpoints.ready_addresses(*pool) != sorted(routed or []):
+                    self.endpoints.sync_pool(pool[0], pool[1], None)
             obj = self.kube.get("Deployment", name)
             if obj is None:
-                raise PermanentError(f"{request.address}: Deployment {self.ns}/{name} disappeared")
+                raise PermanentError(f"{request.address}: Deployment {self.scope.ns}/{name} disappeared")
             status = obj.get("status") or {}
             observed = int(status.get("observedGeneration") or 0) >= max(generation,
                                                                          int(obj["metadata"].get("generation") or 0))
             available = int(status.get("availableReplicas") or 0)
-            line, new_available = self._progress(obj, selector)
+            line, new_available = self.progress(obj, selector)
             if line != last:
                 request.emit(f"batch {batch.index}: {line}" if batch else line)
                 last = line
@@ -99,16 +109,16 @@ class RolloutParts(EndpointParts):
             if observed and (rollout_complete(obj) or (until_updated is not None and new_available >= until_updated
                                                 and available >= count)):
                 return
-            failure = self._failure(obj, selector, observed, refused_since)
+            failure = self.failure(obj, selector, observed, refused_since)
             if failure is not None:
                 raise PermanentError(f"{request.address}: {what} failed: {failure[0]}", detail=failure[1])
             if time.monotonic() > deadline:
                 failure = ("not ready within "
-                           f"{self.kube_settings.rollout_timeout_seconds:g}s", self._pod_detail(selector))
+                           f"{self.scope.settings.rollout_timeout_seconds:g}s", self.pod_detail(selector))
                 raise PermanentError(f"{request.address}: {what} {failure[0]}", detail=failure[1])
             time.sleep(POLL)
 
-    def _progress(self, obj: dict[str, Any], selector: dict[str, str]) -> tuple[str, int]:
+    def progress(self, obj: dict[str, Any], selector: dict[str, str]) -> tuple[str, int]:
         """The ReplicaSets as a line of text, and the new one's available pods."""
         sets = self.kube.items("ReplicaSet", selector)
         revision = (obj["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
@@ -127,7 +137,7 @@ class RolloutParts(EndpointParts):
             parts.append(f"{tag} ReplicaSet {rs['metadata']['name']} {ready}/{spec_n} ready")
         return ", ".join(parts) or "no ReplicaSet yet", new_available
 
-    def _failure(self, obj: dict[str, Any], selector: dict[str, str], observed: bool,
+    def failure(self, obj: dict[str, Any], selector: dict[str, str], observed: bool,
                  refused_since: list[float]) -> tuple[str, list[str]] | None:
         """Why the rollout cannot succeed, with details; None while it may. The Deployment's conditions
         count once the controller has seen this change (a condition of the previous one can linger), and
@@ -137,7 +147,7 @@ class RolloutParts(EndpointParts):
         refused = None
         for cond in conditions:
             if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                return f"ProgressDeadlineExceeded: {cond.get('message')}", self._pod_detail(selector)
+                return f"ProgressDeadlineExceeded: {cond.get('message')}", self.pod_detail(selector)
             if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
                 refused = cond
         if refused is None:
@@ -145,8 +155,8 @@ class RolloutParts(EndpointParts):
         elif not refused_since:
             refused_since.append(time.monotonic())
         elif time.monotonic() - refused_since[0] >= REFUSAL_GRACE:
-            return f"{refused.get('reason')}: {refused.get('message')}", self._rs_events(selector)
-        for pod in self._pods_by(selector):
+            return f"{refused.get('reason')}: {refused.get('message')}", self.rs_events(selector)
+        for pod in self.pods_by(selector):
             st = pod.get("status") or {}
             for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
                 waiting = (cs.get("state") or {}).get("waiting") or {}
@@ -157,23 +167,23 @@ class RolloutParts(EndpointParts):
                     pname = pod["metadata"]["name"]
                     message = waiting.get("message") or terminated.get("reason") or ""
                     return (f"pod {pname} container {cs.get('name')}: {reason or 'exited'} {message}".strip(),
-                            self._pod_detail(selector, only=pname))
+                            self.pod_detail(selector, only=pname))
         return None
 
-    def _pods_by(self, selector: dict[str, str]) -> list[dict[str, Any]]:
+    def pods_by(self, selector: dict[str, str]) -> list[dict[str, Any]]:
         return self.kube.items("Pod", selector)
 
-    def _rs_events(self, selector: dict[str, str]) -> list[str]:
+    def rs_events(self, selector: dict[str, str]) -> list[str]:
         lines: list[str] = []
         for rs in self.kube.items("ReplicaSet", selector):
             lines += [f"ReplicaSet {rs['metadata']['name']}: {e}" for e in self.kube.events("ReplicaSet",
                                                                                             rs["metadata"]["name"])]
         return lines[-15:]
 
-    def _pod_detail(self, selector: dict[str, str], only: str | None = None) -> list[str]:
+    def pod_detail(self, selector: dict[str, str], only: str | None = None) -> list[str]:
         """Events and last log lines of the pods that are not ready."""
         lines: list[str] = []
-        for pod in self._pods_by(selector):
+        for pod in self.pods_by(selector):
             pname = pod["metadata"]["name"]
             if (only and pname != only) or (not only and pod_ready(pod)):
                 continue
@@ -188,11 +198,11 @@ class RolloutParts(EndpointParts):
                 break
         return lines or ["(no events or log lines from the pods)"]
 
-    def _wait_gone(self, kind: str, name: str, selector: dict[str, str]) -> None:
+    def wait_gone(self, kind: str, name: str, selector: dict[str, str]) -> None:
         """Until the object and its pods are gone (foreground deletion)."""
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.kube.get(kind, name) is None and not self.kube.items("Pod", selector):
                 return
             time.sleep(POLL)
-        raise RetryableError(f"{kind} {self.ns}/{name} or its pods are still there after 300s")
+        raise RetryableError(f"{kind} {self.scope.ns}/{name} or its pods are still there after 300s")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.shared import probes, procs
-from providers.shared.routing_table import ROUTER_START_TIMEOUT, EndpointFiles
+from providers.shared.endpoint_files import ROUTER_START_TIMEOUT, EndpointFiles
 from providers.shared.runtime import router_zipapp
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError

@@ -43,10 +43,10 @@ from typing import Any
 
 from providers.local.warm_starts import Launcher, LauncherError
 from providers.shared import probes, procs
+from providers.shared.endpoint_files import ensure_instance_key, instance_key_path
 from providers.shared.probes import StartFailure, probe_settings
-from providers.shared.routing_table import ensure_instance_key, instance_key_path
+from providers.shared.rolling import next_instance_ids
 from providers.shared.runtime import HOST_SCRIPT
-from providers.shared.scaling import next_instance_ids
 
 POLL = 0.05  # readiness is polled this often while starting, whatever the probe's period
 

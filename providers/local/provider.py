@@ -1,7 +1,7 @@
 """``LocalProvider``: endpoints served by processes on this machine (the control plane).
 
 Environments are virtualenvs (``venvs``), models and code are private copies (``providers.shared.files``), an
-endpoint is a router process with a routing table and keys (``endpoint``, over ``providers.shared.routing_table``), a deployment is a set of
+endpoint is a router process with a routing table and keys (``endpoint``, over ``providers.shared.endpoint_files``), a deployment is a set of
 instance processes (``instances``). Everything recon started is found again through pid files under
 ``state_dir/run`` and ``/proc``; nothing relies on the CLI staying alive.
 
@@ -29,14 +29,10 @@ from providers.local.instances import DeploymentRunner, Instance, LaunchConfig
 from providers.local.venvs import EnvironmentBuilder
 from providers.local.warm_starts import Launcher, LauncherError
 from providers.shared import files, procs
+from providers.shared.observing import endpoint_observation
 from providers.shared.probes import ready_budget
-from providers.shared.scaling import (
-    STOP_GRACE,
-    InstanceProvider,
-    config_digest,
-    endpoint_observation,
-    start_error,
-)
+from providers.shared.rolling import STOP_GRACE, config_digest, start_error
+from providers.shared.scaling import InstanceProvider
 from providers.shared.warm import ready_line
 from reconciler.model.crashpoints import crash_point
 from reconciler.state.document import StateResource

@@ -1,41 +1,24 @@
-"""An endpoint's routing table and keys: what the control plane and the router program
-(``runtime/router/``) share, whoever runs the router (a local process, a container, a pod).
+"""An endpoint's routing table: the document the control plane writes and the router program
+(``runtime/router/``) serves (docs/runtime.md), and its operations, written once for every place a
+table is kept (a file under the project's state folder, a Kubernetes ConfigMap).
 
-Layout under ``state_dir``::
-
-    run/<endpoint>/port           the endpoint's port, chosen once and kept across restarts
-    run/<endpoint>/table.json     the routing table (docs/runtime.md), written atomically under a lock
-    keys/<endpoint>.json          primaryKey / secondaryKey / tokenSigningKey (what signs the endpoint's
-                                  tokens under auth_mode aml_token), mode 0600, never in state or outputs
-    keys/<endpoint>.instance.json instanceKey, mode 0600: the router presents it to the endpoint's
-                                  instances (which answer nothing else but GET /) and the control
-                                  plane to the router's ``GET /-/router``
-    logs/<endpoint>/router.log    mode 0600
-
-The table is the one document both the control plane (traffic, pools of ready instances) and the
-router read; every change is a locked read-modify-write that bumps ``version``, then a reload of the
-router (``reload``: SIGHUP to a process or a container), then (when the router runs) a wait until
-``GET /-/router`` reports the new version. How the router runs is the provider's: a subclass
-implements ``router``, ``status``, ``reload``, ``start_router`` and ``stop_router``.
+Every change is a read-modify-write of the whole table that bumps ``version`` and then reaches the
+router (``RoutingTable.update_table``: how is the store's); the operations (``set_pool``,
+``remove_deployment``, ``set_split``, ``set_auth_mode``) only say what changes. Also here: what the
+router enforces per endpoint (``router_limits``, from recon.yaml) and per deployment
+(``router_settings``), and traffic in normal form.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
-from providers.shared import probes, procs
-from providers.shared.endpoint_tokens import SIGNING_KEY, issue, new_signing_key
-from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import ConfigError, Diagnostic
 
-ROUTER_START_TIMEOUT = 20.0
-STATUS_TOKEN_LIFETIME_S = 60  # a token recon reads its own router's status with (docker: no instance key)
+Mutation = Callable[[dict[str, Any]], None]
+
 # The router's per-endpoint limits and their defaults (runtime/router/table.py LIMITS; docs/security.md).
 ROUTER_LIMITS = {"max_body_bytes": 100 * 1024 * 1024, "max_connections": 1000, "header_timeout_ms": 10_000,
                  "body_timeout_ms": 30_000, "idle_timeout_ms": 60_000}
@@ -72,109 +55,66 @@ def _limit_error(path: str, value: Any, want: str) -> ConfigError:
                                   path=path))
 
 
-class EndpointFiles:
-    """Paths and operations of one endpoint's table and keys; the router itself is a subclass's."""
+def normal_traffic(traffic: Any) -> dict[str, int]:
+    """Traffic in normal form: lowercased names, zero entries dropped."""
+    return {str(k).lower(): int(v) for k, v in (traffic or {}).items() if int(v or 0) > 0}
 
-    def __init__(self, state_dir: Path, name: str, workspace: str = "") -> None:
-        self.state_dir = state_dir
-        self.name = name.lower()
-        self.workspace = workspace
-        self.run = state_dir / "run" / self.name
-        self.portfile = self.run / "port"
-        self.table = self.run / "table.json"
-        self.keys = state_dir / "keys" / f"{self.name}.json"
-        self.instance_key_file = instance_key_path(state_dir, self.name)
-        self.log = state_dir / "logs" / self.name / "router.log"
 
-    # -- keys ------------------------------------------------------------------------------------
-    def ensure_keys(self) -> None:
-        """Make the endpoint's two keys and its token signing key, each unless it exists (a restarted
-        router keeps its keys; a keys file of an older recon gets its signing key)."""
-        if self.read_keys() is not None and self.token_signing_key() is not None:
-            return
-        self.keys.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.keys.parent, 0o700)
-        with procs.file_lock(self.keys.parent / f".{self.keys.name}.lock"):
-            current = procs.read_json(self.keys)
-            current = current if isinstance(current, dict) else {}
-            data = {"primaryKey": secrets.token_urlsafe(32), "secondaryKey": secrets.token_urlsafe(32),
-                    SIGNING_KEY: new_signing_key(), **{k: v for k, v in current.items() if v}}
-            if data != current:
-                procs.write_json(self.keys, data, mode=0o600)
-        os.chmod(self.keys, 0o600)
+def router_settings(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The request settings the router enforces for a deployment (routing table entry)."""
+    settings = attrs.get("request_settings") or {}
+    return {k: settings[k] for k in ("request_timeout_ms", "max_concurrent_requests_per_instance",
+                                     "max_queue_wait_ms") if settings.get(k) is not None}
 
-    def token_signing_key(self) -> str | None:
-        """What signs the endpoint's tokens (None: no keys file yet, or one of an older recon)."""
-        data = procs.read_json(self.keys)
-        return str(data[SIGNING_KEY]) if isinstance(data, dict) and data.get(SIGNING_KEY) else None
 
-    def instance_key(self) -> str:
-        """The endpoint's instance key, made on first use."""
-        return ensure_instance_key(self.instance_key_file)
+def new_table(endpoint: str, **fields: Any) -> dict[str, Any]:
+    """The table of an endpoint nothing was written for yet: version 0, key auth, no deployments."""
+    return {"version": 0, "endpoint": endpoint, "auth_mode": "key", **fields, "deployments": {}, "traffic": {},
+            "mirror_traffic": {}}
 
-    def status_token(self) -> str | None:
-        """What ``GET /-/router`` is read with: the instance key when there is one (it makes none: a plan
-        only reads), else the endpoint's own credential (``status_tokens``)."""
-        found = self.status_tokens()
-        return found[0] if found else None
 
-    def status_tokens(self) -> list[str]:
-        """What ``GET /-/router`` may be read with, best first: the instance key when there is one; else
-        the endpoint's credential under the auth mode of its table (a short-lived token under
-        ``aml_token``, the primary key under ``key``), then the other mode's (a table just written may
-        not be the one the router serves yet)."""
-        data = procs.read_json(self.instance_key_file)
-        if isinstance(data, dict) and data.get("instanceKey"):
-            return [str(data["instanceKey"])]
-        keys, signing_key = self.read_keys(), self.token_signing_key()
-        found = [keys["primaryKey"]] if keys else []
-        if signing_key:
-            found.append(issue(signing_key, self.name, "", STATUS_TOKEN_LIFETIME_S).access_token)
-        if self.read_table().get("auth_mode") == "aml_token":
-            found.reverse()
-        return found
+class RoutingTable(ABC):
+    """One endpoint's routing table, wherever it is kept. A store implements ``read_table``,
+    ``update_table`` (atomic against concurrent writers, then the router loads the new version) and
+    ``table_fields``; the operations are the same for every store."""
 
-    def read_keys(self) -> dict[str, str] | None:
-        data = procs.read_json(self.keys)
-        if isinstance(data, dict) and data.get("primaryKey") and data.get("secondaryKey"):
-            return {"primaryKey": str(data["primaryKey"]), "secondaryKey": str(data["secondaryKey"])}
-        return None
+    name: str  # the endpoint, lowercased
 
-    # -- table -----------------------------------------------------------------------------------
+    @abstractmethod
     def read_table(self) -> dict[str, Any]:
-        data = procs.read_json(self.table)
-        if isinstance(data, dict):
-            return data
-        return {"version": 0, "endpoint": self.name, "auth_mode": "key", "keys_file": str(self.keys),
-                "deployments": {}, "traffic": {}, "mirror_traffic": {}}
+        """The table as written; ``new_table`` when none is."""
 
-    def update_table(self, mutate: Callable[[dict[str, Any]], None], wait: bool = True) -> int:
-        """Apply ``mutate`` to the table under the lock, write it, tell the router; the new version."""
-        with procs.file_lock(self.run / "table.lock"):
-            table = self.read_table()
-            mutate(table)
-            version = int(table.get("version") or 0) + 1
-            table.update(version=version, endpoint=self.name, keys_file=str(self.keys), **self.table_fields())
-            procs.write_json(self.table, table)
-        crash_point("table.written", self.name)  # written, not yet loaded: the router serves the old one
-        if self.reload() and wait:
-            self.wait_version(version)
+    @abstractmethod
+    def update_table(self, mutate: Mutation, wait: bool = True) -> int:
+        """Apply ``mutate`` to the table (``next_version``), write it, have the router load it (and,
+        with ``wait``, wait until it serves it); the new version."""
+
+    def table_fields(self) -> dict[str, Any]:
+        """Fields every version of the table carries besides the version and the endpoint."""
+        return {}
+
+    def next_version(self, table: dict[str, Any], mutate: Mutation) -> int:
+        """``mutate`` applied to ``table``, its version bumped and its fixed fields set: the new version."""
+        mutate(table)
+        version = int(table.get("version") or 0) + 1
+        table.update(version=version, endpoint=self.name, **self.table_fields())
         return version
 
-    def set_pool(self, deployment: str, upstreams: list[str], settings: dict[str, Any],
-                 digests: dict[str, str] | None = None) -> None:
-        """Make the router's pool for ``deployment`` exactly ``upstreams``, with its request settings and
+    # -- the operations ------------------------------------------------------------------------------
+    def set_pool(self, deployment: str, upstreams: list[str], settings: dict[str, Any] | None = None,
+                 digests: dict[str, str] | None = None) -> int:
+        """Make the router's pool for ``deployment`` exactly ``upstreams`` (with its request settings) and
         the configuration digest of each upstream (``digests``: what the router's metrics label it with)."""
 
         def mutate(table: dict[str, Any]) -> None:
             entry = table.setdefault("deployments", {}).setdefault(deployment, {})
-            entry.update(settings)
+            entry.update(settings or {})
             entry["upstreams"] = list(upstreams)
             entry["digests"] = {u: d for u, d in (digests or {}).items() if u in upstreams}
 
-        self.update_table(mutate)
+        return self.update_table(mutate)
 
-    def remove_deployment(self, deployment: str) -> None:
+    def remove_deployment(self, deployment: str) -> int:
         """Take ``deployment`` out of the table: its pool, traffic and mirror entries."""
 
         def mutate(table: dict[str, Any]) -> None:
@@ -182,129 +122,33 @@ class EndpointFiles:
             for key in ("traffic", "mirror_traffic"):
                 table.setdefault(key, {}).pop(deployment, None)
 
-        self.update_table(mutate)
+        return self.update_table(mutate)
 
-    def table_fields(self) -> dict[str, Any]:
-        """Fields every version of the table carries besides the version, the endpoint and the keys file."""
-        self.instance_key()
-        return {"instance_key_file": str(self.instance_key_file)}
+    def set_split(self, traffic: dict[str, int], mirror_traffic: dict[str, int],
+                  limits: dict[str, int] | None = None) -> int:
+        """The traffic split and the mirror's share (in normal form), and the router's limits."""
 
-    # -- the router: how it runs is the provider's ----------------------------------------------
-    def router(self) -> dict[str, Any] | None:
-        """The running router (a small dict with at least its ``port``), or None when none runs."""
-        raise NotImplementedError
+        def mutate(table: dict[str, Any]) -> None:
+            table["traffic"] = normal_traffic(traffic)
+            table["mirror_traffic"] = normal_traffic(mirror_traffic)
+            if limits is not None:
+                table["limits"] = limits
 
-    def status(self, timeout: float = 2.0) -> dict[str, Any] | None:
-        """``GET /-/router`` of the running router (None when it does not answer)."""
-        raise NotImplementedError
+        return self.update_table(mutate)
 
-    def reload(self) -> bool:
-        """Tell a running router to read the table again; False when no router runs."""
-        raise NotImplementedError
+    def set_auth_mode(self, auth_mode: str | None, limits: dict[str, int] | None = None, wait: bool = True) -> int:
+        """The endpoint's auth mode (``key`` when unset), and the router's limits."""
 
-    def start_router(self, extra_env: dict[str, str]) -> dict[str, Any]:
-        raise NotImplementedError
+        def mutate(table: dict[str, Any]) -> None:
+            table["auth_mode"] = auth_mode or "key"
+            if limits is not None:
+                table["limits"] = limits
 
-    def stop_router(self) -> None:
-        raise NotImplementedError
+        return self.update_table(mutate, wait=wait)
 
-    def read_status(self, port: int, token: str | list[str] | None, timeout: float) -> dict[str, Any] | None:
-        """``GET /-/router`` on 127.0.0.1:``port`` read with ``token`` (or the first of a list the router
-        does not refuse with 401), as a dict (None: no answer)."""
-        for one in token if isinstance(token, list) and token else [token if isinstance(token, str) else None]:
-            got = probes.http_get(port, "/-/router", timeout, one)
-            if got is None:
-                return None
-            if got[0] == 401:
-                continue
-            if got[0] != 200:
-                return None
-            try:
-                data = json.loads(got[1])
-            except ValueError:
-                return None
-            return data if isinstance(data, dict) else None
-        return None
-
-    def wait_version(self, version: int, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status(timeout=1.0)
-            if status is None:
-                return False
-            if status.get("version") == version:
-                return True
-            time.sleep(0.02)
-        return False
-
-    def wait_drained(self, upstreams: list[str], timeout: float) -> None:
-        """Wait (bounded) until the router has no request in flight to any of ``upstreams``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status(timeout=1.0)
-            if status is None:
-                return
-            busy = _in_flight(status, upstreams)
-            if busy == 0:
-                return
-            time.sleep(0.02)
-
-    def chosen_port(self) -> int | None:
-        return procs.read_port(self.portfile)
-
-    # -- metrics (guarded rollouts: providers/shared/windows.py) ---------------------------------
-    def metrics_address(self) -> tuple[int, str | None] | None:
-        """The loopback port of the running router and the key its own URLs are read with (None: no
-        router runs)."""
-        raise NotImplementedError
-
-    def router_metrics(self, timeout: float = 2.0) -> list[tuple[str, str | None]]:
-        """``GET /-/metrics`` of every router of the endpoint (one here): ``(replica, text)``, the text
-        None when the router does not answer; empty when no router runs."""
-        where = self.metrics_address()
-        if where is None:
-            return []
-        got = probes.http_get(where[0], "/-/metrics", timeout, where[1])
-        text = got[1].decode("utf-8", "replace") if got is not None and got[0] == 200 else None
-        return [(f"127.0.0.1:{where[0]}", text)]
-
-def instance_key_path(state_dir: Path, endpoint: str) -> Path:
-    return state_dir / "keys" / f"{endpoint.lower()}.instance.json"
-
-
-def ensure_instance_key(path: Path) -> str:
-    """Read the instance key at ``path``, or make it (mode 0600, folder 0700) when there is none."""
-    data = procs.read_json(path)
-    if isinstance(data, dict) and data.get("instanceKey"):
-        return str(data["instanceKey"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    with procs.file_lock(path.parent / f".{path.name}.lock"):
-        data = procs.read_json(path)
-        if isinstance(data, dict) and data.get("instanceKey"):
-            return str(data["instanceKey"])
-        key = secrets.token_urlsafe(32)
-        procs.write_json(path, {"instanceKey": key}, mode=0o600)
-        os.chmod(path, 0o600)
-        return key
-
-
-def pool_digests(instances: Sequence[Any]) -> dict[str, str]:
-    """The table's ``digests`` of ``instances`` (each with ``config_digest`` and ``upstream()``, its
-    address or None): address -> the configuration it runs."""
-    return {u: str(i.config_digest or "") for i in instances if (u := i.upstream()) is not None}
-
-
-def _in_flight(status: dict[str, Any], upstreams: list[str]) -> int:
-    total = 0
-    draining = status.get("draining") or {}
-    for up in upstreams:
-        value = draining.get(up)
-        if isinstance(value, dict):
-            value = value.get("in_flight", 0)
-        total += int(value or 0)
-    for dep in (status.get("deployments") or {}).values():
-        for up, info in ((dep or {}).get("upstreams") or {}).items():
-            if up in upstreams and isinstance(info, dict):
-                total += int(info.get("in_flight") or 0)
-    return total
+    def routed(self, deployment: str) -> list[str] | None:
+        """The upstreams the written table lists for ``deployment`` (None: it has no entry)."""
+        entry = (self.read_table().get("deployments") or {}).get(deployment)
+        if not isinstance(entry, dict) or entry.get("upstreams") is None:
+            return None
+        return [str(u) for u in entry["upstreams"]]

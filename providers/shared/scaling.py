@@ -1,204 +1,35 @@
-"""Helpers every instance-running provider (local, docker) shares: one definition of how a
-deployment's attributes turn into router settings, counts and drain times, and of the error a
-failed start becomes; and ``InstanceProvider``, the template both implement.
-
-What observe reports is what runs, read from the router's live table (``GET /-/router``: its
-version, split and pools) and from every instance found (its configuration digest, whether it
-answers): a deployment counts the instances that answer *and* are in the router's pool; every
-other instance found, an upstream in the pool that no instance serves, instances of more than one
-configuration (or of another than the recorded one) and processes with the deployment's marks
-that nothing records make it *unsettled* (``Observation.unsettled``), which the next plan repairs.
-An endpoint whose router serves another version of its table than the one written is unsettled
-too. Everything a killed apply can leave behind is one of these, so a plan after a crash always
-sees it, and the repair adopts (pools) or stops it.
+"""``InstanceProvider``: the template of the providers that run instances behind recon's router
+(local, docker). Its arithmetic is in ``rolling``, what it observes in ``observing``, the routing
+table in ``routing_table`` and ``endpoint_files``.
 """
 
 from __future__ import annotations
 
 import shutil
 from abc import abstractmethod
-from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from providers.base import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
 from providers.shared import endpoint_tokens, files, procs
-from providers.shared.probes import StartFailure
-from providers.shared.routing_table import pool_digests, router_limits
+from providers.shared.observing import deployment_observation, live_pool, model_observation, serving_instances
+from providers.shared.rolling import (
+    STOP_GRACE,
+    batch_moves,
+    drain_timeout,
+    instance_count,
+    pool_digests,
+    running_digest,
+    settle_each_config,
+    surplus,
+    upstreams,
+)
+from providers.shared.routing_table import router_limits, router_settings
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
-from reconciler.model.resources import digest_of
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
-
-
-def start_error(address: str, failure: StartFailure, what: str = "instance") -> PermanentError:
-    """The error of a batch whose new instances did not become ready: one line that says so, and
-    the last lines of the failing instance's log in ``detail`` (shown once, under the error)."""
-    lines = failure.log_tail or [f"(the {what} wrote nothing to its log)"]
-    return PermanentError(f"{address}: {failure.reason}; the old instances keep serving", detail=lines)
-
-
-def router_settings(attrs: dict[str, Any]) -> dict[str, Any]:
-    """The request settings the router enforces for a deployment (routing table entry)."""
-    settings = attrs.get("request_settings") or {}
-    return {k: settings[k] for k in ("request_timeout_ms", "max_concurrent_requests_per_instance",
-                                     "max_queue_wait_ms") if settings.get(k) is not None}
-
-
-def instance_count(attrs: dict[str, Any], default: int) -> int:
-    value = attrs.get("instance_count")
-    return default if value is None else int(value)
-
-
-def drain_timeout(attrs: dict[str, Any]) -> float:
-    """How long requests in flight on a removed instance may take: its request timeout, plus 1 s."""
-    timeout_ms = (attrs.get("request_settings") or {}).get("request_timeout_ms") or 5000
-    return float(timeout_ms) / 1000 + 1.0
-
-
-def normal_traffic(traffic: Any) -> dict[str, int]:
-    """Traffic in normal form: lowercased names, zero entries dropped."""
-    return {str(k).lower(): int(v) for k, v in (traffic or {}).items() if int(v or 0) > 0}
-
-
-class _Instance(Protocol):
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def config_digest(self) -> str: ...
-
-
-_I = TypeVar("_I", bound=_Instance)
-
-
-# -- the arithmetic of scaling and rolling, the same for processes and containers ----------------
-def running_digest(healthy: Sequence[_Instance]) -> str | None:
-    """The configuration a scale-up clones: the one most healthy instances run (template changes
-    come after, in the rollout, as the service does); None when nothing runs."""
-    running = Counter(i.config_digest for i in healthy).most_common(1)
-    return running[0][0] if running else None
-
-
-def surplus(healthy: Sequence[_I], count: int, desired: str) -> list[_I]:
-    """The instances a scale-down to ``count`` stops: those of an old configuration first, then
-    the newest."""
-    ordered = sorted(healthy, key=lambda i: (i.config_digest == desired, -i.id))
-    return ordered[: max(0, len(healthy) - count)]
-
-
-def batch_moves(live: Sequence[_I], stale: Sequence[_I], count: int, size: int) -> tuple[list[_I], int]:
-    """One rollout batch: (the stale instances it retires, how many new ones it starts).
-
-    ``size`` new instances come up before as many old ones go. With more live instances than
-    ``count`` a batch was interrupted after its new ones started: this one only retires."""
-    size = max(1, size)
-    if len(live) > count:
-        return list(stale[: min(size, len(live) - count)]), 0
-    retire = list(stale[: min(size, len(stale))])
-    return retire, len(retire)
-
-
-STOP_GRACE = 10.0  # seconds a drained instance has to finish before SIGKILL
-
-
-def upstreams(instances: Sequence[Any]) -> list[str]:
-    """The router addresses of the instances that have one, in instance order."""
-    return [u for i in sorted(instances, key=lambda i: i.id) if (u := i.upstream()) is not None]
-
-
-def next_instance_ids(run: Path, n: int, used: Sequence[int] = ()) -> list[int]:
-    """``n`` new instance numbers for the deployment whose folder is ``run``: numbers grow and are
-    never given twice (``run/seq`` keeps the last one, under a lock; ``used`` are numbers in use)."""
-    run.mkdir(parents=True, exist_ok=True)
-    with procs.file_lock(run / "seq.lock"):
-        seq_file = run / "seq"
-        try:
-            last = int(seq_file.read_text().strip())
-        except (OSError, ValueError):
-            last = 0
-        last = max([last, *used])
-        seq_file.write_text(f"{last + n}\n")
-    return list(range(last + 1, last + 1 + n))
-
-
-def config_digest(attrs: dict[str, Any], model: dict[str, Any] | None, **runtime: Any) -> str:
-    """The digest of a deployment's configuration: what its instances run (code, script, model,
-    variables, settings, probes, instance type) plus what the provider runs them on (``runtime``:
-    the environment's digest, an image, limits). Instances at the desired digest are never replaced."""
-    return digest_of({
-        "code": attrs.get("code"),
-        "scoring_script": attrs.get("scoring_script"),
-        "model": [model.get("name"), model.get("version"), model.get("content_digest")] if model
-        else attrs.get("model"),
-        "environment_variables": attrs.get("environment_variables") or {},
-        "request_settings": attrs.get("request_settings"),
-        "liveness_probe": attrs.get("liveness_probe"),
-        "readiness_probe": attrs.get("readiness_probe"),
-        "instance_type": attrs.get("instance_type"),
-        **runtime,
-    })
-
-
-def endpoint_observation(ep: Any, resource: StateResource, outputs: dict[str, Any],
-                         live: dict[str, Any] | None = None) -> Observation:
-    """What an endpoint whose router answers looks like: its auth mode from the table, its split
-    as the router serves it (``live``: its ``GET /-/router``), unsettled when the router serves
-    another version of the table than the one written (a change was not loaded)."""
-    table = ep.read_table()
-    live = live if live is not None else ep.status()
-    serving = table
-    unsettled: list[str] = []
-    if live is not None:
-        if live.get("version") != table.get("version"):
-            unsettled.append(f"its router serves version {live.get('version')} of the routing table, but version "
-                             f"{table.get('version')} was written (a change was not loaded)")
-        elif "traffic" in live and any(normal_traffic(live.get(k)) != normal_traffic(table.get(k))
-                                       for k in ("traffic", "mirror_traffic")):
-            unsettled.append("its routing table was changed without the router loading it (the router serves "
-                             f"{_split(live)}, the table says {_split(table)})")
-        if "traffic" in live:  # a router of an older recon does not report its split: the table's
-            serving = live
-    observed = {
-        "auth_mode": table.get("auth_mode", resource.attributes.get("auth_mode")),
-        "traffic": normal_traffic(serving.get("traffic")),
-        "mirror_traffic": normal_traffic(serving.get("mirror_traffic")),
-    }
-    return Observation(True, attributes=observed, outputs=outputs, unsettled=unsettled)
-
-
-def live_pool(ep: Any, deployment: str) -> set[str] | None:
-    """The upstreams the endpoint's router sends ``deployment``'s requests to: from its live table
-    when it answers, else from the table written (None: there is no table)."""
-    status = ep.status()
-    if status is not None:
-        entry = (status.get("deployments") or {}).get(deployment) or {}
-        return set((entry.get("upstreams") or {}).keys())
-    if not ep.table.exists():
-        return None
-    entry = (ep.read_table().get("deployments") or {}).get(deployment) or {}
-    return {str(u) for u in entry.get("upstreams") or []}
-
-
-def _split(table: dict[str, Any]) -> str:
-    traffic = normal_traffic(table.get("traffic"))
-    mirror = normal_traffic(table.get("mirror_traffic"))
-    text = ", ".join(f"{k} {v}%" for k, v in sorted(traffic.items())) or "no traffic"
-    return text + ("; mirror " + ", ".join(f"{k} {v}%" for k, v in sorted(mirror.items())) if mirror else "")
-
-
-def _short(digest: str | None) -> str:
-    return str(digest or "?").removeprefix("sha256:")[:12]
-
-
-def model_observation(state_dir: Path, resource: StateResource) -> Observation:
-    """A model is its folder of files under the project's state folder."""
-    if not files.model_present(state_dir, resource.attributes):
-        return Observation(False, problems=[f"its folder {files.model_dir(state_dir, resource.attributes)} is gone"])
-    return Observation(True, outputs=resource.outputs)
 
 
 class InstanceProvider(RouterWindows, Provider):
@@ -238,7 +69,7 @@ class InstanceProvider(RouterWindows, Provider):
             ep = self._endpoint(attrs.get("name", resource.name))
             self._stop_endpoint_instances(ep)
             crash_point("delete.instances_stopped", resource.address)
-            self._discard_endpoint(ep)
+            ep.discard()
         elif resource.type == "deployment":
             runner = self._runner(attrs)
             with procs.file_lock(runner.lock_path):
@@ -269,7 +100,7 @@ class InstanceProvider(RouterWindows, Provider):
         if request.type == "endpoint":
             ep = self._endpoint(request.attributes["name"])
             ep.ensure_keys()  # a keys file of an older recon gets its token signing key before aml_token
-            ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key"))
+            ep.set_auth_mode(request.attributes.get("auth_mode"))
             if ep.router() is None:
                 return self._create_endpoint(request)
             return self._endpoint_outputs(ep)
@@ -281,7 +112,8 @@ class InstanceProvider(RouterWindows, Provider):
         runner = self._runner(request.attributes)
         desired_digest, desired = self._desired(request, runner)
         with procs.file_lock(runner.lock_path):
-            live = self._settle_starting(runner, runner.live())
+            live = settle_each_config(runner.live(), runner.load_config,
+                                      lambda group, config: self._settle(runner, group, config))
             healthy = self._healthy(runner, live, request.attributes.get("liveness_probe"))
             broken = [i for i in live if i not in healthy]
             if broken:
@@ -332,30 +164,15 @@ class InstanceProvider(RouterWindows, Provider):
         self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
     ) -> dict[str, Any]:
         ep = self._endpoint(request.attributes["name"])
-        limits = router_limits(self.settings, ep.name)
-
-        def mutate(table: dict[str, Any]) -> None:
-            table["traffic"] = normal_traffic(traffic)
-            table["mirror_traffic"] = normal_traffic(mirror_traffic)
-            table["limits"] = limits
-
-        ep.update_table(mutate)
+        ep.set_split(traffic, mirror_traffic, router_limits(self.settings, ep.name))
         return self._endpoint_outputs(ep)
 
     def credentials(self, endpoint: StateResource) -> Keys | EndpointToken:
         """The keys, or under ``auth_mode: aml_token`` (as the router's table says) a token it minted."""
         ep = self._endpoint(endpoint.attributes.get("name", endpoint.name))
-        keys = ep.read_keys()
-        if keys is None:
-            raise PermanentError(f"endpoint {ep.name} has no keys on this machine ({ep.keys} is missing)")
-        port = ep.chosen_port() or endpoint.outputs.get("port")
-        uri = f"http://{self._uri_host()}:{port}/score"
-        if ep.read_table().get("auth_mode") != "aml_token":
-            return Keys(keys["primaryKey"], keys["secondaryKey"], uri)
-        signing_key = ep.token_signing_key()
-        if signing_key is None:
-            raise PermanentError(f"endpoint {ep.name} has no token signing key on this machine; run recon apply")
-        return endpoint_tokens.issue(signing_key, ep.name, uri, endpoint_tokens.token_lifetime(self.settings))
+        found: Keys | EndpointToken = ep.credentials(endpoint.outputs.get("port"),
+                                                      endpoint_tokens.token_lifetime(self.settings))
+        return found
 
     def _router_metrics(self, endpoint: str) -> list[Scrape]:
         return list(self._endpoint(endpoint).router_metrics())
@@ -416,57 +233,12 @@ class InstanceProvider(RouterWindows, Provider):
         found = runner.recorded()
         if not found and not runner.exists():
             return Observation(False, problems=[f"no {self.instance_noun} of it is running"])
-        problems: list[str] = []
-        alive = [i for i in found if i.alive]
-        answered = self._healthy(runner, alive, attrs.get("liveness_probe"))
+        answered = self._healthy(runner, [i for i in found if i.alive], attrs.get("liveness_probe"))
         pool = live_pool(self._endpoint_of(runner), runner.name)
-        serving = [i for i in alive if i in answered and (pool is None or i.upstream() in pool)]
-        for inst in found:
-            if not inst.alive:
-                problems.append(f"{inst.label} {inst.down_reason}")
-            elif inst not in answered:
-                problems.append(f"{inst.label} does not answer its liveness probe")
-        problems += self._instance_problems(runner, resource, found, serving)
-        unsettled = self._unsettled(runner, resource, found, serving, pool)
-        observed: dict[str, Any] = {"instance_count": len(serving)}
-        declared = dict(attrs.get("environment_variables") or {})
-        recorded_digest = resource.outputs.get("config_digest")
-        for inst in alive:  # an instance of another configuration is unsettled, not changed variables
-            if recorded_digest and inst.config_digest != recorded_digest:
-                continue
-            seen = runner.check_environment(inst, declared)
-            if seen is not None:
-                observed["environment_variables"] = seen
-                problems.append(f"{inst.label} runs with other environment variables")
-                break
-        outputs = {**resource.outputs, "instances": [i.to_output() for i in serving]}
-        return Observation(True, attributes=observed, outputs=outputs, problems=problems, unsettled=unsettled)
-
-    def _unsettled(self, runner: Any, resource: StateResource, found: list[Any], serving: list[Any],
-                   pool: set[str] | None) -> list[str]:
-        """Why the deployment is not the set of serving instances of one configuration its record
-        describes (see the module docstring); empty when it is."""
-        out: list[str] = []
-        for inst in found:
-            if inst in serving:
-                continue
-            if not inst.alive:
-                out.append(f"{inst.label} {inst.down_reason}")
-            elif pool is not None and inst.upstream() not in pool:
-                out.append(f"{inst.label} runs, but the router does not send it requests")
-            else:
-                out.append(f"{inst.label} does not answer its liveness probe")
-        listening = {i.upstream() for i in found if i.alive}
-        out += [f"the router sends its requests to {up}, where none of its {self.instance_noun}s listens"
-                for up in sorted((pool or set()) - listening)]
-        digests = sorted({i.config_digest for i in serving})
-        recorded = resource.outputs.get("config_digest")
-        if len(digests) > 1:
-            out.append(f"its instances run {len(digests)} configurations ({', '.join(map(_short, digests))}): "
-                       "a rolling update did not finish")
-        elif digests and recorded and digests[0] != recorded:
-            out.append(f"its instances run configuration {_short(digests[0])}, the state records {_short(recorded)}")
-        return out + self._strays(runner, found)
+        serving = serving_instances(found, answered, pool)
+        return deployment_observation(
+            runner, resource, found, answered, pool, self.instance_noun,
+            problems=self._instance_problems(runner, resource, found, serving), strays=self._strays(runner, found))
 
     def _strays(self, runner: Any, found: list[Any]) -> list[str]:
         """Processes or containers with the deployment's marks that are none of ``found`` (left by
@@ -495,58 +267,18 @@ class InstanceProvider(RouterWindows, Provider):
         """Environments are kept for reuse unless the provider says otherwise."""
 
     def _create_endpoint(self, request: ApplyRequest) -> dict[str, Any]:
-        ep, fresh = self._open_endpoint(request)
-        try:
-            where = self._start_router(ep, request)
-        except PermanentError:
-            if fresh:
-                self._discard_endpoint(ep)
-            raise
+        ep = self._endpoint(request.attributes["name"])
+        prior_port = request.prior.outputs.get("port") if request.prior else None
+        where = ep.create(request.attributes.get("auth_mode"), router_limits(self.settings, ep.name), prior_port,
+                          start=lambda: self._start_router(ep, request))
         request.emit(f"router {where}")
         return self._endpoint_outputs(ep)
 
-    def _discard_endpoint(self, ep: Any) -> None:
-        """Stop the endpoint's router and remove everything of it: table, port, keys."""
-        ep.stop_router()
-        ep.keys.unlink(missing_ok=True)
-        shutil.rmtree(ep.run, ignore_errors=True)
-
-    def _open_endpoint(self, request: ApplyRequest) -> tuple[Any, bool]:
-        """The endpoint's folder, port (the recorded one kept), keys and first table; and whether it
-        is new (nothing of it existed: a failed start then removes what was made)."""
-        ep = self._endpoint(request.attributes["name"])
-        ep.run.mkdir(parents=True, exist_ok=True)
-        fresh = not ep.table.exists()
-        prior_port = request.prior.outputs.get("port") if request.prior else None
-        if ep.chosen_port() is None and prior_port:
-            ep.portfile.write_text(f"{prior_port}\n")
-        ep.ensure_keys()
-        limits = router_limits(self.settings, ep.name)
-        ep.update_table(lambda t: t.update(auth_mode=request.attributes.get("auth_mode") or "key", limits=limits),
-                        wait=False)
-        return ep, fresh
-
     instance_noun = "instance"
-
-    def _uri_host(self) -> str:
-        """The host of scoring URIs."""
-        return "127.0.0.1"
 
     def _settle(self, runner: Any, instances: list[Any], config: Any) -> list[Any]:
         """Instances a crashed apply left starting: ready ones kept, the others stopped."""
         return instances
-
-    def _settle_starting(self, runner: Any, live: list[Any]) -> list[Any]:
-        """``_settle`` for instances of any configuration (an interrupted apply may have left some
-        of each starting): those that become ready are kept, the others stopped."""
-        by_digest: dict[str, list[Any]] = {}
-        for inst in live:
-            by_digest.setdefault(inst.config_digest, []).append(inst)
-        settled: list[Any] = []
-        for digest, group in by_digest.items():
-            config = runner.load_config(digest) if digest else None
-            settled += self._settle(runner, group, config) if config is not None else group
-        return sorted(settled, key=lambda i: i.id)
 
     def _rollout_done(self, runner: Any) -> None:
         """Every batch of a rollout is done: wait for the retired instances to be gone."""

@@ -1,8 +1,8 @@
 """``Project``: one opened project directory, and what the commands need from it.
 
-It owns nothing but the wiring: settings (``loader.load_settings``), the state manager
-(``state.manager.open_state_manager``), the provider (``providers.get_provider``) with its
-``ProviderContext``, the desired state (``loader.load_project``) and a ``plan`` convenience that reads
+It owns nothing but the wiring: settings (``loader.load_settings``), the state manager and the
+provider with its ``ProviderContext`` (made by the factories the CLI hands it: the registries are
+called only there, ``reconciler.cli.registries.open_project``), the desired state (``loader.load_project``) and a ``plan`` convenience that reads
 the state, refreshes it through the provider, calls the pure ``make_plan`` and prices the plan
 (``prices.price_table``: recon.yaml's ``prices:`` and the Azure Retail Prices API, cached; then the
 pure ``cost.add_cost``, which also applies recon.yaml's ``budget:``).
@@ -10,7 +10,7 @@ pure ``cost.add_cost``, which also applies recon.yaml's ``budget:``).
 Everything is opened lazily, so ``recon validate`` never touches a provider. Use it as a context
 manager (or call ``close``) so that provider clients and backend connections are released::
 
-    with Project(root) as project:
+    with open_project(root) as project:  # reconciler.cli.registries
         with project.state_manager.lock("apply"):
             plan = project.plan(lock=False)
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -33,8 +33,10 @@ from reconciler import __version__
 from reconciler.apply import gcpause
 from reconciler.model.errors import ProviderError
 from reconciler.model.resources import DesiredState, as_deployment
+from reconciler.model.settings import ProjectSettings, StateSettings
 from reconciler.plan.types import DriftItem, Plan
 from reconciler.state.document import State
+from reconciler.state.manager import StateManager
 
 
 def cache_dir() -> Path:
@@ -46,19 +48,30 @@ def cache_dir() -> Path:
 class Project:
     """A project directory: ``root`` holds the YAML files and (optionally) ``recon.yaml``.
 
-    ``provider`` may be given (tests, the engine's own instance); otherwise it is made from the
-    settings on first use. ``settings`` is the loader's ``ProjectSettings``.
+    ``provider_kinds``: the kinds a provider can be made of (an unknown ``provider.kind`` is an error
+    of recon.yaml, with its line); ``make_provider`` makes one (kind, its settings, the context) and
+    ``open_state`` the state manager over the backend ``state:`` names, on first use. ``provider``
+    may be given instead (tests, the engine's own instance). ``settings`` is the loader's
+    ``ProjectSettings``.
     """
 
-    def __init__(self, root: Path | str, *, provider: Provider | None = None) -> None:
-        from providers import PROVIDERS
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        provider_kinds: Collection[str],
+        make_provider: Callable[[str, dict[str, Any], ProviderContext], Provider],
+        open_state: Callable[[Path, StateSettings], StateManager],
+        provider: Provider | None = None,
+    ) -> None:
         from reconciler.load import loader
 
         self.root = Path(root).resolve()
-        # the registry's kinds: an unknown provider.kind is an error of recon.yaml, with its line
-        self.settings: Any = loader.load_settings(self.root, provider_kinds=PROVIDERS)
+        self.settings: ProjectSettings = loader.load_settings(self.root, provider_kinds=provider_kinds)
+        self._make_provider = make_provider
+        self._open_state = open_state
         self._provider = provider
-        self._state_manager: Any = None
+        self._state_manager: StateManager | None = None
 
     # -- parts ----------------------------------------------------------------------------------
     @property
@@ -78,27 +91,23 @@ class Project:
         )
 
     @property
-    def state_manager(self) -> Any:
+    def state_manager(self) -> StateManager:
         """The ``StateManager`` over the backend ``recon.yaml``'s ``state:`` names."""
         if self._state_manager is None:
-            from reconciler.state import manager
-
-            self._state_manager = manager.open_state_manager(self.root, dict(self.settings.state))
+            self._state_manager = self._open_state(self.root, self.settings.state)
         return self._state_manager
 
     @property
     def provider(self) -> Provider:
         if self._provider is None:
-            from providers import get_provider
-
-            self._provider = get_provider(
+            self._provider = self._make_provider(
                 self.provider_kind, dict(self.settings.provider.settings), self.context()
             )
         return self._provider
 
     # -- operations -----------------------------------------------------------------------------
     def read_state(self) -> State:
-        return self.state_manager.read()  # type: ignore[no-any-return]
+        return self.state_manager.read()
 
     def load_desired(self, recorded: State | Callable[[], State | None] | None = None) -> DesiredState:
         """The desired state (``loader.load_project``: ``recorded`` may be a function that reads
@@ -209,8 +218,3 @@ class Project:
         self.close()
 
 
-@contextlib.contextmanager
-def open_project(root: Path | str, *, provider: Provider | None = None) -> Iterator[Project]:
-    """``with open_project(root) as project:`` — the same as ``with Project(root) as project:``."""
-    with Project(root, provider=provider) as project:
-        yield project

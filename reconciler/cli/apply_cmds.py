@@ -87,9 +87,9 @@ def interrupts(token: CancelToken) -> Iterator[None]:
 
 # -- shared ------------------------------------------------------------------------------------
 def _project(ctx: click.Context) -> Any:
-    from reconciler.apply.project import Project
+    from reconciler.cli.registries import open_project
 
-    project = Project(project_root(ctx))
+    project = open_project(project_root(ctx))
     ctx.call_on_close(project.close)
     return project
 

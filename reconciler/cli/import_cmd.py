@@ -32,12 +32,12 @@ def _normal(address: str) -> str:
 @click.pass_context
 def import_cmd(ctx: click.Context, addresses: tuple[str, ...], all_: bool) -> None:
     """Record live objects your files declare in the state, changing nothing (ADDRESS...)."""
-    from reconciler.apply.project import Project
+    from reconciler.cli.registries import open_project
     from reconciler.model.errors import ConfigError, ProviderError, StateError
 
     if not addresses and not all_:
         raise ConfigError("name the addresses to import (e.g. endpoint.my-endpoint), or use --all")
-    with Project(project_root(ctx)) as project, project.locked("import"):
+    with open_project(project_root(ctx)) as project, project.locked("import"):
         state = project.read_state()
         desired = project.load_desired(state)
         wanted = [_normal(a) for a in addresses] or sorted(a for a in desired.resources if a not in state.resources)

@@ -36,9 +36,9 @@ if TYPE_CHECKING:  # imported where used: a command pays only for what it runs
 
 
 def open_project(root: Path) -> Project:
-    from reconciler.apply.project import Project
+    from reconciler.cli.registries import open_project as opened
 
-    return Project(root)
+    return opened(root)
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 DIGEST_LABEL = "Plan digest:"

@@ -15,17 +15,19 @@ import click
 import yaml
 
 from reconciler.cli.app import ProjectPath, cli, project_root
+from reconciler.cli.registries import open_state_manager
 from reconciler.model.errors import StateError, StateLockedError
+from reconciler.model.settings import StateSettings
 from reconciler.state.document import State
-from reconciler.state.manager import StateManager, holder_alive, open_state_manager
-from states import DSN_ENV, open_backend
+from reconciler.state.manager import StateManager, holder_alive
+from states import DSN_ENV
 
 
-def state_settings(root: Path) -> dict[str, Any]:
-    """recon.yaml's ``state:`` section (empty: the file backend's defaults)."""
+def state_settings(root: Path) -> StateSettings:
+    """recon.yaml's ``state:`` section (the file backend's defaults without one)."""
     from reconciler.load.loader import load_settings
 
-    return dict(load_settings(root).state)
+    return load_settings(root).state
 
 
 def _manager(ctx: click.Context) -> StateManager:
@@ -162,7 +164,7 @@ def state_migrate(ctx: click.Context, to: str, dsn: str | None, name: str, path:
     """
     root: Path = project_root(ctx)
     source = _manager(ctx)
-    target_settings: dict[str, Any] = {"backend": to}
+    target_settings: dict[str, Any] = {"backend": to}  # StateSettings' keys
     if to == "postgres":
         if not (dsn or os.environ.get(DSN_ENV)):
             raise click.UsageError(
@@ -173,7 +175,7 @@ def state_migrate(ctx: click.Context, to: str, dsn: str | None, name: str, path:
         target_settings.update({"name": name} | ({"dsn": dsn} if dsn else {}))
     elif path:
         target_settings["path"] = path
-    target = StateManager(open_backend(root, target_settings))
+    target = open_state_manager(root, StateSettings(**target_settings))
     ctx.call_on_close(target.close)
     if target.describe() == source.describe():
         raise StateError(f"the state is already in {source.describe()}")

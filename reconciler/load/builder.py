@@ -81,7 +81,6 @@ class Builder:
             provider=self.settings.provider,
             quota=self.settings.quota,
             instance_types=self.settings.instance_types,
-            state_settings=self.settings.state,
             rollout=self.settings.rollout,
             resources=dict(sorted(self.resources.items())),
             warnings=[d.to_dict() for d in self.run.diagnostics if d.severity == "warning"],

@@ -28,7 +28,13 @@ from reconciler.model import catalog, checks, rollout_checks, schema
 from reconciler.model.checks import Problem
 from reconciler.model.errors import ConfigError, Diagnostic
 from reconciler.model.resources import DesiredState, InstanceType, ProviderSettings
-from reconciler.model.settings import DEFAULT_LIMITS, SETTINGS_FILE, ProjectSettings
+from reconciler.model.settings import (
+    DEFAULT_LIMITS,
+    SETTINGS_FILE,
+    STATE_KEYS,
+    ProjectSettings,
+    StateSettings,
+)
 from reconciler.state.document import State
 
 _CONDA_KEYS = {"name", "channels", "dependencies", "prefix", "variables"}
@@ -142,17 +148,7 @@ def _settings_from(
             kind=kind, settings={k: v for k, v in doc.provider.items() if k != "kind"}
         )
     custom = {name: InstanceType(**t.model_dump()) for name, t in (doc.instance_types or {}).items()}
-    state: dict[str, Any] = {"backend": "file", "path": ".recon/state.json"}
-    if doc.state is not None:
-        problems: list[checks.Problem] = []
-        backend = checks.check_enum(doc.state.backend, schema.STATE_BACKENDS, ("state", "backend"), problems)
-        for p in problems:
-            run.report(f, p)
-        state = {k: v for k, v in doc.state.model_dump().items() if v is not None}
-        state["backend"] = backend or doc.state.backend
-        if state["backend"] == "file":
-            state.setdefault("path", ".recon/state.json")
-            _check_state_path(run, f, state["path"])
+    state = _state(run, f, doc.state) if doc.state is not None else StateSettings()
     rollout, rollout_problems = rollout_checks.parse_rollout(doc.rollout)
     for p in rollout_problems:
         run.report(f, p)
@@ -190,6 +186,34 @@ def _limits(run: LoadRun, f: LoadedFile, raw: Any) -> dict[str, int]:
         else:
             limits[key] = value
     return limits
+
+
+def _state(run: LoadRun, f: LoadedFile, doc: schema.StateDoc) -> StateSettings:
+    """``state:`` checked against ``StateSettings``: a known backend, only that backend's keys, whole
+    numbers >= 1, a file path recon may write. What is wrong is reported; the rest is kept."""
+    problems: list[checks.Problem] = []
+    backend = checks.check_enum(doc.backend, schema.STATE_BACKENDS, ("state", "backend"), problems)
+    for p in problems:
+        run.report(f, p)
+    given = {k: v for k, v in doc.model_dump().items() if v is not None}
+    allowed = STATE_KEYS.get(backend or "", STATE_KEYS["file"] | STATE_KEYS["postgres"])
+    for key in sorted(set(given) - allowed):
+        run.error(
+            f,
+            ("state", key),
+            f"{key!r} is not a setting of the {backend} state backend",
+            "the " + str(backend) + " backend takes: " + ", ".join(sorted(allowed)),
+        )
+        del given[key]
+    for key in ("history", "connect_timeout"):
+        if key in given and given[key] < 1:
+            run.error(f, ("state", key), f"{given[key]} is too small", "use a whole number >= 1")
+            del given[key]
+    given["backend"] = backend or "file"
+    settings = StateSettings(**given)
+    if settings.backend == "file":
+        _check_state_path(run, f, settings.path)
+    return settings
 
 
 def _check_state_path(run: LoadRun, f: LoadedFile, value: Any) -> None:

@@ -286,7 +286,6 @@ class DesiredState(BaseModel):
     provider: ProviderSettings = Field(default_factory=ProviderSettings)
     quota: dict[str, int] | None = None
     instance_types: dict[str, InstanceType] = Field(default_factory=dict)  # catalog incl. built-ins
-    state_settings: dict[str, Any] = Field(default_factory=dict)
     rollout: RolloutSettings | None = None  # recon.yaml ``rollout:`` (the gates the plan puts on steps)
     resources: dict[str, Resource] = Field(default_factory=dict)
     warnings: list[dict[str, Any]] = Field(default_factory=list)  # Diagnostic.to_dict() entries

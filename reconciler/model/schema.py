@@ -273,10 +273,14 @@ class InstanceTypeDoc(_Strict):
 
 
 class StateDoc(_Strict):
+    """``state:`` as written; ``reconciler.model.settings.StateSettings`` says which keys each backend takes."""
+
     backend: str = "file"
     path: str | None = None
     dsn: str | None = None
     name: str | None = None
+    history: int | None = None
+    connect_timeout: int | None = None
 
 
 class PricingDoc(_Strict):

@@ -3,7 +3,7 @@ catalog of instance types. ``reconciler.load.loader.load_settings`` reads and va
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +39,34 @@ class PricingSettings(BaseModel):
     timeout: float = 10.0
 
 
+DEFAULT_STATE_PATH = ".recon/state.json"
+#: the keys each state backend takes in recon.yaml's ``state:``
+STATE_KEYS: dict[str, frozenset[str]] = {
+    "file": frozenset({"backend", "path", "history"}),
+    "postgres": frozenset({"backend", "dsn", "name", "history", "connect_timeout"}),
+}
+
+
+class StateSettings(BaseModel):
+    """``state:`` in recon.yaml: where the state is stored. The one owner of the section: the loader
+    checks a file's ``state:`` against it (each backend's keys: ``STATE_KEYS``; errors name the line)
+    and the CLI opens the backend it names (``states.open_backend``).
+
+    ``path``: the file backend's file, relative to the project; ``dsn``: PostgreSQL's connection
+    string (None: ``$RECON_STATE_DSN``, which keeps the password out of the repository); ``name``: the
+    state's name in that database; ``history``: versions kept besides the current one (None: the
+    backend's default); ``connect_timeout``: seconds to wait for PostgreSQL."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend: Literal["file", "postgres"] = "file"
+    path: str = DEFAULT_STATE_PATH
+    dsn: str | None = None
+    name: str = "default"
+    history: int | None = None
+    connect_timeout: int = 10
+
+
 class Budget(BaseModel):
     """``budget:`` in recon.yaml, in the pricing currency: ``monthly`` bounds the steady monthly cost
     after the apply (the max under autoscaling), ``increase`` what one plan may add to it."""
@@ -59,7 +87,7 @@ class ProjectSettings(BaseModel):
     quota: dict[str, int] | None = None
     instance_types: dict[str, InstanceType] = Field(default_factory=catalog.builtin_instance_types)
     custom_instance_types: dict[str, InstanceType] = Field(default_factory=dict)
-    state: dict[str, Any] = Field(default_factory=lambda: {"backend": "file", "path": ".recon/state.json"})
+    state: StateSettings = Field(default_factory=StateSettings)
     exclude: tuple[str, ...] = ()
     limits: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_LIMITS))
     pricing: PricingSettings = Field(default_factory=PricingSettings)
@@ -81,6 +109,9 @@ DEFAULT_LIMITS: dict[str, int] = {
 
 
 __all__ = [
+    "DEFAULT_STATE_PATH",
+    "STATE_KEYS",
+    "StateSettings",
     "Budget",
     "CURRENCIES",
     "DEFAULT_LIMITS",

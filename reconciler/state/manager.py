@@ -1,6 +1,6 @@
 """The one place where state documents are serialised, serials bumped and lineage kept.
 
-Backends (``states/``) store bytes; ``StateManager`` turns them into ``State`` values and back
+Backends (``states/``, behind ``reconciler.state.backend``'s protocol, opened by the CLI) store bytes; ``StateManager`` turns them into ``State`` values and back
 (Terraform's ``statemgr`` over a ``remote.Client``). Every write is a compare-and-swap against
 the serial this manager last read, so a writer that read an old state cannot overwrite a newer
 one. Writes are thread-safe: the apply engine records state after every step from worker threads.
@@ -16,14 +16,18 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from reconciler import __version__
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
+from reconciler.state.backend import (
+    HistoryEntry,
+    StateBackend,
+    StoredState,
+    SupportsHistory,
+    SupportsJournal,
+    SupportsLocking,
+)
 from reconciler.state.document import State, StateResource
-from states import StateBackend, SupportsHistory, SupportsLocking, open_backend
-from states.base import HistoryEntry, StoredState, SupportsJournal
 
 _COMPACT = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _TOP = json.JSONEncoder(sort_keys=True)
@@ -114,7 +118,7 @@ def replay(stored: StoredState, source: str) -> State:
 
 
 def _who() -> str:
-    from states.base import who_am_i
+    from reconciler.state.backend import who_am_i
 
     return who_am_i()
 
@@ -375,9 +379,4 @@ def holder_alive(info: LockInfo) -> bool | None:
     return True
 
 
-def open_state_manager(root: Path, settings: dict[str, Any] | None) -> StateManager:
-    """A StateManager over the backend recon.yaml's ``state:`` names (see ``states.open_backend``)."""
-    return StateManager(open_backend(root, settings))
-
-
-__all__ = ["StateConflictError", "StateManager", "holder_alive", "open_state_manager"]
+__all__ = ["StateConflictError", "StateManager", "holder_alive"]

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import cli
+from reconciler.cli.registries import open_state_manager
 from reconciler.plan.types import Action, Plan, ResourceChange
 from reconciler.render.markdown import GITHUB_COMMENT_LIMIT
-from reconciler.state.manager import open_state_manager
 
 RECON_YAML = "workspace: ci-demo\nprovider: {kind: fake}\n"
 

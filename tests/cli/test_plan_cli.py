@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import cli
+from reconciler.cli.registries import open_state_manager
 from reconciler.plan.types import Plan
 from reconciler.state.document import State, StateResource
-from reconciler.state.manager import open_state_manager
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""providers.shared.scaling: the scaling and rolling arithmetic the local and Docker providers share."""
+"""providers.shared.rolling: the scaling and rolling arithmetic the local and Docker providers share."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from providers.shared.scaling import batch_moves, running_digest, surplus
+from providers.shared.rolling import batch_moves, running_digest, surplus
 
 
 @dataclass(frozen=True)

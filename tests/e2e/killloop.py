@@ -34,9 +34,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from reconciler.apply.project import Project
 from reconciler.cli import cli
-from reconciler.state.manager import open_state_manager
+from reconciler.cli.registries import open_project, open_state_manager
 
 EP = "kl-ep"
 
@@ -328,7 +327,7 @@ def plan_covers_drift(root: Path, label: str, destroy: bool = False) -> tuple[in
     """The plan made from ``root``'s state (as ``recon plan`` makes it) repairs every drift item, and
     nothing is unmanaged (what a killed apply left belongs to a recorded resource). ``recon drift``
     reports exactly ``plan.drift``: both are one refresh. Returns (drift items, steps)."""
-    with Project(root) as project:
+    with open_project(root) as project:
         plan = project.plan(destroy=destroy)
     unmanaged = [d for d in plan.drift if d.kind == "unmanaged"]
     assert not unmanaged, f"{label}: objects no recorded resource owns: {unmanaged}"

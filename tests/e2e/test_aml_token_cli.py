@@ -166,8 +166,12 @@ def test_token_lifetime_is_a_provider_setting(tmp_path: Path, make_recon: Any) -
     doc = recon.keys("tok-ep")
     claims = _claims(str(doc["accessToken"]))
     assert claims["exp"] - claims["iat"] == 120 and int(doc["refreshAfterTimeUtc"]) == claims["iat"] + 60
+    good = (root / "recon.yaml").read_text()
     (root / "recon.yaml").write_text(yaml.safe_dump({"provider": {"kind": "local", "token_lifetime_s": "1d"}}))
-    bad = recon("keys", "tok-ep", check=False)
+    try:
+        bad = recon("keys", "tok-ep", check=False)
+    finally:  # the fixture's destroy needs a recon.yaml it can read: the endpoint's processes must not outlive the test
+        (root / "recon.yaml").write_text(good)
     assert bad.returncode == 1 and "provider.token_lifetime_s" in bad.stderr and "Traceback" not in bad.stderr
 
 

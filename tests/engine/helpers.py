@@ -13,10 +13,11 @@ from typing import Any
 from providers.base import ProviderContext
 from providers.fake import FakeProvider
 from reconciler.apply.hooks import ApplyHooks
+from reconciler.cli.registries import open_state_manager
 from reconciler.model.resources import DesiredState, ProviderSettings, Resource
 from reconciler.plan.types import Batch, Plan, Step
 from reconciler.state.document import State
-from reconciler.state.manager import StateManager, open_state_manager
+from reconciler.state.manager import StateManager
 from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 
 MODEL = "model.m:1"

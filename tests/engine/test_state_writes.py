@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from reconciler.apply.engine import apply_plan
+from reconciler.cli.registries import open_state_manager
 from reconciler.model.errors import StateError
 from reconciler.state.document import State, StateResource
-from reconciler.state.manager import open_state_manager, serialise
+from reconciler.state.manager import serialise
 
 from .helpers import Env, blue_green, plan_for
 

@@ -8,6 +8,7 @@ import pytest
 
 from reconciler.load.loader import load_project, load_settings
 from reconciler.model.errors import ConfigError
+from reconciler.model.settings import StateSettings
 from reconciler.state.document import State, StateResource
 from tests.loader.helpers import BLUE, ENDPOINT, S, deployment, project
 
@@ -114,7 +115,32 @@ def test_settings(tmp_path: Path) -> None:
     assert settings.quota == {"standardDSv2Family": 40}
     assert settings.instance_types["Custom_GPU_1"].family == "customGpuFamily"
     assert "Standard_DS3_v2" in settings.instance_types
-    assert settings.state == {"backend": "postgres", "dsn": "postgresql://localhost/recon"}
+    assert settings.state == StateSettings(backend="postgres", dsn="postgresql://localhost/recon")
+
+
+def test_state_settings_history_and_connect_timeout_are_settable(tmp_path: Path) -> None:
+    (tmp_path / "recon.yaml").write_text("state:\n  backend: postgres\n  history: 5\n  connect_timeout: 3\n")
+    state = load_settings(tmp_path).state
+    assert (state.backend, state.history, state.connect_timeout, state.name) == ("postgres", 5, 3, "default")
+    (tmp_path / "recon.yaml").write_text("state:\n  path: st/prod.json\n  history: 2\n")
+    assert load_settings(tmp_path).state == StateSettings(path="st/prod.json", history=2)
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("state:\n  backend: file\n  dsn: postgresql://x/y\n", 3, "'dsn' is not a setting of the file state backend"),
+        ("state:\n  backend: s3\n", 2, "'s3' is not an accepted value"),
+        ("state:\n  backend: postgres\n  history: 0\n", 3, "0 is too small"),
+        ("state:\n  backend: postgres\n  connect_timeout: soon\n", 3, "wrong type"),
+    ],
+)
+def test_state_settings_are_checked_with_their_line(tmp_path: Path, body: str, line: int, message: str) -> None:
+    (tmp_path / "recon.yaml").write_text(body)
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path)
+    found = [d for d in err.value.diagnostics if message in d.message]
+    assert found and found[0].file == "recon.yaml" and found[0].line == line, err.value.diagnostics
 
 
 def test_settings_absent_means_defaults(tmp_path: Path) -> None:

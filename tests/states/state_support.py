@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.cli.registries import open_state_manager
+from reconciler.model.settings import StateSettings
+from reconciler.state.backend import StateBackend
 from reconciler.state.document import State, StateResource
-from reconciler.state.manager import StateManager, open_state_manager
-from states import StateBackend, open_backend
+from reconciler.state.manager import StateManager
+from states import open_backend
 
 WORKER = Path(__file__).with_name("state_worker.py")
 
@@ -28,7 +31,7 @@ class Target:
     _opened: list[Any] = field(default_factory=list)
 
     def backend(self) -> StateBackend:
-        b = open_backend(self.root, self.settings)
+        b = open_backend(self.root, StateSettings(**self.settings))
         self._opened.append(b)
         return b
 

@@ -19,9 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from reconciler.cli.registries import open_state_manager
 from reconciler.model.errors import StateConflictError, StateLockedError
 from reconciler.state.document import State, StateResource
-from reconciler.state.manager import StateManager, open_state_manager
+from reconciler.state.manager import StateManager
 
 
 def _add(mgr: StateManager, tag: str) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from reconciler.cli.registries import open_state_manager
 from reconciler.state.document import State
-from reconciler.state.manager import open_state_manager
 from states import DSN_ENV
 
 BLUE = "deployment.my-endpoint.blue"

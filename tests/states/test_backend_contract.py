@@ -9,8 +9,8 @@ import time
 import pytest
 
 from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
+from reconciler.state.backend import SupportsHistory, SupportsLocking
 from reconciler.state.document import State
-from states import SupportsHistory, SupportsLocking
 from tests.states.state_support import Target, res, wait_line, with_resources
 
 
@@ -340,10 +340,11 @@ def test_password_never_appears_in_messages(pg_target: Target) -> None:
     with pytest.raises(StateLockedError) as locked:
         other.lock(_info())
     bad = dict(target.settings, dsn=target.settings["dsn"].replace(target.password, target.password + "x"))
+    from reconciler.model.settings import StateSettings
     from states import open_backend
 
     with pytest.raises(StateError) as denied:
-        open_backend(target.root, bad).read()
+        open_backend(target.root, StateSettings(**bad)).read()
     for text in (str(locked.value), str(denied.value), other.describe()):
         assert target.password not in text
     assert "password authentication failed" in str(denied.value)

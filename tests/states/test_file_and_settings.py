@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.cli.registries import open_state_manager
 from reconciler.model.errors import ConfigError, LockInfo, StateError, StateLockedError
-from reconciler.state.manager import open_state_manager
+from reconciler.model.settings import StateSettings
 from states import DSN_ENV, open_backend
 from states.file import FileBackend
 from states.postgres import PostgresBackend
@@ -80,18 +81,14 @@ def test_write_refuses_bytes_whose_header_disagrees(tmp_path: Path) -> None:
 
 def test_settings_choose_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DSN_ENV, raising=False)
-    default = open_backend(tmp_path, {})
+    default = open_backend(tmp_path, StateSettings())
     assert isinstance(default, FileBackend) and default.path == tmp_path / ".recon" / "state.json"
-    whole = open_backend(tmp_path, {"state": {"backend": "file", "path": "x/s.json"}})
-    assert isinstance(whole, FileBackend) and whole.path == tmp_path / "x" / "s.json"
-    with pytest.raises(ConfigError, match="unknown state backend 's3'"):
-        open_backend(tmp_path, {"backend": "s3"})
+    custom = open_backend(tmp_path, StateSettings(path="x/s.json", history=3))
+    assert isinstance(custom, FileBackend) and custom.path == tmp_path / "x" / "s.json"
     with pytest.raises(ConfigError, match=DSN_ENV):
-        open_backend(tmp_path, {"backend": "postgres"})
-    with pytest.raises(ConfigError, match="unknown key 'dsn'"):
-        open_backend(tmp_path, {"backend": "file", "dsn": "x"})
+        open_backend(tmp_path, StateSettings(backend="postgres"))
     monkeypatch.setenv(DSN_ENV, "postgresql://u:topsecret@db.example:5433/recon")
-    pg = open_backend(tmp_path, {"backend": "postgres", "name": "prod", "path": None})
+    pg = open_backend(tmp_path, StateSettings(backend="postgres", name="prod", connect_timeout=3))
     assert isinstance(pg, PostgresBackend) and pg.name == "prod"
     assert pg.describe() == "postgres u@db.example:5433/recon (state 'prod')"
     assert "topsecret" not in pg.describe()

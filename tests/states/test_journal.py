@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from reconciler.model.errors import StateConflictError
+from reconciler.state.backend import SupportsHistory
 from reconciler.state.document import State
 from reconciler.state.manager import StateManager
-from states import SupportsHistory
 from states.file import FileBackend
 from tests.states.state_support import Target, res, wait_line, with_resources
 from tests.states.state_worker import journal_model

@@ -14,9 +14,9 @@ from click.testing import CliRunner, Result
 
 from reconciler.cli import cli
 from reconciler.model.errors import StateLockedError
+from reconciler.state.backend import SupportsLocking, who_am_i
 from reconciler.state.document import State
-from states import DSN_ENV, SupportsLocking
-from states.base import who_am_i
+from states import DSN_ENV
 from tests.states.state_support import Target, wait_line, with_resources
 
 

@@ -1,4 +1,4 @@
-"""The contract between recon and a state storage backend.
+"""The contract between recon and a state storage backend (the backends are ``states/``).
 
 Backends are dumb on purpose (Terraform's ``remote.Client``): they store and return bytes and
 keep the current serial so that a write can be a compare-and-swap. Serialisation, serial bumps
