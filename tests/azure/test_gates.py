@@ -23,6 +23,7 @@ from providers.base import ProviderContext
 from reconciler.apply.engine import ApplyResult, apply_plan
 from reconciler.apply.project import Project
 from reconciler.apply.refresh import refresh
+from reconciler.cli.registries import open_project
 from reconciler.plan.types import Action, StepKind
 from tests.azure.conftest import write_recon_yaml
 from tests.azure.emulator import Emulator
@@ -53,7 +54,7 @@ class Azure:
         (self.root / "recon.yaml").write_text(yaml.safe_dump(settings))
 
     def project(self) -> Project:
-        return Project(self.root, provider=self.provider)
+        return open_project(self.root, provider=self.provider)
 
     def apply(self) -> ApplyResult:
         project = self.project()
