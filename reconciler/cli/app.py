@@ -114,7 +114,7 @@ class ReconCommand(click.Command):
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
-        shown = spellings.terraform_spellings(self)
+        shown = spellings.terraform_spellings(self, ctx)
         if shown:
             formatter.write_paragraph()
             formatter.write_text("Terraform's spellings work too: " + ", ".join(shown) + ".")
@@ -130,6 +130,11 @@ class ReconGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self.lazy_commands))
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if self.epilog:  # unindented, as each command's line of Terraform's spellings
+            formatter.write_paragraph()
+            formatter.write_text(self.epilog)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         module = self.lazy_commands.get(cmd_name)
@@ -169,11 +174,16 @@ class ReconGroup(click.Group):
             ctx.exit(1)
 
 
-@click.group(cls=ReconGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=ReconGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Terraform's spelling works too: -chdir=DIR.",
+)
 @click.option(
     "-C",
     "directory",
-    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    type=click.Path(path_type=Path),
     default=".",
     show_default=True,
     help="Run as if recon was started in DIR (the project root): relative paths in options and "
@@ -184,8 +194,16 @@ class ReconGroup(click.Group):
 def cli(ctx: click.Context, directory: Path) -> None:
     """recon: a Terraform-style reconciler for ML online endpoints (Azure ML CLI v2 YAML)."""
     root = directory.resolve()
+    if root.is_file():
+        raise click.ClickException(
+            f"-C {directory}: {root} is a file, not a directory (give the project's folder, the one "
+            f"holding recon.yaml and the YAML files: -C {directory.parent})"
+        )
     if not root.is_dir():
-        raise click.ClickException(f"-C {directory}: no such directory")
+        raise click.ClickException(
+            f"-C {directory}: no such directory ({root}); give the project's folder, the one holding "
+            "recon.yaml and the YAML files"
+        )
     ctx.obj = CliContext(root=root)
 
 

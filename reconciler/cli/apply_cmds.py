@@ -314,7 +314,10 @@ def apply_cmd(
     expect_digest: str | None,
     lock_timeout: float,
 ) -> None:
-    """Make the endpoints what the YAML files say: plan, ask, apply (or apply a saved PLANFILE)."""
+    """Make the endpoints what the YAML files say: plan, ask, apply (or apply a saved PLANFILE).
+
+    With recon.yaml's rollout: section, each rollout batch and traffic step is judged after it and
+    rolled back when its gate fails (apply then exits 1 and prints what was measured)."""
     project = _project(ctx)
     expected = normalize_digest(expect_digest) if expect_digest is not None else None
     if planfile is not None and targets:

@@ -43,7 +43,7 @@ _file = ProjectPath(exists=True, dir_okay=False, path_type=Path)
               help="The v1 project folder the inference config's paths (entryScript, sourceDirectory, condaFile, "
                    "extraDockerfileSteps) are relative to, as the v1 CLI's --path (default: the current folder, "
                    "where `az ml model deploy` ran, or -C DIR).")
-@click.option("--out", "out", type=ProjectPath(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "out", type=ProjectPath(file_okay=False, path_type=Path), required=True, metavar="DIR",
               help="The folder to write the v2 YAML and MIGRATION.md into.")
 @click.pass_context
 def import_v1_cmd(ctx: click.Context, deployment_config: Path, inference_config: Path | None, model: str | None,

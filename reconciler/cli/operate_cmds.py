@@ -54,7 +54,7 @@ def _endpoint_address(name: str) -> str:
     type=ProjectPath(exists=True, dir_okay=False, path_type=Path),
     help="The JSON body to POST (as `az ml online-endpoint invoke --request-file`).",
 )
-@click.option("--deployment", default=None, help="Send to this deployment, ignoring the traffic split.")
+@click.option("--deployment", default=None, metavar="NAME", help="Send to this deployment, ignoring the traffic split.")
 @click.option(
     "--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for the answer."
 )

@@ -308,7 +308,8 @@ def plan_cmd(
     plan_location: str | None,
     lock_timeout: float,
 ) -> None:
-    """Show what apply would change, in order, with quota and drift. Holds the state lock while planning."""
+    """Show what apply would change, in order, with its rollout gates, quota, cost and drift. A plan over
+    quota or over recon.yaml's budget fails (exit 1) and saves nothing. Holds the state lock while planning."""
     refuse_empty_folder(_root(ctx))
     with open_project(_root(ctx)) as project:
         require_configuration(project)

@@ -113,8 +113,9 @@ def rewrite_global(args: list[str]) -> list[str]:
     return out
 
 
-def terraform_spellings(command: click.Command) -> list[str]:
-    """The Terraform spellings ``command`` accepts, for its --help (``-out=FILE``)."""
+def terraform_spellings(command: click.Command, ctx: click.Context) -> list[str]:
+    """The Terraform spellings ``command`` accepts, for its --help (``-out=FILE``), each value named
+    as the option's own line names it (``-target=kubernetes|managed``, not ``-target=TARGET``)."""
     options = _long_options(command)
     shown = []
     for name in TERRAFORM_NAMES:
@@ -124,7 +125,7 @@ def terraform_spellings(command: click.Command) -> list[str]:
         if option.is_flag:
             shown.append(f"-{name}" + ("=false" if option.secondary_opts else ""))
         else:
-            shown.append(f"-{name}={option.metavar or str(option.name or 'value').upper()}")
+            shown.append(f"-{name}={option.make_metavar(ctx).strip('[]')}")
     return shown
 
 

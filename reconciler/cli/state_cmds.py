@@ -135,7 +135,8 @@ def _read_file(file: Path) -> bytes:
 )
 @click.pass_context
 def state_history(ctx: click.Context, limit: int) -> None:
-    """List the kept versions of the state, newest first."""
+    """List the kept versions of the state, newest first: when, who wrote each and its note (a
+    guarded rollout's rollback says which gate failed)."""
     mgr = _manager(ctx)
     entries = mgr.history(limit)
     if not entries:

@@ -87,3 +87,24 @@ def test_import_v1_reads_and_writes_in_the_folder_named_by_c(tmp_path: Path, els
     assert (v1.root / "v2" / "endpoint.yml").is_file() and not (elsewhere / "v2").exists()
     assert (v1.root / "v2" / "MIGRATION.md").is_file()
     assert "score.py" in (v1.root / "v2" / "blue-deployment.yml").read_text()
+
+
+def test_a_wrong_c_says_what_it_is_and_what_to_give(project: Path, elsewhere: Path) -> None:
+    missing = recon(elsewhere, "-C", "nowhere", "plan")
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.splitlines() == [
+        f"Error: -C nowhere: no such directory ({elsewhere / 'nowhere'}); give the project's folder, "
+        "the one holding recon.yaml and the YAML files"
+    ]
+    a_file = recon(elsewhere, f"-chdir={project / 'recon.yaml'}", "validate")  # the file, not its folder
+    assert a_file.returncode == 1 and a_file.stdout == ""
+    assert a_file.stderr.splitlines() == [
+        f"Error: -C {project / 'recon.yaml'}: {project / 'recon.yaml'} is a file, not a directory (give the "
+        f"project's folder, the one holding recon.yaml and the YAML files: -C {project})"
+    ]
+
+
+def test_help_names_c_and_chdir_as_the_readme_does(elsewhere: Path) -> None:
+    helptext = recon(elsewhere, "--help").stdout
+    assert "  -C DIR  " in helptext and "DIRECTORY" not in helptext
+    assert "\nTerraform's spelling works too: -chdir=DIR.\n" in helptext

@@ -84,11 +84,27 @@ def test_help_lists_the_terraform_spellings_each_command_takes(runner: CliRunner
         "apply": "-auto-approve, -target=ADDRESS, -parallelism=N, -lock-timeout=SECONDS",
         "destroy": "-auto-approve, -target=ADDRESS, -parallelism=N, -lock-timeout=SECONDS",
         "refresh": "-target=ADDRESS, -lock-timeout=SECONDS",
+        "import-v1": "-out=DIR, -target=kubernetes|managed",  # the values the options' own lines name
+        "show": "-json",
     }
     for command, spellings in expected.items():
         code, out, _ = run(runner, None, command, "--help")
         flat = " ".join(out.split())
         assert code == 0 and f"Terraform's spellings work too: {spellings}." in flat, (command, flat)
+
+
+def test_help_names_gates_cost_budget_and_rollback_notes(runner: CliRunner) -> None:
+    """What landed in the plan and apply is in their --help, in the README's words."""
+    said = {
+        ("plan",): ["rollout gates", "cost", "over recon.yaml's budget fails (exit 1)"],
+        ("apply",): ["rollout: section", "rolled back when its gate fails"],
+        ("state", "history"): ["its note", "rollback"],
+        ("invoke",): ["--deployment NAME"],
+    }
+    for command, words in said.items():
+        code, out, _ = run(runner, None, *command, "--help")
+        flat = " ".join(out.split())
+        assert code == 0 and all(w in flat for w in words), (command, flat)
 
 
 def test_an_unknown_single_dash_option_says_how_recon_spells_options(runner: CliRunner, project: Path) -> None:
