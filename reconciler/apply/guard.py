@@ -22,6 +22,7 @@ back, or paused, is recorded as it is).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,12 +76,20 @@ class Guard:
         self.hooks = hooks
         self.sleep = sleep
         self.cancel = cancel
+        # The baseline's last p99 with enough requests, per endpoint and baseline, across the steps
+        # of this apply: at a traffic step of 100% the deployments losing their share have no
+        # request left in the window, and the relative latency gate compares with the last window
+        # of this apply in which they had enough (judge.py), which was an earlier traffic step's.
+        self._baselines: dict[tuple[str, str, tuple[str, ...]], float] = {}
+        self._lock = threading.Lock()
 
     def open(self, step: Step, gate: Gate, request: ApplyRequest) -> Watch:
         """A window opened now for ``step`` (its first; ``reopen`` opens the next ones). The
         provider's progress lines while it measures are the step's events."""
         request = dataclasses.replace(request, on_event=lambda line: self.hooks("event", step, line))
-        return Watch(step, gate, request, self.provider.open_window(request))
+        with self._lock:
+            earlier = self._baselines.get(_baseline_key(request, gate))
+        return Watch(step, gate, request, self.provider.open_window(request), earlier)
 
     def reopen(self, watch: Watch) -> None:
         watch.mark = self.provider.open_window(watch.request)
@@ -96,6 +105,8 @@ class Guard:
             waited += elapsed
             if verdict.baseline_p99_s is not None:
                 watch.baseline_p99_s = verdict.baseline_p99_s
+                with self._lock:
+                    self._baselines[_baseline_key(watch.request, watch.gate)] = verdict.baseline_p99_s
             self.hooks("gate_judged", watch.step, label, verdict)
             if verdict.result != "inconclusive" or analysis.on_inconclusive != "wait" or waited >= analysis.max_wait_s:
                 return verdict
@@ -125,6 +136,12 @@ class Guard:
         verdict = judge(watch.gate, stats, new_digest, watch.baseline_p99_s)
         # the window the numbers cover: the bake, or more when the provider's grain made it longer
         return elapsed, verdict.model_copy(update={"window_s": max(elapsed, stats.window_s)})
+
+
+def _baseline_key(request: ApplyRequest, gate: Gate) -> tuple[str, str, tuple[str, ...]]:
+    """Which remembered baseline a gate may use: a batch gate's is its deployment's old
+    configuration; traffic and mirror gates compare with the same live deployments."""
+    return request.address, "batch" if gate.kind == "batch" else "live", tuple(sorted(gate.baseline))
 
 
 def passes(verdict: Verdict) -> bool:

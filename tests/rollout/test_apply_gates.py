@@ -249,3 +249,31 @@ def test_a_guarded_rollout_is_recorded_done_only_after_its_last_gate(tmp_path: P
     [pending] = seen
     assert pending is not None and pending.batches_done == 2  # type: ignore[attr-defined]
     assert env.state().resources[BLUE].pending is None and remaining(env, want) == {}
+
+
+class SlowsAfter(Seen):
+    """Seen, and green's instances slow down (5x blue's latency) once ``label`` has been judged."""
+
+    def __init__(self, env: Env, label: str) -> None:
+        super().__init__()
+        self.env, self.label = env, label
+
+    def gate_judged(self, step: Step, label: str, verdict: Verdict) -> None:
+        super().gate_judged(step, label, verdict)
+        if label == self.label:
+            with self.env.world.transaction() as world:
+                for inst in world["objects"]["deployment.ep.green"]["instances"]:
+                    inst["behaviour"] = {"error_rate": 0.0, "latency_s": 0.1}
+
+
+def test_the_last_traffic_step_compares_latency_with_an_earlier_steps_baseline(tmp_path: Path) -> None:
+    # At green 100% blue answers nothing in the window: the relative p99 gate compares with blue's
+    # p99 of the last window of this apply that had enough of its requests (traffic step 2/3).
+    env, want = _moved(tmp_path, {})
+    hooks = SlowsAfter(env, "traffic step 2/3")
+    result = apply(env, want, hooks)
+    assert [(label, verdict) for _, label, verdict in hooks.judged] == [
+        ("traffic step 1/3", "pass"), ("traffic step 2/3", "pass"), ("traffic step 3/3", "fail")]
+    [failed] = result.errors
+    assert failed.step_id == "set_traffic:endpoint.ep" and "traffic restored to blue 100%" in (failed.undone or "")
+    assert env.world.objects()[EP]["traffic"] == {"blue": 100}
