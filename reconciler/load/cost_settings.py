@@ -66,14 +66,36 @@ def price_table(run: LoadRun, f: LoadedFile, raw: Any) -> dict[str, float]:
         run.error(f, ("prices",), f"prices must be a mapping, not a {type(raw).__name__}", _PRICE_EXAMPLE)
         return {}
     out: dict[str, float] = {}
+    seen: dict[str, str] = {}  # folded name -> the spelling first given (names compare case-insensitively)
     for sku, value in raw.items():
         if not isinstance(sku, str) or not sku.strip():
             run.error(f, ("prices", str(sku)), f"{sku!r} is not an instance type name", _PRICE_EXAMPLE)
+        elif sku.lower() in seen:
+            run.error(f, ("prices", sku), f"{sku!r} prices the same instance type as {seen[sku.lower()]!r}: "
+                      "instance type names compare case-insensitively", "keep one of the two")
+        elif isinstance(value, str):
+            run.error(f, ("prices", sku), *_text_price(sku, value))
         elif not _number(value) or value < 0:
             run.error(f, ("prices", sku), f"{value!r} is not a price per hour >= 0", _PRICE_EXAMPLE)
         else:
             out[sku] = float(value)
+        if isinstance(sku, str):
+            seen.setdefault(sku.lower(), sku)
     return out
+
+
+def _text_price(sku: str, value: str) -> tuple[str, str]:
+    """What is wrong with a price written as text, and the number it should be."""
+    plain = value.strip().lstrip("$€£¥").strip()
+    try:
+        number = float(plain)
+    except ValueError:
+        return f"{value!r} is not a price per hour >= 0", _PRICE_EXAMPLE
+    if number < 0:
+        return f"{value!r} is not a price per hour >= 0", _PRICE_EXAMPLE
+    shown = f"{number:g}"
+    return (f"{value!r} is text, not a number",
+            f"write the number alone, per hour in the pricing currency: `{sku}: {shown}`")
 
 
 def budget(run: LoadRun, f: LoadedFile, doc: schema.ReconFileDoc) -> Budget | None:

@@ -236,6 +236,12 @@ def test_budget_without_prices_is_a_warning(project: Path) -> None:
         ("pricing:\n  region: West Europe\n", "recon.yaml:4: pricing.region: 'West Europe' is not an Azure region name"),
         ("pricing:\n  tiemout: 3\n", "recon.yaml:4: pricing.tiemout: unknown field 'tiemout'"),
         ("prices:\n  Standard_DS3_v2: cheap\n", "recon.yaml:4: prices.Standard_DS3_v2: 'cheap' is not a price per hour >= 0"),
+        ("prices:\n  Standard_DS3_v2: '0.21'\n", "recon.yaml:4: prices.Standard_DS3_v2: '0.21' is text, not a number "
+         "(write the number alone, per hour in the pricing currency: `Standard_DS3_v2: 0.21`)"),
+        ("prices:\n  Standard_DS3_v2: $0.21\n", "recon.yaml:4: prices.Standard_DS3_v2: '$0.21' is text, not a number"),
+        ("prices:\n  Standard_DS3_v2: 0.21\n  standard_ds3_v2: 0.3\n",  # which would win was the file's order
+         "recon.yaml:5: prices.standard_ds3_v2: 'standard_ds3_v2' prices the same instance type as "
+         "'Standard_DS3_v2': instance type names compare case-insensitively (keep one of the two)"),
         ("budget:\n  monthly: -5\n", "recon.yaml:4: budget.monthly: -5 is negative"),
         ("budget:\n  weekly: 5\n", "recon.yaml:4: budget.weekly: unknown field 'weekly'"),
     ],
