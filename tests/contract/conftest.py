@@ -88,11 +88,11 @@ class Harness:
         attrs = endpoint_attrs(name)
         return self.request("endpoint", name, f"endpoint.{name}", attrs)
 
-    def deployment(self, name: str = "blue", count: int = 1, release: str = "v1", score: str = SCORE_PY,
+    def deployment(self, name: str = "blue", count: int = 1, release: str = "v1", score: str | None = None,
                    variables: dict[str, str] | None = None, request_settings: dict[str, Any] | None = None) -> ApplyRequest:
         code = self.root / "code"
         code.mkdir(exist_ok=True)
-        (code / "score.py").write_text(score)
+        (code / "score.py").write_text(SCORE_PY if score is None else score)  # read when called: tests patch SCORE_PY
         model, env, ep = self.model(), self.environment(), self.endpoint()
         attrs = deployment_attrs(
             name,

@@ -246,7 +246,13 @@ def test_a_pod_the_cluster_replaces_is_drift_until_apply_updates_the_pool(projec
     assert project.provider.observe(made[BLUE]).attributes["instance_count"] == 2
     pods = get(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]
     gone = pods[0]["metadata"]["name"]
-    cluster.kubectl("-n", namespace, "delete", "pod", gone)  # as an eviction would: the ReplicaSet makes another
+    # As an eviction would, the pod leaves and the ReplicaSet makes another. It is first taken out of the
+    # ReplicaSet by its label and deleted only once the replacement runs: kwok hands a freed pod IP to the
+    # next pod, and a replacement at the same address would leave the router's pool right by chance.
+    cluster.kubectl("-n", namespace, "label", "pod", gone, "recon.io/deployment-")
+    wait_until(lambda: len(get(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]) == 2,
+               what="the ReplicaSet's replacement pod")
+    cluster.kubectl("-n", namespace, "delete", "pod", gone)
 
     def replaced() -> bool:
         now = get(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]
