@@ -200,7 +200,8 @@ class AzureProvider(Provider):
             body = self._put_deployment(request, emit)
         return self._deployment_outputs(body or {})
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
+        count = request.instance_count
         attrs = request.attributes
         path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
         body = self.arm.lro("PATCH", path, bodies.deployment_patch(attrs, count), request.emit,
@@ -225,8 +226,8 @@ class AzureProvider(Provider):
         body = self._put_deployment(request, request.emit)
         return self._deployment_outputs(body or {})
 
-    def set_routing(self, request: ApplyRequest, traffic: dict[str, int],
-                    mirror_traffic: dict[str, int]) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
+        traffic, mirror_traffic = request.traffic, request.mirror_traffic
         attrs = request.attributes
         live = self.arm.get(self.endpoint_path(attrs["name"]), request.emit)
         if live is None:

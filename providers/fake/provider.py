@@ -332,7 +332,8 @@ class FakeProvider(Provider):
             obj["attributes"] = copy.deepcopy(request.attributes)
             return self._outputs(request.address, obj)
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
+        count = request.instance_count
         with self._call("scale", request.address, count=count), self.world.transaction() as world:
             obj = self._existing(world, request.address, "scale")
             alive = [i for i in obj["instances"] if i["alive"]]
@@ -382,9 +383,8 @@ class FakeProvider(Provider):
         kept = [i for i in obj["instances"] if i["id"] not in gone]
         obj["instances"] = kept + self._new_instances(world, config, len(old), attributes)
 
-    def set_routing(
-        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
-    ) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
+        traffic, mirror_traffic = request.traffic, request.mirror_traffic
         extra = {"traffic": dict(traffic), "mirror_traffic": dict(mirror_traffic)}
         with self._call("set_routing", request.address, **extra):
             with self.world.transaction() as world:

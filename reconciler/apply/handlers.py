@@ -220,7 +220,7 @@ class StepHandlers:
         repair = params.repair and self.plan.change(step.address) is not None
         base = as_deployment(self._after(step) if repair or prior is None else _recorded(prior))
         sent: DeploymentAttrs = {**base, "instance_count": count}
-        outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent), count))
+        outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent)))
         crash_point("engine.acted", step.id)
 
         def record(s: State) -> None:
@@ -328,7 +328,7 @@ class StepHandlers:
         base = as_endpoint(dict(rc.after) if rc is not None and rc.after is not None else _recorded(endpoint))
         sent: EndpointAttrs = {**base, "traffic": traffic, "mirror_traffic": mirror}
         outputs = self._call(
-            step, outcome, lambda: self.provider.set_routing(self._request(step, sent), traffic, mirror)
+            step, outcome, lambda: self.provider.set_routing(self._request(step, sent))
         )
         crash_point("engine.acted", step.id)
 
