@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from providers.azure._recon import normal_traffic
 from providers.azure.arm import iso_seconds
-from providers.base import EndpointToken
+from reconciler.model.resources import normal_traffic
+from reconciler.plan.provider import EndpointToken
 
 AUTH_MODES = {"key": "Key", "aml_token": "AMLToken", "aad_token": "AADToken"}
 IDENTITY_TYPES = {

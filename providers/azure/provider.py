@@ -44,13 +44,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.azure import bodies
-from providers.azure._recon import Batch, PermanentError, SeriesStats, StateResource, WindowStats, digest_of
 from providers.azure.arm import ArmClient, Emit, OperationFailed
 from providers.azure.assets import Assets
 from providers.azure.monitor import GRAIN_S, Monitor
 from providers.azure.quota import deployment_cores, live_quota
 from providers.azure.settings import parse_settings
-from providers.base import (
+from reconciler.model.errors import PermanentError
+from reconciler.model.resources import digest_of
+from reconciler.model.windows import SeriesStats, WindowStats
+from reconciler.plan.provider import (
     ApplyRequest,
     Capacity,
     EndpointToken,
@@ -60,6 +62,8 @@ from providers.base import (
     Provider,
     ProviderContext,
 )
+from reconciler.plan.types import Batch
+from reconciler.state.document import StateResource
 
 
 def _quiet(_line: str) -> None:

@@ -47,7 +47,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import (
+from providers.fake import windows
+from providers.shared import endpoint_tokens
+from reconciler.model.errors import PermanentError, RetryableError
+from reconciler.model.resources import digest_of
+from reconciler.model.windows import WindowStats
+from reconciler.plan.provider import (
     ApplyRequest,
     Capacity,
     EndpointToken,
@@ -57,11 +62,6 @@ from providers.base import (
     Provider,
     ProviderContext,
 )
-from providers.fake import windows
-from providers.shared import endpoint_tokens
-from reconciler.model.errors import PermanentError, RetryableError
-from reconciler.model.resources import digest_of
-from reconciler.model.windows import WindowStats
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 

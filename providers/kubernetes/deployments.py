@@ -8,7 +8,6 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from providers.base import ApplyRequest, Observation
 from providers.kubernetes import manifests as m
 from providers.kubernetes.archives import tar_gz
 from providers.kubernetes.client import Kube
@@ -18,6 +17,7 @@ from providers.kubernetes.rollout import Rollouts
 from providers.shared.runtime import HOST_SCRIPT
 from reconciler.model.errors import PermanentError
 from reconciler.model.resources import digest_of
+from reconciler.plan.provider import ApplyRequest, Observation
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 

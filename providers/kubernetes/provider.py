@@ -31,7 +31,6 @@ import base64
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, EndpointToken, Keys, Observation, Provider, ProviderContext
 from providers.kubernetes import manifests as m
 from providers.kubernetes.archives import router_lib, tar_gz
 from providers.kubernetes.capacity import namespace_capacity
@@ -45,6 +44,15 @@ from providers.shared.endpoint_tokens import SIGNING_KEY, issue, token_lifetime
 from providers.shared.routing_table import normal_traffic
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.errors import PermanentError
+from reconciler.plan.provider import (
+    ApplyRequest,
+    Capacity,
+    EndpointToken,
+    Keys,
+    Observation,
+    Provider,
+    ProviderContext,
+)
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 

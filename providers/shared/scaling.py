@@ -10,7 +10,6 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from providers.base import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
 from providers.shared import endpoint_tokens, files, procs
 from providers.shared.observing import deployment_observation, live_pool, model_observation, serving_instances
 from providers.shared.rolling import (
@@ -28,6 +27,7 @@ from providers.shared.routing_table import router_limits, router_settings
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
+from reconciler.plan.provider import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 

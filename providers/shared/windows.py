@@ -26,9 +26,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from providers.base import ApplyRequest, Measuring
 from reconciler.model.errors import RetryableError
 from reconciler.model.windows import SeriesStats, WindowStats, histogram_quantile
+from reconciler.plan.provider import ApplyRequest, Measuring
 
 REQUESTS = "recon_router_requests"
 TIMEOUTS = "recon_router_upstream_timeouts"

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
-from providers.base import ApplyRequest, Provider
 from reconciler.apply.guard import Guard, Watch, endpoint_request, passes
 from reconciler.apply.hooks import SerialHooks
 from reconciler.apply.judge import Verdict
@@ -40,6 +39,7 @@ from reconciler.model.resources import (
     endpoint_address,
     normal_traffic,
 )
+from reconciler.plan.provider import ApplyRequest, Provider
 from reconciler.plan.types import (
     Batch,
     Plan,

@@ -22,7 +22,6 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from providers.base import ApplyRequest, Provider
 from reconciler.apply.guard import GateFailed
 from reconciler.apply.hooks import SerialHooks
 from reconciler.apply.judge import Verdict
@@ -31,6 +30,7 @@ from reconciler.apply.recording import Recorder
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.resources import Attributes, as_plain, normal_traffic
 from reconciler.model.rollout import Gate
+from reconciler.plan.provider import ApplyRequest, Provider
 from reconciler.plan.types import Batch, Split, Step
 from reconciler.state.document import Pending, State
 

@@ -26,11 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from providers.base import Measuring
 from reconciler.model.resources import Traffic, as_deployment, as_endpoint, endpoint_address, normal_traffic
 from reconciler.model.rollout import Analysis, Gate, RolloutSettings, format_duration
 from reconciler.plan import traffic
 from reconciler.plan.actions import Actions, Change, serves, warning
+from reconciler.plan.provider import Measuring
 from reconciler.plan.types import Action, RolloutParams, Split, Step, StepKind, TrafficParams
 from reconciler.state.document import Judging
 

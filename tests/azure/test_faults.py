@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from providers.azure.arm import ArmError, ArmRetryableError, OperationFailed, OperationTimeout
-from providers.base import ApplyRequest
 from reconciler.model.errors import PermanentError, ProviderError, RetryableError
+from reconciler.plan.provider import ApplyRequest
 from tests.azure.emulator import Emulator
 from tests.contract.conftest import Harness
 

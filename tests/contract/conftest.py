@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, Provider, ProviderContext
 from reconciler.model.errors import ProviderError
 from reconciler.model.resources import digest_of
+from reconciler.plan.provider import ApplyRequest, Provider, ProviderContext
 from reconciler.state.document import StateResource
 from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 

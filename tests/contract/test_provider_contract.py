@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from providers.base import EndpointToken, Keys, Observation
 from reconciler.model.errors import ProviderError
+from reconciler.plan.provider import EndpointToken, Keys, Observation
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 

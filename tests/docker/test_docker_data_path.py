@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import ProviderContext
 from providers.docker import DockerProvider
+from reconciler.plan.provider import ProviderContext
 from tests.contract.conftest import Harness
 from tests.docker.engine import OVERRIDES, remove_labelled, require_engine
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, ProviderContext
 from providers.docker import DockerProvider
 from reconciler.model.errors import PermanentError, ProviderError
 from reconciler.model.resources import digest_of
+from reconciler.plan.provider import ApplyRequest, ProviderContext
 from tests.contract.conftest import Harness
 from tests.docker.engine import OVERRIDES, client, labelled_containers, remove_labelled, require_engine
 

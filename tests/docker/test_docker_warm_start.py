@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, ProviderContext
 from providers.docker import DockerProvider, pods
+from reconciler.plan.provider import ApplyRequest, ProviderContext
 from reconciler.plan.types import Batch
 from tests.contract import conftest as contract
 from tests.contract.conftest import Harness

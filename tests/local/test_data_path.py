@@ -87,8 +87,8 @@ def test_key_in_the_url_is_not_logged(project: Project) -> None:
 
 
 def test_router_limits_setting_reaches_the_router(tmp_path: Path) -> None:
-    from providers.base import ProviderContext
     from providers.local import LocalProvider
+    from reconciler.plan.provider import ProviderContext
 
     root = tmp_path / "p"
     root.mkdir()
@@ -118,10 +118,10 @@ def test_router_limits_setting_reaches_the_router(tmp_path: Path) -> None:
      "provider.router_limits.endpoints.ep.idle_timeout_ms: '1s' is not valid"),
 ])
 def test_bad_router_limits_are_config_errors(tmp_path: Path, limits: dict[str, object], message: str) -> None:
-    from providers.base import ProviderContext
     from providers.local import LocalProvider
     from providers.shared.routing_table import router_limits
     from reconciler.model.errors import ConfigError
+    from reconciler.plan.provider import ProviderContext
 
     with pytest.raises(ConfigError) as err:
         router_limits({"router_limits": limits}, "ep")

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, Observation, Provider, ProviderContext
 from reconciler.apply.refresh import refresh
 from reconciler.model.errors import ConfigError, ProviderError
 from reconciler.plan.diff import diff_attributes
 from reconciler.plan.graph import desired_graph, resource_graph, step_order
 from reconciler.plan.planner import make_plan
+from reconciler.plan.provider import ApplyRequest, Observation, Provider, ProviderContext
 from reconciler.plan.types import Action, Batch, ScaleParams, StepKind
 from reconciler.state.document import StateResource
 from tests.planner.helpers import base, desired, endpoint, state

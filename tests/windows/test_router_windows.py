@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import ApplyRequest
 from reconciler.model.windows import SeriesStats, WindowStats
+from reconciler.plan.provider import ApplyRequest
 from reconciler.plan.types import Batch
 from tests.contract.conftest import Harness, provider_harness
 

@@ -1,4 +1,9 @@
-"""The one small interface every provider implements (local, docker, later kubernetes).
+"""The one small interface every provider implements (local, docker, kubernetes, azure, fake).
+
+It lives in the core, beside the plan it serves (``reconciler.plan``): the planner asks a provider
+what it can place (``Capacity``) and measure (``Measuring``), the engine hands it one step of a saved
+plan at a time (``ApplyRequest``, ``Batch`` from ``reconciler.plan.types``), and the providers
+(``providers/``) implement it, importing recon's names directly from the protocol modules.
 
 Contract (after pulumi's dynamic ResourceProvider and Terraform's provider protocol):
 
