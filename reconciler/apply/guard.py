@@ -91,6 +91,11 @@ class Guard:
             earlier = self._baselines.get(_baseline_key(request, gate))
         return Watch(step, gate, request, self.provider.open_window(request), earlier)
 
+    def baseline(self, request: ApplyRequest, gate: Gate) -> float | None:
+        """The baseline p99 this apply remembers for ``gate`` (see ``__init__``), if any."""
+        with self._lock:
+            return self._baselines.get(_baseline_key(request, gate))
+
     def reopen(self, watch: Watch) -> None:
         watch.mark = self.provider.open_window(watch.request)
 

@@ -50,7 +50,7 @@ from reconciler.plan.types import (
     StepKind,
     TrafficParams,
 )
-from reconciler.state.document import State, StateResource
+from reconciler.state.document import Judging, State, StateResource
 
 T = TypeVar("T")
 
@@ -206,6 +206,7 @@ class StepHandlers:
                 attributes=as_plain(sent),
                 depends_on=list(rc.depends_on),
                 outputs={**_outputs(prior), **outputs},
+                judging=prior.judging if prior is not None else None,  # judged by its own step
             )
 
         self.recorder.change([rc.address], record)
@@ -293,15 +294,25 @@ class StepHandlers:
             if verdict is not None:
                 raise self.undo.failed(step, outcome, gate, verdict, "its mirrored answers",
                                        functools.partial(self.undo.not_routed, step, verdict))
-        self._route(step, outcome)
-        if params.gate is not None:
-            gate = params.gate
-            label = f"traffic step {params.part}/{params.parts}" if params.parts else "the traffic change"
-            watch = self.guard.open(step, gate, endpoint_request(self.recorder.current(), step.address))
-            verdict = self._judged(step, outcome, watch, label)
-            if verdict is not None:
-                raise self.undo.failed(step, outcome, gate, verdict, label,
-                                       functools.partial(self._restore, step, outcome, params.restore, verdict))
+        if params.gate is None:
+            self._route(step, outcome)
+            return
+        gate = params.gate
+        label = f"traffic step {params.part}/{params.parts}" if params.parts else "the traffic change"
+        # the split and the judgment it waits for are recorded in one write, before the bake: a
+        # SIGKILL while baking leaves the step to be judged again (StateResource.judging)
+        request = endpoint_request(self.recorder.current(), step.address)
+        earlier = self.guard.baseline(request, gate) or params.baseline_p99_s
+        self._route(step, outcome, _judging(step, params, earlier))
+        crash_point("gate.pending", step.id)
+        watch = self.guard.open(step, gate, endpoint_request(self.recorder.current(), step.address))
+        watch.baseline_p99_s = watch.baseline_p99_s or earlier
+        verdict = self._judged(step, outcome, watch, label)
+        if verdict is None or gate.on_failure == "pause":  # judged: nothing is pending any more
+            self.recorder.change([step.address], functools.partial(_judged_into, step.address))
+        if verdict is not None:
+            raise self.undo.failed(step, outcome, gate, verdict, label,
+                                   functools.partial(self._restore, step, outcome, params.restore, verdict))
 
     def _restore(self, step: Step, outcome: StepOutcome, restore: Split | None, verdict: Verdict) -> str:
         """A failed traffic step's rollback: the split before the traffic change, routed again."""
@@ -316,7 +327,7 @@ class StepHandlers:
 
         return self.undo.traffic(step, outcome, request, restore, verdict)
 
-    def _route(self, step: Step, outcome: StepOutcome) -> None:
+    def _route(self, step: Step, outcome: StepOutcome, judging: Judging | None = None) -> None:
         routing = _traffic_params(step)
         traffic, mirror = routing["traffic"], routing["mirror_traffic"]
         state = self.recorder.current()
@@ -339,6 +350,7 @@ class StepHandlers:
                 res.attributes["mirror_traffic"] = normal_traffic(mirror)
                 res.outputs.update(outputs)
                 res.pending = None
+                res.judging = judging
 
         self.recorder.change([step.address], record)
 
@@ -352,6 +364,23 @@ class StepHandlers:
         self._call(step, outcome, lambda: self.provider.delete(resource))
         crash_point("engine.acted", step.id)
         self.recorder.change([step.address], lambda s: s.resources.pop(step.address, None))
+
+
+def _judging(step: Step, params: TrafficParams, baseline_p99_s: float | None) -> Judging:
+    """What a guarded traffic step records with its split, until its gate's verdict is carried out."""
+    assert params.gate is not None
+    restore = params.restore
+    return Judging(step=step.id, part=params.part, parts=params.parts, traffic=normal_traffic(params.traffic),
+                   mirror_traffic=normal_traffic(params.mirror_traffic), gate=params.gate,
+                   restore=dict(restore.traffic) if restore is not None else None,
+                   restore_mirror=dict(restore.mirror_traffic) if restore is not None else None,
+                   baseline_p99_s=baseline_p99_s)
+
+
+def _judged_into(address: str, state: State) -> None:
+    res = state.resources.get(address)
+    if res is not None:
+        res.judging = None
 
 
 def _references(rtype: str, attributes: Attributes, depends_on: list[str]) -> list[str]:

@@ -140,6 +140,7 @@ class Undo:
                 res.attributes["mirror_traffic"] = mirror
                 res.outputs.update(outputs)
                 res.pending = None
+                res.judging = None  # judged, and the verdict carried out
 
         self.recorder.change([step.address], record, note=note_of(step.address, verdict))
         split = ", ".join(f"{k} {v}%" for k, v in sorted(traffic.items())) or "no traffic"
