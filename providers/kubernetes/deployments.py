@@ -5,6 +5,7 @@ ConfigMap per configuration, applying the Deployment (and its autoscaler) and wa
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
 CONFIGMAP_LIMIT = 1024 * 1024 - 4096  # the API's object size limit, less room for metadata
+POOL_SETTLE = 6.0  # a router's pool may lag its pod watch this long after a pod changes before it is drift
 
 
 class Deployments:
@@ -85,20 +87,27 @@ class Deployments:
         return Observation(True, attributes=observed, outputs=outputs, problems=problems)
 
     def stale_pool(self, ep: str, dep: str, pods: list[dict[str, Any]]) -> tuple[int, str] | None:
-        """When the router's pool of ``dep`` is not its ready pods (a pod the cluster replaced on its own
-        since recon last ran, or one the autoscaler added): how many ready pods the router reaches, and
-        why. None when it is, or when the endpoint has no table."""
-        if not self.endpoints.has_table(ep):
+        """When a router pod's pool of ``dep`` is not the deployment's ready pods (the router follows them
+        through its pod watch, within seconds: it is out of step only when that watch is not working):
+        how many ready pods the router reaches, and why. None when every router pod's pool is right, or
+        when routers are not asked (``router_reload_check`` off: nothing answers on kwok nodes)."""
+        if not self.scope.settings.router_reload_check or not self.endpoints.has_table(ep):
             return None
-        routed = self.endpoints.table(ep).routed(dep)
-        if routed is None:
-            return None
-        ready = set(ready_addresses(pods))
-        if set(routed) == ready:
-            return None
-        served = len(ready & set(routed))
-        return served, (f"the router's pool of {dep} is out of date: it reaches {served} of its {len(ready)} ready "
-                        f"pods and lists {len(set(routed) - ready)} address(es) of no ready pod")
+        deadline = time.monotonic() + POOL_SETTLE
+        while True:
+            ready = set(ready_addresses(self.scope.pods(ep, dep)))
+            wrong = [(pod, served) for pod, served in self.endpoints.served_pools(ep, dep)
+                     if served is not None and served != ready]
+            if not wrong:
+                return None
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # a pod that just changed: the watch catches up within seconds
+        pod, served = wrong[0]
+        reached = len(ready & served)
+        return reached, (f"router pod {pod}'s pool of {dep} is out of step with the cluster: it reaches {reached} "
+                         f"of its {len(ready)} ready pods and lists {len(served - ready)} address(es) of no "
+                         "ready pod (the router's pod watch is not following; see its log)")
 
     def desired(self, request: ApplyRequest) -> tuple[str, str, dict[str, Any] | None]:
         """(config digest, image, model attributes) of the desired configuration."""

@@ -148,6 +148,7 @@ class KubernetesProvider(RouterWindows, Provider):
                 return self._create_endpoint(request)
             self.endpoints.ensure_keys(ep)  # a Secret of an older recon gets its token signing key before aml_token
             self.endpoints.table(ep).set_auth_mode(attrs.get("auth_mode"))
+            self._ensure_router(request, ep)  # a router of an older recon gets its pod watch
             return self.endpoints.outputs(ep)
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
         self.endpoints.sync_pool(ep, dep, attrs)
@@ -167,6 +168,8 @@ class KubernetesProvider(RouterWindows, Provider):
             self.kube.delete("Deployment", router)
             self.kube.delete("Service", router)
             self.rollouts.wait_gone("Deployment", router, {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
+            for kind in ("PodDisruptionBudget", "RoleBinding", "Role", "ServiceAccount"):
+                self.kube.delete(kind, router)
             self.kube.delete("ConfigMap", router)
             self.kube.delete("ConfigMap", m.router_lib_name(ep))
             self.kube.delete("Secret", m.keys_name(ep))
@@ -256,12 +259,18 @@ class KubernetesProvider(RouterWindows, Provider):
         self.kube.apply(m.configmap(self.kube_settings, m.router_lib_name(ep), m.labels(self.workspace, "router", ep),
                                     binary={"httptools.tar.gz": base64.b64encode(lib).decode()}))
         auth_mode = request.attributes.get("auth_mode") or "key"
-        table = self.endpoints.table(ep)
-        table.set_auth_mode(auth_mode)
-        for obj in m.router_manifests(self.kube_settings, self.workspace, ep, code_digest):
-            self.kube.apply(obj)
-        self.rollouts.wait(m.router_name(ep), {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"}, 1, request,
-                           what=f"the router of endpoint {ep}")
-        self.endpoints.wait_version(ep, int(table.read_table().get("version") or 0))
+        self.endpoints.table(ep).set_auth_mode(auth_mode)
+        self._ensure_router(request, ep, code_digest)
         request.emit(f"router Deployment {self.ns}/{m.router_name(ep)} ready")
         return self.endpoints.outputs(ep)
+
+    def _ensure_router(self, request: ApplyRequest, ep: str, code_digest: str | None = None) -> None:
+        """The router's objects as this recon makes them (server-side apply: unchanged ones stay; a
+        changed pod template rolls the router), then until it serves the table."""
+        if code_digest is None:
+            code_digest = router_lib()[1]
+        for obj in m.router_manifests(self.kube_settings, self.workspace, ep, code_digest):
+            self.kube.apply(obj)
+        self.rollouts.wait(m.router_name(ep), {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"},
+                           self.kube_settings.router_replicas, request, what=f"the router of endpoint {ep}")
+        self.endpoints.wait_version(ep, int(self.endpoints.table(ep).read_table().get("version") or 0))
