@@ -8,7 +8,7 @@ What runs where (names in providers/kubernetes/manifests.py):
   Deployment and a Service; its zip archive and the routing table in a ConfigMap, the keys in a Secret.
   The router re-reads the table when the kubelet updates the mounted ConfigMap.
 - deployment: a Deployment (replicas = instance_count, RollingUpdate maxSurge ceil(20%),
-  maxUnavailable 0), its code snapshot and host.py in a ConfigMap per configuration, unpacked with
+  maxUnavailable 0, paused between the batches of a rolling update), its code snapshot and host.py in a ConfigMap per configuration, unpacked with
   the model by an init container into an emptyDir; a HorizontalPodAutoscaler under
   ``scale_settings.type: target_utilization``. The router reaches instances by pod address.
 
@@ -196,8 +196,10 @@ class KubernetesProvider(RouterWindows, Provider):
                                                    request.prior, request.refs, request.on_event), create=False)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
-        """The new template is applied once (Kubernetes then replaces ceil(20%) pods at a time);
-        each batch waits until ``batch.index * batch.size`` pods run it, reporting the ReplicaSets."""
+        """The new template is applied (Kubernetes then replaces ceil(20%) pods at a time); each batch
+        waits until ``batch.index * batch.size`` pods run it, reporting the ReplicaSets, and pauses the
+        Deployment until the next batch (a gate judges the pods of its batch only). Back to a template
+        the Deployment ran before (a rollback), it waits until every pod runs it."""
         count = int(request.attributes.get("instance_count") or 1)
         target = min(count, max(1, batch.index * max(1, batch.size)))
         return self.deployments.apply(request, create=False, until_updated=target, batch=batch)
