@@ -91,9 +91,9 @@ def time_scale(root: Path, address: str, samples: int) -> list[float]:
 
         for _ in range(samples):
             start = time.perf_counter()
-            project.provider.scale(request(count + 1), count + 1)
+            project.provider.scale(request(count + 1))
             times.append(time.perf_counter() - start)
-            project.provider.scale(request(count), count)
+            project.provider.scale(request(count))
     return times
 
 

@@ -310,9 +310,9 @@ def time_scale(root: Path, extra: int, samples: int) -> list[float]:
         provider = project.provider
         for _ in range(samples):
             start = time.perf_counter()
-            provider.scale(request(count + extra), count + extra)
+            provider.scale(request(count + extra))
             times.append(time.perf_counter() - start)
-            provider.scale(request(count), count)
+            provider.scale(request(count))
     return times
 
 

@@ -27,6 +27,9 @@ The rules:
    and relatively (in its zip archive the package is ``router``).
 6. No import cycle: no two modules import each other, directly or through others, and no two
    packages do either (a module counts for the package that holds it; ``__main__`` for itself).
+7. YAML is parsed only in ``reconciler.load.sources`` (with its limits; import-v1's data files go
+   through ``reconciler.load.datafile``, which uses it): no other module calls a parsing function of
+   ``yaml`` (writing YAML with ``yaml.safe_dump`` is fine).
 """
 
 from __future__ import annotations
@@ -158,6 +161,32 @@ def violation(imp: Import) -> str | None:
     return None
 
 
+YAML_PARSERS = frozenset({"load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all",
+                          "full_load_all", "unsafe_load_all", "compose", "compose_all", "parse", "scan"})
+YAML_OWNER = "reconciler.load.sources"
+
+
+def yaml_parsing(root: Path) -> list[str]:
+    """Where a module other than ``YAML_OWNER`` parses YAML: ``yaml.<parser>(...)``, or a parser
+    imported by name (``from yaml import safe_load``)."""
+    found = []
+    for path in sorted(p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")):
+        mod = module_name(root, path)
+        if mod == YAML_OWNER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            name = None
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "yaml"
+                    and node.attr in YAML_PARSERS):
+                name = f"yaml.{node.attr}"
+            elif isinstance(node, ast.ImportFrom) and node.module == "yaml":
+                name = next((f"yaml.{a.name}" for a in node.names if a.name in YAML_PARSERS), None)
+            if name is not None:
+                where = f"{path.relative_to(root)}:{node.lineno}"
+                found.append(f"{where}: {mod} parses YAML ({name}); only {YAML_OWNER} does")
+    return found
+
+
 def package_of(module: str, packages: set[str]) -> str:
     """The package that holds ``module`` (a package holds itself; ``__main__`` stands alone)."""
     if module in packages or module.endswith(".__main__"):
@@ -179,4 +208,4 @@ def violations(root: Path) -> list[str]:
     found += cycles(inside, "import")
     packages = {m for m in modules if (root / m.replace(".", "/") / "__init__.py").is_file()}
     found += cycles([(package_of(a, packages), package_of(b, packages)) for a, b in inside], "package import")
-    return found
+    return found + yaml_parsing(root)

@@ -326,10 +326,10 @@ class DockerProvider(InstanceProvider):
         runner.stop(instances, grace=STOP_GRACE, wait=wait)
 
     def _rollout_done(self, runner: ContainerRunner) -> None:
-        runner.wait_pods_stopped(timeout=STOP_GRACE + 5.0)
+        runner.pods.wait_stopped(timeout=STOP_GRACE + 5.0)
 
     def _strays(self, runner: ContainerRunner, found: list[ContainerInstance]) -> list[str]:
-        return [f"pod {name} runs with no instance (left by an interrupted apply)" for name in runner.empty_pods()]
+        return [f"pod {name} runs with no instance (left by an interrupted apply)" for name in runner.pods.empty()]
 
     def _settle(self, runner: ContainerRunner, instances: list[ContainerInstance],
                 config: DockerLaunch) -> list[ContainerInstance]:

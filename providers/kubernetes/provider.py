@@ -190,10 +190,10 @@ class KubernetesProvider(RouterWindows, Provider):
                                                m.ROLE: "code"}):
             self.kube.delete("ConfigMap", cm["metadata"]["name"])
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
-        attrs = {**request.attributes, "instance_count": count}
-        return self.deployments.apply(ApplyRequest(request.address, request.type, request.name, attrs,
-                                                   request.prior, request.refs, request.on_event), create=False)
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
+        """The Deployment's replicas become ``request.instance_count`` (the request as it came: its
+        count in its attributes, its ``on_event`` and ``on_status`` kept)."""
+        return self.deployments.apply(request, create=False)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
         """The new template is applied once (Kubernetes then replaces ceil(20%) pods at a time);
@@ -202,8 +202,8 @@ class KubernetesProvider(RouterWindows, Provider):
         target = min(count, max(1, batch.index * max(1, batch.size)))
         return self.deployments.apply(request, create=False, until_updated=target, batch=batch)
 
-    def set_routing(self, request: ApplyRequest, traffic: dict[str, int],
-                    mirror_traffic: dict[str, int]) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
+        traffic, mirror_traffic = request.traffic, request.mirror_traffic
         ep = str(request.attributes["name"]).lower()
         for dep in sorted(set(normal_traffic(traffic)) | set(normal_traffic(mirror_traffic))):
             self.rollouts.wait_complete(ep, dep, request)

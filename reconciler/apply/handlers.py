@@ -135,22 +135,12 @@ class StepHandlers:
     def _request(self, step: Step, attributes: Attributes) -> ApplyRequest:
         rc = self.plan.change(step.address)
         state = self.recorder.current()
-        prior = state.get(step.address)
-        if step.kind is StepKind.CREATE and prior is not None and prior.pending is not None:
-            prior = None  # only the intent is recorded: nothing of it was ever created in full
-        if prior is not None:  # the provider gets copies: the recorded resources are shared
-            prior = prior.model_copy(deep=True)
+        prior = _prior_for(step, state)
         if rc is None and prior is None:
             raise PlanError(f"step {step.id} names {step.address}, which neither the plan nor the state has")
         rtype, name = (rc.type, rc.name) if rc is not None else (prior.type, prior.name)  # type: ignore[union-attr]
-        refs: dict[str, dict[str, Any]] = {}
-        for address in _references(rtype, attributes, rc.depends_on if rc else prior.depends_on):  # type: ignore[union-attr]
-            other = self.plan.change(address)
-            recorded = state.get(address)
-            if other is not None and other.after is not None:
-                refs[address] = as_plain(other.after)
-            elif recorded is not None:
-                refs[address] = copy.deepcopy(recorded.attributes)
+        depends_on = rc.depends_on if rc else prior.depends_on  # type: ignore[union-attr]
+        refs = _refs(self.plan, state, _references(rtype, attributes, depends_on))
         return ApplyRequest(
             step.address,
             rtype,
@@ -221,7 +211,7 @@ class StepHandlers:
         repair = params.repair and self.plan.change(step.address) is not None
         base = as_deployment(self._after(step) if repair or prior is None else _recorded(prior))
         sent: DeploymentAttrs = {**base, "instance_count": count}
-        outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent), count))
+        outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent)))
         crash_point("engine.acted", step.id)
 
         def record(s: State) -> None:
@@ -339,7 +329,7 @@ class StepHandlers:
         base = as_endpoint(dict(rc.after) if rc is not None and rc.after is not None else _recorded(endpoint))
         sent: EndpointAttrs = {**base, "traffic": traffic, "mirror_traffic": mirror}
         outputs = self._call(
-            step, outcome, lambda: self.provider.set_routing(self._request(step, sent), traffic, mirror)
+            step, outcome, lambda: self.provider.set_routing(self._request(step, sent))
         )
         crash_point("engine.acted", step.id)
 
@@ -381,6 +371,30 @@ def _judged_into(address: str, state: State) -> None:
     res = state.resources.get(address)
     if res is not None:
         res.judging = None
+
+
+def _prior_for(step: Step, state: State) -> StateResource | None:
+    """The recorded resource a step's provider call is given: a copy (the recorded resources are
+    shared), and none for a create of which only the intent is recorded (nothing of it was ever
+    created in full)."""
+    prior = state.get(step.address)
+    if prior is None or (step.kind is StepKind.CREATE and prior.pending is not None):
+        return None
+    return prior.model_copy(deep=True)
+
+
+def _refs(plan: Plan, state: State, addresses: list[str]) -> dict[str, dict[str, Any]]:
+    """The canonical attributes of what a resource references: the plan's desired ones, else the
+    recorded ones (copies)."""
+    refs: dict[str, dict[str, Any]] = {}
+    for address in addresses:
+        other = plan.change(address)
+        recorded = state.get(address)
+        if other is not None and other.after is not None:
+            refs[address] = as_plain(other.after)
+        elif recorded is not None:
+            refs[address] = copy.deepcopy(recorded.attributes)
+    return refs
 
 
 def _references(rtype: str, attributes: Attributes, depends_on: list[str]) -> list[str]:

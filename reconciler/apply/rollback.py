@@ -130,7 +130,7 @@ class Undo:
                 restore: Split, verdict: Verdict) -> str:
         """Route the endpoint by ``restore`` again and record it."""
         traffic, mirror = normal_traffic(restore.traffic), normal_traffic(restore.mirror_traffic)
-        outputs = self.call(step, outcome, lambda: self.provider.set_routing(request(restore), traffic, mirror))
+        outputs = self.call(step, outcome, lambda: self.provider.set_routing(request(restore)))
         crash_point("rollback.routed", step.id)
 
         def record(state: State) -> None:

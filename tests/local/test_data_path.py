@@ -14,6 +14,7 @@ import pytest
 
 from providers.shared import probes
 from tests.local.helpers import Project
+from tests.requests import routed
 
 
 def post(port: int, path: str = "/score", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -30,7 +31,7 @@ def serve(project: Project, count: int) -> None:
     project.create(project.endpoint())
     project.create(project.deployment(count=count))
     ep = project.endpoint(traffic={"blue": 100})
-    project.record(ep, project.provider.set_routing(ep, {"blue": 100}, {}))
+    project.record(ep, project.provider.set_routing(routed(ep, {"blue": 100}, {})))
 
 
 @pytest.mark.parametrize("warm", [True, False])

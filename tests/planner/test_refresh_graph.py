@@ -48,15 +48,13 @@ class WorldProvider(Provider):
     def delete(self, resource: StateResource) -> None:
         raise NotImplementedError
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
         raise NotImplementedError
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
         raise NotImplementedError
 
-    def set_routing(
-        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
-    ) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
         raise NotImplementedError
 
 
