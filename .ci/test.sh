@@ -97,7 +97,7 @@ out="$(mktemp /tmp/recon-pytest.XXXXXX)"
 # reads the deadline: a cold Kubernetes build that cannot finish in time fails its tests with a message.
 export RECON_PYTEST_DEADLINE="$(( $(date +%s) + ${PYTEST_WALL_LIMIT:-2400} ))"
 timeout --signal=INT --kill-after=60 "${PYTEST_WALL_LIMIT:-2400}" \
-    "$PYTHON" -m pytest -q -ra "${pytest_args[@]}" </dev/null | tee "$out" || rc=$?
+    "$PYTHON" -m pytest -q -ra --durations=30 "${pytest_args[@]}" </dev/null | tee "$out" || rc=$?
 timings+=("$(printf '%-22s %6ss' pytest "$(elapsed "$t0")")")
 
 log "step times:"

@@ -72,8 +72,8 @@ class Run:
 def time_scale(root: Path, address: str, samples: int) -> list[float]:
     """Seconds the provider's ``scale`` takes to add one ready, pooled instance (scaled back after
     each sample, not timed)."""
-    from providers.base import ApplyRequest
     from reconciler.apply.project import Project
+    from reconciler.plan.provider import ApplyRequest
 
     times: list[float] = []
     with Project(root) as project, project.locked("rollback-bench"):
@@ -91,9 +91,9 @@ def time_scale(root: Path, address: str, samples: int) -> list[float]:
 
         for _ in range(samples):
             start = time.perf_counter()
-            project.provider.scale(request(count + 1), count + 1)
+            project.provider.scale(request(count + 1))
             times.append(time.perf_counter() - start)
-            project.provider.scale(request(count), count)
+            project.provider.scale(request(count))
     return times
 
 

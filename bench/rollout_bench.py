@@ -285,8 +285,8 @@ def check_provider(kind: str) -> None:
 def time_scale(root: Path, extra: int, samples: int) -> list[float]:
     """Seconds the provider's ``scale`` takes to add ``extra`` ready instances (each sample scales
     back afterwards, not timed). Through the Provider interface, under the state lock."""
-    from providers.base import ApplyRequest
     from reconciler.cli.registries import open_project
+    from reconciler.plan.provider import ApplyRequest
 
     times: list[float] = []
     with open_project(root) as project, project.locked("rollout-bench"):
@@ -310,9 +310,9 @@ def time_scale(root: Path, extra: int, samples: int) -> list[float]:
         provider = project.provider
         for _ in range(samples):
             start = time.perf_counter()
-            provider.scale(request(count + extra), count + extra)
+            provider.scale(request(count + extra))
             times.append(time.perf_counter() - start)
-            provider.scale(request(count), count)
+            provider.scale(request(count))
     return times
 
 

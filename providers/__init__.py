@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from providers.base import Provider, ProviderContext
+from reconciler.plan.provider import Provider, ProviderContext
 
 # kind -> "module:Class"; imported only when used, so that a missing SDK (docker, kubernetes, azure:
 # pip extras) is an error only for projects that ask for that provider, one that names the extra.

@@ -35,22 +35,19 @@ removes the journal, so a crash at any point leaves the old base with its journa
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
-import stat
-import tempfile
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reconciler.model.errors import LockInfo, StateConflictError, StateError, StateLockedError
+from reconciler.model.errors import LockInfo, StateConflictError, StateError
 from reconciler.state.backend import HistoryEntry, StoredState, note_of_delta, note_of_document, who_am_i
+from states.disk import atomic_write, fsync_dir, refuse_special
+from states.file_lock import FileLock
 
 HISTORY_KEEP = 20
-HOLDER_INFO_WAIT_S = 1.0  # a lock held with no holder info yet: how long to look again
 
 # ``State.to_bytes`` indents by two spaces, so top-level keys are the only ones at that depth:
 # finding them with bytes.find avoids parsing a multi-megabyte document twice. Sorted keys put
@@ -71,22 +68,6 @@ def _header(data: bytes, source: str) -> tuple[int, str]:
         return int(raw["serial"]), str(raw["lineage"])
     except (ValueError, KeyError, TypeError) as exc:
         raise StateError(f"{source} is not a recon state document (no serial/lineage): {exc}") from exc
-
-
-def _refuse_special(path: Path) -> None:
-    """The state, its backup and its lock are regular files recon makes: anything else at their
-    path (``/dev/null``, a FIFO, a folder) is refused before it is opened or written beside."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StateError(f"cannot use {path} for the state: {exc.strerror}") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise StateError(
-            f"{path} is not a regular file; the file state backend keeps the state in one "
-            "(set state.path in recon.yaml to a file such as .recon/state.json)"
-        )
 
 
 _DELTA = b'"delta":'
@@ -125,31 +106,6 @@ def parse_journal(data: bytes, base: int | None = None, lineage: str | None = No
     return entries, offset
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename over ``path``, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
 class FileBackend:
     """State in a local JSON file. Implements StateBackend, SupportsJournal, SupportsLocking and
     SupportsHistory."""
@@ -159,13 +115,11 @@ class FileBackend:
         self.history_keep = history_keep
         self.backup_path = self.path.with_name(self.path.name + ".backup")
         self.journal_path = self.path.with_name(self.path.name + ".journal")
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self.info_path = self.path.with_name(self.path.name + ".lock.info")
+        self._locking = FileLock(self.path)
+        self.lock_path, self.info_path = self._locking.lock_path, self._locking.info_path
         # .recon/state.json keeps .recon/history/; any other name gets its own <stem>.history/
         hist = "history" if self.path.name == "state.json" else f"{self.path.stem}.history"
         self.history_dir = self.path.parent / hist
-        self._lock_fd: int | None = None
-        self._lock_info: LockInfo | None = None
         # What this backend knows of the journal since its own last append: (base, lineage,
         # serial, end offset, (inode, size, mtime_ns) of the file then). While the file is as it
         # left it, the next append need not read and parse every line again (an apply of N
@@ -179,7 +133,7 @@ class FileBackend:
     # -- reading and writing ------------------------------------------------------------------
 
     def read(self) -> StoredState | None:
-        _refuse_special(self.path)
+        refuse_special(self.path)
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
@@ -192,7 +146,7 @@ class FileBackend:
                            journal=tuple(e[4] for e in entries))
 
     def _journal_bytes(self) -> bytes:
-        _refuse_special(self.journal_path)
+        refuse_special(self.journal_path)
         try:
             return self.journal_path.read_bytes()
         except FileNotFoundError:
@@ -242,7 +196,7 @@ class FileBackend:
                 finally:
                     os.close(fd)
                 if new_file:
-                    _fsync_dir(self.path.parent)
+                    fsync_dir(self.path.parent)
         except OSError as exc:
             raise StateError(f"cannot write the state journal {self.journal_path}: {exc.strerror or exc}") from exc
 
@@ -334,7 +288,7 @@ class FileBackend:
         self.history_dir.mkdir(parents=True, exist_ok=True)
         self._link_over(self.path, self.history_dir / f"{serial}.json")
         (self.history_dir / f"{serial}.who").write_text(who_am_i() + "\n")
-        _fsync_dir(self.history_dir)
+        fsync_dir(self.history_dir)
         kept = self._history_files()
         for old in kept[self.history_keep :]:
             with contextlib.suppress(FileNotFoundError):
@@ -419,114 +373,22 @@ class FileBackend:
                 return StoredState(data=data, serial=serial, lineage=lineage, journal=tuple(chain))
         return None
 
-    # -- locking ------------------------------------------------------------------------------
+    # -- locking (states/file_lock.py) ---------------------------------------------------------
 
     def lock(self, info: LockInfo) -> str:
-        if self._lock_fd is not None:
-            raise StateLockedError(self._lock_info, self._held_here_message())
-        # The holder takes the flock and then writes its info (and removes the info before it lets
-        # go): a lock held with no info is a holder in between, so look again for a moment, to
-        # name it or to get the lock it is releasing.
-        deadline = time.monotonic() + HOLDER_INFO_WAIT_S
-        while (fd := self._try_flock()) is None:
-            holder = self._read_info()
-            if holder is not None or time.monotonic() >= deadline:
-                raise StateLockedError(holder)
-            time.sleep(0.02)
-        self._lock_fd, self._lock_info = fd, info
-        try:
-            atomic_write(self.info_path, json.dumps(info.to_dict()).encode())
-        except OSError as exc:
-            self._release()
-            raise StateError(f"cannot write lock info {self.info_path}: {exc.strerror}") from exc
-        return info.id
-
-    def _held_here_message(self) -> str:
-        held = self._lock_info.describe() if self._lock_info else "?"
-        return f"the state is already locked by this process ({held})"
-
-    def _try_flock(self) -> int | None:
-        """An fd holding the flock on the current lock file, or None when someone else holds it."""
-        _refuse_special(self.path)
-        _refuse_special(self.lock_path)
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(10):
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    return None
-                raise StateError(f"cannot lock {self.lock_path}: {exc.strerror}") from exc
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.lock_path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                return fd
-            os.close(fd)  # force_unlock replaced the file under us: take the new one
-        raise StateError(f"cannot lock {self.lock_path}: the lock file keeps being replaced")
-
-    def _read_info(self) -> LockInfo | None:
-        try:
-            raw = json.loads(self.info_path.read_bytes())
-        except (FileNotFoundError, ValueError):
-            return None
-        return LockInfo.from_dict(raw) if isinstance(raw, dict) else None
-
-    def _release(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor drops the flock
-        self._lock_fd, self._lock_info = None, None
+        return self._locking.lock(info)
 
     def unlock(self, lock_id: str) -> None:
-        if self._lock_fd is None or self._lock_info is None:
-            raise StateError(f"cannot unlock {self.path}: this process holds no lock")
-        if self._lock_info.id != lock_id:
-            raise StateError(f"cannot unlock: lock ID {lock_id} does not match the held lock {self._lock_info.id}")
-        current = self._read_info()
-        if current is not None and current.id == lock_id:
-            with contextlib.suppress(FileNotFoundError):
-                self.info_path.unlink()
-        self._release()
+        self._locking.unlock(lock_id)
 
     def still_held(self, lock_id: str) -> bool:
-        """Whether this backend still holds lock ``lock_id``: ``force_unlock`` by another process
-        replaces the lock file, and the descriptor held here then names an orphan."""
-        if self._lock_fd is None or self._lock_info is None or self._lock_info.id != lock_id:
-            return False
-        try:
-            return os.fstat(self._lock_fd).st_ino == os.stat(self.lock_path).st_ino
-        except FileNotFoundError:
-            return False
+        """Whether this backend still holds lock ``lock_id`` (``force_unlock`` elsewhere ends it)."""
+        return self._locking.still_held(lock_id)
 
     def lock_info(self) -> LockInfo | None:
         """The holder's LockInfo, or None when nobody holds the lock (a stale info file is ignored)."""
-        if self._lock_fd is not None:
-            return self._lock_info
-        fd = self._try_flock()
-        if fd is None:
-            return self._read_info()
-        os.close(fd)
-        return None
+        return self._locking.lock_info()
 
     def force_unlock(self, lock_id: str) -> None:
         """Release a lock held by someone else, when ``lock_id`` names it."""
-        if self._lock_fd is not None and self._lock_info is not None and self._lock_info.id == lock_id:
-            self.unlock(lock_id)
-            return
-        holder = self._read_info()
-        fd = self._try_flock()
-        if fd is not None:  # nobody holds it: at most a stale info file is left
-            os.close(fd)
-            if holder is not None and holder.id == lock_id:
-                self.info_path.unlink(missing_ok=True)
-                return
-            raise StateError(f"cannot force-unlock {lock_id}: the state {self.path} is not locked")
-        if holder is None or holder.id != lock_id:
-            held = holder.id if holder else "unknown"
-            raise StateError(f"cannot force-unlock: lock ID {lock_id} does not match the holder's ({held})")
-        # The holder is alive but stuck: replace the lock file so new lockers take a fresh inode.
-        atomic_write(self.lock_path, b"")
-        self.info_path.unlink(missing_ok=True)
+        self._locking.force_unlock(lock_id)

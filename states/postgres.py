@@ -154,6 +154,23 @@ SELECT EXISTS (SELECT 1 FROM pg_locks
 """
 
 
+# a full version's note is near its start (sorted top-level keys); a delta's in its "top"
+_HISTORY = (
+    "SELECT DISTINCT ON (serial) serial, lineage, written_at, size, who, kind, head FROM ("
+    " SELECT serial, lineage, written_at, length(data) AS size, who, 0 AS kind, id,"
+    "  substring(data from 1 for 4096) AS head FROM recon_states"
+    "  WHERE name = %(name)s"
+    " UNION ALL"
+    " SELECT serial, lineage, written_at, length(delta), who, 1, id, delta FROM recon_journal"
+    "  WHERE name = %(name)s) AS v ORDER BY serial DESC, kind, id DESC LIMIT %(limit)s"
+)
+_READ_FULL = "SELECT data, serial, lineage FROM recon_states WHERE name = %s AND serial = %s ORDER BY id DESC LIMIT 1"
+_READ_DELTA = "SELECT base, lineage FROM recon_journal WHERE name = %s AND serial = %s ORDER BY id DESC LIMIT 1"
+_READ_BASE = (
+    "SELECT data FROM recon_states WHERE name = %s AND serial = %s AND lineage = %s ORDER BY id DESC LIMIT 1"
+)
+
+
 def redact_dsn(dsn: str) -> tuple[str, str]:
     """(a description of ``dsn`` without its password, the password or "")."""
     try:
@@ -338,17 +355,7 @@ class PostgresBackend:
         """Every kept version, full or stored as a delta (a serial that is both: the full one)."""
         conn = self._db()
         with self._errors("cannot read the state history"):
-            rows = conn.execute(
-                # a full version's note is near its start (sorted top-level keys); a delta's in its "top"
-                "SELECT DISTINCT ON (serial) serial, lineage, written_at, size, who, kind, head FROM ("
-                " SELECT serial, lineage, written_at, length(data) AS size, who, 0 AS kind, id,"
-                "  substring(data from 1 for 4096) AS head FROM recon_states"
-                "  WHERE name = %(name)s"
-                " UNION ALL"
-                " SELECT serial, lineage, written_at, length(delta), who, 1, id, delta FROM recon_journal"
-                "  WHERE name = %(name)s) AS v ORDER BY serial DESC, kind, id DESC LIMIT %(limit)s",
-                {"name": self.name, "limit": limit},
-            ).fetchall()
+            rows = conn.execute(_HISTORY, {"name": self.name, "limit": limit}).fetchall()
         return [
             HistoryEntry(serial=r[0], lineage=r[1], written_at=r[2].isoformat(timespec="seconds"), size=r[3], who=r[4],
                          note=note_of_delta(bytes(r[6])) if r[5] else note_of_document(bytes(r[6])))
@@ -358,24 +365,13 @@ class PostgresBackend:
     def read_serial(self, serial: int) -> StoredState | None:
         conn = self._db()
         with self._errors("cannot read the state history"):
-            row = conn.execute(
-                "SELECT data, serial, lineage FROM recon_states WHERE name = %s AND serial = %s "
-                "ORDER BY id DESC LIMIT 1",
-                (self.name, serial),
-            ).fetchone()
+            row = conn.execute(_READ_FULL, (self.name, serial)).fetchone()
             if row is not None:
                 return StoredState(data=bytes(row[0]), serial=row[1], lineage=row[2])
-            entry = conn.execute(
-                "SELECT base, lineage FROM recon_journal WHERE name = %s AND serial = %s ORDER BY id DESC LIMIT 1",
-                (self.name, serial),
-            ).fetchone()
+            entry = conn.execute(_READ_DELTA, (self.name, serial)).fetchone()
             if entry is None:
                 return None
-            base = conn.execute(
-                "SELECT data FROM recon_states WHERE name = %s AND serial = %s AND lineage = %s "
-                "ORDER BY id DESC LIMIT 1",
-                (self.name, entry[0], entry[1]),
-            ).fetchone()
+            base = conn.execute(_READ_BASE, (self.name, entry[0], entry[1])).fetchone()
             if base is None:
                 return None
             chain = self._chain(conn, entry[0], entry[1], serial)

@@ -9,21 +9,27 @@ The rules:
 1. Stages of ``reconciler`` import only their own stage or lower ones:
    model < state < load < migrate < plan < apply < render < cli (``migrate``, the side entrance of
    ``recon import-v1``, reads its files through ``load``; nothing below the CLI imports ``migrate``).
-2. ``states`` (the storage backends) imports from ``reconciler`` only ``reconciler.model.*`` and the
-   backend protocol, ``reconciler.state.backend``; only ``reconciler.cli`` imports ``states`` (its
-   registry, ``states.open_backend``: registries are called at the edge).
-3. Providers: ``reconciler`` below ``plan`` never imports ``providers``; ``plan`` and ``apply`` import
-   only ``providers.base``; only ``cli`` imports the registry (``providers``), and no stage imports a
-   provider's package.
-4. A provider package (``providers/<kind>/``, ``providers/fake/``) imports only ``providers.base``,
+   The interfaces live in the core: the provider protocol in ``reconciler.plan.provider``, the
+   storage backend protocol in ``reconciler.state.backend``.
+2. Registries are called at the edge: only ``reconciler.cli`` imports ``states`` (its registry,
+   ``states.open_backend``) and ``providers`` (its registry, ``providers.get_provider``); no other
+   module of ``reconciler`` imports anything of ``providers`` or ``states``.
+3. ``states`` (the storage backends) imports from ``reconciler`` only ``reconciler.model.*`` and the
+   backend protocol, ``reconciler.state.backend``, and nothing of ``providers``.
+4. A provider package (``providers/<kind>/``, ``providers/fake/``) imports only
    ``providers.shared.*``, its own modules, and from ``reconciler`` only the protocol modules
-   (``reconciler.model.*``, ``reconciler.plan.types``, ``reconciler.state.document``). One provider
-   never imports another. ``providers.shared`` and ``providers.base`` follow the same rule and import
-   no provider.
+   (``reconciler.model.*``, ``reconciler.plan.types``, ``reconciler.plan.provider``,
+   ``reconciler.state.document``), each directly (no provider keeps a module of re-exports). One
+   provider never imports another, nor the registry. ``providers.shared`` follows the same rule
+   and imports no provider.
 5. The programs in ``providers/shared/runtime/`` (the router package, host, launcher) run in other
    interpreters: they import nothing of recon. The router package's modules import only each other,
    and relatively (in its zip archive the package is ``router``).
-6. No two modules import each other, directly or through others.
+6. No import cycle: no two modules import each other, directly or through others, and no two
+   packages do either (a module counts for the package that holds it; ``__main__`` for itself).
+7. YAML is parsed only in ``reconciler.load.sources`` (with its limits; import-v1's data files go
+   through ``reconciler.load.datafile``, which uses it): no other module calls a parsing function of
+   ``yaml`` (writing YAML with ``yaml.safe_dump`` is fine).
 """
 
 from __future__ import annotations
@@ -36,8 +42,7 @@ import networkx as nx
 
 PACKAGES = ("reconciler", "providers", "states")
 STAGES = {"model": 0, "state": 1, "load": 2, "migrate": 3, "plan": 4, "apply": 5, "render": 6, "cli": 7}
-PROTOCOL = ("reconciler.model", "reconciler.plan.types", "reconciler.state.document")
-PROVIDER_COMMON = ("providers.base", "providers.shared")
+PROTOCOL = ("reconciler.model", "reconciler.plan.types", "reconciler.plan.provider", "reconciler.state.document")
 ROUTER = "providers.shared.runtime.router"  # the router package: runs from its own zip archive
 
 
@@ -99,9 +104,9 @@ def _stage(name: str) -> str | None:
 
 
 def _provider_package(name: str) -> str | None:
-    """``local`` for providers.local.x, ``fake`` for providers.fake; None for base, shared, the registry."""
+    """``local`` for providers.local.x, ``fake`` for providers.fake; None for shared and the registry."""
     parts = name.split(".")
-    if parts[0] != "providers" or len(parts) < 2 or parts[1] in ("base", "shared"):
+    if parts[0] != "providers" or len(parts) < 2 or parts[1] == "shared":
         return None
     return parts[1]
 
@@ -127,15 +132,12 @@ def violation(imp: Import) -> str | None:
         if _under(dst, "states") and src_stage != "cli":
             return "only the CLI uses the storage backends' registry (states)"
         if _under(dst, "providers"):
-            rank = STAGES[src_stage]
-            if rank < STAGES["plan"]:
-                return f"stage {src_stage} imports a provider module"
-            if src_stage == "plan" and dst != "providers.base":
-                return "the planner may use only providers.base"
-            if dst == "providers" and src_stage != "cli":
+            if dst != "providers":
+                return f"stage {src_stage} imports a provider module (the protocol is reconciler.plan.provider)"
+            if src_stage != "cli":
                 return "only the CLI calls the provider registry (providers.get_provider)"
-            if dst not in ("providers", "providers.base"):
-                return "reconciler uses providers only through providers.base and the registry"
+        if _under(dst, "states") and dst != "states":
+            return "the CLI opens storage backends only through their registry (states.open_backend)"
         return None
     if src.startswith("states"):
         if dst.startswith("reconciler") and not (_under(dst, "reconciler.model") or dst == "reconciler.state.backend"):
@@ -144,7 +146,8 @@ def violation(imp: Import) -> str | None:
             return "a storage backend imports a provider module"
         return None
     if src == "providers":  # the registry names every provider, importing them lazily by string
-        return None if dst == "providers.base" or _under(dst, "reconciler.model") else "the registry imports a provider"
+        ok = dst == "reconciler.plan.provider" or _under(dst, "reconciler.model")
+        return None if ok else "the registry imports a provider"
     if dst.startswith("reconciler") and not any(_under(dst, p) for p in PROTOCOL):
         return f"a provider module imports {dst}, beyond the protocol modules"
     if _under(dst, "states"):
@@ -158,11 +161,51 @@ def violation(imp: Import) -> str | None:
     return None
 
 
+YAML_PARSERS = frozenset({"load", "safe_load", "full_load", "unsafe_load", "load_all", "safe_load_all",
+                          "full_load_all", "unsafe_load_all", "compose", "compose_all", "parse", "scan"})
+YAML_OWNER = "reconciler.load.sources"
+
+
+def yaml_parsing(root: Path) -> list[str]:
+    """Where a module other than ``YAML_OWNER`` parses YAML: ``yaml.<parser>(...)``, or a parser
+    imported by name (``from yaml import safe_load``)."""
+    found = []
+    for path in sorted(p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")):
+        mod = module_name(root, path)
+        if mod == YAML_OWNER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            name = None
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "yaml"
+                    and node.attr in YAML_PARSERS):
+                name = f"yaml.{node.attr}"
+            elif isinstance(node, ast.ImportFrom) and node.module == "yaml":
+                name = next((f"yaml.{a.name}" for a in node.names if a.name in YAML_PARSERS), None)
+            if name is not None:
+                where = f"{path.relative_to(root)}:{node.lineno}"
+                found.append(f"{where}: {mod} parses YAML ({name}); only {YAML_OWNER} does")
+    return found
+
+
+def package_of(module: str, packages: set[str]) -> str:
+    """The package that holds ``module`` (a package holds itself; ``__main__`` stands alone)."""
+    if module in packages or module.endswith(".__main__"):
+        return module
+    return module.rpartition(".")[0] or module
+
+
+def cycles(edges: list[tuple[str, str]], kind: str) -> list[str]:
+    graph: nx.DiGraph[str] = nx.DiGraph()
+    graph.add_edges_from((a, b) for a, b in edges if a != b)
+    found = sorted(sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1)
+    return [f"{kind} cycle: " + " <-> ".join(c) for c in found]
+
+
 def violations(root: Path) -> list[str]:
     modules, imports = collect(root)
     found = [f"{imp}: {why}" for imp in imports if (why := violation(imp)) is not None]
-    graph: nx.DiGraph[str] = nx.DiGraph()
-    graph.add_edges_from((i.module, i.target) for i in imports if i.target in modules and i.module != i.target)
-    for cycle in sorted(sorted(c) for c in nx.strongly_connected_components(graph) if len(c) > 1):
-        found.append("import cycle: " + " <-> ".join(cycle))
-    return found
+    inside = [(i.module, i.target) for i in imports if i.target in modules]
+    found += cycles(inside, "import")
+    packages = {m for m in modules if (root / m.replace(".", "/") / "__init__.py").is_file()}
+    found += cycles([(package_of(a, packages), package_of(b, packages)) for a, b in inside], "package import")
+    return found + yaml_parsing(root)

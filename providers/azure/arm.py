@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from providers.azure._recon import PermanentError, ProviderError, RetryableError
 from providers.azure.settings import API_VERSION, AzureSettings
+from reconciler.model.errors import PermanentError, ProviderError, RetryableError
 
 Emit = Callable[[str], None]
 USER_AGENT = "recon-azure-provider"

@@ -26,8 +26,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from providers.azure import bodies
-from providers.azure._recon import PermanentError, RetryableError, digest_of, is_uri
 from providers.azure.arm import ArmClient, ArmError, Emit, scrub
+from reconciler.model.errors import PermanentError, RetryableError
+from reconciler.model.remote import is_uri
+from reconciler.model.resources import digest_of
 
 PENDING_UPLOAD = {"pendingUploadType": "TemporaryBlobReference"}
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from providers.azure._recon import normal_traffic
 from providers.azure.arm import iso_seconds
-from providers.base import EndpointToken
+from reconciler.model.resources import digest_of, normal_traffic
+from reconciler.plan.provider import EndpointToken
 
 AUTH_MODES = {"key": "Key", "aml_token": "AMLToken", "aad_token": "AADToken"}
 IDENTITY_TYPES = {
@@ -439,8 +439,27 @@ def observed_asset(body: dict[str, Any]) -> dict[str, Any]:
     return {"tags": dict(props.get("tags") or {}), "description": props.get("description")}
 
 
+def endpoint_outputs(body: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's outputs (recorded in state) from its ARM body."""
+    props = body.get("properties") or {}
+    return {"id": body.get("id"), "scoring_uri": props.get("scoringUri"),
+            "provisioning_state": props.get("provisioningState")}
+
+
+def deployment_outputs(body: dict[str, Any]) -> dict[str, Any]:
+    """A deployment's outputs from its ARM body: its template's digest is the configuration it runs."""
+    props = body.get("properties") or {}
+    digest = digest_of(template_of(body)) if props else None
+    count = int((body.get("sku") or {}).get("capacity") or 0)
+    return {"id": body.get("id"), "provisioning_state": props.get("provisioningState"),
+            "config_digest": digest, "instances": {"count": count, "config_digest": digest}}
+
+
 __all__ = [
+    "deployment_outputs",
+    "endpoint_outputs",
     "asset_id", "code_body", "code_id", "code_name", "compute_id", "deployment_body", "deployment_patch", "endpoint_body",
     "environment_body", "iso_duration", "model_body", "observed_asset", "observed_deployment", "observed_endpoint",
     "reference_id", "same_template", "template_of",
 ]
+

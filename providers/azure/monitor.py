@@ -59,8 +59,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from providers.azure._recon import PermanentError, ProviderError
 from providers.azure.arm import ArmClient, Emit, Reply, status_error
+from reconciler.model.errors import PermanentError, ProviderError
 
 METRICS_API_VERSION = "2023-10-01"
 NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"

@@ -44,13 +44,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.azure import bodies
-from providers.azure._recon import Batch, PermanentError, SeriesStats, StateResource, WindowStats, digest_of
 from providers.azure.arm import ArmClient, Emit, OperationFailed
 from providers.azure.assets import Assets
 from providers.azure.monitor import GRAIN_S, Monitor
 from providers.azure.quota import deployment_cores, live_quota
 from providers.azure.settings import parse_settings
-from providers.base import (
+from reconciler.model.errors import PermanentError
+from reconciler.model.windows import SeriesStats, WindowStats
+from reconciler.plan.provider import (
     ApplyRequest,
     Capacity,
     EndpointToken,
@@ -60,6 +61,8 @@ from providers.base import (
     Provider,
     ProviderContext,
 )
+from reconciler.plan.types import Batch
+from reconciler.state.document import StateResource
 
 
 def _quiet(_line: str) -> None:
@@ -116,10 +119,10 @@ class AzureProvider(Provider):
                                                 f"in workspace {self.cfg.workspace}"])
         if resource.type == "endpoint":
             seen = bodies.observed_endpoint(body)
-            outputs = self._endpoint_outputs(body)
+            outputs = bodies.endpoint_outputs(body)
         elif resource.type == "deployment":
             seen = self._observed_deployment(resource, body)
-            outputs = self._deployment_outputs(body)
+            outputs = bodies.deployment_outputs(body)
         else:
             seen = bodies.observed_asset(body)
             outputs = {"id": path}
@@ -194,15 +197,16 @@ class AzureProvider(Provider):
                                 emit, f"PATCH {request.address}")
         else:
             body = self._put_deployment(request, emit)
-        return self._deployment_outputs(body or {})
+        return bodies.deployment_outputs(body or {})
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
+        count = request.instance_count
         attrs = request.attributes
         path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
         body = self.arm.lro("PATCH", path, bodies.deployment_patch(attrs, count), request.emit,
                             f"PATCH {request.address} sku.capacity={count}")
         body = body if body and "properties" in body else self.arm.get(path, request.emit) or {}
-        return self._deployment_outputs(body)
+        return bodies.deployment_outputs(body)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
         attrs = request.attributes
@@ -215,14 +219,14 @@ class AzureProvider(Provider):
         if bodies.same_template(live, desired) and state == "Succeeded":
             request.emit(f"batch {batch.index}: every instance already runs the new configuration "
                          "(Azure rolled them with the first batch)")
-            return self._deployment_outputs(live)
+            return bodies.deployment_outputs(live)
         request.emit(f"batch {batch.index}: one PUT of the new configuration; Azure replaces the instances "
                      "itself, 20% at a time, while they keep serving")
         body = self._put_deployment(request, request.emit)
-        return self._deployment_outputs(body or {})
+        return bodies.deployment_outputs(body or {})
 
-    def set_routing(self, request: ApplyRequest, traffic: dict[str, int],
-                    mirror_traffic: dict[str, int]) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
+        traffic, mirror_traffic = request.traffic, request.mirror_traffic
         attrs = request.attributes
         live = self.arm.get(self.endpoint_path(attrs["name"]), request.emit)
         if live is None:
@@ -238,7 +242,7 @@ class AzureProvider(Provider):
                                     {k: v for k, v in mirror_traffic.items() if v})
         result = self.arm.lro("PUT", self.endpoint_path(attrs["name"]), body, request.emit,
                               f"PUT {request.address} (traffic)")
-        return self._endpoint_outputs(result or {})
+        return bodies.endpoint_outputs(result or {})
 
     def delete(self, resource: StateResource) -> None:
         path = self._path(resource.type, resource.attributes, resource.name)
@@ -313,13 +317,7 @@ class AzureProvider(Provider):
         verb = "creating" if live is None else "updating"
         result = self.arm.lro("PUT", self.endpoint_path(request.attributes["name"]), body, request.emit,
                               f"PUT {request.address} ({verb})")
-        return self._endpoint_outputs(result or {})
-
-    @staticmethod
-    def _endpoint_outputs(body: dict[str, Any]) -> dict[str, Any]:
-        props = body.get("properties") or {}
-        return {"id": body.get("id"), "scoring_uri": props.get("scoringUri"),
-                "provisioning_state": props.get("provisioningState")}
+        return bodies.endpoint_outputs(result or {})
 
     # == deployments ================================================================================
     def _put_deployment(self, request: ApplyRequest, emit: Emit) -> dict[str, Any] | None:
@@ -342,7 +340,7 @@ class AzureProvider(Provider):
             self.arm.lro("DELETE", self.deployment_path(request.attributes["endpoint_name"], request.attributes["name"]),
                          None, request.emit, f"DELETE {request.address} (failed create)")
             raise PermanentError(str(exc), detail=detail) from exc
-        return self._deployment_outputs(body or {})
+        return bodies.deployment_outputs(body or {})
 
     def _failure_logs(self, request: ApplyRequest) -> list[str]:
         attrs = request.attributes
@@ -352,14 +350,6 @@ class AzureProvider(Provider):
         except PermanentError:
             return []
         return str(answer.get("content") or "").splitlines()[-20:]
-
-    @staticmethod
-    def _deployment_outputs(body: dict[str, Any]) -> dict[str, Any]:
-        props = body.get("properties") or {}
-        digest = digest_of(bodies.template_of(body)) if props else None
-        count = int((body.get("sku") or {}).get("capacity") or 0)
-        return {"id": body.get("id"), "provisioning_state": props.get("provisioningState"),
-                "config_digest": digest, "instances": {"count": count, "config_digest": digest}}
 
     # == assets =====================================================================================
     def _update_asset(self, request: ApplyRequest) -> dict[str, Any]:

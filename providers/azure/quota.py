@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from providers.azure._recon import lookup, merged_catalog
+from reconciler.model.catalog import lookup, merged_catalog
 
 FAMILY_USAGE = "vmfamily/usages"
 WORKSPACE_USAGE = "workspaces/dedicatedcores/usages"

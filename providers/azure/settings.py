@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from providers.azure._recon import ConfigError, Diagnostic
+from reconciler.model.errors import ConfigError, Diagnostic
 
 DEFAULT_ARM = "https://management.azure.com"
 API_VERSION = "2024-04-01"

@@ -29,7 +29,6 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Observation, ProviderContext
 from providers.docker import pods
 from providers.docker.endpoint import DockerEndpoint
 from providers.docker.engine import Engine
@@ -51,6 +50,7 @@ from reconciler.model.catalog import lookup, merged_catalog
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
+from reconciler.plan.provider import ApplyRequest, Capacity, Observation, ProviderContext
 from reconciler.state.document import StateResource
 
 DEFAULT_ROUTER_IMAGE = "python:3.12-slim"
@@ -326,10 +326,10 @@ class DockerProvider(InstanceProvider):
         runner.stop(instances, grace=STOP_GRACE, wait=wait)
 
     def _rollout_done(self, runner: ContainerRunner) -> None:
-        runner.wait_pods_stopped(timeout=STOP_GRACE + 5.0)
+        runner.pods.wait_stopped(timeout=STOP_GRACE + 5.0)
 
     def _strays(self, runner: ContainerRunner, found: list[ContainerInstance]) -> list[str]:
-        return [f"pod {name} runs with no instance (left by an interrupted apply)" for name in runner.empty_pods()]
+        return [f"pod {name} runs with no instance (left by an interrupted apply)" for name in runner.pods.empty()]
 
     def _settle(self, runner: ContainerRunner, instances: list[ContainerInstance],
                 config: DockerLaunch) -> list[ContainerInstance]:

@@ -47,7 +47,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import (
+from providers.fake import rules, windows
+from providers.fake.rules import FakeInvariantError
+from providers.shared import endpoint_tokens
+from reconciler.model.errors import PermanentError, RetryableError
+from reconciler.model.resources import digest_of
+from reconciler.model.windows import WindowStats
+from reconciler.plan.provider import (
     ApplyRequest,
     Capacity,
     EndpointToken,
@@ -57,11 +63,6 @@ from providers.base import (
     Provider,
     ProviderContext,
 )
-from providers.fake import windows
-from providers.shared import endpoint_tokens
-from reconciler.model.errors import PermanentError, RetryableError
-from reconciler.model.resources import digest_of
-from reconciler.model.windows import WindowStats
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
@@ -69,10 +70,6 @@ WORLD_FILE = "fake-world.json"
 
 # Deployment attributes that do not change what an instance runs: changing them needs no rollout.
 NON_TEMPLATE = frozenset({"instance_count", "scale_settings", "tags", "description"})
-
-
-class FakeInvariantError(PermanentError):
-    """The caller broke a domain rule (the fake's assertion). Recorded in ``violations``."""
 
 
 def template_digest(attributes: dict[str, Any]) -> str:
@@ -213,11 +210,6 @@ class FakeProvider(Provider):
             if seen < times:
                 raise RetryableError(f"{address}: injected temporary failure of {op}", delay=0.01)
 
-    @staticmethod
-    def _violate(world: dict[str, Any], message: str) -> FakeInvariantError:
-        world["violations"].append(message)
-        return FakeInvariantError(f"domain rule broken: {message}")
-
     def _new_instances(
         self, world: dict[str, Any], config: str, n: int, attributes: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
@@ -271,7 +263,7 @@ class FakeProvider(Provider):
     def create(self, request: ApplyRequest) -> dict[str, Any]:
         with self._call("create", request.address):
             with self.world.transaction() as world:
-                error = self._check_create(world, request)
+                error = rules.check_create(world, request)
                 if error is None:
                     obj = self._build(world, request)
                     world["objects"][request.address] = obj
@@ -280,21 +272,6 @@ class FakeProvider(Provider):
             if obj["type"] == "deployment":
                 request.emit(f"instances {', '.join(i['id'] for i in obj['instances'])} ready")
             return self._outputs(request.address, obj)
-
-    def _check_create(self, world: dict[str, Any], request: ApplyRequest) -> FakeInvariantError | None:
-        attrs, objects = request.attributes, world["objects"]
-        if request.type == "endpoint" and (attrs.get("traffic") or attrs.get("mirror_traffic")):
-            return self._violate(world, f"{request.address}: traffic set in the request that creates it")
-        if request.type != "deployment":
-            return None
-        for ref in (
-            f"endpoint.{str(attrs['endpoint_name']).lower()}",
-            attrs.get("model"),
-            attrs.get("environment"),
-        ):
-            if ref and ref not in objects:
-                return self._violate(world, f"{request.address} created before {ref} exists")
-        return None
 
     def _build(self, world: dict[str, Any], request: ApplyRequest) -> dict[str, Any]:
         """A new object; an object of that name already there is taken over (PUT semantics)."""
@@ -332,7 +309,8 @@ class FakeProvider(Provider):
             obj["attributes"] = copy.deepcopy(request.attributes)
             return self._outputs(request.address, obj)
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
+        count = request.instance_count
         with self._call("scale", request.address, count=count), self.world.transaction() as world:
             obj = self._existing(world, request.address, "scale")
             alive = [i for i in obj["instances"] if i["alive"]]
@@ -382,13 +360,12 @@ class FakeProvider(Provider):
         kept = [i for i in obj["instances"] if i["id"] not in gone]
         obj["instances"] = kept + self._new_instances(world, config, len(old), attributes)
 
-    def set_routing(
-        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
-    ) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
+        traffic, mirror_traffic = request.traffic, request.mirror_traffic
         extra = {"traffic": dict(traffic), "mirror_traffic": dict(mirror_traffic)}
         with self._call("set_routing", request.address, **extra):
             with self.world.transaction() as world:
-                error = self._check_routing(world, request, traffic, mirror_traffic)
+                error = rules.check_routing(world, request, traffic, mirror_traffic)
                 if error is None:
                     obj = world["objects"][request.address]
                     obj["traffic"] = {k: v for k, v in traffic.items() if v}
@@ -398,59 +375,15 @@ class FakeProvider(Provider):
                 raise error
             return outputs
 
-    def _check_routing(
-        self, world: dict[str, Any], request: ApplyRequest, traffic: dict[str, int], mirror: dict[str, int]
-    ) -> FakeInvariantError | None:
-        address = request.address
-        if address not in world["objects"]:
-            return self._violate(world, f"set_routing on {address}, which does not exist")
-        live = {k.lower() for k, v in traffic.items() if v}
-        mirrored = {k.lower() for k, v in mirror.items() if v}
-        if sum(traffic.values()) not in (0, 100):
-            return self._violate(world, f"{address}: traffic sums to {sum(traffic.values())}")
-        if live & mirrored:
-            return self._violate(world, f"{address}: {sorted(live & mirrored)} get live and mirrored traffic")
-        endpoint = address.split(".", 1)[1]
-        for name in sorted(live | mirrored):
-            dep = world["objects"].get(f"deployment.{endpoint}.{name}")
-            if (
-                dep is None
-                or dep.get("state") != "Succeeded"
-                or not any(i["alive"] for i in dep["instances"])
-            ):
-                return self._violate(
-                    world, f"{address}: traffic to deployment {name}, which is missing or not ready"
-                )
-        return None
-
     def delete(self, resource: StateResource) -> None:
         address = resource.address
         with self._call("delete", address):
             with self.world.transaction() as world:
-                error = self._check_delete(world, resource)
+                error = rules.check_delete(world, resource)
                 if error is None:
-                    self._remove(world, resource)
+                    rules.remove(world, resource)
             if error is not None:
                 raise error
-
-    def _check_delete(self, world: dict[str, Any], resource: StateResource) -> FakeInvariantError | None:
-        if resource.type != "deployment" or resource.address not in world["objects"]:
-            return None
-        _, endpoint, name = resource.address.split(".", 2)
-        ep = world["objects"].get(f"endpoint.{endpoint}") or {}
-        if ep.get("traffic", {}).get(name) or ep.get("mirror_traffic", {}).get(name):
-            return self._violate(world, f"{resource.address} deleted while it still has traffic")
-        return None
-
-    @staticmethod
-    def _remove(world: dict[str, Any], resource: StateResource) -> None:
-        objects = world["objects"]
-        if resource.type == "endpoint":  # Azure deletes an endpoint's deployments with it
-            prefix = f"deployment.{resource.address.split('.', 1)[1]}."
-            for other in [a for a in objects if a.startswith(prefix)]:
-                del objects[other]
-            world["keys"].pop(resource.address, None)
-        objects.pop(resource.address, None)  # deleting what is already gone is not an error
 
     # -- measuring (guarded rollouts) ---------------------------------------------------------------
     def open_window(self, request: ApplyRequest) -> dict[str, Any]:

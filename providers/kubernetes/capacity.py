@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from providers.base import Capacity
 from providers.kubernetes import manifests as m
 from providers.kubernetes.objects import ClusterScope, tolerated
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
+from reconciler.plan.provider import Capacity
 
 
 def namespace_capacity(scope: ClusterScope) -> Capacity:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from providers.base import ApplyRequest, Observation
 from providers.kubernetes import manifests as m
 from providers.kubernetes.archives import tar_gz
 from providers.kubernetes.client import Kube
@@ -19,6 +18,7 @@ from providers.kubernetes.rollout import Rollouts
 from providers.shared.runtime import HOST_SCRIPT
 from reconciler.model.errors import PermanentError
 from reconciler.model.resources import digest_of
+from reconciler.plan.provider import ApplyRequest, Observation
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
@@ -146,6 +146,14 @@ class Deployments:
                                     binary={"code.tar.gz": base64.b64encode(data).decode()}, immutable=True))
         return name
 
+    def _ran_before(self, ep: str, dep: str, digest: str) -> bool:
+        """Whether a ReplicaSet of the deployment has (had) pods of the configuration ``digest``."""
+        for rs in self.kube.items("ReplicaSet", pod_selector(ep, dep)):
+            template = ((rs.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            if (template.get("annotations") or {}).get("recon.io/config-digest") == digest:
+                return True
+        return False
+
     def apply(self, request: ApplyRequest, create: bool, until_updated: int | None = None,
                           batch: Batch | None = None) -> dict[str, Any]:
         attrs = request.attributes
@@ -163,6 +171,13 @@ class Deployments:
         hpa = m.hpa_manifest(scope.settings, scope.workspace, attrs, digest)
         if hpa is not None and existed:
             manifest["spec"].pop("replicas")  # the autoscaler owns replicas once it exists
+        # Between the batches of a rolling update the Deployment is paused: the controller would
+        # otherwise roll on while a gate bakes (judging pods of later batches, and retiring old pods
+        # the router's pool still names). A template the Deployment ran before (a rollback) is rolled
+        # whole: no pod is left at the template rolled away from.
+        back = existed and old_digest != digest and self._ran_before(ep, dep, digest)
+        wait_for = None if back else until_updated
+        manifest["spec"]["paused"] = False
         applied = self.kube.apply(manifest)
         if hpa is not None:
             self.kube.apply(hpa)
@@ -170,7 +185,7 @@ class Deployments:
             self.kube.delete("HorizontalPodAutoscaler", name)
         count = int(manifest["spec"].get("replicas") or (applied.get("spec") or {}).get("replicas") or 1)
         try:
-            self.rollouts.wait(name, pod_selector(ep, dep), count, request, until_updated=until_updated,
+            self.rollouts.wait(name, pod_selector(ep, dep), count, request, until_updated=wait_for,
                                generation=int((applied.get("metadata") or {}).get("generation") or 0), batch=batch,
                                pool=(ep, dep))
         except PermanentError:
@@ -182,7 +197,9 @@ class Deployments:
             elif not create and old_digest and old_digest != digest:  # a new template failed: back to the old
                 self.rollouts.undo(name, digest, request)
             raise
-        if until_updated is None or until_updated >= count:
+        if wait_for is not None and wait_for < count:
+            self.kube.apply({**manifest, "spec": {**manifest["spec"], "paused": True}})
+        if wait_for is None or wait_for >= count:
             for cm in self.kube.items("ConfigMap", {m.ENDPOINT: m.label_value(ep), m.DEPLOYMENT: m.label_value(dep),
                                                    m.ROLE: "code"}):
                 if cm["metadata"]["name"] != bundle:

@@ -189,8 +189,9 @@ class Endpoints:
                 if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
         key = self.read_secret(ep).get("instanceKey", "")
         headers = {INSTANCE_KEY_HEADER: key} if key else {}
+        # a router under load on a busy node may take a few seconds to answer through the proxy
         return [(p["metadata"]["name"], kube.proxy_text(p["metadata"]["name"], m.ROUTER_PORT, "/-/metrics",
-                                                        headers=headers))
+                                                        timeout=10.0, headers=headers))
                 for p in sorted(pods, key=lambda p: str(p["metadata"]["name"]))]
 
     def served_pools(self, ep: str, dep: str) -> list[tuple[str, set[str] | None]]:

@@ -8,7 +8,7 @@ What runs where (names in providers/kubernetes/manifests.py):
   Deployment and a Service; its zip archive and the routing table in a ConfigMap, the keys in a Secret.
   The router re-reads the table when the kubelet updates the mounted ConfigMap.
 - deployment: a Deployment (replicas = instance_count, RollingUpdate maxSurge ceil(20%),
-  maxUnavailable 0), its code snapshot and host.py in a ConfigMap per configuration, unpacked with
+  maxUnavailable 0, paused between the batches of a rolling update), its code snapshot and host.py in a ConfigMap per configuration, unpacked with
   the model by an init container into an emptyDir; a HorizontalPodAutoscaler under
   ``scale_settings.type: target_utilization``. The router reaches instances by pod address.
 
@@ -31,7 +31,6 @@ import base64
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, EndpointToken, Keys, Observation, Provider, ProviderContext
 from providers.kubernetes import manifests as m
 from providers.kubernetes.archives import router_lib, tar_gz
 from providers.kubernetes.capacity import namespace_capacity
@@ -45,6 +44,15 @@ from providers.shared.endpoint_tokens import SIGNING_KEY, issue, token_lifetime
 from providers.shared.routing_table import normal_traffic
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.errors import PermanentError
+from reconciler.plan.provider import (
+    ApplyRequest,
+    Capacity,
+    EndpointToken,
+    Keys,
+    Observation,
+    Provider,
+    ProviderContext,
+)
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
@@ -185,20 +193,22 @@ class KubernetesProvider(RouterWindows, Provider):
                                                m.ROLE: "code"}):
             self.kube.delete("ConfigMap", cm["metadata"]["name"])
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
-        attrs = {**request.attributes, "instance_count": count}
-        return self.deployments.apply(ApplyRequest(request.address, request.type, request.name, attrs,
-                                                   request.prior, request.refs, request.on_event), create=False)
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
+        """The Deployment's replicas become ``request.instance_count`` (the request as it came: its
+        count in its attributes, its ``on_event`` and ``on_status`` kept)."""
+        return self.deployments.apply(request, create=False)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
-        """The new template is applied once (Kubernetes then replaces ceil(20%) pods at a time);
-        each batch waits until ``batch.index * batch.size`` pods run it, reporting the ReplicaSets."""
+        """The new template is applied (Kubernetes then replaces ceil(20%) pods at a time); each batch
+        waits until ``batch.index * batch.size`` pods run it, reporting the ReplicaSets, and pauses the
+        Deployment until the next batch (a gate judges the pods of its batch only). Back to a template
+        the Deployment ran before (a rollback), it waits until every pod runs it."""
         count = int(request.attributes.get("instance_count") or 1)
         target = min(count, max(1, batch.index * max(1, batch.size)))
         return self.deployments.apply(request, create=False, until_updated=target, batch=batch)
 
-    def set_routing(self, request: ApplyRequest, traffic: dict[str, int],
-                    mirror_traffic: dict[str, int]) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
+        traffic, mirror_traffic = request.traffic, request.mirror_traffic
         ep = str(request.attributes["name"]).lower()
         for dep in sorted(set(normal_traffic(traffic)) | set(normal_traffic(mirror_traffic))):
             self.rollouts.wait_complete(ep, dep, request)

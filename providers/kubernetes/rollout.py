@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from providers.base import ApplyRequest
 from providers.kubernetes import manifests as m
 from providers.kubernetes.client import Kube
 from providers.kubernetes.endpoint import Endpoints
 from providers.kubernetes.objects import ClusterScope, pod_ready, rollout_complete
 from reconciler.model.errors import PermanentError, RetryableError
+from reconciler.plan.provider import ApplyRequest
 from reconciler.plan.types import Batch
 
 POLL = 0.25

@@ -267,9 +267,9 @@ class DeploymentRunner:
                 except LauncherError as ex:
                     self.warm_failure, launcher = str(ex), None
             if proc is None:
-                proc = procs.spawn([config.python, str(HOST_SCRIPT), *args],
-                                   self._environment(config, self.mark(instance_id), digest),
-                                   self.log_path(instance_id), cwd=Path(config.cwd))
+                env = instance_environment(config, self.mark(instance_id), digest, self.state_dir, self.workspace)
+                proc = procs.spawn([config.python, str(HOST_SCRIPT), *args], env, self.log_path(instance_id),
+                                   cwd=Path(config.cwd))
             inst = Instance(instance_id, proc.pid, proc.start_time, digest)
             self._write(inst)
             started.append(inst)
@@ -278,29 +278,10 @@ class DeploymentRunner:
     def launcher(self, digest: str, config: LaunchConfig, timeout: float) -> Launcher:
         """A launcher for ``config`` (raises ``LauncherError`` when it cannot start)."""
         self.launchers_dir.mkdir(parents=True, exist_ok=True)
-        return Launcher(config.python, self._environment(config, self.family_mark(digest), digest),
+        return Launcher(config.python, instance_environment(config, self.family_mark(digest), digest,
+                                                                 self.state_dir, self.workspace),
                         Path(config.cwd), self.log_dir / "launcher.log", self.modules_file,
                         self.launchers_dir / f"{_fname(digest)}.json", timeout)
-
-    def _environment(self, config: LaunchConfig, mark: str, digest: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
-        env.pop("PYTHONHOME", None)
-        if config.isolated:
-            env.pop("PYTHONPATH", None)
-            env.pop("VIRTUAL_ENV", None)
-        env.update(config.environment_variables)
-        env.update({
-            "AZUREML_MODEL_DIR": config.model_dir,
-            "AML_APP_ROOT": config.cwd,
-            "AZUREML_ENTRY_SCRIPT": config.entry_script,
-            "PYTHONUNBUFFERED": "1",
-            procs.MARK_ID: mark,
-            procs.MARK_STATE_DIR: str(self.state_dir),
-            procs.MARK_WORKSPACE: self.workspace,
-            procs.MARK_ROLE: "instance",
-            "RECON_CONFIG_DIGEST": digest,
-        })
-        return env
 
     def wait_ready(self, pending: list[Instance], probe: dict[str, Any] | None) -> StartFailure | None:
         """Poll until every instance answers its readiness probe; the first failure otherwise."""
@@ -422,6 +403,30 @@ class DeploymentRunner:
     def _forget(self, inst: Instance) -> None:
         (self.inst_dir / f"{inst.id}.json").unlink(missing_ok=True)
         (self.inst_dir / f"{inst.id}.port").unlink(missing_ok=True)
+
+
+def instance_environment(config: LaunchConfig, mark: str, digest: str, state_dir: Path, workspace: str) -> dict[str, str]:
+    """What an instance (or its launcher) runs with: recon's environment without its own ``RECON_``
+    variables (and, isolated, without the Python of recon), the deployment's variables, azmlinfsrv's
+    and the marks recon finds its processes by."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
+    env.pop("PYTHONHOME", None)
+    if config.isolated:
+        env.pop("PYTHONPATH", None)
+        env.pop("VIRTUAL_ENV", None)
+    env.update(config.environment_variables)
+    env.update({
+        "AZUREML_MODEL_DIR": config.model_dir,
+        "AML_APP_ROOT": config.cwd,
+        "AZUREML_ENTRY_SCRIPT": config.entry_script,
+        "PYTHONUNBUFFERED": "1",
+        procs.MARK_ID: mark,
+        procs.MARK_STATE_DIR: str(state_dir),
+        procs.MARK_WORKSPACE: workspace,
+        procs.MARK_ROLE: "instance",
+        "RECON_CONFIG_DIGEST": digest,
+    })
+    return env
 
 
 def _fname(digest: str) -> str:

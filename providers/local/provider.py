@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import ApplyRequest, Capacity, Observation, ProviderContext
 from providers.local.endpoint import LocalEndpoint
 from providers.local.instances import DeploymentRunner, Instance, LaunchConfig
 from providers.local.venvs import EnvironmentBuilder
@@ -35,6 +34,7 @@ from providers.shared.rolling import STOP_GRACE, config_digest, start_error
 from providers.shared.scaling import InstanceProvider
 from providers.shared.warm import ready_line
 from reconciler.model.crashpoints import crash_point
+from reconciler.plan.provider import ApplyRequest, Capacity, Observation, ProviderContext
 from reconciler.state.document import StateResource
 
 

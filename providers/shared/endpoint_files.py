@@ -30,12 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from providers.base import EndpointToken, Keys
 from providers.shared import probes, procs
 from providers.shared.endpoint_tokens import SIGNING_KEY, issue, new_signing_key
 from providers.shared.routing_table import Mutation, RoutingTable, new_table
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
+from reconciler.plan.provider import EndpointToken, Keys
 
 ROUTER_START_TIMEOUT = 20.0
 STATUS_TOKEN_LIFETIME_S = 60  # a token recon reads its own router's status with (docker: no instance key)

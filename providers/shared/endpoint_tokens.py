@@ -17,9 +17,9 @@ import secrets
 import time
 from typing import Any
 
-from providers.base import EndpointToken
 from providers.shared.runtime.router import tokens
 from reconciler.model.errors import ConfigError, Diagnostic
+from reconciler.plan.provider import EndpointToken
 
 SIGNING_KEY = "tokenSigningKey"
 DEFAULT_LIFETIME_S = 24 * 3600

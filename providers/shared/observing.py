@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from providers.base import Observation
 from providers.shared import files
 from providers.shared.routing_table import normal_traffic
+from reconciler.plan.provider import Observation
 from reconciler.state.document import StateResource
 
 

@@ -10,7 +10,6 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
-from providers.base import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
 from providers.shared import endpoint_tokens, files, procs
 from providers.shared.observing import deployment_observation, live_pool, model_observation, serving_instances
 from providers.shared.rolling import (
@@ -28,6 +27,7 @@ from providers.shared.routing_table import router_limits, router_settings
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
+from reconciler.plan.provider import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
@@ -106,9 +106,10 @@ class InstanceProvider(RouterWindows, Provider):
             return self._endpoint_outputs(ep)
         return self._repool_deployment(request, prior)
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
         """Instances that fail their liveness probe are replaced; new ones clone the configuration
         that runs (scale first, template changes after, as the service does)."""
+        count = request.instance_count
         runner = self._runner(request.attributes)
         desired_digest, desired = self._desired(request, runner)
         with procs.file_lock(runner.lock_path):
@@ -160,9 +161,8 @@ class InstanceProvider(RouterWindows, Provider):
                          f"{len(retire)} old one(s) stopped")
             return self._deployment_outputs(runner, serving, digest)
 
-    def set_routing(
-        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
-    ) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
+        traffic, mirror_traffic = request.traffic, request.mirror_traffic
         ep = self._endpoint(request.attributes["name"])
         ep.set_split(traffic, mirror_traffic, router_limits(self.settings, ep.name))
         return self._endpoint_outputs(ep)

@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from providers.base import Provider
 from reconciler.apply.guard import GateFailed
 from reconciler.apply.handlers import StepHandlers, rollout_batches
 from reconciler.apply.hooks import ApplyHooks, SerialHooks
@@ -57,6 +56,7 @@ from reconciler.apply.recording import (
 )
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PlanError, ProviderError, ReconcilerError, StalePlanError
+from reconciler.plan.provider import Provider
 from reconciler.plan.types import Plan, Step, StepKind
 from reconciler.state.document import Pending, State, StateResource
 

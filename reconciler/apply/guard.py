@@ -26,13 +26,13 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from providers.base import ApplyRequest, Provider
 from reconciler.apply.hooks import SerialHooks
 from reconciler.apply.judge import Verdict, clearly_failing, judge, unmeasured
 from reconciler.apply.outcomes import CancelToken
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PlanError, ProviderError, ReconcilerError
 from reconciler.model.rollout import Gate, format_duration
+from reconciler.plan.provider import ApplyRequest, Provider
 from reconciler.plan.types import Step
 from reconciler.state.document import State
 
@@ -90,6 +90,11 @@ class Guard:
         with self._lock:
             earlier = self._baselines.get(_baseline_key(request, gate))
         return Watch(step, gate, request, self.provider.open_window(request), earlier)
+
+    def baseline(self, request: ApplyRequest, gate: Gate) -> float | None:
+        """The baseline p99 this apply remembers for ``gate`` (see ``__init__``), if any."""
+        with self._lock:
+            return self._baselines.get(_baseline_key(request, gate))
 
     def reopen(self, watch: Watch) -> None:
         watch.mark = self.provider.open_window(watch.request)

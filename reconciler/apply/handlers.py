@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TypedDict, TypeVar
 
-from providers.base import ApplyRequest, Provider
 from reconciler.apply.guard import Guard, Watch, endpoint_request, passes
 from reconciler.apply.hooks import SerialHooks
 from reconciler.apply.judge import Verdict
@@ -40,6 +39,7 @@ from reconciler.model.resources import (
     endpoint_address,
     normal_traffic,
 )
+from reconciler.plan.provider import ApplyRequest, Provider
 from reconciler.plan.types import (
     Batch,
     Plan,
@@ -50,7 +50,7 @@ from reconciler.plan.types import (
     StepKind,
     TrafficParams,
 )
-from reconciler.state.document import State, StateResource
+from reconciler.state.document import Judging, State, StateResource
 
 T = TypeVar("T")
 
@@ -135,22 +135,12 @@ class StepHandlers:
     def _request(self, step: Step, attributes: Attributes) -> ApplyRequest:
         rc = self.plan.change(step.address)
         state = self.recorder.current()
-        prior = state.get(step.address)
-        if step.kind is StepKind.CREATE and prior is not None and prior.pending is not None:
-            prior = None  # only the intent is recorded: nothing of it was ever created in full
-        if prior is not None:  # the provider gets copies: the recorded resources are shared
-            prior = prior.model_copy(deep=True)
+        prior = _prior_for(step, state)
         if rc is None and prior is None:
             raise PlanError(f"step {step.id} names {step.address}, which neither the plan nor the state has")
         rtype, name = (rc.type, rc.name) if rc is not None else (prior.type, prior.name)  # type: ignore[union-attr]
-        refs: dict[str, dict[str, Any]] = {}
-        for address in _references(rtype, attributes, rc.depends_on if rc else prior.depends_on):  # type: ignore[union-attr]
-            other = self.plan.change(address)
-            recorded = state.get(address)
-            if other is not None and other.after is not None:
-                refs[address] = as_plain(other.after)
-            elif recorded is not None:
-                refs[address] = copy.deepcopy(recorded.attributes)
+        depends_on = rc.depends_on if rc else prior.depends_on  # type: ignore[union-attr]
+        refs = _refs(self.plan, state, _references(rtype, attributes, depends_on))
         return ApplyRequest(
             step.address,
             rtype,
@@ -206,6 +196,7 @@ class StepHandlers:
                 attributes=as_plain(sent),
                 depends_on=list(rc.depends_on),
                 outputs={**_outputs(prior), **outputs},
+                judging=prior.judging if prior is not None else None,  # judged by its own step
             )
 
         self.recorder.change([rc.address], record)
@@ -220,7 +211,7 @@ class StepHandlers:
         repair = params.repair and self.plan.change(step.address) is not None
         base = as_deployment(self._after(step) if repair or prior is None else _recorded(prior))
         sent: DeploymentAttrs = {**base, "instance_count": count}
-        outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent), count))
+        outputs = self._call(step, outcome, lambda: self.provider.scale(self._request(step, sent)))
         crash_point("engine.acted", step.id)
 
         def record(s: State) -> None:
@@ -293,15 +284,25 @@ class StepHandlers:
             if verdict is not None:
                 raise self.undo.failed(step, outcome, gate, verdict, "its mirrored answers",
                                        functools.partial(self.undo.not_routed, step, verdict))
-        self._route(step, outcome)
-        if params.gate is not None:
-            gate = params.gate
-            label = f"traffic step {params.part}/{params.parts}" if params.parts else "the traffic change"
-            watch = self.guard.open(step, gate, endpoint_request(self.recorder.current(), step.address))
-            verdict = self._judged(step, outcome, watch, label)
-            if verdict is not None:
-                raise self.undo.failed(step, outcome, gate, verdict, label,
-                                       functools.partial(self._restore, step, outcome, params.restore, verdict))
+        if params.gate is None:
+            self._route(step, outcome)
+            return
+        gate = params.gate
+        label = f"traffic step {params.part}/{params.parts}" if params.parts else "the traffic change"
+        # the split and the judgment it waits for are recorded in one write, before the bake: a
+        # SIGKILL while baking leaves the step to be judged again (StateResource.judging)
+        request = endpoint_request(self.recorder.current(), step.address)
+        earlier = self.guard.baseline(request, gate) or params.baseline_p99_s
+        self._route(step, outcome, _judging(step, params, earlier))
+        crash_point("gate.pending", step.id)
+        watch = self.guard.open(step, gate, endpoint_request(self.recorder.current(), step.address))
+        watch.baseline_p99_s = watch.baseline_p99_s or earlier
+        verdict = self._judged(step, outcome, watch, label)
+        if verdict is None or gate.on_failure == "pause":  # judged: nothing is pending any more
+            self.recorder.change([step.address], functools.partial(_judged_into, step.address))
+        if verdict is not None:
+            raise self.undo.failed(step, outcome, gate, verdict, label,
+                                   functools.partial(self._restore, step, outcome, params.restore, verdict))
 
     def _restore(self, step: Step, outcome: StepOutcome, restore: Split | None, verdict: Verdict) -> str:
         """A failed traffic step's rollback: the split before the traffic change, routed again."""
@@ -316,7 +317,7 @@ class StepHandlers:
 
         return self.undo.traffic(step, outcome, request, restore, verdict)
 
-    def _route(self, step: Step, outcome: StepOutcome) -> None:
+    def _route(self, step: Step, outcome: StepOutcome, judging: Judging | None = None) -> None:
         routing = _traffic_params(step)
         traffic, mirror = routing["traffic"], routing["mirror_traffic"]
         state = self.recorder.current()
@@ -328,7 +329,7 @@ class StepHandlers:
         base = as_endpoint(dict(rc.after) if rc is not None and rc.after is not None else _recorded(endpoint))
         sent: EndpointAttrs = {**base, "traffic": traffic, "mirror_traffic": mirror}
         outputs = self._call(
-            step, outcome, lambda: self.provider.set_routing(self._request(step, sent), traffic, mirror)
+            step, outcome, lambda: self.provider.set_routing(self._request(step, sent))
         )
         crash_point("engine.acted", step.id)
 
@@ -339,6 +340,7 @@ class StepHandlers:
                 res.attributes["mirror_traffic"] = normal_traffic(mirror)
                 res.outputs.update(outputs)
                 res.pending = None
+                res.judging = judging
 
         self.recorder.change([step.address], record)
 
@@ -352,6 +354,47 @@ class StepHandlers:
         self._call(step, outcome, lambda: self.provider.delete(resource))
         crash_point("engine.acted", step.id)
         self.recorder.change([step.address], lambda s: s.resources.pop(step.address, None))
+
+
+def _judging(step: Step, params: TrafficParams, baseline_p99_s: float | None) -> Judging:
+    """What a guarded traffic step records with its split, until its gate's verdict is carried out."""
+    assert params.gate is not None
+    restore = params.restore
+    return Judging(step=step.id, part=params.part, parts=params.parts, traffic=normal_traffic(params.traffic),
+                   mirror_traffic=normal_traffic(params.mirror_traffic), gate=params.gate,
+                   restore=dict(restore.traffic) if restore is not None else None,
+                   restore_mirror=dict(restore.mirror_traffic) if restore is not None else None,
+                   baseline_p99_s=baseline_p99_s)
+
+
+def _judged_into(address: str, state: State) -> None:
+    res = state.resources.get(address)
+    if res is not None:
+        res.judging = None
+
+
+def _prior_for(step: Step, state: State) -> StateResource | None:
+    """The recorded resource a step's provider call is given: a copy (the recorded resources are
+    shared), and none for a create of which only the intent is recorded (nothing of it was ever
+    created in full)."""
+    prior = state.get(step.address)
+    if prior is None or (step.kind is StepKind.CREATE and prior.pending is not None):
+        return None
+    return prior.model_copy(deep=True)
+
+
+def _refs(plan: Plan, state: State, addresses: list[str]) -> dict[str, dict[str, Any]]:
+    """The canonical attributes of what a resource references: the plan's desired ones, else the
+    recorded ones (copies)."""
+    refs: dict[str, dict[str, Any]] = {}
+    for address in addresses:
+        other = plan.change(address)
+        recorded = state.get(address)
+        if other is not None and other.after is not None:
+            refs[address] = as_plain(other.after)
+        elif recorded is not None:
+            refs[address] = copy.deepcopy(recorded.attributes)
+    return refs
 
 
 def _references(rtype: str, attributes: Attributes, depends_on: list[str]) -> list[str]:

@@ -28,12 +28,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from providers.base import Capacity, Provider, ProviderContext
 from reconciler import __version__
 from reconciler.apply import gcpause
 from reconciler.model.errors import ProviderError
 from reconciler.model.resources import DesiredState, as_deployment
 from reconciler.model.settings import ProjectSettings, StateSettings
+from reconciler.plan.provider import Capacity, Provider, ProviderContext
 from reconciler.plan.types import DriftItem, Plan
 from reconciler.state.document import State
 from reconciler.state.manager import StateManager

@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from providers.base import Observation, Provider
 from reconciler.model.errors import ProviderError
 from reconciler.model.resources import normal_traffic
 from reconciler.plan.diff import diff_attributes
+from reconciler.plan.provider import Observation, Provider
 from reconciler.plan.types import DriftItem
 from reconciler.state.document import State, StateResource
 

@@ -22,7 +22,6 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from providers.base import ApplyRequest, Provider
 from reconciler.apply.guard import GateFailed
 from reconciler.apply.hooks import SerialHooks
 from reconciler.apply.judge import Verdict
@@ -31,6 +30,7 @@ from reconciler.apply.recording import Recorder
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.resources import Attributes, as_plain, normal_traffic
 from reconciler.model.rollout import Gate
+from reconciler.plan.provider import ApplyRequest, Provider
 from reconciler.plan.types import Batch, Split, Step
 from reconciler.state.document import Pending, State
 
@@ -130,7 +130,7 @@ class Undo:
                 restore: Split, verdict: Verdict) -> str:
         """Route the endpoint by ``restore`` again and record it."""
         traffic, mirror = normal_traffic(restore.traffic), normal_traffic(restore.mirror_traffic)
-        outputs = self.call(step, outcome, lambda: self.provider.set_routing(request(restore), traffic, mirror))
+        outputs = self.call(step, outcome, lambda: self.provider.set_routing(request(restore)))
         crash_point("rollback.routed", step.id)
 
         def record(state: State) -> None:
@@ -140,6 +140,7 @@ class Undo:
                 res.attributes["mirror_traffic"] = mirror
                 res.outputs.update(outputs)
                 res.pending = None
+                res.judging = None  # judged, and the verdict carried out
 
         self.recorder.change([step.address], record, note=note_of(step.address, verdict))
         split = ", ".join(f"{k} {v}%" for k, v in sorted(traffic.items())) or "no traffic"

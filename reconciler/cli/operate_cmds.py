@@ -15,11 +15,11 @@ import click
 if TYPE_CHECKING:
     import urllib.request
 
-from providers.base import EndpointToken
 from reconciler.cli.app import ProjectPath, cli, project_root
 from reconciler.cli.plan_cmds import open_project
 from reconciler.model.errors import ProviderError, StateError
 from reconciler.model.resources import endpoint_address
+from reconciler.plan.provider import EndpointToken
 from reconciler.state.document import State, StateResource
 
 

@@ -256,6 +256,9 @@ class CliHooks(ApplyHooks):
 
     def close(self) -> None:
         self._stop.set()
+        timer, self._timer = self._timer, None
+        if timer is not None and timer is not threading.current_thread():
+            timer.join(timeout=2.0)  # it wakes within a second: nothing of this run outlives it
         live, self._live = self._live, None
         if live is not None:
             live.stop()

@@ -16,8 +16,8 @@ from reconciler.model.settings import StateSettings
 from reconciler.state.manager import StateManager
 
 if TYPE_CHECKING:
-    from providers.base import Provider, ProviderContext
     from reconciler.apply.project import Project
+    from reconciler.plan.provider import Provider, ProviderContext
 
 
 def open_state_manager(root: Path, settings: StateSettings | Mapping[str, Any] | None = None) -> StateManager:

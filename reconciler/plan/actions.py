@@ -13,6 +13,8 @@ After a crash (the refreshed state is the truth, see ``reconciler.apply.refresh`
 - a resource with another ``pending`` operation, refreshed as unsettled, or whose last operation
   failed is *repaired*: applied again even when nothing differs (``Change.repair``; a deployment's
   repair also scales it when it was interrupted or unsettled: ``Change.rescale``);
+- an endpoint recorded with a traffic step being judged (``judging``: an apply was killed while
+  baking it) is repaired too: that step is judged again first (``reconciler.plan.gates``);
 - a resource refreshed as missing and no longer declared (or destroyed) gets a delete that only
   removes its record (deleting what is gone is not an error).
 
@@ -37,6 +39,7 @@ from reconciler.model.resources import (
     as_endpoint,
     endpoint_address,
     fast_model,
+    normal_traffic,
 )
 from reconciler.plan import graph, traffic
 from reconciler.plan.diff import diff_attributes
@@ -78,6 +81,14 @@ class Change:
     repair: bool = False  # applied again although nothing may differ (see the module docstring)
     rescale: bool = False  # a deployment's repair scales it too (interrupted or unsettled, not only failed)
     repair_words: str = "a repair"  # why, in the rollout's description
+    rejudge: bool = False  # an endpoint's traffic step whose gate an interrupted apply never judged
+
+
+def serves(before: Attributes | None, traffic: Mapping[str, int], mirror: Mapping[str, int]) -> bool:
+    """Whether the endpoint (refreshed) routes exactly this split."""
+    live = as_endpoint(before or {})
+    return (normal_traffic(live.get("traffic")), normal_traffic(live.get("mirror_traffic"))) == (
+        normal_traffic(traffic), normal_traffic(mirror))
 
 
 def _source(resource: Resource | None) -> str | None:
@@ -295,6 +306,11 @@ class Actions:
         if ch.address in self.drifted and not ch.changes:  # drifted to what is declared: recorded by applying it
             paths = ", ".join(sorted(set(self.drifted[ch.address])))
             return f"it changed outside of recon ({paths}) to what the configuration declares: it is applied again"
+        if sr.judging is not None and serves(ch.before, sr.judging.traffic, sr.judging.mirror_traffic):
+            # only this: its traffic steps do it (no update of the endpoint)
+            ch.rejudge = True
+            return (f"{sr.judging.describe()} (an apply was interrupted while baking it): it is judged again "
+                    "before anything else")
         return None
 
     def _compare(self, ch: Change, sr: StateResource | None, r: Resource | None) -> None:

@@ -25,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from providers.base import Capacity, Measuring
 from reconciler.model.resources import DesiredState, as_deployment, as_endpoint, endpoint_address
 from reconciler.plan import traffic
 from reconciler.plan.actions import Actions, Change, propagate_endpoint_replace, to_resource_change, warning
 from reconciler.plan.gates import guard_steps
+from reconciler.plan.provider import Capacity, Measuring
 from reconciler.plan.quota import check_quota
 from reconciler.plan.steps import build_steps
 from reconciler.plan.types import Action, DriftItem, Plan

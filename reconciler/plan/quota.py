@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from providers.base import Capacity
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
 from reconciler.model.resources import DeploymentAttrs, InstanceType, fast_model
+from reconciler.plan.provider import Capacity
 from reconciler.plan.types import QuotaFamily, QuotaReport, QuotaUsage
 
 Attrs = DeploymentAttrs

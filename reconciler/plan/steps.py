@@ -280,8 +280,8 @@ class _Steps:
             self.ready[c.address] = sid
         elif c.action is Action.UPDATE:
             top = {ch.path.split(".", 1)[0] for ch in c.changes}
-            if c.type == "endpoint" and top and top <= TRAFFIC_PATHS and not c.repair:
-                return  # only traffic: the SET_TRAFFIC step does it
+            if c.type == "endpoint" and top <= TRAFFIC_PATHS and ((top and not c.repair) or c.rejudge):
+                return  # only traffic (or a judgment): the SET_TRAFFIC steps do it
             self.ready[c.address] = self.add(
                 f"update:{c.address}", StepKind.UPDATE, c.address, f"update {c.type} {short} in place"
             )

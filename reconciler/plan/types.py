@@ -161,7 +161,9 @@ class TrafficParams(BaseModel):
     Guarded rollouts (each stored only when set): ``part`` of ``parts`` when a traffic change is
     split into steps (the final step is the last part); ``gate``, judged after the step routes;
     ``mirror_gate``, judged on a mirrored deployment's answers before the step routes anything;
-    ``restore``: the split before the traffic change began, routed again when a gate fails."""
+    ``restore``: the split before the traffic change began, routed again when a gate fails;
+    ``baseline_p99_s``: a step judged again after an interrupted apply (``StateResource.judging``)
+    carries the baseline p99 that apply had measured."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -173,6 +175,7 @@ class TrafficParams(BaseModel):
     gate: Gate | None = Field(default=None, exclude_if=_unset)
     mirror_gate: Gate | None = Field(default=None, exclude_if=_unset)
     restore: Split | None = Field(default=None, exclude_if=_unset)
+    baseline_p99_s: float | None = Field(default=None, exclude_if=_unset)
 
     @property
     def gates(self) -> list[Gate]:

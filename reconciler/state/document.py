@@ -17,6 +17,14 @@ Format versions: 1 (release 0.1.0) had no ``pending``; 2 adds it. Both are read;
 written. A resource without ``pending`` is stored exactly as in version 1. ``note`` (optional, in
 version 2) says why one version was written when that is worth keeping ("rollback of
 deployment.ep.blue: error_rate failed"): ``recon state history`` shows it; the next write drops it.
+``judging`` (optional, in version 2, stored only when set): a traffic step routed and not yet judged
+(``Judging``); a recon without it refuses such a state rather than lose the judgment.
+
+Judgment before the bake: a guarded traffic step records the split it routed and the gate that
+judges it in one write (``judging``), and clears it in the write that carries out the verdict
+(passed: nothing more; failed: the split restored, or left as it is for ``on_failure: pause``). A
+``judging`` found by the next run is a step an apply was killed (or interrupted) while baking: the
+next plan judges it again before anything else (``reconciler.plan.gates.judge_again``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 
 from reconciler.model.errors import StateError
 from reconciler.model.resources import Attributes, AttributesField, ResourceType
+from reconciler.model.rollout import Gate
 
 STATE_FORMAT_VERSION = 2
 #: the format versions this recon reads (1: release 0.1.0, without ``pending``)
@@ -61,6 +70,40 @@ class Pending(BaseModel):
         return f"{self.kind} (step {self.step}{progress})"
 
 
+class Judging(BaseModel):
+    """A guarded traffic step of an endpoint whose split is routed and whose gate has not been
+    judged (see the module docstring).
+
+    ``step``: the plan step's id; ``part``/``parts``: which traffic step it was (0/0: a traffic
+    change in one step); ``traffic``/``mirror_traffic``: the split routed and judged; ``gate``: what
+    judges it (its ``on_failure`` too); ``restore``/``restore_mirror``: the split before the traffic
+    change began, routed again when the gate fails (None: not a whole split, nothing is restored);
+    ``baseline_p99_s``: the baseline's last p99 the interrupted apply measured (a relative latency
+    gate at 100% has no baseline request left in its own window)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str
+    part: int = 0
+    parts: int = 0
+    traffic: dict[str, int]
+    mirror_traffic: dict[str, int] = Field(default_factory=dict)
+    gate: Gate
+    restore: dict[str, int] | None = None
+    restore_mirror: dict[str, int] | None = None
+    baseline_p99_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        """``traffic step 3/3`` or ``the traffic change``, as the step's verdicts name it."""
+        return f"traffic step {self.part}/{self.parts}" if self.parts else "the traffic change"
+
+    def describe(self) -> str:
+        """``the gate of traffic step 3/3 (green 100%) was never judged``, for people."""
+        split = ", ".join(f"{k} {v}%" for k, v in sorted(self.traffic.items())) or "no traffic"
+        return f"the {self.gate.kind} gate of {self.label} ({split}) was never judged"
+
+
 class StateResource(BaseModel):
     """One managed object as last recorded.
 
@@ -83,12 +126,14 @@ class StateResource(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     status: Literal["ready", "failed", "tainted"] = "ready"
     pending: Pending | None = None
+    judging: Judging | None = None  # an endpoint's traffic step routed, its gate not judged (``Judging``)
 
     @model_serializer(mode="wrap")
     def _without_empty_pending(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("pending", 0) is None:
-            del data["pending"]  # a settled resource is stored as format 1 stored it
+        for key in ("pending", "judging"):
+            if data.get(key, 0) is None:
+                del data[key]  # a settled resource is stored as format 1 stored it
         return data
 
 
@@ -144,7 +189,7 @@ class State(BaseModel):
             )
         if version == 1 and isinstance(raw.get("resources"), dict):
             for res in raw["resources"].values():
-                if isinstance(res, dict) and "pending" in res:
+                if isinstance(res, dict) and ("pending" in res or "judging" in res):
                     raise StateError(f"{source}: format_version 1 has no pending operations ({res.get('address')})")
         try:
             # read in any readable version, held (and written again) in the current one
@@ -154,6 +199,7 @@ class State(BaseModel):
 
 
 __all__ = [
+    "Judging",
     "Pending",
     "PendingKind",
     "READABLE_FORMAT_VERSIONS",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from providers.base import ProviderContext
+from reconciler.plan.provider import ProviderContext
 from tests.azure.emulator import Emulator
 from tests.azure.fixtures import client_environ, emulated_workspace
 

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from providers.azure.arm import ArmError, ArmRetryableError, OperationFailed, OperationTimeout
-from providers.base import ApplyRequest
 from reconciler.model.errors import PermanentError, ProviderError, RetryableError
+from reconciler.plan.provider import ApplyRequest
 from tests.azure.emulator import Emulator
 from tests.contract.conftest import Harness
+from tests.requests import counted, routed
 
 pytestmark = pytest.mark.azure
 
@@ -59,7 +60,7 @@ def test_an_operation_past_its_timeout_is_a_clear_error_and_the_next_plan_reads_
     arm.fault("PATCH", r"/deployments/blue$", kind="hang", timeout="PT1S")
     request, lines = _with_events(harness.deployment(count=3))
     with pytest.raises(OperationTimeout) as caught:
-        harness.provider.scale(request, 3)
+        harness.provider.scale(counted(request, 3))
     assert "past its deadline (x-ms-async-operation-timeout PT1S)" in str(caught.value)
     assert sum("InProgress (poll" in line for line in lines) >= 2  # it polled until the deadline
     arm.release()  # Azure gives up on it: Canceled
@@ -77,7 +78,7 @@ def test_throttling_is_retried_by_azure_core_then_a_retryable_error(harness: Har
     arm.fault("PATCH", r"/deployments/blue$", status=429, code="TooManyRequests", message="slow down",
               retry_after="0.02", times=50)
     with pytest.raises(ArmRetryableError) as caught:  # azure-core's retries spent: the engine's turn
-        harness.provider.scale(harness.deployment(count=2), 2)
+        harness.provider.scale(counted(harness.deployment(count=2), 2))
     assert caught.value.status == 429 and caught.value.delay == pytest.approx(0.02)
     assert "TooManyRequests: slow down" in str(caught.value)
 
@@ -167,7 +168,7 @@ def test_debug_logging_carries_no_token_key_or_sas(harness: Harness, arm: Emulat
     caplog.set_level("DEBUG")
     made = harness.stack(count=1)
     ep = made["endpoint.ep"]
-    harness.provider.set_routing(harness.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {})
+    harness.provider.set_routing(routed(harness.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {}))
     keys = harness.provider.credentials(ep)
     harness.provider.logs(made["deployment.ep.blue"])
     text = "\n".join(r.getMessage() for r in caplog.records)

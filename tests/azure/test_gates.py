@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from providers.azure import AzureProvider
-from providers.base import ProviderContext
 from reconciler.apply.engine import ApplyResult, apply_plan
 from reconciler.apply.project import Project
 from reconciler.apply.refresh import refresh
 from reconciler.cli.registries import open_project
+from reconciler.plan.provider import ProviderContext
 from reconciler.plan.types import Action, StepKind
 from tests.azure.conftest import write_recon_yaml
 from tests.azure.emulator import Emulator

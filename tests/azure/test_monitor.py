@@ -25,6 +25,7 @@ from providers.azure.monitor import (
 from tests.azure.emulator import Emulator
 from tests.azure.metrics import Behaviour
 from tests.contract.conftest import Harness
+from tests.requests import routed
 
 pytestmark = pytest.mark.azure
 T0 = 1_714_564_830.0  # 2024-05-01T12:00:30Z: half a minute past a whole minute
@@ -62,7 +63,7 @@ def harness(make_provider: Callable[..., Any], clock: Clock) -> Harness:
 
 def _route(h: Harness, traffic: dict[str, int], mirror: dict[str, int] | None = None) -> None:
     ep = h.recorded["endpoint.ep"]
-    h.provider.set_routing(h.request("endpoint", "ep", ep.address, ep.attributes), traffic, mirror or {})
+    h.provider.set_routing(routed(h.request("endpoint", "ep", ep.address, ep.attributes), traffic, mirror or {}))
 
 
 def _monitor(h: Harness, clock: Clock) -> Monitor:

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, Provider, ProviderContext
 from reconciler.model.errors import ProviderError
 from reconciler.model.resources import digest_of
+from reconciler.plan.provider import ApplyRequest, Provider, ProviderContext
 from reconciler.state.document import StateResource
 from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
+from tests.requests import routed
 
 PROVIDER_KINDS = {
     "fake": ("providers.fake", "FakeProvider", {}),
@@ -156,7 +157,7 @@ class Harness:
         ep = self.recorded.get("endpoint.ep")
         if ep is not None:
             with contextlib.suppress(ProviderError):
-                self.provider.set_routing(self.request("endpoint", "ep", ep.address, ep.attributes), {}, {})
+                self.provider.set_routing(routed(self.request("endpoint", "ep", ep.address, ep.attributes), {}, {}))
         order = {"deployment": 0, "endpoint": 1, "model": 2, "environment": 3}
         for res in sorted(self.recorded.values(), key=lambda r: order[r.type]):
             with contextlib.suppress(ProviderError):

@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from providers.base import EndpointToken, Keys, Observation
 from reconciler.model.errors import ProviderError
+from reconciler.plan.provider import EndpointToken, Keys, Observation
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
+from tests.requests import counted, routed
 
 from .conftest import Harness
 
@@ -44,10 +45,10 @@ def test_create_then_observe_round_trip(provider: Harness) -> None:
 def test_scale_up_and_down(provider: Harness) -> None:
     provider.stack(count=1)
     request = provider.deployment(count=2)
-    provider.record(request, provider.provider.scale(request, 2))
+    provider.record(request, provider.provider.scale(counted(request, 2)))
     assert observed_count(provider.provider.observe(provider.recorded[BLUE]), 2) == 2
     request = provider.deployment(count=1)
-    provider.record(request, provider.provider.scale(request, 1))
+    provider.record(request, provider.provider.scale(counted(request, 1)))
     obs = provider.provider.observe(provider.recorded[BLUE])
     assert obs.exists and observed_count(obs, 1) == 1 and obs.problems == []
 
@@ -74,7 +75,7 @@ def test_set_routing_round_trip(provider: Harness) -> None:
     request = provider.request("endpoint", "ep", ep.address, ep.attributes)
     cases = [({"blue": 100}, {}), ({"blue": 50, "green": 50}, {}), ({"blue": 100}, {"green": 10}), ({}, {})]
     for traffic, mirror in cases:
-        provider.outputs_seen.append(provider.provider.set_routing(request, traffic, mirror))
+        provider.outputs_seen.append(provider.provider.set_routing(routed(request, traffic, mirror)))
         obs = provider.provider.observe(ep)
         assert obs.exists
         assert obs.attributes.get("traffic", {}) == traffic
@@ -84,9 +85,7 @@ def test_set_routing_round_trip(provider: Harness) -> None:
 def test_update_endpoint_in_place_keeps_traffic(provider: Harness) -> None:
     made = provider.stack(count=1)
     ep = made["endpoint.ep"]
-    provider.provider.set_routing(
-        provider.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {}
-    )
+    provider.provider.set_routing(routed(provider.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {}))
     attrs = {**ep.attributes, "tags": {"team": "ml"}, "description": "updated"}
     provider.record(
         provider.request("endpoint", "ep", ep.address, attrs),
@@ -100,8 +99,7 @@ def test_objects_left_as_recorded_are_settled(provider: Harness) -> None:
     # Observation.unsettled is optional, but never a false alarm: a plan would repair what is fine
     made = provider.stack(count=2, names=("blue", "green"))
     ep = made["endpoint.ep"]
-    provider.provider.set_routing(provider.request("endpoint", "ep", ep.address, ep.attributes),
-                                  {"blue": 70, "green": 30}, {})
+    provider.provider.set_routing(routed(provider.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 70, "green": 30}, {}))
     request = provider.deployment(count=2, release="v2")
     for index in (1, 2):
         provider.record(request, provider.provider.roll_batch(request, Batch(index=index, size=1)))
@@ -127,7 +125,7 @@ def test_scale_to_the_count_it_has_is_a_repair_that_changes_nothing(provider: Ha
     provider.stack(count=2)
     before = provider.recorded[BLUE].outputs.get("instances")
     request = provider.deployment(count=2)
-    provider.record(request, provider.provider.scale(request, 2))
+    provider.record(request, provider.provider.scale(counted(request, 2)))
     assert provider.recorded[BLUE].outputs.get("instances") == before
     obs = provider.provider.observe(provider.recorded[BLUE])
     assert observed_count(obs, 2) == 2 and obs.unsettled == []
@@ -159,9 +157,7 @@ def test_secrets_never_appear_in_outputs(provider: Harness) -> None:
     made = provider.stack(count=1)
     ep = made["endpoint.ep"]
     provider.outputs_seen.append(
-        provider.provider.set_routing(
-            provider.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {}
-        )
+        provider.provider.set_routing(routed(provider.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {}))
     )
     keys = provider.provider.credentials(ep)
     assert isinstance(keys, Keys) and keys.primary_key and keys.secondary_key

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import ProviderContext
 from providers.docker import DockerProvider
+from reconciler.plan.provider import ProviderContext
 from tests.contract.conftest import Harness
 from tests.docker.engine import OVERRIDES, remove_labelled, require_engine
+from tests.requests import routed
 
 pytestmark = pytest.mark.docker
 
@@ -31,7 +32,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Harness, int, str]]:
     try:
         made = h.stack(count=1)
         ep = made["endpoint.ep"]
-        h.provider.set_routing(h.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {})
+        h.provider.set_routing(routed(h.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {}))
         keys = h.provider.credentials(ep)
         port = int(keys.scoring_uri.split(":")[2].split("/")[0])
         yield h, port, keys.primary_key

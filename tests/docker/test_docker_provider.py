@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, ProviderContext
 from providers.docker import DockerProvider
 from reconciler.model.errors import PermanentError, ProviderError
 from reconciler.model.resources import digest_of
+from reconciler.plan.provider import ApplyRequest, ProviderContext
 from tests.contract.conftest import Harness
 from tests.docker.engine import OVERRIDES, client, labelled_containers, remove_labelled, require_engine
+from tests.requests import counted
 
 pytestmark = pytest.mark.docker
 
@@ -109,7 +110,7 @@ def test_limits_health_check_labels_and_capacity(harness: Harness) -> None:
     attrs = {**request.attributes, "resources": {"requests": {"cpu": "250m", "memory": "128Mi"},
                                                  "limits": {"cpu": "500m", "memory": "256Mi"}}}
     request = harness.request("deployment", "blue", request.address, attrs, request.refs)
-    harness.record(request, harness.provider.scale(request, 1))
+    harness.record(request, harness.provider.scale(counted(request, 1)))
     state_dir = (harness.root / ".recon").resolve()
     inst = next(c for c in labelled_containers(state_dir) if c.labels.get("recon.role") == "instance")
     host = inst.attrs["HostConfig"]

@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, ProviderContext
 from providers.docker import DockerProvider, pods
+from reconciler.plan.provider import ApplyRequest, ProviderContext
 from reconciler.plan.types import Batch
 from tests.contract import conftest as contract
 from tests.contract.conftest import Harness
 from tests.docker.engine import OVERRIDES, labelled_containers, remove_labelled, require_engine
+from tests.requests import counted, routed
 
 pytestmark = pytest.mark.docker
 
@@ -75,7 +76,7 @@ def _roles(h: Harness) -> dict[str, list[Any]]:
 def _answers(h: Harness, n: int) -> list[dict[str, Any]]:
     """``n`` scoring requests through the endpoint's router (the only way in)."""
     ep = h.recorded["endpoint.ep"]
-    h.provider.set_routing(h.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {})
+    h.provider.set_routing(routed(h.request("endpoint", "ep", ep.address, ep.attributes), {"blue": 100}, {}))
     keys = h.provider.credentials(ep)
     port = int(keys.scoring_uri.split(":")[2].split("/")[0])
     out = []
@@ -94,7 +95,7 @@ def _answers(h: Harness, n: int) -> list[dict[str, Any]]:
 
 def _scale(h: Harness, count: int, **settings: Any) -> None:
     request = h.deployment(count=count)
-    h.record(request, h.provider.scale(request, count))
+    h.record(request, h.provider.scale(counted(request, count)))
 
 
 def test_instances_fork_from_one_pod_that_imported_what_init_loaded(harness: Harness) -> None:
@@ -167,7 +168,7 @@ def test_a_pod_that_cannot_start_means_cold_starts(harness: Harness, monkeypatch
     lines: list[str] = []
     request = harness.deployment(count=2)
     request = ApplyRequest(**{**request.__dict__, "on_event": lines.append})
-    harness.record(request, harness.provider.scale(request, 2))
+    harness.record(request, harness.provider.scale(counted(request, 2)))
     assert any("warm start unavailable" in line for line in lines), lines
     roles = _roles(harness)
     assert len(roles["instance"]) == 2 and "pod" not in roles, roles
@@ -181,7 +182,7 @@ def test_a_library_that_does_not_import_is_named_and_the_rest_preloaded(harness:
     lines: list[str] = []
     request = harness.deployment(count=2)
     request = ApplyRequest(**{**request.__dict__, "on_event": lines.append})
-    harness.record(request, harness.provider.scale(request, 2))
+    harness.record(request, harness.provider.scale(counted(request, 2)))
     assert any("not importable: no_such_library_here" in line for line in lines), lines
     assert all(a["preloaded"] for a in _answers(harness, 6))
 
@@ -192,7 +193,7 @@ def test_a_hung_forked_instance_fails_its_liveness_probe_and_is_replaced(harness
     probe = {"initial_delay": 0, "period": 1, "timeout": 1, "success_threshold": 1, "failure_threshold": 2}
     request = harness.request("deployment", "blue", request.address,
                               {**request.attributes, "liveness_probe": probe}, request.refs)
-    harness.record(request, harness.provider.scale(request, 2))
+    harness.record(request, harness.provider.scale(counted(request, 2)))
     hung = harness.recorded[BLUE].outputs["instances"][0]
     pod = _roles(harness)["pod"][0]
     assert pod.exec_run(["sh", "-c", f"kill -STOP {hung['pid']}"]).exit_code == 0
@@ -204,7 +205,7 @@ def test_a_hung_forked_instance_fails_its_liveness_probe_and_is_replaced(harness
         time.sleep(0.5)
     assert obs.attributes["instance_count"] == 1, obs
     assert any(f"instance {hung['id']} " in p and "liveness probe" in p for p in obs.problems), obs.problems
-    harness.record(request, harness.provider.scale(request, 2))  # the repair: replaced
+    harness.record(request, harness.provider.scale(counted(request, 2)))  # the repair: replaced
     obs = harness.provider.observe(harness.recorded[BLUE])
     assert obs.attributes["instance_count"] == 2 and not obs.problems, obs
     assert hung["id"] not in {i["id"] for i in harness.recorded[BLUE].outputs["instances"]}

@@ -102,7 +102,7 @@ def cycle(n: int) -> list[KillPoint]:
     """The kill points of cycle ``n`` (1 to 4): each cycle goes through every transition, from
     nothing to nothing, and kills each transition at another moment. Cycle 4 is guarded (a
     ``rollout:`` section): it kills during a bake, after a rollback's intent, after a rollback batch,
-    between traffic steps and after a traffic step's split was restored."""
+    with the last traffic step's judgment pending and after a traffic step's split was restored."""
     shift = SHIFTED if n < 3 else MIRRORED
     shrunk = SHRUNK if n < 3 else SHRUNK_MIRRORED
     points = {
@@ -151,8 +151,8 @@ def _guarded_cycle() -> list[KillPoint]:
                   SCALED.guarded()),
         KillPoint("rolling update: gate failed, rollback intent recorded, nothing rolled back",
                   f"rollback.intent@rollout:{BLUE}", ROLLED.guarded("fail"), rollback=SCALED),
-        KillPoint("new deployment: first traffic step routed, not recorded",
-                  f"engine.acted@set_traffic:{ENDPOINT}:step1", GREEN.guarded()),
+        KillPoint("new deployment: last traffic step routed and recorded with its judgment pending, not baked",
+                  f"gate.pending@set_traffic:{ENDPOINT}#3", GREEN.guarded()),
         KillPoint("traffic shift: gate failed, split restored, not recorded",
                   f"rollback.routed@set_traffic:{ENDPOINT}:step1", SHIFTED.guarded("fail"), rollback=GREEN),
         KillPoint("scale-down: with a new release whose gate failed, a rollback batch done, not recorded",
@@ -274,8 +274,15 @@ class KillLoop:
         self.records.append(Record(kp.label, kp.point, time.monotonic() - started, drift_items, steps))
 
     def check_agreement(self, kp: KillPoint) -> tuple[int, int]:
-        """Plan and drift, from the state the kill left: every drifted resource has a step."""
-        return plan_covers_drift(self.root, kp.label, destroy=kp.recover == "destroy")
+        """Plan and drift, from the state the kill left: every drifted resource has a step; a kill
+        while a traffic step's judgment was pending leaves that judgment the plan's first step, and
+        drift reports it as a pending change, not as drift."""
+        judged = kp.point.startswith(("gate.pending@set_traffic", "gate.baking@set_traffic"))
+        counts = plan_covers_drift(self.root, kp.label, destroy=kp.recover == "destroy", judged=judged)
+        if judged:
+            code, out = self.inprocess("drift")
+            assert code == 0 and f"~ {ENDPOINT}" in out, f"{kp.label}: drift with a judgment pending:\n{out}"
+        return counts
 
     def check_converged(self, kp: KillPoint) -> None:
         code, out = self.inprocess("plan", "--detailed-exitcode")
@@ -323,12 +330,17 @@ class KillLoop:
         assert "release" in answer, (kp.label, answer)
 
 
-def plan_covers_drift(root: Path, label: str, destroy: bool = False) -> tuple[int, int]:
+def plan_covers_drift(root: Path, label: str, destroy: bool = False, judged: bool = False) -> tuple[int, int]:
     """The plan made from ``root``'s state (as ``recon plan`` makes it) repairs every drift item, and
     nothing is unmanaged (what a killed apply left belongs to a recorded resource). ``recon drift``
-    reports exactly ``plan.drift``: both are one refresh. Returns (drift items, steps)."""
+    reports exactly ``plan.drift``: both are one refresh. ``judged``: the kill left a traffic step's
+    judgment pending, which the plan judges first. Returns (drift items, steps)."""
     with open_project(root) as project:
         plan = project.plan(destroy=destroy)
+    if judged:
+        first = plan.steps[0] if plan.steps else None
+        assert first is not None and first.description.startswith("judge "), (
+            f"{label}: the pending judgment is not the plan's first step: {[s.description for s in plan.steps]}")
     unmanaged = [d for d in plan.drift if d.kind == "unmanaged"]
     assert not unmanaged, f"{label}: objects no recorded resource owns: {unmanaged}"
     stepped = {s.address for s in plan.steps}

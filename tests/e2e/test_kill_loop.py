@@ -2,7 +2,7 @@
 points each (four cycles of seven, one test per cycle and provider), over create, scale-up,
 rolling update, a new deployment with a traffic shift, another shift (with mirroring), scale-down
 and destroy, the fourth cycle guarded by gates (killed while baking, after a rollback's intent,
-after a rollback batch, between traffic steps); see ``tests/e2e/killloop.py`` for what is checked
+after a rollback batch, with the last traffic step's judgment pending, after a split was restored); see ``tests/e2e/killloop.py`` for what is checked
 after every kill."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_the_loop_kills_every_transition_at_28_points_without_repeating_one() ->
     points = [kp for n in CYCLES for kp in cycle(n)]
     assert len(points) == 28 and len({(kp.point, kp.config) for kp in points}) == 28
     guarded = {kp.point.split("@")[0] for kp in cycle(4)}
-    assert {"gate.baking", "rollback.intent", "rollback.batch", "rollback.routed"} <= guarded
+    assert {"gate.baking", "gate.pending", "rollback.intent", "rollback.batch", "rollback.routed"} <= guarded
     for n in CYCLES:  # each cycle goes through every transition once, destroy last
         kinds = [kp.label.split(":")[0] for kp in cycle(n)]
         assert kinds == ["create", "scale-up", "rolling update", "new deployment", "traffic shift", "scale-down",

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from providers.base import ProviderContext
 from providers.fake import FakeProvider
 from reconciler.apply.hooks import ApplyHooks
 from reconciler.cli.registries import open_state_manager
 from reconciler.model.resources import DesiredState, ProviderSettings, Resource
+from reconciler.plan.provider import ProviderContext
 from reconciler.plan.types import Batch, Plan, Step
 from reconciler.state.document import State
 from reconciler.state.manager import StateManager

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.base import ApplyRequest
 from providers.fake import FakeProvider
 from reconciler.apply.engine import apply_plan
+from reconciler.plan.provider import ApplyRequest
 
 from .helpers import (
     ENV,

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.base import ApplyRequest, ProviderContext
 from providers.kubernetes import KubernetesProvider
+from reconciler.plan.provider import ApplyRequest, ProviderContext
 from reconciler.state.document import StateResource
 from tests.canonical import deployment_attrs, endpoint_attrs, environment_attrs, model_attrs
 

@@ -21,6 +21,7 @@ from reconciler.model.errors import PermanentError, ProviderError
 from reconciler.plan.types import Batch
 from tests.kubernetes.conftest import Cluster, wait_until
 from tests.kubernetes.helpers import Project
+from tests.requests import counted
 
 pytestmark = pytest.mark.kubernetes
 BLUE = "deployment.ep.blue"
@@ -94,7 +95,7 @@ def test_a_field_another_manager_owns_is_a_conflict(project: Project, cluster: C
                     "-f", "-", input_text=json.dumps(patch))
     request = project.deployment(count=3)
     with pytest.raises(ConflictError) as info:
-        project.provider.scale(request, 3)
+        project.provider.scale(counted(request, 3))
     text = str(info.value)
     assert "someone-else" in text and ".spec.replicas" in text
     assert isinstance(info.value, PermanentError)
@@ -232,7 +233,7 @@ def test_pods_the_quota_refuses_fail_the_step_and_keep_the_template(project: Pro
     template = get(cluster, namespace, "deployment", "ep-blue")["spec"]["template"]["metadata"]["annotations"]
     request = project.deployment(count=4)  # the fourth pod does not fit
     with pytest.raises(PermanentError) as info:
-        project.provider.scale(request, 4)
+        project.provider.scale(counted(request, 4))
     assert "exceeded quota" in str(info.value) and "compute" in str(info.value)
     assert any("FailedCreate" in line for line in info.value.detail)
     after = get(cluster, namespace, "deployment", "ep-blue")["spec"]["template"]["metadata"]["annotations"]

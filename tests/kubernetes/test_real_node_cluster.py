@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, Keys
 from providers.kubernetes.settings import DEFAULT_IMAGE, DEFAULT_ROUTER_IMAGE
+from reconciler.plan.provider import ApplyRequest, Keys
 from tests.kubernetes import helpers
 from tests.kubernetes.cluster import RUN, SETUP
 from tests.kubernetes.conftest import Cluster, wait_until

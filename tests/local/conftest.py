@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import ProviderContext
 from providers.local import LocalProvider
 from providers.shared import procs
+from reconciler.plan.provider import ProviderContext
 from tests.local.helpers import Project, alive_marked
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from providers.base import ApplyRequest
 from providers.local import LocalProvider
 from providers.shared import procs
 from reconciler.model.resources import digest_of
+from reconciler.plan.provider import ApplyRequest
 from reconciler.state.document import StateResource
 
 # A scoring script with Azure's contract: init() once, run(raw_data) per request.

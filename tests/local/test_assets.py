@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from providers.base import ProviderContext
 from providers.local import LocalProvider
 from providers.shared.requirements import RUNTIME_PACKAGE, pip_plan
 from reconciler.model.errors import PermanentError
+from reconciler.plan.provider import ProviderContext
 from tests.conftest import ONLINE
 from tests.local.helpers import Project
 

@@ -14,6 +14,7 @@ import pytest
 
 from providers.shared import probes
 from tests.local.helpers import Project
+from tests.requests import routed
 
 
 def post(port: int, path: str = "/score", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -30,7 +31,7 @@ def serve(project: Project, count: int) -> None:
     project.create(project.endpoint())
     project.create(project.deployment(count=count))
     ep = project.endpoint(traffic={"blue": 100})
-    project.record(ep, project.provider.set_routing(ep, {"blue": 100}, {}))
+    project.record(ep, project.provider.set_routing(routed(ep, {"blue": 100}, {})))
 
 
 @pytest.mark.parametrize("warm", [True, False])
@@ -87,8 +88,8 @@ def test_key_in_the_url_is_not_logged(project: Project) -> None:
 
 
 def test_router_limits_setting_reaches_the_router(tmp_path: Path) -> None:
-    from providers.base import ProviderContext
     from providers.local import LocalProvider
+    from reconciler.plan.provider import ProviderContext
 
     root = tmp_path / "p"
     root.mkdir()
@@ -118,10 +119,10 @@ def test_router_limits_setting_reaches_the_router(tmp_path: Path) -> None:
      "provider.router_limits.endpoints.ep.idle_timeout_ms: '1s' is not valid"),
 ])
 def test_bad_router_limits_are_config_errors(tmp_path: Path, limits: dict[str, object], message: str) -> None:
-    from providers.base import ProviderContext
     from providers.local import LocalProvider
     from providers.shared.routing_table import router_limits
     from reconciler.model.errors import ConfigError
+    from reconciler.plan.provider import ProviderContext
 
     with pytest.raises(ConfigError) as err:
         router_limits({"router_limits": limits}, "ep")

@@ -12,6 +12,7 @@ from pathlib import Path
 from providers.shared import procs
 from reconciler.plan.types import Batch
 from tests.local.helpers import Project, alive_marked
+from tests.requests import counted
 
 
 def serve(project: Project, count: int, **kw: object) -> None:
@@ -36,7 +37,7 @@ def test_killed_instance_shows_as_instance_count_drift_and_scale_repairs_it(proj
     assert seen.exists
     assert seen.attributes["instance_count"] == 1
     assert any(f"pid {victim['pid']}" in p and "not running" in p for p in seen.problems)
-    out = project.provider.scale(project.deployment(count=2), 2)
+    out = project.provider.scale(counted(project.deployment(count=2), 2))
     assert len(out["instances"]) == 2 and victim["pid"] not in {i["pid"] for i in out["instances"]}
     assert project.provider.observe(project.record(project.deployment(count=2), out)).attributes == {
         "instance_count": 2

@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.plan.types import Batch
 from tests.local.helpers import Project, alive_marked
+from tests.requests import routed
 
 
 class LoadGenerator(threading.Thread):
@@ -50,7 +51,7 @@ def test_rolling_update_of_ten_instances_in_five_batches_under_load(project: Pro
     project.create(project.endpoint())
     project.create(project.deployment(count=10, env_vars={"VERSION": "v1"}))
     ep = project.endpoint(traffic={"blue": 100})
-    project.record(ep, project.provider.set_routing(ep, {"blue": 100}, {}))
+    project.record(ep, project.provider.set_routing(routed(ep, {"blue": 100}, {})))
     old = {i["pid"] for i in project.resources["deployment.ep.blue"].outputs["instances"]}
     key, port = project.keys()
     loads = [LoadGenerator(port, key) for _ in range(3)]

@@ -15,13 +15,14 @@ from providers.shared import procs
 from reconciler.model.errors import PermanentError
 from reconciler.plan.types import Batch
 from tests.local.helpers import Project, alive_marked
+from tests.requests import counted, routed
 
 
 def serve(project: Project, count: int = 2, **kw: object) -> None:
     project.create(project.endpoint())
     project.create(project.deployment(count=count, **kw))  # type: ignore[arg-type]
     ep = project.endpoint(traffic={"blue": 100})
-    project.record(ep, project.provider.set_routing(ep, {"blue": 100}, {}))
+    project.record(ep, project.provider.set_routing(routed(ep, {"blue": 100}, {})))
 
 
 def test_endpoint_keys_are_private_and_not_in_outputs(project: Project) -> None:
@@ -77,13 +78,13 @@ def test_instances_bind_loopback_only_and_carry_marks(project: Project, warm: bo
 def test_scale_up_and_down(project: Project) -> None:
     serve(project, count=2)
     req = project.deployment(count=3)
-    out = project.provider.scale(req, 3)
+    out = project.provider.scale(counted(req, 3))
     project.record(req, out)
     assert len(out["instances"]) == 3
     assert len(alive_marked(project.provider.state_dir)) == 4  # 3 instances + router
     assert {project.score()[2]["pid"] for _ in range(9)} == {i["pid"] for i in out["instances"]}
     req = project.deployment(count=1)
-    out = project.provider.scale(req, 1)
+    out = project.provider.scale(counted(req, 1))
     assert len(out["instances"]) == 1
     assert len(alive_marked(project.provider.state_dir)) == 2
     for _ in range(3):
@@ -97,7 +98,7 @@ def test_code_snapshot_is_unaffected_by_project_edits(project: Project) -> None:
     (project.root / "code" / "score.py").write_text("raise SystemExit('edited')\n")
     assert project.score()[2]["file"] == "v1"
     # a scale-up after the edit still runs the snapshot taken at create time
-    out = project.provider.scale(project.deployment(count=2), 2)
+    out = project.provider.scale(counted(project.deployment(count=2), 2))
     assert len(out["instances"]) == 2
     assert {project.score()[2]["file"] for _ in range(4)} == {"v1"}
 
@@ -167,7 +168,7 @@ def test_traffic_split_header_routing_and_routing_drift(project: Project) -> Non
     project.create(project.deployment("blue", count=1, env_vars={"VERSION": "blue"}))
     project.create(project.deployment("green", count=1, env_vars={"VERSION": "green"}))
     ep = project.endpoint(traffic={"blue": 50, "green": 50})
-    project.record(ep, project.provider.set_routing(ep, {"blue": 50, "Green": 50, "none": 0}, {}))
+    project.record(ep, project.provider.set_routing(routed(ep, {"blue": 50, "Green": 50, "none": 0}, {})))
     served = [project.score()[1]["azureml-model-deployment"] for _ in range(20)]
     assert served.count("blue") == served.count("green") == 10
     status, headers, body = project.score(deployment="green")

@@ -9,6 +9,7 @@ import shutil
 
 from tests.conftest import ONLINE, SKLEARN_SCORE_PY
 from tests.local.helpers import Project
+from tests.requests import routed
 
 
 def test_azure_sklearn_sample_answers_predictions(project: Project) -> None:
@@ -24,7 +25,7 @@ def test_azure_sklearn_sample_answers_predictions(project: Project) -> None:
                              environment=env)
     project.create(dep)
     ep = project.endpoint("my-endpoint", traffic={"blue": 100})
-    project.provider.set_routing(ep, {"blue": 100}, {})
+    project.provider.set_routing(routed(ep, {"blue": 100}, {}))
     request = json.loads((ONLINE / "model-1" / "sample-request.json").read_text())
     status, headers, body = project.score("my-endpoint", body=request)
     assert status == 200, body

@@ -22,6 +22,7 @@ from providers.local.instances import DeploymentRunner
 from providers.shared import procs
 from reconciler.plan.types import Batch
 from tests.local.helpers import Project, alive_marked
+from tests.requests import counted, routed
 
 HEAVY_LIB = """\
 import os
@@ -65,7 +66,7 @@ def _serve(project: Project, count: int, env: dict[str, str]) -> dict[str, objec
     project.create(project.endpoint())
     res = project.create(project.deployment(count=count, env_vars=env))
     ep = project.endpoint(traffic={"blue": 100})
-    project.record(ep, project.provider.set_routing(ep, {"blue": 100}, {}))
+    project.record(ep, project.provider.set_routing(routed(ep, {"blue": 100}, {})))
     return res.outputs
 
 
@@ -82,7 +83,7 @@ def test_instances_fork_from_a_launcher_that_imported_what_init_loaded(project: 
     assert "heavylib" in learned and "json" in learned
     assert "entry_module" not in learned and "score" not in learned  # the user's script is never preloaded
 
-    out = project.provider.scale(project.deployment(count=4, env_vars=env), 4)
+    out = project.provider.scale(counted(project.deployment(count=4, env_vars=env), 4))
     new = [i for i in out["instances"] if i["pid"] != only["pid"]]
     assert len(new) == 3
     importers = _importers(log)
@@ -150,7 +151,7 @@ def test_a_launcher_that_cannot_start_means_cold_starts(project: Project) -> Non
     _serve(project, 1, env)
     (project.root / "site" / "explodes.py").write_text("import os\nos._exit(7)\n")
     _learn_first(project, "explodes")
-    out = project.provider.scale(project.deployment(count=3, env_vars=env), 3)
+    out = project.provider.scale(counted(project.deployment(count=3, env_vars=env), 3))
     assert len(out["instances"]) == 3
     assert any(e.startswith("warm start unavailable") for e in project.events), project.events
     assert len(_importers(log)) == 3  # each new instance imported the library itself
@@ -160,7 +161,7 @@ def test_a_module_that_does_not_import_is_named_and_the_rest_are_preloaded(proje
     env, log = _library(project)
     _serve(project, 1, env)
     _learn_first(project, "no_such_module_here")
-    project.provider.scale(project.deployment(count=3, env_vars=env), 3)
+    project.provider.scale(counted(project.deployment(count=3, env_vars=env), 3))
     assert any(e.startswith("launcher pid") and "not importable: no_such_module_here" in e
                for e in project.events), project.events
     assert len(_importers(log)) == 2  # still warm: the launcher imported the library for both
@@ -176,7 +177,7 @@ def _learn_first(project: Project, name: str) -> None:
 def test_launchers_and_their_instances_are_owned_and_leftovers_are_not(project: Project) -> None:
     env, _ = _library(project)
     _serve(project, 2, env)
-    out = project.provider.scale(project.deployment(count=3, env_vars=env), 3)
+    out = project.provider.scale(counted(project.deployment(count=3, env_vars=env), 3))
     project.resources["deployment.ep.blue"] = project.resources["deployment.ep.blue"].model_copy(
         update={"outputs": out})
     known = list(project.resources.values())
@@ -207,7 +208,7 @@ def test_launchers_and_their_instances_are_owned_and_leftovers_are_not(project: 
 def test_destroy_leaves_no_warm_instance(project: Project) -> None:
     env, _ = _library(project)
     _serve(project, 1, env)
-    project.provider.scale(project.deployment(count=3, env_vars=env), 3)
+    project.provider.scale(counted(project.deployment(count=3, env_vars=env), 3))
     assert len(alive_marked(project.provider.state_dir)) == 4  # router + 3 instances, no launcher
     project.provider.delete(project.resources["endpoint.ep"])
     deadline = time.monotonic() + 10
@@ -221,7 +222,7 @@ def test_warm_start_setting(project: Project, warm: bool) -> None:
     env, log = _library(project)
     project.provider.warm_start = warm
     _serve(project, 1, env)
-    project.provider.scale(project.deployment(count=3, env_vars=env), 3)
+    project.provider.scale(counted(project.deployment(count=3, env_vars=env), 3))
     assert len(_importers(log)) == (2 if warm else 3)
 
 
@@ -229,7 +230,7 @@ def test_one_more_instance_starts_cold(project: Project) -> None:
     """A launcher for a single instance would only add its own start to the instance's."""
     env, log = _library(project)
     _serve(project, 1, env)
-    out = project.provider.scale(project.deployment(count=2, env_vars=env), 2)
+    out = project.provider.scale(counted(project.deployment(count=2, env_vars=env), 2))
     newest = max(out["instances"], key=lambda i: i["id"])
     assert _importers(log)[-1] == newest["pid"]  # it imported the library itself
     assert not any(e.startswith("launcher pid") for e in project.events)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from providers.base import Observation
 from reconciler.apply.refresh import refresh
 from reconciler.model.errors import StateError
 from reconciler.plan.planner import make_plan
+from reconciler.plan.provider import Observation
 from reconciler.plan.types import Action, Plan, ScaleParams, StepKind, TrafficParams
 from reconciler.state.document import STATE_FORMAT_VERSION, Pending, State, StateResource
 from tests.planner.helpers import base, changed, deployment, desired, endpoint, state

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from providers.base import Capacity
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
 from reconciler.plan.planner import make_plan
+from reconciler.plan.provider import Capacity
 from reconciler.plan.quota import check_quota, reserved_instances
 from reconciler.state.document import State
 from tests.planner.helpers import CATALOG, base, changed, deployment, desired, endpoint, state

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from providers.base import ApplyRequest, Observation, Provider, ProviderContext
 from reconciler.apply.refresh import refresh
 from reconciler.model.errors import ConfigError, ProviderError
 from reconciler.plan.diff import diff_attributes
 from reconciler.plan.graph import desired_graph, resource_graph, step_order
 from reconciler.plan.planner import make_plan
+from reconciler.plan.provider import ApplyRequest, Observation, Provider, ProviderContext
 from reconciler.plan.types import Action, Batch, ScaleParams, StepKind
 from reconciler.state.document import StateResource
 from tests.planner.helpers import base, desired, endpoint, state
@@ -48,15 +48,13 @@ class WorldProvider(Provider):
     def delete(self, resource: StateResource) -> None:
         raise NotImplementedError
 
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]:
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
         raise NotImplementedError
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
         raise NotImplementedError
 
-    def set_routing(
-        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
-    ) -> dict[str, Any]:
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
         raise NotImplementedError
 
 

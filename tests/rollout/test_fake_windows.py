@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import ApplyRequest
 from reconciler.apply.engine import apply_plan
 from reconciler.model.errors import PermanentError
+from reconciler.plan.provider import ApplyRequest
 from tests.engine.helpers import Env, blue_green, plan_for
 
 
@@ -59,7 +59,7 @@ def test_mirrored_copies_are_a_series_of_their_own(tmp_path: Path) -> None:
 
 
 def test_a_provider_without_metrics_cannot_measure(tmp_path: Path) -> None:
-    from providers.base import Provider
+    from reconciler.plan.provider import Provider
 
     env = applied(tmp_path, blue=1, green=None)
     request = endpoint_request(env)

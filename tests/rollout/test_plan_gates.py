@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from providers.base import Measuring
 from reconciler.model.rollout import Analysis, LatencyLimit, RolloutSettings
 from reconciler.plan.gates import interpolate
 from reconciler.plan.planner import make_plan
+from reconciler.plan.provider import Measuring
 from reconciler.plan.types import Plan, RolloutParams, StepKind, TrafficParams
 from reconciler.render.json import render_json
 from reconciler.render.markdown import render_markdown

@@ -150,16 +150,16 @@ def test_a_holder_between_its_lock_and_its_record_is_still_named(
     info = _info("apply")
     locked = threading.Event()
     if target.kind == "file":
-        import states.file
+        import states.file_lock
 
-        real_write = states.file.atomic_write
+        real_write = states.file_lock.atomic_write
 
         def slow_write(path: object, data: bytes) -> None:
             locked.set()  # the flock is taken, the info not written yet
             time.sleep(0.3)
             real_write(path, data)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(states.file, "atomic_write", slow_write)
+        monkeypatch.setattr(states.file_lock, "atomic_write", slow_write)
     else:
         real_connect = first._connect  # type: ignore[attr-defined]
 

@@ -51,7 +51,7 @@ def test_lock_info_file_names_holder_and_pid_and_a_stale_one_is_ignored(tmp_path
     raw = json.loads(path.with_name("state.json.lock.info").read_text())
     assert raw["id"] == "L1" and raw["who"] == "bob@host" and raw["pid"] == os.getpid()
     assert raw["host"] == socket.gethostname()
-    holder._release()  # as if the holder died: the flock is gone, the info file is left
+    holder._locking._release()  # as if the holder died: the flock is gone, the info file is left
     assert path.with_name("state.json.lock.info").exists()
     assert FileBackend(path).lock_info() is None
     FileBackend(path).lock(_info("L2"))  # not blocked by the leftover

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from providers.base import ApplyRequest
 from reconciler.model.windows import SeriesStats, WindowStats
+from reconciler.plan.provider import ApplyRequest
 from reconciler.plan.types import Batch
 from tests.contract.conftest import Harness, provider_harness
+from tests.requests import routed
 
 # Every instance counts its own requests: the 1st, 2nd and 3rd of every 10 fail with FAIL_3_IN_10 set.
 SCORE_PY = """\
@@ -121,7 +122,7 @@ def test_a_window_tells_the_new_configuration_from_the_old(harness: Harness) -> 
     h.stack(names=())
     first = h.create(h.deployment("blue", 2, score=SCORE_PY, request_settings=SETTINGS))
     old = str(first.outputs["config_digest"])
-    h.provider.set_routing(h.endpoint(), {"blue": 100}, {})
+    h.provider.set_routing(routed(h.endpoint(), {"blue": 100}, {}))
 
     # a new release that fails 3 requests in 10, after the first batch of its rolling update
     _, new = roll_first_batch(h, {"FAIL_3_IN_10": "1"})

@@ -36,6 +36,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
@@ -96,15 +97,15 @@ class ScoringScript:
         return self._run(**kwargs)
 
 
+@dataclass
 class Answer:
     """One HTTP answer: status, body bytes, content type and extra headers."""
 
-    def __init__(self, status: int, body: bytes, ctype: str = "application/json", failed: bool = False) -> None:
-        self.status = status
-        self.body = body
-        self.ctype = ctype
-        self.failed = failed
-        self.headers: dict[str, str] = {}
+    status: int
+    body: bytes
+    ctype: str = "application/json"
+    failed: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def error_answer(status: int, message: str, failed: bool = False) -> Answer:
@@ -199,27 +200,6 @@ class Handler(BaseHTTPRequestHandler):
             self.host.idle.discard(self.connection)
         super().finish()
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             chunks: list[bytes] = []
@@ -289,6 +269,9 @@ class Handler(BaseHTTPRequestHandler):
             ms = (time.perf_counter() - started) * 1000
             path = redact(self.path)
             log.info("%s %s %d %.3fms %d", self.command, path, answer.status, ms, len(answer.body))
+
+    # every method goes to the one dispatcher (azmlinfsrv answers 405 itself, per route)
+    do_GET = do_POST = do_OPTIONS = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
 
     def _send(self, answer: Answer, ids: dict[str, str]) -> None:
         self.send_response(answer.status)
@@ -467,10 +450,6 @@ def write_atomic(path: str, text: str, fsync: bool = True) -> None:
     os.replace(tmp, path)
 
 
-def write_port_file(path: str, port: int) -> None:
-    write_atomic(path, f"{port}\n")
-
-
 def stop(server: Server, host: Host) -> None:
     """Stop accepting, close idle keep-alive connections; busy ones close after their answer."""
     with host.lock:
@@ -508,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if args.port_file:
-        write_port_file(args.port_file, port)
+        write_atomic(args.port_file, f"{port}\n")
     log.info("ready: listening on %s:%d pid %d workers %d", args.host, port, os.getpid(), args.worker_count)
     server.serve_until_stopped()
     stop(server, host)  # idle keep-alive connections closed (also when the signal's thread has not run yet)

@@ -1,4 +1,9 @@
-"""The one small interface every provider implements (local, docker, later kubernetes).
+"""The one small interface every provider implements (local, docker, kubernetes, azure, fake).
+
+It lives in the core, beside the plan it serves (``reconciler.plan``): the planner asks a provider
+what it can place (``Capacity``) and measure (``Measuring``), the engine hands it one step of a saved
+plan at a time (``ApplyRequest``, ``Batch`` from ``reconciler.plan.types``), and the providers
+(``providers/``) implement it, importing recon's names directly from the protocol modules.
 
 Contract (after pulumi's dynamic ResourceProvider and Terraform's provider protocol):
 
@@ -24,7 +29,9 @@ Contract (after pulumi's dynamic ResourceProvider and Terraform's provider proto
   replaced when not, never doubled (PUT semantics).
 - ``delete``: if it raises, the object is assumed to still exist. Deleting what is already gone is
   not an error.
-- ``scale`` and ``roll_batch`` leave the deployment serving throughout. ``scale`` to the count a
+- ``scale`` and ``roll_batch`` leave the deployment serving throughout. ``scale(request)`` makes
+  the count ``request.instance_count`` (the request's ``instance_count`` attribute: the value is in
+  the request once, never passed beside it). ``scale`` to the count a
   deployment has is the planner's repair of an interrupted operation: it makes the serving instances
   exactly ``count`` (adopting or stopping instances an interrupted apply left), preferring to keep
   those at the request's configuration, and otherwise changes nothing. ``roll_batch`` replaces
@@ -33,8 +40,8 @@ Contract (after pulumi's dynamic ResourceProvider and Terraform's provider proto
   instances do not become ready it stops them, keeps the old ones serving, and raises
   ``PermanentError`` with the failing instance's last log lines in ``detail``. It is idempotent:
   instances already at the desired configuration are not replaced again (resuming after a crash).
-- ``set_routing`` makes an endpoint route by ``traffic``/``mirror_traffic`` without dropping a
-  request. The engine only calls it when every named deployment exists and is ready.
+- ``set_routing(request)`` makes an endpoint route by the request's ``traffic``/``mirror_traffic``
+  (``request.traffic``, ``request.mirror_traffic``: normal form) without dropping a request. The engine only calls it when every named deployment exists and is ready.
 - No SDK type or exception leaves a provider: errors are ``ProviderError`` subclasses
   (``RetryableError`` / ``PermanentError``); results are plain dicts of JSON data.
 - Secrets (endpoint keys, token signing keys) never appear in outputs: ``credentials()`` reads them on
@@ -61,6 +68,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from reconciler.model.errors import PermanentError
+from reconciler.model.resources import Traffic, normal_traffic
 from reconciler.model.windows import WindowStats
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
@@ -199,6 +207,21 @@ class ApplyRequest:
         if self.on_status is not None:
             self.on_status(text)
 
+    @property
+    def instance_count(self) -> int:
+        """A deployment's desired count (``scale`` makes it so); canonical attributes always hold it."""
+        return int(self.attributes["instance_count"])
+
+    @property
+    def traffic(self) -> Traffic:
+        """An endpoint's live split (``set_routing`` routes by it), in normal form."""
+        return normal_traffic(self.attributes.get("traffic"))
+
+    @property
+    def mirror_traffic(self) -> Traffic:
+        """An endpoint's mirrored percentages, in normal form."""
+        return normal_traffic(self.attributes.get("mirror_traffic"))
+
 
 class Provider(ABC):
     """Base class of every provider. Constructed with its ``provider:`` settings from recon.yaml."""
@@ -233,15 +256,15 @@ class Provider(ABC):
     def delete(self, resource: StateResource) -> None: ...
 
     @abstractmethod
-    def scale(self, request: ApplyRequest, count: int) -> dict[str, Any]: ...
+    def scale(self, request: ApplyRequest) -> dict[str, Any]:
+        """Make the deployment's serving instances ``request.instance_count`` (module docstring)."""
 
     @abstractmethod
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]: ...
 
     @abstractmethod
-    def set_routing(
-        self, request: ApplyRequest, traffic: dict[str, int], mirror_traffic: dict[str, int]
-    ) -> dict[str, Any]: ...
+    def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
+        """Route the endpoint by ``request.traffic`` and ``request.mirror_traffic`` (module docstring)."""
 
     # -- measuring (guarded rollouts) ---------------------------------------------------------
     def open_window(self, request: ApplyRequest) -> dict[str, Any]:
