@@ -62,7 +62,7 @@ def routed_stack(project: Project, count: int) -> str:
     made = project.stack(count=count)
     ep = project.endpoint()
     project.provider.set_routing(ApplyRequest(ep.address, "endpoint", "ep", {**ep.attributes, "traffic": {"blue": 100}},
-                                              made["endpoint.ep"], {}, project.events.append), {"blue": 100}, {})
+                                              made["endpoint.ep"], {}, project.events.append))
     keys = project.provider.credentials(made["endpoint.ep"])
     assert isinstance(keys, Keys)
     project.provider.close()  # from here on recon is not running
