@@ -4,8 +4,11 @@
 #
 #   setup-kubernetes.sh build     build what is missing into the cache (idempotent; cold ~17 min on 2 cores)
 #   setup-kubernetes.sh up        etcd + kube-apiserver + controller-manager + scheduler + kwok nodes
-#   setup-kubernetes.sh up-real   as "up", plus containerd (Debian) + kubelet: a real node "localhost"
-#   setup-kubernetes.sh down      stop everything "up" started (by pid files), unmount, drop the bridge
+#   setup-kubernetes.sh up-real   as "up", plus containerd (Debian) + kubelet: a real node "localhost",
+#                                 and kube-proxy, CoreDNS, metrics-server (host processes on the pod bridge)
+#   setup-kubernetes.sh down      stop everything any "up" started (by pid files, then any process of ours
+#                                 left), unmount, drop the bridge and our iptables rules
+#   "up"/"up-real" on a running cluster keep it (same processes) and start only what is missing.
 #   setup-kubernetes.sh env       print "export KUBECONFIG=..."
 #   setup-kubernetes.sh status    print ok | failed | running | absent (the build's state)
 #
@@ -26,8 +29,11 @@ KVER=v1.37.2                # k8s.io/kubernetes
 SVER="v0${KVER#v1}"         # its staging modules: v0.37.2
 ETCD_VER=v3.7.3             # go.etcd.io/etcd/server/v3
 KWOK_VER=v0.8.0             # sigs.k8s.io/kwok
+COREDNS_VER=v1.14.4         # github.com/coredns/coredns (cluster DNS)
+METRICS_VER=v0.8.0          # sigs.k8s.io/metrics-server (the HPA's resource metrics)
 NODE=localhost              # real node name: the kubelet reports Hostname=localhost, the apiserver dials that
 KWOK_NODES="${KWOK_NODES:-kwok-node-0 kwok-node-1}"
+BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd kwok pause coredns metrics-server"
 export PATH="/usr/local/go/bin:$BIN:$PATH"
 export GOMODCACHE="$CACHE/gomod" GOCACHE="$CACHE/gocache" GOFLAGS=-mod=mod GOTOOLCHAIN=local
 export KUBECONFIG="$RUN/admin.kubeconfig"
@@ -39,17 +45,22 @@ since() { awk -v a="$1" -v b="$(ts)" 'BEGIN { printf "%.1f", b - a }'; }
 # ---------------------------------------------------------------- build
 build_k8s() { # binaries...
     local need=() b
-    for b in "$@"; do [ -x "$BIN/$b" ] || need+=("$b"); done
+    for b in "$@"; do
+        if [ "$b" = coredns ]; then coredns_current || need+=("$b"); else [ -x "$BIN/$b" ] || need+=("$b"); fi
+    done
     [ "${#need[@]}" -eq 0 ] && return 0
     mkdir -p "$CACHE/build/tools" "$BIN"
     cd "$CACHE/build"
     # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...
     # (not in the module zip): map every such module to its published tag.
     [ -f "$GOMODCACHE/k8s.io/kubernetes@$KVER/go.mod" ] || go mod download "k8s.io/kubernetes@$KVER"
-    # kwok is built in the same module, against the same k8s.io libraries (the replaces pin every one
-    # to $SVER): it then reuses what the Kubernetes binaries compiled (38 s instead of 321 s cold).
+    # kwok, CoreDNS and metrics-server are built in the same module, against the same k8s.io libraries
+    # (the replaces pin every one to $SVER): they reuse what the Kubernetes binaries compiled (kwok: 38 s
+    # instead of 321 s cold; CoreDNS and metrics-server add 125 packages to the cluster's 2863, where
+    # each alone, cold, took 6 and 11 minutes).
     {
-        printf 'module recontestcluster\n\ngo 1.26.0\n\nrequire (\n\tk8s.io/kubernetes %s\n\tsigs.k8s.io/kwok %s\n)\n\nreplace (\n' "$KVER" "$KWOK_VER"
+        printf 'module recontestcluster\n\ngo 1.26.0\n\nrequire (\n\tk8s.io/kubernetes %s\n\tsigs.k8s.io/kwok %s\n' "$KVER" "$KWOK_VER"
+        printf '\tgithub.com/coredns/coredns %s\n\tsigs.k8s.io/metrics-server %s\n)\n\nreplace (\n' "$COREDNS_VER" "$METRICS_VER"
         awk -v v="$SVER" '/^[ \t]+k8s\.io\/[^ ]+ v0\.0\.0$/ {print "\t" $1 " => " $1 " " v}' \
             "$GOMODCACHE/k8s.io/kubernetes@$KVER/go.mod"
         printf ')\n'
@@ -57,15 +68,22 @@ build_k8s() { # binaries...
     cmp -s go.mod.new go.mod 2>/dev/null || { mv go.mod.new go.mod; rm -f go.sum; }
     rm -f go.mod.new
     printf '//go:build tools\n\npackage tools\n\nimport (\n' > tools/tools.go
-    for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl; do
+    for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy; do
         printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b" >> tools/tools.go
     done
-    printf '\t_ "sigs.k8s.io/kwok/cmd/kwok"\n)\n' >> tools/tools.go
+    printf '\t_ "sigs.k8s.io/kwok/cmd/kwok"\n\t_ "sigs.k8s.io/metrics-server/cmd/metrics-server"\n)\n' >> tools/tools.go
+    # CoreDNS with only the plugins the cluster's Corefile uses (its own way of choosing plugins at
+    # build time: the Directives list and the plugins' packages), so no cloud SDK is compiled
+    mkdir -p coredns && cp "$K8S/coredns.go" coredns/main.go
     [ -f go.sum ] || go mod tidy
     local LD="-s -w -X k8s.io/component-base/version.gitVersion=$KVER -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37"
     for b in "${need[@]}"; do
         log "building $b"; local s pkg="k8s.io/kubernetes/cmd/$b"; s=$(ts)
-        [ "$b" = kwok ] && pkg=sigs.k8s.io/kwok/cmd/kwok
+        case "$b" in
+            kwok) pkg=sigs.k8s.io/kwok/cmd/kwok ;;
+            metrics-server) pkg=sigs.k8s.io/metrics-server/cmd/metrics-server ;;
+            coredns) pkg=./coredns ;;
+        esac
         go build -trimpath -ldflags "$LD" -o "$BIN/$b.tmp" "$pkg"
         mv "$BIN/$b.tmp" "$BIN/$b"
         log "built $b in $(since "$s")s"
@@ -90,6 +108,8 @@ build_etcd() {
     log "built etcd in $(since "$s")s"
 }
 
+coredns_current() { [ -x "$BIN/coredns" ] && "$BIN/coredns" -plugins 2> /dev/null | grep -qx bind; }
+
 build_pause() {
     [ -x "$BIN/pause" ] && return 0
     mkdir -p "$BIN" "$CACHE/build-pause"
@@ -103,6 +123,7 @@ build_all() {
     build_k8s kube-apiserver kube-controller-manager kube-scheduler kubelet kwok
     build_etcd
     build_pause
+    build_k8s kube-proxy coredns metrics-server
     build_k8s kubectl   # last: the tests use it to change objects behind recon's back
 }
 
@@ -127,9 +148,10 @@ cmd_build() {
 
 all_built() {
     local b
-    for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd kwok pause; do
+    for b in $BINARIES; do
         [ -x "$BIN/$b" ] || return 1
     done
+    coredns_current   # one built before the bind plugin was in its recipe is built again
 }
 
 cmd_status() {
@@ -144,7 +166,7 @@ cmd_status() {
 # ---------------------------------------------------------------- helpers
 start_bg() { # name cmd...   -> $RUN/name.pid, $LOG/name.log
     local name=$1; shift
-    setsid "$@" > "$LOG/$name.log" 2>&1 < /dev/null &   # own session: survives the calling shell
+    setsid "$@" > "$LOG/$name.log" 2>&1 < /dev/null 8>&- &   # own session: survives the calling shell; not holding up.lock
     echo $! > "$RUN/$name.pid"
     log "started $name pid $!"
 }
@@ -184,7 +206,8 @@ up_control_plane() {
     kubeconfig "$RUN/controller-manager.kubeconfig" kcm "$PKI/controller-manager.crt" "$PKI/controller-manager.key"
     kubeconfig "$RUN/scheduler.kubeconfig" scheduler "$PKI/scheduler.crt" "$PKI/scheduler.key"
     kubeconfig "$RUN/kubelet.kubeconfig" node "$PKI/node.crt" "$PKI/node.key"
-    rm -rf "$RUN/etcd"   # every "up" starts from an empty cluster
+    rm -rf "$RUN/etcd"   # a cluster that is started (not one found running) starts empty
+    guard_api_port
 
     start_bg etcd "$BIN/etcd" --name recon-test --data-dir "$RUN/etcd" \
         --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
@@ -196,8 +219,13 @@ up_control_plane() {
     local t; t=$(ts)
     start_bg kube-apiserver "$BIN/kube-apiserver" \
         --etcd-servers http://127.0.0.1:2379 \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port 6443 \
+        --bind-address 0.0.0.0 --advertise-address 127.0.0.1 --secure-port 6443 \
         --endpoint-reconciler-type none \
+        --requestheader-client-ca-file "$PKI/ca.crt" --requestheader-allowed-names front-proxy-client \
+        --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+        --requestheader-extra-headers-prefix X-Remote-Extra- \
+        --proxy-client-cert-file "$PKI/aggregator-client.crt" --proxy-client-key-file "$PKI/aggregator-client.key" \
+        --enable-aggregator-routing=true \
         --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
         --client-ca-file "$PKI/ca.crt" \
         --kubelet-client-certificate "$PKI/kubelet-client.crt" --kubelet-client-key "$PKI/kubelet-client.key" \
@@ -270,10 +298,12 @@ up_real_node() {
     }
     local C="$RUN/containerd"
     mkdir -p "$C" "$RUN/cni/net.d" "$RUN/kubelet"
+    make_bridge
+    # pods route the pod subnet and the Services' (10.0.0.0/24: kube-proxy's, through the bridge), no more
     cat > "$RUN/cni/net.d/10-recon-test.conflist" << EOF
 {"cniVersion": "0.4.0", "name": "recon-test", "plugins": [
   {"type": "bridge", "bridge": "recontestbr0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": []}},
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]], "routes": [{"dst": "10.0.0.0/24"}]}},
   {"type": "loopback"}]}
 EOF
     cat > "$C/config.toml" << EOF
@@ -340,9 +370,97 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.availa
 registerNode: true
 syncFrequency: 5s
 EOF
+    printf 'clusterDNS: [10.0.0.10]\nclusterDomain: cluster.local\n' >> "$RUN/kubelet-config.yaml"
     start_bg kubelet "$BIN/kubelet" --config "$RUN/kubelet-config.yaml" --kubeconfig "$RUN/kubelet.kubeconfig" \
         --root-dir "$RUN/kubelet" --hostname-override "$NODE" --v=1
     wait_for "node $NODE Ready" 120 kubectl wait --for=condition=Ready "node/$NODE" --timeout=2s
+}
+
+# ---------------------------------------------------------------- the pod bridge, the API port's guard
+# The pod bridge is made before the node (the CNI bridge plugin takes it as it finds it): the host's
+# add-ons listen on its address $HOST from the start.
+HOST=10.244.0.1
+make_bridge() {
+    ip link show recontestbr0 > /dev/null 2>&1 || ip link add recontestbr0 type bridge
+    ip -4 addr show dev recontestbr0 | grep -q "inet $HOST/24" || ip addr add "$HOST/24" dev recontestbr0
+    ip link set recontestbr0 up
+}
+
+# Pods reach the API server through the "kubernetes" Service (10.0.0.1:443 -> $HOST:6443), so it listens
+# on every address; this chain keeps its port to loopback and the pod bridge.
+guard_api_port() {
+    command -v iptables > /dev/null || return 0
+    iptables -N RECON-TEST-API 2> /dev/null || iptables -F RECON-TEST-API
+    iptables -A RECON-TEST-API -i lo -j RETURN
+    iptables -A RECON-TEST-API -i recontestbr0 -j RETURN
+    iptables -A RECON-TEST-API -j DROP
+    iptables -C INPUT -p tcp --dport 6443 -j RECON-TEST-API 2> /dev/null || iptables -I INPUT -p tcp --dport 6443 -j RECON-TEST-API
+}
+
+unguard_api_port() {
+    command -v iptables > /dev/null || return 0
+    while iptables -D INPUT -p tcp --dport 6443 -j RECON-TEST-API 2> /dev/null; do :; done
+    iptables -F RECON-TEST-API 2> /dev/null || true
+    iptables -X RECON-TEST-API 2> /dev/null || true
+}
+
+# ---------------------------------------------------------------- add-ons: kube-proxy, CoreDNS, metrics-server
+# On the host, each with a client certificate of its own (pki.sh) and the RBAC of .ci/k8s/addons.yaml;
+# each is started only when it is not running already.
+up_addons() {
+    sed "s/HOST/$HOST/g" "$K8S/addons.yaml" | kubectl apply -f - > /dev/null
+    if ! running kube-proxy; then
+        kubeconfig "$RUN/kube-proxy.kubeconfig" kube-proxy "$PKI/kube-proxy.crt" "$PKI/kube-proxy.key"
+        cat > "$RUN/kube-proxy-config.yaml" << EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: "$RUN/kube-proxy.kubeconfig"}
+hostnameOverride: $NODE
+bindAddress: 127.0.0.1
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+mode: iptables
+clusterCIDR: 10.244.0.0/24
+detectLocalMode: ClusterCIDR
+nodePortAddresses: ["$HOST/32"]
+iptables: {localhostNodePorts: false}
+conntrack: {maxPerCore: 0, min: 0}
+oomScoreAdj: 0
+EOF
+        start_bg kube-proxy "$BIN/kube-proxy" --config "$RUN/kube-proxy-config.yaml" --v=1
+    fi
+    if ! running coredns; then
+        kubeconfig "$RUN/coredns.kubeconfig" coredns "$PKI/coredns.crt" "$PKI/coredns.key"
+        cat > "$RUN/Corefile" << EOF
+.:53 {
+    bind $HOST
+    errors
+    health 127.0.0.1:10254
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $RUN/coredns.kubeconfig recon-test
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+    loadbalance
+}
+EOF
+        start_bg coredns "$BIN/coredns" -conf "$RUN/Corefile"
+    fi
+    if ! running metrics-server; then
+        kubeconfig "$RUN/metrics-server.kubeconfig" metrics-server "$PKI/metrics-server-user.crt" "$PKI/metrics-server-user.key"
+        mkdir -p "$RUN/metrics-server"
+        # the kubelet's address is its Hostname ("localhost"); its serving certificate is one of our CA's
+        start_bg metrics-server "$BIN/metrics-server" --kubeconfig "$RUN/metrics-server.kubeconfig" \
+            --authentication-kubeconfig "$RUN/metrics-server.kubeconfig" \
+            --authorization-kubeconfig "$RUN/metrics-server.kubeconfig" \
+            --bind-address "$HOST" --secure-port 4443 --cert-dir "$RUN/metrics-server" \
+            --kubelet-preferred-address-types Hostname --kubelet-certificate-authority "$PKI/ca.crt" \
+            --kubelet-use-node-status-port --metric-resolution 15s --v=1
+    fi
+    wait_for kube-proxy 60 curl -sf http://127.0.0.1:10256/healthz
+    wait_for coredns 60 curl -sf http://127.0.0.1:10254/health
+    wait_for "metrics API" 120 kubectl --request-timeout=5s get --raw /apis/metrics.k8s.io/v1beta1/nodes
 }
 
 import_pause() {
@@ -401,6 +519,17 @@ stop_pid() { # name
     rm -f "$f"
 }
 
+# Processes an earlier "up" started that no pid file names any more (a pid file overwritten by an "up" on
+# a running cluster, before "up" checked): our binaries, or containerd, whose command line names $RUN.
+strays() {
+    local p exe
+    for p in $(grep -l -a -F "$RUN/" /proc/[0-9]*/cmdline 2> /dev/null | cut -d/ -f3); do
+        [ "$p" = "$$" ] && continue
+        exe=$(readlink "/proc/$p/exe" 2> /dev/null) || continue
+        case "$exe" in "$BIN"/* | */containerd | */containerd-shim*) echo "$p" ;; esac
+    done
+}
+
 down() {
     stop_pid kubelet
     if [ -S "$RUN/containerd/containerd.sock" ]; then
@@ -416,7 +545,16 @@ down() {
         [ "$p" != "$$" ] && [ "$(cat "$RUN/containerd.pid" 2> /dev/null)" != "$p" ] && kill "$p" 2> /dev/null || true
     done
     stop_pid containerd
-    for n in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_pid "$n"; done
+    for n in metrics-server coredns kube-proxy kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+        stop_pid "$n"
+    done
+    local left; left=$(strays)
+    if [ -n "$left" ]; then
+        log "stopping processes of an earlier up that no pid file names: $(echo $left)"
+        kill $left 2> /dev/null || true; sleep 2
+        left=$(strays); [ -z "$left" ] || kill -9 $left 2> /dev/null || true
+    fi
+    [ -x "$BIN/kube-proxy" ] && "$BIN/kube-proxy" --cleanup > /dev/null 2>&1 || true   # its iptables chains
     # unmount what kubelet/containerd left mounted under $RUN (deepest first); drop pod netns + bridge
     { grep -o " $RUN/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2> /dev/null || true; done
     { grep -o " /run/netns/cni-[^ ]*" /proc/mounts || true; } | while read -r m; do umount -l "$m" 2> /dev/null || true; rm -f "$m"; done
@@ -426,19 +564,70 @@ down() {
             while iptables -D FORWARD "$dir" 10.244.0.0/24 -j ACCEPT 2> /dev/null; do :; done
         done
     fi
+    unguard_api_port
     rm -rf /var/lib/cni/networks/recon-test   # host-local IPAM leases of our bridge network
     [ "${1:-}" = "--purge" ] && rm -rf "$RUN"
     log "down"
 }
 
+# ---------------------------------------------------------------- up on a running cluster
+# "up" keeps what runs and is healthy (the same processes, the same cluster), starts what is missing, and
+# restarts cleanly (down, then up) a control plane or a node found half running.
+running() { # name: its pid file names a live process of that program
+    local p
+    p=$(cat "$RUN/$1.pid" 2> /dev/null) || return 1
+    [ -n "$p" ] && kill -0 "$p" 2> /dev/null && grep -q -a -F "$1" "/proc/$p/cmdline" 2> /dev/null
+}
+
+api_ready() {
+    curl -sf --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+        https://127.0.0.1:6443/readyz > /dev/null 2>&1
+}
+
+CONTROL="etcd kube-apiserver kube-controller-manager kube-scheduler"
+NODE_PARTS="containerd kubelet"
+up_cluster() { # kwok | real
+    mkdir -p "$RUN" "$LOG"
+    local n all=1 any=0
+    for n in $CONTROL; do if running "$n"; then any=1; else all=0; fi; done
+    if [ "$all" = 1 ] && api_ready; then
+        log "control plane already running (etcd pid $(cat "$RUN/etcd.pid")): kept"
+    else
+        [ "$any" = 1 ] && { log "a control plane is partly running or not answering: stopping it first"; down; }
+        up_control_plane
+    fi
+    running kwok || up_kwok
+    [ "$1" = real ] || return 0
+    all=1 any=0
+    for n in $NODE_PARTS; do if running "$n"; then any=1; else all=0; fi; done
+    if [ "$all" = 1 ] && kubectl wait --for=condition=Ready "node/$NODE" --timeout=20s > /dev/null 2>&1; then
+        log "node $NODE already running (kubelet pid $(cat "$RUN/kubelet.pid")): kept"
+    else
+        if [ "$any" = 1 ]; then
+            log "node $NODE is partly running or not Ready: restarting the cluster"
+            down; up_control_plane; up_kwok
+        fi
+        up_real_node
+    fi
+    up_addons
+}
+
 need_built() { all_built || { log "ERROR: binaries missing in $BIN; run: $0 build"; exit 1; }; }
+
+# one "up" or "down" at a time on this machine's cluster
+locked() {
+    mkdir -p "$CACHE"
+    exec 8> "$CACHE/up.lock"
+    flock 8
+    "$@"
+}
 
 case "${1:-}" in
     build) cmd_build ;;
     status) cmd_status ;;
-    up) need_built; up_control_plane; up_kwok; echo "export KUBECONFIG=$KUBECONFIG" ;;
-    up-real) need_built; up_control_plane; up_kwok; up_real_node; echo "export KUBECONFIG=$KUBECONFIG" ;;
-    down) down "${2:-}" ;;
+    up) need_built; locked up_cluster kwok; echo "export KUBECONFIG=$KUBECONFIG" ;;
+    up-real) need_built; locked up_cluster real; echo "export KUBECONFIG=$KUBECONFIG" ;;
+    down) locked down "${2:-}" ;;
     env) echo "export KUBECONFIG=$KUBECONFIG" ;;
     *) echo "usage: $0 build|status|up|up-real|down [--purge]|env" >&2; exit 2 ;;
 esac

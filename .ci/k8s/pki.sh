@@ -3,10 +3,11 @@
 set -euo pipefail
 D=$1; NODE=${2:-node1}
 mkdir -p "$D"; cd "$D"
-[ -f ca.crt ] && exit 0
-openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=recon-test-ca" 2>/dev/null
+# each file is made once (a later run adds only what is missing: certificates a newer recipe needs)
+[ -f ca.crt ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=recon-test-ca" 2>/dev/null
 cert() { # name CN O [SAN]
   local n=$1 cn=$2 o=$3 san=${4:-}
+  [ -f $n.crt ] && return 0
   local subj="/CN=$cn"; [ -n "$o" ] && subj="/O=$o/CN=$cn"
   openssl req -newkey rsa:2048 -nodes -keyout $n.key -out $n.csr -subj "$subj" 2>/dev/null
   if [ -n "$san" ]; then printf "subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n" "$san" > $n.ext
@@ -21,5 +22,8 @@ cert scheduler system:kube-scheduler ""
 cert kubelet-client kube-apiserver-kubelet-client system:masters
 cert node system:node:$NODE system:nodes
 cert kubelet-serving $NODE "" "IP:127.0.0.1,DNS:$NODE,DNS:localhost"
-openssl genrsa -out sa.key 2048 2>/dev/null
-openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+cert kube-proxy system:kube-proxy ""
+cert coredns coredns ""
+cert metrics-server-user metrics-server ""
+cert aggregator-client front-proxy-client ""   # the aggregator's client (API services: metrics-server)
+[ -f sa.key ] || { openssl genrsa -out sa.key 2048 2>/dev/null; openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null; }

@@ -5,6 +5,7 @@ ConfigMap per configuration, applying the Deployment (and its autoscaler) and wa
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
 
 CONFIGMAP_LIMIT = 1024 * 1024 - 4096  # the API's object size limit, less room for metadata
+POOL_SETTLE = 6.0  # a router's pool may lag its pod watch this long after a pod changes before it is drift
 
 
 class Deployments:
@@ -85,20 +87,27 @@ class Deployments:
         return Observation(True, attributes=observed, outputs=outputs, problems=problems)
 
     def stale_pool(self, ep: str, dep: str, pods: list[dict[str, Any]]) -> tuple[int, str] | None:
-        """When the router's pool of ``dep`` is not its ready pods (a pod the cluster replaced on its own
-        since recon last ran, or one the autoscaler added): how many ready pods the router reaches, and
-        why. None when it is, or when the endpoint has no table."""
-        if not self.endpoints.has_table(ep):
+        """When a router pod's pool of ``dep`` is not the deployment's ready pods (the router follows them
+        through its pod watch, within seconds: it is out of step only when that watch is not working):
+        how many ready pods the router reaches, and why. None when every router pod's pool is right, or
+        when routers are not asked (``router_reload_check`` off: nothing answers on kwok nodes)."""
+        if not self.scope.settings.router_reload_check or not self.endpoints.has_table(ep):
             return None
-        routed = self.endpoints.table(ep).routed(dep)
-        if routed is None:
-            return None
-        ready = set(ready_addresses(pods))
-        if set(routed) == ready:
-            return None
-        served = len(ready & set(routed))
-        return served, (f"the router's pool of {dep} is out of date: it reaches {served} of its {len(ready)} ready "
-                        f"pods and lists {len(set(routed) - ready)} address(es) of no ready pod")
+        deadline = time.monotonic() + POOL_SETTLE
+        while True:
+            ready = set(ready_addresses(self.scope.pods(ep, dep)))
+            wrong = [(pod, served) for pod, served in self.endpoints.served_pools(ep, dep)
+                     if served is not None and served != ready]
+            if not wrong:
+                return None
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)  # a pod that just changed: the watch catches up within seconds
+        pod, served = wrong[0]
+        reached = len(ready & served)
+        return reached, (f"router pod {pod}'s pool of {dep} is out of step with the cluster: it reaches {reached} "
+                         f"of its {len(ready)} ready pods and lists {len(served - ready)} address(es) of no "
+                         "ready pod (the router's pod watch is not following; see its log)")
 
     def desired(self, request: ApplyRequest) -> tuple[str, str, dict[str, Any] | None]:
         """(config digest, image, model attributes) of the desired configuration."""
@@ -137,6 +146,14 @@ class Deployments:
                                     binary={"code.tar.gz": base64.b64encode(data).decode()}, immutable=True))
         return name
 
+    def _ran_before(self, ep: str, dep: str, digest: str) -> bool:
+        """Whether a ReplicaSet of the deployment has (had) pods of the configuration ``digest``."""
+        for rs in self.kube.items("ReplicaSet", pod_selector(ep, dep)):
+            template = ((rs.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            if (template.get("annotations") or {}).get("recon.io/config-digest") == digest:
+                return True
+        return False
+
     def apply(self, request: ApplyRequest, create: bool, until_updated: int | None = None,
                           batch: Batch | None = None) -> dict[str, Any]:
         attrs = request.attributes
@@ -154,6 +171,13 @@ class Deployments:
         hpa = m.hpa_manifest(scope.settings, scope.workspace, attrs, digest)
         if hpa is not None and existed:
             manifest["spec"].pop("replicas")  # the autoscaler owns replicas once it exists
+        # Between the batches of a rolling update the Deployment is paused: the controller would
+        # otherwise roll on while a gate bakes (judging pods of later batches, and retiring old pods
+        # the router's pool still names). A template the Deployment ran before (a rollback) is rolled
+        # whole: no pod is left at the template rolled away from.
+        back = existed and old_digest != digest and self._ran_before(ep, dep, digest)
+        wait_for = None if back else until_updated
+        manifest["spec"]["paused"] = False
         applied = self.kube.apply(manifest)
         if hpa is not None:
             self.kube.apply(hpa)
@@ -161,7 +185,7 @@ class Deployments:
             self.kube.delete("HorizontalPodAutoscaler", name)
         count = int(manifest["spec"].get("replicas") or (applied.get("spec") or {}).get("replicas") or 1)
         try:
-            self.rollouts.wait(name, pod_selector(ep, dep), count, request, until_updated=until_updated,
+            self.rollouts.wait(name, pod_selector(ep, dep), count, request, until_updated=wait_for,
                                generation=int((applied.get("metadata") or {}).get("generation") or 0), batch=batch,
                                pool=(ep, dep))
         except PermanentError:
@@ -173,7 +197,9 @@ class Deployments:
             elif not create and old_digest and old_digest != digest:  # a new template failed: back to the old
                 self.rollouts.undo(name, digest, request)
             raise
-        if until_updated is None or until_updated >= count:
+        if wait_for is not None and wait_for < count:
+            self.kube.apply({**manifest, "spec": {**manifest["spec"], "paused": True}})
+        if wait_for is None or wait_for >= count:
             for cm in self.kube.items("ConfigMap", {m.ENDPOINT: m.label_value(ep), m.DEPLOYMENT: m.label_value(dep),
                                                    m.ROLE: "code"}):
                 if cm["metadata"]["name"] != bundle:

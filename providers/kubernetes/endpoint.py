@@ -1,6 +1,10 @@
 """An endpoint's router on Kubernetes: its keys (a Secret), its routing table (a ConfigMap the router
 pod mounts, beside the router program), and the wait until the router pods serve a new table.
 
+The table decides which deployments get traffic and what share; where each deployment's instances are
+the router learns itself, by watching their pods (the table's ``discovery`` section): its pools follow
+the cluster between applies (an autoscaler, an eviction, ``kubectl scale``), recon running or not.
+
 The table is the document of providers/shared/routing_table.py, with its operations; here it is only
 stored: a write is retried on a concurrent writer's change (``resourceVersion``). The router re-reads
 it when the kubelet updates the mounted ConfigMap: recon annotates the router pods with each new
@@ -53,6 +57,18 @@ class RouterTable(RoutingTable):
     def table_fields(self) -> dict[str, Any]:
         return {"keys_file": KEYS_FILE, "instance_key_file": INSTANCE_KEY_FILE,
                 "limits": router_limits(self.endpoints.settings, self.name)}
+
+    def next_version(self, table: dict[str, Any], mutate: Mutation) -> int:
+        """As every store's, plus the ``discovery`` section: the router fills each deployment's pool with
+        the deployment's ready pods as its own watch sees them (router/discovery.py)."""
+        version = super().next_version(table, mutate)
+        table["discovery"] = {
+            "namespace": self.endpoints.scope.ns,
+            "selector": f"{m.ENDPOINT}={m.label_value(self.name)},{m.ROLE}=instance",
+            "label": m.DEPLOYMENT, "port": m.INSTANCE_PORT, "digest_annotation": "recon.io/config-digest",
+            "groups": {dep: m.label_value(dep) for dep in table.get("deployments") or {}},
+        }
+        return version
 
     def update_table(self, mutate: Mutation, wait: bool = True) -> int:
         """Read, change and write the table with the router program beside it; a concurrent writer's
@@ -173,9 +189,27 @@ class Endpoints:
                 if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
         key = self.read_secret(ep).get("instanceKey", "")
         headers = {INSTANCE_KEY_HEADER: key} if key else {}
+        # a router under load on a busy node may take a few seconds to answer through the proxy
         return [(p["metadata"]["name"], kube.proxy_text(p["metadata"]["name"], m.ROUTER_PORT, "/-/metrics",
-                                                        headers=headers))
+                                                        timeout=10.0, headers=headers))
                 for p in sorted(pods, key=lambda p: str(p["metadata"]["name"]))]
+
+    def served_pools(self, ep: str, dep: str) -> list[tuple[str, set[str] | None]]:
+        """What each ready router pod of the endpoint serves as ``dep``'s pool: ``(pod, {ip:port} or None
+        when it did not answer)``."""
+        kube = self.scope.kube
+        pods = [p for p in kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
+                if pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
+        key = self.read_secret(ep).get("instanceKey", "")
+        headers = {INSTANCE_KEY_HEADER: key} if key else {}
+        out: list[tuple[str, set[str] | None]] = []
+        for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
+            status = kube.proxy_get(pod["metadata"]["name"], m.ROUTER_PORT, "/-/router", headers=headers)
+            deployments = (status or {}).get("deployments") or {}
+            entry = next((v for k, v in deployments.items() if str(k).lower() == dep), None)
+            out.append((pod["metadata"]["name"],
+                        None if status is None else set((entry or {}).get("upstreams") or {})))
+        return out
 
     def ready_addresses(self, ep: str, dep: str) -> list[str]:
         """``ip:port`` of the deployment's ready pods that are not being deleted, sorted."""

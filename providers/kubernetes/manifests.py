@@ -2,7 +2,8 @@
 
 Names (all in the provider's namespace; DNS-1123, at most 63 characters, hashed when longer):
 
-- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/shared/runtime/router/),
+- endpoint ``E``: Deployment + Service ``E-router`` (the router, providers/shared/runtime/router/), and
+  ServiceAccount + Role + RoleBinding ``E-router`` (the router watches its instance pods),
   ConfigMap ``E-router`` (router.pyz, the router's zip archive, and the routing table), ConfigMap
   ``E-router-lib`` (the httptools package the router parses HTTP with, as a .tar.gz), Secret ``E-keys``
   (the two keys, and the instance key the router presents to the instances);
@@ -326,8 +327,31 @@ _ROUTER_BOOT = ("import runpy, sys\n"
                 "runpy.run_path(sys.argv[0], run_name='__main__')\n")
 
 
+# What the router's ServiceAccount may do: watch its namespace's pods (the instances of its deployments:
+# RBAC cannot narrow a rule by label, the router's watch does, with the table's selector).
+ROUTER_RULES = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+
+def router_access(settings: KubeSettings, workspace: str, endpoint: str) -> list[dict[str, Any]]:
+    """The router's ServiceAccount ``E-router``, its Role (``ROUTER_RULES``) and their RoleBinding: the
+    router watches its instance pods through the API server (router/discovery.py)."""
+    name = router_name(endpoint.lower())
+    lab = labels(workspace, "router", endpoint.lower())
+    rbac = "rbac.authorization.k8s.io/v1"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, settings.namespace, lab),
+         "automountServiceAccountToken": False},
+        {"apiVersion": rbac, "kind": "Role", "metadata": meta(name, settings.namespace, lab), "rules": ROUTER_RULES},
+        {"apiVersion": rbac, "kind": "RoleBinding", "metadata": meta(name, settings.namespace, lab),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": settings.namespace}]},
+    ]
+
+
 def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code_digest: str) -> list[dict[str, Any]]:
-    """The router's Deployment (one replica running router.pyz) and its Service (port 80).
+    """The router's ServiceAccount, Role and RoleBinding (``router_access``), its Deployment
+    (``router_replicas`` pods running router.pyz with the ServiceAccount's token, spread over the nodes),
+    its Service (port 80) and its PodDisruptionBudget, in the order they are applied.
 
     ``code_digest``: of the router's archive and the httptools archive; a change rolls the router pod (the
     running router re-reads its table, never its code)."""
@@ -342,7 +366,7 @@ def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code
         "kind": "Deployment",
         "metadata": meta(name, settings.namespace, lab),
         "spec": {
-            "replicas": 1,
+            "replicas": settings.router_replicas,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
@@ -368,6 +392,9 @@ def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code
                         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
                         "ports": [{"name": "http", "containerPort": ROUTER_PORT}],
                         "readinessProbe": {"tcpSocket": {"port": ROUTER_PORT}, "periodSeconds": 1},
+                        # a router pod being deleted keeps serving while kube-proxy takes it out of the
+                        # Service (new connections go to the others), then drains (SIGTERM)
+                        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
                         "resources": requests,
                         "volumeMounts": [{"name": "router", "mountPath": ROUTER_DIR, "readOnly": True},
                                          {"name": "lib", "mountPath": ROUTER_LIB, "readOnly": True},
@@ -378,7 +405,11 @@ def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code
                                 {"name": "lib", "emptyDir": {}},
                                 {"name": "keys", "secret": {"secretName": keys_name(endpoint), "defaultMode": 0o400}}],
                     "enableServiceLinks": False,
-                    "automountServiceAccountToken": False,
+                    "serviceAccountName": name,
+                    "automountServiceAccountToken": True,  # the router's pod watch (ROUTER_RULES)
+                    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                                   "labelSelector": {"matchLabels": selector}}],
                     **placement(settings),
                 },
             },
@@ -390,4 +421,10 @@ def router_manifests(settings: KubeSettings, workspace: str, endpoint: str, code
         "metadata": meta(name, settings.namespace, lab),
         "spec": {"selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": ROUTER_PORT}]},
     }
-    return [deployment, service]
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": meta(name, settings.namespace, lab),
+        "spec": {"selector": {"matchLabels": selector}, "maxUnavailable": 1},  # evictions: one router pod at a time
+    }
+    return [*router_access(settings, workspace, endpoint), deployment, service, budget]

@@ -8,7 +8,7 @@ What runs where (names in providers/kubernetes/manifests.py):
   Deployment and a Service; its zip archive and the routing table in a ConfigMap, the keys in a Secret.
   The router re-reads the table when the kubelet updates the mounted ConfigMap.
 - deployment: a Deployment (replicas = instance_count, RollingUpdate maxSurge ceil(20%),
-  maxUnavailable 0), its code snapshot and host.py in a ConfigMap per configuration, unpacked with
+  maxUnavailable 0, paused between the batches of a rolling update), its code snapshot and host.py in a ConfigMap per configuration, unpacked with
   the model by an init container into an emptyDir; a HorizontalPodAutoscaler under
   ``scale_settings.type: target_utilization``. The router reaches instances by pod address.
 
@@ -156,6 +156,7 @@ class KubernetesProvider(RouterWindows, Provider):
                 return self._create_endpoint(request)
             self.endpoints.ensure_keys(ep)  # a Secret of an older recon gets its token signing key before aml_token
             self.endpoints.table(ep).set_auth_mode(attrs.get("auth_mode"))
+            self._ensure_router(request, ep)  # a router of an older recon gets its pod watch
             return self.endpoints.outputs(ep)
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
         self.endpoints.sync_pool(ep, dep, attrs)
@@ -175,6 +176,8 @@ class KubernetesProvider(RouterWindows, Provider):
             self.kube.delete("Deployment", router)
             self.kube.delete("Service", router)
             self.rollouts.wait_gone("Deployment", router, {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
+            for kind in ("PodDisruptionBudget", "RoleBinding", "Role", "ServiceAccount"):
+                self.kube.delete(kind, router)
             self.kube.delete("ConfigMap", router)
             self.kube.delete("ConfigMap", m.router_lib_name(ep))
             self.kube.delete("Secret", m.keys_name(ep))
@@ -196,8 +199,10 @@ class KubernetesProvider(RouterWindows, Provider):
         return self.deployments.apply(request, create=False)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
-        """The new template is applied once (Kubernetes then replaces ceil(20%) pods at a time);
-        each batch waits until ``batch.index * batch.size`` pods run it, reporting the ReplicaSets."""
+        """The new template is applied (Kubernetes then replaces ceil(20%) pods at a time); each batch
+        waits until ``batch.index * batch.size`` pods run it, reporting the ReplicaSets, and pauses the
+        Deployment until the next batch (a gate judges the pods of its batch only). Back to a template
+        the Deployment ran before (a rollback), it waits until every pod runs it."""
         count = int(request.attributes.get("instance_count") or 1)
         target = min(count, max(1, batch.index * max(1, batch.size)))
         return self.deployments.apply(request, create=False, until_updated=target, batch=batch)
@@ -264,12 +269,18 @@ class KubernetesProvider(RouterWindows, Provider):
         self.kube.apply(m.configmap(self.kube_settings, m.router_lib_name(ep), m.labels(self.workspace, "router", ep),
                                     binary={"httptools.tar.gz": base64.b64encode(lib).decode()}))
         auth_mode = request.attributes.get("auth_mode") or "key"
-        table = self.endpoints.table(ep)
-        table.set_auth_mode(auth_mode)
-        for obj in m.router_manifests(self.kube_settings, self.workspace, ep, code_digest):
-            self.kube.apply(obj)
-        self.rollouts.wait(m.router_name(ep), {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"}, 1, request,
-                           what=f"the router of endpoint {ep}")
-        self.endpoints.wait_version(ep, int(table.read_table().get("version") or 0))
+        self.endpoints.table(ep).set_auth_mode(auth_mode)
+        self._ensure_router(request, ep, code_digest)
         request.emit(f"router Deployment {self.ns}/{m.router_name(ep)} ready")
         return self.endpoints.outputs(ep)
+
+    def _ensure_router(self, request: ApplyRequest, ep: str, code_digest: str | None = None) -> None:
+        """The router's objects as this recon makes them (server-side apply: unchanged ones stay; a
+        changed pod template rolls the router), then until it serves the table."""
+        if code_digest is None:
+            code_digest = router_lib()[1]
+        for obj in m.router_manifests(self.kube_settings, self.workspace, ep, code_digest):
+            self.kube.apply(obj)
+        self.rollouts.wait(m.router_name(ep), {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"},
+                           self.kube_settings.router_replicas, request, what=f"the router of endpoint {ep}")
+        self.endpoints.wait_version(ep, int(self.endpoints.table(ep).read_table().get("version") or 0))

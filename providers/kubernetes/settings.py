@@ -16,7 +16,7 @@ DEFAULT_ROUTER_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor
 KNOWN = {"router_limits", "kubeconfig", "context", "namespace", "image_overrides", "default_image", "router_image",
          "image_pull_policy", "node_selector", "tolerations", "progress_deadline_seconds",
          "rollout_timeout_seconds", "scoring_host", "router_reload_check",
-         "catalog_resources", "token_lifetime_s"}
+         "catalog_resources", "token_lifetime_s", "router_replicas"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class KubeSettings:
     ``catalog_resources``: a deployment without ``resources`` requests (and is limited to) its
     instance type's catalog size; false: no requests or limits then.
     ``router_reload_check``: after a routing table change, wait (through the API server's pod proxy)
-    until the router pod serves the new table version.
+    until every router pod serves the new table version. ``router_replicas``: router pods (spread over
+    the nodes, at most one taken away at a time by an eviction: a PodDisruptionBudget).
     """
 
     kubeconfig: str | None = None
@@ -50,6 +51,7 @@ class KubeSettings:
     scoring_host: str | None = None
     router_reload_check: bool = True
     catalog_resources: bool = True
+    router_replicas: int = 2
 
     def image(self, image: str | None) -> str:
         chosen = image or self.default_image
@@ -100,6 +102,11 @@ def parse_settings(raw: dict[str, Any]) -> KubeSettings:
             if not isinstance(raw[key], bool):
                 raise _error(key, f"wrong type: got {raw[key]!r}", "expected true or false")
             values[key] = raw[key]
+    if raw.get("router_replicas") is not None:
+        value = raw["router_replicas"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _error("router_replicas", f"wrong value: got {value!r}", "expected a whole number of router pods >= 1")
+        values["router_replicas"] = value
     router_limits(raw, "")  # the router's limits (as on local and docker): a bad one is an error at its key
     token_lifetime(raw)  # aml_token endpoints' tokens (as on local and docker)
     return KubeSettings(**values)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -157,21 +157,30 @@ class RouterWindows:
     a provider names only how it reads ``GET /-/metrics`` of every router replica of an endpoint."""
 
     measuring = Measuring(windows=True, digests=True, source="router /-/metrics")
+    #: how a window read waits before asking again when no replica answered (bounded: then it fails)
+    read_pauses: tuple[float, ...] = (0.5, 1.0, 2.0)
+    pause: Callable[[float], None] = staticmethod(time.sleep)
 
     @abstractmethod
     def _router_metrics(self, endpoint: str) -> list[Scrape]:
         """``(replica, GET /-/metrics text or None)`` for every router replica of ``endpoint``."""
 
+    def _scrapes(self, request: ApplyRequest, endpoint: str) -> list[Scrape]:
+        """Every replica's scrape; asked again (``read_pauses``) while no replica answers (a router
+        busy on a loaded machine, an API server's pod proxy slow to answer), then an error."""
+        for pause in (*self.read_pauses, None):
+            scrapes = self._router_metrics(endpoint)
+            if any(text is not None for _, text in scrapes):
+                return scrapes
+            if pause is not None:
+                self.pause(pause)
+        raise RetryableError(f"{request.address}: no router of endpoint {endpoint} answers GET /-/metrics "
+                             f"({len(self.read_pauses) + 1} attempts)")
+
     def open_window(self, request: ApplyRequest) -> dict[str, Any]:
         endpoint = endpoint_of(request)
-        scrapes = self._router_metrics(endpoint)
-        if not any(text is not None for _, text in scrapes):
-            raise RetryableError(f"{request.address}: no router of endpoint {endpoint} answers GET /-/metrics")
-        return open_mark(endpoint, scrapes, time.time())
+        return open_mark(endpoint, self._scrapes(request, endpoint), time.time())
 
     def close_window(self, request: ApplyRequest, mark: dict[str, Any]) -> WindowStats:
         endpoint = str(mark.get("endpoint") or endpoint_of(request))
-        scrapes = self._router_metrics(endpoint)
-        if not any(text is not None for _, text in scrapes):
-            raise RetryableError(f"{request.address}: no router of endpoint {endpoint} answers GET /-/metrics")
-        return close_stats(mark, scrapes, time.time())
+        return close_stats(mark, self._scrapes(request, endpoint), time.time())

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import Recon
-from tests.e2e.load import LoadGenerator
+from tests.e2e.load import LoadGenerator, LoadStats
 
 EP = "gate-ep"
 BLUE, GREEN, ENDPOINT = f"deployment.{EP}.blue", f"deployment.{EP}.green", f"endpoint.{EP}"
@@ -144,11 +144,13 @@ class GatedProject:
     def router(self) -> dict[str, Any]:
         """The router's live table (GET /-/router)."""
         import http.client
+        import urllib.parse
 
-        endpoint = self.state()[ENDPOINT]
         keys = self.keys()
-        port = int(endpoint["outputs"]["port"])
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        # where clients score (the router of local and docker on loopback; on kubernetes the
+        # provider's scoring_host, a port-forward to the router's Service)
+        url = urllib.parse.urlsplit(keys["scoring_uri"])
+        conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=10)
         try:
             conn.request("GET", "/-/router", headers={"Authorization": f"Bearer {keys['primaryKey']}"})
             resp = conn.getresponse()
@@ -159,12 +161,21 @@ class GatedProject:
             conn.close()
 
 
+def none_failed(stats: LoadStats, label: str) -> bool:
+    """No client saw a failure (else the first few, in the assertion's message)."""
+    assert stats.failed == 0, f"{label}: {stats.failed} failed requests: {stats.failures[:5]}"
+    return True
+
+
 def quiet_after(load: LoadGenerator, seconds: float = 3.0) -> int:
     """Failures clients saw in the ``seconds`` after now (the load keeps going)."""
     load.reset()
+    start = time.monotonic()
     time.sleep(seconds)
     stats = load.reset()
     assert stats.ok > 0, "the clients got no answer at all after the apply"
+    late = [round(t - start, 2) for t in stats.failure_times[:5]]
+    assert stats.failed == 0, f"{stats.failed} failures after the apply (s after it: {late}): {stats.failures[:5]}"
     return stats.failed
 
 
@@ -193,7 +204,7 @@ def run_gated_rollouts(project: GatedProject, workers: int = 8) -> dict[str, Any
         healthy = project.apply()
         assert healthy.code == 0, healthy.out
         assert healthy.out.count("passed its gate") == 3, healthy.out
-        assert load.reset().failed == 0
+        assert none_failed(load.reset(), "healthy")
         measured["healthy_apply_s"] = healthy.end - healthy.start
 
         # a release whose scoring script fails 3 requests in 10: rolled back in its first batch
@@ -217,7 +228,7 @@ def run_gated_rollouts(project: GatedProject, workers: int = 8) -> dict[str, Any
         slow = project.apply()
         assert slow.code == 1, slow.out
         assert "p99 latency" in slow.out and "FAILED" in slow.out, slow.out
-        assert load.reset().failed == 0 and quiet_after(load) == 0
+        assert none_failed(load.reset(), "2 s slower") and quiet_after(load) == 0
         assert project.releases(BLUE)["RELEASE"] == "v2"
         measured["slow_apply_s"] = slow.end - slow.start
         project.settled_again("2 s slower")
@@ -226,7 +237,7 @@ def run_gated_rollouts(project: GatedProject, workers: int = 8) -> dict[str, Any
         project.write({"RELEASE": "v2"}, {"blue": 100}, green={"RELEASE": "g1", "FAIL_3_IN_10": "1"})
         created = project.apply()
         assert created.code == 0, created.out  # green exists, without traffic: nothing to judge
-        assert load.reset().failed == 0
+        assert none_failed(load.reset(), "green created")
         project.write({"RELEASE": "v2"}, {"green": 100}, green={"RELEASE": "g1", "FAIL_3_IN_10": "1"})
         moved = project.apply()
         assert moved.code == 1, moved.out

@@ -5,7 +5,8 @@ whose pods run processes.
 
 - The binaries are built once per machine (cold: about 17 minutes on 2 cores). .ci/test.sh starts
   that build in the background before anything else; ``cluster`` waits for it, failing with the
-  build log's last lines if it failed, then brings the cluster up once per session and down at the end.
+  build log's last lines if it failed, then brings the cluster up once per session (``up-real`` keeps a
+  cluster another session runs) and down at the end when no other session uses it.
 - The Kubernetes tests are moved to the end of the session, so the build has the rest of the suite's
   run time to finish.
 - Each test gets a namespace of its own (``namespace``), deleted after it.

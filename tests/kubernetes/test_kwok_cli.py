@@ -83,16 +83,16 @@ def test_quota_at_plan_time_agrees_with_admission(tmp_path: Path, cluster: Clust
     """The plan reserves ceil(1.2 x instances) of each deployment's requests (the rollout's surge) within
     the namespace's ResourceQuota; the API server's quota admission agrees both ways."""
     quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute"},
-             "spec": {"hard": {"requests.cpu": "2050m", "requests.memory": "1Gi"}}}
+             "spec": {"hard": {"requests.cpu": "2100m", "requests.memory": "1Gi"}}}
     cluster.kubectl("-n", namespace, "apply", "-f", "-", input_text=json.dumps(quota))
     wait_until(lambda: kget(cluster, namespace, "resourcequota", "compute").get("status", {}).get("hard"),
                what="the quota's status")
-    # 3 instances of 0.5 CPU reserve ceil(3.6) = 4 x 0.5 = 2.0 of 2.05 (the router then takes 0.05)
+    # 3 instances of 0.5 CPU reserve ceil(3.6) = 4 x 0.5 = 2.0 of 2.1 (the two router pods then take 0.1)
     recon = make_project(tmp_path / "p", cluster, namespace, count=3)
     plan = recon("plan", "--detailed-exitcode")
     assert plan.returncode == 2, plan.stdout + plan.stderr
     capacity = json.loads(recon("plan", "--format", "json").stdout)["quota"]["capacity"]
-    assert capacity["rollout_reserve"] is True and capacity["needed_cpus"] == 2.0 and capacity["cpus"] == 2.05
+    assert capacity["rollout_reserve"] is True and capacity["needed_cpus"] == 2.0 and capacity["cpus"] == 2.1
     recon("apply", "--auto-approve")
     assert len(kget(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]) == 3
     # ... and its rolling update (3 old + 1 surge pod) is admitted too

@@ -241,18 +241,13 @@ def test_pods_the_quota_refuses_fail_the_step_and_keep_the_template(project: Pro
     assert made[BLUE].outputs["config_digest"] == after["recon.io/config-digest"]
 
 
-def test_a_pod_the_cluster_replaces_is_drift_until_apply_updates_the_pool(project: Project, cluster: Cluster,
-                                                                          namespace: str) -> None:
+def test_a_pod_the_cluster_replaces_is_not_drift_the_router_watches_its_pods(project: Project, cluster: Cluster,
+                                                                            namespace: str) -> None:
     made = project.stack(count=2)
     assert project.provider.observe(made[BLUE]).attributes["instance_count"] == 2
     pods = get(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]
     gone = pods[0]["metadata"]["name"]
-    # As an eviction would, the pod leaves and the ReplicaSet makes another. It is first taken out of the
-    # ReplicaSet by its label and deleted only once the replacement runs: kwok hands a freed pod IP to the
-    # next pod, and a replacement at the same address would leave the router's pool right by chance.
-    cluster.kubectl("-n", namespace, "label", "pod", gone, "recon.io/deployment-")
-    wait_until(lambda: len(get(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"]) == 2,
-               what="the ReplicaSet's replacement pod")
+    # As an eviction would, the pod leaves and the ReplicaSet makes another.
     cluster.kubectl("-n", namespace, "delete", "pod", gone)
 
     def replaced() -> bool:
@@ -262,13 +257,13 @@ def test_a_pod_the_cluster_replaces_is_drift_until_apply_updates_the_pool(projec
 
     wait_until(replaced, what="the replacement pod")
     obs = project.provider.observe(made[BLUE])
-    assert obs.attributes["instance_count"] == 1  # the router reaches one of the two ready pods
-    assert any("router's pool of blue is out of date" in p for p in obs.problems), obs.problems
-    request = project.deployment(count=2)
-    project.record(request, project.provider.scale(counted(request, 2)))  # what apply does with that drift
-    obs = project.provider.observe(project.recorded[BLUE])
-    assert obs.attributes["instance_count"] == 2 and obs.problems == []
+    assert obs.attributes["instance_count"] == 2 and obs.problems == []  # the cluster's own doing: not drift
+    # what the router watches (the table's discovery section) selects exactly the deployment's pods now,
+    # by the API server's own label selection (tests/kubernetes/test_real_node_cluster.py: the router serves them)
     table = json.loads(get(cluster, namespace, "configmap", "ep-router")["data"]["table.json"])
-    ips = {f"{p['status']['podIP']}:5001" for p in get(cluster, namespace, "pods", "-l",
-                                                        "recon.io/deployment=blue")["items"]}
-    assert set(table["deployments"]["blue"]["upstreams"]) == ips
+    found = table["discovery"]
+    assert found["namespace"] == namespace and found["groups"] == {"blue": "blue"}
+    selected = get(cluster, namespace, "pods", "-l", f"{found['selector']},{found['label']}=blue")["items"]
+    assert sorted(p["metadata"]["name"] for p in selected) == sorted(
+        p["metadata"]["name"] for p in get(cluster, namespace, "pods", "-l", "recon.io/deployment=blue")["items"])
+    assert gone not in {p["metadata"]["name"] for p in selected} and len(selected) == 2

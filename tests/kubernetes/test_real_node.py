@@ -100,11 +100,14 @@ def sample(tmp_path: Path, cluster: Cluster, namespace: str) -> Iterator[tuple[R
 
 
 class PortForward:
-    """``kubectl port-forward service/NAME PORT:80`` on 127.0.0.1 while in use."""
+    """``kubectl port-forward service/NAME PORT:80`` on 127.0.0.1 while in use (``target``: another
+    object and its port, e.g. ``pod/NAME``, 8080)."""
 
-    def __init__(self, cluster: Cluster, namespace: str, service: str, port: int) -> None:
+    def __init__(self, cluster: Cluster, namespace: str, service: str, port: int,
+                 target: tuple[str, int] | None = None) -> None:
+        name, remote = target or (f"service/{service}", 80)
         self.proc = subprocess.Popen(["kubectl", "-n", namespace, "port-forward", "--address", "127.0.0.1",
-                                      f"service/{service}", f"{port}:80"], env=cluster.env,
+                                      name, f"{port}:{remote}"], env=cluster.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.port = port
 

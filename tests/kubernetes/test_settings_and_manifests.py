@@ -26,7 +26,8 @@ def test_unknown_and_wrong_settings_are_errors_at_their_key() -> None:
     for raw, key in (({"namespace": 3}, "namespace"), ({"image_pull_policy": "Sometimes"}, "image_pull_policy"),
                      ({"tolerations": "all"}, "tolerations"), ({"progress_deadline_seconds": -1},
                                                                 "progress_deadline_seconds"),
-                     ({"router_reload_check": "yes"}, "router_reload_check")):
+                     ({"router_reload_check": "yes"}, "router_reload_check"), ({"router_replicas": 0}, "router_replicas"),
+                     ({"router_replicas": True}, "router_replicas")):
         with pytest.raises(ConfigError) as info:
             parse_settings(raw)
         assert info.value.diagnostics[0].path == f"provider.{key}"
@@ -81,7 +82,7 @@ def test_instances_get_the_instance_key_only() -> None:
 
 def test_the_router_pod_unpacks_httptools_and_mounts_its_keys() -> None:
     s = parse_settings({"namespace": "ns", "router_image": "registry.local/router:1"})
-    deployment, service = m.router_manifests(s, "ws", "EP", "sha256:" + "b" * 64)
+    *_, deployment, service, _ = m.router_manifests(s, "ws", "EP", "sha256:" + "b" * 64)
     pod = deployment["spec"]["template"]["spec"]
     assert [c["image"] for c in pod["initContainers"] + pod["containers"]] == ["registry.local/router:1"] * 2
     assert pod["initContainers"][0]["command"][-2:] == ["/opt/recon/lib-src/httptools.tar.gz", "/opt/recon/lib"]
@@ -94,8 +95,24 @@ def test_the_router_pod_unpacks_httptools_and_mounts_its_keys() -> None:
     assert service["spec"]["selector"] == {"recon.io/endpoint": "ep", "recon.io/role": "router"}
 
 
+def test_the_router_runs_as_its_own_service_account_that_may_only_read_pods() -> None:
+    objs = m.router_manifests(parse_settings({"namespace": "ns"}), "ws", "EP", "sha256:" + "b" * 64)
+    assert [o["kind"] for o in objs] == ["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service",
+                                        "PodDisruptionBudget"]
+    account, role, binding, deployment, _, budget = objs
+    assert budget["spec"] == {"selector": {"matchLabels": {"recon.io/endpoint": "ep", "recon.io/role": "router"}},
+                              "maxUnavailable": 1}
+    assert deployment["spec"]["replicas"] == 2  # router_replicas
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"] == "ep-router"
+    assert pod["automountServiceAccountToken"] is True
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ep-router", "namespace": "ns"}]
+
+
 def test_router_pods_carry_the_prometheus_annotations() -> None:
-    deployment, _ = m.router_manifests(parse_settings({"namespace": "ns"}), "ws", "ep", "sha256:" + "b" * 64)
+    *_, deployment, _, _ = m.router_manifests(parse_settings({"namespace": "ns"}), "ws", "ep", "sha256:" + "b" * 64)
     template = deployment["spec"]["template"]
     notes = template["metadata"]["annotations"]
     assert {k: notes[k] for k in notes if k.startswith("prometheus.io/")} == {

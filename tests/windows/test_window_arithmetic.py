@@ -1,12 +1,17 @@
 """The arithmetic of a measuring window (providers/shared/windows.py): the counts of a window from two
-scrapes (mark and close) of one or several router replicas, in the stats' disjoint counting rules."""
+scrapes (mark and close) of one or several router replicas, in the stats' disjoint counting rules; a
+read that no replica answers is asked again a bounded number of times."""
 
 from __future__ import annotations
 
 import math
 
-from providers.shared.windows import close_stats, open_mark
+import pytest
+
+from providers.shared.windows import RouterWindows, close_stats, open_mark
+from reconciler.model.errors import RetryableError
 from reconciler.model.windows import histogram_quantile
+from reconciler.plan.provider import ApplyRequest
 
 INF = math.inf
 
@@ -53,3 +58,30 @@ def test_a_counter_that_went_down_counts_whole() -> None:
     mark = open_mark("ep", [("r1", exposition({"2xx": 100}, 0, 0, [100, 100, 100], 1000.0))], now=0.0)
     stats = close_stats(mark, [("r1", exposition({"2xx": 7}, 0, 0, [7, 7, 7], 1000.0))], now=1.0)
     assert stats.series[0].requests == 7
+
+
+class Replicas(RouterWindows):
+    """Router replicas that answer as scripted: each read takes the next list of scrapes."""
+
+    def __init__(self, reads: list[list[tuple[str, str | None]]]) -> None:
+        self.reads = reads
+        self.slept: list[float] = []
+        self.pause = self.slept.append
+
+    def _router_metrics(self, endpoint: str) -> list[tuple[str, str | None]]:
+        return self.reads.pop(0)
+
+
+REQUEST = ApplyRequest("endpoint.ep", "endpoint", "ep", {"name": "ep"}, None)
+
+
+def test_a_read_no_replica_answers_is_asked_again_then_fails() -> None:
+    busy: list[tuple[str, str | None]] = [("r1", None)]
+    answer: list[tuple[str, str | None]] = [("r1", exposition({"2xx": 3}, 0, 0, [3, 3, 3], 1000.0))]
+    windows = Replicas([busy, busy, answer])
+    mark = windows.open_window(REQUEST)
+    assert windows.slept == [0.5, 1.0] and mark["replicas"]["r1"] is not None
+    never = Replicas([busy] * 4)
+    with pytest.raises(RetryableError, match="no router of endpoint ep answers GET /-/metrics \\(4 attempts\\)"):
+        never.close_window(REQUEST, mark)
+    assert never.slept == [0.5, 1.0, 2.0] and never.reads == []

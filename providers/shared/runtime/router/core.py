@@ -6,21 +6,26 @@
 - ``handle`` routes a request: the router's own URLs, a deployment named in
   ``azureml-model-deployment``, else the split; mirroring picks its copies here.
 - ``finished`` writes an answer back, then starts the mirrored copy: the live answer never waits for it.
+- With a table ``discovery`` section (Kubernetes), each deployment's upstreams are its ready pods as the
+  router's own watch sees them (discovery.py), not the table's list; the table still decides which
+  deployments get traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 import uuid
 from typing import Any
 
 from .clients import ClientConn
+from .discovery import Discovered, PodWatch
 from .messages import Request, Response, serialize, simple
 from .pools import Pools, Upstream
 from .status import CONTROL_PATHS, Telemetry, log, own_answer
-from .table import LIMITS, Credentials, Split, Table, load
+from .table import LIMITS, Credentials, DeploymentSpec, Split, Table, load
 from .upstream import Exchange
 
 NO_TRAFFIC_MESSAGE = (
@@ -59,6 +64,8 @@ class Router:
         self.limits: tuple[int, ...] = tuple(LIMITS.values())  # in LIMITS' order
         self.id_prefix = uuid.uuid4().hex[:12]
         self.id_counter = 0
+        self.watch: PodWatch | None = None
+        self.discovered: Discovered | None = None  # None until the watch's first list
 
     # -- table
 
@@ -81,8 +88,52 @@ class Router:
         self.split.update(table)
         self.table = table
         self.limits = table.limit_values()
-        self.pools.update(table.deployments)
-        self.telemetry.metrics.attach(self.pools.by_name.values())
+        self._watch(table)
+        self._update_pools()
+
+    def _update_pools(self) -> None:
+        if self.table is not None:
+            self.pools.update(self.deployments(self.table))
+            self.telemetry.metrics.attach(self.pools.by_name.values())
+
+    def deployments(self, table: Table) -> dict[str, DeploymentSpec]:
+        """The table's deployments, each with its pods' addresses as the watch sees them (once it has
+        listed them) instead of the table's list."""
+        found, spec = self.discovered, table.discovery
+        if spec is None or found is None:
+            return table.deployments
+        groups = dict(spec.groups)
+        out = {}
+        for name, dep in table.deployments.items():
+            group = groups.get(name)
+            if group is not None:
+                ups = found.get(group, ())
+                dep = dataclasses.replace(dep, upstreams=tuple(a for a, _ in ups), digests=tuple(d for _, d in ups))
+            out[name] = dep
+        return out
+
+    def _watch(self, table: Table) -> None:
+        """Start (or restart, when the table watches other pods) the watch of the table's discovery."""
+        spec = table.discovery
+        same = (self.watch is not None and spec is not None
+                and dataclasses.replace(self.watch.spec, groups=()) == dataclasses.replace(spec, groups=()))
+        if same:
+            return
+        if self.watch is not None:
+            self.watch.stop()
+            self.watch, self.discovered = None, None
+        if spec is not None:
+            loop = self.loop
+            self.watch = PodWatch(spec, lambda found: loop.call_soon_threadsafe(self.on_discovered, found))
+            self.watch.start()
+            log("info", f"watching pods {spec.selector} in {spec.namespace} for the pools")
+
+    def on_discovered(self, found: Discovered) -> None:
+        """The watch saw the ready pods change (on the event loop)."""
+        self.discovered = found
+        self._update_pools()
+        sizes = ", ".join(f"{g}={len(ups)}" for g, ups in sorted(found.items())) or "none"
+        log("info", f"pools follow the cluster: ready pods {sizes}")
 
     def check_files(self) -> None:
         table = self.table
@@ -138,7 +189,8 @@ class Router:
             req.request_id = f"{self.id_prefix}-{self.id_counter}"
             rid = req.request_id.encode()
         if req.target in CONTROL_PATHS:
-            resp = own_answer(req, self.table, self.pools, self.active - 1, self.stopping, self.telemetry.metrics)
+            resp = own_answer(req, self.table, self.pools, self.active - 1, self.stopping, self.telemetry.metrics,
+                              self.watch.state if self.watch else None)
             self._answer(client, req, resp, "", time.perf_counter(), own=False)
             return
         mirror_to = None

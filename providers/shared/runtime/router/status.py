@@ -77,9 +77,12 @@ class Telemetry:
         self.metrics.answered_itself(status)
 
 
-def status_document(table: Table | None, pools: Pools, in_flight: int, stopping: bool) -> dict[str, Any]:
-    """``GET /-/router``: the table in force (version, split, pools) and what is in flight."""
+def status_document(table: Table | None, pools: Pools, in_flight: int, stopping: bool,
+                    discovery: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``GET /-/router``: the table in force (version, split, pools), what is in flight, and the pod
+    watch's state (``discovery``: synced, pods seen, last error) when the pools follow one."""
     return {
+        "discovery": discovery,
         "status": "stopping" if stopping else "ok",
         "endpoint": table.endpoint if table else None,
         "version": table.version if table else None,
@@ -96,10 +99,10 @@ def status_document(table: Table | None, pools: Pools, in_flight: int, stopping:
 
 
 def own_answer(req: Request, table: Table | None, pools: Pools, in_flight: int, stopping: bool,
-               metrics: Metrics) -> Response:
+               metrics: Metrics, discovery: dict[str, Any] | None = None) -> Response:
     """The answer to a request for one of ``CONTROL_PATHS`` (authorized already)."""
     if req.target == METRICS_PATH:
         body = metrics.render(table.endpoint if table else "", table.version if table else None, in_flight)
         return Response(200, b"OK", [(b"content-type", CONTENT_TYPE)], body)
-    doc = status_document(table, pools, in_flight, stopping)
+    doc = status_document(table, pools, in_flight, stopping, discovery)
     return Response(200, b"OK", [(b"content-type", b"application/json")], json.dumps(doc).encode())

@@ -54,6 +54,33 @@ class DeploymentSpec:
 
 
 @dataclass(frozen=True)
+class DiscoverySpec:
+    """The table's ``discovery`` section: which pods the router watches for its pools (discovery.py)."""
+
+    namespace: str
+    selector: str  # label selector of the endpoint's instance pods
+    label: str  # the label whose value names a pod's deployment
+    port: int  # where instances listen
+    digest_annotation: str
+    groups: tuple[tuple[str, str], ...]  # (deployment name lowercased, its pods' label value)
+
+
+def parse_discovery(raw: Any) -> DiscoverySpec | None:
+    """The ``discovery`` section (None when the table has none); ValueError when it is malformed."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TableError("discovery: expected an object")
+    try:
+        groups = raw.get("groups") or {}
+        return DiscoverySpec(namespace=str(raw["namespace"]), selector=str(raw["selector"]), label=str(raw["label"]),
+                             port=int(raw["port"]), digest_annotation=str(raw.get("digest_annotation") or ""),
+                             groups=tuple(sorted((str(k).lower(), str(v)) for k, v in dict(groups).items())))
+    except (KeyError, TypeError, ValueError) as ex:
+        raise TableError(f"discovery: {ex}") from None
+
+
+@dataclass(frozen=True)
 class Table:
     """A parsed routing table (docs/runtime.md). Names are lowercased."""
 
@@ -66,6 +93,7 @@ class Table:
     version: Any = None
     limits: tuple[tuple[str, int], ...] = ()
     instance_key_file: str | None = None
+    discovery: DiscoverySpec | None = None
 
     def limit(self, name: str) -> int:
         return dict(self.limits).get(name, LIMITS[name])
@@ -147,7 +175,7 @@ def parse_table(doc: Any) -> Table:
                  deployments=deployments, limits=limits, instance_key_file=ikf,
                  traffic=_percentages(doc.get("traffic"), "traffic", deployments),
                  mirror=_percentages(doc.get("mirror_traffic"), "mirror_traffic", deployments),
-                 version=doc.get("version"))
+                 version=doc.get("version"), discovery=parse_discovery(doc.get("discovery")))
 
 
 def read_instance_key(path: str | None) -> bytes:
