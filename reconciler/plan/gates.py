@@ -212,9 +212,11 @@ def judge_again(steps: list[Step], changes: Mapping[str, Change], p: Actions) ->
     judged one, the judgment is the endpoint's traffic step."""
     for address in sorted(p.prior.resources):
         judging = pending_judgment(p, changes.get(address))
+        if judging is None:  # nearly every resource: the steps are not scanned for it (16,100 x steps)
+            continue
         finals = [s for s in steps if s.address == address and s.kind is StepKind.SET_TRAFFIC
                   and s.params_as(TrafficParams).phase == "final"]
-        if judging is not None and finals:
+        if finals:
             steps = _judged_first(steps, address, judging, finals)
     return steps
 
