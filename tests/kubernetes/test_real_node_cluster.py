@@ -57,9 +57,9 @@ def real(tmp_path: Path, cluster: Cluster, namespace: str, monkeypatch: pytest.M
         project.provider.close()
 
 
-def routed_stack(project: Project, count: int) -> str:
+def routed_stack(project: Project, count: int, **overrides: Any) -> str:
     """Endpoint ep with deployment blue (``count`` pods) taking all traffic; its primary key."""
-    made = project.stack(count=count)
+    made = project.stack(count=count, **overrides)
     ep = project.endpoint()
     project.provider.set_routing(ApplyRequest(ep.address, "endpoint", "ep", {**ep.attributes, "traffic": {"blue": 100}},
                                               made["endpoint.ep"], {}, project.events.append))
@@ -313,3 +313,46 @@ def test_deleting_a_router_pod_under_load_fails_no_request(real: Project, cluste
     now = json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-l", "recon.io/role=router",
                                      "-o", "json").stdout)["items"]
     assert victim not in {p["metadata"]["name"] for p in now} and len(now) == 2
+
+
+HOT_SCORE_PY = """\
+import json
+import socket
+import time
+
+
+def init():
+    pass
+
+
+def run(raw_data):
+    end = time.process_time() + 0.03  # 30 ms of CPU a request: load makes real CPU use
+    while time.process_time() < end:
+        pass
+    return {"pod": socket.gethostname(), "echo": json.loads(raw_data)}
+"""
+
+
+def test_an_hpa_grows_a_deployment_from_real_cpu_load_and_its_new_pods_take_requests(
+        real: Project, cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """metrics-server reads the real kubelet's CPU; the HorizontalPodAutoscaler recon made adds pods; the
+    router's watch sends them requests, recon not running."""
+    monkeypatch.setattr(helpers, "SCORE_PY", HOT_SCORE_PY)
+    scale = {"type": "target_utilization", "min_instances": 1, "max_instances": 3,
+             "target_utilization_percentage": 50, "polling_interval": 1}
+    key = routed_stack(real, 1, scale_settings=scale)
+    first = {p["metadata"]["name"] for p in blue_pods(cluster, namespace)}
+    forward = PortForward(cluster, namespace, "ep-router", free_port())
+    load = Load(forward.port, key)  # 2 at a time: one in flight, one queued (Azure admits 2 per instance)
+    try:
+        lags = watch_ready(cluster, namespace, first, load, timeout=300)  # the autoscaler's first new pod(s)
+        hpa = json.loads(cluster.kubectl("-n", namespace, "get", "hpa", "ep-blue", "-o", "json").stdout)
+        print(f"\n[hpa] desired {hpa['status'].get('desiredReplicas')}, current metrics "
+              f"{hpa['status'].get('currentMetrics')}; seconds from a new pod seen ready to its first answer: {lags}")
+    finally:
+        load.close()
+        forward.close()
+    assert hpa["status"]["desiredReplicas"] > 1 and hpa["spec"]["maxReplicas"] == 3
+    assert load.failures == [], load.failures[:5]
+    assert set(lags) <= set(load.served)
+    print(f"[hpa] {load.ok} answers, 0 failed, per pod: {load.served}")
