@@ -21,14 +21,16 @@ fail, and is remembered for ``FAILURE_TTL_S`` (or the ``Retry-After``, if longer
 after it neither wait nor ask again. ``RECON_PRICES_URL`` overrides ``pricing.url`` (tests point it
 at an emulator on 127.0.0.1).
 
-Cache: ``<cache dir>/prices/<region>-<currency>.json`` holds, per instance type, the price and the
-time it was fetched (and the types the API has no price for); entries older than
+Cache: ``<cache dir>/prices/<region>-<currency>.json`` (for another URL than Azure's,
+``<region>-<currency>-<12 hex of the URL's sha256>.json``: an emulator or a proxy never displaces
+Azure's prices) holds, per instance type, the price and the time it was fetched (and the types the API has no price for); entries older than
 ``pricing.cache_hours`` are asked again. Written atomically; a cache that cannot be read or written
 is only a slower plan.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -40,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from reconciler import __version__
-from reconciler.model.settings import ProjectSettings
+from reconciler.model.settings import RETAIL_PRICES_URL, ProjectSettings
 from reconciler.plan.cost import SOURCE_API, SOURCE_TABLE, Price, PriceTable
 
 if TYPE_CHECKING:
@@ -115,7 +117,7 @@ def price_table(
         return PriceTable(currency, region, known, unavailable=why)
     url = os.environ.get(ENV_URL) or pricing.url
     clock = now or (lambda: datetime.now(UTC))
-    cache = PriceCache(cache_root / "prices" / f"{region}-{currency}.json", _plain(url), region, currency, clock)
+    cache = PriceCache(cache_path(cache_root, region, currency, url), _plain(url), region, currency, clock)
     todo = [s for s in needed if not cache.fresh(s, pricing.cache_hours)]
     unavailable = cache.failure() if todo else None
     if todo and unavailable is None:
@@ -130,6 +132,14 @@ def price_table(
 
 
 # -- the cache ------------------------------------------------------------------------------------
+
+
+def cache_path(cache_root: Path, region: str, currency: str, url: str) -> Path:
+    """Where the prices of ``region`` and ``currency`` asked at ``url`` are cached (see the module docstring)."""
+    if url == RETAIL_PRICES_URL:
+        return cache_root / "prices" / f"{region}-{currency}.json"
+    digest = hashlib.sha256(_plain(url).encode()).hexdigest()[:12]
+    return cache_root / "prices" / f"{region}-{currency}-{digest}.json"
 
 
 class PriceCache:

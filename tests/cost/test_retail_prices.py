@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from reconciler.apply.prices import ENV_URL, choose, odata_filter, price_table
+from reconciler.apply.prices import ENV_URL, cache_path, choose, odata_filter, price_table
 from reconciler.model.resources import ProviderSettings
-from reconciler.model.settings import PricingSettings, ProjectSettings
+from reconciler.model.settings import RETAIL_PRICES_URL, PricingSettings, ProjectSettings
 from reconciler.plan.cost import SOURCE_API, SOURCE_TABLE
 from tests.prices_emulator import Emulator, Fault, catalogue_items, parse_filter
 
@@ -68,7 +68,8 @@ def test_currency_and_region(emulator: Emulator, tmp_path: Path) -> None:
     assert table.prices[DS3].per_hour == pytest.approx(0.25 * 1.1 * 0.9)  # the emulator's region and rate
     assert (table.region, table.currency) == ("westeurope", "EUR")
     assert emulator.requests[0]["query"]["currencyCode"] == "'EUR'"
-    assert (tmp_path / "prices" / "westeurope-EUR.json").is_file()
+    assert cache_path(tmp_path, "westeurope", "EUR", emulator.url).is_file()
+    assert not (tmp_path / "prices" / "westeurope-EUR.json").exists()  # Azure's own prices' file stays Azure's
     # the provider's location is the default region
     az = settings(provider=ProviderSettings(kind="azure", settings={"location": "westeurope"}))
     assert price_table(az, [DS3], tmp_path / "b").region == "westeurope"
@@ -183,7 +184,7 @@ def test_the_cache_holds_prices_with_their_date_for_its_lifetime(emulator: Emula
     clock = Clock()
     first = price_table(settings(cache_hours=24), [DS3], tmp_path, now=clock)
     assert first.prices[DS3].date == "2025-01-07"
-    doc = json.loads((tmp_path / "prices" / "eastus-USD.json").read_text())
+    doc = json.loads(cache_path(tmp_path, "eastus", "USD", emulator.url).read_text())
     assert doc["url"] == emulator.url and doc["prices"]["standard_ds3_v2"]["fetched_at"] == "2025-01-07T09:30:00+00:00"
     asked = len(emulator.requests)
     clock.now += timedelta(hours=23)
@@ -248,4 +249,13 @@ def test_a_password_in_the_url_stays_out_of_messages_and_the_cache(tmp_path: Pat
     table = price_table(settings(), [DS3], tmp_path)
     assert table.unavailable is not None and table.unavailable.startswith(f"cannot reach 127.0.0.1:{port}: ")
     assert "s3cret" not in table.unavailable
-    assert "s3cret" not in (tmp_path / "prices" / "eastus-USD.json").read_text()
+    cached = list((tmp_path / "prices").glob("eastus-USD-*.json"))
+    assert len(cached) == 1 and "s3cret" not in cached[0].read_text() and "s3cret" not in cached[0].name
+
+
+def test_the_cache_of_another_url_is_a_file_of_its_own(tmp_path: Path) -> None:
+    azure = cache_path(tmp_path, "eastus", "USD", RETAIL_PRICES_URL)
+    assert azure == tmp_path / "prices" / "eastus-USD.json"
+    one = cache_path(tmp_path, "eastus", "USD", "http://127.0.0.1:8080/api/retail/prices")
+    other = cache_path(tmp_path, "eastus", "USD", "http://127.0.0.1:8081/api/retail/prices")
+    assert len({azure, one, other}) == 3 and one.parent == azure.parent
