@@ -95,8 +95,8 @@ t0="$(now)"
 out="$(mktemp /tmp/recon-pytest.XXXXXX)"
 # A hard cap well inside CI's limit: SIGINT lets pytest print its summary of what ran. tests/kubernetes
 # reads the deadline: a cold Kubernetes build that cannot finish in time fails its tests with a message.
-export RECON_PYTEST_DEADLINE="$(( $(date +%s) + ${PYTEST_WALL_LIMIT:-3000} ))"
-timeout --signal=INT --kill-after=60 "${PYTEST_WALL_LIMIT:-3000}" \
+export RECON_PYTEST_DEADLINE="$(( $(date +%s) + ${PYTEST_WALL_LIMIT:-3300} ))"
+timeout --signal=INT --kill-after=60 "${PYTEST_WALL_LIMIT:-3300}" \
     "$PYTHON" -m pytest -q -ra --durations=30 "${pytest_args[@]}" </dev/null | tee "$out" || rc=$?
 timings+=("$(printf '%-22s %6ss' pytest "$(elapsed "$t0")")")
 
@@ -105,7 +105,7 @@ for line in "${timings[@]}"; do printf '    %s\n' "$line" >&2; done
 case "$rc" in
     0) log "tests passed" ;;
     5) log "FAILED: pytest collected no tests (exit 5); a suite that runs nothing is not a pass"; rc=1 ;;
-    124) log "FAILED: the test suite ran past ${PYTEST_WALL_LIMIT:-3000}s and was stopped"; rc=1 ;;
+    124) log "FAILED: the test suite ran past ${PYTEST_WALL_LIMIT:-3300}s and was stopped"; rc=1 ;;
     *) log "FAILED: pytest exit code $rc" ;;
 esac
 # pytest's own closing line ("N passed, N failed in Ns") is the last line of the output.
