@@ -101,8 +101,12 @@ class KubernetesProvider(RouterWindows, Provider):
     def _observe_endpoint(self, resource: StateResource) -> Observation:
         ep = str(resource.attributes.get("name", resource.name)).lower()
         router = m.router_name(ep)
+        # the router's own access (its pod watch) and budget are the endpoint's too: without its RoleBinding
+        # a router that starts or reconnects cannot list pods, and its pools stop following the cluster
         for kind, name in (("Deployment", router), ("Service", router), ("ConfigMap", router),
-                           ("ConfigMap", m.router_lib_name(ep)), ("Secret", m.keys_name(ep))):
+                           ("ConfigMap", m.router_lib_name(ep)), ("Secret", m.keys_name(ep)),
+                           ("ServiceAccount", router), ("Role", router), ("RoleBinding", router),
+                           ("PodDisruptionBudget", router)):
             if self.kube.get(kind, name) is None:
                 return Observation(False, problems=[f"its {kind} {name} is gone"])
         table = self.endpoints.table(ep).read_table()
