@@ -409,6 +409,10 @@ unguard_api_port() {
 # each is started only when it is not running already.
 up_addons() {
     sed "s/HOST/$HOST/g" "$K8S/addons.yaml" | kubectl apply -f - > /dev/null
+    # the host reaches Services as a node does (kube-proxy's rules in its OUTPUT chain): a route of the
+    # Service range through the pod bridge, for hosts whose own table has none (or refuses it); metric 100,
+    # so a route of the host's own to that range wins; it goes with the bridge on down
+    ip route replace 10.0.0.0/24 dev recontestbr0 src "$HOST" metric 100
     if ! running kube-proxy; then
         kubeconfig "$RUN/kube-proxy.kubeconfig" kube-proxy "$PKI/kube-proxy.crt" "$PKI/kube-proxy.key"
         cat > "$RUN/kube-proxy-config.yaml" << EOF
