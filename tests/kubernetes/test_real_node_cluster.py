@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from providers.kubernetes.settings import DEFAULT_IMAGE, DEFAULT_ROUTER_IMAGE
 from reconciler.plan.provider import ApplyRequest, Keys
@@ -70,43 +71,74 @@ def routed_stack(project: Project, count: int, **overrides: Any) -> str:
 
 
 class Load:
-    """Requests to the router, back to back from ``threads`` threads, until closed: each answer's pod and
-    when it first served, and every failed request (anything but a 200 with a pod's name)."""
+    """Requests to the router, back to back from ``threads`` threads (each on a connection of its own,
+    kept alive), until closed: each answer's pod and when it first served, and every failed request
+    (anything but a 200 with a pod's name), by thread. ``pause``: seconds between one thread's requests.
+    ``retry_refused``: a connection the server refuses (nothing was sent yet) is counted in ``refused``
+    and tried again, as HTTP clients do, instead of failing a request. ``backoff``: seconds a thread waits
+    after a failed request before it connects again."""
 
-    def __init__(self, port: int, key: str, threads: int = 2) -> None:
-        self.port, self.key = port, key
+    def __init__(self, port: int, key: str, threads: int = 2, host: str = "127.0.0.1", body: bytes = b'{"n": 1}',
+                 pause: float = 0.0, retry_refused: bool = False, backoff: float = 0.0) -> None:
+        self.host, self.port, self.key, self.body, self.pause = host, port, key, body, pause
+        self.backoff = backoff
+        self.retry_refused = retry_refused
         self.first_served: dict[str, float] = {}
         self.served: dict[str, int] = {}
         self.failures: list[str] = []
+        self.failed_by: dict[int, int] = {}  # thread -> failed requests
+        self.failed_at: list[tuple[float, int]] = []  # (monotonic time, thread) of each failed request
+        self.ok_by: dict[int, int] = {}  # thread -> answers
+        self.ports: dict[int, int] = {}  # thread -> the local port of its connection now
         self.ok = 0
+        self.refused = 0
         self.stopped = False
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(threads)]
         for t in self.threads:
             t.start()
 
-    def run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def run(self, index: int) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
         headers = {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
         while not self.stopped:
             try:
-                conn.request("POST", "/score", body=b'{"n": 1}', headers=headers)
+                conn.request("POST", "/score", body=self.body, headers=headers)
+                if conn.sock is not None:
+                    self.ports[index] = conn.sock.getsockname()[1]
                 resp = conn.getresponse()
                 body = resp.read()
                 pod = json.loads(body).get("pod") if resp.status == 200 else None
+            except ConnectionRefusedError as ex:  # refused at connect: no byte of the request was sent
+                with self.lock:
+                    if self.retry_refused:
+                        self.refused += 1
+                    else:
+                        self.failures.append(f"{type(ex).__name__}: {ex}")
+                        self.failed_by[index] = self.failed_by.get(index, 0) + 1
+                conn.close()
+                time.sleep(0.05)
+                continue
             except (OSError, http.client.HTTPException, ValueError) as ex:
                 with self.lock:
                     self.failures.append(f"{type(ex).__name__}: {ex}")
+                    self.failed_by[index] = self.failed_by.get(index, 0) + 1
+                    self.failed_at.append((time.monotonic(), index))
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                time.sleep(self.backoff)
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
                 continue
             with self.lock:
                 if pod is None:
                     self.failures.append(f"HTTP {resp.status}: {body[:200]!r}")
+                    self.failed_by[index] = self.failed_by.get(index, 0) + 1
                     continue
                 self.ok += 1
+                self.ok_by[index] = self.ok_by.get(index, 0) + 1
                 self.served[pod] = self.served.get(pod, 0) + 1
                 self.first_served.setdefault(pod, time.monotonic())
+            if self.pause:
+                time.sleep(self.pause)
         conn.close()
 
     def close(self) -> None:
@@ -186,11 +218,15 @@ def test_an_evicted_pod_drains_and_its_replacement_serves_with_no_failed_request
         wait_until(lambda: victim not in {p["metadata"]["name"] for p in blue_pods(cluster, namespace)}, 120,
                    "the evicted pod gone")
         print(f"\n[eviction] seconds from the replacement seen ready to its first answer: {lags}")
+        # recon reads the deployment again: a pod the cluster replaced is not drift, every router's pool in step
+        obs = real.provider.observe(real.recorded[BLUE])
+        real.provider.close()
     finally:
         load.close()
         forward.close()
     assert load.failures == [], load.failures[:5]
     assert set(lags) <= set(load.served) and load.ok > 20
+    assert obs.exists and obs.problems == [] and obs.attributes["instance_count"] == 2
     print(f"[eviction] {load.ok} answers, 0 failed, per pod: {load.served}")
 
 
@@ -292,6 +328,9 @@ def test_deleting_a_router_pod_under_load_fails_no_request(real: Project, cluste
     assert all(d is not None for d in docs)
     assert len({(d["version"], json.dumps(d["deployments"]["blue"]["upstreams"], sort_keys=True))  # type: ignore[index]
                 for d in docs}) == 1
+    # and that table is the last one recon wrote: set_routing returned only once every replica served it
+    table = json.loads(cluster.kubectl("-n", namespace, "get", "configmap", "ep-router", "-o", "json").stdout)
+    assert {d["version"] for d in docs} == {json.loads(table["data"]["table.json"])["version"]}  # type: ignore[index]
     real.provider.close()
     uri = f"http://ep-router.{namespace}.svc.cluster.local/score"
     run_pod(cluster, namespace, "loader", LOADER, uri, "40")
@@ -326,33 +365,91 @@ def init():
 
 
 def run(raw_data):
-    end = time.process_time() + 0.03  # 30 ms of CPU a request: load makes real CPU use
-    while time.process_time() < end:
-        pass
-    return {"pod": socket.gethostname(), "echo": json.loads(raw_data)}
+    data = json.loads(raw_data)
+    if data.get("burn"):  # 30 ms of CPU a request: load makes real CPU use
+        end = time.process_time() + 0.03
+        while time.process_time() < end:
+            pass
+    return {"pod": socket.gethostname(), "echo": data}
 """
 
 
-def test_an_hpa_grows_a_deployment_from_real_cpu_load_and_its_new_pods_take_requests(
+def router_counts(project: Project) -> dict[str, dict[str, int]]:
+    """The router's own counts (``GET /-/metrics`` of every router pod): requests it sent to blue's
+    instances, by router pod and by configuration digest and class of answer."""
+    out: dict[str, dict[str, int]] = {}
+    for pod, text in project.provider.endpoints.router_metrics("ep"):
+        assert text is not None, f"router pod {pod} did not answer GET /-/metrics"
+        counts = out.setdefault(pod, {})
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if sample.name == "recon_router_requests_total" and labels["deployment"] == "blue" and sample.value:
+                    series = f"{labels['digest'].removeprefix('sha256:')[:12]} {labels['code']}"
+                    counts[series] = counts.get(series, 0) + int(sample.value)
+    return out
+
+
+def test_an_hpa_grows_a_deployment_from_real_cpu_load_and_shrinks_it_when_the_load_stops(
         real: Project, cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """metrics-server reads the real kubelet's CPU; the HorizontalPodAutoscaler recon made adds pods; the
-    router's watch sends them requests, recon not running."""
+    router's watch sends them requests, recon not running; the HPA's replica count is not drift. The load
+    stops, the HPA takes the pods away again while a light load goes on: none of its requests fails."""
     monkeypatch.setattr(helpers, "SCORE_PY", HOT_SCORE_PY)
     scale = {"type": "target_utilization", "min_instances": 1, "max_instances": 3,
              "target_utilization_percentage": 50, "polling_interval": 1}
     key = routed_stack(real, 1, scale_settings=scale)
+    # Azure's scale settings have no scale-down window, so recon's HPA keeps Kubernetes' default (300 s of
+    # stabilization before it shrinks): the test shortens it through the API, as an operator could
+    cluster.kubectl("-n", namespace, "patch", "hpa", "ep-blue", "--type=merge", "-p",
+                    '{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":10}}}}')
     first = {p["metadata"]["name"] for p in blue_pods(cluster, namespace)}
     forward = PortForward(cluster, namespace, "ep-router", free_port())
-    load = Load(forward.port, key)  # 2 at a time: one in flight, one queued (Azure admits 2 per instance)
+    # one request burning CPU and one cheap one at a time: one in flight, one queued (Azure admits 2 per
+    # instance); the light load (~10 cheap requests a second) goes on through the scale-down
+    heavy = Load(forward.port, key, threads=1, body=b'{"burn": 1}')
+    light = Load(forward.port, key, threads=1, pause=0.1)
     try:
-        lags = watch_ready(cluster, namespace, first, load, timeout=300)  # the autoscaler's first new pod(s)
+        lags = watch_ready(cluster, namespace, first, heavy, timeout=300)  # the autoscaler's first new pod(s)
         hpa = json.loads(cluster.kubectl("-n", namespace, "get", "hpa", "ep-blue", "-o", "json").stdout)
         print(f"\n[hpa] desired {hpa['status'].get('desiredReplicas')}, current metrics "
               f"{hpa['status'].get('currentMetrics')}; seconds from a new pod seen ready to its first answer: {lags}")
+
+        def all_ready_observed() -> Any:  # recon reads the endpoint again once every pod is ready
+            pods = blue_pods(cluster, namespace)
+            if len(pods) < 2 or not all(ready(p) for p in pods):
+                return None
+            obs = real.provider.observe(real.recorded[BLUE])
+            return (obs, len(pods)) if not obs.problems else None
+
+        grew = time.monotonic()
+        obs, grown = wait_until(all_ready_observed, 120, "every pod of the scale-up ready, with no drift")
+        real.provider.close()
+        heavy.close()
+        stopped = time.monotonic()
+
+        def shrunk() -> bool:
+            status = json.loads(cluster.kubectl("-n", namespace, "get", "hpa", "ep-blue", "-o", "json").stdout)
+            return status["status"].get("desiredReplicas") == 1 and len(blue_pods(cluster, namespace)) == 1
+
+        wait_until(shrunk, 300, "the HPA's scale-down to 1 pod and the other pods gone")
+        shrink_seconds = time.monotonic() - stopped
+        time.sleep(2)
     finally:
-        load.close()
+        heavy.close()
+        light.close()
         forward.close()
-    assert hpa["status"]["desiredReplicas"] > 1 and hpa["spec"]["maxReplicas"] == 3
-    assert load.failures == [], load.failures[:5]
-    assert set(lags) <= set(load.served)
-    print(f"[hpa] {load.ok} answers, 0 failed, per pod: {load.served}")
+    # the replica count is the HPA's: not drift (no instance_count observed), its bounds as declared
+    assert "instance_count" not in obs.attributes and obs.attributes["scale_settings"]["max_instances"] == 3
+    assert grown > 1 and hpa["status"]["desiredReplicas"] > 1 and hpa["spec"]["maxReplicas"] == 3
+    assert heavy.failures == [], heavy.failures[:5]
+    assert light.failures == [], light.failures[:5]
+    assert set(lags) <= set(heavy.served) | set(light.served)
+    gone = (set(heavy.served) | set(light.served)) - {p["metadata"]["name"] for p in blue_pods(cluster, namespace)}
+    assert gone, "a pod the HPA took away had served"
+    counts = router_counts(real)
+    assert not any(series.endswith(" 5xx") for per_pod in counts.values() for series in per_pod), counts
+    print(f"[hpa] grew to {grown} pods: {heavy.ok} CPU-heavy answers, 0 failed, per pod: {heavy.served}")
+    print(f"[hpa] back to 1 pod {shrink_seconds:.0f}s after the load stopped; the light load: {light.ok} answers, "
+          f"0 failed, per pod: {light.served}; the router's own counts (router pod: digest class): {counts}; "
+          f"from the first new pod's answer to the end: {time.monotonic() - grew:.0f}s")
