@@ -1,11 +1,11 @@
 """Environments as images.
 
 - ``image`` alone: used as it is, after ``image_overrides``; pulled when absent. The instance host
-  (providers/shared/runtime/host.py) is mounted read-only into its containers.
+  (providers/shared/runtime/host.py and host_scoring.py) is mounted read-only into its containers.
 - ``image`` + ``conda_file``: a derived image ``recon-env:<digest12>`` built FROM the (overridden)
   image, with a virtualenv at ``/opt/recon/venv`` holding the conda file's pip-installable
   dependencies (the local provider's translation, ``venvs.pip_plan``) and the host copied to
-  ``/opt/recon/host.py``.
+  ``/opt/recon/`` (host.py and host_scoring.py).
 - ``build: {path, dockerfile_path}``: built from the user's context as ``recon-env:<digest12>``.
 
 Built images carry the labels ``recon.managed=true``, ``recon.workspace``, ``recon.environment`` and
@@ -28,7 +28,7 @@ from typing import Any
 from providers.docker.engine import Engine, mapped
 from providers.shared import procs
 from providers.shared.requirements import pip_plan
-from providers.shared.runtime import HOST_SCRIPT
+from providers.shared.runtime import host_files
 from reconciler.model.errors import PermanentError
 
 DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
@@ -92,7 +92,8 @@ class ImageBuilder:
         for part in (BUILD_REVISION, how, content, self.base_of(attrs)):
             h.update(part.encode() + b"\0")
         if how == "conda":
-            h.update(HOST_SCRIPT.read_bytes())
+            for data in host_files().values():
+                h.update(data)
         return h.hexdigest()[:12]
 
     def present(self, attrs: dict[str, Any]) -> bool:
@@ -160,7 +161,7 @@ class ImageBuilder:
                  + ", ".join(skipped))
         dockerfile = "\n".join([
             f"FROM {base}",
-            "COPY requirements.txt host.py /opt/recon/",
+            "COPY requirements.txt host.py host_scoring.py /opt/recon/",
             "RUN PY=\"$(command -v python3 || command -v python)\" && test -n \"$PY\" "
             "&& \"$PY\" -m venv /opt/recon/venv "
             "&& /opt/recon/venv/bin/python -m pip install --no-input --no-cache-dir "
@@ -169,7 +170,7 @@ class ImageBuilder:
             "",
         ])
         files = {"Dockerfile": dockerfile.encode(), "requirements.txt": "\n".join(plan.requirements).encode() + b"\n",
-                 "host.py": HOST_SCRIPT.read_bytes()}
+                 **host_files()}
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, data in files.items():

@@ -166,9 +166,10 @@ class ContainerRunner:
         if config.model_dir and config.model_mount:
             volumes[config.model_dir] = {"bind": config.model_mount, "mode": "ro"}
         if not config.host_inside:
-            from providers.shared.runtime import HOST_SCRIPT
+            from providers.shared.runtime import HOST_FILES
 
-            volumes[str(HOST_SCRIPT)] = {"bind": HOST_IN_IMAGE, "mode": "ro"}
+            inside = HOST_IN_IMAGE.rsplit("/", 1)[0]  # host.py and the file it imports, in one folder
+            volumes.update({str(path): {"bind": f"{inside}/{path.name}", "mode": "ro"} for path in HOST_FILES})
         if warm:
             self.warm_dir.mkdir(parents=True, exist_ok=True)
             self.warm_dir.chmod(0o700)  # pods' control sockets are in it: this user's (and root's) only

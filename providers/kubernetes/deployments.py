@@ -15,7 +15,7 @@ from providers.kubernetes.client import Kube
 from providers.kubernetes.endpoint import Endpoints
 from providers.kubernetes.objects import ClusterScope, instances_of, pod_ready, pod_selector, ready_addresses
 from providers.kubernetes.rollout import Rollouts
-from providers.shared.runtime import HOST_SCRIPT
+from providers.shared.runtime import host_files
 from reconciler.model.errors import PermanentError
 from reconciler.model.resources import digest_of
 from reconciler.plan.provider import ApplyRequest, Observation
@@ -121,7 +121,7 @@ class Deployments:
             "image": image, "environment_variables": attrs.get("environment_variables") or {},
             "request_settings": attrs.get("request_settings"), "liveness_probe": attrs.get("liveness_probe"),
             "readiness_probe": attrs.get("readiness_probe"), "instance_type": attrs.get("instance_type"),
-            "resources": attrs.get("resources"), "host": digest_of(HOST_SCRIPT.read_text()),
+            "resources": attrs.get("resources"), "host": digest_of({n: b.decode() for n, b in host_files().items()}),
         })
         return digest, image, model
 
@@ -142,7 +142,7 @@ class Deployments:
             raise PermanentError(f"{request.address}: the code folder is {len(data)} bytes compressed; the "
                                  f"Kubernetes provider delivers code in a ConfigMap, at most {CONFIGMAP_LIMIT} bytes")
         lab = m.labels(self.scope.workspace, "code", ep, dep, digest)
-        self.kube.apply(m.configmap(self.scope.settings, name, lab, data={"host.py": HOST_SCRIPT.read_text()},
+        self.kube.apply(m.configmap(self.scope.settings, name, lab, data={n: b.decode() for n, b in host_files().items()},
                                     binary={"code.tar.gz": base64.b64encode(data).decode()}, immutable=True))
         return name
 
