@@ -20,7 +20,7 @@ import io
 import tarfile
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,14 @@ from providers.shared import procs
 from providers.shared.requirements import pip_plan
 from providers.shared.runtime import host_files
 from reconciler.model.errors import PermanentError
+from reconciler.model.resources import EnvironmentAttrs
 
 DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+#: what a deployment without an environment runs on: the base image, nothing built
+NO_ENVIRONMENT: EnvironmentAttrs = {
+    "name": "", "version": "", "anonymous": True, "image": None, "conda_file": None, "conda": None, "build": None,
+    "inference_config": None, "os_type": "linux", "description": None, "tags": {}, "content_digest": "default",
+}
 BUILD_REVISION = "1"  # bump when the Dockerfile below changes meaning
 EventSink = Callable[[str], None]
 
@@ -71,11 +77,11 @@ class ImageBuilder:
         self.lock_dir = lock_dir
         self.workspace = workspace
 
-    def base_of(self, attrs: dict[str, Any]) -> str:
+    def base_of(self, attrs: EnvironmentAttrs) -> str:
         image = str(attrs.get("image") or DEFAULT_BASE_IMAGE)
         return self.overrides.get(image, image)
 
-    def plan(self, attrs: dict[str, Any]) -> EnvImage:
+    def plan(self, attrs: EnvironmentAttrs) -> EnvImage:
         """Which image an environment maps to (nothing is pulled or built)."""
         if attrs.get("build"):
             return EnvImage(f"recon-env:{self._digest(attrs, 'build')}", True, False)
@@ -83,7 +89,7 @@ class ImageBuilder:
             return EnvImage(f"recon-env:{self._digest(attrs, 'conda')}", True, True)
         return EnvImage(self.base_of(attrs), False, False)
 
-    def _digest(self, attrs: dict[str, Any], how: str) -> str:
+    def _digest(self, attrs: EnvironmentAttrs, how: str) -> str:
         # A conda image is what goes into it (base, pip requirements, host), not the file's bytes:
         # two conda files that ask for the same packages share one image.
         content = (" ".join(pip_plan(attrs.get("conda"), add_runtime=False).requirements) if how == "conda"
@@ -96,10 +102,10 @@ class ImageBuilder:
                 h.update(data)
         return h.hexdigest()[:12]
 
-    def present(self, attrs: dict[str, Any]) -> bool:
+    def present(self, attrs: EnvironmentAttrs) -> bool:
         return self.engine.image_exists(self.plan(attrs).tag)
 
-    def ensure(self, attrs: dict[str, Any], address: str, emit: EventSink) -> EnvImage:
+    def ensure(self, attrs: EnvironmentAttrs, address: str, emit: EventSink) -> EnvImage:
         """Pull or build the environment's image unless it is there; return it."""
         target = self.plan(attrs)
         if self.engine.image_exists(target.tag):
@@ -118,7 +124,7 @@ class ImageBuilder:
                 self._build_conda(attrs, base, target.tag, address, emit)
         return target
 
-    def remove(self, attrs: dict[str, Any]) -> None:
+    def remove(self, attrs: EnvironmentAttrs) -> None:
         """Remove the image recon built for an environment (in use elsewhere: kept)."""
         target = self.plan(attrs)
         if not target.built:
@@ -148,12 +154,12 @@ class ImageBuilder:
         emit(f"pulled {image}")
 
     # -- building --------------------------------------------------------------------------------
-    def _labels(self, attrs: dict[str, Any]) -> dict[str, str]:
+    def _labels(self, attrs: EnvironmentAttrs) -> dict[str, str]:
         return {"recon.managed": "true", "recon.workspace": self.workspace,
                 "recon.environment": f"{attrs.get('name')}:{attrs.get('version')}",
                 "recon.content_digest": str(attrs.get("content_digest") or "")}
 
-    def _build_conda(self, attrs: dict[str, Any], base: str, tag: str, address: str, emit: EventSink) -> None:
+    def _build_conda(self, attrs: EnvironmentAttrs, base: str, tag: str, address: str, emit: EventSink) -> None:
         plan = pip_plan(attrs.get("conda"), add_runtime=False)
         skipped = [f"{k}={v}" if v else k for k, v in sorted(plan.conda_only.items())]
         if skipped:
@@ -182,8 +188,8 @@ class ImageBuilder:
         emit(f"building image {tag} FROM {base}: pip install " + " ".join(plan.requirements))
         self._run_build(address, tag, emit, fileobj=buf, custom_context=True, labels=self._labels(attrs))
 
-    def _build_context(self, attrs: dict[str, Any], tag: str, address: str, emit: EventSink) -> None:
-        build = attrs["build"]
+    def _build_context(self, attrs: EnvironmentAttrs, tag: str, address: str, emit: EventSink) -> None:
+        build: Mapping[str, Any] = attrs["build"] or {}  # called only for an environment with a build
         context = (self.project_root / str(build.get("path") or ".")).resolve()
         if not context.is_dir():
             raise PermanentError(f"{address}: build context {build.get('path')!r} is not a folder ({context})")

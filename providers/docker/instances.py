@@ -20,6 +20,7 @@ exists, stopped through the pod's launcher). What a container is given: ``launch
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -201,7 +202,7 @@ class ContainerRunner:
             )
         return ContainerInstance(instance_id, container.id, name, digest, "created", None, env)
 
-    def wait_ready(self, pending: list[ContainerInstance], probe: dict[str, Any] | None) -> StartFailure | None:
+    def wait_ready(self, pending: list[ContainerInstance], probe: Mapping[str, Any] | None) -> StartFailure | None:
         """Poll until every container is running and its host listens; the first failure otherwise."""
 
         checked: dict[int, float] = {}
@@ -269,7 +270,7 @@ class ContainerRunner:
     # -- pool ------------------------------------------------------------------------------------
 
 
-def _healthcheck(probe: dict[str, Any] | None) -> dict[str, Any]:
+def _healthcheck(probe: Mapping[str, Any] | None) -> dict[str, Any]:
     s = probe_settings(probe)
     timeout = max(1.0, s["timeout"])
     code = (f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{INSTANCE_PORT}/', "

@@ -145,7 +145,7 @@ class StepHandlers:
             step.address,
             rtype,
             name,
-            as_plain(attributes),
+            attributes,
             prior,
             refs,
             on_event=lambda line: self.hooks("event", step, line),
@@ -383,17 +383,17 @@ def _prior_for(step: Step, state: State) -> StateResource | None:
     return prior.model_copy(deep=True)
 
 
-def _refs(plan: Plan, state: State, addresses: list[str]) -> dict[str, dict[str, Any]]:
+def _refs(plan: Plan, state: State, addresses: list[str]) -> dict[str, Attributes]:
     """The canonical attributes of what a resource references: the plan's desired ones, else the
     recorded ones (copies)."""
-    refs: dict[str, dict[str, Any]] = {}
+    refs: dict[str, Attributes] = {}
     for address in addresses:
         other = plan.change(address)
         recorded = state.get(address)
         if other is not None and other.after is not None:
-            refs[address] = as_plain(other.after)
+            refs[address] = other.after
         elif recorded is not None:
-            refs[address] = copy.deepcopy(recorded.attributes)
+            refs[address] = as_attributes(copy.deepcopy(recorded.attributes))
     return refs
 
 
