@@ -51,7 +51,7 @@ from providers.azure.monitor import GRAIN_S, Monitor
 from providers.azure.quota import deployment_cores, live_quota
 from providers.azure.settings import parse_settings
 from reconciler.model.errors import PermanentError
-from reconciler.model.resources import as_environment, as_model, as_observed
+from reconciler.model.resources import as_deployment, as_environment, as_model, as_observed
 from reconciler.model.windows import SeriesStats, WindowStats
 from reconciler.plan.provider import (
     ApplyRequest,
@@ -135,7 +135,7 @@ class AzureProvider(Provider):
         return Observation(True, as_observed(observed), outputs, problems)
 
     def _observed_deployment(self, resource: StateResource, body: dict[str, Any]) -> dict[str, Any]:
-        attrs = resource.attributes
+        attrs = as_deployment(resource.attributes)
         seen = bodies.observed_deployment(body)
         props = body.get("properties") or {}
         for key, kind in (("model", "models"), ("environment", "environments")):
@@ -193,7 +193,7 @@ class AzureProvider(Provider):
             return self._put_endpoint(request, live)
         attrs = request.deployment
         path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
-        prior = request.prior.attributes if request.prior else {}
+        prior: Mapping[str, Any] = request.prior.attributes if request.prior else {}
         changed = {k for k in set(attrs) | set(prior) if attrs.get(k) != prior.get(k)}
         if changed <= {"tags", "instance_count"}:
             body = self.arm.lro("PATCH", path, bodies.deployment_patch(attrs, int(attrs.get("instance_count") or 0)),
@@ -301,7 +301,7 @@ class AzureProvider(Provider):
         return Keys(str(keys.get("primaryKey") or ""), str(keys.get("secondaryKey") or ""), uri)
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
-        attrs = deployment.attributes
+        attrs = as_deployment(deployment.attributes)
         path = self.deployment_path(str(attrs["endpoint_name"]), str(attrs["name"]))
         answer = self.arm.post(f"{path}/getLogs", {"containerType": "InferenceServer", "tail": tail or 10000}) or {}
         lines = str(answer.get("content") or "").splitlines()

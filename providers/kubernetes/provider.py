@@ -44,7 +44,7 @@ from providers.shared.endpoint_tokens import SIGNING_KEY, issue, token_lifetime
 from providers.shared.routing_table import normal_traffic
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.errors import PermanentError
-from reconciler.model.resources import as_environment, as_model, as_observed
+from reconciler.model.resources import as_deployment, as_environment, as_model, as_observed
 from reconciler.plan.provider import (
     ApplyRequest,
     Capacity,
@@ -87,11 +87,12 @@ class KubernetesProvider(RouterWindows, Provider):
 
     # == reading ====================================================================================
     def observe(self, resource: StateResource) -> Observation:
-        attrs = resource.attributes  # recorded JSON; each branch reads its type's keys
         if resource.type == "environment":
-            return Observation(True, outputs={"image": self.kube_settings.image(attrs.get("image"))})
+            image = as_environment(resource.attributes).get("image")
+            return Observation(True, outputs={"image": self.kube_settings.image(image)})
         if resource.type == "model":
-            name = m.model_name(str(attrs["name"]), str(attrs["version"]))
+            model = as_model(resource.attributes)
+            name = m.model_name(str(model["name"]), str(model["version"]))
             if self.kube.get("ConfigMap", name) is None:
                 return Observation(False, problems=[f"its ConfigMap {name} is gone"])
             return Observation(True, outputs={"configmap": name})
@@ -169,7 +170,8 @@ class KubernetesProvider(RouterWindows, Provider):
         if resource.type == "environment":
             return
         if resource.type == "model":
-            self.kube.delete("ConfigMap", m.model_name(str(attrs["name"]), str(attrs["version"])))
+            model = as_model(attrs)
+            self.kube.delete("ConfigMap", m.model_name(str(model["name"]), str(model["version"])))
             return
         if resource.type == "endpoint":
             ep = str(attrs.get("name", resource.name)).lower()
@@ -183,7 +185,8 @@ class KubernetesProvider(RouterWindows, Provider):
             self.kube.delete("ConfigMap", m.router_lib_name(ep))
             self.kube.delete("Secret", m.keys_name(ep))
             return
-        ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
+        deployment = as_deployment(attrs)
+        ep, dep = str(deployment["endpoint_name"]).lower(), str(deployment["name"]).lower()
         name = m.deployment_name(ep, dep)
         if self.endpoints.has_table(ep):
             self.endpoints.table(ep).remove_deployment(dep)
@@ -234,7 +237,7 @@ class KubernetesProvider(RouterWindows, Provider):
         return issue(secret[SIGNING_KEY], ep, uri, token_lifetime(self.settings))
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
-        attrs = deployment.attributes
+        attrs = as_deployment(deployment.attributes)
         pods = sorted(self.scope.pods(str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()),
                       key=lambda p: str(p["metadata"]["name"]))
         if instance is not None:

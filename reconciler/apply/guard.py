@@ -31,7 +31,6 @@ from reconciler.apply.judge import Verdict, clearly_failing, judge, unmeasured
 from reconciler.apply.outcomes import CancelToken
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PlanError, ProviderError, ReconcilerError
-from reconciler.model.resources import as_attributes
 from reconciler.model.rollout import Gate, format_duration
 from reconciler.plan.provider import ApplyRequest, Provider
 from reconciler.plan.types import Step
@@ -162,7 +161,7 @@ def endpoint_request(state: State, address: str) -> ApplyRequest:
     res = state.get(address)
     if res is None:
         raise PlanError(f"{address}: cannot measure its requests, the endpoint is not recorded")
-    return ApplyRequest(address, "endpoint", res.name, as_attributes(dict(res.attributes)),
+    return ApplyRequest(address, "endpoint", res.name, res.attributes.copy(),
                         res.model_copy(deep=True))
 
 

@@ -271,12 +271,6 @@ def as_attributes(attrs: Mapping[str, Any]) -> Attributes:
     return attrs  # type: ignore[return-value]
 
 
-def as_plain(attrs: Attributes) -> dict[str, Any]:
-    """Canonical attributes as the plain JSON data the provider interface and the state record
-    hold (the same dict: no copy)."""
-    return attrs  # type: ignore[return-value]
-
-
 def normal_traffic(traffic: Mapping[str, Any] | None) -> Traffic:
     """Traffic normal form: names lowercased, zero entries dropped (0% is the same as absent)."""
     if not traffic:
@@ -428,7 +422,6 @@ __all__ = [
     "as_environment",
     "as_model",
     "as_observed",
-    "as_plain",
     "asset_address",
     "canonical_json",
     "deployment_address",
