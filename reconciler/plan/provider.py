@@ -65,7 +65,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.model.errors import PermanentError
 from reconciler.model.resources import (
@@ -83,9 +83,11 @@ from reconciler.model.resources import (
     as_model,
     normal_traffic,
 )
-from reconciler.model.windows import WindowStats
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
+
+if TYPE_CHECKING:  # only providers that measure build one; a plan does not import it (start-up)
+    from reconciler.model.windows import WindowStats
 
 
 @dataclass(frozen=True)
