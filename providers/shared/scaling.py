@@ -73,8 +73,7 @@ class InstanceProvider(RouterWindows, Provider):
             crash_point("delete.instances_stopped", resource.address)
             ep.discard()
         elif resource.type == "deployment":
-            deployment = as_deployment(attrs)
-            runner = self._runner(deployment)
+            runner = self._runner(deployment := as_deployment(attrs))
             with procs.file_lock(runner.lock_path):
                 ep = self._endpoint_of(runner)
                 live = runner.live()
