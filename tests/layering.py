@@ -24,7 +24,9 @@ The rules:
    and imports no provider.
 5. The programs in ``providers/shared/runtime/`` (the router package, host, launcher) run in other
    interpreters: they import nothing of recon. The router package's modules import only each other,
-   and relatively (in its zip archive the package is ``router``).
+   and relatively (in its zip archive the package is ``router``); ``host`` imports only ``host_scoring``,
+   relatively (the two files ship into one folder, where ``host.py`` runs as a script and imports it
+   by its top-level name).
 6. No import cycle: no two modules import each other, directly or through others, and no two
    packages do either (a module counts for the package that holds it; ``__main__`` for itself).
 7. YAML is parsed only in ``reconciler.load.sources`` (with its limits; import-v1's data files go
@@ -44,6 +46,7 @@ PACKAGES = ("reconciler", "providers", "states")
 STAGES = {"model": 0, "state": 1, "load": 2, "migrate": 3, "plan": 4, "apply": 5, "render": 6, "cli": 7}
 PROTOCOL = ("reconciler.model", "reconciler.plan.types", "reconciler.plan.provider", "reconciler.state.document")
 ROUTER = "providers.shared.runtime.router"  # the router package: runs from its own zip archive
+HOST = "providers.shared.runtime.host"  # the host: it imports host_scoring, shipped beside it (HOST_FILES)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ def violation(imp: Import) -> str | None:
             return None
         return "a runtime program imports recon's modules (it runs in another interpreter; the router " \
                "package imports only its own modules, relatively)"
+    if src == HOST and dst == f"{HOST}_scoring" and imp.relative:
+        return None
     if _under(src, "providers.shared.runtime") and src != "providers.shared.runtime":
         return "a runtime program imports recon's modules (it runs in another interpreter)"
     if dst == "reconciler" or (src == "reconciler.__main__" and dst == "reconciler.cli"):

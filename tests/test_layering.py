@@ -57,6 +57,8 @@ def test_the_checker_sees_lazy_and_type_only_imports() -> None:
         ("providers/azure/provider.py", "from providers import get_provider", "a provider imports the registry"),
         ("providers/docker/provider.py", "from reconciler.apply.engine import apply_plan", "beyond the protocol modules"),
         ("providers/shared/runtime/host.py", "from reconciler.model import errors", "runtime program"),
+        ("providers/shared/runtime/host_scoring.py", "from providers.shared.runtime import host", "runtime program"),
+        ("providers/shared/runtime/host.py", "from providers.shared.runtime.host_scoring import Host", "runtime program"),
         ("providers/shared/runtime/router/table.py", "from reconciler.plan.provider import Provider", "runtime program"),
         ("reconciler/migrate/translate.py", "yaml.safe_load('a: 1')", "parses YAML (yaml.safe_load)"),
         ("providers/azure/bodies.py", "from yaml import compose", "parses YAML (yaml.compose)"),

@@ -29,7 +29,7 @@ from providers.azure import bodies
 from providers.azure.arm import ArmClient, ArmError, Emit, scrub
 from reconciler.model.errors import PermanentError, RetryableError
 from reconciler.model.remote import is_uri
-from reconciler.model.resources import digest_of
+from reconciler.model.resources import CodeRef, EnvironmentAttrs, ModelAttrs, digest_of
 
 PENDING_UPLOAD = {"pendingUploadType": "TemporaryBlobReference"}
 
@@ -64,7 +64,7 @@ class Assets:
         return path
 
     # -- code ------------------------------------------------------------------------------------
-    def ensure_code(self, code: dict[str, Any], emit: Emit, what: str) -> str:
+    def ensure_code(self, code: CodeRef, emit: Emit, what: str) -> str:
         """The code asset of a deployment's ``code`` {path, digest}: its ARM id, uploaded if new.
 
         Deployments that share a folder are applied in parallel: one of them uploads (a lock per
@@ -81,7 +81,7 @@ class Assets:
             self._register(path, bodies.code_body(uri, str(code["digest"])), emit)
         return path
 
-    def registered_code(self, code: dict[str, Any], emit: Emit, what: str) -> dict[str, Any]:
+    def registered_code(self, code: CodeRef, emit: Emit, what: str) -> CodeRef:
         """A registered code asset ``{"asset": ...}`` with ``azureml:NAME@latest`` resolved to the
         code container's latest version (as the Azure ML CLI resolves it when it sends)."""
         m = re.fullmatch(r"azureml:([^:/@]+)@latest", str(code["asset"]))
@@ -110,7 +110,7 @@ class Assets:
             return existing
 
     # -- models ----------------------------------------------------------------------------------
-    def ensure_model(self, attrs: dict[str, Any], emit: Emit, address: str) -> dict[str, Any]:
+    def ensure_model(self, attrs: ModelAttrs, emit: Emit, address: str) -> dict[str, Any]:
         name, version = str(attrs["name"]), str(attrs["version"])
         path = self.path("models", name, version)
         digest = str(attrs.get("content_digest"))
@@ -126,7 +126,7 @@ class Assets:
         return self._outputs(self.arm.put(path, bodies.model_body(attrs, uri), emit), path)
 
     # -- environments ----------------------------------------------------------------------------
-    def ensure_environment(self, attrs: dict[str, Any], emit: Emit, address: str) -> dict[str, Any]:
+    def ensure_environment(self, attrs: EnvironmentAttrs, emit: Emit, address: str) -> dict[str, Any]:
         name, version = str(attrs["name"]), str(attrs["version"])
         path = self.path("environments", name, version)
         digest = str(attrs.get("content_digest"))

@@ -18,12 +18,27 @@ camelCase.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from providers.azure.arm import iso_seconds
-from reconciler.model.resources import digest_of, normal_traffic
+from reconciler.model.resources import (
+    Attributes,
+    CodeRef,
+    ContainerResources,
+    DeploymentAttrs,
+    EndpointAttrs,
+    EnvironmentAttrs,
+    Identity,
+    ModelAttrs,
+    RequestSettings,
+    ScaleSettings,
+    as_asset,
+    digest_of,
+    normal_traffic,
+)
 from reconciler.plan.provider import EndpointToken
 
 AUTH_MODES = {"key": "Key", "aml_token": "AMLToken", "aad_token": "AADToken"}
@@ -86,14 +101,14 @@ def asset_id(workspace_path: str, kind: str, name: str, version: str) -> str:
     return f"{workspace_path}/{kind}/{name}/versions/{version}"
 
 
-def reference_id(workspace_path: str, kind: str, value: str, refs: dict[str, dict[str, Any]]) -> str:
+def reference_id(workspace_path: str, kind: str, value: str, refs: Mapping[str, Attributes]) -> str:
     """The ARM id (or registry URI) a deployment's ``model``/``environment`` attribute names.
 
     An address of a resource of the plan (``model.m:1``) is that asset's version in the workspace;
     ``azureml:NAME:VERSION`` the same by name; ``azureml://registries/...`` and ARM ids go as they are.
     """
     if value in refs:
-        ref = refs[value]
+        ref = as_asset(refs[value])
         return asset_id(workspace_path, kind, str(ref["name"]), str(ref["version"]))
     m = re.fullmatch(r"(?:model|environment)\.([^:]+):(.+)", value)
     if m:
@@ -106,7 +121,7 @@ def reference_id(workspace_path: str, kind: str, value: str, refs: dict[str, dic
     return value
 
 
-def code_id(workspace_path: str, code: dict[str, Any]) -> str:
+def code_id(workspace_path: str, code: CodeRef) -> str:
     """A deployment's ``codeId``: a folder is uploaded as ``codes/{digest}/versions/1``; a registered
     code asset (``{"asset": "azureml:NAME:VERSION"}``, an ARM id, a registry URI) is named as it is
     (``azureml:NAME@latest`` is resolved by the provider before the body is made)."""
@@ -131,7 +146,7 @@ def code_name(digest: str) -> str:
 
 
 # -- endpoints -------------------------------------------------------------------------------------
-def identity_body(identity: dict[str, Any] | None) -> dict[str, Any]:
+def identity_body(identity: Identity | None) -> dict[str, Any]:
     """ManagedServiceIdentity; none declared is ``SystemAssigned``, as azure-ai-ml sends."""
     if not identity:
         return {"type": "SystemAssigned"}
@@ -144,7 +159,7 @@ def identity_body(identity: dict[str, Any] | None) -> dict[str, Any]:
     return body
 
 
-def endpoint_body(attrs: dict[str, Any], location: str, workspace_path: str,
+def endpoint_body(attrs: EndpointAttrs, location: str, workspace_path: str,
                   traffic: dict[str, int], mirror_traffic: dict[str, int]) -> dict[str, Any]:
     """PUT onlineEndpoints/{name}. ``traffic``/``mirror_traffic`` are what the endpoint must keep
     (creation: none; later PUTs: the live split, so an update never zeroes it)."""
@@ -197,7 +212,7 @@ def endpoint_token(answer: Any, scoring_uri: str) -> EndpointToken:
 
 
 # -- deployments -----------------------------------------------------------------------------------
-def probe_body(probe: dict[str, Any] | None) -> dict[str, Any] | None:
+def probe_body(probe: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """ProbeSettings. ``method``/``path``/``port``/``scheme`` are not in the 2024-04-01 model (the
     service probes its own routes); recon's local providers use them, ARM gets the rest."""
     if probe is None:
@@ -211,18 +226,18 @@ def probe_body(probe: dict[str, Any] | None) -> dict[str, Any] | None:
     })
 
 
-def request_settings_body(rs: dict[str, Any] | None) -> dict[str, Any] | None:
+def request_settings_body(rs: RequestSettings | None) -> dict[str, Any] | None:
     if rs is None:
         return None
-    ms = {k: rs.get(k) for k in ("request_timeout_ms", "max_queue_wait_ms")}
+    timeout, wait = rs.get("request_timeout_ms"), rs.get("max_queue_wait_ms")
     return _drop_none({
-        "requestTimeout": iso_duration(ms["request_timeout_ms"] / 1000) if ms["request_timeout_ms"] is not None else None,
+        "requestTimeout": iso_duration(timeout / 1000) if timeout is not None else None,
         "maxConcurrentRequestsPerInstance": rs.get("max_concurrent_requests_per_instance"),
-        "maxQueueWait": iso_duration(ms["max_queue_wait_ms"] / 1000) if ms["max_queue_wait_ms"] is not None else None,
+        "maxQueueWait": iso_duration(wait / 1000) if wait is not None else None,
     })
 
 
-def scale_body(scale: dict[str, Any] | None) -> dict[str, Any]:
+def scale_body(scale: ScaleSettings | None) -> dict[str, Any]:
     scale = scale or {"type": "default"}
     if scale.get("type") != "target_utilization":
         return {"scaleType": "Default"}
@@ -235,7 +250,7 @@ def scale_body(scale: dict[str, Any] | None) -> dict[str, Any]:
     })
 
 
-def resources_body(resources: dict[str, Any] | None) -> dict[str, Any] | None:
+def resources_body(resources: ContainerResources | None) -> dict[str, Any] | None:
     if not resources:
         return None
 
@@ -250,19 +265,18 @@ def resources_body(resources: dict[str, Any] | None) -> dict[str, Any] | None:
     })
 
 
-def deployment_body(attrs: dict[str, Any], location: str, workspace_path: str,
-                    refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def deployment_body(attrs: DeploymentAttrs, location: str, workspace_path: str,
+                    refs: Mapping[str, Attributes]) -> dict[str, Any]:
     """PUT onlineEndpoints/{ep}/deployments/{name}: the whole deployment (create and rolling update)."""
     k8s = attrs.get("kind") == "kubernetes"
-    code = attrs.get("code")
+    code, model, environment = attrs.get("code"), attrs.get("model"), attrs.get("environment")
     extra = attrs.get("extra") or {}
     props: dict[str, Any] = {
         "endpointComputeType": "Kubernetes" if k8s else "Managed",
         "description": attrs.get("description"),
         "properties": {str(k): str(v) for k, v in (attrs.get("properties") or {}).items()},
-        "model": reference_id(workspace_path, "models", attrs["model"], refs) if attrs.get("model") else None,
-        "environmentId": reference_id(workspace_path, "environments", attrs["environment"], refs)
-        if attrs.get("environment") else None,
+        "model": reference_id(workspace_path, "models", model, refs) if model else None,
+        "environmentId": reference_id(workspace_path, "environments", environment, refs) if environment else None,
         "codeConfiguration": {
             "codeId": code_id(workspace_path, code),
             "scoringScript": attrs.get("scoring_script"),
@@ -290,7 +304,7 @@ def deployment_body(attrs: dict[str, Any], location: str, workspace_path: str,
     }
 
 
-def deployment_patch(attrs: dict[str, Any], count: int) -> dict[str, Any]:
+def deployment_patch(attrs: DeploymentAttrs, count: int) -> dict[str, Any]:
     """PATCH onlineEndpoints/{ep}/deployments/{name} (PartialMinimalTrackedResourceWithSku): the
     instance count and the tags, the two things Azure changes without a rolling update."""
     return {"sku": {"name": "Default", "capacity": int(count)}, "tags": dict(attrs.get("tags") or {})}
@@ -384,7 +398,7 @@ def _int(value: float) -> int | float:
 
 
 # -- assets ----------------------------------------------------------------------------------------
-def model_body(attrs: dict[str, Any], model_uri: str) -> dict[str, Any]:
+def model_body(attrs: ModelAttrs, model_uri: str) -> dict[str, Any]:
     """PUT models/{name}/versions/{version}. ``model_uri``: where the files were uploaded, or the
     model's own URI (``runs:/...``, ``azureml://...``, ``https://...``: Azure fetches it). The newer
     optional fields of the file (``extra``) go as azure-ai-ml sends them."""
@@ -409,7 +423,7 @@ def model_body(attrs: dict[str, Any], model_uri: str) -> dict[str, Any]:
 DEFAULT_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
 
 
-def environment_body(attrs: dict[str, Any], context_uri: str | None) -> dict[str, Any]:
+def environment_body(attrs: EnvironmentAttrs, context_uri: str | None) -> dict[str, Any]:
     """PUT environments/{name}/versions/{version}: an image (+ conda file) or a build context. An
     environment that names neither gets Azure ML's default base image (as the other providers)."""
     build = attrs.get("build")

@@ -40,6 +40,7 @@ instance over ARM) and ``config_digest``; models ``model_uri``. Keys are read wi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,6 +51,7 @@ from providers.azure.monitor import GRAIN_S, Monitor
 from providers.azure.quota import deployment_cores, live_quota
 from providers.azure.settings import parse_settings
 from reconciler.model.errors import PermanentError
+from reconciler.model.resources import as_deployment, as_environment, as_model, as_observed
 from reconciler.model.windows import SeriesStats, WindowStats
 from reconciler.plan.provider import (
     ApplyRequest,
@@ -100,7 +102,8 @@ class AzureProvider(Provider):
     def deployment_path(self, endpoint: str, name: str) -> str:
         return f"{self.endpoint_path(endpoint)}/deployments/{name}"
 
-    def _path(self, rtype: str, attrs: dict[str, Any], name: str) -> str:
+    def _path(self, rtype: str, attrs: Mapping[str, Any], name: str) -> str:
+        # the attributes of a resource of type ``rtype`` (recorded or desired): each branch reads its keys
         if rtype == "endpoint":
             return self.endpoint_path(str(attrs.get("name", name)))
         if rtype == "deployment":
@@ -128,11 +131,11 @@ class AzureProvider(Provider):
             outputs = {"id": path}
         state = (body.get("properties") or {}).get("provisioningState")
         problems = [f"its provisioning state is {state}"] if state in ("Failed", "Canceled") else []
-        observed = {k: _overlay(attrs.get(k), v) for k, v in seen.items() if k in attrs}
-        return Observation(True, observed, outputs, problems)
+        observed = {k: _overlay(attrs.get(k), v) for k, v in seen.items() if k in attrs}  # ARM's, translated
+        return Observation(True, as_observed(observed), outputs, problems)
 
     def _observed_deployment(self, resource: StateResource, body: dict[str, Any]) -> dict[str, Any]:
-        attrs = resource.attributes
+        attrs = as_deployment(resource.attributes)
         seen = bodies.observed_deployment(body)
         props = body.get("properties") or {}
         for key, kind in (("model", "models"), ("environment", "environments")):
@@ -173,24 +176,24 @@ class AzureProvider(Provider):
     def create(self, request: ApplyRequest) -> dict[str, Any]:
         emit = request.emit
         if request.type == "environment":
-            return self.assets.ensure_environment(request.attributes, emit, request.address)
+            return self.assets.ensure_environment(as_environment(request.asset), emit, request.address)
         if request.type == "model":
-            return self.assets.ensure_model(request.attributes, emit, request.address)
+            return self.assets.ensure_model(as_model(request.asset), emit, request.address)
         if request.type == "endpoint":
-            live = self.arm.get(self.endpoint_path(request.attributes["name"]), emit)
+            live = self.arm.get(self.endpoint_path(request.endpoint["name"]), emit)
             return self._put_endpoint(request, live)
         return self._create_deployment(request)
 
     def update(self, request: ApplyRequest) -> dict[str, Any]:
         emit = request.emit
-        attrs = request.attributes
         if request.type in ("model", "environment"):
             return self._update_asset(request)
         if request.type == "endpoint":
-            live = self.arm.get(self.endpoint_path(attrs["name"]), emit)
+            live = self.arm.get(self.endpoint_path(request.endpoint["name"]), emit)
             return self._put_endpoint(request, live)
+        attrs = request.deployment
         path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
-        prior = request.prior.attributes if request.prior else {}
+        prior: Mapping[str, Any] = request.prior.attributes if request.prior else {}
         changed = {k for k in set(attrs) | set(prior) if attrs.get(k) != prior.get(k)}
         if changed <= {"tags", "instance_count"}:
             body = self.arm.lro("PATCH", path, bodies.deployment_patch(attrs, int(attrs.get("instance_count") or 0)),
@@ -201,7 +204,7 @@ class AzureProvider(Provider):
 
     def scale(self, request: ApplyRequest) -> dict[str, Any]:
         count = request.instance_count
-        attrs = request.attributes
+        attrs = request.deployment
         path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
         body = self.arm.lro("PATCH", path, bodies.deployment_patch(attrs, count), request.emit,
                             f"PATCH {request.address} sku.capacity={count}")
@@ -209,7 +212,7 @@ class AzureProvider(Provider):
         return bodies.deployment_outputs(body)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
-        attrs = request.attributes
+        attrs = request.deployment
         path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
         desired = bodies.deployment_body(attrs, self.cfg.location, self.ws, request.refs)
         live = self.arm.get(path, request.emit)
@@ -227,7 +230,7 @@ class AzureProvider(Provider):
 
     def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
         traffic, mirror_traffic = request.traffic, request.mirror_traffic
-        attrs = request.attributes
+        attrs = request.endpoint
         live = self.arm.get(self.endpoint_path(attrs["name"]), request.emit)
         if live is None:
             raise PermanentError(f"{request.address}: cannot set traffic: Azure has no such endpoint")
@@ -259,7 +262,7 @@ class AzureProvider(Provider):
     # == measuring (guarded rollouts) ================================================================
     def open_window(self, request: ApplyRequest) -> dict[str, Any]:
         """A mark of now for the endpoint of ``request`` (its ARM id, the time, the mirrored deployments)."""
-        path = self.endpoint_path(str(request.attributes.get("name", request.name)))
+        path = self.endpoint_path(str(request.endpoint.get("name", request.name)))
         live = self.arm.get(path, request.emit)
         if live is None:
             raise PermanentError(f"{request.address}: cannot measure: Azure has no such endpoint in workspace "
@@ -298,7 +301,7 @@ class AzureProvider(Provider):
         return Keys(str(keys.get("primaryKey") or ""), str(keys.get("secondaryKey") or ""), uri)
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
-        attrs = deployment.attributes
+        attrs = as_deployment(deployment.attributes)
         path = self.deployment_path(str(attrs["endpoint_name"]), str(attrs["name"]))
         answer = self.arm.post(f"{path}/getLogs", {"containerType": "InferenceServer", "tail": tail or 10000}) or {}
         lines = str(answer.get("content") or "").splitlines()
@@ -313,15 +316,15 @@ class AzureProvider(Provider):
         props = (live or {}).get("properties") or {}
         traffic = {k: int(v) for k, v in (props.get("traffic") or {}).items() if int(v or 0)}
         mirror = {k: int(v) for k, v in (props.get("mirrorTraffic") or {}).items() if int(v or 0)}
-        body = bodies.endpoint_body(request.attributes, self.cfg.location, self.ws, traffic, mirror)
+        body = bodies.endpoint_body(request.endpoint, self.cfg.location, self.ws, traffic, mirror)
         verb = "creating" if live is None else "updating"
-        result = self.arm.lro("PUT", self.endpoint_path(request.attributes["name"]), body, request.emit,
+        result = self.arm.lro("PUT", self.endpoint_path(request.endpoint["name"]), body, request.emit,
                               f"PUT {request.address} ({verb})")
         return bodies.endpoint_outputs(result or {})
 
     # == deployments ================================================================================
     def _put_deployment(self, request: ApplyRequest, emit: Emit) -> dict[str, Any] | None:
-        attrs = request.attributes
+        attrs = request.deployment
         code = attrs.get("code")
         if code and "asset" in code:  # registered: named as it is (@latest resolved now)
             attrs = {**attrs, "code": self.assets.registered_code(code, emit, request.address)}
@@ -337,13 +340,13 @@ class AzureProvider(Provider):
         except OperationFailed as exc:
             detail = self._failure_logs(request)
             request.emit(f"the deployment ended {exc.status}: deleting it, so that a failed create leaves nothing")
-            self.arm.lro("DELETE", self.deployment_path(request.attributes["endpoint_name"], request.attributes["name"]),
+            self.arm.lro("DELETE", self.deployment_path(request.deployment["endpoint_name"], request.deployment["name"]),
                          None, request.emit, f"DELETE {request.address} (failed create)")
             raise PermanentError(str(exc), detail=detail) from exc
         return bodies.deployment_outputs(body or {})
 
     def _failure_logs(self, request: ApplyRequest) -> list[str]:
-        attrs = request.attributes
+        attrs = request.deployment
         path = self.deployment_path(attrs["endpoint_name"], attrs["name"])
         try:
             answer = self.arm.post(f"{path}/getLogs", {"containerType": "InferenceServer", "tail": 20}) or {}
@@ -359,8 +362,8 @@ class AzureProvider(Provider):
         if live is None:
             return self.create(request)
         props = dict(live.get("properties") or {})
-        props["description"] = request.attributes.get("description")
-        props["tags"] = dict(request.attributes.get("tags") or {})
+        props["description"] = request.asset.get("description")
+        props["tags"] = dict(request.asset.get("tags") or {})
         props.pop("provisioningState", None)
         body = self.arm.put(path, {"properties": {k: v for k, v in props.items() if v is not None}}, request.emit)
         return {"id": path, **({"model_uri": props["modelUri"]} if props.get("modelUri") else {}),

@@ -1,11 +1,11 @@
 """Environments as images.
 
 - ``image`` alone: used as it is, after ``image_overrides``; pulled when absent. The instance host
-  (providers/shared/runtime/host.py) is mounted read-only into its containers.
+  (providers/shared/runtime/host.py and host_scoring.py) is mounted read-only into its containers.
 - ``image`` + ``conda_file``: a derived image ``recon-env:<digest12>`` built FROM the (overridden)
   image, with a virtualenv at ``/opt/recon/venv`` holding the conda file's pip-installable
   dependencies (the local provider's translation, ``venvs.pip_plan``) and the host copied to
-  ``/opt/recon/host.py``.
+  ``/opt/recon/`` (host.py and host_scoring.py).
 - ``build: {path, dockerfile_path}``: built from the user's context as ``recon-env:<digest12>``.
 
 Built images carry the labels ``recon.managed=true``, ``recon.workspace``, ``recon.environment`` and
@@ -20,7 +20,7 @@ import io
 import tarfile
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,16 @@ from typing import Any
 from providers.docker.engine import Engine, mapped
 from providers.shared import procs
 from providers.shared.requirements import pip_plan
-from providers.shared.runtime import HOST_SCRIPT
+from providers.shared.runtime import host_files
 from reconciler.model.errors import PermanentError
+from reconciler.model.resources import EnvironmentAttrs
 
 DEFAULT_BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+#: what a deployment without an environment runs on: the base image, nothing built
+NO_ENVIRONMENT: EnvironmentAttrs = {
+    "name": "", "version": "", "anonymous": True, "image": None, "conda_file": None, "conda": None, "build": None,
+    "inference_config": None, "os_type": "linux", "description": None, "tags": {}, "content_digest": "default",
+}
 BUILD_REVISION = "1"  # bump when the Dockerfile below changes meaning
 EventSink = Callable[[str], None]
 
@@ -71,11 +77,11 @@ class ImageBuilder:
         self.lock_dir = lock_dir
         self.workspace = workspace
 
-    def base_of(self, attrs: dict[str, Any]) -> str:
+    def base_of(self, attrs: EnvironmentAttrs) -> str:
         image = str(attrs.get("image") or DEFAULT_BASE_IMAGE)
         return self.overrides.get(image, image)
 
-    def plan(self, attrs: dict[str, Any]) -> EnvImage:
+    def plan(self, attrs: EnvironmentAttrs) -> EnvImage:
         """Which image an environment maps to (nothing is pulled or built)."""
         if attrs.get("build"):
             return EnvImage(f"recon-env:{self._digest(attrs, 'build')}", True, False)
@@ -83,7 +89,7 @@ class ImageBuilder:
             return EnvImage(f"recon-env:{self._digest(attrs, 'conda')}", True, True)
         return EnvImage(self.base_of(attrs), False, False)
 
-    def _digest(self, attrs: dict[str, Any], how: str) -> str:
+    def _digest(self, attrs: EnvironmentAttrs, how: str) -> str:
         # A conda image is what goes into it (base, pip requirements, host), not the file's bytes:
         # two conda files that ask for the same packages share one image.
         content = (" ".join(pip_plan(attrs.get("conda"), add_runtime=False).requirements) if how == "conda"
@@ -92,13 +98,14 @@ class ImageBuilder:
         for part in (BUILD_REVISION, how, content, self.base_of(attrs)):
             h.update(part.encode() + b"\0")
         if how == "conda":
-            h.update(HOST_SCRIPT.read_bytes())
+            for data in host_files().values():
+                h.update(data)
         return h.hexdigest()[:12]
 
-    def present(self, attrs: dict[str, Any]) -> bool:
+    def present(self, attrs: EnvironmentAttrs) -> bool:
         return self.engine.image_exists(self.plan(attrs).tag)
 
-    def ensure(self, attrs: dict[str, Any], address: str, emit: EventSink) -> EnvImage:
+    def ensure(self, attrs: EnvironmentAttrs, address: str, emit: EventSink) -> EnvImage:
         """Pull or build the environment's image unless it is there; return it."""
         target = self.plan(attrs)
         if self.engine.image_exists(target.tag):
@@ -117,7 +124,7 @@ class ImageBuilder:
                 self._build_conda(attrs, base, target.tag, address, emit)
         return target
 
-    def remove(self, attrs: dict[str, Any]) -> None:
+    def remove(self, attrs: EnvironmentAttrs) -> None:
         """Remove the image recon built for an environment (in use elsewhere: kept)."""
         target = self.plan(attrs)
         if not target.built:
@@ -147,12 +154,12 @@ class ImageBuilder:
         emit(f"pulled {image}")
 
     # -- building --------------------------------------------------------------------------------
-    def _labels(self, attrs: dict[str, Any]) -> dict[str, str]:
+    def _labels(self, attrs: EnvironmentAttrs) -> dict[str, str]:
         return {"recon.managed": "true", "recon.workspace": self.workspace,
                 "recon.environment": f"{attrs.get('name')}:{attrs.get('version')}",
                 "recon.content_digest": str(attrs.get("content_digest") or "")}
 
-    def _build_conda(self, attrs: dict[str, Any], base: str, tag: str, address: str, emit: EventSink) -> None:
+    def _build_conda(self, attrs: EnvironmentAttrs, base: str, tag: str, address: str, emit: EventSink) -> None:
         plan = pip_plan(attrs.get("conda"), add_runtime=False)
         skipped = [f"{k}={v}" if v else k for k, v in sorted(plan.conda_only.items())]
         if skipped:
@@ -160,7 +167,7 @@ class ImageBuilder:
                  + ", ".join(skipped))
         dockerfile = "\n".join([
             f"FROM {base}",
-            "COPY requirements.txt host.py /opt/recon/",
+            "COPY requirements.txt host.py host_scoring.py /opt/recon/",
             "RUN PY=\"$(command -v python3 || command -v python)\" && test -n \"$PY\" "
             "&& \"$PY\" -m venv /opt/recon/venv "
             "&& /opt/recon/venv/bin/python -m pip install --no-input --no-cache-dir "
@@ -169,7 +176,7 @@ class ImageBuilder:
             "",
         ])
         files = {"Dockerfile": dockerfile.encode(), "requirements.txt": "\n".join(plan.requirements).encode() + b"\n",
-                 "host.py": HOST_SCRIPT.read_bytes()}
+                 **host_files()}
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, data in files.items():
@@ -181,8 +188,8 @@ class ImageBuilder:
         emit(f"building image {tag} FROM {base}: pip install " + " ".join(plan.requirements))
         self._run_build(address, tag, emit, fileobj=buf, custom_context=True, labels=self._labels(attrs))
 
-    def _build_context(self, attrs: dict[str, Any], tag: str, address: str, emit: EventSink) -> None:
-        build = attrs["build"]
+    def _build_context(self, attrs: EnvironmentAttrs, tag: str, address: str, emit: EventSink) -> None:
+        build: Mapping[str, Any] = attrs["build"] or {}  # called only for an environment with a build
         context = (self.project_root / str(build.get("path") or ".")).resolve()
         if not context.is_dir():
             raise PermanentError(f"{address}: build context {build.get('path')!r} is not a folder ({context})")

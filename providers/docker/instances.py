@@ -20,6 +20,7 @@ exists, stopped through the pod's launcher). What a container is given: ``launch
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -166,9 +167,10 @@ class ContainerRunner:
         if config.model_dir and config.model_mount:
             volumes[config.model_dir] = {"bind": config.model_mount, "mode": "ro"}
         if not config.host_inside:
-            from providers.shared.runtime import HOST_SCRIPT
+            from providers.shared.runtime import HOST_FILES
 
-            volumes[str(HOST_SCRIPT)] = {"bind": HOST_IN_IMAGE, "mode": "ro"}
+            inside = HOST_IN_IMAGE.rsplit("/", 1)[0]  # host.py and the file it imports, in one folder
+            volumes.update({str(path): {"bind": f"{inside}/{path.name}", "mode": "ro"} for path in HOST_FILES})
         if warm:
             self.warm_dir.mkdir(parents=True, exist_ok=True)
             self.warm_dir.chmod(0o700)  # pods' control sockets are in it: this user's (and root's) only
@@ -200,7 +202,7 @@ class ContainerRunner:
             )
         return ContainerInstance(instance_id, container.id, name, digest, "created", None, env)
 
-    def wait_ready(self, pending: list[ContainerInstance], probe: dict[str, Any] | None) -> StartFailure | None:
+    def wait_ready(self, pending: list[ContainerInstance], probe: Mapping[str, Any] | None) -> StartFailure | None:
         """Poll until every container is running and its host listens; the first failure otherwise."""
 
         checked: dict[int, float] = {}
@@ -268,7 +270,7 @@ class ContainerRunner:
     # -- pool ------------------------------------------------------------------------------------
 
 
-def _healthcheck(probe: dict[str, Any] | None) -> dict[str, Any]:
+def _healthcheck(probe: Mapping[str, Any] | None) -> dict[str, Any]:
     s = probe_settings(probe)
     timeout = max(1.0, s["timeout"])
     code = (f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{INSTANCE_PORT}/', "

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reconciler.model.resources import CodeRef
+
 INSTANCE_PORT = 5001
 HOST_IN_IMAGE = "/opt/recon/host.py"
 APP_ROOT = "/var/azureml-app"
@@ -104,7 +106,7 @@ def fname(digest: str) -> str:
     return digest.removeprefix("sha256:")[:40]
 
 
-def code_mount_for(code: dict[str, Any] | None) -> str:
+def code_mount_for(code: CodeRef | None) -> str:
     if not code or not code.get("path"):
         return f"{APP_ROOT}/code"
     base = Path(str(code["path"]).rstrip("/")).name or "code"

@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from providers.docker import pods
 from providers.docker.endpoint import DockerEndpoint
 from providers.docker.engine import Engine
-from providers.docker.images import DEFAULT_BASE_IMAGE, ImageBuilder
+from providers.docker.images import DEFAULT_BASE_IMAGE, NO_ENVIRONMENT, ImageBuilder
 from providers.docker.instances import (
     APP_ROOT,
     ContainerInstance,
@@ -50,6 +51,7 @@ from reconciler.model.catalog import lookup, merged_catalog
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
 from reconciler.model.quantities import parse_cpu, parse_memory_gb
+from reconciler.model.resources import DeploymentAttrs, as_deployment, as_environment
 from reconciler.plan.provider import ApplyRequest, Capacity, Observation, ProviderContext
 from reconciler.state.document import StateResource
 
@@ -80,7 +82,7 @@ class DockerProvider(InstanceProvider):
 
     # == reading ====================================================================================
     def _observe_environment(self, resource: StateResource) -> Observation:
-        target = self.images.plan(resource.attributes)
+        target = self.images.plan(as_environment(resource.attributes))
         if not self.engine.image_exists(target.tag):
             return Observation(False, problems=[f"its image {target.tag} is not on the engine"])
         return Observation(True, outputs={**resource.outputs, "image": target.tag})
@@ -139,7 +141,7 @@ class DockerProvider(InstanceProvider):
     # == changing ===================================================================================
     def _delete_environment(self, resource: StateResource) -> None:
         if not self.keep_images:
-            self.images.remove(resource.attributes)
+            self.images.remove(as_environment(resource.attributes))
 
     def _stop_endpoint_instances(self, ep: DockerEndpoint) -> None:
         self._close_pods(lambda key: key[0] == ep.name)
@@ -148,7 +150,7 @@ class DockerProvider(InstanceProvider):
 
     # == operating ==================================================================================
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
-        runner = self._runner(deployment.attributes)
+        runner = self._runner(as_deployment(deployment.attributes))
         found = runner.recorded()
         if instance is not None:
             return next((runner.tail_instance(i, tail) for i in found if i.id == instance), [])
@@ -163,7 +165,7 @@ class DockerProvider(InstanceProvider):
 
     # == environments ===============================================================================
     def _create_environment(self, request: ApplyRequest) -> dict[str, Any]:
-        image = self.images.ensure(request.attributes, request.address, request.emit)
+        image = self.images.ensure(as_environment(request.asset), request.address, request.emit)
         return {"image": image.tag, "built": image.built, "warnings": []}
 
     # == endpoints ==================================================================================
@@ -185,7 +187,7 @@ class DockerProvider(InstanceProvider):
                 "provisioning_state": "Succeeded" if router else "Failed"}
 
     # == deployments ================================================================================
-    def _runner(self, attrs: dict[str, Any]) -> ContainerRunner:
+    def _runner(self, attrs: DeploymentAttrs) -> ContainerRunner:
         return ContainerRunner(self.engine, self._endpoint(str(attrs["endpoint_name"])), str(attrs["name"]),
                                record_modules=self.warm_start)
 
@@ -197,10 +199,8 @@ class DockerProvider(InstanceProvider):
 
     def _desired(self, request: ApplyRequest, runner: ContainerRunner) -> tuple[str, DockerLaunch]:
         """The desired configuration's digest and launch config (image built, files placed, saved)."""
-        attrs = request.attributes
-        model = request.refs.get(str(attrs.get("model") or "")) or None
-        environment = request.refs.get(str(attrs.get("environment") or "")) or None
-        env_attrs = environment or {"image": None, "conda": None, "build": None, "content_digest": "default"}
+        attrs, model = request.deployment, request.model
+        env_attrs = request.environment or NO_ENVIRONMENT
         image = self.images.plan(env_attrs)
         cpus, mem = self._limits(attrs, request)
         digest = config_digest(attrs, model, image=image.tag, resources=attrs.get("resources"), limits=[cpus, mem])
@@ -228,10 +228,10 @@ class DockerProvider(InstanceProvider):
         runner.save_config(digest, config)
         return digest, config
 
-    def _limits(self, attrs: dict[str, Any], request: ApplyRequest) -> tuple[float | None, int | None]:
+    def _limits(self, attrs: DeploymentAttrs, request: ApplyRequest) -> tuple[float | None, int | None]:
         """CPU and memory limits: ``resources`` (limits, else requests), else the instance type;
         capped at what the engine has (with a warning)."""
-        res = attrs.get("resources") or {}
+        res: Mapping[str, Any] = attrs.get("resources") or {}
         chosen = {**(res.get("requests") or {}), **(res.get("limits") or {})}
         cpus = _cpu_quantity(chosen.get("cpu")) if chosen.get("cpu") is not None else None
         mem = _memory_quantity(chosen.get("memory")) if chosen.get("memory") is not None else None
@@ -294,7 +294,7 @@ class DockerProvider(InstanceProvider):
             pod = self._pods.get(key)
         if pod is not None or not create:
             return pod
-        planned = max(n, instance_count(request.attributes, n))
+        planned = max(n, instance_count(request.deployment, n))
         cap = self.capacity()
         nano = _pod_limit(config.nano_cpus, planned, int((cap.cpus or 0) * 1e9))
         mem = _pod_limit(config.mem_bytes, planned, int((cap.memory_gb or 0) * 1024**3))
@@ -349,7 +349,7 @@ class DockerProvider(InstanceProvider):
         return kept
 
     def _healthy(self, runner: ContainerRunner, live: list[ContainerInstance],
-                 probe: dict[str, Any] | None) -> list[ContainerInstance]:
+                 probe: Mapping[str, Any] | None) -> list[ContainerInstance]:
         return [i for i in live if runner.is_live(i)]
 
     def _config_outputs(self, runner: ContainerRunner, config: DockerLaunch | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,7 @@ class WarmPods:
             time.sleep(WARM_POLL)
 
 
-def pod_healthcheck(probe: dict[str, Any] | None, folder: str) -> dict[str, Any]:
+def pod_healthcheck(probe: Mapping[str, Any] | None, folder: str) -> dict[str, Any]:
     """The pod's Docker health check: each probe period, ``launcher.py --probe`` GETs every
     instance of the pod and counts its failures in a row in the pod's ``health.json`` (the pod
     itself stays healthy: an instance is unhealthy when its count reaches the failure threshold)."""

@@ -51,7 +51,7 @@ from providers.fake import rules, windows
 from providers.fake.rules import FakeInvariantError
 from providers.shared import endpoint_tokens
 from reconciler.model.errors import PermanentError, RetryableError
-from reconciler.model.resources import digest_of
+from reconciler.model.resources import DeploymentAttrs, as_observed, digest_of
 from reconciler.model.windows import WindowStats
 from reconciler.plan.provider import (
     ApplyRequest,
@@ -72,7 +72,7 @@ WORLD_FILE = "fake-world.json"
 NON_TEMPLATE = frozenset({"instance_count", "scale_settings", "tags", "description"})
 
 
-def template_digest(attributes: dict[str, Any]) -> str:
+def template_digest(attributes: DeploymentAttrs) -> str:
     """What an instance runs: every deployment attribute except count, scaling and labels."""
     return digest_of({k: v for k, v in attributes.items() if k not in NON_TEMPLATE})
 
@@ -211,11 +211,11 @@ class FakeProvider(Provider):
                 raise RetryableError(f"{address}: injected temporary failure of {op}", delay=0.01)
 
     def _new_instances(
-        self, world: dict[str, Any], config: str, n: int, attributes: dict[str, Any] | None = None
+        self, world: dict[str, Any], config: str, n: int, attributes: DeploymentAttrs | None = None
     ) -> list[dict[str, Any]]:
         """``n`` instances of ``config``; ``attributes`` (the deployment's) say how they answer."""
         out = []
-        how = windows.behaviour(attributes or {})
+        how = windows.behaviour((attributes.get("environment_variables") if attributes else None) or {})
         for _ in range(n):
             iid = f"i-{world['next_instance']}"
             world["next_instance"] += 1
@@ -238,7 +238,7 @@ class FakeProvider(Provider):
         obj = self.world.read()["objects"].get(resource.address)
         if obj is None or "state" not in obj:
             return Observation(exists=False)
-        attributes = dict(obj["attributes"])
+        attributes = dict(obj["attributes"])  # the world's JSON: what a cloud would show of it
         problems: list[str] = []
         if obj["type"] == "endpoint":
             attributes["traffic"] = dict(obj["traffic"])
@@ -247,7 +247,7 @@ class FakeProvider(Provider):
             dead = [i["id"] for i in obj["instances"] if not i["alive"]]
             problems += [f"instance {iid} is not running" for iid in dead]
             attributes["instance_count"] = len(obj["instances"]) - len(dead)
-        return Observation(True, attributes, self._outputs(resource.address, obj), problems)
+        return Observation(True, as_observed(attributes), self._outputs(resource.address, obj), problems)
 
     def find_unmanaged(self, known: list[StateResource]) -> list[str]:
         names = {r.address for r in known}
@@ -290,9 +290,9 @@ class FakeProvider(Provider):
                                   "signing": secrets.token_hex(32)}
             )
         if request.type == "deployment":
-            count = int(request.attributes.get("instance_count") or 1)
-            obj["config_digest"] = template_digest(request.attributes)
-            obj["instances"] = self._new_instances(world, obj["config_digest"], count, request.attributes)
+            count = int(request.deployment.get("instance_count") or 1)
+            obj["config_digest"] = template_digest(request.deployment)
+            obj["instances"] = self._new_instances(world, obj["config_digest"], count, request.deployment)
         return obj
 
     def _existing(self, world: dict[str, Any], address: str, op: str) -> dict[str, Any]:
@@ -315,8 +315,8 @@ class FakeProvider(Provider):
             obj = self._existing(world, request.address, "scale")
             alive = [i for i in obj["instances"] if i["alive"]]
             if len(alive) < count:
-                config = template_digest(request.attributes)
-                alive += self._new_instances(world, config, count - len(alive), request.attributes)
+                config = template_digest(request.deployment)
+                alive += self._new_instances(world, config, count - len(alive), request.deployment)
             obj["instances"] = alive[:count]
             obj["attributes"]["instance_count"] = count
             request.emit(f"{count} instances running")
@@ -327,7 +327,7 @@ class FakeProvider(Provider):
             failing = (self.settings.get("fail_batch") or {}).get(request.address)
             with self.world.transaction() as world:
                 obj = self._existing(world, request.address, "roll out")
-                desired = template_digest(request.attributes)
+                desired = template_digest(request.deployment)
                 stale = [i for i in obj["instances"] if i["config"] != desired or not i["alive"]]
                 if failing == batch.index and stale:
                     new = self._new_instances(world, desired, 1)[0]
@@ -342,7 +342,7 @@ class FakeProvider(Provider):
                 else:
                     error = None
                     obj["config_digest"] = desired
-                    self._replace(world, obj, stale[: batch.size], desired, request.attributes)
+                    self._replace(world, obj, stale[: batch.size], desired, request.deployment)
                     if len(stale) <= batch.size:  # every instance runs the desired configuration
                         count = len(obj["instances"])
                         obj["attributes"] = {**copy.deepcopy(request.attributes), "instance_count": count}
@@ -354,7 +354,7 @@ class FakeProvider(Provider):
 
     def _replace(
         self, world: dict[str, Any], obj: dict[str, Any], old: list[dict[str, Any]], config: str,
-        attributes: dict[str, Any],
+        attributes: DeploymentAttrs,
     ) -> None:
         gone = {i["id"] for i in old}
         kept = [i for i in obj["instances"] if i["id"] not in gone]

@@ -25,11 +25,12 @@ def violate(world: dict[str, Any], message: str) -> FakeInvariantError:
 
 
 def check_create(world: dict[str, Any], request: ApplyRequest) -> FakeInvariantError | None:
-    attrs, objects = request.attributes, world["objects"]
-    if request.type == "endpoint" and (attrs.get("traffic") or attrs.get("mirror_traffic")):
+    objects = world["objects"]
+    if request.type == "endpoint" and (request.endpoint.get("traffic") or request.endpoint.get("mirror_traffic")):
         return violate(world, f"{request.address}: traffic set in the request that creates it")
     if request.type != "deployment":
         return None
+    attrs = request.deployment
     for ref in (
         f"endpoint.{str(attrs['endpoint_name']).lower()}",
         attrs.get("model"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler.model.windows import SeriesStats, WindowStats
@@ -24,9 +25,8 @@ BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.in
 DEFAULT_LATENCY_S = 0.02
 
 
-def behaviour(attributes: dict[str, Any]) -> dict[str, float]:
-    """How an instance started with these deployment attributes answers."""
-    env = attributes.get("environment_variables") or {}
+def behaviour(env: Mapping[str, str]) -> dict[str, float]:
+    """How an instance started with these environment variables (its deployment's) answers."""
     return {
         "error_rate": float(env.get("FAKE_ERROR_RATE", 0) or 0),
         "latency_s": float(env.get("FAKE_LATENCY_S", DEFAULT_LATENCY_S) or DEFAULT_LATENCY_S),

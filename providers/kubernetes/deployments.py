@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from providers.kubernetes.client import Kube
 from providers.kubernetes.endpoint import Endpoints
 from providers.kubernetes.objects import ClusterScope, instances_of, pod_ready, pod_selector, ready_addresses
 from providers.kubernetes.rollout import Rollouts
-from providers.shared.runtime import HOST_SCRIPT
+from providers.shared.runtime import host_files
 from reconciler.model.errors import PermanentError
-from reconciler.model.resources import digest_of
+from reconciler.model.resources import ModelAttrs, as_deployment, as_observed, digest_of
 from reconciler.plan.provider import ApplyRequest, Observation
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
@@ -40,7 +41,7 @@ class Deployments:
         return self.scope.kube
 
     def observe(self, resource: StateResource) -> Observation:
-        attrs = resource.attributes
+        attrs = as_deployment(resource.attributes)
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
         name = m.deployment_name(ep, dep)
         obj = self.kube.get("Deployment", name)
@@ -56,8 +57,8 @@ class Deployments:
         if digest and self.kube.get("ConfigMap", m.bundle_name(ep, dep, str(digest))) is None:
             return Observation(False, problems=[f"its code ConfigMap {m.bundle_name(ep, dep, str(digest))} is gone"])
         problems: list[str] = []
-        observed: dict[str, Any] = {}
-        scale = attrs.get("scale_settings") or {}
+        observed: dict[str, Any] = {}  # read from the cluster's objects, keyed by canonical names
+        scale: Mapping[str, Any] = attrs.get("scale_settings") or {}
         if scale.get("type") == "target_utilization":
             hpa = self.kube.get("HorizontalPodAutoscaler", name)
             if hpa is None:
@@ -84,7 +85,7 @@ class Deployments:
         if not_ready:
             problems.append(f"pods not ready: {', '.join(sorted(not_ready))}")
         outputs = {**resource.outputs, "instances": instances_of(pods)}
-        return Observation(True, attributes=observed, outputs=outputs, problems=problems)
+        return Observation(True, attributes=as_observed(observed), outputs=outputs, problems=problems)
 
     def stale_pool(self, ep: str, dep: str, pods: list[dict[str, Any]]) -> tuple[int, str] | None:
         """When a router pod's pool of ``dep`` is not the deployment's ready pods (the router follows them
@@ -109,19 +110,17 @@ class Deployments:
                          f"of its {len(ready)} ready pods and lists {len(served - ready)} address(es) of no "
                          "ready pod (the router's pod watch is not following; see its log)")
 
-    def desired(self, request: ApplyRequest) -> tuple[str, str, dict[str, Any] | None]:
+    def desired(self, request: ApplyRequest) -> tuple[str, str, ModelAttrs | None]:
         """(config digest, image, model attributes) of the desired configuration."""
-        attrs = request.attributes
-        model = request.refs.get(str(attrs.get("model") or "")) or None
-        environment = request.refs.get(str(attrs.get("environment") or "")) or None
-        image = self.scope.settings.image((environment or {}).get("image"))
+        attrs, model, environment = request.deployment, request.model, request.environment
+        image = self.scope.settings.image(environment["image"] if environment else None)
         digest = digest_of({
             "code": attrs.get("code"), "scoring_script": attrs.get("scoring_script"),
             "model": [model.get("name"), model.get("version"), model.get("content_digest")] if model else None,
             "image": image, "environment_variables": attrs.get("environment_variables") or {},
             "request_settings": attrs.get("request_settings"), "liveness_probe": attrs.get("liveness_probe"),
             "readiness_probe": attrs.get("readiness_probe"), "instance_type": attrs.get("instance_type"),
-            "resources": attrs.get("resources"), "host": digest_of(HOST_SCRIPT.read_text()),
+            "resources": attrs.get("resources"), "host": digest_of({n: b.decode() for n, b in host_files().items()}),
         })
         return digest, image, model
 
@@ -129,7 +128,7 @@ class Deployments:
         name = m.bundle_name(ep, dep, digest)
         if self.kube.get("ConfigMap", name) is not None:
             return name
-        code = request.attributes.get("code") or {}
+        code: Mapping[str, Any] = request.deployment.get("code") or {}
         data = b""
         if code.get("path"):
             source = (self.project_root / str(code["path"])).resolve()
@@ -142,7 +141,7 @@ class Deployments:
             raise PermanentError(f"{request.address}: the code folder is {len(data)} bytes compressed; the "
                                  f"Kubernetes provider delivers code in a ConfigMap, at most {CONFIGMAP_LIMIT} bytes")
         lab = m.labels(self.scope.workspace, "code", ep, dep, digest)
-        self.kube.apply(m.configmap(self.scope.settings, name, lab, data={"host.py": HOST_SCRIPT.read_text()},
+        self.kube.apply(m.configmap(self.scope.settings, name, lab, data={n: b.decode() for n, b in host_files().items()},
                                     binary={"code.tar.gz": base64.b64encode(data).decode()}, immutable=True))
         return name
 
@@ -156,7 +155,7 @@ class Deployments:
 
     def apply(self, request: ApplyRequest, create: bool, until_updated: int | None = None,
                           batch: Batch | None = None) -> dict[str, Any]:
-        attrs = request.attributes
+        attrs = request.deployment
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
         name = m.deployment_name(ep, dep)
         digest, image, model = self.desired(request)

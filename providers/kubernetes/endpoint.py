@@ -27,6 +27,7 @@ from providers.shared.endpoint_tokens import SIGNING_KEY, new_signing_key
 from providers.shared.routing_table import Mutation, RoutingTable, new_table, router_limits, router_settings
 from providers.shared.runtime import ROUTER_ARCHIVE_NAME, router_archive
 from reconciler.model.errors import RetryableError
+from reconciler.model.resources import DeploymentAttrs
 
 POLL = 0.25
 ROUTER_RELOAD_TIMEOUT = 150.0
@@ -215,7 +216,7 @@ class Endpoints:
         """``ip:port`` of the deployment's ready pods that are not being deleted, sorted."""
         return ready_addresses(self.scope.pods(ep, dep))
 
-    def sync_pool(self, ep: str, dep: str, attrs: dict[str, Any] | None) -> None:
+    def sync_pool(self, ep: str, dep: str, attrs: DeploymentAttrs | None) -> None:
         """The router's pool of ``dep``: its ready pods now, each with the configuration it runs (with
         ``attrs``' request settings)."""
         pods = self.scope.pods(ep, dep)

@@ -21,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from providers.kubernetes.settings import KubeSettings
 from providers.shared.probes import probe_settings
 from reconciler.model.catalog import lookup, merged_catalog
+from reconciler.model.resources import CodeRef, DeploymentAttrs, ModelAttrs
 
 MANAGED = "recon.io/managed"
 WORKSPACE = "recon.io/workspace"
@@ -127,9 +129,9 @@ def max_surge(count: int) -> int:
     return max(1, math.ceil(count * 0.2))
 
 
-def resources_for(attrs: dict[str, Any], use_catalog: bool = True) -> dict[str, dict[str, str]]:
+def resources_for(attrs: DeploymentAttrs, use_catalog: bool = True) -> dict[str, dict[str, str]]:
     """``resources`` from the YAML (requests and limits), else the instance type's catalog entry."""
-    res = attrs.get("resources") or {}
+    res: Mapping[str, Any] = attrs.get("resources") or {}
     requests = {str(k): str(v) for k, v in (res.get("requests") or {}).items() if v is not None}
     limits = {str(k): str(v) for k, v in (res.get("limits") or {}).items() if v is not None}
     if use_catalog and not requests and not limits and attrs.get("instance_type"):
@@ -147,7 +149,7 @@ def resources_for(attrs: dict[str, Any], use_catalog: bool = True) -> dict[str, 
     return out
 
 
-def probe(spec: dict[str, Any] | None, liveness: bool) -> dict[str, Any]:
+def probe(spec: Mapping[str, Any] | None, liveness: bool) -> dict[str, Any]:
     s = probe_settings(spec)
     return {
         "httpGet": {"path": "/", "port": INSTANCE_PORT},
@@ -168,7 +170,7 @@ def placement(settings: KubeSettings) -> dict[str, Any]:
     return out
 
 
-def code_mount(code: dict[str, Any] | None) -> str:
+def code_mount(code: CodeRef | None) -> str:
     if not code or not code.get("path"):
         return f"{APP_ROOT}/code"
     base = str(code["path"]).rstrip("/").split("/")[-1] or "code"
@@ -191,7 +193,7 @@ _EXTRACT = ("import sys, tarfile\n"
 
 
 def deployment_manifest(
-    settings: KubeSettings, workspace: str, attrs: dict[str, Any], model: dict[str, Any] | None,
+    settings: KubeSettings, workspace: str, attrs: DeploymentAttrs, model: ModelAttrs | None,
     image: str, digest: str, bundle: str,
 ) -> dict[str, Any]:
     """The Deployment of one recon deployment: replicas = instance_count, RollingUpdate with
@@ -281,7 +283,7 @@ def deployment_manifest(
     }
 
 
-def hpa_manifest(settings: KubeSettings, workspace: str, attrs: dict[str, Any], digest: str) -> dict[str, Any] | None:
+def hpa_manifest(settings: KubeSettings, workspace: str, attrs: DeploymentAttrs, digest: str) -> dict[str, Any] | None:
     """``scale_settings.type: target_utilization`` as an autoscaling/v2 HorizontalPodAutoscaler."""
     scale = attrs.get("scale_settings") or {}
     if scale.get("type") != "target_utilization":

@@ -44,6 +44,7 @@ from providers.shared.endpoint_tokens import SIGNING_KEY, issue, token_lifetime
 from providers.shared.routing_table import normal_traffic
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.errors import PermanentError
+from reconciler.model.resources import as_deployment, as_environment, as_model, as_observed
 from reconciler.plan.provider import (
     ApplyRequest,
     Capacity,
@@ -86,11 +87,12 @@ class KubernetesProvider(RouterWindows, Provider):
 
     # == reading ====================================================================================
     def observe(self, resource: StateResource) -> Observation:
-        attrs = resource.attributes
         if resource.type == "environment":
-            return Observation(True, outputs={"image": self.kube_settings.image(attrs.get("image"))})
+            image = as_environment(resource.attributes).get("image")
+            return Observation(True, outputs={"image": self.kube_settings.image(image)})
         if resource.type == "model":
-            name = m.model_name(str(attrs["name"]), str(attrs["version"]))
+            model = as_model(resource.attributes)
+            name = m.model_name(str(model["name"]), str(model["version"]))
             if self.kube.get("ConfigMap", name) is None:
                 return Observation(False, problems=[f"its ConfigMap {name} is gone"])
             return Observation(True, outputs={"configmap": name})
@@ -113,7 +115,7 @@ class KubernetesProvider(RouterWindows, Provider):
         observed = {"auth_mode": table.get("auth_mode", resource.attributes.get("auth_mode")),
                     "traffic": normal_traffic(table.get("traffic")),
                     "mirror_traffic": normal_traffic(table.get("mirror_traffic"))}
-        return Observation(True, attributes=observed, outputs=self.endpoints.outputs(ep))
+        return Observation(True, attributes=as_observed(observed), outputs=self.endpoints.outputs(ep))
 
     def find_unmanaged(self, known: list[StateResource]) -> list[str]:
         endpoints = {str(r.attributes.get("name", r.name)).lower() for r in known if r.type == "endpoint"}
@@ -143,7 +145,7 @@ class KubernetesProvider(RouterWindows, Provider):
     # == changing ===================================================================================
     def create(self, request: ApplyRequest) -> dict[str, Any]:
         if request.type == "environment":
-            return {"image": self.kube_settings.image(request.attributes.get("image"))}
+            return {"image": self.kube_settings.image(as_environment(request.asset).get("image"))}
         if request.type == "model":
             return self._create_model(request)
         if request.type == "endpoint":
@@ -151,17 +153,17 @@ class KubernetesProvider(RouterWindows, Provider):
         return self.deployments.apply(request, create=True)
 
     def update(self, request: ApplyRequest) -> dict[str, Any]:
-        attrs = request.attributes
         if request.type in ("environment", "model"):
             return self.create(request)
         if request.type == "endpoint":
-            ep = str(attrs["name"]).lower()
+            ep = str(request.endpoint["name"]).lower()
             if self.kube.get("Deployment", m.router_name(ep)) is None:
                 return self._create_endpoint(request)
             self.endpoints.ensure_keys(ep)  # a Secret of an older recon gets its token signing key before aml_token
-            self.endpoints.table(ep).set_auth_mode(attrs.get("auth_mode"))
+            self.endpoints.table(ep).set_auth_mode(request.endpoint.get("auth_mode"))
             self._ensure_router(request, ep)  # a router of an older recon gets its pod watch
             return self.endpoints.outputs(ep)
+        attrs = request.deployment
         ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
         self.endpoints.sync_pool(ep, dep, attrs)
         prior = dict(request.prior.outputs) if request.prior else {}
@@ -172,7 +174,8 @@ class KubernetesProvider(RouterWindows, Provider):
         if resource.type == "environment":
             return
         if resource.type == "model":
-            self.kube.delete("ConfigMap", m.model_name(str(attrs["name"]), str(attrs["version"])))
+            model = as_model(attrs)
+            self.kube.delete("ConfigMap", m.model_name(str(model["name"]), str(model["version"])))
             return
         if resource.type == "endpoint":
             ep = str(attrs.get("name", resource.name)).lower()
@@ -186,7 +189,8 @@ class KubernetesProvider(RouterWindows, Provider):
             self.kube.delete("ConfigMap", m.router_lib_name(ep))
             self.kube.delete("Secret", m.keys_name(ep))
             return
-        ep, dep = str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()
+        deployment = as_deployment(attrs)
+        ep, dep = str(deployment["endpoint_name"]).lower(), str(deployment["name"]).lower()
         name = m.deployment_name(ep, dep)
         if self.endpoints.has_table(ep):
             self.endpoints.table(ep).remove_deployment(dep)
@@ -207,13 +211,13 @@ class KubernetesProvider(RouterWindows, Provider):
         waits until ``batch.index * batch.size`` pods run it, reporting the ReplicaSets, and pauses the
         Deployment until the next batch (a gate judges the pods of its batch only). Back to a template
         the Deployment ran before (a rollback), it waits until every pod runs it."""
-        count = int(request.attributes.get("instance_count") or 1)
+        count = int(request.deployment.get("instance_count") or 1)
         target = min(count, max(1, batch.index * max(1, batch.size)))
         return self.deployments.apply(request, create=False, until_updated=target, batch=batch)
 
     def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
         traffic, mirror_traffic = request.traffic, request.mirror_traffic
-        ep = str(request.attributes["name"]).lower()
+        ep = str(request.endpoint["name"]).lower()
         for dep in sorted(set(normal_traffic(traffic)) | set(normal_traffic(mirror_traffic))):
             self.rollouts.wait_complete(ep, dep, request)
             self.endpoints.sync_pool(ep, dep, None)
@@ -237,7 +241,7 @@ class KubernetesProvider(RouterWindows, Provider):
         return issue(secret[SIGNING_KEY], ep, uri, token_lifetime(self.settings))
 
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
-        attrs = deployment.attributes
+        attrs = as_deployment(deployment.attributes)
         pods = sorted(self.scope.pods(str(attrs["endpoint_name"]).lower(), str(attrs["name"]).lower()),
                       key=lambda p: str(p["metadata"]["name"]))
         if instance is not None:
@@ -249,7 +253,7 @@ class KubernetesProvider(RouterWindows, Provider):
 
     # == models and endpoints =======================================================================
     def _create_model(self, request: ApplyRequest) -> dict[str, Any]:
-        attrs = request.attributes
+        attrs = as_model(request.asset)
         source = (self.project_root / str(attrs.get("path") or "")).resolve()
         if not attrs.get("path") or not source.exists():
             raise PermanentError(f"{request.address}: model path {attrs.get('path')!r} does not exist ({source})")
@@ -266,13 +270,13 @@ class KubernetesProvider(RouterWindows, Provider):
         return {"configmap": name}
 
     def _create_endpoint(self, request: ApplyRequest) -> dict[str, Any]:
-        ep = str(request.attributes["name"]).lower()
+        ep = str(request.endpoint["name"]).lower()
         self.kube.ensure_namespace()
         self.endpoints.ensure_keys(ep)
         lib, code_digest = router_lib()
         self.kube.apply(m.configmap(self.kube_settings, m.router_lib_name(ep), m.labels(self.workspace, "router", ep),
                                     binary={"httptools.tar.gz": base64.b64encode(lib).decode()}))
-        auth_mode = request.attributes.get("auth_mode") or "key"
+        auth_mode = request.endpoint.get("auth_mode") or "key"
         self.endpoints.table(ep).set_auth_mode(auth_mode)
         self._ensure_router(request, ep, code_digest)
         request.emit(f"router Deployment {self.ns}/{m.router_name(ep)} ready")

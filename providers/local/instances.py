@@ -37,6 +37,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,7 +284,7 @@ class DeploymentRunner:
                         Path(config.cwd), self.log_dir / "launcher.log", self.modules_file,
                         self.launchers_dir / f"{_fname(digest)}.json", timeout)
 
-    def wait_ready(self, pending: list[Instance], probe: dict[str, Any] | None) -> StartFailure | None:
+    def wait_ready(self, pending: list[Instance], probe: Mapping[str, Any] | None) -> StartFailure | None:
         """Poll until every instance answers its readiness probe; the first failure otherwise."""
         timeout = probe_settings(probe)["timeout"]
 
@@ -300,14 +301,14 @@ class DeploymentRunner:
 
         return probes.wait_ready(pending, probe, poll, lambda inst: self.tail(inst.id), POLL)
 
-    def is_live(self, inst: Instance, probe: dict[str, Any] | None) -> bool:
+    def is_live(self, inst: Instance, probe: Mapping[str, Any] | None) -> bool:
         """The liveness probe, once: GET / answers 200 within the probe's timeout."""
         if not inst.alive or inst.port is None:
             return False
         got = probes.http_get(inst.port, "/", probe_settings(probe)["timeout"])
         return got is not None and got[0] == 200
 
-    def live_map(self, instances: list[Instance], probe: dict[str, Any] | None) -> dict[int, bool]:
+    def live_map(self, instances: list[Instance], probe: Mapping[str, Any] | None) -> dict[int, bool]:
         """``is_live`` of every instance, probed at the same time (id -> answered)."""
         result: dict[int, bool] = {}
         candidates = [i for i in instances if i.alive and i.port is not None]

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +35,7 @@ from providers.shared.rolling import STOP_GRACE, config_digest, start_error
 from providers.shared.scaling import InstanceProvider
 from providers.shared.warm import ready_line
 from reconciler.model.crashpoints import crash_point
+from reconciler.model.resources import DeploymentAttrs, as_deployment, as_environment
 from reconciler.plan.provider import ApplyRequest, Capacity, Observation, ProviderContext
 from reconciler.state.document import StateResource
 
@@ -66,7 +68,7 @@ class LocalProvider(InstanceProvider):
 
     # == reading ====================================================================================
     def _observe_environment(self, resource: StateResource) -> Observation:
-        attrs = resource.attributes
+        attrs = as_environment(resource.attributes)
         if attrs.get("build"):
             return Observation(False, problems=["Docker build contexts do not run on the local provider"])
         found = self.builder.locate(attrs)
@@ -92,7 +94,7 @@ class LocalProvider(InstanceProvider):
             if res.type == "endpoint":
                 routers.add(f"{str(res.attributes.get('name', res.name)).lower()}/router")
             elif res.type == "deployment":
-                runner = self._runner(res.attributes)
+                runner = self._runner(as_deployment(res.attributes))
                 deployments.add(f"{runner.endpoint}/{runner.name}/")
         found = []
         for pid, env in procs.marked_processes():
@@ -143,7 +145,7 @@ class LocalProvider(InstanceProvider):
 
     # == operating ==================================================================================
     def logs(self, deployment: StateResource, instance: int | None = None, tail: int = 100) -> list[str]:
-        runner = self._runner(deployment.attributes)
+        runner = self._runner(as_deployment(deployment.attributes))
         if instance is not None:
             return runner.tail(instance, tail)
         ids = [i.id for i in runner.recorded()] or sorted(
@@ -156,7 +158,7 @@ class LocalProvider(InstanceProvider):
 
     # == environments ===============================================================================
     def _create_environment(self, request: ApplyRequest) -> dict[str, Any]:
-        env = self.builder.ensure(request.attributes, request.address, request.emit, request.status)
+        env = self.builder.ensure(as_environment(request.asset), request.address, request.emit, request.status)
         for warning in env.warnings:
             request.emit(f"warning: {warning}")
         return {"python": env.python, "venv": env.venv, "warnings": list(env.warnings)}
@@ -179,15 +181,13 @@ class LocalProvider(InstanceProvider):
                 "provisioning_state": "Succeeded" if router else "Failed"}
 
     # == deployments ================================================================================
-    def _runner(self, attrs: dict[str, Any]) -> DeploymentRunner:
+    def _runner(self, attrs: DeploymentAttrs) -> DeploymentRunner:
         return DeploymentRunner(self.state_dir, str(attrs["endpoint_name"]), str(attrs["name"]),
                                 self.context.workspace)
 
     def _desired(self, request: ApplyRequest, runner: DeploymentRunner) -> tuple[str, LaunchConfig]:
         """The desired configuration's digest and launch config (built and saved)."""
-        attrs = request.attributes
-        model = request.refs.get(str(attrs.get("model") or "")) or None
-        environment = request.refs.get(str(attrs.get("environment") or "")) or None
+        attrs, model, environment = request.deployment, request.model, request.environment
         digest = config_digest(attrs, model, environment=environment.get("content_digest") if environment else attrs.get("environment"), reuse_host_packages=self.builder.reuse_host_packages)
         existing = runner.load_config(digest)
         if existing is not None and Path(existing.python).exists() and Path(existing.cwd).is_dir():
@@ -298,7 +298,7 @@ class LocalProvider(InstanceProvider):
         return [i for i in instances if i.port is not None or i in ready]
 
     def _healthy(self, runner: DeploymentRunner, live: list[Instance],
-                 probe: dict[str, Any] | None) -> list[Instance]:
+                 probe: Mapping[str, Any] | None) -> list[Instance]:
         answered = runner.live_map(live, probe)
         return [i for i in live if answered[i.id]]
 

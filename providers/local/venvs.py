@@ -38,6 +38,7 @@ from typing import Any
 from providers.shared import procs
 from providers.shared.requirements import PipPlan, pip_plan, requirement_name
 from reconciler.model.errors import PermanentError
+from reconciler.model.resources import EnvironmentAttrs
 
 EventSink = Callable[[str], None]
 FAILED_LOG_LINES = 20  # a failed build shows this many of its log's last lines
@@ -102,21 +103,22 @@ class EnvironmentBuilder:
         self.reuse_host_packages = reuse_host_packages
         self.log_dir = log_dir  # the project's build logs (None: the cache's own folder)
 
-    def key(self, attrs: dict[str, Any]) -> str:
+    def key(self, attrs: EnvironmentAttrs) -> str:
         """The cache folder name: the environment's content digest (plus how it was built)."""
         digest = str(attrs.get("content_digest") or "").removeprefix("sha256:")
         extra = "host" if self.reuse_host_packages else f"py{sys.version_info[0]}{sys.version_info[1]}"
         return hashlib.sha256(f"{digest}:{extra}".encode()).hexdigest()[:32]
 
-    def check(self, attrs: dict[str, Any], address: str = "") -> None:
-        if attrs.get("build"):
+    def check(self, attrs: EnvironmentAttrs, address: str = "") -> None:
+        build = attrs.get("build")
+        if build:
             raise PermanentError(
-                f"{address or 'environment'}: a Docker build context (build: {attrs['build'].get('path')}) "
+                f"{address or 'environment'}: a Docker build context (build: {build.get('path')}) "
                 "cannot run on the local provider; use `provider: {kind: docker}` for it, or give the "
                 "environment a conda_file instead"
             )
 
-    def locate(self, attrs: dict[str, Any]) -> PythonEnv | None:
+    def locate(self, attrs: EnvironmentAttrs) -> PythonEnv | None:
         """The environment's python if it exists already (never builds)."""
         key = self.key(attrs)
         if self._host_mode(attrs):
@@ -127,12 +129,12 @@ class EnvironmentBuilder:
             return PythonEnv(str(python), str(venv), key)
         return None
 
-    def _host_mode(self, attrs: dict[str, Any]) -> bool:
+    def _host_mode(self, attrs: EnvironmentAttrs) -> bool:
         return self.reuse_host_packages
 
     def ensure(
         self,
-        attrs: dict[str, Any],
+        attrs: EnvironmentAttrs,
         address: str = "",
         emit: EventSink | None = None,
         status: EventSink | None = None,
@@ -163,13 +165,13 @@ class EnvironmentBuilder:
         warnings += conda_warnings(plan, _python_version(python), pip_version)
         return PythonEnv(python, str(final), key, tuple(warnings))
 
-    def _log_path(self, attrs: dict[str, Any], key: str) -> Path:
+    def _log_path(self, attrs: EnvironmentAttrs, key: str) -> Path:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{attrs.get('name') or 'environment'}-{attrs.get('version') or key[:12]}")
         folder = self.log_dir if self.log_dir is not None else self.root.parent / "logs"
         return folder / "environments" / f"{name}.log"
 
     def _build(
-        self, final: Path, plan: PipPlan, attrs: dict[str, Any], emit: EventSink, status: EventSink, log: Path
+        self, final: Path, plan: PipPlan, attrs: EnvironmentAttrs, emit: EventSink, status: EventSink, log: Path
     ) -> None:
         tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
         for leftover in final.parent.glob(f".tmp-{final.name}-*"):  # builds killed half-way (we hold the lock)
@@ -198,7 +200,7 @@ class EnvironmentBuilder:
         installed = f"{out.installed} packages installed" if out.installed else "nothing to install"
         emit(f"virtualenv ready in {time.monotonic() - started:.1f}s ({installed})")
 
-    def remove(self, attrs: dict[str, Any]) -> None:
+    def remove(self, attrs: EnvironmentAttrs) -> None:
         """Environments are cached across projects: deleting one from a project keeps the cache."""
 
 

@@ -14,10 +14,10 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 
 from providers.shared import procs
 from reconciler.model.errors import PermanentError
+from reconciler.model.resources import CodeRef, ModelAttrs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]")
 
@@ -27,12 +27,12 @@ def safe(part: str) -> str:
     return _UNSAFE.sub("-", part) or "_"
 
 
-def model_dir(state_dir: Path, attrs: dict[str, Any]) -> Path:
+def model_dir(state_dir: Path, attrs: ModelAttrs) -> Path:
     """What ``AZUREML_MODEL_DIR`` points to for a model."""
     return state_dir / "models" / safe(str(attrs["name"])) / safe(str(attrs["version"]))
 
 
-def place_model(state_dir: Path, project_root: Path, attrs: dict[str, Any], address: str = "") -> Path:
+def place_model(state_dir: Path, project_root: Path, attrs: ModelAttrs, address: str = "") -> Path:
     """Copy (hardlink when possible) the model files under ``model_dir``; returns that folder."""
     target = model_dir(state_dir, attrs)
     if _marker(target).exists():
@@ -57,11 +57,11 @@ def place_model(state_dir: Path, project_root: Path, attrs: dict[str, Any], addr
     return target
 
 
-def model_present(state_dir: Path, attrs: dict[str, Any]) -> bool:
+def model_present(state_dir: Path, attrs: ModelAttrs) -> bool:
     return _marker(model_dir(state_dir, attrs)).exists()
 
 
-def remove_model(state_dir: Path, attrs: dict[str, Any]) -> None:
+def remove_model(state_dir: Path, attrs: ModelAttrs) -> None:
     target = model_dir(state_dir, attrs)
     _marker(target).unlink(missing_ok=True)
     shutil.rmtree(target, ignore_errors=True)
@@ -91,7 +91,7 @@ def _link_or_copy(src: str, dst: str) -> str:
     return str(shutil.copy2(src, dst))
 
 
-def snapshot_code(state_dir: Path, project_root: Path, code: dict[str, Any] | None, address: str = "") -> Path:
+def snapshot_code(state_dir: Path, project_root: Path, code: CodeRef | None, address: str = "") -> Path:
     """Copy a deployment's code folder to ``snapshots/<digest>`` (once per digest)."""
     if not code or not code.get("path"):
         target = state_dir / "snapshots" / "empty"

@@ -19,6 +19,7 @@ from typing import Any
 
 from providers.shared import files
 from providers.shared.routing_table import normal_traffic
+from reconciler.model.resources import ObservedDeployment, ObservedEndpoint, as_deployment, as_model
 from reconciler.plan.provider import Observation
 from reconciler.state.document import StateResource
 
@@ -42,7 +43,7 @@ def endpoint_observation(ep: Any, resource: StateResource, outputs: dict[str, An
                              f"{_split(live)}, the table says {_split(table)})")
         if "traffic" in live:  # a router of an older recon does not report its split: the table's
             serving = live
-    observed = {
+    observed: ObservedEndpoint = {
         "auth_mode": table.get("auth_mode", resource.attributes.get("auth_mode")),
         "traffic": normal_traffic(serving.get("traffic")),
         "mirror_traffic": normal_traffic(serving.get("mirror_traffic")),
@@ -74,7 +75,7 @@ def deployment_observation(runner: Any, resource: StateResource, found: list[Any
     """A deployment of which ``found`` instances are recorded (``answered``: those alive that pass their
     liveness probe; ``pool``: the router's): it counts its ``serving_instances``. ``problems`` and
     ``strays`` (unrecorded processes with its marks): the provider's."""
-    attrs = resource.attributes
+    attrs = as_deployment(resource.attributes)
     alive = [i for i in found if i.alive]
     serving = serving_instances(found, answered, pool)
     seen_problems: list[str] = []
@@ -84,7 +85,7 @@ def deployment_observation(runner: Any, resource: StateResource, found: list[Any
         elif inst not in answered:
             seen_problems.append(f"{inst.label} does not answer its liveness probe")
     seen_problems += problems
-    observed: dict[str, Any] = {"instance_count": len(serving)}
+    observed: ObservedDeployment = {"instance_count": len(serving)}
     declared = dict(attrs.get("environment_variables") or {})
     recorded_digest = resource.outputs.get("config_digest")
     for inst in alive:  # an instance of another configuration is unsettled, not changed variables
@@ -140,6 +141,7 @@ def _short(digest: str | None) -> str:
 
 def model_observation(state_dir: Path, resource: StateResource) -> Observation:
     """A model is its folder of files under the project's state folder."""
-    if not files.model_present(state_dir, resource.attributes):
-        return Observation(False, problems=[f"its folder {files.model_dir(state_dir, resource.attributes)} is gone"])
+    model = as_model(resource.attributes)
+    if not files.model_present(state_dir, model):
+        return Observation(False, problems=[f"its folder {files.model_dir(state_dir, model)} is gone"])
     return Observation(True, outputs=resource.outputs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import http.client
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -30,7 +30,7 @@ class _HasId(Protocol):
 _I = TypeVar("_I", bound=_HasId)
 
 
-def wait_ready(pending: Sequence[_I], probe: dict[str, Any] | None, poll: Callable[[_I], bool | str],
+def wait_ready(pending: Sequence[_I], probe: Mapping[str, Any] | None, poll: Callable[[_I], bool | str],
                tail: Callable[[_I], list[str]], interval: float = 0.05) -> StartFailure | None:
     """Poll every instance of ``pending`` until each is ready, within the readiness probe's budget.
 
@@ -55,12 +55,12 @@ def wait_ready(pending: Sequence[_I], probe: dict[str, Any] | None, poll: Callab
     return None
 
 
-def probe_settings(probe: dict[str, Any] | None) -> dict[str, float]:
+def probe_settings(probe: Mapping[str, Any] | None) -> dict[str, float]:
     merged = {**DEFAULT_PROBE, **{k: v for k, v in (probe or {}).items() if v is not None}}
     return {k: float(merged[k]) for k in DEFAULT_PROBE}
 
 
-def ready_budget(probe: dict[str, Any] | None) -> float:
+def ready_budget(probe: Mapping[str, Any] | None) -> float:
     """How long an instance may take to become ready: initial_delay + period * failure_threshold."""
     settings = probe_settings(probe)
     return settings["initial_delay"] + settings["period"] * settings["failure_threshold"]

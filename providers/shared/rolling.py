@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 from providers.shared import procs
 from providers.shared.probes import StartFailure
 from reconciler.model.errors import PermanentError
-from reconciler.model.resources import digest_of
+from reconciler.model.resources import DeploymentAttrs, ModelAttrs, digest_of
 
 
 def start_error(address: str, failure: StartFailure, what: str = "instance") -> PermanentError:
@@ -23,12 +23,12 @@ def start_error(address: str, failure: StartFailure, what: str = "instance") -> 
     return PermanentError(f"{address}: {failure.reason}; the old instances keep serving", detail=lines)
 
 
-def instance_count(attrs: dict[str, Any], default: int) -> int:
+def instance_count(attrs: DeploymentAttrs, default: int) -> int:
     value = attrs.get("instance_count")
     return default if value is None else int(value)
 
 
-def drain_timeout(attrs: dict[str, Any]) -> float:
+def drain_timeout(attrs: DeploymentAttrs) -> float:
     """How long requests in flight on a removed instance may take: its request timeout, plus 1 s."""
     timeout_ms = (attrs.get("request_settings") or {}).get("request_timeout_ms") or 5000
     return float(timeout_ms) / 1000 + 1.0
@@ -115,7 +115,7 @@ def next_instance_ids(run: Path, n: int, used: Sequence[int] = ()) -> list[int]:
     return list(range(last + 1, last + 1 + n))
 
 
-def config_digest(attrs: dict[str, Any], model: dict[str, Any] | None, **runtime: Any) -> str:
+def config_digest(attrs: DeploymentAttrs, model: ModelAttrs | None, **runtime: Any) -> str:
     """The digest of a deployment's configuration: what its instances run (code, script, model,
     variables, settings, probes, instance type) plus what the provider runs them on (``runtime``:
     the environment's digest, an image, limits). Instances at the desired digest are never replaced."""

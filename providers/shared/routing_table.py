@@ -12,10 +12,11 @@ router enforces per endpoint (``router_limits``, from recon.yaml) and per deploy
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler.model.errors import ConfigError, Diagnostic
+from reconciler.model.resources import DeploymentAttrs
 
 Mutation = Callable[[dict[str, Any]], None]
 
@@ -60,9 +61,9 @@ def normal_traffic(traffic: Any) -> dict[str, int]:
     return {str(k).lower(): int(v) for k, v in (traffic or {}).items() if int(v or 0) > 0}
 
 
-def router_settings(attrs: dict[str, Any]) -> dict[str, Any]:
+def router_settings(attrs: DeploymentAttrs) -> dict[str, Any]:
     """The request settings the router enforces for a deployment (routing table entry)."""
-    settings = attrs.get("request_settings") or {}
+    settings: Mapping[str, Any] = attrs.get("request_settings") or {}
     return {k: settings[k] for k in ("request_timeout_ms", "max_concurrent_requests_per_instance",
                                      "max_queue_wait_ms") if settings.get(k) is not None}
 

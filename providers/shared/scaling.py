@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from abc import abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from providers.shared.routing_table import router_limits, router_settings
 from providers.shared.windows import RouterWindows, Scrape
 from reconciler.model.crashpoints import crash_point
 from reconciler.model.errors import PermanentError
+from reconciler.model.resources import DeploymentAttrs, as_deployment, as_model
 from reconciler.plan.provider import ApplyRequest, EndpointToken, Keys, Observation, Provider, ProviderContext
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
@@ -62,7 +64,7 @@ class InstanceProvider(RouterWindows, Provider):
     def delete(self, resource: StateResource) -> None:
         attrs = resource.attributes
         if resource.type == "model":
-            files.remove_model(self.state_dir, attrs)
+            files.remove_model(self.state_dir, as_model(attrs))
         elif resource.type == "environment":
             self._delete_environment(resource)
         elif resource.type == "endpoint":
@@ -71,13 +73,13 @@ class InstanceProvider(RouterWindows, Provider):
             crash_point("delete.instances_stopped", resource.address)
             ep.discard()
         elif resource.type == "deployment":
-            runner = self._runner(attrs)
+            runner = self._runner(deployment := as_deployment(attrs))
             with procs.file_lock(runner.lock_path):
                 ep = self._endpoint_of(runner)
                 live = runner.live()
                 if ep.table.exists():
                     ep.remove_deployment(runner.name)
-                    ep.wait_drained(upstreams(live), drain_timeout(attrs))
+                    ep.wait_drained(upstreams(live), drain_timeout(deployment))
                 crash_point("delete.unrouted", resource.address)
                 runner.stop_all()
 
@@ -85,7 +87,7 @@ class InstanceProvider(RouterWindows, Provider):
         if request.type == "environment":
             return self._create_environment(request)
         if request.type == "model":
-            path = files.place_model(self.state_dir, self.project_root, request.attributes, request.address)
+            path = files.place_model(self.state_dir, self.project_root, as_model(request.asset), request.address)
             return {"model_dir": str(path)}
         if request.type == "endpoint":
             return self._create_endpoint(request)
@@ -98,9 +100,9 @@ class InstanceProvider(RouterWindows, Provider):
         if request.type == "model":
             return {**prior, **self.create(request)}
         if request.type == "endpoint":
-            ep = self._endpoint(request.attributes["name"])
+            ep = self._endpoint(request.endpoint["name"])
             ep.ensure_keys()  # a keys file of an older recon gets its token signing key before aml_token
-            ep.set_auth_mode(request.attributes.get("auth_mode"))
+            ep.set_auth_mode(request.endpoint.get("auth_mode"))
             if ep.router() is None:
                 return self._create_endpoint(request)
             return self._endpoint_outputs(ep)
@@ -110,12 +112,12 @@ class InstanceProvider(RouterWindows, Provider):
         """Instances that fail their liveness probe are replaced; new ones clone the configuration
         that runs (scale first, template changes after, as the service does)."""
         count = request.instance_count
-        runner = self._runner(request.attributes)
+        runner = self._runner(request.deployment)
         desired_digest, desired = self._desired(request, runner)
         with procs.file_lock(runner.lock_path):
             live = settle_each_config(runner.live(), runner.load_config,
                                       lambda group, config: self._settle(runner, group, config))
-            healthy = self._healthy(runner, live, request.attributes.get("liveness_probe"))
+            healthy = self._healthy(runner, live, request.deployment.get("liveness_probe"))
             broken = [i for i in live if i not in healthy]
             if broken:
                 self._retire(runner, healthy, broken, request)
@@ -135,9 +137,9 @@ class InstanceProvider(RouterWindows, Provider):
             return self._deployment_outputs(runner, healthy, desired_digest)
 
     def roll_batch(self, request: ApplyRequest, batch: Batch) -> dict[str, Any]:
-        runner = self._runner(request.attributes)
+        runner = self._runner(request.deployment)
         digest, config = self._desired(request, runner)
-        declared = dict(request.attributes.get("environment_variables") or {})
+        declared = dict(request.deployment.get("environment_variables") or {})
         with procs.file_lock(runner.lock_path):
             live = runner.live()
             stale = [i for i in live
@@ -147,7 +149,7 @@ class InstanceProvider(RouterWindows, Provider):
                 self._pool(runner, current, request)
                 self._rollout_done(runner)
                 return self._deployment_outputs(runner, current, digest)
-            retire, starting = batch_moves(live, stale, instance_count(request.attributes, len(live)), batch.size)
+            retire, starting = batch_moves(live, stale, instance_count(request.deployment, len(live)), batch.size)
             # a launcher (warm starts) serves the next batches too; the last batch closes it
             new = self._start_ready(runner, request, digest, config, starting,
                                     keep_launcher=len(stale) > len(retire))
@@ -163,7 +165,7 @@ class InstanceProvider(RouterWindows, Provider):
 
     def set_routing(self, request: ApplyRequest) -> dict[str, Any]:
         traffic, mirror_traffic = request.traffic, request.mirror_traffic
-        ep = self._endpoint(request.attributes["name"])
+        ep = self._endpoint(request.endpoint["name"])
         ep.set_split(traffic, mirror_traffic, router_limits(self.settings, ep.name))
         return self._endpoint_outputs(ep)
 
@@ -179,10 +181,10 @@ class InstanceProvider(RouterWindows, Provider):
 
     # == shared steps ================================================================================
     def _create_deployment(self, request: ApplyRequest) -> dict[str, Any]:
-        runner = self._runner(request.attributes)
+        runner = self._runner(request.deployment)
         digest, config = self._desired(request, runner)
-        count = instance_count(request.attributes, 1)
-        declared = dict(request.attributes.get("environment_variables") or {})
+        count = instance_count(request.deployment, 1)
+        declared = dict(request.deployment.get("environment_variables") or {})
         runner.prepare()  # the deployment's folders exist even with 0 instances
         with procs.file_lock(runner.lock_path):
             live = runner.live()  # left over by a crashed apply: keep what already runs as desired
@@ -203,7 +205,7 @@ class InstanceProvider(RouterWindows, Provider):
 
     def _repool_deployment(self, request: ApplyRequest, prior: dict[str, Any]) -> dict[str, Any]:
         """An in-place, non-rolling deployment update: the live instances, pooled with the new settings."""
-        runner = self._runner(request.attributes)
+        runner = self._runner(request.deployment)
         with procs.file_lock(runner.lock_path):
             live = runner.live()
             self._pool(runner, live, request)
@@ -211,14 +213,14 @@ class InstanceProvider(RouterWindows, Provider):
 
     def _pool(self, runner: Any, serving: list[Any], request: ApplyRequest) -> None:
         """The router sends the deployment's traffic to ``serving``."""
-        self._endpoint_of(runner).set_pool(runner.name, upstreams(serving), router_settings(request.attributes),
+        self._endpoint_of(runner).set_pool(runner.name, upstreams(serving), router_settings(request.deployment),
                                            pool_digests(serving))
 
     def _retire(self, runner: Any, serving: list[Any], retire: list[Any], request: ApplyRequest,
                 wait: bool = True) -> None:
         """Pool becomes ``serving``; ``retire`` is drained, then stopped (``_stop``)."""
         self._pool(runner, serving, request)
-        self._endpoint_of(runner).wait_drained(upstreams(retire), drain_timeout(request.attributes))
+        self._endpoint_of(runner).wait_drained(upstreams(retire), drain_timeout(request.deployment))
         if retire:
             crash_point("instances.retiring", request.address)
         self._stop(runner, retire, wait)
@@ -228,7 +230,7 @@ class InstanceProvider(RouterWindows, Provider):
         runner.stop(instances, grace=STOP_GRACE)
 
     def _observe_deployment(self, resource: StateResource) -> Observation:
-        attrs = resource.attributes
+        attrs = as_deployment(resource.attributes)
         runner = self._runner(attrs)
         found = runner.recorded()
         if not found and not runner.exists():
@@ -267,9 +269,9 @@ class InstanceProvider(RouterWindows, Provider):
         """Environments are kept for reuse unless the provider says otherwise."""
 
     def _create_endpoint(self, request: ApplyRequest) -> dict[str, Any]:
-        ep = self._endpoint(request.attributes["name"])
+        ep = self._endpoint(request.endpoint["name"])
         prior_port = request.prior.outputs.get("port") if request.prior else None
-        where = ep.create(request.attributes.get("auth_mode"), router_limits(self.settings, ep.name), prior_port,
+        where = ep.create(request.endpoint.get("auth_mode"), router_limits(self.settings, ep.name), prior_port,
                           start=lambda: self._start_router(ep, request))
         request.emit(f"router {where}")
         return self._endpoint_outputs(ep)
@@ -313,7 +315,7 @@ class InstanceProvider(RouterWindows, Provider):
         """The ``EndpointFiles`` of the endpoint a runner's deployment is behind."""
 
     @abstractmethod
-    def _runner(self, attrs: dict[str, Any]) -> Any:
+    def _runner(self, attrs: DeploymentAttrs) -> Any:
         """The handle on one deployment's instances."""
 
     @abstractmethod
@@ -321,7 +323,7 @@ class InstanceProvider(RouterWindows, Provider):
         """The desired configuration's digest and launch config (prepared and saved)."""
 
     @abstractmethod
-    def _healthy(self, runner: Any, live: list[Any], probe: dict[str, Any] | None) -> list[Any]:
+    def _healthy(self, runner: Any, live: list[Any], probe: Mapping[str, Any] | None) -> list[Any]:
         """The live instances that pass their liveness probe."""
 
     @abstractmethod

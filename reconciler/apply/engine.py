@@ -296,7 +296,7 @@ class _Engine:
                         type=rc.type,
                         name=rc.name,
                         provider=self.plan.provider,
-                        attributes=dict(rc.after),
+                        attributes=rc.after.copy(),
                         depends_on=list(rc.depends_on),
                         status="tainted",
                     )

@@ -161,7 +161,8 @@ def endpoint_request(state: State, address: str) -> ApplyRequest:
     res = state.get(address)
     if res is None:
         raise PlanError(f"{address}: cannot measure its requests, the endpoint is not recorded")
-    return ApplyRequest(address, "endpoint", res.name, dict(res.attributes), res.model_copy(deep=True))
+    return ApplyRequest(address, "endpoint", res.name, res.attributes.copy(),
+                        res.model_copy(deep=True))
 
 
 def outcome_words(verdict: Verdict, label: str) -> str:

@@ -35,7 +35,6 @@ from reconciler.model.resources import (
     as_attributes,
     as_deployment,
     as_endpoint,
-    as_plain,
     endpoint_address,
     normal_traffic,
 )
@@ -145,7 +144,7 @@ class StepHandlers:
             step.address,
             rtype,
             name,
-            as_plain(attributes),
+            attributes,
             prior,
             refs,
             on_event=lambda line: self.hooks("event", step, line),
@@ -171,7 +170,7 @@ class StepHandlers:
             type=rc.type,
             name=rc.name,
             provider=self.plan.provider,
-            attributes=as_plain(sent),
+            attributes=sent,
             depends_on=list(rc.depends_on),
             outputs=outputs,
         )
@@ -193,7 +192,7 @@ class StepHandlers:
                 type=rc.type,
                 name=rc.name,
                 provider=self.plan.provider,
-                attributes=as_plain(sent),
+                attributes=sent,
                 depends_on=list(rc.depends_on),
                 outputs={**_outputs(prior), **outputs},
                 judging=prior.judging if prior is not None else None,  # judged by its own step
@@ -217,7 +216,7 @@ class StepHandlers:
         def record(s: State) -> None:
             res = s.resources.get(step.address)
             if res is not None:
-                res.attributes["instance_count"] = count
+                as_deployment(res.attributes)["instance_count"] = count
                 res.outputs.update(outputs)
                 res.pending = None
 
@@ -336,8 +335,9 @@ class StepHandlers:
         def record(s: State) -> None:
             res = s.resources.get(step.address)
             if res is not None:
-                res.attributes["traffic"] = normal_traffic(traffic)
-                res.attributes["mirror_traffic"] = normal_traffic(mirror)
+                recorded = as_endpoint(res.attributes)
+                recorded["traffic"] = normal_traffic(traffic)
+                recorded["mirror_traffic"] = normal_traffic(mirror)
                 res.outputs.update(outputs)
                 res.pending = None
                 res.judging = judging
@@ -383,17 +383,17 @@ def _prior_for(step: Step, state: State) -> StateResource | None:
     return prior.model_copy(deep=True)
 
 
-def _refs(plan: Plan, state: State, addresses: list[str]) -> dict[str, dict[str, Any]]:
+def _refs(plan: Plan, state: State, addresses: list[str]) -> dict[str, Attributes]:
     """The canonical attributes of what a resource references: the plan's desired ones, else the
     recorded ones (copies)."""
-    refs: dict[str, dict[str, Any]] = {}
+    refs: dict[str, Attributes] = {}
     for address in addresses:
         other = plan.change(address)
         recorded = state.get(address)
         if other is not None and other.after is not None:
-            refs[address] = as_plain(other.after)
+            refs[address] = other.after
         elif recorded is not None:
-            refs[address] = copy.deepcopy(recorded.attributes)
+            refs[address] = as_attributes(copy.deepcopy(recorded.attributes))
     return refs
 
 
@@ -408,7 +408,7 @@ def _references(rtype: str, attributes: Attributes, depends_on: list[str]) -> li
 
 def _recorded(resource: StateResource) -> Attributes:
     """A copy of the recorded attributes (the recorded resources are shared: never changed in place)."""
-    return as_attributes(dict(resource.attributes))
+    return resource.attributes.copy()
 
 
 def _without_traffic(after: EndpointAttrs, prior: StateResource | None) -> EndpointAttrs:
@@ -459,9 +459,9 @@ def _check_drained(state: State, deployment: StateResource) -> None:
     endpoint = state.get(f"endpoint.{deployment.address.split('.')[1]}")
     if endpoint is None:
         return
-    name = deployment.name.lower()
-    for key in ("traffic", "mirror_traffic"):
-        pct = {k.lower(): v for k, v in (endpoint.attributes.get(key) or {}).items()}.get(name)
+    name, recorded = deployment.name.lower(), as_endpoint(endpoint.attributes)
+    for key, split in (("traffic", recorded.get("traffic")), ("mirror_traffic", recorded.get("mirror_traffic"))):
+        pct = {k.lower(): v for k, v in (split or {}).items()}.get(name)
         if pct:
             raise PlanError(
                 f"refusing to delete {deployment.address}: {endpoint.address} still sends it {pct}% "

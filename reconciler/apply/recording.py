@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from reconciler.apply.hooks import SerialHooks
 from reconciler.model.errors import StateError
-from reconciler.model.resources import Attributes, as_plain
+from reconciler.model.resources import Attributes
 from reconciler.plan.types import ResourceChange, Step, StepKind
 from reconciler.state.document import Pending, State, StateResource
 from reconciler.state.manager import StateManager
@@ -95,7 +95,7 @@ def write_intent(state: State, step: Step, intent: Pending, rc: ResourceChange |
             type=rc.type,
             name=rc.name,
             provider=provider,
-            attributes=dict(as_plain(intent.attributes)),
+            attributes=intent.attributes.copy(),
             depends_on=list(rc.depends_on),
             pending=intent,
         )
@@ -138,7 +138,7 @@ def _record_batch(
         return
     res.outputs.update(outputs)
     if last:
-        res.attributes = dict(as_plain(after))
+        res.attributes = after.copy()
         res.status = "ready"
         res.pending = None
     elif res.pending is not None:

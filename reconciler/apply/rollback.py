@@ -28,7 +28,7 @@ from reconciler.apply.judge import Verdict
 from reconciler.apply.outcomes import StepOutcome
 from reconciler.apply.recording import Recorder
 from reconciler.model.crashpoints import crash_point
-from reconciler.model.resources import Attributes, as_plain, normal_traffic
+from reconciler.model.resources import Attributes, as_endpoint, normal_traffic
 from reconciler.model.rollout import Gate
 from reconciler.plan.provider import ApplyRequest, Provider
 from reconciler.plan.types import Batch, Split, Step
@@ -86,7 +86,7 @@ class Undo:
         def record_intent(state: State) -> None:
             res = state.resources.get(address)
             if res is not None:
-                res.attributes = dict(as_plain(previous))
+                res.attributes = previous.copy()
                 res.pending = intent
                 res.status = "ready"
 
@@ -136,8 +136,9 @@ class Undo:
         def record(state: State) -> None:
             res = state.resources.get(step.address)
             if res is not None:
-                res.attributes["traffic"] = traffic
-                res.attributes["mirror_traffic"] = mirror
+                recorded = as_endpoint(res.attributes)
+                recorded["traffic"] = traffic
+                recorded["mirror_traffic"] = mirror
                 res.outputs.update(outputs)
                 res.pending = None
                 res.judging = None  # judged, and the verdict carried out

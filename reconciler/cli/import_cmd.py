@@ -74,7 +74,7 @@ def _import_one(project: Any, resource: Any) -> Any:
     from reconciler.state.document import StateResource
 
     probe = StateResource(address=resource.address, type=resource.type, name=resource.name,
-                          provider=project.provider_kind, attributes=dict(resource.attributes),
+                          provider=project.provider_kind, attributes=resource.attributes.copy(),
                           depends_on=list(resource.depends_on))
     try:
         seen = project.provider.observe(probe)

@@ -172,6 +172,61 @@ class DeploymentAttrs(TypedDict):
 
 Attributes = EnvironmentAttrs | ModelAttrs | EndpointAttrs | DeploymentAttrs
 
+
+class ObservedEndpoint(TypedDict, total=False):
+    """The ``EndpointAttrs`` a provider can see of a live endpoint: any subset of them."""
+
+    name: str
+    kind: str
+    auth_mode: str
+    compute: str | None
+    identity: Identity | None
+    public_network_access: str | None
+    description: str | None
+    tags: dict[str, str]
+    traffic: Traffic
+    mirror_traffic: Traffic
+
+
+class ObservedDeployment(TypedDict, total=False):
+    """The ``DeploymentAttrs`` a provider can see of a live deployment: any subset of them (the
+    ones that drift: instance_count, environment_variables, scale_settings, settings a cloud shows)."""
+
+    name: str
+    endpoint_name: str
+    model: str | None
+    environment: str | None
+    code: CodeRef | None
+    scoring_script: str | None
+    instance_type: str | None
+    instance_count: int
+    scale_settings: ScaleSettings
+    request_settings: RequestSettings
+    liveness_probe: Probe
+    readiness_probe: Probe
+    environment_variables: dict[str, str]
+    properties: dict[str, Any]
+    tags: dict[str, str]
+    description: str | None
+    app_insights_enabled: bool
+    egress_public_network_access: str | None
+
+
+class ObservedAsset(TypedDict, total=False):
+    """The ``ModelAttrs``/``EnvironmentAttrs`` a provider can see of a registered asset."""
+
+    name: str
+    version: str
+    description: str | None
+    tags: dict[str, str]
+    image: str | None
+    path: str
+    type: str
+
+
+#: what ``Observation.attributes`` holds: some canonical attributes of the observed resource's type
+ObservedAttrs = ObservedEndpoint | ObservedDeployment | ObservedAsset
+
 if TYPE_CHECKING:
     AttributesField = Attributes
 else:  # what pydantic validates and serialises: the plain dict the TypedDicts describe
@@ -195,14 +250,24 @@ def as_asset(attrs: Attributes | Mapping[str, Any]) -> ModelAttrs | EnvironmentA
     return attrs  # type: ignore[return-value]
 
 
-def as_attributes(attrs: Mapping[str, Any]) -> Attributes:
-    """Recorded or observed JSON data as canonical attributes (for the type checker)."""
+def as_model(attrs: Attributes | Mapping[str, Any]) -> ModelAttrs:
+    """``attrs`` of a resource known to be a model (for the type checker; no copy, no check)."""
     return attrs  # type: ignore[return-value]
 
 
-def as_plain(attrs: Attributes) -> dict[str, Any]:
-    """Canonical attributes as the plain JSON data the provider interface and the state record
-    hold (the same dict: no copy)."""
+def as_environment(attrs: Attributes | Mapping[str, Any]) -> EnvironmentAttrs:
+    """``attrs`` of a resource known to be an environment (for the type checker; no copy, no check)."""
+    return attrs  # type: ignore[return-value]
+
+
+def as_observed(attrs: Mapping[str, Any]) -> ObservedAttrs:
+    """A provider's translation of what it read (JSON data, keyed by canonical names) as observed
+    attributes (for the type checker; no copy, no check)."""
+    return attrs  # type: ignore[return-value]
+
+
+def as_attributes(attrs: Mapping[str, Any]) -> Attributes:
+    """Recorded or observed JSON data as canonical attributes (for the type checker)."""
     return attrs  # type: ignore[return-value]
 
 
@@ -338,6 +403,10 @@ __all__ = [
     "Identity",
     "InstanceType",
     "ModelAttrs",
+    "ObservedAsset",
+    "ObservedAttrs",
+    "ObservedDeployment",
+    "ObservedEndpoint",
     "Probe",
     "ProviderSettings",
     "RequestSettings",
@@ -350,7 +419,9 @@ __all__ = [
     "as_attributes",
     "as_deployment",
     "as_endpoint",
-    "as_plain",
+    "as_environment",
+    "as_model",
+    "as_observed",
     "asset_address",
     "canonical_json",
     "deployment_address",

@@ -65,13 +65,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from reconciler.model.errors import PermanentError
-from reconciler.model.resources import Traffic, normal_traffic
-from reconciler.model.windows import WindowStats
+from reconciler.model.resources import (
+    Attributes,
+    DeploymentAttrs,
+    EndpointAttrs,
+    EnvironmentAttrs,
+    ModelAttrs,
+    ObservedAttrs,
+    Traffic,
+    as_asset,
+    as_deployment,
+    as_endpoint,
+    as_environment,
+    as_model,
+    normal_traffic,
+)
 from reconciler.plan.types import Batch
 from reconciler.state.document import StateResource
+
+if TYPE_CHECKING:  # only providers that measure build one; a plan does not import it (start-up)
+    from reconciler.model.windows import WindowStats
 
 
 @dataclass(frozen=True)
@@ -91,10 +107,14 @@ class ProviderContext:
 
 @dataclass(frozen=True)
 class Observation:
-    """What a provider saw for one recorded resource."""
+    """What a provider saw for one recorded resource.
+
+    ``attributes``: the canonical attributes it can see, only those (``ObservedAttrs``: any subset of
+    the resource type's keys). ``outputs`` is the provider's own JSON data (ids, URIs, digests), not
+    canonical attributes: its keys are the provider's, so it stays a plain dict."""
 
     exists: bool
-    attributes: dict[str, Any] = field(default_factory=dict)
+    attributes: ObservedAttrs = field(default_factory=dict)  # type: ignore[assignment]  # {} is every subset
     outputs: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # human words: "instance 2 (pid 4242) is not running"
     # why it is not settled in its recorded state (see the module docstring): drift, repaired by the next plan
@@ -181,10 +201,13 @@ EventSink = Callable[[str], None]
 class ApplyRequest:
     """Everything a provider needs to act on one resource, taken from the plan (never the config).
 
-    ``attributes``: the desired canonical attributes (the plan's ``after``).
+    ``attributes``: the desired canonical attributes (the plan's ``after``), of the request's
+    ``type``; ``endpoint``, ``deployment`` and ``asset`` give them as that type's attributes (and
+    refuse another type), so a provider reads typed keys without casting.
     ``prior``: the recorded resource (None on create).
     ``refs``: canonical attributes of the resources this one references, by address (a
-    deployment gets its endpoint, model and environment).
+    deployment gets its endpoint, model and environment: ``model`` and ``environment`` give the
+    ones it names, typed).
     ``on_event``: progress lines for people ("instance 3 ready"); may be ignored.
     ``on_status``: what the provider is doing right now ("collecting numpy"), replaced by the next
     status: a terminal shows it in place, plain output thins it out; may be ignored.
@@ -193,9 +216,9 @@ class ApplyRequest:
     address: str
     type: str
     name: str
-    attributes: dict[str, Any]
+    attributes: Attributes
     prior: StateResource | None = None
-    refs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refs: dict[str, Attributes] = field(default_factory=dict)
     on_event: EventSink | None = None
     on_status: EventSink | None = None
 
@@ -207,24 +230,67 @@ class ApplyRequest:
         if self.on_status is not None:
             self.on_status(text)
 
+    def _of(self, *types: str) -> None:
+        if self.type not in types:
+            raise TypeError(f"{self.address} is a {self.type}, not {' or '.join(types)}")
+
+    @property
+    def endpoint(self) -> EndpointAttrs:
+        """The desired attributes of an endpoint request (TypeError for another type)."""
+        self._of("endpoint")
+        return as_endpoint(self.attributes)
+
+    @property
+    def deployment(self) -> DeploymentAttrs:
+        """The desired attributes of a deployment request (TypeError for another type)."""
+        self._of("deployment")
+        return as_deployment(self.attributes)
+
+    @property
+    def asset(self) -> ModelAttrs | EnvironmentAttrs:
+        """The desired attributes of a model or environment request (their common keys)."""
+        self._of("model", "environment")
+        return as_asset(self.attributes)
+
+    @property
+    def model(self) -> ModelAttrs | None:
+        """A deployment's model, when it names one recon manages (in ``refs``); else None."""
+        ref = self._ref(self.deployment["model"])
+        return None if ref is None else as_model(ref)
+
+    @property
+    def environment(self) -> EnvironmentAttrs | None:
+        """A deployment's environment, when it names one recon manages (in ``refs``); else None."""
+        ref = self._ref(self.deployment["environment"])
+        return None if ref is None else as_environment(ref)
+
+    def _ref(self, address: str | None) -> Attributes | None:
+        return self.refs.get(address) if address else None
+
     @property
     def instance_count(self) -> int:
         """A deployment's desired count (``scale`` makes it so); canonical attributes always hold it."""
-        return int(self.attributes["instance_count"])
+        return int(self.deployment["instance_count"])
 
     @property
     def traffic(self) -> Traffic:
         """An endpoint's live split (``set_routing`` routes by it), in normal form."""
-        return normal_traffic(self.attributes.get("traffic"))
+        return normal_traffic(self.endpoint.get("traffic"))
 
     @property
     def mirror_traffic(self) -> Traffic:
         """An endpoint's mirrored percentages, in normal form."""
-        return normal_traffic(self.attributes.get("mirror_traffic"))
+        return normal_traffic(self.endpoint.get("mirror_traffic"))
 
 
 class Provider(ABC):
-    """Base class of every provider. Constructed with its ``provider:`` settings from recon.yaml."""
+    """Base class of every provider. Constructed with its ``provider:`` settings from recon.yaml.
+
+    Typed and untyped on purpose: what a provider is asked to make is canonical attributes, typed
+    (``ApplyRequest``: ``Attributes`` and the per-type accessors); ``settings`` (the provider's own
+    section of recon.yaml), the outputs the changing methods return and a window's ``mark`` are each
+    provider's own JSON data, whose keys only that provider knows: plain dicts, not attributes.
+    """
 
     name: ClassVar[str]
     measuring: ClassVar[Measuring] = Measuring()

@@ -121,7 +121,7 @@ class StateResource(BaseModel):
     type: ResourceType
     name: str
     provider: str
-    attributes: dict[str, Any]
+    attributes: AttributesField  # canonical attributes as last applied (plain JSON at run time)
     depends_on: list[str] = Field(default_factory=list)
     outputs: dict[str, Any] = Field(default_factory=dict)
     status: Literal["ready", "failed", "tainted"] = "ready"

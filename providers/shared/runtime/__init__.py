@@ -4,7 +4,9 @@ only finds and packs them).
 
 - ``router/``: an endpoint's router (key check, traffic split, mirroring, limits, hot reload), a package
   of the standard library plus httptools, shipped and run as one zip archive (``router_zipapp``).
-- ``host.py``: the instance host that serves one scoring script (azmlinfsrv's contract), one file.
+- ``host.py``: the instance host that serves one scoring script (azmlinfsrv's contract), with
+  ``host_scoring.py`` beside it (the script and its ``/score`` answers): two files that always ship
+  together (``HOST_FILES``, ``host_files()``), in the same folder, and ``host.py`` is what runs.
 - ``launcher.py``: imports a deployment's libraries once and forks warm instances, one file.
 """
 
@@ -20,6 +22,7 @@ from pathlib import Path
 _HERE = Path(__file__).resolve().parent
 ROUTER_PACKAGE = _HERE / "router"
 HOST_SCRIPT = _HERE / "host.py"
+HOST_FILES = (HOST_SCRIPT, _HERE / "host_scoring.py")  # the host and the module it imports, side by side
 LAUNCHER_SCRIPT = _HERE / "launcher.py"
 ROUTER_ARCHIVE_NAME = "router.pyz"
 # The archive's entry point: the package is ``router`` inside it (its modules import each other relatively).
@@ -40,6 +43,12 @@ def router_archive() -> bytes:
             info.external_attr = 0o644 << 16
             archive.writestr(info, data)
     return buf.getvalue()
+
+
+def host_files() -> dict[str, bytes]:
+    """The host's files by name (``host.py`` first): what an image, a container or a ConfigMap gets,
+    into one folder."""
+    return {p.name: p.read_bytes() for p in HOST_FILES}
 
 
 def router_digest() -> str:
@@ -65,5 +74,5 @@ def router_zipapp(directory: Path) -> Path:
     return path
 
 
-__all__ = ["HOST_SCRIPT", "LAUNCHER_SCRIPT", "ROUTER_ARCHIVE_NAME", "ROUTER_PACKAGE", "router_archive",
-           "router_digest", "router_zipapp"]
+__all__ = ["HOST_FILES", "HOST_SCRIPT", "LAUNCHER_SCRIPT", "ROUTER_ARCHIVE_NAME", "ROUTER_PACKAGE", "host_files",
+           "router_archive", "router_digest", "router_zipapp"]

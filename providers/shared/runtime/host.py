@@ -1,7 +1,8 @@
 """Instance host: serves one scoring script over HTTP, keeping azmlinfsrv's contract, on 127.0.0.1 only.
 
-A single file, standard library only: it runs inside the deployment's own virtualenv, where recon is not
-installed, as ``<venv python> host.py --entry_script score.py --port N``. See docs/runtime.md.
+Standard library only, two files (this one and ``host_scoring.py``, shipped side by side: ``HOST_FILES``):
+it runs inside the deployment's own virtualenv, where recon is not installed, as
+``<venv python> host.py --entry_script score.py --port N``. See docs/runtime.md.
 
 Why not azureml-inference-server-http itself: it always binds 0.0.0.0 (a constant handed to gunicorn's
 ``-b``), and a scoring server open to the network without the key check is not acceptable.
@@ -21,8 +22,6 @@ import argparse
 import atexit
 import contextlib
 import hmac
-import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -35,18 +34,26 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+# The scoring side is the file beside this one (shipped with it: HOST_FILES). Run as a script, or imported
+# as ``host`` by the launcher, this file is a top-level module and finds it on sys.path[0], its folder;
+# read as part of recon's package (by the type checker) it is a sibling module.
+try:
+    from .host_scoring import Answer, Host, ScoringScript, error_answer
+except ImportError:
+    from host_scoring import (  # type: ignore[import-not-found, no-redef]
+        Answer,
+        Host,
+        ScoringScript,
+        error_answer,
+    )
 
 HEADER_LIMIT = 100  # azmlinfsrv refuses longer request ids with 431
 EXIT_SCRIPT_FAILED = 3  # azmlinfsrv's exit code when the script cannot be loaded or init() fails
 EXIT_USAGE = 2
-RUN_FAILED_MESSAGE = "An unexpected error occurred in scoring script. Check the logs for more info."
-INTERNAL_ERROR_MESSAGE = "An unexpected internal error occurred. Check the logs for more info."
 NOT_FOUND_MESSAGE = (
     "The requested URL was not found on the server. If you entered the URL manually please check your "
     "spelling and try again."
@@ -57,108 +64,6 @@ SECRET_PARAM = re.compile(r"((?:^|[?&;])(?:[^=&;]*(?:key|token|sig|secret|passwo
 IDLE_TIMEOUT_S = 75.0  # keep-alive connections idle longer than this are closed (router pools reconnect)
 
 log = logging.getLogger("host")
-
-
-class ScoringScript:
-    """The user's module: ``init()`` and ``run(data[, request_headers])``, as azmlinfsrv loads it."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        spec = importlib.util.spec_from_file_location("entry_module", path)
-        if spec is None or spec.loader is None:
-            raise FileNotFoundError(f"cannot load scoring script {path}")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        for name in ("init", "run"):
-            if not hasattr(module, name):
-                raise AttributeError(f"User script at {path} does not have a {name}() function defined.")
-        # Some Azure SDKs wrap the real script in a "driver module"; azmlinfsrv calls its run() directly.
-        driver = getattr(module, "driver_module", None)
-        self._run: Callable[..., Any] = (
-            driver.run if isinstance(driver, ModuleType) and hasattr(driver, "run") else module.run
-        )
-        self._init: Callable[[], Any] = module.init
-        params = list(inspect.signature(self._run).parameters.values())
-        if any(p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
-            raise TypeError("run() cannot accept positional-only arguments, *args, or **kwargs.")
-        self.wants_headers = any(p.name == "request_headers" for p in params)
-        others = [p for p in params if p.name != "request_headers"]
-        if not others:
-            raise TypeError("run() needs to accept an argument for input data.")
-        self.input_name = others[0].name
-
-    def init(self) -> None:
-        self._init()
-
-    def run(self, data: str, headers: dict[str, str]) -> Any:
-        kwargs: dict[str, Any] = {self.input_name: data}
-        if self.wants_headers:
-            kwargs["request_headers"] = headers
-        return self._run(**kwargs)
-
-
-@dataclass
-class Answer:
-    """One HTTP answer: status, body bytes, content type and extra headers."""
-
-    status: int
-    body: bytes
-    ctype: str = "application/json"
-    failed: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error_answer(status: int, message: str, failed: bool = False) -> Answer:
-    return Answer(status, json.dumps({"message": message}).encode(), failed=failed)
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-class Host:
-    """Shared state of the server: the script, the run() concurrency limit, connection bookkeeping."""
-
-    def __init__(self, script: ScoringScript, workers: int, key: bytes = b"") -> None:
-        self.script = script
-        self.key = key  # when set, every request but the health check must carry it
-        self.run_slots = threading.BoundedSemaphore(workers)
-        self.stopping = False
-        self.lock = threading.Lock()
-        self.idle: set[socket.socket] = set()  # keep-alive connections waiting for a request
-
-    def score(self, method: str, query: str, body: bytes, headers: dict[str, str]) -> Answer:
-        if method == "OPTIONS":
-            return Answer(200, b"", ctype="text/html; charset=utf-8")
-        if method == "GET":
-            params = {k: (_parse_value(v[0]) if len(v) == 1 else [_parse_value(x) for x in v])
-                      for k, v in parse_qs(query, keep_blank_values=True).items()}
-            data = json.dumps(params)
-        elif method == "POST":
-            try:
-                data = str(body, "utf-8")
-            except UnicodeDecodeError as ex:
-                return error_answer(400, f"Input cannot be decoded as UTF-8: {ex}")
-        else:
-            return error_answer(405, "Method not allowed")
-        started = time.perf_counter()
-        with self.run_slots:
-            try:
-                result = self.script.run(data, headers)
-            except Exception:
-                log.error("Encountered Exception: %s", traceback.format_exc())
-                return error_answer(500, RUN_FAILED_MESSAGE, failed=True)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        try:
-            answer = Answer(200, json.dumps(result).encode())
-        except Exception:
-            log.error("Encountered Exception: %s", traceback.format_exc())
-            return error_answer(500, INTERNAL_ERROR_MESSAGE)
-        answer.headers["x-ms-run-fn-exec-ms"] = f"{elapsed_ms:.3f}"
-        return answer
 
 
 class Handler(BaseHTTPRequestHandler):
