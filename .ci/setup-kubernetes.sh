@@ -2,7 +2,7 @@
 # A real Kubernetes v1.37.2 cluster on loopback for recon's Kubernetes tests, from the Go module proxy
 # and Debian's packages only (no image registry, no download site).
 #
-#   setup-kubernetes.sh build     build what is missing into the cache (idempotent; cold ~17 min on 2 cores)
+#   setup-kubernetes.sh build     build what is missing into the cache (idempotent; cold ~22 min on 2 cores)
 #   setup-kubernetes.sh up        etcd + kube-apiserver + controller-manager + scheduler + kwok nodes
 #   setup-kubernetes.sh up-real   as "up", plus containerd (Debian) + kubelet: a real node "localhost",
 #                                 and kube-proxy, CoreDNS, metrics-server (host processes on the pod bridge)
@@ -54,13 +54,12 @@ build_k8s() { # binaries...
     # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with ./staging/...
     # (not in the module zip): map every such module to its published tag.
     [ -f "$GOMODCACHE/k8s.io/kubernetes@$KVER/go.mod" ] || go mod download "k8s.io/kubernetes@$KVER"
-    # kwok, CoreDNS and metrics-server are built in the same module, against the same k8s.io libraries
-    # (the replaces pin every one to $SVER): they reuse what the Kubernetes binaries compiled (kwok: 38 s
-    # instead of 321 s cold; CoreDNS and metrics-server add 125 packages to the cluster's 2863, where
-    # each alone, cold, took 6 and 11 minutes).
+    # kwok and CoreDNS are built in the same module, against the same k8s.io libraries (the replaces pin
+    # every one to $SVER): they reuse what the Kubernetes binaries compiled (kwok: 38 s instead of 321 s
+    # cold; CoreDNS alone, cold, took 6 minutes). Not metrics-server: see build_metrics_server.
     {
         printf 'module recontestcluster\n\ngo 1.26.0\n\nrequire (\n\tk8s.io/kubernetes %s\n\tsigs.k8s.io/kwok %s\n' "$KVER" "$KWOK_VER"
-        printf '\tgithub.com/coredns/coredns %s\n\tsigs.k8s.io/metrics-server %s\n)\n\nreplace (\n' "$COREDNS_VER" "$METRICS_VER"
+        printf '\tgithub.com/coredns/coredns %s\n)\n\nreplace (\n' "$COREDNS_VER"
         awk -v v="$SVER" '/^[ \t]+k8s\.io\/[^ ]+ v0\.0\.0$/ {print "\t" $1 " => " $1 " " v}' \
             "$GOMODCACHE/k8s.io/kubernetes@$KVER/go.mod"
         printf ')\n'
@@ -71,7 +70,7 @@ build_k8s() { # binaries...
     for b in kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl kube-proxy; do
         printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b" >> tools/tools.go
     done
-    printf '\t_ "sigs.k8s.io/kwok/cmd/kwok"\n\t_ "sigs.k8s.io/metrics-server/cmd/metrics-server"\n)\n' >> tools/tools.go
+    printf '\t_ "sigs.k8s.io/kwok/cmd/kwok"\n)\n' >> tools/tools.go
     # CoreDNS with only the plugins the cluster's Corefile uses (its own way of choosing plugins at
     # build time: the Directives list and the plugins' packages), so no cloud SDK is compiled
     mkdir -p coredns && cp "$K8S/coredns.go" coredns/main.go
@@ -81,7 +80,6 @@ build_k8s() { # binaries...
         log "building $b"; local s pkg="k8s.io/kubernetes/cmd/$b"; s=$(ts)
         case "$b" in
             kwok) pkg=sigs.k8s.io/kwok/cmd/kwok ;;
-            metrics-server) pkg=sigs.k8s.io/metrics-server/cmd/metrics-server ;;
             coredns) pkg=./coredns ;;
         esac
         go build -trimpath -ldflags "$LD" -o "$BIN/$b.tmp" "$pkg"
@@ -108,6 +106,28 @@ build_etcd() {
     log "built etcd in $(since "$s")s"
 }
 
+build_metrics_server() {
+    # In a module of its own, with the k8s.io libraries its go.mod asks for (v0.33): built against the
+    # cluster's v0.37 (the first recipe) it panics at start ("unable to get openapi models: cannot find
+    # model definition for io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics": v0.37 names OpenAPI
+    # models differently from the definitions metrics-server v0.8.0 generated). Cold, alone: ~11 min.
+    metrics_server_current && return 0
+    mkdir -p "$CACHE/build-metrics-server" "$BIN" && cd "$CACHE/build-metrics-server"
+    printf 'module recontestmetrics\n\ngo 1.26.0\n\nrequire sigs.k8s.io/metrics-server %s\n' "$METRICS_VER" > go.mod.new
+    cmp -s go.mod.new go.mod 2>/dev/null || { mv go.mod.new go.mod; rm -f go.sum; }
+    rm -f go.mod.new
+    printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/metrics-server/cmd/metrics-server"\n' > tools.go
+    [ -f go.sum ] || go mod tidy
+    log "building metrics-server"; local s; s=$(ts)
+    go build -trimpath -ldflags "-s -w" -o "$BIN/metrics-server.tmp" sigs.k8s.io/metrics-server/cmd/metrics-server
+    mv "$BIN/metrics-server.tmp" "$BIN/metrics-server"
+    log "built metrics-server in $(since "$s")s"
+}
+
+# one built by the first recipe (in the cluster's module: its k8s.io libraries replaced, so `go version
+# -m` shows "=>") panics at start: it is built again
+metrics_server_current() { [ -x "$BIN/metrics-server" ] && ! go version -m "$BIN/metrics-server" | grep -q '=>'; }
+
 coredns_current() { [ -x "$BIN/coredns" ] && "$BIN/coredns" -plugins 2> /dev/null | grep -qx bind; }
 
 build_pause() {
@@ -123,7 +143,8 @@ build_all() {
     build_k8s kube-apiserver kube-controller-manager kube-scheduler kubelet kwok
     build_etcd
     build_pause
-    build_k8s kube-proxy coredns metrics-server
+    build_k8s kube-proxy coredns
+    build_metrics_server
     build_k8s kubectl   # last: the tests use it to change objects behind recon's back
 }
 
@@ -152,6 +173,7 @@ all_built() {
         [ -x "$BIN/$b" ] || return 1
     done
     coredns_current   # one built before the bind plugin was in its recipe is built again
+    metrics_server_current
 }
 
 cmd_status() {

@@ -42,7 +42,7 @@ install_package() {
     touch "$stamp"
 }
 
-# The Kubernetes test cluster's binaries, built once per machine into RECON_K8S_CACHE (cold: about 17
+# The Kubernetes test cluster's binaries, built once per machine into RECON_K8S_CACHE (cold: about 22
 # minutes on 2 cores) in the background while the other steps and tests run; tests/kubernetes waits
 # for `setup-kubernetes.sh status` and brings the cluster up itself.
 if skip SKIP_KUBERNETES; then log "SKIP_KUBERNETES=1: no Kubernetes build (its tests will fail)"; else

@@ -3,7 +3,7 @@
 nodes (simulated kubelets: pods become Running, nothing runs) and one real node (containerd + kubelet)
 whose pods run processes.
 
-- The binaries are built once per machine (cold: about 17 minutes on 2 cores). .ci/test.sh starts
+- The binaries are built once per machine (cold: about 22 minutes on 2 cores). .ci/test.sh starts
   that build in the background before anything else; ``cluster`` waits for it, failing with the
   build log's last lines if it failed, then brings the cluster up once per session (``up-real`` keeps a
   cluster another session runs) and down at the end when no other session uses it.
