@@ -157,6 +157,17 @@ class Endpoints:
         return f"http://{host}/score"
 
     # -- the router ------------------------------------------------------------------------------
+    def _routers(self, ep: str, ready: bool = True) -> tuple[list[str], dict[str, str]]:
+        """The endpoint's router pods that are not being deleted, by name (the ready ones; with ``ready``
+        False every running one), and the headers that carry the instance key through the pod proxy."""
+        def wanted(p: dict[str, Any]) -> bool:
+            up = pod_ready(p) if ready else (p.get("status") or {}).get("phase") == "Running"
+            return up and not p["metadata"].get("deletionTimestamp")
+
+        pods = self.scope.kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
+        key = self.read_secret(ep).get("instanceKey", "")
+        return sorted(str(p["metadata"]["name"]) for p in pods if wanted(p)), {INSTANCE_KEY_HEADER: key} if key else {}
+
     def wait_version(self, ep: str, version: int) -> None:
         """Until the router pods serve table ``version``; bounded, and only with ``router_reload_check``.
         Each pod is annotated with the version first: its kubelet then syncs it at once, refreshing the
@@ -165,13 +176,9 @@ class Endpoints:
         kube = self.scope.kube
         if not self.scope.settings.router_reload_check:
             return
-        pods = [p for p in kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
-                if pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
-        key = self.read_secret(ep).get("instanceKey", "")
-        headers = {INSTANCE_KEY_HEADER: key} if key else {}
+        names, headers = self._routers(ep)
         deadline = time.monotonic() + ROUTER_RELOAD_TIMEOUT
-        for pod in pods:
-            name = pod["metadata"]["name"]
+        for name in names:
             kube.annotate("Pod", name, {"recon.io/table-version": str(version)})
             while True:
                 status = kube.proxy_get(name, m.ROUTER_PORT, "/-/router", headers=headers)
@@ -185,31 +192,21 @@ class Endpoints:
     def router_metrics(self, ep: str) -> list[tuple[str, str | None]]:
         """``GET /-/metrics`` of every running router pod of the endpoint (through the API server's pod
         proxy, with the instance key): ``(pod, text or None)``."""
-        kube = self.scope.kube
-        pods = [p for p in kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
-                if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
-        key = self.read_secret(ep).get("instanceKey", "")
-        headers = {INSTANCE_KEY_HEADER: key} if key else {}
+        names, headers = self._routers(ep, ready=False)
         # a router under load on a busy node may take a few seconds to answer through the proxy
-        return [(p["metadata"]["name"], kube.proxy_text(p["metadata"]["name"], m.ROUTER_PORT, "/-/metrics",
-                                                        timeout=10.0, headers=headers))
-                for p in sorted(pods, key=lambda p: str(p["metadata"]["name"]))]
+        return [(name, self.scope.kube.proxy_text(name, m.ROUTER_PORT, "/-/metrics", timeout=10.0, headers=headers))
+                for name in names]
 
     def served_pools(self, ep: str, dep: str) -> list[tuple[str, set[str] | None]]:
         """What each ready router pod of the endpoint serves as ``dep``'s pool: ``(pod, {ip:port} or None
         when it did not answer)``."""
-        kube = self.scope.kube
-        pods = [p for p in kube.items("Pod", {m.ENDPOINT: m.label_value(ep), m.ROLE: "router"})
-                if pod_ready(p) and not p["metadata"].get("deletionTimestamp")]
-        key = self.read_secret(ep).get("instanceKey", "")
-        headers = {INSTANCE_KEY_HEADER: key} if key else {}
+        names, headers = self._routers(ep)
         out: list[tuple[str, set[str] | None]] = []
-        for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
-            status = kube.proxy_get(pod["metadata"]["name"], m.ROUTER_PORT, "/-/router", headers=headers)
+        for name in names:
+            status = self.scope.kube.proxy_get(name, m.ROUTER_PORT, "/-/router", headers=headers)
             deployments = (status or {}).get("deployments") or {}
             entry = next((v for k, v in deployments.items() if str(k).lower() == dep), None)
-            out.append((pod["metadata"]["name"],
-                        None if status is None else set((entry or {}).get("upstreams") or {})))
+            out.append((name, None if status is None else set((entry or {}).get("upstreams") or {})))
         return out
 
     def ready_addresses(self, ep: str, dep: str) -> list[str]:
